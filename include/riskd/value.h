@@ -1,0 +1,87 @@
+/*
+ * Runtime values of the rule language.  A Value is 24 bytes, never owns
+ * memory: strings point into the decoded event, the rule set's constant
+ * pool, or the evaluation scratch buffer.
+ *
+ * Null semantics (documented in docs/rules.md): every comparison with null
+ * is false (== and != alike), arithmetic with null gives null, a null in a
+ * boolean context is false.
+ */
+#ifndef RISKD_VALUE_H
+#define RISKD_VALUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum ValueTag {
+        VT_NULL = 0,
+        VT_BOOL,
+        VT_NUM,  /* double */
+        VT_STR,  /* UTF-8 bytes, not NUL terminated */
+        VT_ENUM, /* index into the field's EnumDef values; -1 = unknown */
+        VT_TIME, /* milliseconds since the Unix epoch, UTC */
+        VT_DUR,  /* milliseconds */
+} ValueTag;
+
+typedef struct Str {
+        const char *p;
+        uint32_t len;
+} Str;
+
+typedef struct Value {
+        uint8_t tag;
+        union {
+                bool b;
+                double n;
+                int64_t ms; /* VT_TIME, VT_DUR */
+                int32_t e;
+                Str s;
+        };
+} Value;
+
+static inline Value value_null(void) { return (Value){.tag = VT_NULL}; }
+static inline Value value_bool(bool b) { return (Value){.tag = VT_BOOL, .b = b}; }
+static inline Value value_num(double n) { return (Value){.tag = VT_NUM, .n = n}; }
+static inline Value value_str(const char *p, uint32_t len) { return (Value){.tag = VT_STR, .s = {p, len}}; }
+static inline Value value_enum(int32_t e) { return (Value){.tag = VT_ENUM, .e = e}; }
+static inline Value value_time(int64_t ms) { return (Value){.tag = VT_TIME, .ms = ms}; }
+static inline Value value_dur(int64_t ms) { return (Value){.tag = VT_DUR, .ms = ms}; }
+
+/* Truthiness: true only for a true bool (null and everything else false). */
+static inline bool value_truthy(const Value *v) { return v->tag == VT_BOOL && v->b; }
+
+/*
+ * Comparison.  value_cmp returns false (and leaves *ret untouched) when the
+ * two values are not comparable (either is null, or tags differ other than
+ * the identical-type cases the checker allows); otherwise *ret is <0, 0, >0.
+ * Strings compare bytewise, enums by index, numbers numerically (NaN is not
+ * comparable).
+ */
+bool value_cmp(const Value *a, const Value *b, int *ret);
+
+/* Arithmetic op is one of '+', '-', '*', '/', '%'; see value.c for the
+ * typing table (time - time = dur, time + dur = time, dur * num = dur...).
+ * Division by zero gives null. */
+Value value_arith(int op, const Value *a, const Value *b);
+Value value_neg(const Value *a);
+Value value_abs(const Value *a);
+
+/* String predicates; false when either side is not a string. */
+bool value_contains(const Value *a, const Value *b);
+bool value_startswith(const Value *a, const Value *b);
+bool value_endswith(const Value *a, const Value *b);
+
+/* Durations: "45s", "30m", "12h", "180d", "2w", "500ms".  Returns 0 and
+ * sets *ms, or -EINVAL. */
+int duration_parse(const char *s, size_t n, int64_t *ms);
+/* Shortest exact spelling of a duration ("90m" -> "90m", 86400000 -> "1d"). */
+void duration_format(int64_t ms, char *out, size_t size);
+
+/* RFC 3339 timestamps with offset ("2025-03-02T10:15:00+08:00", fraction
+ * optional, 'Z' allowed).  Returns 0 or -EINVAL. */
+int time_parse(const char *s, size_t n, int64_t *ms);
+/* Formats as UTC "2025-03-02T02:15:00Z" (milliseconds only when non-zero). */
+void time_format(int64_t ms, char *out, size_t size);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * Diagnostics: collection, ordering and rendering (text with a caret under
+ * the bad token, or one JSON document).  See include/riskd/diag.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "include/riskd/diag.h"
+#include "include/riskd/util.h"
+
+static const struct {
+        const char *code, *name;
+        char level;
+} codes[] = {
+#define X(c, n, l) {#c, #n, #l[0]},
+        DIAG_CODE_LIST(X)
+#undef X
+};
+
+const char *diag_code_str(DiagCode c)
+{
+        return c < _DIAG_CODE_MAX ? codes[c].code : "E000";
+}
+
+const char *diag_code_name(DiagCode c)
+{
+        return c < _DIAG_CODE_MAX ? codes[c].name : "unknown";
+}
+
+DiagLevel diag_code_level(DiagCode c)
+{
+        return c < _DIAG_CODE_MAX && codes[c].level == 'W' ? DIAG_LEVEL_WARNING : DIAG_LEVEL_ERROR;
+}
+
+static DiagLineFn line_fn;
+static void *line_ud;
+
+void diag_set_line_source(DiagLineFn fn, void *ud)
+{
+        line_fn = fn;
+        line_ud = ud;
+}
+
+void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const char *fmt, ...)
+{
+        DiagLevel lvl = diag_code_level(code);
+        if (lvl == DIAG_LEVEL_ERROR)
+                dl->nerrors++;
+        else
+                dl->nwarnings++;
+        if (dl->n >= (dl->max ? dl->max : 1000))
+                return;
+        Diag *d = &VEC_PUSH(dl->v, dl->n, dl->cap);
+        d->code = code;
+        d->level = lvl;
+        d->file = xstrdup(pos.file ? pos.file : "");
+        d->line = pos.line;
+        d->col = pos.col;
+        d->len = pos.len;
+        Buf b = {0};
+        va_list ap;
+        va_start(ap, fmt);
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        d->message = b.p ? b.p : xstrdup("");
+        d->hint = hint ? xstrdup(hint) : NULL;
+        d->srcline = NULL;
+        if (line_fn && pos.file && pos.line) {
+                uint32_t n = 0;
+                const char *l = line_fn(line_ud, pos.file, pos.line, &n);
+                if (l)
+                        d->srcline = xstrndup(l, n);
+        }
+}
+
+void diag_list_deinit(DiagList *dl)
+{
+        for (uint32_t i = 0; i < dl->n; i++) {
+                free(dl->v[i].file);
+                free(dl->v[i].message);
+                free(dl->v[i].hint);
+                free(dl->v[i].srcline);
+        }
+        free(dl->v);
+        memset(dl, 0, sizeof(*dl));
+}
+
+static int diag_cmp(const void *x, const void *y)
+{
+        const Diag *a = x, *b = y;
+        int c = strcmp(a->file, b->file);
+        if (c)
+                return c;
+        if (a->line != b->line)
+                return a->line < b->line ? -1 : 1;
+        if (a->col != b->col)
+                return a->col < b->col ? -1 : 1;
+        if (a->code != b->code)
+                return a->code < b->code ? -1 : 1;
+        return strcmp(a->message, b->message);
+}
+
+void diag_list_sort(DiagList *dl)
+{
+        if (dl->n > 1)
+                qsort(dl->v, dl->n, sizeof(Diag), diag_cmp);
+}
+
+static void print_caret(FILE *f, const Diag *d, bool color)
+{
+        const char *l = d->srcline;
+        size_t n = strlen(l);
+        size_t upto = utf8_offset(l, n, d->col);
+        fprintf(f, "  %5u | %s\n        | ", d->line, l);
+        /* keep tabs as tabs so the caret lines up in a terminal */
+        for (size_t i = 0; i < upto;) {
+                if (l[i] == '\t') {
+                        fputc('\t', f);
+                        i++;
+                        continue;
+                }
+                size_t j = i + 1;
+                while (j < upto && ((unsigned char)l[j] & 0xc0) == 0x80)
+                        j++;
+                size_t w = utf8_width(l + i, j - i);
+                while (w--)
+                        fputc(' ', f);
+                i = j;
+        }
+        size_t width = 1;
+        if (d->len > 1) {
+                size_t end = utf8_offset(l, n, d->col + d->len);
+                width = utf8_width(l + upto, end - upto);
+                if (width == 0)
+                        width = 1;
+        }
+        if (color)
+                fputs(d->level == DIAG_LEVEL_ERROR ? "\033[1;31m" : "\033[1;35m", f);
+        fputc('^', f);
+        for (size_t i = 1; i < width; i++)
+                fputc('~', f);
+        if (color)
+                fputs("\033[0m", f);
+        fputc('\n', f);
+}
+
+void diag_print_text(FILE *f, const DiagList *dl, bool color)
+{
+        for (uint32_t i = 0; i < dl->n; i++) {
+                const Diag *d = &dl->v[i];
+                const char *lvl = d->level == DIAG_LEVEL_ERROR ? "error" : "warning";
+                if (color)
+                        fprintf(f, "\033[1m%s:%u:%u: \033[%sm%s[%s]\033[0m\033[1m: %s\033[0m\n",
+                                d->file, d->line, d->col,
+                                d->level == DIAG_LEVEL_ERROR ? "1;31" : "1;35", lvl,
+                                diag_code_str(d->code), d->message);
+                else
+                        fprintf(f, "%s:%u:%u: %s[%s]: %s\n", d->file, d->line, d->col, lvl,
+                                diag_code_str(d->code), d->message);
+                if (d->srcline)
+                        print_caret(f, d, color);
+                if (d->hint)
+                        fprintf(f, "        = help: %s\n", d->hint);
+        }
+}
+
+void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
+{
+        Buf b = {0};
+        buf_puts(&b, "{\"diagnostics\":[");
+        for (uint32_t i = 0; i < dl->n; i++) {
+                const Diag *d = &dl->v[i];
+                if (i)
+                        buf_putc(&b, ',');
+                buf_printf(&b, "{\"code\":\"%s\",\"name\":\"%s\",\"severity\":\"%s\",\"file\":",
+                           diag_code_str(d->code), diag_code_name(d->code),
+                           d->level == DIAG_LEVEL_ERROR ? "error" : "warning");
+                buf_json_str(&b, d->file, strlen(d->file));
+                buf_printf(&b, ",\"line\":%u,\"column\":%u,\"length\":%u,\"message\":", d->line,
+                           d->col, d->len);
+                buf_json_str(&b, d->message, strlen(d->message));
+                buf_puts(&b, ",\"hint\":");
+                if (d->hint)
+                        buf_json_str(&b, d->hint, strlen(d->hint));
+                else
+                        buf_puts(&b, "null");
+                buf_puts(&b, ",\"source\":");
+                if (d->srcline)
+                        buf_json_str(&b, d->srcline, strlen(d->srcline));
+                else
+                        buf_puts(&b, "null");
+                buf_putc(&b, '}');
+        }
+        buf_printf(&b, "],\"errors\":%u,\"warnings\":%u", dl->nerrors, dl->nwarnings);
+        if (summary_json)
+                buf_printf(&b, ",\"summary\":%s", summary_json);
+        buf_puts(&b, "}\n");
+        fputs(b.p, f);
+        buf_free(&b);
+}
+
+const char *diag_suggest(const char *word, const char *const *cands, uint32_t n)
+{
+        const char *best = NULL;
+        unsigned bestd = 3;
+        size_t wl = strlen(word);
+        for (uint32_t i = 0; i < n; i++) {
+                if (!cands[i])
+                        continue;
+                if (strcasecmp(word, cands[i]) == 0)
+                        return cands[i];
+                unsigned d = edit_distance(word, cands[i]);
+                /* short words: one edit at most, or everything looks alike */
+                unsigned lim = wl <= 3 ? 1 : 2;
+                if (d <= lim && d < bestd) {
+                        bestd = d;
+                        best = cands[i];
+                }
+        }
+        return best;
+}

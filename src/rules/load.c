@@ -1,0 +1,1160 @@
+/*
+ * Loading a rules directory: read the files, parse the YAML, collect the
+ * definitions of every rule file (lists, macros, rules, append), then hand
+ * each rule to the checker and the compiler, and finish with the warnings
+ * that need the whole set (unused names, shadowed rules).
+ *
+ * Errors never stop the load early: every file and every rule is looked at
+ * so that `riskctl check` reports all problems at once.  A RuleSet is
+ * returned only when there was no error.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/rules/load.h"
+#include "src/rules/vm.h"
+
+static const char *const severities[] = {"info", "low", "medium", "high", "critical"};
+
+const char *severity_str(Severity s)
+{
+        return s <= SEV_CRITICAL ? severities[s] : "unknown";
+}
+
+/* ---- helpers shared by the stages ---- */
+
+static SrcPos fixed_map(const ExprSrc *es, uint32_t off, uint32_t len)
+{
+        return ynode_span(es->ud);
+}
+
+static ExprSrc *src_new(Loader *L)
+{
+        ExprSrc *es = arena_alloc(L->ar, sizeof(*es));
+        es->id = L->nsrcs;
+        VEC_PUSH(L->srcs, L->nsrcs, L->srccap) = es;
+        return es;
+}
+
+ExprSrc *loader_exprsrc(Loader *L, const YNode *n)
+{
+        ExprSrc *es = src_new(L);
+        uint32_t id = es->id;
+        ynode_exprsrc(n, id, es);
+        return es;
+}
+
+ExprSrc *loader_fixedsrc(Loader *L, const YNode *n)
+{
+        ExprSrc *es = src_new(L);
+        es->file = n->src->path;
+        es->text = n->kind == Y_SCALAR ? n->str : "";
+        es->len = n->kind == Y_SCALAR ? n->len : 0;
+        es->ud = (void *)n;
+        es->map = fixed_map;
+        return es;
+}
+
+SrcPos loader_node_pos(Loader *L, const Node *n)
+{
+        if (n->src_id >= L->nsrcs)
+                return (SrcPos){0};
+        return exprsrc_pos(L->srcs[n->src_id], n->off, n->len);
+}
+
+Node *loader_parse(Loader *L, const YNode *n)
+{
+        if (!loader_expect(L, n, Y_SCALAR, "an expression"))
+                return NULL;
+        ExprSrc *es = loader_exprsrc(L, n);
+        return expr_parse(L->ar, es, L->dl);
+}
+
+static const char *kind_str(YKind k)
+{
+        return k == Y_MAP ? "a mapping" : k == Y_SEQ ? "a list" : "a scalar";
+}
+
+bool loader_expect(Loader *L, const YNode *n, YKind kind, const char *what)
+{
+        if (n->kind == kind)
+                return true;
+        diag_add(L->dl, DIAG_E003, ynode_pos(n), NULL, "expected %s here, found %s", what,
+                 kind_str(n->kind));
+        return false;
+}
+
+void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, uint32_t nknown,
+                         const char *where)
+{
+        for (uint32_t i = 0; i < map->n; i++) {
+                const YNode *k = map->keys[i];
+                if (k->kind != Y_SCALAR) {
+                        diag_add(L->dl, DIAG_E003, ynode_pos(k), NULL, "a key must be a plain name");
+                        continue;
+                }
+                for (uint32_t j = 0; j < i; j++)
+                        if (map->keys[j]->kind == Y_SCALAR && strcmp(map->keys[j]->str, k->str) == 0) {
+                                diag_add(L->dl, DIAG_E005, ynode_pos(k), "remove one of them",
+                                         "key '%s' appears twice (first at line %u)", k->str,
+                                         map->keys[j]->line);
+                                break;
+                        }
+                bool ok = false;
+                for (uint32_t j = 0; j < nknown; j++)
+                        if (strcmp(k->str, known[j]) == 0)
+                                ok = true;
+                if (ok)
+                        continue;
+                const char *sug = diag_suggest(k->str, known, nknown);
+                Buf h = {0};
+                if (sug)
+                        buf_printf(&h, "did you mean '%s'? ", sug);
+                buf_puts(&h, "known keys:");
+                for (uint32_t j = 0; j < nknown; j++)
+                        buf_printf(&h, " %s", known[j]);
+                diag_add(L->dl, DIAG_W101, ynode_pos(k), h.p, "unknown key '%s' in %s (ignored)",
+                         k->str, where);
+                buf_free(&h);
+        }
+}
+
+bool loader_duration(Loader *L, const YNode *n, int64_t *ms)
+{
+        if (!loader_expect(L, n, Y_SCALAR, "a duration"))
+                return false;
+        if (duration_parse(n->str, n->len, ms) < 0 || *ms <= 0) {
+                diag_add(L->dl, DIAG_E007, ynode_pos(n),
+                         "a positive whole number followed by ms, s, m, h, d or w, e.g. 30m, 24h, 180d",
+                         "'%s' is not a duration", n->str);
+                return false;
+        }
+        return true;
+}
+
+bool loader_number(Loader *L, const YNode *n, double *v)
+{
+        if (!loader_expect(L, n, Y_SCALAR, "a number"))
+                return false;
+        char *end = NULL;
+        double d = n->len ? strtod(n->str, &end) : 0;
+        if (!n->len || !end || *end || d != d || d > 1e15 || d < -1e15) {
+                diag_add(L->dl, DIAG_E008, ynode_pos(n), "write a plain number such as 20 or 2.5",
+                         "'%s' is not a number", n->str);
+                return false;
+        }
+        *v = d;
+        return true;
+}
+
+int32_t loader_flag(Loader *L, const char *name, bool create)
+{
+        RuleSet *rs = L->rs;
+        for (uint32_t i = 0; i < rs->nflags; i++)
+                if (strcmp(rs->flags[i], name) == 0)
+                        return (int32_t)i;
+        if (!create || rs->nflags >= RULES_MAX_FLAGS)
+                return -1;
+        uint32_t cap = rs->nflags;
+        VEC_PUSH(rs->flags, rs->nflags, cap) = arena_strdup(L->ar, name);
+        return (int32_t)rs->nflags - 1;
+}
+
+static bool id_ok(const char *s)
+{
+        if (!*s)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '_' || *p == '.' || *p == '-'))
+                        return false;
+        return true;
+}
+
+/* ---- definitions ---- */
+
+static ListDef *list_find(Loader *L, const char *name)
+{
+        for (uint32_t i = 0; i < L->nlists; i++)
+                if (strcmp(L->lists[i].name, name) == 0)
+                        return &L->lists[i];
+        return NULL;
+}
+
+static MacroDef *macro_find(Loader *L, const char *name)
+{
+        for (uint32_t i = 0; i < L->nmacros; i++)
+                if (strcmp(L->macros[i].name, name) == 0)
+                        return &L->macros[i];
+        return NULL;
+}
+
+static RuleDef *ruledef_find(Loader *L, const char *id)
+{
+        for (uint32_t i = 0; i < L->nrules; i++)
+                if (L->rules[i].id && strcmp(L->rules[i].id, id) == 0)
+                        return &L->rules[i];
+        return NULL;
+}
+
+static void list_items_add(Loader *L, ListDef *ld, const YNode *seq)
+{
+        if (!loader_expect(L, seq, Y_SEQ, "a list of values"))
+                return;
+        for (uint32_t i = 0; i < seq->n; i++)
+                if (loader_expect(L, seq->items[i], Y_SCALAR, "a value"))
+                        VEC_PUSH(ld->items, ld->nitems, ld->cap) = seq->items[i];
+}
+
+static void lists_load(Loader *L, const YNode *map)
+{
+        if (!loader_expect(L, map, Y_MAP, "a mapping of list names to values"))
+                return;
+        for (uint32_t i = 0; i < map->n; i++) {
+                const YNode *k = map->keys[i];
+                if (!loader_expect(L, k, Y_SCALAR, "a list name"))
+                        continue;
+                ListDef *old = list_find(L, k->str);
+                if (old) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(k), "use append: to extend a list",
+                                 "list '%s' is already defined at %s:%u", k->str,
+                                 old->decl->src->path, old->decl->line);
+                        continue;
+                }
+                if (macro_find(L, k->str)) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL,
+                                 "'%s' is already the name of a macro", k->str);
+                        continue;
+                }
+                ListDef *ld = &VEC_PUSH(L->lists, L->nlists, L->listcap);
+                ld->name = arena_strdup(L->ar, k->str);
+                ld->decl = k;
+                list_items_add(L, ld, map->items[i]);
+        }
+}
+
+static void macros_load(Loader *L, const YNode *map)
+{
+        if (!loader_expect(L, map, Y_MAP, "a mapping of macro names to expressions"))
+                return;
+        for (uint32_t i = 0; i < map->n; i++) {
+                const YNode *k = map->keys[i];
+                if (!loader_expect(L, k, Y_SCALAR, "a macro name"))
+                        continue;
+                MacroDef *old = macro_find(L, k->str);
+                if (old) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(k), "use append: to extend a macro",
+                                 "macro '%s' is already defined at %s:%u", k->str,
+                                 old->decl->src->path, old->decl->line);
+                        continue;
+                }
+                if (list_find(L, k->str)) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL,
+                                 "'%s' is already the name of a list", k->str);
+                        continue;
+                }
+                Node *body = loader_parse(L, map->items[i]);
+                MacroDef *md = &VEC_PUSH(L->macros, L->nmacros, L->macrocap);
+                md->name = arena_strdup(L->ar, k->str);
+                md->decl = k;
+                md->body = body;
+        }
+}
+
+static void exception_values_add(Loader *L, ExceptionDef *e, const YNode *values)
+{
+        if (!loader_expect(L, values, Y_SEQ, "a list of value tuples"))
+                return;
+        for (uint32_t i = 0; i < values->n; i++)
+                VEC_PUSH(e->values, e->nvalues, e->cap) = values->items[i];
+}
+
+static void exceptions_load(Loader *L, RuleDef *rd, const YNode *seq)
+{
+        if (!loader_expect(L, seq, Y_SEQ, "a list of exceptions"))
+                return;
+        for (uint32_t i = 0; i < seq->n; i++) {
+                const YNode *x = seq->items[i];
+                if (!loader_expect(L, x, Y_MAP, "an exception {name, fields, values}"))
+                        continue;
+                static const char *const known[] = {"name", "fields", "comps", "values", "desc"};
+                loader_unknown_keys(L, x, known, ARRAY_SIZE(known), "an exception");
+                const YNode *name = ynode_get(x, "name"), *fields = ynode_get(x, "fields");
+                if (!name || !fields) {
+                        diag_add(L->dl, DIAG_E004, ynode_pos(x), "an exception needs name: and fields:",
+                                 "exception without %s", !name ? "name" : "fields");
+                        continue;
+                }
+                if (!loader_expect(L, name, Y_SCALAR, "an exception name") ||
+                    !loader_expect(L, fields, Y_SEQ, "a list of field names"))
+                        continue;
+                ExceptionDef *e = &VEC_PUSH(rd->exc, rd->nexc, rd->exccap);
+                e->name = arena_strdup(L->ar, name->str);
+                e->decl = x;
+                e->fields = fields;
+                e->comps = ynode_get(x, "comps");
+                const YNode *values = ynode_get(x, "values");
+                if (values && !ynode_is_null(values))
+                        exception_values_add(L, e, values);
+        }
+}
+
+static const char *const rule_keys[] = {
+        "id", "desc", "on", "when", "severity", "score", "expires", "max_score", "flags",
+        "actions", "cooldown", "for", "per", "message", "basis", "status", "exceptions",
+        "rectify", "tags",
+};
+
+static void rule_collect(Loader *L, const YNode *n)
+{
+        if (!loader_expect(L, n, Y_MAP, "a rule (a mapping with id:, on:, when:)"))
+                return;
+        loader_unknown_keys(L, n, rule_keys, ARRAY_SIZE(rule_keys), "a rule");
+        const YNode *id = ynode_get(n, "id");
+        RuleDef rd = {.node = n};
+        if (!id) {
+                diag_add(L->dl, DIAG_E004, ynode_pos(n), "give every rule a unique, stable id such as sampling.toxic_fail",
+                         "rule without id");
+                rd.bad = true;
+        } else if (loader_expect(L, id, Y_SCALAR, "a rule id")) {
+                if (!id_ok(id->str)) {
+                        diag_add(L->dl, DIAG_E012, ynode_pos(id), "letters, digits, '_', '.', '-'",
+                                 "bad rule id '%s'", id->str);
+                        rd.bad = true;
+                }
+                RuleDef *old = ruledef_find(L, id->str);
+                if (old) {
+                        const YNode *oid = ynode_get(old->node, "id");
+                        diag_add(L->dl, DIAG_E010, ynode_pos(id), "rule ids must be unique: rename one, or use append: to extend",
+                                 "duplicate rule id '%s' (first defined at %s:%u)", id->str,
+                                 oid->src->path, oid->line);
+                        return;
+                }
+                rd.id = arena_strdup(L->ar, id->str);
+        } else {
+                rd.bad = true;
+        }
+        const YNode *when = ynode_get(n, "when");
+        if (when) {
+                rd.when = loader_parse(L, when);
+                if (!rd.when)
+                        rd.bad = true;
+        }
+        const YNode *exc = ynode_get(n, "exceptions");
+        if (exc && !ynode_is_null(exc))
+                exceptions_load(L, &rd, exc);
+        VEC_PUSH(L->rules, L->nrules, L->rulecap) = rd;
+}
+
+static void append_load(Loader *L, const YNode *seq)
+{
+        if (!loader_expect(L, seq, Y_SEQ, "a list of append entries"))
+                return;
+        for (uint32_t i = 0; i < seq->n; i++) {
+                const YNode *a = seq->items[i];
+                if (!loader_expect(L, a, Y_MAP, "an append entry ({list:, items:}, {macro:, when:} or {rule:, ...})"))
+                        continue;
+                static const char *const known[] = {"list", "items", "macro", "when", "rule", "exceptions"};
+                loader_unknown_keys(L, a, known, ARRAY_SIZE(known), "an append entry");
+                const YNode *list = ynode_get(a, "list"), *macro = ynode_get(a, "macro"),
+                            *rule = ynode_get(a, "rule");
+                if (list && loader_expect(L, list, Y_SCALAR, "a list name")) {
+                        ListDef *ld = list_find(L, list->str);
+                        const YNode *items = ynode_get(a, "items");
+                        if (!ld) {
+                                diag_add(L->dl, DIAG_E034, ynode_pos(list),
+                                         "append can only extend a list defined earlier (files load in name order)",
+                                         "append to unknown list '%s'", list->str);
+                        } else if (!items) {
+                                diag_add(L->dl, DIAG_E004, ynode_pos(a), NULL, "append to list '%s' without items:",
+                                         list->str);
+                        } else {
+                                list_items_add(L, ld, items);
+                        }
+                } else if (macro && loader_expect(L, macro, Y_SCALAR, "a macro name")) {
+                        MacroDef *md = macro_find(L, macro->str);
+                        const YNode *when = ynode_get(a, "when");
+                        if (!md) {
+                                diag_add(L->dl, DIAG_E035, ynode_pos(macro),
+                                         "append can only extend a macro defined earlier (files load in name order)",
+                                         "append to unknown macro '%s'", macro->str);
+                        } else if (!when) {
+                                diag_add(L->dl, DIAG_E004, ynode_pos(a), NULL, "append to macro '%s' without when:",
+                                         macro->str);
+                        } else {
+                                Node *extra = loader_parse(L, when);
+                                if (extra && md->body) {
+                                        Node *o = arena_alloc(L->ar, sizeof(*o));
+                                        o->kind = N_BINARY;
+                                        o->op = T_OR;
+                                        o->a = md->body;
+                                        o->b = extra;
+                                        o->off = md->body->off;
+                                        o->len = md->body->len;
+                                        o->src_id = md->body->src_id;
+                                        md->body = o;
+                                }
+                        }
+                } else if (rule && loader_expect(L, rule, Y_SCALAR, "a rule id")) {
+                        RuleDef *rd = ruledef_find(L, rule->str);
+                        if (!rd) {
+                                const char *c[64];
+                                uint32_t nc = 0;
+                                for (uint32_t j = 0; j < L->nrules && nc < 64; j++)
+                                        if (L->rules[j].id)
+                                                c[nc++] = L->rules[j].id;
+                                const char *sug = diag_suggest(rule->str, c, nc);
+                                char *hint = sug ? xasprintf("did you mean '%s'?", sug)
+                                                 : xstrdup("append can only extend a rule defined earlier (files load in name order)");
+                                diag_add(L->dl, DIAG_E044, ynode_pos(rule), hint, "append to unknown rule '%s'",
+                                         rule->str);
+                                free(hint);
+                                continue;
+                        }
+                        const YNode *when = ynode_get(a, "when"), *exc = ynode_get(a, "exceptions");
+                        if (!when && !exc)
+                                diag_add(L->dl, DIAG_E004, ynode_pos(a), "append when: (AND-ed) or exceptions: values",
+                                         "append to rule '%s' changes nothing", rule->str);
+                        if (when) {
+                                Node *extra = loader_parse(L, when);
+                                if (extra)
+                                        VEC_PUSH(rd->extra, rd->nextra, rd->cap) = extra;
+                                else
+                                        rd->bad = true;
+                        }
+                        if (exc && loader_expect(L, exc, Y_SEQ, "a list of {name, values}")) {
+                                for (uint32_t j = 0; j < exc->n; j++) {
+                                        const YNode *x = exc->items[j];
+                                        if (!loader_expect(L, x, Y_MAP, "{name:, values:}"))
+                                                continue;
+                                        static const char *const xk[] = {"name", "values"};
+                                        loader_unknown_keys(L, x, xk, ARRAY_SIZE(xk), "an exception append");
+                                        const YNode *nm = ynode_get(x, "name"), *vals = ynode_get(x, "values");
+                                        if (!nm || !vals || !loader_expect(L, nm, Y_SCALAR, "an exception name")) {
+                                                diag_add(L->dl, DIAG_E004, ynode_pos(x), NULL,
+                                                         "an exception append needs name: and values:");
+                                                continue;
+                                        }
+                                        ExceptionDef *e = NULL;
+                                        for (uint32_t k = 0; k < rd->nexc; k++)
+                                                if (strcmp(rd->exc[k].name, nm->str) == 0)
+                                                        e = &rd->exc[k];
+                                        if (!e) {
+                                                Buf h = {0};
+                                                buf_printf(&h, "rule %s has exceptions:", rd->id);
+                                                for (uint32_t k = 0; k < rd->nexc; k++)
+                                                        buf_printf(&h, " %s", rd->exc[k].name);
+                                                if (!rd->nexc)
+                                                        buf_puts(&h, " none");
+                                                diag_add(L->dl, DIAG_E045, ynode_pos(nm), h.p,
+                                                         "rule '%s' has no exception '%s'", rd->id, nm->str);
+                                                buf_free(&h);
+                                                continue;
+                                        }
+                                        exception_values_add(L, e, vals);
+                                }
+                        }
+                } else if (!list && !macro && !rule) {
+                        diag_add(L->dl, DIAG_E004, ynode_pos(a), "name what to extend: list:, macro: or rule:",
+                                 "append entry without a target");
+                }
+        }
+}
+
+static void rulefile_load(Loader *L, const SrcFile *f)
+{
+        const YNode *root = f->root;
+        if (!root || ynode_is_null(root))
+                return;
+        if (!loader_expect(L, root, Y_MAP, "a mapping with lists:, macros:, rules:, append:"))
+                return;
+        static const char *const known[] = {"lists", "macros", "rules", "append"};
+        loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "a rule file");
+        /* definitions first, then appends, whatever their order in the file */
+        const YNode *v;
+        if ((v = ynode_get(root, "lists")) && !ynode_is_null(v))
+                lists_load(L, v);
+        if ((v = ynode_get(root, "macros")) && !ynode_is_null(v))
+                macros_load(L, v);
+        if ((v = ynode_get(root, "rules")) && !ynode_is_null(v) &&
+            loader_expect(L, v, Y_SEQ, "a list of rules"))
+                for (uint32_t i = 0; i < v->n; i++)
+                        rule_collect(L, v->items[i]);
+        if ((v = ynode_get(root, "append")) && !ynode_is_null(v))
+                append_load(L, v);
+}
+
+/* ---- building a rule ---- */
+
+static Node *node_new(Loader *L, NodeKind k, uint32_t src_id)
+{
+        Node *n = arena_alloc(L->ar, sizeof(*n));
+        n->kind = k;
+        n->src_id = src_id;
+        return n;
+}
+
+static Node *node_and(Loader *L, Node *a, Node *b, TokKind op)
+{
+        if (!a)
+                return b;
+        if (!b)
+                return a;
+        Node *n = node_new(L, N_BINARY, a->src_id);
+        n->op = op;
+        n->a = a;
+        n->b = b;
+        n->off = a->off;
+        n->len = a->len;
+        return n;
+}
+
+/* A literal from a YAML scalar: plain numbers and booleans keep their type,
+ * everything else is a string (the checker turns strings into enum values
+ * or times where the field needs it). */
+static Node *lit_from_yaml(Loader *L, const YNode *y)
+{
+        ExprSrc *es = loader_fixedsrc(L, y);
+        Node *n = node_new(L, N_LIT, es->id);
+        n->len = 1;
+        if (y->kind != Y_SCALAR) {
+                diag_add(L->dl, DIAG_E045, ynode_pos(y), NULL, "expected a single value here");
+                return NULL;
+        }
+        if (y->style == YS_PLAIN) {
+                char *end = NULL;
+                double d = y->len ? strtod(y->str, &end) : 0;
+                if (y->len && end && !*end) {
+                        n->lit = value_num(d);
+                        return n;
+                }
+                if (strcmp(y->str, "true") == 0 || strcmp(y->str, "false") == 0) {
+                        n->lit = value_bool(y->str[0] == 't');
+                        return n;
+                }
+        }
+        n->lit = value_str(y->str, (uint32_t)y->len);
+        return n;
+}
+
+static const struct {
+        const char *s;
+        TokKind op;
+} comp_ops[] = {
+        {"==", T_EQ}, {"=", T_EQ}, {"!=", T_NE}, {"<", T_LT}, {"<=", T_LE}, {">", T_GT}, {">=", T_GE},
+        {"in", T_IN}, {"not in", T_NOT_IN}, {"contains", T_CONTAINS}, {"startswith", T_STARTSWITH},
+        {"endswith", T_ENDSWITH},
+};
+
+static Node *exception_build(Loader *L, RuleDef *rd, ExceptionDef *e)
+{
+        const YNode *fields = e->fields;
+        TokKind ops[16];
+        if (fields->n == 0 || fields->n > 16) {
+                diag_add(L->dl, DIAG_E045, ynode_pos(fields), NULL,
+                         "an exception names 1 to 16 fields, not %u", fields->n);
+                return NULL;
+        }
+        for (uint32_t i = 0; i < fields->n; i++)
+                ops[i] = T_EQ;
+        if (e->comps) {
+                if (!loader_expect(L, e->comps, Y_SEQ, "a list of comparison operators"))
+                        return NULL;
+                if (e->comps->n != fields->n) {
+                        diag_add(L->dl, DIAG_E045, ynode_pos(e->comps), NULL,
+                                 "comps has %u entries for %u fields", e->comps->n, fields->n);
+                        return NULL;
+                }
+                for (uint32_t i = 0; i < fields->n; i++) {
+                        const YNode *c = e->comps->items[i];
+                        bool found = false;
+                        for (uint32_t k = 0; c->kind == Y_SCALAR && k < ARRAY_SIZE(comp_ops); k++)
+                                if (strcmp(c->str, comp_ops[k].s) == 0) {
+                                        ops[i] = comp_ops[k].op;
+                                        found = true;
+                                }
+                        if (!found) {
+                                diag_add(L->dl, DIAG_E045, ynode_pos(c),
+                                         "one of ==, !=, <, <=, >, >=, in, not in, contains, startswith, endswith",
+                                         "unknown comparison in exception %s", e->name);
+                                return NULL;
+                        }
+                }
+        }
+        Node *any = NULL;
+        bool ok = true;
+        for (uint32_t v = 0; v < e->nvalues; v++) {
+                const YNode *tuple = e->values[v];
+                if (tuple->kind != Y_SEQ || tuple->n != fields->n) {
+                        diag_add(L->dl, DIAG_E045, ynode_pos(tuple),
+                                 "each entry of values: is a list with one value per field",
+                                 "exception %s has %u field%s; this entry does not match", e->name,
+                                 fields->n, fields->n == 1 ? "" : "s");
+                        ok = false;
+                        continue;
+                }
+                Node *all = NULL;
+                for (uint32_t i = 0; i < fields->n; i++) {
+                        const YNode *fy = fields->items[i];
+                        if (!loader_expect(L, fy, Y_SCALAR, "a field name"))
+                                return NULL;
+                        ExprSrc *fs = loader_fixedsrc(L, fy);
+                        Node *f = node_new(L, N_NAME, fs->id);
+                        f->name = arena_strdup(L->ar, fy->str);
+                        f->len = 1;
+                        Node *val;
+                        const YNode *vy = tuple->items[i];
+                        if (ops[i] == T_IN || ops[i] == T_NOT_IN) {
+                                if (vy->kind != Y_SEQ) {
+                                        diag_add(L->dl, DIAG_E045, ynode_pos(vy), "write a list: [a, b]",
+                                                 "the value for an 'in' comparison must be a list");
+                                        ok = false;
+                                        continue;
+                                }
+                                ExprSrc *vs = loader_fixedsrc(L, vy);
+                                val = node_new(L, N_LIST, vs->id);
+                                val->args = arena_alloc(L->ar, (vy->n + 1) * sizeof(Node *));
+                                for (uint32_t k = 0; k < vy->n; k++) {
+                                        Node *it = lit_from_yaml(L, vy->items[k]);
+                                        if (!it)
+                                                ok = false;
+                                        else
+                                                val->args[val->nargs++] = it;
+                                }
+                        } else {
+                                val = lit_from_yaml(L, vy);
+                                if (!val) {
+                                        ok = false;
+                                        continue;
+                                }
+                        }
+                        Node *cmp = node_new(L, N_BINARY, fs->id);
+                        cmp->op = ops[i];
+                        cmp->a = f;
+                        cmp->b = val;
+                        cmp->len = 1;
+                        all = node_and(L, all, cmp, T_AND);
+                }
+                any = node_and(L, any, all, T_OR);
+        }
+        (void)rd;
+        return ok ? any : NULL;
+}
+
+static void on_load(Loader *L, RuleDef *rd, Rule *r, const YNode *on)
+{
+        const Schema *s = &L->rs->schema;
+        const YNode *one = on;
+        uint32_t n = 1;
+        if (on->kind == Y_SEQ) {
+                n = on->n;
+                if (n == 0)
+                        diag_add(L->dl, DIAG_E004, ynode_pos(on), NULL, "on: lists no event type");
+        } else if (!loader_expect(L, on, Y_SCALAR, "an event type or a list of them")) {
+                rd->bad = true;
+                return;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+                if (on->kind == Y_SEQ)
+                        one = on->items[i];
+                if (!loader_expect(L, one, Y_SCALAR, "an event type")) {
+                        rd->bad = true;
+                        continue;
+                }
+                int32_t t = -1;
+                for (uint32_t k = 0; k < s->ntypes; k++)
+                        if (strcmp(s->types[k].name, one->str) == 0)
+                                t = (int32_t)k;
+                if (t < 0) {
+                        const char *c[RULES_MAX_TYPES];
+                        Buf h = {0};
+                        for (uint32_t k = 0; k < s->ntypes; k++)
+                                c[k] = s->types[k].name;
+                        const char *sug = diag_suggest(one->str, c, s->ntypes);
+                        if (sug)
+                                buf_printf(&h, "did you mean '%s'? ", sug);
+                        buf_puts(&h, "event types:");
+                        for (uint32_t k = 0; k < s->ntypes; k++)
+                                buf_printf(&h, " %s", c[k]);
+                        diag_add(L->dl, DIAG_E030, ynode_pos(one), h.p, "unknown event type '%s'", one->str);
+                        buf_free(&h);
+                        rd->bad = true;
+                        continue;
+                }
+                r->on |= 1ull << t;
+        }
+        if (s->profile_type >= 0 && (r->on & (1ull << s->profile_type))) {
+                r->is_static = true;
+                if (r->on != (1ull << s->profile_type)) {
+                        diag_add(L->dl, DIAG_E006, ynode_pos(on),
+                                 "write one rule on the profile type and another on the other types",
+                                 "a rule on the profile type '%s' cannot also be on other types",
+                                 s->types[s->profile_type].name);
+                        rd->bad = true;
+                }
+        }
+}
+
+static void rule_build(Loader *L, RuleDef *rd)
+{
+        const YNode *n = rd->node;
+        RuleSet *rs = L->rs;
+        Rule *r = &rs->rules[rs->nrules];
+        memset(r, 0, sizeof(*r));
+        r->id = rd->id;
+        r->per_slot = -1;
+        r->severity = SEV_MEDIUM;
+        r->pos = ynode_pos(n);
+        r->when = PROG_NONE;
+        const YNode *v;
+        if ((v = ynode_get(n, "desc")) && loader_expect(L, v, Y_SCALAR, "a description"))
+                r->desc = arena_strdup(L->ar, v->str);
+        if ((v = ynode_get(n, "basis")) && loader_expect(L, v, Y_SCALAR, "the regulation and article"))
+                r->basis = arena_strdup(L->ar, v->str);
+        if (!(v = ynode_get(n, "on"))) {
+                diag_add(L->dl, DIAG_E004, ynode_pos(n), "on: sampling (or a list of event types)",
+                         "rule '%s' has no on:", rd->id ? rd->id : "?");
+                rd->bad = true;
+        } else {
+                on_load(L, rd, r, v);
+        }
+        if ((v = ynode_get(n, "severity")) && loader_expect(L, v, Y_SCALAR, "a severity")) {
+                int k = -1;
+                for (uint32_t i = 0; i < ARRAY_SIZE(severities); i++)
+                        if (strcmp(v->str, severities[i]) == 0)
+                                k = (int)i;
+                if (k < 0) {
+                        const char *sug = diag_suggest(v->str, severities, ARRAY_SIZE(severities));
+                        char *hint = xasprintf("%s%s%sone of: info, low, medium, high, critical",
+                                               sug ? "did you mean '" : "", sug ? sug : "", sug ? "'? " : "");
+                        diag_add(L->dl, DIAG_E006, ynode_pos(v), hint, "unknown severity '%s'", v->str);
+                        free(hint);
+                } else {
+                        r->severity = (Severity)k;
+                }
+        }
+        if ((v = ynode_get(n, "status")) && loader_expect(L, v, Y_SCALAR, "a status")) {
+                if (strcmp(v->str, "enabled") == 0)
+                        r->status = RULE_ENABLED;
+                else if (strcmp(v->str, "shadow") == 0)
+                        r->status = RULE_SHADOW;
+                else if (strcmp(v->str, "disabled") == 0)
+                        r->status = RULE_DISABLED;
+                else
+                        diag_add(L->dl, DIAG_E006, ynode_pos(v), "one of: enabled, shadow, disabled",
+                                 "unknown status '%s'", v->str);
+        }
+        if ((v = ynode_get(n, "score")))
+                loader_number(L, v, &r->score);
+        if ((v = ynode_get(n, "max_score")) && loader_number(L, v, &r->max_score) && r->max_score <= 0)
+                diag_add(L->dl, DIAG_E008, ynode_pos(v), NULL, "max_score must be positive");
+        if ((v = ynode_get(n, "expires")))
+                loader_duration(L, v, &r->expires_ms);
+        if ((v = ynode_get(n, "cooldown")))
+                loader_duration(L, v, &r->cooldown_ms);
+        if ((v = ynode_get(n, "for")))
+                loader_duration(L, v, &r->for_ms);
+        if ((v = ynode_get(n, "rectify")))
+                loader_duration(L, v, &r->rectify_ms);
+        if ((v = ynode_get(n, "flags")) && !ynode_is_null(v) &&
+            loader_expect(L, v, Y_MAP, "a mapping of flag names to lifetimes ({ problem_lead: 180d })")) {
+                r->flags = arena_alloc(L->ar, v->n * sizeof(RuleFlag));
+                for (uint32_t i = 0; i < v->n; i++) {
+                        const YNode *k = v->keys[i], *life = v->items[i];
+                        if (!loader_expect(L, k, Y_SCALAR, "a flag name"))
+                                continue;
+                        if (!id_ok(k->str) || strchr(k->str, '.')) {
+                                diag_add(L->dl, DIAG_E012, ynode_pos(k), "letters, digits and '_'",
+                                         "bad flag name '%s'", k->str);
+                                continue;
+                        }
+                        int64_t ms = 0;
+                        if (life->kind == Y_SCALAR && strcmp(life->str, "forever") == 0)
+                                ms = 0;
+                        else if (!loader_duration(L, life, &ms))
+                                continue;
+                        int32_t id = loader_flag(L, k->str, true);
+                        if (id < 0) {
+                                diag_add(L->dl, DIAG_E061, ynode_pos(k), NULL, "more than %d distinct flags",
+                                         RULES_MAX_FLAGS);
+                                continue;
+                        }
+                        if ((uint32_t)id >= L->flagcap) {
+                                uint32_t oc = L->flagcap;
+                                L->flag_reads = xgrow(L->flag_reads, &oc, (uint32_t)id + 1, sizeof(uint32_t));
+                                L->flag_pos = xgrow(L->flag_pos, &L->flagcap, (uint32_t)id + 1, sizeof(SrcPos));
+                        }
+                        if (!L->flag_pos[id].file)
+                                L->flag_pos[id] = ynode_pos(k);
+                        r->flags[r->nflags++] = (RuleFlag){.flag = (uint32_t)id, .lifetime_ms = ms};
+                }
+        }
+        if ((v = ynode_get(n, "actions")) && !ynode_is_null(v) &&
+            loader_expect(L, v, Y_SEQ, "a list of actions")) {
+                r->actions = arena_alloc(L->ar, v->n * sizeof(char *));
+                for (uint32_t i = 0; i < v->n; i++) {
+                        const YNode *a = v->items[i];
+                        if (!loader_expect(L, a, Y_SCALAR, "an action name"))
+                                continue;
+                        if (!id_ok(a->str)) {
+                                diag_add(L->dl, DIAG_E012, ynode_pos(a), "letters, digits, '_', '.', '-'",
+                                         "bad action name '%s'", a->str);
+                                continue;
+                        }
+                        r->actions[r->nactions++] = arena_strdup(L->ar, a->str);
+                }
+        }
+        if ((v = ynode_get(n, "tags")) && !ynode_is_null(v))
+                loader_expect(L, v, Y_SEQ, "a list of tags");
+        if (rd->bad || !r->on)
+                return;
+
+        if ((v = ynode_get(n, "per")) && loader_expect(L, v, Y_SCALAR, "a field name")) {
+                int32_t slot = -1;
+                if (!check_field(L, r->on, v->str, &slot)) {
+                        Buf h = {0};
+                        check_suggest_field(L, r->on, v->str, &h);
+                        diag_add(L->dl, DIAG_E031, ynode_pos(v), h.len ? h.p : NULL,
+                                 "per: unknown field '%s' of the rule's event types", v->str);
+                        buf_free(&h);
+                } else {
+                        r->per_slot = slot;
+                }
+        }
+        if ((v = ynode_get(n, "message")) && loader_expect(L, v, Y_SCALAR, "a message template"))
+                compile_template(L, r, v);
+
+        /* when AND appended conditions AND NOT exceptions */
+        Node *cond = rd->when;
+        for (uint32_t i = 0; i < rd->nextra; i++)
+                cond = node_and(L, cond, rd->extra[i], T_AND);
+        Node *exc = NULL;
+        bool exc_ok = true;
+        for (uint32_t i = 0; i < rd->nexc; i++) {
+                if (rd->exc[i].nvalues == 0)
+                        continue;
+                Node *e = exception_build(L, rd, &rd->exc[i]);
+                if (!e)
+                        exc_ok = false;
+                exc = node_and(L, exc, e, T_OR);
+        }
+        if (!exc_ok)
+                return;
+        if (exc) {
+                Node *neg = node_new(L, N_UNARY, exc->src_id);
+                neg->op = T_NOT;
+                neg->a = exc;
+                cond = node_and(L, cond, neg, T_AND);
+        }
+        if (!cond) {
+                cond = node_new(L, N_LIT, 0);
+                cond->lit = value_bool(true);
+                cond->type = VT_BOOL;
+        }
+        char what[160];
+        snprintf(what, sizeof(what), "rule %s", r->id);
+        CheckCtx cx = {.on = r->on, .what = what, .rule = r};
+        uint32_t nerr = L->dl->nerrors;
+        Node *checked = check_condition(L, cond, &cx);
+        if (!checked || L->dl->nerrors != nerr)
+                return;
+        r->when = compile_program(L, checked, false);
+        r->fingerprint = compile_fingerprint(rs, r->when, HASH64_INIT);
+        r->index = rs->nrules;
+        rs->nrules++;
+}
+
+/* A rule's fingerprint covers everything that shapes its state and output
+ * (condition, keys, template), so an unchanged rule keeps its state on
+ * reload and a changed one starts fresh. */
+static uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r)
+{
+        uint64_t h = r->fingerprint;
+        h = hash64(r->id, strlen(r->id), h);
+        h = hash64(&r->on, sizeof(r->on), h);
+        int64_t nums[] = {r->expires_ms, r->cooldown_ms, r->for_ms, r->rectify_ms, r->per_slot,
+                          r->severity, r->status};
+        h = hash64(nums, sizeof(nums), h);
+        double d[] = {r->score, r->max_score};
+        h = hash64(d, sizeof(d), h);
+        if (r->per_slot >= 0)
+                h = hash64(rs->schema.slot_path[r->per_slot], strlen(rs->schema.slot_path[r->per_slot]), h);
+        for (uint32_t i = 0; i < r->nflags; i++) {
+                const char *f = rs->flags[r->flags[i].flag];
+                h = hash64(f, strlen(f) + 1, h);
+                h = hash64(&r->flags[i].lifetime_ms, sizeof(int64_t), h);
+        }
+        return h;
+}
+
+static void warnings_finish(Loader *L)
+{
+        RuleSet *rs = L->rs;
+        for (uint32_t i = 0; i < L->nlists; i++)
+                if (!L->lists[i].used)
+                        diag_add(L->dl, DIAG_W102, ynode_pos(L->lists[i].decl), "remove it, or use it with `in`",
+                                 "list '%s' is never used", L->lists[i].name);
+        for (uint32_t i = 0; i < L->nmacros; i++)
+                if (!L->macros[i].used)
+                        diag_add(L->dl, DIAG_W103, ynode_pos(L->macros[i].decl), "remove it, or use it in a condition",
+                                 "macro '%s' is never used", L->macros[i].name);
+        for (uint32_t i = 0; i < rs->nflags && i < L->flagcap; i++)
+                if (!L->flag_reads[i])
+                        diag_add(L->dl, DIAG_W107, L->flag_pos[i],
+                                 "read it in grading.yaml overrides or a condition (state.flags.NAME), or remove it",
+                                 "flag '%s' is set but never read", rs->flags[i]);
+        /* a rule with the same trigger and the same compiled condition as an
+         * earlier one fires exactly when it does */
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                for (uint32_t j = 0; j < i; j++) {
+                        const Rule *a = &rs->rules[j], *b = &rs->rules[i];
+                        if (a->on == b->on && a->fingerprint == b->fingerprint &&
+                            a->per_slot == b->per_slot && a->status != RULE_DISABLED &&
+                            b->status != RULE_DISABLED) {
+                                char *hint = xasprintf("merge the two rules, or make their conditions differ (%s is at %s:%u)",
+                                                       a->id, a->pos.file, a->pos.line);
+                                diag_add(L->dl, DIAG_W105, b->pos, hint,
+                                         "rule '%s' has the same trigger and condition as '%s': it fires exactly when that one does",
+                                         b->id, a->id);
+                                free(hint);
+                                break;
+                        }
+                }
+}
+
+/* ---- the RuleSet ---- */
+
+static const char *line_lookup(void *ud, const char *file, uint32_t line, uint32_t *len)
+{
+        Loader *L = ud;
+        for (uint32_t i = 0; i < L->nfiles; i++)
+                if (L->files[i]->path == file || strcmp(L->files[i]->path, file) == 0)
+                        return srcfile_line(L->files[i], line, len);
+        return NULL;
+}
+
+RuleSet *rules_ref(RuleSet *rs)
+{
+        if (rs)
+                rs->refs++;
+        return rs;
+}
+
+static void ruleset_free(RuleSet *rs)
+{
+        for (uint32_t i = 0; i < rs->nregexes; i++)
+                vm_regex_free(rs->regexes[i]);
+        free(rs->regexes);
+        free(rs->regex_src);
+        for (uint32_t i = 0; i < rs->nsets; i++) {
+                free(rs->sets[i].v);
+                free(rs->sets[i].bits);
+        }
+        free(rs->sets);
+        free(rs->consts);
+        free(rs->code);
+        free(rs->progs);
+        for (uint32_t i = 0; i < rs->naggs; i++)
+                free(rs->aggs[i].row_slots);
+        free(rs->aggs);
+        free(rs->rules);
+        free(rs->flags);
+        free(rs->grading.bands);
+        free(rs->grading.modes);
+        free(rs->grading.overrides);
+        schema_deinit(&rs->schema);
+        free(rs->dir);
+        if (rs->arena) {
+                arena_deinit(rs->arena);
+                free(rs->arena);
+        }
+        free(rs);
+}
+
+RuleSet *rules_unref(RuleSet *rs)
+{
+        if (rs && --rs->refs <= 0)
+                ruleset_free(rs);
+        return NULL;
+}
+
+const Rule *rules_find(const RuleSet *rs, const char *id)
+{
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                if (strcmp(rs->rules[i].id, id) == 0)
+                        return &rs->rules[i];
+        return NULL;
+}
+
+int32_t rules_type_id(const RuleSet *rs, const char *name)
+{
+        for (uint32_t i = 0; i < rs->schema.ntypes; i++)
+                if (strcmp(rs->schema.types[i].name, name) == 0)
+                        return (int32_t)i;
+        return -1;
+}
+
+int32_t rules_flag_id(const RuleSet *rs, const char *name)
+{
+        for (uint32_t i = 0; i < rs->nflags; i++)
+                if (strcmp(rs->flags[i], name) == 0)
+                        return (int32_t)i;
+        return -1;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_yaml_name(const char *n)
+{
+        size_t l = strlen(n);
+        return n[0] != '.' && ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
+                               (l > 4 && strcmp(n + l - 4, ".yml") == 0));
+}
+
+int rules_load_mem(const char *dir, const char *const *names, const char *const *texts,
+                   const size_t *lens, uint32_t n, DiagList *dl, RuleSet **ret)
+{
+        Loader L = {.dl = dl};
+        RuleSet *rs = xcalloc(1, sizeof(*rs));
+        rs->refs = 1;
+        rs->dir = xstrdup(dir);
+        rs->arena = xmalloc(sizeof(Arena));
+        arena_init(rs->arena);
+        rs->schema.profile_type = -1;
+        L.rs = rs;
+        L.ar = rs->arena;
+        src_new(&L); /* id 0: synthesized nodes with no source */
+        diag_set_line_source(line_lookup, &L);
+
+        /* deterministic order: by file name */
+        uint32_t *order = xmalloc((n + 1) * sizeof(uint32_t));
+        for (uint32_t i = 0; i < n; i++)
+                order[i] = i;
+        for (uint32_t i = 1; i < n; i++)
+                for (uint32_t j = i; j > 0 && strcmp(names[order[j - 1]], names[order[j]]) > 0; j--) {
+                        uint32_t t = order[j];
+                        order[j] = order[j - 1];
+                        order[j - 1] = t;
+                }
+        uint64_t h = HASH64_INIT;
+        SrcFile *schema = NULL, *grading = NULL;
+        for (uint32_t k = 0; k < n; k++) {
+                uint32_t i = order[k];
+                char *path = dir && *dir ? xasprintf("%s/%s", dir, names[i]) : xstrdup(names[i]);
+                h = hash64(names[i], strlen(names[i]) + 1, h);
+                h = hash64(texts[i], lens[i], h);
+                SrcFile *f = srcfile_parse(path, xstrndup(texts[i], lens[i]), lens[i], dl);
+                free(path);
+                VEC_PUSH(L.files, L.nfiles, L.filecap) = f;
+                if (strcmp(names[i], "schema.yaml") == 0)
+                        schema = f;
+                else if (strcmp(names[i], "grading.yaml") == 0)
+                        grading = f;
+        }
+        free(order);
+        snprintf(rs->version, sizeof(rs->version), "%016llx", (unsigned long long)h);
+        SrcPos dirpos = {.file = dir && *dir ? dir : "."};
+        if (!schema)
+                diag_add(dl, DIAG_E002, dirpos, "a rules directory holds schema.yaml, grading.yaml and rule files",
+                         "no schema.yaml in the rules directory");
+        else
+                schema_load(&L, schema->root);
+        if (!grading)
+                diag_add(dl, DIAG_E002, dirpos, "a rules directory holds schema.yaml, grading.yaml and rule files",
+                         "no grading.yaml in the rules directory");
+        else
+                grading_load_bands(&L, grading->root);
+
+        for (uint32_t i = 0; i < L.nfiles; i++)
+                if (L.files[i] != schema && L.files[i] != grading)
+                        rulefile_load(&L, L.files[i]);
+
+        if (schema && L.nrules > RULES_MAX_RULES)
+                diag_add(dl, DIAG_E061, dirpos, NULL, "%u rules; the limit is %d", L.nrules, RULES_MAX_RULES);
+        else if (schema) {
+                rs->rules = xcalloc(L.nrules + 1, sizeof(Rule));
+                for (uint32_t i = 0; i < L.nrules; i++)
+                        rule_build(&L, &L.rules[i]);
+                for (uint32_t i = 0; i < rs->nrules; i++)
+                        rs->rules[i].fingerprint = rule_fingerprint(rs, &rs->rules[i]);
+        }
+        if (grading && schema)
+                grading_compile_overrides(&L);
+        rs->nlists = L.nlists;
+        rs->nmacros = L.nmacros;
+        if (schema)
+                warnings_finish(&L);
+
+        diag_list_sort(dl);
+        diag_set_line_source(NULL, NULL);
+        for (uint32_t i = 0; i < L.nfiles; i++)
+                srcfile_free(L.files[i]);
+        free(L.files);
+        free(L.srcs);
+        free(L.lists ? (void *)L.lists : NULL);
+        free(L.macros);
+        for (uint32_t i = 0; i < L.nrules; i++) {
+                free(L.rules[i].extra);
+                for (uint32_t k = 0; k < L.rules[i].nexc; k++)
+                        free(L.rules[i].exc[k].values);
+                free(L.rules[i].exc);
+        }
+        free(L.rules);
+        free(L.flag_reads);
+        free(L.flag_pos);
+        for (uint32_t i = 0; i < rs->naggs; i++)
+                free(L.agg_keys[i]);
+        free(L.agg_keys);
+        free(L.grade_enum.values);
+        free(L.mode_enum.values);
+        if (dl->nerrors) {
+                ruleset_free(rs);
+                return 1;
+        }
+        *ret = rs;
+        return 0;
+}
+
+int rules_load(const char *dir, DiagList *dl, RuleSet **ret)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        char **names = NULL;
+        uint32_t n = 0, cap = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (is_yaml_name(de->d_name))
+                        VEC_PUSH(names, n, cap) = xstrdup(de->d_name);
+        closedir(d);
+        if (n > 1)
+                qsort(names, n, sizeof(char *), name_cmp);
+        char **texts = xcalloc(n + 1, sizeof(char *));
+        size_t *lens = xcalloc(n + 1, sizeof(size_t));
+        int r = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                char *p = xasprintf("%s/%s", dir, names[i]);
+                int e = file_read_all(p, &texts[i], &lens[i]);
+                if (e < 0) {
+                        SrcPos pos = {.file = p};
+                        diag_add(dl, DIAG_E002, pos, NULL, "cannot read: %s", strerror(-e));
+                        texts[i] = xstrdup("");
+                        lens[i] = 0;
+                }
+                free(p);
+        }
+        r = rules_load_mem(dir, (const char *const *)names, (const char *const *)texts, lens, n, dl, ret);
+        for (uint32_t i = 0; i < n; i++) {
+                free(names[i]);
+                free(texts[i]);
+        }
+        free(names);
+        free(texts);
+        free(lens);
+        return r;
+}

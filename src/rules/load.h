@@ -1,0 +1,140 @@
+/*
+ * The rule compiler's working state while one rules directory is loaded:
+ * parsed files, the definitions found in them (lists, macros, rules), and
+ * the RuleSet being filled.  Private to src/rules/.
+ *
+ * Stages: schema.c (schema.yaml) → grading.c (grading.yaml, bands first)
+ * → load.c (rule files, append) → check.c (names, types, folding) →
+ * compile.c (bytecode) → grading.c (override conditions) → load.c (warnings).
+ */
+#ifndef RISKD_RULES_LOAD_H
+#define RISKD_RULES_LOAD_H
+
+#include "include/riskd/rules.h"
+#include "src/rules/ast.h"
+#include "src/rules/yaml.h"
+
+typedef struct ListDef {
+        char *name;
+        const YNode *decl;
+        YNode **items;          /* scalar nodes, declaration then appends */
+        uint32_t nitems, cap;
+        bool used;
+} ListDef;
+
+typedef struct MacroDef {
+        char *name;
+        const YNode *decl;
+        Node *body;             /* parsed; appends OR-ed in */
+        bool used;
+        int visiting;           /* recursion detection during expansion */
+} MacroDef;
+
+typedef struct ExceptionDef {
+        char *name;
+        const YNode *decl;
+        const YNode *fields;    /* seq of field names */
+        const YNode *comps;     /* seq or NULL */
+        const YNode **values;   /* seq nodes: declaration's and appended */
+        uint32_t nvalues, cap;
+} ExceptionDef;
+
+typedef struct RuleDef {
+        const YNode *node;
+        char *id;
+        Node *when;             /* NULL: true */
+        Node **extra;           /* appended conditions, AND-ed */
+        uint32_t nextra, cap;
+        ExceptionDef *exc;
+        uint32_t nexc, exccap;
+        uint64_t on;
+        bool bad;               /* an error already reported: don't compile */
+} RuleDef;
+
+/* What an N_NAME resolved to (Node.ref). */
+typedef enum RefKind {
+        REF_NONE,
+        REF_FIELD,      /* event field (the row inside an aggregate) */
+        REF_CUR,        /* $field */
+        REF_PROFILE,
+        REF_SCORE,
+        REF_GRADE,
+        REF_MODE,
+        REF_PER_YEAR,
+        REF_FLAG,
+        REF_NOW,
+        REF_LIST,       /* slot = set index */
+} RefKind;
+
+typedef struct Loader {
+        RuleSet *rs;
+        Arena *ar;
+        DiagList *dl;
+        SrcFile **files;
+        uint32_t nfiles, filecap;
+        ExprSrc **srcs;         /* by id */
+        uint32_t nsrcs, srccap;
+
+        ListDef *lists;
+        uint32_t nlists, listcap;
+        MacroDef *macros;
+        uint32_t nmacros, macrocap;
+        RuleDef *rules;
+        uint32_t nrules, rulecap;
+
+        const YNode *grading_root;
+        EnumDef grade_enum, mode_enum;
+        bool schema_ok, grading_ok;
+
+        uint32_t *flag_reads;   /* per flag id: read count */
+        SrcPos *flag_pos;
+        uint32_t flagcap;
+
+        char **agg_keys;        /* canonical text per aggregate (dedupe) */
+        uint32_t aggcap, constcap, setcap, codecap, progcap, regexcap, rulecap2;
+} Loader;
+
+/* load.c helpers shared by the stages */
+ExprSrc *loader_exprsrc(Loader *L, const YNode *n);        /* for a scalar's text */
+ExprSrc *loader_fixedsrc(Loader *L, const YNode *n);       /* every offset → n */
+SrcPos loader_node_pos(Loader *L, const Node *n);
+Node *loader_parse(Loader *L, const YNode *n);             /* expression in scalar n */
+bool loader_expect(Loader *L, const YNode *n, YKind kind, const char *what);
+void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, uint32_t nknown,
+                         const char *where);
+bool loader_duration(Loader *L, const YNode *n, int64_t *ms);
+bool loader_number(Loader *L, const YNode *n, double *v);
+int32_t loader_flag(Loader *L, const char *name, bool create);
+
+/* schema.c */
+void schema_load(Loader *L, const YNode *root);
+const Field *schema_field(const Schema *s, uint32_t type, const char *path);
+void schema_deinit(Schema *s);
+
+/* grading.c */
+void grading_load_bands(Loader *L, const YNode *root);
+void grading_compile_overrides(Loader *L);
+
+/* check.c: resolve and type a condition in the context of a rule's event
+ * types (on = 0 for grading: no event fields).  Returns the checked tree or
+ * NULL after reporting errors. */
+typedef struct CheckCtx {
+        uint64_t on;            /* event types of the current event */
+        bool grading;           /* only state.* and enterprise.* */
+        const char *what;       /* "rule sampling.x", for messages */
+        Rule *rule;             /* collects aggregates; NULL in grading */
+} CheckCtx;
+Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
+/* The fields common to every type in on, for suggestions and templates. */
+const Field *check_field(Loader *L, uint64_t on, const char *path, int32_t *slot);
+void check_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);
+
+/* compile.c */
+uint32_t compile_program(Loader *L, Node *n, bool in_agg);
+uint32_t compile_aggregate(Loader *L, Node *n); /* returns aggregate index */
+uint32_t compile_set(Loader *L, uint8_t tag, const Value *v, uint32_t n);
+uint32_t compile_const(Loader *L, Value v);
+uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h);
+void compile_template(Loader *L, Rule *r, const YNode *n);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * schema.yaml: the envelope paths, the event types and their typed fields.
+ * Assigns every distinct (path, type, enum) a global slot, so that a field
+ * shared by several event types is read the same way by a rule on all of
+ * them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/rules/load.h"
+
+static const char *const type_names[] = {"bool", "number", "string", "enum", "time", "duration"};
+static const FieldType type_vals[] = {FT_BOOL, FT_NUM, FT_STR, FT_ENUM, FT_TIME, FT_DUR};
+
+static bool ident_ok(const char *s, bool dots)
+{
+        if (!*s)
+                return false;
+        for (const char *p = s; *p; p++) {
+                char c = *p;
+                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                          (p != s && c >= '0' && c <= '9') || (dots && c == '.' && p != s && p[1] &&
+                                                                  p[-1] != '.');
+                if (!ok)
+                        return false;
+        }
+        return true;
+}
+
+static EnumDef *enum_from_seq(Loader *L, const char *name, const YNode *seq)
+{
+        if (!loader_expect(L, seq, Y_SEQ, "a list of enum values"))
+                return NULL;
+        Schema *s = &L->rs->schema;
+        if (seq->n == 0) {
+                diag_add(L->dl, DIAG_E060, ynode_pos(seq), "list the values, e.g. [pass, fail]",
+                         "enum '%s' has no values", name);
+                return NULL;
+        }
+        if (seq->n > RULES_MAX_ENUM) {
+                diag_add(L->dl, DIAG_E061, ynode_pos(seq), NULL, "enum '%s' has %u values; the limit is %d",
+                         name, seq->n, RULES_MAX_ENUM);
+                return NULL;
+        }
+        EnumDef *e = arena_alloc(L->ar, sizeof(*e));
+        e->name = arena_strdup(L->ar, name);
+        e->values = arena_alloc(L->ar, seq->n * sizeof(char *));
+        for (uint32_t i = 0; i < seq->n; i++) {
+                const YNode *v = seq->items[i];
+                if (!loader_expect(L, v, Y_SCALAR, "an enum value"))
+                        continue;
+                bool dup = false;
+                for (uint32_t j = 0; j < e->nvalues; j++)
+                        if (strcmp(e->values[j], v->str) == 0)
+                                dup = true;
+                if (dup) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(v), NULL,
+                                 "'%s' appears twice in enum '%s'", v->str, name);
+                        continue;
+                }
+                e->values[e->nvalues++] = arena_strdup(L->ar, v->str);
+        }
+        uint32_t cap = s->nenums;
+        VEC_PUSH(s->enums, s->nenums, cap) = e;
+        return e;
+}
+
+static uint32_t slot_for(Loader *L, const char *path, FieldType t, const EnumDef *en)
+{
+        Schema *s = &L->rs->schema;
+        for (uint32_t i = 0; i < s->nslots; i++)
+                if (s->slot_type[i] == t && s->slot_enum[i] == en && strcmp(s->slot_path[i], path) == 0)
+                        return i;
+        uint32_t i = s->nslots++;
+        s->slot_type = xrealloc(s->slot_type, s->nslots * sizeof(*s->slot_type));
+        s->slot_enum = xrealloc(s->slot_enum, s->nslots * sizeof(*s->slot_enum));
+        s->slot_path = xrealloc(s->slot_path, s->nslots * sizeof(*s->slot_path));
+        s->slot_type[i] = t;
+        s->slot_enum[i] = en;
+        s->slot_path[i] = arena_strdup(L->ar, path);
+        return i;
+}
+
+static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *spec,
+                       const YNode *named_enums)
+{
+        Schema *s = &L->rs->schema;
+        Field *f = &et->fields[et->nfields];
+        const char *path = key->str;
+        if (!ident_ok(path, true)) {
+                diag_add(L->dl, DIAG_E012, ynode_pos(key),
+                         "field names are letters, digits and '_', with '.' between nested names",
+                         "bad field name '%s'", path);
+                return;
+        }
+        for (uint32_t i = 0; i < et->nfields; i++)
+                if (strcmp(et->fields[i].path, path) == 0) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(key), NULL,
+                                 "field '%s' of %s is declared twice", path, et->name);
+                        return;
+                }
+        const YNode *tnode = spec;
+        const EnumDef *en = NULL;
+        bool required = false;
+        if (spec->kind == Y_MAP) {
+                static const char *const known[] = {"type", "values", "enum", "required", "desc"};
+                loader_unknown_keys(L, spec, known, ARRAY_SIZE(known), "a field");
+                tnode = ynode_get(spec, "type");
+                const YNode *req = ynode_get(spec, "required");
+                if (req && loader_expect(L, req, Y_SCALAR, "true or false")) {
+                        if (strcmp(req->str, "true") == 0)
+                                required = true;
+                        else if (strcmp(req->str, "false") != 0)
+                                diag_add(L->dl, DIAG_E006, ynode_pos(req), "write true or false",
+                                         "required must be true or false, not '%s'", req->str);
+                }
+                if (!tnode) {
+                        diag_add(L->dl, DIAG_E004, ynode_pos(key),
+                                 "one of: string, number, bool, time, duration, enum",
+                                 "field '%s' has no type", path);
+                        return;
+                }
+        } else if (spec->kind == Y_SEQ) {
+                char *name = arena_printf(L->ar, "%s.%s", et->name, path);
+                en = enum_from_seq(L, name, spec);
+                if (!en)
+                        return;
+                tnode = NULL;
+        }
+        FieldType t = FT_ENUM;
+        if (tnode) {
+                if (!loader_expect(L, tnode, Y_SCALAR, "a field type"))
+                        return;
+                int k = -1;
+                for (uint32_t i = 0; i < ARRAY_SIZE(type_names); i++)
+                        if (strcmp(tnode->str, type_names[i]) == 0)
+                                k = (int)i;
+                if (k < 0) {
+                        const char *sug = diag_suggest(tnode->str, type_names, ARRAY_SIZE(type_names));
+                        char *hint = sug ? xasprintf("did you mean '%s'? (types: string, number, bool, time, duration, enum)", sug)
+                                         : xstrdup("types: string, number, bool, time, duration, enum");
+                        diag_add(L->dl, DIAG_E060, ynode_pos(tnode), hint, "unknown field type '%s'",
+                                 tnode->str);
+                        free(hint);
+                        return;
+                }
+                t = type_vals[k];
+                if (t == FT_ENUM) {
+                        const YNode *vals = ynode_get(spec, "values");
+                        const YNode *ename = ynode_get(spec, "enum");
+                        if (vals && ename) {
+                                diag_add(L->dl, DIAG_E060, ynode_pos(ename), "keep one of them",
+                                         "field '%s' has both values: and enum:", path);
+                                return;
+                        }
+                        if (vals) {
+                                char *name = arena_printf(L->ar, "%s.%s", et->name, path);
+                                en = enum_from_seq(L, name, vals);
+                        } else if (ename && loader_expect(L, ename, Y_SCALAR, "an enum name")) {
+                                for (uint32_t i = 0; i < s->nenums; i++)
+                                        if (strcmp(s->enums[i]->name, ename->str) == 0)
+                                                en = s->enums[i];
+                                if (!en) {
+                                        Buf h = {0};
+                                        buf_puts(&h, "named enums:");
+                                        for (uint32_t i = 0; named_enums && i < named_enums->n; i++)
+                                                buf_printf(&h, " %s", named_enums->keys[i]->str);
+                                        diag_add(L->dl, DIAG_E060, ynode_pos(ename), h.p,
+                                                 "unknown enum '%s'", ename->str);
+                                        buf_free(&h);
+                                }
+                        } else {
+                                diag_add(L->dl, DIAG_E004, ynode_pos(tnode),
+                                         "give values: [a, b] or enum: NAME", "enum field '%s' has no values", path);
+                        }
+                        if (!en)
+                                return;
+                }
+        }
+        if (s->nslots >= RULES_MAX_SLOTS) {
+                diag_add(L->dl, DIAG_E061, ynode_pos(key), NULL, "more than %d distinct fields",
+                         RULES_MAX_SLOTS);
+                return;
+        }
+        f->path = arena_strdup(L->ar, path);
+        f->type = t;
+        f->en = en;
+        f->required = required;
+        f->pos = ynode_pos(key);
+        /* split the path */
+        uint32_t nseg = 1;
+        for (const char *p = path; *p; p++)
+                nseg += *p == '.';
+        f->segs = arena_alloc(L->ar, nseg * sizeof(char *));
+        const char *st = path;
+        for (const char *p = path;; p++) {
+                if (*p == '.' || !*p) {
+                        f->segs[f->nsegs++] = arena_strndup(L->ar, st, (size_t)(p - st));
+                        st = p + 1;
+                        if (!*p)
+                                break;
+                }
+        }
+        f->slot = slot_for(L, path, t, en);
+        et->nfields++;
+}
+
+void schema_load(Loader *L, const YNode *root)
+{
+        Schema *s = &L->rs->schema;
+        s->profile_type = -1;
+        if (!root || !loader_expect(L, root, Y_MAP, "a mapping with envelope:, types:"))
+                return;
+        static const char *const known[] = {"envelope", "profile", "enums", "types", "version", "desc"};
+        loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "schema.yaml");
+
+        const YNode *env = ynode_get(root, "envelope");
+        static const char *const envkeys[] = {"id", "type", "enterprise", "time"};
+        char **envdst[] = {&s->env.id, &s->env.type, &s->env.enterprise, &s->env.time};
+        if (!env) {
+                diag_add(L->dl, DIAG_E004, ynode_pos(root),
+                         "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }",
+                         "schema.yaml has no envelope:");
+        } else if (loader_expect(L, env, Y_MAP, "a mapping of envelope paths")) {
+                loader_unknown_keys(L, env, envkeys, ARRAY_SIZE(envkeys), "envelope");
+                for (uint32_t i = 0; i < ARRAY_SIZE(envkeys); i++) {
+                        const YNode *v = ynode_get(env, envkeys[i]);
+                        if (!v) {
+                                diag_add(L->dl, DIAG_E004, ynode_pos(env), "the envelope needs id, type, enterprise and time",
+                                         "envelope has no '%s' path", envkeys[i]);
+                                continue;
+                        }
+                        if (!loader_expect(L, v, Y_SCALAR, "a dotted path"))
+                                continue;
+                        if (!ident_ok(v->str, true)) {
+                                diag_add(L->dl, DIAG_E012, ynode_pos(v), "a path like occurred_at or enterprise.uscc",
+                                         "bad envelope path '%s'", v->str);
+                                continue;
+                        }
+                        *envdst[i] = arena_strdup(L->ar, v->str);
+                }
+        }
+
+        const YNode *enums = ynode_get(root, "enums");
+        if (enums && loader_expect(L, enums, Y_MAP, "a mapping of enum names to values"))
+                for (uint32_t i = 0; i < enums->n; i++) {
+                        for (uint32_t j = 0; j < i; j++)
+                                if (strcmp(enums->keys[j]->str, enums->keys[i]->str) == 0)
+                                        diag_add(L->dl, DIAG_E011, ynode_pos(enums->keys[i]), NULL,
+                                                 "enum '%s' is defined twice", enums->keys[i]->str);
+                        enum_from_seq(L, enums->keys[i]->str, enums->items[i]);
+                }
+
+        const YNode *types = ynode_get(root, "types");
+        if (!types) {
+                diag_add(L->dl, DIAG_E004, ynode_pos(root), "types: { sampling: { fields: {...} } }",
+                         "schema.yaml has no types:");
+                return;
+        }
+        if (!loader_expect(L, types, Y_MAP, "a mapping of event types"))
+                return;
+        if (types->n > RULES_MAX_TYPES) {
+                diag_add(L->dl, DIAG_E061, ynode_pos(types), NULL, "%u event types; the limit is %d",
+                         types->n, RULES_MAX_TYPES);
+                return;
+        }
+        s->types = arena_alloc(L->ar, types->n * sizeof(EventType));
+        for (uint32_t i = 0; i < types->n; i++) {
+                const YNode *k = types->keys[i], *v = types->items[i];
+                if (!loader_expect(L, k, Y_SCALAR, "an event type name"))
+                        continue;
+                if (!ident_ok(k->str, false)) {
+                        diag_add(L->dl, DIAG_E012, ynode_pos(k), "letters, digits and '_'",
+                                 "bad event type name '%s'", k->str);
+                        continue;
+                }
+                bool dup = false;
+                for (uint32_t j = 0; j < s->ntypes; j++)
+                        if (strcmp(s->types[j].name, k->str) == 0)
+                                dup = true;
+                if (dup) {
+                        diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL, "event type '%s' is defined twice", k->str);
+                        continue;
+                }
+                EventType *et = &s->types[s->ntypes];
+                et->name = arena_strdup(L->ar, k->str);
+                et->id = s->ntypes++;
+                et->pos = ynode_pos(k);
+                if (ynode_is_null(v))
+                        continue;
+                if (!loader_expect(L, v, Y_MAP, "a mapping with fields:"))
+                        continue;
+                static const char *const tkeys[] = {"fields", "desc"};
+                loader_unknown_keys(L, v, tkeys, ARRAY_SIZE(tkeys), "an event type");
+                const YNode *fields = ynode_get(v, "fields");
+                if (!fields || ynode_is_null(fields))
+                        continue;
+                if (!loader_expect(L, fields, Y_MAP, "a mapping of field names to types"))
+                        continue;
+                et->fields = arena_alloc(L->ar, (fields->n + 1) * sizeof(Field));
+                for (uint32_t j = 0; j < fields->n; j++)
+                        if (loader_expect(L, fields->keys[j], Y_SCALAR, "a field name"))
+                                field_load(L, et, fields->keys[j], fields->items[j], enums);
+        }
+
+        const YNode *prof = ynode_get(root, "profile");
+        if (prof && loader_expect(L, prof, Y_SCALAR, "an event type name")) {
+                for (uint32_t i = 0; i < s->ntypes; i++)
+                        if (strcmp(s->types[i].name, prof->str) == 0)
+                                s->profile_type = (int32_t)i;
+                if (s->profile_type < 0) {
+                        const char *c[RULES_MAX_TYPES];
+                        for (uint32_t i = 0; i < s->ntypes; i++)
+                                c[i] = s->types[i].name;
+                        const char *sug = diag_suggest(prof->str, c, s->ntypes);
+                        char *hint = sug ? xasprintf("did you mean '%s'?", sug) : NULL;
+                        diag_add(L->dl, DIAG_E030, ynode_pos(prof), hint,
+                                 "profile names unknown event type '%s'", prof->str);
+                        free(hint);
+                }
+        }
+}
+
+const Field *schema_field(const Schema *s, uint32_t type, const char *path)
+{
+        if (type >= s->ntypes)
+                return NULL;
+        const EventType *et = &s->types[type];
+        for (uint32_t i = 0; i < et->nfields; i++)
+                if (strcmp(et->fields[i].path, path) == 0)
+                        return &et->fields[i];
+        return NULL;
+}
+
+void schema_deinit(Schema *s)
+{
+        free(s->slot_type);
+        free(s->slot_enum);
+        free(s->slot_path);
+        free(s->enums);
+}

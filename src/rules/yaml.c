@@ -1,0 +1,395 @@
+/*
+ * YAML → YNode tree with positions (see yaml.h).  The only file that talks
+ * to libyaml.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "src/rules/yaml.h"
+
+#define YAML_MAX_DEPTH 64
+#define YAML_MAX_ANCHORS 256
+
+typedef struct Anchor {
+        char *name;
+        YNode *node;
+} Anchor;
+
+typedef struct YParse {
+        SrcFile *f;
+        yaml_parser_t p;
+        DiagList *dl;
+        Anchor anchors[YAML_MAX_ANCHORS];
+        uint32_t nanchors;
+        bool failed;
+} YParse;
+
+SrcPos srcfile_pos(const SrcFile *f, size_t off, size_t len)
+{
+        if (off > f->len)
+                off = f->len;
+        uint32_t lo = 0, hi = f->nlines;
+        while (hi - lo > 1) {
+                uint32_t mid = (lo + hi) / 2;
+                if (f->lines[mid] <= off)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        const char *ls = f->text + f->lines[lo];
+        SrcPos p = {.file = f->path, .line = lo + 1};
+        p.col = (uint32_t)utf8_len(ls, off - f->lines[lo]) + 1;
+        size_t end = off + len;
+        if (end > f->len)
+                end = f->len;
+        const char *nl = memchr(f->text + off, '\n', end - off);
+        if (nl)
+                end = (size_t)(nl - f->text);
+        p.len = (uint32_t)utf8_len(f->text + off, end - off);
+        return p;
+}
+
+const char *srcfile_line(const SrcFile *f, uint32_t line, uint32_t *len)
+{
+        if (line == 0 || line > f->nlines)
+                return NULL;
+        size_t s = f->lines[line - 1];
+        size_t e = line < f->nlines ? f->lines[line] : f->len;
+        while (e > s && (f->text[e - 1] == '\n' || f->text[e - 1] == '\r'))
+                e--;
+        *len = (uint32_t)(e - s);
+        return f->text + s;
+}
+
+/* libyaml marks count columns in characters: convert to a byte offset. */
+static size_t mark_byte(const SrcFile *f, yaml_mark_t m)
+{
+        if (m.line >= f->nlines)
+                return f->len;
+        size_t ls = f->lines[m.line];
+        size_t le = m.line + 1 < f->nlines ? f->lines[m.line + 1] : f->len;
+        return ls + utf8_offset(f->text + ls, le - ls, (uint32_t)m.column + 1);
+}
+
+static YNode *node_new(YParse *y, YKind kind, yaml_mark_t start, yaml_mark_t end)
+{
+        YNode *n = arena_alloc(&y->f->arena, sizeof(*n));
+        n->kind = kind;
+        n->src = y->f;
+        n->line = (uint32_t)start.line + 1;
+        n->col = (uint32_t)start.column + 1;
+        n->start = mark_byte(y->f, start);
+        n->end = mark_byte(y->f, end);
+        return n;
+}
+
+static void syntax_error(YParse *y)
+{
+        if (y->failed)
+                return;
+        y->failed = true;
+        yaml_mark_t m = y->p.problem_mark;
+        SrcPos pos = {.file = y->f->path, .line = (uint32_t)m.line + 1,
+                      .col = (uint32_t)m.column + 1, .len = 1};
+        const char *problem = y->p.problem ? y->p.problem : "invalid YAML";
+        if (y->p.context)
+                diag_add(y->dl, DIAG_E001, pos,
+                         "check indentation, quoting (a value starting with { [ * & ! | > ' \" % @ ` "
+                         "or containing ': ' needs quotes) and unbalanced brackets",
+                         "YAML syntax error: %s %s", problem, y->p.context);
+        else
+                diag_add(y->dl, DIAG_E001, pos,
+                         "check indentation, quoting and unbalanced brackets",
+                         "YAML syntax error: %s", problem);
+}
+
+static bool next_event(YParse *y, yaml_event_t *ev)
+{
+        if (!yaml_parser_parse(&y->p, ev)) {
+                syntax_error(y);
+                return false;
+        }
+        return true;
+}
+
+static void anchor_add(YParse *y, const unsigned char *name, YNode *n)
+{
+        if (!name || y->nanchors >= YAML_MAX_ANCHORS)
+                return;
+        y->anchors[y->nanchors].name = arena_strdup(&y->f->arena, (const char *)name);
+        y->anchors[y->nanchors].node = n;
+        y->nanchors++;
+}
+
+static YNode *parse_node(YParse *y, yaml_event_t *ev, unsigned depth);
+
+static YNode *parse_children(YParse *y, YNode *n, bool is_map, unsigned depth)
+{
+        uint32_t cap = 0, kcap = 0, nk = 0;
+        for (;;) {
+                yaml_event_t ev;
+                if (!next_event(y, &ev))
+                        return NULL;
+                if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
+                        n->end = mark_byte(y->f, ev.end_mark);
+                        yaml_event_delete(&ev);
+                        break;
+                }
+                YNode *c = parse_node(y, &ev, depth + 1);
+                yaml_event_delete(&ev);
+                if (!c)
+                        return NULL;
+                if (is_map && nk == n->n) {
+                        /* a key: keys that are not scalars are reported by the loader */
+                        if (nk >= kcap) {
+                                uint32_t nc = kcap ? kcap * 2 : 8;
+                                YNode **nkeys = arena_alloc(&y->f->arena, nc * sizeof(*nkeys));
+                                if (n->keys)
+                                        memcpy(nkeys, n->keys, nk * sizeof(*nkeys));
+                                n->keys = nkeys;
+                                kcap = nc;
+                        }
+                        n->keys[nk++] = c;
+                        continue;
+                }
+                if (n->n >= cap) {
+                        uint32_t nc = cap ? cap * 2 : 8;
+                        YNode **items = arena_alloc(&y->f->arena, nc * sizeof(*items));
+                        if (n->items)
+                                memcpy(items, n->items, n->n * sizeof(*items));
+                        n->items = items;
+                        cap = nc;
+                }
+                n->items[n->n++] = c;
+        }
+        return n;
+}
+
+static YNode *parse_node(YParse *y, yaml_event_t *ev, unsigned depth)
+{
+        if (depth > YAML_MAX_DEPTH) {
+                SrcPos pos = {.file = y->f->path, .line = (uint32_t)ev->start_mark.line + 1,
+                              .col = (uint32_t)ev->start_mark.column + 1, .len = 1};
+                diag_add(y->dl, DIAG_E001, pos, NULL, "YAML nested deeper than %d levels",
+                         YAML_MAX_DEPTH);
+                y->failed = true;
+                return NULL;
+        }
+        YNode *n;
+        switch (ev->type) {
+        case YAML_SCALAR_EVENT:
+                n = node_new(y, Y_SCALAR, ev->start_mark, ev->end_mark);
+                n->str = arena_strndup(&y->f->arena, (const char *)ev->data.scalar.value,
+                                       ev->data.scalar.length);
+                n->len = ev->data.scalar.length;
+                switch (ev->data.scalar.style) {
+                case YAML_SINGLE_QUOTED_SCALAR_STYLE: n->style = YS_SINGLE; break;
+                case YAML_DOUBLE_QUOTED_SCALAR_STYLE: n->style = YS_DOUBLE; break;
+                case YAML_LITERAL_SCALAR_STYLE: n->style = YS_LITERAL; break;
+                case YAML_FOLDED_SCALAR_STYLE: n->style = YS_FOLDED; break;
+                default: n->style = YS_PLAIN; break;
+                }
+                anchor_add(y, ev->data.scalar.anchor, n);
+                return n;
+        case YAML_SEQUENCE_START_EVENT:
+                n = node_new(y, Y_SEQ, ev->start_mark, ev->end_mark);
+                n->style = ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE ? YS_FLOW : YS_PLAIN;
+                anchor_add(y, ev->data.sequence_start.anchor, n);
+                return parse_children(y, n, false, depth);
+        case YAML_MAPPING_START_EVENT:
+                n = node_new(y, Y_MAP, ev->start_mark, ev->end_mark);
+                n->style = ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE ? YS_FLOW : YS_PLAIN;
+                anchor_add(y, ev->data.mapping_start.anchor, n);
+                return parse_children(y, n, true, depth);
+        case YAML_ALIAS_EVENT:
+                for (uint32_t i = y->nanchors; i-- > 0;)
+                        if (strcmp(y->anchors[i].name, (const char *)ev->data.alias.anchor) == 0)
+                                return y->anchors[i].node;
+                {
+                        SrcPos pos = {.file = y->f->path, .line = (uint32_t)ev->start_mark.line + 1,
+                                      .col = (uint32_t)ev->start_mark.column + 1, .len = 1};
+                        diag_add(y->dl, DIAG_E001, pos, NULL, "unknown YAML alias '*%s'",
+                                 (const char *)ev->data.alias.anchor);
+                }
+                y->failed = true;
+                return NULL;
+        default:
+                y->failed = true;
+                return NULL;
+        }
+}
+
+SrcFile *srcfile_parse(const char *path, char *text, size_t len, DiagList *dl)
+{
+        SrcFile *f = xcalloc(1, sizeof(*f));
+        arena_init(&f->arena);
+        f->path = xstrdup(path);
+        f->text = text;
+        f->len = len;
+        uint32_t cap = 0;
+        VEC_PUSH(f->lines, f->nlines, cap) = 0;
+        for (size_t i = 0; i < len; i++)
+                if (text[i] == '\n' && i + 1 <= len)
+                        VEC_PUSH(f->lines, f->nlines, cap) = (uint32_t)(i + 1);
+
+        if (memchr(text, 0, len)) {
+                size_t off = (size_t)((char *)memchr(text, 0, len) - text);
+                diag_add(dl, DIAG_E001, srcfile_pos(f, off, 1), NULL,
+                         "YAML syntax error: the file contains a NUL byte");
+                return f;
+        }
+
+        YParse y = {.f = f, .dl = dl};
+        yaml_parser_initialize(&y.p);
+        yaml_parser_set_input_string(&y.p, (const unsigned char *)text, len);
+        yaml_event_t ev;
+        bool done = false;
+        unsigned docs = 0;
+        while (!done && next_event(&y, &ev)) {
+                switch (ev.type) {
+                case YAML_STREAM_END_EVENT:
+                        done = true;
+                        break;
+                case YAML_DOCUMENT_START_EVENT:
+                        docs++;
+                        if (docs > 1) {
+                                SrcPos pos = {.file = f->path, .line = (uint32_t)ev.start_mark.line + 1,
+                                              .col = (uint32_t)ev.start_mark.column + 1, .len = 3};
+                                diag_add(dl, DIAG_E001, pos, "put each rule file's content in one document",
+                                         "more than one YAML document in the file");
+                                done = true;
+                        }
+                        break;
+                case YAML_SEQUENCE_START_EVENT:
+                case YAML_MAPPING_START_EVENT:
+                case YAML_SCALAR_EVENT:
+                case YAML_ALIAS_EVENT:
+                        f->root = parse_node(&y, &ev, 0);
+                        break;
+                default:
+                        break;
+                }
+                yaml_event_delete(&ev);
+        }
+        if (y.failed)
+                f->root = NULL;
+        yaml_parser_delete(&y.p);
+        return f;
+}
+
+SrcFile *srcfile_free(SrcFile *f)
+{
+        if (!f)
+                return NULL;
+        arena_deinit(&f->arena);
+        free(f->path);
+        free(f->text);
+        free(f->lines);
+        free(f);
+        return NULL;
+}
+
+SrcPos ynode_pos(const YNode *n)
+{
+        return srcfile_pos(n->src, n->start, n->kind == Y_SCALAR ? n->end - n->start : 1);
+}
+
+SrcPos ynode_span(const YNode *n)
+{
+        return srcfile_pos(n->src, n->start, n->end - n->start);
+}
+
+YNode *ynode_get(const YNode *map, const char *key)
+{
+        if (!map || map->kind != Y_MAP)
+                return NULL;
+        for (uint32_t i = 0; i < map->n; i++)
+                if (map->keys[i]->kind == Y_SCALAR && strcmp(map->keys[i]->str, key) == 0)
+                        return map->items[i];
+        return NULL;
+}
+
+bool ynode_is_null(const YNode *n)
+{
+        if (!n)
+                return true;
+        if (n->kind != Y_SCALAR || n->style != YS_PLAIN)
+                return false;
+        return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
+               strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
+}
+
+/*
+ * Map an offset in a scalar's value back to the file by walking the value
+ * and the source text together: they agree byte for byte except where
+ * quoting, escapes, indentation and line folding differ.
+ */
+static SrcPos scalar_map(const ExprSrc *es, uint32_t off, uint32_t len)
+{
+        const YNode *n = es->ud;
+        const SrcFile *f = n->src;
+        const char *t = f->text;
+        size_t s = n->start;
+        if (n->style == YS_SINGLE || n->style == YS_DOUBLE)
+                s++;
+        else if (n->style == YS_LITERAL || n->style == YS_FOLDED) {
+                while (s < f->len && t[s] != '\n')
+                        s++;
+                while (s < f->len && (t[s] == '\n' || t[s] == ' ' || t[s] == '\t' || t[s] == '\r'))
+                        s++;
+        }
+        const char *v = n->str;
+        size_t vi = 0;
+        size_t starts = s;
+        for (int pass = 0; pass < 2; pass++) {
+                size_t target = pass == 0 ? off : off + len;
+                if (target > n->len)
+                        target = n->len;
+                while (vi < target && s < f->len) {
+                        if (t[s] == v[vi]) {
+                                s++;
+                                vi++;
+                        } else if (n->style == YS_SINGLE && t[s] == '\'' && s + 1 < f->len &&
+                                   t[s + 1] == '\'') {
+                                s += 2;
+                                vi++;
+                        } else if (n->style == YS_DOUBLE && t[s] == '\\') {
+                                size_t el = 2;
+                                if (s + 1 < f->len && t[s + 1] == 'u')
+                                        el = 6;
+                                else if (s + 1 < f->len && t[s + 1] == 'x')
+                                        el = 4;
+                                else if (s + 1 < f->len && t[s + 1] == 'U')
+                                        el = 10;
+                                s += el;
+                                /* the escape produced one character of the value */
+                                vi++;
+                                while (vi < n->len && ((unsigned char)v[vi] & 0xc0) == 0x80)
+                                        vi++;
+                        } else if (t[s] == '\n' || t[s] == '\r' || t[s] == ' ' || t[s] == '\t') {
+                                while (s < f->len &&
+                                       (t[s] == '\n' || t[s] == '\r' || t[s] == ' ' || t[s] == '\t'))
+                                        s++;
+                                if (v[vi] == ' ' || v[vi] == '\n')
+                                        vi++;
+                        } else {
+                                s++;
+                                vi++;
+                        }
+                }
+                if (pass == 0)
+                        starts = s;
+        }
+        return srcfile_pos(f, starts, s > starts ? s - starts : 1);
+}
+
+void ynode_exprsrc(const YNode *n, uint32_t id, ExprSrc *ret)
+{
+        ret->id = id;
+        ret->file = n->src->path;
+        ret->text = n->str;
+        ret->len = n->len;
+        ret->ud = (void *)n;
+        ret->map = scalar_map;
+}

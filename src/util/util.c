@@ -1,0 +1,352 @@
+/*
+ * Implementation of include/riskd/util.h.  Nothing here knows about rules,
+ * events or Kafka.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "include/riskd/util.h"
+
+static void oom(size_t n)
+{
+        fprintf(stderr, "<2>riskd: out of memory allocating %zu bytes\n", n);
+        abort();
+}
+
+void *xmalloc(size_t n)
+{
+        void *p = malloc(n ? n : 1);
+        if (!p)
+                oom(n);
+        return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+        void *p = calloc(n ? n : 1, size ? size : 1);
+        if (!p)
+                oom(n * size);
+        return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+        p = realloc(p, n ? n : 1);
+        if (!p)
+                oom(n);
+        return p;
+}
+
+char *xstrdup(const char *s)
+{
+        return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+        char *p = xmalloc(n + 1);
+        memcpy(p, s, n);
+        p[n] = 0;
+        return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+        Buf b = {0};
+        va_list ap;
+        va_start(ap, fmt);
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        return b.p;
+}
+
+void *xgrow(void *v, uint32_t *cap, uint32_t need, size_t sz)
+{
+        if (need <= *cap)
+                return v;
+        uint32_t c = *cap ? *cap : 4;
+        while (c < need)
+                c *= 2;
+        v = xrealloc(v, (size_t)c * sz);
+        memset((char *)v + (size_t)*cap * sz, 0, (size_t)(c - *cap) * sz);
+        *cap = c;
+        return v;
+}
+
+struct ArenaBlock {
+        ArenaBlock *next;
+        size_t used, size;
+        _Alignas(16) unsigned char data[];
+};
+
+void arena_init(Arena *a)
+{
+        a->head = NULL;
+}
+
+void arena_deinit(Arena *a)
+{
+        ArenaBlock *b = a->head;
+        while (b) {
+                ArenaBlock *n = b->next;
+                free(b);
+                b = n;
+        }
+        a->head = NULL;
+}
+
+void *arena_alloc(Arena *a, size_t n)
+{
+        n = (n + 15) & ~(size_t)15;
+        ArenaBlock *b = a->head;
+        if (!b || b->size - b->used < n) {
+                size_t size = n > 16384 ? n : 16384;
+                b = xmalloc(sizeof(*b) + size);
+                b->size = size;
+                b->used = 0;
+                b->next = a->head;
+                a->head = b;
+        }
+        void *p = b->data + b->used;
+        b->used += n;
+        memset(p, 0, n);
+        return p;
+}
+
+char *arena_strndup(Arena *a, const char *s, size_t n)
+{
+        char *p = arena_alloc(a, n + 1);
+        memcpy(p, s, n);
+        p[n] = 0;
+        return p;
+}
+
+char *arena_strdup(Arena *a, const char *s)
+{
+        return arena_strndup(a, s, strlen(s));
+}
+
+char *arena_printf(Arena *a, const char *fmt, ...)
+{
+        Buf b = {0};
+        va_list ap;
+        va_start(ap, fmt);
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        char *p = arena_strndup(a, b.p, b.len);
+        buf_free(&b);
+        return p;
+}
+
+void buf_reserve(Buf *b, size_t extra)
+{
+        if (b->len + extra + 1 <= b->cap)
+                return;
+        size_t c = b->cap ? b->cap : 64;
+        while (c < b->len + extra + 1)
+                c *= 2;
+        b->p = xrealloc(b->p, c);
+        b->cap = c;
+}
+
+void buf_put(Buf *b, const void *p, size_t n)
+{
+        buf_reserve(b, n);
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+        b->p[b->len] = 0;
+}
+
+void buf_puts(Buf *b, const char *s)
+{
+        buf_put(b, s, strlen(s));
+}
+
+void buf_putc(Buf *b, char c)
+{
+        buf_put(b, &c, 1);
+}
+
+void buf_vprintf(Buf *b, const char *fmt, va_list ap)
+{
+        va_list cp;
+        va_copy(cp, ap);
+        int n = vsnprintf(NULL, 0, fmt, cp);
+        va_end(cp);
+        if (n < 0)
+                return;
+        buf_reserve(b, (size_t)n);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+        b->len += (size_t)n;
+}
+
+void buf_printf(Buf *b, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        buf_vprintf(b, fmt, ap);
+        va_end(ap);
+}
+
+void buf_json_str(Buf *b, const char *s, size_t n)
+{
+        static const char hex[] = "0123456789abcdef";
+        buf_reserve(b, n + 2);
+        buf_putc(b, '"');
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+                switch (c) {
+                case '"': buf_put(b, "\\\"", 2); break;
+                case '\\': buf_put(b, "\\\\", 2); break;
+                case '\n': buf_put(b, "\\n", 2); break;
+                case '\r': buf_put(b, "\\r", 2); break;
+                case '\t': buf_put(b, "\\t", 2); break;
+                default:
+                        if (c < 0x20) {
+                                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                                buf_put(b, e, 6);
+                        } else {
+                                buf_putc(b, (char)c);
+                        }
+                }
+        }
+        buf_putc(b, '"');
+}
+
+void buf_free(Buf *b)
+{
+        free(b->p);
+        b->p = NULL;
+        b->len = b->cap = 0;
+}
+
+uint64_t hash64(const void *p, size_t n, uint64_t h)
+{
+        const unsigned char *s = p;
+        for (size_t i = 0; i < n; i++) {
+                h ^= s[i];
+                h *= 0x100000001b3ULL;
+        }
+        return h;
+}
+
+int file_read_all(const char *path, char **ret, size_t *ret_len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        Buf b = {0};
+        for (;;) {
+                buf_reserve(&b, 65536);
+                ssize_t r = read(fd, b.p + b.len, b.cap - b.len - 1);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int e = -errno;
+                        close(fd);
+                        buf_free(&b);
+                        return e;
+                }
+                if (r == 0)
+                        break;
+                b.len += (size_t)r;
+        }
+        close(fd);
+        buf_reserve(&b, 0);
+        b.p[b.len] = 0;
+        *ret = b.p;
+        *ret_len = b.len;
+        return 0;
+}
+
+static uint32_t utf8_next(const char *s, size_t n, size_t *i)
+{
+        unsigned char c = (unsigned char)s[*i];
+        uint32_t cp;
+        int extra;
+        if (c < 0x80) {
+                (*i)++;
+                return c;
+        } else if ((c & 0xe0) == 0xc0) {
+                cp = c & 0x1f;
+                extra = 1;
+        } else if ((c & 0xf0) == 0xe0) {
+                cp = c & 0x0f;
+                extra = 2;
+        } else if ((c & 0xf8) == 0xf0) {
+                cp = c & 0x07;
+                extra = 3;
+        } else {
+                (*i)++;
+                return 0xfffd;
+        }
+        (*i)++;
+        while (extra-- > 0 && *i < n && ((unsigned char)s[*i] & 0xc0) == 0x80)
+                cp = (cp << 6) | ((unsigned char)s[(*i)++] & 0x3f);
+        return cp;
+}
+
+size_t utf8_len(const char *s, size_t n)
+{
+        size_t i = 0, k = 0;
+        while (i < n) {
+                utf8_next(s, n, &i);
+                k++;
+        }
+        return k;
+}
+
+static int wide(uint32_t c)
+{
+        return (c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0xa4cf) ||
+               (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+               (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) ||
+               (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x20000 && c <= 0x3fffd);
+}
+
+size_t utf8_width(const char *s, size_t n)
+{
+        size_t i = 0, w = 0;
+        while (i < n)
+                w += wide(utf8_next(s, n, &i)) ? 2 : 1;
+        return w;
+}
+
+size_t utf8_offset(const char *s, size_t n, uint32_t col)
+{
+        size_t i = 0;
+        for (uint32_t k = 1; k < col && i < n; k++)
+                utf8_next(s, n, &i);
+        return i;
+}
+
+unsigned edit_distance(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b);
+        if (la > 64 || lb > 64)
+                return 99;
+        unsigned row[65];
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = (unsigned)j;
+        for (size_t i = 1; i <= la; i++) {
+                unsigned prev = row[0];
+                row[0] = (unsigned)i;
+                for (size_t j = 1; j <= lb; j++) {
+                        unsigned cur = row[j];
+                        unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                        unsigned v = prev + cost;
+                        if (row[j] + 1 < v)
+                                v = row[j] + 1;
+                        if (row[j - 1] + 1 < v)
+                                v = row[j - 1] + 1;
+                        row[j] = v;
+                        prev = cur;
+                }
+        }
+        return row[lb];
+}
