@@ -552,7 +552,7 @@ static bool check_arith(Loader *L, Node *n)
                 type_desc(n->a, da, sizeof(da));
                 type_desc(n->b, db, sizeof(db));
                 err(L, n, DIAG_E033, "arithmetic works on numbers, durations and times (time - time is a duration)",
-                    "cannot apply '%s' to %s and %s", tok_kind_str(n->op), da, db);
+                    "cannot apply %s to %s and %s", tok_kind_str(n->op), da, db);
                 return false;
         }
         n->type = r;
@@ -888,7 +888,7 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                                 char d[96];
                                 type_desc(bad, d, sizeof(d));
                                 err(L, bad, DIAG_E033, "compare it to something: x > 0, x == \"v\"",
-                                    "'%s' needs conditions on both sides, found %s", tok_kind_str(n->op), d);
+                                    "%s needs conditions on both sides, found %s", tok_kind_str(n->op), d);
                                 return NULL;
                         }
                         n->type = VT_BOOL;

@@ -548,7 +548,7 @@ static const struct {
         {"endswith", T_ENDSWITH},
 };
 
-static Node *exception_build(Loader *L, RuleDef *rd, ExceptionDef *e)
+static Node *exception_build(Loader *L, const Rule *r, ExceptionDef *e)
 {
         const YNode *fields = e->fields;
         TokKind ops[16];
@@ -557,6 +557,25 @@ static Node *exception_build(Loader *L, RuleDef *rd, ExceptionDef *e)
                          "an exception names 1 to 16 fields, not %u", fields->n);
                 return NULL;
         }
+        /* the shape is checked even before an operator adds values */
+        bool shape_ok = true;
+        for (uint32_t i = 0; i < fields->n; i++) {
+                const YNode *fy = fields->items[i];
+                if (!loader_expect(L, fy, Y_SCALAR, "a field name")) {
+                        shape_ok = false;
+                        continue;
+                }
+                if (!check_field(L, r->on, fy->str, NULL)) {
+                        Buf h = {0};
+                        check_suggest_field(L, r->on, fy->str, &h);
+                        diag_add(L->dl, DIAG_E031, ynode_pos(fy), h.len ? h.p : NULL,
+                                 "exception %s: unknown field '%s' of the rule's event types", e->name, fy->str);
+                        buf_free(&h);
+                        shape_ok = false;
+                }
+        }
+        if (!shape_ok)
+                return NULL;
         for (uint32_t i = 0; i < fields->n; i++)
                 ops[i] = T_EQ;
         if (e->comps) {
@@ -639,7 +658,6 @@ static Node *exception_build(Loader *L, RuleDef *rd, ExceptionDef *e)
                 }
                 any = node_and(L, any, all, T_OR);
         }
-        (void)rd;
         return ok ? any : NULL;
 }
 
@@ -833,10 +851,9 @@ static void rule_build(Loader *L, RuleDef *rd)
         Node *exc = NULL;
         bool exc_ok = true;
         for (uint32_t i = 0; i < rd->nexc; i++) {
-                if (rd->exc[i].nvalues == 0)
-                        continue;
-                Node *e = exception_build(L, rd, &rd->exc[i]);
-                if (!e)
+                uint32_t nerr = L->dl->nerrors;
+                Node *e = exception_build(L, r, &rd->exc[i]);
+                if (L->dl->nerrors != nerr)
                         exc_ok = false;
                 exc = node_and(L, exc, e, T_OR);
         }
@@ -910,7 +927,9 @@ static void warnings_finish(Loader *L)
         for (uint32_t i = 0; i < rs->nrules; i++)
                 for (uint32_t j = 0; j < i; j++) {
                         const Rule *a = &rs->rules[j], *b = &rs->rules[i];
-                        if (a->on == b->on && a->fingerprint == b->fingerprint &&
+                        if (a->on == b->on &&
+                            compile_fingerprint(rs, a->when, HASH64_INIT) ==
+                                    compile_fingerprint(rs, b->when, HASH64_INIT) &&
                             a->per_slot == b->per_slot && a->status != RULE_DISABLED &&
                             b->status != RULE_DISABLED) {
                                 char *hint = xasprintf("merge the two rules, or make their conditions differ (%s is at %s:%u)",
@@ -1089,6 +1108,16 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         rs->nmacros = L.nmacros;
         if (schema)
                 warnings_finish(&L);
+        /* the VM trusts verified code: verify every program once */
+        for (uint32_t i = 0; !dl->nerrors && i < rs->nprogs; i++) {
+                int v = vm_verify(rs, i);
+                if (v == VM_STACK)
+                        diag_add(dl, DIAG_E061, dirpos, "split the condition into macros or simpler rules",
+                                 "an expression needs more than %d stack slots", VM_STACK_MAX);
+                else if (v)
+                        diag_add(dl, DIAG_E061, dirpos, "this is a bug in riskd: please report it with the rules",
+                                 "internal error: compiled program %u failed verification", i);
+        }
 
         diag_list_sort(dl);
         diag_set_line_source(NULL, NULL);

@@ -106,8 +106,15 @@ static void syntax_error(YParse *y)
 
 static bool next_event(YParse *y, yaml_event_t *ev)
 {
+        /* after an error libyaml keeps returning success with no event */
+        if (y->failed)
+                return false;
         if (!yaml_parser_parse(&y->p, ev)) {
                 syntax_error(y);
+                return false;
+        }
+        if (ev->type == YAML_NO_EVENT) {
+                y->failed = true;
                 return false;
         }
         return true;

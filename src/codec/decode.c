@@ -1,0 +1,1447 @@
+/*
+ * The event decoder (include/riskd/decode.h): a validating, single-pass
+ * JSON reader that stores only what the Schema asks for.
+ *
+ * Compiled once per Schema (decoder_new):
+ *  - a trie of path segments.  Node 0 is the top-level object; a node
+ *    lists the slots whose path ends there (several event types may read
+ *    the same path with different FieldTypes, hence several slots) and the
+ *    envelope roles whose path ends there, and says whether longer paths
+ *    go through it;
+ *  - one open-addressing hash table, keyed by (parent, bytes), for the trie
+ *    edges, the event type names and every enum's values.  It is built from
+ *    the schema only, so input cannot lengthen its probe chains; a lookup
+ *    costs one multiplication and, per probe, two word comparisons (a
+ *    memcmp only for keys longer than 16 bytes);
+ *  - per slot, the bitset of event types that read it.
+ *
+ * Per event (decoder_decode):
+ *  - every value whose key path reaches a node with slots is converted for
+ *    each slot whose types include the event's type; while the type is not
+ *    known yet (the envelope may come last) that is every type declaring
+ *    the path.  Slots written are listed (d->written) so that the ones of
+ *    other types are nulled when the type is known;
+ *  - conversion failures are recorded per slot (SlotState), not raised: a
+ *    failure in a slot of another type is no error, and the reason must
+ *    not depend on key order.  They are raised after the whole document
+ *    has been validated, in field declaration order;
+ *  - epochs (one per event) mark which nodes and slots were seen, so
+ *    nothing is cleared per event beyond the slots actually filled.
+ *
+ * Invariant between calls: every slot of d->last_slots is VT_NULL except
+ * the slots of d->last_type (when the last call succeeded).
+ */
+#include <errno.h>
+#include <float.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "include/riskd/decode.h"
+#include "include/riskd/util.h"
+
+#define NONE UINT32_MAX
+#define PARENT_TYPES 0x7fffffffu     /* hash parent of event type names */
+#define PARENT_ENUM 0x80000000u      /* | enum id: parent of its values */
+
+enum { ENV_ID, ENV_TYPE, ENV_ENTERPRISE, ENV_TIME, ENV_N };
+static const char *const env_names[ENV_N] = {"event id", "event type", "enterprise", "event time"};
+
+/* The JSON kind of a value, for messages. */
+enum { JK_OBJECT, JK_ARRAY, JK_STRING, JK_NUMBER, JK_BOOL, JK_NULL };
+static const char *const kind_names[] = {"an object", "an array", "a string", "a number", "a bool", "null"};
+
+/* Per-slot and per-envelope-role outcome of the current event. */
+enum { SS_OK, SS_NULL, SS_ERR };
+
+typedef struct SlotState {
+        uint32_t epoch;         /* == d->epoch: seen in this event */
+        uint8_t st;             /* SS_* */
+        uint8_t reason;         /* DecodeReason when SS_ERR */
+        uint8_t got;            /* JK_* of the value */
+        uint8_t range;          /* a number beyond the double range */
+        Str val;                /* the offending string, for the message */
+} SlotState;
+
+typedef struct DecNode {
+        uint32_t slot0, nslot;  /* d->node_slots[slot0 .. slot0+nslot) */
+        uint8_t env;            /* bit per ENV_* role ending here */
+        bool children;
+        uint32_t epoch;         /* == d->epoch: a value was delivered here */
+} DecNode;
+
+typedef struct DecKey {
+        uint64_t a, b;          /* KeyWords of the key */
+        const char *s;          /* NULL: empty bucket */
+        uint32_t len, parent, val;
+} DecKey;
+
+struct Decoder {
+        const Schema *s;
+        uint32_t max_bytes, max_depth;
+
+        DecNode *nodes;
+        uint32_t nnodes, cap_nodes;
+        uint32_t *node_slots;
+        DecKey *keys;
+        uint32_t key_mask;
+        uint32_t max_key;       /* longest path segment */
+        char *keybuf;           /* [max_key]: unescaped keys */
+
+        uint64_t *slot_types;   /* [nslots] bitset of type ids */
+        uint32_t *slot_node;    /* [nslots] */
+        uint32_t *slot_enum;    /* [nslots] enum id, NONE */
+        const EnumDef **enums;
+        uint32_t nenums;
+        uint64_t all_types;
+
+        /* numbers too long for the stack buffer (strtod_l needs a NUL) */
+        char *numbuf;
+        uint32_t numbuf_cap;
+
+        /* per event */
+        uint32_t epoch;
+        SlotState *ss;          /* [nslots] */
+        SlotState env[ENV_N];
+        uint32_t *written;      /* [nslots] */
+        uint32_t nwritten;
+        uint64_t mask;          /* types whose slots are still converted */
+        int32_t type;           /* type index, -1 unknown yet */
+        const uint8_t *start, *end;
+        DecodedEvent *ev;
+        uint32_t scratch_used;
+
+        Value *last_slots;
+        int32_t last_type;
+};
+
+const char *decode_reason_str(DecodeReason r)
+{
+        static const char *const names[] = {
+                [DECODE_OK] = "ok",
+                [DECODE_MALFORMED_JSON] = "malformed_json",
+                [DECODE_NOT_AN_OBJECT] = "not_an_object",
+                [DECODE_MISSING_FIELD] = "missing_field",
+                [DECODE_WRONG_TYPE] = "wrong_type",
+                [DECODE_UNKNOWN_TYPE] = "unknown_type",
+                [DECODE_BAD_TIMESTAMP] = "bad_timestamp",
+                [DECODE_TOO_LARGE] = "too_large",
+        };
+        if ((unsigned)r >= ARRAY_SIZE(names))
+                return "unknown";
+        return names[r];
+}
+
+/* ---- hashing of short keys ---- */
+
+/*
+ * A key is summarised by two words: its first and last 8 bytes (4 for keys
+ * of 4..7 bytes, 3 sampled bytes below that).  Up to 16 bytes the words hold
+ * every byte, so equal length and words is equality and no memcmp is
+ * needed; longer keys compare the rest.
+ */
+typedef struct KeyWords {
+        uint64_t a, b;
+} KeyWords;
+
+static inline KeyWords key_words(const uint8_t *s, uint32_t n)
+{
+        KeyWords w = {0, 0};
+        if (n >= 8) {
+                memcpy(&w.a, s, 8);
+                memcpy(&w.b, s + n - 8, 8);
+        } else if (n >= 4) {
+                uint32_t x, y;
+                memcpy(&x, s, 4);
+                memcpy(&y, s + n - 4, 4);
+                w.a = x;
+                w.b = y;
+        } else if (n > 0) {
+                w.a = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+        }
+        return w;
+}
+
+/* One multiplication (the lookup is on the per-key path); the table is
+ * built from the schema, so a weak spot can only lengthen schema chains. */
+static inline uint32_t key_hash(KeyWords w, uint32_t n, uint32_t parent)
+{
+        uint64_t x = w.a ^ (w.b << 23 | w.b >> 41) ^ ((uint64_t)(n + parent * 0x9e3779b9u) << 32);
+        return (uint32_t)((x * 0x9e3779b97f4a7c15ULL) >> 32);
+}
+
+static inline bool key_eq(const DecKey *k, KeyWords w, uint32_t parent, const uint8_t *s, uint32_t n)
+{
+        return k->a == w.a && k->b == w.b && k->parent == parent && k->len == n &&
+               (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0);
+}
+
+static inline uint32_t key_find(const Decoder *d, uint32_t parent, const uint8_t *s, uint32_t n)
+{
+        KeyWords w = key_words(s, n);
+        for (uint32_t i = key_hash(w, n, parent) & d->key_mask;; i = (i + 1) & d->key_mask) {
+                const DecKey *k = &d->keys[i];
+                if (!k->s)
+                        return NONE;
+                if (key_eq(k, w, parent, s, n))
+                        return k->val;
+        }
+}
+
+/* Insert unless present; returns the value stored under the key. */
+static uint32_t key_add(Decoder *d, uint32_t parent, const char *s, uint32_t n, uint32_t val)
+{
+        KeyWords w = key_words((const uint8_t *)s, n);
+        for (uint32_t i = key_hash(w, n, parent) & d->key_mask;; i = (i + 1) & d->key_mask) {
+                DecKey *k = &d->keys[i];
+                if (!k->s) {
+                        *k = (DecKey){.a = w.a, .b = w.b, .s = s, .len = n, .parent = parent, .val = val};
+                        return val;
+                }
+                if (key_eq(k, w, parent, (const uint8_t *)s, n))
+                        return k->val;
+        }
+}
+
+/* ---- compiling the schema ---- */
+
+static uint32_t node_add(Decoder *d)
+{
+        DecNode *n = &VEC_PUSH(d->nodes, d->nnodes, d->cap_nodes);
+        *n = (DecNode){0};
+        return d->nnodes - 1;
+}
+
+/* The node of a dotted path, created as needed; NONE on an empty segment. */
+static uint32_t path_node(Decoder *d, const char *path)
+{
+        uint32_t node = 0;
+        const char *seg = path;
+        for (const char *p = path;; p++) {
+                if (*p != '.' && *p)
+                        continue;
+                uint32_t n = (uint32_t)(p - seg);
+                if (n == 0)
+                        return NONE;
+                if (n > d->max_key)
+                        d->max_key = n;
+                uint32_t child = key_add(d, node, seg, n, d->nnodes);
+                if (child == d->nnodes)
+                        node_add(d);
+                d->nodes[node].children = true;
+                node = child;
+                if (!*p)
+                        return node;
+                seg = p + 1;
+        }
+}
+
+static uint32_t enum_id(Decoder *d, const EnumDef *en)
+{
+        for (uint32_t i = 0; i < d->nenums; i++)
+                if (d->enums[i] == en)
+                        return i;
+        d->enums[d->nenums] = en;
+        for (uint32_t v = 0; v < en->nvalues; v++)
+                key_add(d, PARENT_ENUM | d->nenums, en->values[v], (uint32_t)strlen(en->values[v]), v);
+        return d->nenums++;
+}
+
+int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
+{
+        uint32_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : DECODER_MAX_BYTES_DEFAULT;
+        uint32_t max_depth = lim && lim->max_depth ? lim->max_depth : DECODER_MAX_DEPTH_DEFAULT;
+        if (max_bytes > DECODER_MAX_BYTES_LIMIT || max_depth > DECODER_MAX_DEPTH_LIMIT)
+                return -EINVAL;
+        if (s->ntypes > RULES_MAX_TYPES || s->nslots > RULES_MAX_SLOTS)
+                return -EINVAL;
+        const char *env_paths[ENV_N] = {s->env.id, s->env.type, s->env.enterprise, s->env.time};
+        for (int r = 0; r < ENV_N; r++)
+                if (!env_paths[r])
+                        return -EINVAL;
+
+        /* size the hash table: edges ≤ segments, plus type names and enum values */
+        size_t nkeys = s->ntypes + ENV_N;
+        for (int r = 0; r < ENV_N; r++)
+                for (const char *p = env_paths[r]; *p; p++)
+                        nkeys += *p == '.';
+        for (uint32_t t = 0; t < s->ntypes; t++) {
+                const EventType *et = &s->types[t];
+                if (et->id != t)
+                        return -EINVAL;
+                for (uint32_t i = 0; i < et->nfields; i++) {
+                        const Field *f = &et->fields[i];
+                        if (!f->path || f->slot >= s->nslots || s->slot_type[f->slot] != f->type)
+                                return -EINVAL;
+                        if (f->type == FT_ENUM && (!f->en || !s->slot_enum || s->slot_enum[f->slot] != f->en))
+                                return -EINVAL;
+                        nkeys += 1;
+                        for (const char *p = f->path; *p; p++)
+                                nkeys += *p == '.';
+                        if (f->type == FT_ENUM)
+                                nkeys += f->en->nvalues;
+                }
+        }
+
+        Decoder *d = xcalloc(1, sizeof(*d));
+        d->s = s;
+        d->max_bytes = max_bytes;
+        d->max_depth = max_depth;
+        uint32_t cap = 16;
+        while (cap < 2 * nkeys)
+                cap *= 2;
+        d->keys = xcalloc(cap, sizeof(*d->keys));
+        d->key_mask = cap - 1;
+        uint32_t ns = s->nslots;
+        d->slot_types = xcalloc(ns, sizeof(*d->slot_types));
+        d->slot_node = xcalloc(ns, sizeof(*d->slot_node));
+        d->slot_enum = xcalloc(ns, sizeof(*d->slot_enum));
+        d->ss = xcalloc(ns, sizeof(*d->ss));
+        d->written = xcalloc(ns, sizeof(*d->written));
+        d->enums = xcalloc(ns, sizeof(*d->enums));
+        d->all_types = s->ntypes == 64 ? ~0ULL : (1ULL << s->ntypes) - 1;
+        d->last_type = -1;
+        for (uint32_t i = 0; i < ns; i++) {
+                d->slot_node[i] = NONE;
+                d->slot_enum[i] = NONE;
+        }
+        node_add(d); /* the top-level object */
+
+        for (int e = 0; e < ENV_N; e++) {
+                uint32_t node = path_node(d, env_paths[e]);
+                if (node == NONE)
+                        goto fail;
+                d->nodes[node].env |= (uint8_t)(1u << e);
+        }
+        for (uint32_t t = 0; t < s->ntypes; t++) {
+                const EventType *et = &s->types[t];
+                key_add(d, PARENT_TYPES, et->name, (uint32_t)strlen(et->name), t);
+                for (uint32_t i = 0; i < et->nfields; i++) {
+                        const Field *f = &et->fields[i];
+                        uint32_t node = path_node(d, f->path);
+                        if (node == NONE)
+                                goto fail;
+                        /* one slot, one path */
+                        if (d->slot_node[f->slot] != NONE && d->slot_node[f->slot] != node)
+                                goto fail;
+                        d->slot_node[f->slot] = node;
+                        d->slot_types[f->slot] |= 1ULL << t;
+                        if (f->type == FT_ENUM)
+                                d->slot_enum[f->slot] = enum_id(d, f->en);
+                }
+        }
+
+        /* group the slots by node (counting sort) */
+        d->node_slots = xcalloc(ns, sizeof(*d->node_slots));
+        for (uint32_t i = 0; i < ns; i++)
+                if (d->slot_node[i] != NONE)
+                        d->nodes[d->slot_node[i]].nslot++;
+        uint32_t at = 0;
+        for (uint32_t n = 0; n < d->nnodes; n++) {
+                d->nodes[n].slot0 = at;
+                at += d->nodes[n].nslot;
+                d->nodes[n].nslot = 0;
+        }
+        for (uint32_t i = 0; i < ns; i++)
+                if (d->slot_node[i] != NONE) {
+                        DecNode *n = &d->nodes[d->slot_node[i]];
+                        d->node_slots[n->slot0 + n->nslot++] = i;
+                }
+        d->keybuf = xmalloc(d->max_key + 1);
+        *ret = d;
+        return 0;
+fail:
+        decoder_free(d);
+        return -EINVAL;
+}
+
+Decoder *decoder_free(Decoder *d)
+{
+        if (!d)
+                return NULL;
+        free(d->nodes);
+        free(d->node_slots);
+        free(d->keys);
+        free(d->keybuf);
+        free(d->slot_types);
+        free(d->slot_node);
+        free(d->slot_enum);
+        free(d->enums);
+        free(d->numbuf);
+        free(d->ss);
+        free(d->written);
+        free(d);
+        return NULL;
+}
+
+/* ---- numbers ---- */
+
+static _Atomic(locale_t) c_locale;
+
+static locale_t decode_c_locale(void)
+{
+        locale_t l = atomic_load_explicit(&c_locale, memory_order_acquire);
+        if (l)
+                return l;
+        locale_t n = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        if (!n)
+                abort(); /* only ENOMEM: allocation failure aborts */
+        locale_t expected = (locale_t)0;
+        if (!atomic_compare_exchange_strong(&c_locale, &expected, n)) {
+                freelocale(n);
+                return expected;
+        }
+        return n;
+}
+
+static inline bool is_digit(uint8_t c)
+{
+        return (uint8_t)(c - '0') < 10;
+}
+
+/* RFC 8259 number grammar; returns the end, or NULL with *what set. */
+static const uint8_t *number_scan(const uint8_t *p, const uint8_t *end, const char **what)
+{
+        if (*p == '-') {
+                p++;
+                if (p == end || !is_digit(*p)) {
+                        *what = "expected a digit after '-'";
+                        return NULL;
+                }
+        }
+        if (!is_digit(*p)) {
+                *what = "expected a digit";
+                return NULL;
+        }
+        if (*p == '0') {
+                p++;
+                if (p < end && is_digit(*p)) {
+                        *what = "leading zero in a number";
+                        return NULL;
+                }
+        } else {
+                while (p < end && is_digit(*p))
+                        p++;
+        }
+        if (p < end && *p == '.') {
+                p++;
+                if (p == end || !is_digit(*p)) {
+                        *what = "expected a digit after '.'";
+                        return NULL;
+                }
+                while (p < end && is_digit(*p))
+                        p++;
+        }
+        if (p < end && (*p | 0x20) == 'e') {
+                p++;
+                if (p < end && (*p == '+' || *p == '-'))
+                        p++;
+                if (p == end || !is_digit(*p)) {
+                        *what = "expected a digit in the exponent";
+                        return NULL;
+                }
+                while (p < end && is_digit(*p))
+                        p++;
+        }
+        return p;
+}
+
+static const double pow10_dbl[23] = {
+        1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/*
+ * Clinger's fast path: m ≤ 2^53 and 10^|e| ≤ 10^22 are exact doubles, so a
+ * single IEEE multiplication or division is the correctly rounded result.
+ * Needs double arithmetic without excess precision (FLT_EVAL_METHOD 0:
+ * x86-64 SSE2, AArch64); elsewhere everything goes to strtod_l.
+ */
+static bool number_fast(const uint8_t *p, const uint8_t *end, double *ret)
+{
+#if FLT_EVAL_METHOD == 0
+        bool neg = false;
+        if (*p == '-') {
+                neg = true;
+                p++;
+        }
+        uint64_t m = 0;
+        int nd = 0;
+        int64_t e10 = 0;
+        for (; p < end && is_digit(*p); p++) {
+                if (m == 0 && *p == '0')
+                        continue;
+                if (nd == 19)
+                        return false;
+                m = m * 10 + (uint64_t)(*p - '0');
+                nd++;
+        }
+        if (p < end && *p == '.')
+                for (p++; p < end && is_digit(*p); p++) {
+                        e10--;
+                        if (m == 0 && *p == '0')
+                                continue;
+                        if (nd == 19)
+                                return false;
+                        m = m * 10 + (uint64_t)(*p - '0');
+                        nd++;
+                }
+        if (p < end) { /* exponent */
+                p++;
+                bool eneg = false;
+                if (*p == '+' || *p == '-')
+                        eneg = *p++ == '-';
+                int64_t x = 0;
+                for (; p < end; p++) {
+                        if (x > 100000)
+                                return false; /* let strtod decide what it rounds to */
+                        x = x * 10 + (*p - '0');
+                }
+                e10 += eneg ? -x : x;
+        }
+        if (m == 0) {
+                *ret = neg ? -0.0 : 0.0;
+                return true;
+        }
+        if (m > (1ULL << 53))
+                return false;
+        double v = (double)m;
+        if (e10 >= 0 && e10 <= 22) {
+                v *= pow10_dbl[e10];
+        } else if (e10 < 0 && e10 >= -22) {
+                v /= pow10_dbl[-e10];
+        } else if (e10 > 22 && e10 <= 22 + 15) {
+                /* 1.5e30: move the excess power into the mantissa if it stays exact */
+                for (int64_t k = e10 - 22; k > 0; k--) {
+                        m *= 10;
+                        if (m > (1ULL << 53))
+                                return false;
+                }
+                v = (double)m * 1e22;
+        } else {
+                return false;
+        }
+        *ret = neg ? -v : v;
+        return true;
+#else
+        (void)p;
+        (void)end;
+        (void)ret;
+        return false;
+#endif
+}
+
+/* s[0..n) is a validated JSON number.  0, or -ERANGE (overflow). */
+static int number_slow(const char *s, size_t n, char *buf, double *ret)
+{
+        memcpy(buf, s, n);
+        buf[n] = 0;
+        double v = strtod_l(buf, NULL, decode_c_locale());
+        if (isinf(v))
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+int decode_number_parse(const char *s, size_t n, double *ret)
+{
+        const uint8_t *p = (const uint8_t *)s, *end = p + n;
+        const char *what;
+        if (n == 0 || number_scan(p, end, &what) != end)
+                return -EINVAL;
+        if (number_fast(p, end, ret))
+                return 0;
+        char small[128];
+        if (n < sizeof(small))
+                return number_slow(s, n, small, ret);
+        char *buf = xmalloc(n + 1);
+        int r = number_slow(s, n, buf, ret);
+        free(buf);
+        return r;
+}
+
+/* The decoder's conversion: reuses its buffer for long numbers. */
+static int dec_number(Decoder *d, const uint8_t *p, const uint8_t *end, double *ret)
+{
+        if (number_fast(p, end, ret))
+                return 0;
+        size_t n = (size_t)(end - p);
+        char small[128];
+        if (n < sizeof(small))
+                return number_slow((const char *)p, n, small, ret);
+        if (n + 1 > d->numbuf_cap) { /* bounded by max_bytes; kept for the next one */
+                d->numbuf = xrealloc(d->numbuf, n + 1);
+                d->numbuf_cap = (uint32_t)(n + 1);
+        }
+        return number_slow((const char *)p, n, d->numbuf, ret);
+}
+
+/* ---- messages ---- */
+
+/* Cut s to at most max bytes without splitting a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t n, size_t max)
+{
+        if (n <= max)
+                return n;
+        while (max > 0 && ((uint8_t)s[max] & 0xc0) == 0x80)
+                max--;
+        return max;
+}
+
+static void detail_set(Decoder *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void detail_set(Decoder *d, const char *fmt, ...)
+{
+        char *out = d->ev->detail;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(out, sizeof(d->ev->detail), fmt, ap);
+        va_end(ap);
+        if (n >= (int)sizeof(d->ev->detail)) {
+                /* truncated: drop a UTF-8 sequence cut in half */
+                size_t len = strlen(out), i = len;
+                while (i > 0 && ((uint8_t)out[i - 1] & 0xc0) == 0x80)
+                        i--;
+                if (i > 0 && (uint8_t)out[i - 1] >= 0xc0) {
+                        uint8_t c = (uint8_t)out[i - 1];
+                        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                        if (len - (i - 1) < need)
+                                out[i - 1] = 0;
+                }
+        }
+}
+
+/* A quoted excerpt of an input string for a message: printable, short. */
+static const char *excerpt(const Str *v, char *buf, size_t size)
+{
+        size_t n = utf8_cut(v->p, v->len, size - 4);
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = (uint8_t)v->p[i];
+                buf[j++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
+        }
+        if (n < v->len) {
+                memcpy(buf + j, "...", 3);
+                j += 3;
+        }
+        buf[j] = 0;
+        return buf;
+}
+
+static const char *expected_name(FieldType t)
+{
+        switch (t) {
+        case FT_BOOL:
+                return "a bool";
+        case FT_NUM:
+                return "a number";
+        case FT_STR:
+                return "a string";
+        case FT_ENUM:
+                return "an enum string";
+        case FT_TIME:
+                return "an RFC 3339 time string";
+        case FT_DUR:
+                return "a duration string like \"30m\"";
+        }
+        return "?";
+}
+
+/* ---- strings ---- */
+
+static inline int hexval(uint8_t c)
+{
+        if (is_digit(c))
+                return c - '0';
+        c |= 0x20;
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
+static inline int hex4(const uint8_t *p)
+{
+        int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), e = hexval(p[3]);
+        if ((a | b | c | e) < 0)
+                return -1;
+        return a << 12 | b << 8 | c << 4 | e;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Bytes needing attention in a string: '"', '\\', < 0x20, >= 0x80, as
+ * their high bits.  Only the lowest flagged byte is reliable (a borrow may
+ * flag the bytes above it), which is all string_scan uses. */
+static inline uint64_t string_specials(uint64_t x)
+{
+        uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+        return (((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b) | x) & HIGHS;
+}
+
+/* string_scan() past its fast path: escapes, UTF-8, errors, the last bytes. */
+__attribute__((noinline)) static const uint8_t *string_scan_slow(const uint8_t *p, const uint8_t *end, bool *esc,
+                                                                 const char **what, const uint8_t **at)
+{
+        for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                while (end - p >= 8) {
+                        uint64_t x;
+                        memcpy(&x, p, 8);
+                        uint64_t m = string_specials(x);
+                        if (m) {
+                                p += __builtin_ctzll(m) >> 3;
+                                break;
+                        }
+                        p += 8;
+                }
+#endif
+                if (p == end) {
+                        *what = "unterminated string";
+                        *at = p;
+                        return NULL;
+                }
+                uint8_t c = *p;
+                if (c == '"')
+                        return p + 1;
+                if (c == '\\') {
+                        *esc = true;
+                        if (end - p < 2) {
+                                *what = "unterminated string";
+                                *at = end;
+                                return NULL;
+                        }
+                        switch (p[1]) {
+                        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                                p += 2;
+                                continue;
+                        case 'u':
+                                break;
+                        default:
+                                *what = "bad escape in a string";
+                                *at = p;
+                                return NULL;
+                        }
+                        int u = end - p >= 6 ? hex4(p + 2) : -1;
+                        if (u < 0) {
+                                *what = "bad \\u escape in a string";
+                                *at = p;
+                                return NULL;
+                        }
+                        if (u >= 0xdc00 && u <= 0xdfff) {
+                                *what = "lone low surrogate escape in a string";
+                                *at = p;
+                                return NULL;
+                        }
+                        if (u >= 0xd800 && u <= 0xdbff) {
+                                int lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+                                if (lo < 0xdc00 || lo > 0xdfff) {
+                                        *what = "lone high surrogate escape in a string";
+                                        *at = p;
+                                        return NULL;
+                                }
+                                p += 12;
+                        } else {
+                                p += 6;
+                        }
+                        continue;
+                }
+                if (c < 0x20) {
+                        *what = "control character in a string";
+                        *at = p;
+                        return NULL;
+                }
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                /* UTF-8, Unicode Table 3-7 */
+                size_t left = (size_t)(end - p);
+                uint8_t lo = 0x80, hi = 0xbf;
+                size_t n;
+                if (c >= 0xc2 && c <= 0xdf) {
+                        n = 2;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        n = 3;
+                        if (c == 0xe0)
+                                lo = 0xa0;
+                        else if (c == 0xed)
+                                hi = 0x9f;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        n = 4;
+                        if (c == 0xf0)
+                                lo = 0x90;
+                        else if (c == 0xf4)
+                                hi = 0x8f;
+                } else {
+                        *what = "invalid UTF-8 in a string";
+                        *at = p;
+                        return NULL;
+                }
+                if (left < n || p[1] < lo || p[1] > hi || (n > 2 && (p[2] & 0xc0) != 0x80) ||
+                    (n > 3 && (p[3] & 0xc0) != 0x80)) {
+                        *what = "invalid UTF-8 in a string";
+                        *at = p;
+                        return NULL;
+                }
+                p += n;
+        }
+}
+
+/*
+ * Validate a string; p is past the opening quote.  Returns the position past
+ * the closing quote and sets *esc when it contains escapes; NULL with *what
+ * on an error (*at: where).  Inline: most strings are short ASCII ending in
+ * one of the first 8-byte words.
+ */
+static inline const uint8_t *string_scan(const uint8_t *p, const uint8_t *end, bool *esc, const char **what,
+                                         const uint8_t **at)
+{
+        *esc = false;
+#if defined(__SSE2__)
+        /* signed < 0x20 catches both the control characters and bytes >= 0x80 */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                __m128i sp = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                          _mm_cmplt_epi8(v, space));
+                unsigned m = (unsigned)_mm_movemask_epi8(sp);
+                if (m) {
+                        p += __builtin_ctz(m);
+                        if (*p == '"')
+                                return p + 1;
+                        break;
+                }
+                p += 16;
+        }
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        while (end - p >= 8) {
+                uint64_t x;
+                memcpy(&x, p, 8);
+                uint64_t m = string_specials(x);
+                if (m) {
+                        p += __builtin_ctzll(m) >> 3;
+                        if (*p == '"')
+                                return p + 1;
+                        break;
+                }
+                p += 8;
+        }
+#endif
+        return string_scan_slow(p, end, esc, what, at);
+}
+
+static inline uint8_t *utf8_put(uint8_t *o, uint32_t cp)
+{
+        if (cp < 0x80) {
+                *o++ = (uint8_t)cp;
+        } else if (cp < 0x800) {
+                *o++ = (uint8_t)(0xc0 | cp >> 6);
+                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+                *o++ = (uint8_t)(0xe0 | cp >> 12);
+                *o++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
+        } else {
+                *o++ = (uint8_t)(0xf0 | cp >> 18);
+                *o++ = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+                *o++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
+        }
+        return o;
+}
+
+/* Unescape the validated string body s[0..n) into out[0..cap); the length,
+ * or -1 when it does not fit. */
+static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_t cap)
+{
+        const uint8_t *end = s + n;
+        uint8_t *o = out, *oend = out + cap;
+        while (s < end) {
+                const uint8_t *bs = memchr(s, '\\', (size_t)(end - s));
+                size_t plain = (size_t)((bs ? bs : end) - s);
+                if ((size_t)(oend - o) < plain)
+                        return -1;
+                memcpy(o, s, plain);
+                o += plain;
+                s += plain;
+                if (!bs)
+                        break;
+                uint32_t cp;
+                switch (s[1]) {
+                case 'b': cp = '\b'; break;
+                case 'f': cp = '\f'; break;
+                case 'n': cp = '\n'; break;
+                case 'r': cp = '\r'; break;
+                case 't': cp = '\t'; break;
+                case 'u':
+                        cp = (uint32_t)hex4(s + 2);
+                        if (cp >= 0xd800 && cp <= 0xdbff) {
+                                cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)hex4(s + 8) - 0xdc00);
+                                s += 6;
+                        }
+                        s += 4;
+                        break;
+                default: cp = s[1]; break; /* " \ / */
+                }
+                s += 2;
+                if (oend - o < (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4))
+                        return -1;
+                o = utf8_put(o, cp);
+        }
+        return o - out;
+}
+
+/* ---- delivering values to slots ---- */
+
+static inline void slot_ok(Decoder *d, uint32_t slot, Value v)
+{
+        SlotState *st = &d->ss[slot];
+        st->epoch = d->epoch;
+        st->st = SS_OK;
+        d->ev->slots[slot] = v;
+        d->written[d->nwritten++] = slot;
+}
+
+static inline void slot_state(Decoder *d, uint32_t slot, uint8_t state, uint8_t reason, uint8_t got, Str val)
+{
+        SlotState *st = &d->ss[slot];
+        st->epoch = d->epoch;
+        st->st = state;
+        st->reason = reason;
+        st->got = got;
+        st->range = 0;
+        st->val = val;
+}
+
+static inline void env_state(Decoder *d, int role, uint8_t state, uint8_t reason, uint8_t got, Str val)
+{
+        SlotState *st = &d->env[role];
+        st->epoch = d->epoch;
+        st->st = state;
+        st->reason = reason;
+        st->got = got;
+        st->val = val;
+}
+
+/*
+ * Mark node seen; false (and the message) when it was seen already in this
+ * event: a duplicate key the schema reads.
+ */
+static bool node_enter(Decoder *d, uint32_t node, const uint8_t *key)
+{
+        DecNode *n = &d->nodes[node];
+        if (n->epoch == d->epoch) {
+                detail_set(d, "malformed JSON at byte %zu: duplicate key", (size_t)(key - d->start));
+                return false;
+        }
+        n->epoch = d->epoch;
+        return true;
+}
+
+/* A value of a kind no conversion accepts as is (object, array, null, bool,
+ * number) at node; number and bool are converted where they fit. */
+static void deliver_kind(Decoder *d, uint32_t node, int kind, bool b, const uint8_t *num, const uint8_t *num_end)
+{
+        const DecNode *n = &d->nodes[node];
+        if (n->env) {
+                for (int r = 0; r < ENV_N; r++)
+                        if (n->env & (1u << r))
+                                env_state(d, r, kind == JK_NULL ? SS_NULL : SS_ERR, DECODE_WRONG_TYPE,
+                                          (uint8_t)kind, (Str){0});
+                if (n->env & (1u << ENV_TYPE))
+                        d->mask = 0; /* no type: convert nothing more */
+        }
+        bool have_num = false, num_range = false;
+        double x = 0;
+        for (uint32_t i = 0; i < n->nslot; i++) {
+                uint32_t slot = d->node_slots[n->slot0 + i];
+                if (!(d->slot_types[slot] & d->mask))
+                        continue;
+                FieldType t = d->s->slot_type[slot];
+                if (kind == JK_NULL) {
+                        slot_state(d, slot, SS_NULL, 0, JK_NULL, (Str){0});
+                } else if (kind == JK_BOOL && t == FT_BOOL) {
+                        slot_ok(d, slot, value_bool(b));
+                } else if (kind == JK_NUMBER && t == FT_NUM) {
+                        if (!have_num) {
+                                num_range = dec_number(d, num, num_end, &x) < 0;
+                                have_num = true;
+                        }
+                        if (num_range) {
+                                slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_NUMBER, (Str){0});
+                                d->ss[slot].range = 1;
+                        } else {
+                                slot_ok(d, slot, value_num(x));
+                        }
+                } else {
+                        slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, (uint8_t)kind, (Str){0});
+                }
+        }
+}
+
+/* A string value (body raw[0..n), escaped or not) at node. */
+static void deliver_string(Decoder *d, uint32_t node, const uint8_t *raw, uint32_t n, bool esc)
+{
+        const DecNode *dn = &d->nodes[node];
+        bool any = dn->env != 0;
+        for (uint32_t i = 0; i < dn->nslot && !any; i++)
+                any = (d->slot_types[d->node_slots[dn->slot0 + i]] & d->mask) != 0;
+        if (!any)
+                return;
+        Str v = {(const char *)raw, n};
+        bool big = false;
+        if (esc) {
+                DecodedEvent *ev = d->ev;
+                int64_t len = -1;
+                if (ev->scratch)
+                        len = string_unescape(raw, n, (uint8_t *)ev->scratch + d->scratch_used,
+                                              ev->scratch_size - d->scratch_used);
+                if (len < 0) {
+                        big = true;
+                } else {
+                        v.p = ev->scratch + d->scratch_used;
+                        v.len = (uint32_t)len;
+                        d->scratch_used += (uint32_t)len;
+                }
+        }
+        for (unsigned roles = dn->env; roles; roles &= roles - 1) {
+                int r = __builtin_ctz(roles);
+                if (big) {
+                        env_state(d, r, SS_ERR, DECODE_TOO_LARGE, JK_STRING, (Str){0});
+                        if (r == ENV_TYPE)
+                                d->mask = 0;
+                        continue;
+                }
+                switch (r) {
+                case ENV_ID:
+                case ENV_ENTERPRISE:
+                        env_state(d, r, v.len ? SS_OK : SS_NULL, 0, JK_STRING, v);
+                        break;
+                case ENV_TYPE: {
+                        uint32_t t = v.len ? key_find(d, PARENT_TYPES, (const uint8_t *)v.p, v.len) : NONE;
+                        if (!v.len) {
+                                env_state(d, r, SS_NULL, 0, JK_STRING, v);
+                                d->mask = 0;
+                        } else if (t == NONE) {
+                                env_state(d, r, SS_ERR, DECODE_UNKNOWN_TYPE, JK_STRING, v);
+                                d->mask = 0;
+                        } else {
+                                env_state(d, r, SS_OK, 0, JK_STRING, v);
+                                d->type = (int32_t)t;
+                                d->mask = 1ULL << t;
+                        }
+                        break;
+                }
+                case ENV_TIME: {
+                        int64_t ms;
+                        if (!v.len)
+                                env_state(d, r, SS_NULL, 0, JK_STRING, v);
+                        else if (time_parse(v.p, v.len, &ms) < 0)
+                                env_state(d, r, SS_ERR, DECODE_BAD_TIMESTAMP, JK_STRING, v);
+                        else {
+                                env_state(d, r, SS_OK, 0, JK_STRING, v);
+                                d->ev->time_ms = ms;
+                        }
+                        break;
+                }
+                }
+        }
+        for (uint32_t i = 0; i < dn->nslot; i++) {
+                uint32_t slot = d->node_slots[dn->slot0 + i];
+                if (!(d->slot_types[slot] & d->mask))
+                        continue;
+                if (big) {
+                        slot_state(d, slot, SS_ERR, DECODE_TOO_LARGE, JK_STRING, (Str){0});
+                        continue;
+                }
+                int64_t ms;
+                switch (d->s->slot_type[slot]) {
+                case FT_STR:
+                        slot_ok(d, slot, value_str(v.p, v.len));
+                        break;
+                case FT_ENUM: {
+                        uint32_t e = key_find(d, PARENT_ENUM | d->slot_enum[slot], (const uint8_t *)v.p, v.len);
+                        if (e == NONE)
+                                slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
+                        else
+                                slot_ok(d, slot, value_enum((int32_t)e));
+                        break;
+                }
+                case FT_TIME:
+                        if (time_parse(v.p, v.len, &ms) < 0)
+                                slot_state(d, slot, SS_ERR, DECODE_BAD_TIMESTAMP, JK_STRING, v);
+                        else
+                                slot_ok(d, slot, value_time(ms));
+                        break;
+                case FT_DUR:
+                        if (duration_parse(v.p, v.len, &ms) < 0)
+                                slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
+                        else
+                                slot_ok(d, slot, value_dur(ms));
+                        break;
+                default:
+                        slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
+                        break;
+                }
+        }
+}
+
+/* ---- the parser ---- */
+
+__attribute__((noinline)) static const uint8_t *ws_skip_slow(const uint8_t *p, const uint8_t *end)
+{
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+                p++;
+        return p;
+}
+
+/* Events are mostly compact: test for "no whitespace" first. */
+static inline const uint8_t *ws_skip(const uint8_t *p, const uint8_t *end)
+{
+        if (p < end && *p > ' ')
+                return p;
+        return ws_skip_slow(p, end);
+}
+
+static const uint8_t *syntax_error(Decoder *d, const uint8_t *at, const char *what)
+{
+        if (at >= d->end)
+                detail_set(d, "malformed JSON at byte %zu: %s (truncated?)", (size_t)(d->end - d->start), what);
+        else
+                detail_set(d, "malformed JSON at byte %zu: %s", (size_t)(at - d->start), what);
+        return NULL;
+}
+
+static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth);
+static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth);
+
+/* A value at p (whitespace skipped); node is where its key path leads, or
+ * NONE.  Nodes with slots or envelope roles get the value delivered.
+ * Inlined into the container loops (the recursion goes through them). */
+static inline __attribute__((always_inline)) const uint8_t *parse_value(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth)
+{
+        const uint8_t *end = d->end;
+        if (p == end)
+                return syntax_error(d, p, "expected a value");
+        bool take = node != NONE && (d->nodes[node].nslot || d->nodes[node].env);
+        const char *what;
+        const uint8_t *at, *q;
+        bool esc;
+        switch (*p) {
+        case '{':
+                if (take)
+                        deliver_kind(d, node, JK_OBJECT, false, NULL, NULL);
+                return parse_object(d, p + 1, node, depth + 1);
+        case '[':
+                if (take)
+                        deliver_kind(d, node, JK_ARRAY, false, NULL, NULL);
+                return parse_array(d, p + 1, depth + 1);
+        case '"':
+                q = string_scan(p + 1, end, &esc, &what, &at);
+                if (!q)
+                        return syntax_error(d, at, what);
+                if (take)
+                        deliver_string(d, node, p + 1, (uint32_t)(q - 1 - (p + 1)), esc);
+                return q;
+        case 't':
+                if (end - p < 4 || memcmp(p, "true", 4) != 0)
+                        return syntax_error(d, p, "bad literal");
+                if (take)
+                        deliver_kind(d, node, JK_BOOL, true, NULL, NULL);
+                return p + 4;
+        case 'f':
+                if (end - p < 5 || memcmp(p, "false", 5) != 0)
+                        return syntax_error(d, p, "bad literal");
+                if (take)
+                        deliver_kind(d, node, JK_BOOL, false, NULL, NULL);
+                return p + 5;
+        case 'n':
+                if (end - p < 4 || memcmp(p, "null", 4) != 0)
+                        return syntax_error(d, p, "bad literal");
+                if (take)
+                        deliver_kind(d, node, JK_NULL, false, NULL, NULL);
+                return p + 4;
+        default:
+                if (*p != '-' && !is_digit(*p))
+                        return syntax_error(d, p, "expected a value");
+                q = number_scan(p, end, &what);
+                if (!q)
+                        return syntax_error(d, p, what);
+                if (take)
+                        deliver_kind(d, node, JK_NUMBER, false, p, q);
+                return q;
+        }
+}
+
+/* p is past '{'; node is the trie node of the object, or NONE. */
+static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth)
+{
+        const uint8_t *end = d->end;
+        if (depth > d->max_depth)
+                return syntax_error(d, p - 1, "nesting too deep");
+        bool lookup = node != NONE && d->nodes[node].children;
+        p = ws_skip(p, end);
+        if (p < end && *p == '}')
+                return p + 1;
+        for (;;) {
+                if (p == end || *p != '"')
+                        return syntax_error(d, p, "expected a key string");
+                const uint8_t *key = p + 1;
+                bool esc;
+                const char *what;
+                const uint8_t *at;
+                p = string_scan(key, end, &esc, &what, &at);
+                if (!p)
+                        return syntax_error(d, at, what);
+                uint32_t child = NONE;
+                if (lookup) {
+                        uint32_t n = (uint32_t)(p - 1 - key);
+                        if (!esc) {
+                                child = key_find(d, node, key, n);
+                        } else {
+                                int64_t len = string_unescape(key, n, (uint8_t *)d->keybuf, d->max_key);
+                                if (len >= 0)
+                                        child = key_find(d, node, (const uint8_t *)d->keybuf, (uint32_t)len);
+                        }
+                }
+                p = ws_skip(p, end);
+                if (p == end || *p != ':')
+                        return syntax_error(d, p, "expected ':' after a key");
+                p = ws_skip(p + 1, end);
+                if (child != NONE && (d->nodes[child].nslot || d->nodes[child].env) && !node_enter(d, child, key - 1))
+                        return NULL;
+                p = parse_value(d, p, child, depth);
+                if (!p)
+                        return NULL;
+                p = ws_skip(p, end);
+                if (p < end && *p == ',') {
+                        p = ws_skip(p + 1, end);
+                        continue;
+                }
+                if (p < end && *p == '}')
+                        return p + 1;
+                return syntax_error(d, p, "expected ',' or '}' in an object");
+        }
+}
+
+/* p is past '['; elements are validated, never stored. */
+static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth)
+{
+        const uint8_t *end = d->end;
+        if (depth > d->max_depth)
+                return syntax_error(d, p - 1, "nesting too deep");
+        p = ws_skip(p, end);
+        if (p < end && *p == ']')
+                return p + 1;
+        for (;;) {
+                p = parse_value(d, p, NONE, depth);
+                if (!p)
+                        return NULL;
+                p = ws_skip(p, end);
+                if (p < end && *p == ',') {
+                        p = ws_skip(p + 1, end);
+                        continue;
+                }
+                if (p < end && *p == ']')
+                        return p + 1;
+                return syntax_error(d, p, "expected ',' or ']' in an array");
+        }
+}
+
+/* ---- after the document ---- */
+
+static DecodeReason env_check(Decoder *d, int r)
+{
+        const SlotState *st = &d->env[r];
+        if (st->epoch == d->epoch && st->st == SS_OK)
+                return DECODE_OK;
+        const char *const paths[ENV_N] = {d->s->env.id, d->s->env.type, d->s->env.enterprise, d->s->env.time};
+        char ex[48];
+        if (st->epoch != d->epoch || st->st == SS_NULL) {
+                detail_set(d, "missing %s (%s)", env_names[r], paths[r]);
+                return DECODE_MISSING_FIELD;
+        }
+        switch (st->reason) {
+        case DECODE_UNKNOWN_TYPE:
+                detail_set(d, "unknown event type \"%s\"", excerpt(&st->val, ex, sizeof(ex)));
+                break;
+        case DECODE_BAD_TIMESTAMP:
+                detail_set(d, "%s (%s): bad timestamp \"%s\", expected RFC 3339 like 2025-03-02T10:15:00+08:00",
+                           env_names[r], paths[r], excerpt(&st->val, ex, sizeof(ex)));
+                break;
+        case DECODE_TOO_LARGE:
+                detail_set(d, "%s (%s): unescaped strings exceed the %u-byte scratch buffer", env_names[r],
+                           paths[r], d->ev->scratch_size);
+                break;
+        default:
+                detail_set(d, "%s (%s): expected %s, got %s", env_names[r], paths[r],
+                           r == ENV_TIME ? "an RFC 3339 time string" : "a string", kind_names[st->got]);
+                break;
+        }
+        return (DecodeReason)st->reason;
+}
+
+static DecodeReason field_check(Decoder *d, const Field *f)
+{
+        const SlotState *st = &d->ss[f->slot];
+        bool seen = st->epoch == d->epoch;
+        char ex[48];
+        if (!seen || st->st == SS_NULL) {
+                if (!f->required)
+                        return DECODE_OK;
+                detail_set(d, seen ? "required field %s is null" : "missing required field %s", f->path);
+                return DECODE_MISSING_FIELD;
+        }
+        if (st->st == SS_OK)
+                return DECODE_OK;
+        switch (st->reason) {
+        case DECODE_BAD_TIMESTAMP:
+                detail_set(d, "field %s: bad timestamp \"%s\", expected RFC 3339 like 2025-03-02T10:15:00+08:00",
+                           f->path, excerpt(&st->val, ex, sizeof(ex)));
+                break;
+        case DECODE_TOO_LARGE:
+                detail_set(d, "field %s: unescaped strings exceed the %u-byte scratch buffer", f->path,
+                           d->ev->scratch_size);
+                break;
+        default:
+                if (st->range) {
+                        detail_set(d, "field %s: number out of range", f->path);
+                } else if (st->got == JK_STRING && f->type == FT_ENUM) {
+                        Buf b = {0}; /* a rejection, not the steady state */
+                        for (uint32_t i = 0; i < f->en->nvalues; i++)
+                                buf_printf(&b, "%s%s", i ? ", " : "", f->en->values[i]);
+                        detail_set(d, "field %s: \"%s\" is not one of %s", f->path,
+                                   excerpt(&st->val, ex, sizeof(ex)), b.p ? b.p : "");
+                        buf_free(&b);
+                } else if (st->got == JK_STRING && f->type == FT_DUR) {
+                        detail_set(d, "field %s: \"%s\" is not a duration (like \"30m\", \"12h\", \"500ms\")",
+                                   f->path, excerpt(&st->val, ex, sizeof(ex)));
+                } else {
+                        detail_set(d, "field %s: expected %s, got %s", f->path, expected_name(f->type),
+                                   kind_names[st->got]);
+                }
+                break;
+        }
+        return (DecodeReason)st->reason;
+}
+
+static DecodeReason decode_finish(Decoder *d)
+{
+        static const int order[ENV_N] = {ENV_TYPE, ENV_ID, ENV_ENTERPRISE, ENV_TIME};
+        for (int i = 0; i < ENV_N; i++) {
+                DecodeReason r = env_check(d, order[i]);
+                if (r != DECODE_OK)
+                        return r;
+        }
+        const EventType *et = &d->s->types[d->type];
+        for (uint32_t i = 0; i < et->nfields; i++) {
+                DecodeReason r = field_check(d, &et->fields[i]);
+                if (r != DECODE_OK)
+                        return r;
+        }
+        return DECODE_OK;
+}
+
+DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEvent *ev)
+{
+        const Schema *s = d->s;
+        Value *slots = ev->slots;
+
+        /* restore the invariant: the array is all null */
+        if (slots != d->last_slots) {
+                if (s->nslots)
+                        memset(slots, 0, (size_t)s->nslots * sizeof(*slots));
+                d->last_slots = slots;
+        } else if (d->last_type >= 0) {
+                const EventType *et = &s->types[d->last_type];
+                for (uint32_t i = 0; i < et->nfields; i++)
+                        slots[et->fields[i].slot] = value_null();
+        }
+        d->last_type = -1;
+
+        if (++d->epoch == 0) { /* wrapped: forget every old mark */
+                for (uint32_t i = 0; i < d->nnodes; i++)
+                        d->nodes[i].epoch = 0;
+                for (uint32_t i = 0; i < s->nslots; i++)
+                        d->ss[i].epoch = 0;
+                for (int r = 0; r < ENV_N; r++)
+                        d->env[r].epoch = 0;
+                d->epoch = 1;
+        }
+        d->ev = ev;
+        d->nwritten = 0;
+        d->mask = d->all_types;
+        d->type = -1;
+        d->scratch_used = 0;
+        ev->detail[0] = 0;
+        ev->type = 0;
+        ev->id = ev->enterprise = (Str){0};
+        ev->time_ms = 0;
+        ev->scratch_used = 0;
+
+        DecodeReason r;
+        if (len > d->max_bytes) {
+                detail_set(d, "event is %zu bytes; the limit is %u", len, d->max_bytes);
+                r = DECODE_TOO_LARGE;
+                goto reject;
+        }
+        const uint8_t *p = (const uint8_t *)json, *end = p + len;
+        d->start = p;
+        d->end = end;
+        p = ws_skip(p, end);
+        if (p == end) {
+                detail_set(d, "malformed JSON: empty document");
+                r = DECODE_MALFORMED_JSON;
+                goto reject;
+        }
+        bool object = *p == '{';
+        if (object) {
+                d->nodes[0].epoch = d->epoch;
+                p = parse_object(d, p + 1, 0, 1);
+        } else {
+                p = parse_value(d, p, NONE, 0);
+        }
+        if (p) {
+                p = ws_skip(p, end);
+                if (p != end)
+                        p = syntax_error(d, p, "trailing characters after the document");
+        }
+        if (!p) {
+                r = DECODE_MALFORMED_JSON;
+                goto reject;
+        }
+        if (!object) {
+                detail_set(d, "the event is not a JSON object");
+                r = DECODE_NOT_AN_OBJECT;
+                goto reject;
+        }
+        r = decode_finish(d);
+        if (r != DECODE_OK)
+                goto reject;
+
+        /* null what other types' slots received before the type was known */
+        uint64_t bit = 1ULL << d->type;
+        for (uint32_t i = 0; i < d->nwritten; i++)
+                if (!(d->slot_types[d->written[i]] & bit))
+                        slots[d->written[i]] = value_null();
+        ev->type = (uint32_t)d->type;
+        ev->id = d->env[ENV_ID].val;
+        ev->enterprise = d->env[ENV_ENTERPRISE].val;
+        ev->scratch_used = d->scratch_used;
+        d->last_type = d->type;
+        return DECODE_OK;
+
+reject:
+        for (uint32_t i = 0; i < d->nwritten; i++)
+                slots[d->written[i]] = value_null();
+        ev->time_ms = 0;
+        return r;
+}
