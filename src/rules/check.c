@@ -114,9 +114,11 @@ void check_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)
                            path, in_some, missing_in);
                 return;
         }
+        uint32_t nfields = nc;
         for (uint32_t i = 0; i < L->nmacros && nc < ARRAY_SIZE(cands); i++)
                 cands[nc++] = L->macros[i].name;
         const char *sug = diag_suggest(path, cands, nc);
+        nc = nfields;
         if (sug)
                 buf_printf(hint, "did you mean '%s'?", sug);
         else {

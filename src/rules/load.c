@@ -565,7 +565,10 @@ static Node *exception_build(Loader *L, const Rule *r, ExceptionDef *e)
                         shape_ok = false;
                         continue;
                 }
-                if (!check_field(L, r->on, fy->str, NULL)) {
+                bool profile = strncmp(fy->str, "enterprise.", 11) == 0 &&
+                               L->rs->schema.profile_type >= 0 &&
+                               schema_field(&L->rs->schema, (uint32_t)L->rs->schema.profile_type, fy->str + 11);
+                if (!profile && !check_field(L, r->on, fy->str, NULL)) {
                         Buf h = {0};
                         check_suggest_field(L, r->on, fy->str, &h);
                         diag_add(L->dl, DIAG_E031, ynode_pos(fy), h.len ? h.p : NULL,
@@ -930,7 +933,8 @@ static void warnings_finish(Loader *L)
                         if (a->on == b->on &&
                             compile_fingerprint(rs, a->when, HASH64_INIT) ==
                                     compile_fingerprint(rs, b->when, HASH64_INIT) &&
-                            a->per_slot == b->per_slot && a->status != RULE_DISABLED &&
+                            a->per_slot == b->per_slot && a->for_ms == b->for_ms &&
+                            a->status != RULE_DISABLED &&
                             b->status != RULE_DISABLED) {
                                 char *hint = xasprintf("merge the two rules, or make their conditions differ (%s is at %s:%u)",
                                                        a->id, a->pos.file, a->pos.line);
@@ -1041,7 +1045,10 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         Loader L = {.dl = dl};
         RuleSet *rs = xcalloc(1, sizeof(*rs));
         rs->refs = 1;
-        rs->dir = xstrdup(dir);
+        rs->dir = xstrdup(dir ? dir : "");
+        for (size_t k = strlen(rs->dir); k > 1 && rs->dir[k - 1] == '/'; k--)
+                rs->dir[k - 1] = 0; /* "rules/" names files "rules/x.yaml" */
+        dir = rs->dir;
         rs->arena = xmalloc(sizeof(Arena));
         arena_init(rs->arena);
         rs->schema.profile_type = -1;
@@ -1125,7 +1132,9 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
                 srcfile_free(L.files[i]);
         free(L.files);
         free(L.srcs);
-        free(L.lists ? (void *)L.lists : NULL);
+        for (uint32_t i = 0; i < L.nlists; i++)
+                free(L.lists[i].items);
+        free(L.lists);
         free(L.macros);
         for (uint32_t i = 0; i < L.nrules; i++) {
                 free(L.rules[i].extra);
