@@ -1,0 +1,127 @@
+/*
+ * The risk engine: turns a stream of events into alerts and supervision
+ * adjustments with the compiled rules, keeping per-enterprise state
+ * (profile, live score contributions, flags, exact windows, for/cooldown
+ * state, grade with hysteresis) in event time.
+ *
+ * One Engine holds the state of one input partition (the daemon runs one
+ * per assigned partition; riskctl replay runs one).  It is deterministic:
+ * no wall clock, no hash-order iteration in its outputs; the same input
+ * gives byte-identical output.
+ *
+ * Time: the watermark is the highest event time seen minus the configured
+ * grace.  Events within the grace are held and released in event-time order
+ * (ties broken by enterprise id, then event id), so a stream whose disorder
+ * stays within the grace gives the same results as the sorted stream; an
+ * event older than the watermark is rejected as too_late.  Timers (expiry of
+ * points and flags, absent(), for:, the hysteresis dwell) fire as the
+ * watermark passes them.
+ *
+ * Outputs go to a sink callback as JSON documents (docs/outputs.md).  The
+ * engine never includes a Kafka header.
+ */
+#ifndef RISKD_ENGINE_H
+#define RISKD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/riskd/decode.h"
+#include "include/riskd/rules.h"
+
+typedef enum OutKind {
+        OUT_ALERT,
+        OUT_SHADOW,      /* alerts of status: shadow rules */
+        OUT_ADJUSTMENT,
+        OUT_DEADLETTER,  /* data = the original bytes; meta has the reason */
+} OutKind;
+
+/* Dead-letter reasons beyond the decoder's (decode.h). */
+typedef enum RejectReason {
+        REJECT_NONE = 0,
+        REJECT_DECODE,      /* see OutMeta.decode */
+        REJECT_TOO_LATE,
+        REJECT_DUPLICATE,
+        REJECT_OVER_LIMIT,
+} RejectReason;
+
+/* Where an input came from: carried to dead letters. */
+typedef struct SourcePos {
+        const char *topic;   /* or a file name */
+        int32_t partition;   /* -1 for files */
+        int64_t offset;      /* Kafka offset, or the line number of a file */
+} SourcePos;
+
+typedef struct OutMeta {
+        const char *enterprise;   /* the key (NULL for undecodable dead letters) */
+        size_t enterprise_len;
+        const char *reason;       /* dead letters: "malformed_json", "too_late", ... */
+        const char *detail;       /* dead letters: one line */
+        const SourcePos *source;  /* dead letters */
+        const char *rule_id;      /* alerts */
+        const char *severity;     /* alerts */
+        const char *grade_from, *grade_to; /* adjustments (grade_from NULL first) */
+} OutMeta;
+
+typedef void (*EngineEmitFn)(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *meta);
+
+typedef struct EngineConfig {
+        int64_t grace_ms;            /* reorder window; 0 = process on arrival */
+        uint32_t max_enterprises;    /* new enterprises beyond it: over_limit */
+        uint32_t recent_ids;         /* remembered event ids per enterprise (duplicates) */
+        uint32_t max_window_rows;    /* rows per enterprise per aggregate; oldest dropped beyond */
+        uint32_t max_keys;           /* per: keys per enterprise per rule; over_limit beyond */
+        uint32_t max_held;           /* events held for reordering; the oldest is released early beyond */
+        uint32_t max_event_bytes;    /* longer events: too_large */
+} EngineConfig;
+
+void engine_config_default(EngineConfig *c);
+
+typedef struct EngineStats {
+        uint64_t events_in, events_applied;
+        uint64_t by_type[RULES_MAX_TYPES];
+        uint64_t rejects[16];        /* by reason index, see engine_reject_names */
+        uint64_t alerts, shadow_alerts, adjustments;
+        uint64_t timers_fired;
+        uint64_t window_rows_dropped; /* exactness lost to max_window_rows */
+        uint64_t held_forced;         /* released early because max_held was reached */
+        uint64_t enterprises;
+        uint64_t state_bytes;         /* enterprise state, excluding window rows */
+        uint64_t window_bytes;        /* window rows */
+        uint64_t window_rows;
+        int64_t watermark;
+} EngineStats;
+
+/* "malformed_json", ..., "too_late", "duplicate", "over_limit" by index. */
+extern const char *const engine_reject_names[];
+#define ENGINE_NREJECT 11
+
+typedef struct Engine Engine;
+
+/* rs is referenced (rules_ref) for the engine's lifetime. */
+int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn emit, void *ud);
+Engine *engine_free(Engine *e);
+
+/* One input message: decoded, checked, held or applied.  Never fails on
+ * bad input (it becomes a dead letter).  Returns 0. */
+int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
+/* Advance event time to t (ms): release held events and fire timers up to
+ * t, as if an event at t + grace had been seen.  Used by tests and at the
+ * end of a replay (--until). */
+void engine_advance(Engine *e, int64_t t);
+/* Release everything held (end of input); timers fire up to the highest
+ * event time seen. */
+void engine_flush(Engine *e);
+
+const EngineStats *engine_stats(Engine *e);
+const RuleSet *engine_rules(const Engine *e);
+
+/* explain: the state of one enterprise as a JSON document (score, band,
+ * grade, mode, frequency, contributions with evidence and expiry, flags),
+ * or NULL when the engine has never seen it.  Caller frees. */
+char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
+/* Current grading of every enterprise, sorted by id: one JSON line each
+ * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
+void engine_grades_write(Engine *e, struct Buf *out);
+
+#endif

@@ -1,0 +1,977 @@
+/*
+ * The engine's event flow: decode → hold for the grace → apply in
+ * event-time order (windows, rules, for/cooldown/absent, score
+ * contributions, flags) → regrade; timers fire as the watermark passes
+ * them.  See include/riskd/engine.h for the contract.
+ *
+ * Invariants:
+ *  - event time only moves forward through the engine: held events are
+ *    released in order, too_late rejects anything behind the watermark, and
+ *    a timer at T fires before any event at T;
+ *  - every timer is derivable from enterprise state and is revalidated when
+ *    it fires (a stale timer does nothing), so state alone is the truth;
+ *  - each KeyState has at most one pending timer (re-arming moves its due
+ *    time; the pending timer reschedules itself), so the heap stays bounded
+ *    by state, not by the event rate.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/engine/engine.h"
+#include "src/rules/opcodes.h"
+
+const char *const engine_reject_names[] = {
+        "ok", "malformed_json", "not_an_object", "missing_field", "wrong_type", "unknown_type",
+        "bad_timestamp", "too_large", "too_late", "duplicate", "over_limit",
+};
+
+enum { RJ_TOO_LATE = 8, RJ_DUPLICATE = 9, RJ_OVER_LIMIT = 10 };
+
+void engine_config_default(EngineConfig *c)
+{
+        *c = (EngineConfig){
+                .grace_ms = 0,
+                .max_enterprises = 4000000,
+                .recent_ids = 16,
+                .max_window_rows = 100000,
+                .max_keys = 4096,
+                .max_held = 1000000,
+                .max_event_bytes = 1 << 20,
+        };
+}
+
+/* ---- enterprise table ---- */
+
+static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
+{
+        uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask;
+        for (Ent *x; (x = e->tab[i]); i = (i + 1) & mask)
+                if (x->key->hash == h && x->key->len == len && memcmp(x->key->s, k, len) == 0)
+                        return i;
+        return i;
+}
+
+static Ent *ent_find(Engine *e, const char *k, uint32_t len)
+{
+        uint64_t h = hash64(k, len, HASH64_INIT);
+        return e->tab[ent_slot(e, k, len, h)];
+}
+
+static Ent *ent_get(Engine *e, const char *k, uint32_t len)
+{
+        uint64_t h = hash64(k, len, HASH64_INIT);
+        uint32_t i = ent_slot(e, k, len, h);
+        if (e->tab[i])
+                return e->tab[i];
+        if (e->nents >= e->cfg.max_enterprises)
+                return NULL;
+        Ent *x = xcalloc(1, sizeof(Ent));
+        x->key = intern_get(&e->in, k, len);
+        x->held = x->grade = x->mode = -1;
+        x->below_since = TIME_UNSET;
+        x->last_time = TIME_UNSET;
+        if (e->nprof)
+                x->prof = xcalloc(e->nprof, sizeof(Value));
+        e->tab[i] = x;
+        e->nents++;
+        if (e->nents * 2 > e->tabcap) {
+                uint32_t oc = e->tabcap;
+                Ent **old = e->tab;
+                e->tabcap *= 2;
+                e->tab = xcalloc(e->tabcap, sizeof(Ent *));
+                for (uint32_t j = 0; j < oc; j++)
+                        if (old[j]) {
+                                uint32_t s = (uint32_t)old[j]->key->hash & (e->tabcap - 1);
+                                while (e->tab[s])
+                                        s = (s + 1) & (e->tabcap - 1);
+                                e->tab[s] = old[j];
+                        }
+                free(old);
+        }
+        return x;
+}
+
+static void keystate_clear(Engine *e, KeyState *ks, const RuleInfo *ri)
+{
+        intern_put(&e->in, ks->key);
+        intern_put(&e->in, ks->snap_id);
+        if (ks->snap) {
+                for (uint32_t i = 0; i < ri->nsnap; i++)
+                        intern_value_put(&e->in, ks->snap[i]);
+                free(ks->snap);
+        }
+}
+
+static void ent_free(Engine *e, Ent *x)
+{
+        for (uint32_t i = 0; i < e->nprof; i++)
+                intern_value_put(&e->in, x->prof[i]);
+        free(x->prof);
+        free(x->static_bits);
+        for (uint32_t i = 0; i < x->nc; i++)
+                intern_put(&e->in, x->c[i].event_id);
+        free(x->c);
+        free(x->f);
+        for (uint32_t i = 0; i < x->nks; i++)
+                keystate_clear(e, &x->ks[i], &e->ri[x->ks[i].rule]);
+        free(x->ks);
+        for (uint32_t i = 0; i < x->nw; i++)
+                window_free(e, &x->w[i]);
+        free(x->w);
+        free(x->recent);
+        intern_put(&e->in, x->key);
+        free(x);
+}
+
+/* ---- timers: a min-heap ordered by (time, enterprise, kind, rule, key) ---- */
+
+static int istr_cmp(const IStr *a, const IStr *b)
+{
+        if (a == b)
+                return 0;
+        if (!a || !b)
+                return a ? 1 : -1;
+        uint32_t n = a->len < b->len ? a->len : b->len;
+        int c = memcmp(a->s, b->s, n);
+        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+}
+
+static bool timer_less(const Timer *a, const Timer *b)
+{
+        if (a->time != b->time)
+                return a->time < b->time;
+        int c = istr_cmp(a->ent->key, b->ent->key);
+        if (c)
+                return c < 0;
+        if (a->kind != b->kind)
+                return a->kind < b->kind;
+        if (a->rule != b->rule)
+                return a->rule < b->rule;
+        return istr_cmp(a->key, b->key) < 0;
+}
+
+void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks)
+{
+        if (e->ntm == e->ctm) {
+                e->ctm = e->ctm ? e->ctm * 2 : 1024;
+                e->tm = xrealloc(e->tm, e->ctm * sizeof(Timer));
+        }
+        Timer t = {.time = time, .ent = ent, .kind = (uint8_t)kind, .rule = rule, .ks_hint = ks,
+                   .key = ks ? intern_ref(ks->key) : NULL};
+        uint32_t i = e->ntm++;
+        while (i > 0) {
+                uint32_t p = (i - 1) / 2;
+                if (!timer_less(&t, &e->tm[p]))
+                        break;
+                e->tm[i] = e->tm[p];
+                i = p;
+        }
+        e->tm[i] = t;
+}
+
+static Timer timer_pop(Engine *e)
+{
+        Timer top = e->tm[0];
+        Timer last = e->tm[--e->ntm];
+        uint32_t i = 0;
+        for (;;) {
+                uint32_t l = 2 * i + 1, r = l + 1, m = i;
+                const Timer *mt = &last;
+                if (l < e->ntm && timer_less(&e->tm[l], mt)) {
+                        m = l;
+                        mt = &e->tm[l];
+                }
+                if (r < e->ntm && timer_less(&e->tm[r], mt))
+                        m = r;
+                if (m == i)
+                        break;
+                e->tm[i] = e->tm[m];
+                i = m;
+        }
+        if (e->ntm)
+                e->tm[i] = last;
+        return top;
+}
+
+/* ---- state helpers ---- */
+
+VmState engine_vmstate(Engine *e, Ent *ent, int64_t now)
+{
+        VmState s = {
+                .score = grade_score(e, ent, now),
+                .grade = ent->grade,
+                .mode = ent->mode,
+                .per_year = ent->per_year,
+                .flags = grade_live_flags(ent, now),
+        };
+        return s;
+}
+
+void engine_profile_fill(Engine *e, Ent *ent)
+{
+        for (uint32_t i = 0; i < e->nprof; i++)
+                e->profbuf[e->prof_slots[i]] = ent->prof[i];
+}
+
+void engine_profile_clear(Engine *e)
+{
+        for (uint32_t i = 0; i < e->nprof; i++)
+                e->profbuf[e->prof_slots[i]] = value_null();
+}
+
+static KeyState *keystate_find(Engine *e, Ent *ent, uint32_t rule, const IStr *key)
+{
+        for (uint32_t i = 0; i < ent->nks; i++)
+                if (ent->ks[i].rule == rule && ent->ks[i].key == key)
+                        return &ent->ks[i];
+        return NULL;
+}
+
+/* key is a reference the caller gives away (dropped if found) */
+static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
+{
+        KeyState *ks = keystate_find(e, ent, rule, key);
+        if (ks) {
+                intern_put(&e->in, key);
+                return ks;
+        }
+        uint32_t nrule = 0;
+        for (uint32_t i = 0; i < ent->nks; i++)
+                nrule += ent->ks[i].rule == rule;
+        if (nrule >= e->cfg.max_keys) {
+                intern_put(&e->in, key);
+                return NULL;
+        }
+        if (ent->nks == ent->cks) {
+                KeyState *old = ent->ks;
+                ent->cks = ent->cks ? ent->cks * 2 : 2;
+                ent->ks = xrealloc(ent->ks, ent->cks * sizeof(KeyState));
+                /* pending timers hold hints into the old array: they revalidate by (rule, key) */
+                (void)old;
+        }
+        ks = &ent->ks[ent->nks++];
+        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .since = TIME_UNSET,
+                         .last_fire = TIME_UNSET, .due = TIME_UNSET};
+        return ks;
+}
+
+static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
+{
+        if (!ks->snap && ri->nsnap)
+                ks->snap = xcalloc(ri->nsnap, sizeof(Value));
+        for (uint32_t i = 0; i < ri->nsnap; i++) {
+                Value nv = intern_value(&e->in, ev[ri->snap_slots[i]]);
+                intern_value_put(&e->in, ks->snap[i]);
+                ks->snap[i] = nv;
+        }
+        IStr *nid = intern_get(&e->in, id->p, id->len);
+        intern_put(&e->in, ks->snap_id);
+        ks->snap_id = nid;
+}
+
+static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *ri)
+{
+        for (uint32_t i = 0; i < ri->nsnap; i++)
+                e->snapbuf[ri->snap_slots[i]] = ks->snap ? ks->snap[i] : value_null();
+        return e->snapbuf;
+}
+
+static IStr *key_of(Engine *e, const Rule *r, const Value *ev)
+{
+        if (r->per_slot < 0)
+                return NULL;
+        const Value *v = &ev[r->per_slot];
+        switch (v->tag) {
+        case VT_STR:
+                return intern_get(&e->in, v->s.p, v->s.len);
+        case VT_NULL:
+                return intern_get(&e->in, "", 0);
+        default: {
+                Buf tmp = {0};
+                out_value(e, &tmp, v, (uint32_t)r->per_slot, false);
+                IStr *k = intern_get(&e->in, tmp.p ? tmp.p : "", (uint32_t)tmp.len);
+                buf_free(&tmp);
+                return k;
+        }
+        }
+}
+
+static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until)
+{
+        for (uint32_t i = 0; i < ent->nf; i++)
+                if (ent->f[i].flag == flag) {
+                        if (until > ent->f[i].until)
+                                ent->f[i].until = until;
+                        goto timer;
+                }
+        if (ent->nf == ent->cf) {
+                ent->cf = ent->cf ? ent->cf * 2 : 2;
+                ent->f = xrealloc(ent->f, ent->cf * sizeof(FlagState));
+        }
+        ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until};
+timer:
+        if (until != TIME_FOREVER)
+                timer_add(e, until, ent, TM_EXPIRE, 0, NULL);
+}
+
+/* A rule fires: cooldown, points (capped), flags, the alert. */
+static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bool timer,
+                 const Value *ev, const char *evid, size_t evlen)
+{
+        if (r->cooldown_ms && ks) {
+                if (ks->last_fire != TIME_UNSET && t < ks->last_fire + r->cooldown_ms)
+                        return;
+                ks->last_fire = t;
+        }
+        double delta = 0;
+        bool shadow = r->status == RULE_SHADOW;
+        if (!shadow && r->score != 0) {
+                delta = r->score;
+                if (r->max_score > 0) {
+                        double live = 0;
+                        for (uint32_t i = 0; i < ent->nc; i++)
+                                if (ent->c[i].rule == r->index && ent->c[i].expires > t)
+                                        live += ent->c[i].points;
+                        if (live + delta > r->max_score)
+                                delta = r->max_score - live > 0 ? r->max_score - live : 0;
+                }
+                if (delta != 0) {
+                        if (ent->nc == ent->cc) {
+                                ent->cc = ent->cc ? ent->cc * 2 : 2;
+                                ent->c = xrealloc(ent->c, ent->cc * sizeof(Contrib));
+                        }
+                        Contrib *c = &ent->c[ent->nc++];
+                        c->rule = (uint16_t)r->index;
+                        c->points = delta;
+                        c->since = t;
+                        c->expires = r->expires_ms ? t + r->expires_ms : TIME_FOREVER;
+                        c->rectify = r->rectify_ms ? t + r->rectify_ms : TIME_UNSET;
+                        c->event_id = intern_get(&e->in, evid, (uint32_t)evlen);
+                        if (c->expires != TIME_FOREVER)
+                                timer_add(e, c->expires, ent, TM_EXPIRE, 0, NULL);
+                }
+        }
+        if (!shadow)
+                for (uint32_t i = 0; i < r->nflags; i++)
+                        flag_set(e, ent, r->flags[i].flag,
+                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER);
+        out_alert(e, ent, r, t, timer, ks ? ks->key : NULL, ev, evid, evlen, delta);
+}
+
+static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmState *st, void *aggud)
+{
+        *st = engine_vmstate(e, ent, now);
+        VmFrame f = {.event = ev, .cur = ev, .profile = e->profbuf, .state = st, .now = now,
+                     .agg = window_agg, .agg_ud = aggud, .scratch = e->vmscratch,
+                     .scratch_size = sizeof(e->vmscratch)};
+        return f;
+}
+
+static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t,
+                          const Str *id, AggCtx *ac)
+{
+        const RuleInfo *ri = &e->ri[r->index];
+        bool needs_state = r->for_ms || r->cooldown_ms || r->timer_driven;
+        KeyState *ks = NULL;
+        if (needs_state) {
+                ks = keystate_get(e, ent, r->index, key_of(e, r, ev));
+                if (!ks) {
+                        e->st.rejects[RJ_OVER_LIMIT]++;
+                        return;
+                }
+        }
+        if (r->timer_driven) {
+                /* absent(): act D after the last event of the key */
+                snapshot(e, ks, ri, ev, id);
+                ks->due = t + ri->absent_ms;
+                if (!ks->timer_pending) {
+                        ks->timer_pending = 1;
+                        timer_add(e, ks->due, ent, TM_ABSENT, (uint16_t)r->index, ks);
+                }
+                return;
+        }
+        VmState st;
+        VmFrame f = frame_for(e, ent, ev, t, &st, ac);
+        bool cond = vm_test(e->rs, r->when, &f);
+        if (r->for_ms) {
+                if (!cond) {
+                        ks->since = TIME_UNSET;
+                        ks->fired = 0;
+                        return;
+                }
+                snapshot(e, ks, ri, ev, id);
+                if (ks->since == TIME_UNSET) {
+                        ks->since = t;
+                        ks->fired = 0;
+                        ks->due = t + r->for_ms;
+                        if (!ks->timer_pending) {
+                                ks->timer_pending = 1;
+                                timer_add(e, ks->due, ent, TM_FOR, (uint16_t)r->index, ks);
+                        }
+                }
+                if (!ks->fired && t - ks->since >= r->for_ms) {
+                        ks->fired = 1;
+                        fire(e, ent, r, ks, t, false, ev, id->p, id->len);
+                }
+                return;
+        }
+        if (cond)
+                fire(e, ent, r, ks, t, false, ev, id->p, id->len);
+}
+
+static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, const Str *id, AggCtx *ac)
+{
+        const Schema *s = &e->rs->schema;
+        const EventType *pt = &s->types[s->profile_type];
+        (void)pt;
+        for (uint32_t i = 0; i < e->nprof; i++) {
+                Value nv = intern_value(&e->in, ev[e->prof_slots[i]]);
+                intern_value_put(&e->in, ent->prof[i]);
+                ent->prof[i] = nv;
+        }
+        engine_profile_fill(e, ent);
+        if (!ent->static_bits && e->nstatic)
+                ent->static_bits = xcalloc((e->nstatic + 63) / 64, sizeof(uint64_t));
+        double score = 0;
+        for (uint32_t k = 0; k < e->nstatic; k++) {
+                const Rule *r = &e->rs->rules[e->static_rules[k]];
+                VmState st;
+                VmFrame f = frame_for(e, ent, ev, t, &st, ac);
+                bool cond = vm_test(e->rs, r->when, &f);
+                bool was = ent->static_bits[k / 64] & (1ull << (k % 64));
+                if (cond) {
+                        ent->static_bits[k / 64] |= 1ull << (k % 64);
+                        if (r->status != RULE_SHADOW) {
+                                score += r->score;
+                                for (uint32_t i = 0; i < r->nflags; i++)
+                                        flag_set(e, ent, r->flags[i].flag,
+                                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER);
+                        }
+                        if (!was)
+                                out_alert(e, ent, r, t, false, NULL, ev, id->p, id->len,
+                                          r->status == RULE_SHADOW ? 0 : r->score);
+                } else {
+                        ent->static_bits[k / 64] &= ~(1ull << (k % 64));
+                }
+        }
+        ent->static_score = score;
+}
+
+static bool duplicate(Engine *e, Ent *ent, const Str *id)
+{
+        if (!e->cfg.recent_ids)
+                return false;
+        uint64_t h = hash64(id->p, id->len, HASH64_INIT);
+        for (uint32_t i = 0; i < ent->nrecent; i++)
+                if (ent->recent[i] == h)
+                        return true;
+        if (!ent->recent)
+                ent->recent = xcalloc(e->cfg.recent_ids, sizeof(uint64_t));
+        ent->recent[ent->recent_pos] = h;
+        ent->recent_pos = (uint16_t)((ent->recent_pos + 1) % e->cfg.recent_ids);
+        if (ent->nrecent < e->cfg.recent_ids)
+                ent->nrecent++;
+        return false;
+}
+
+static void dead_letter(Engine *e, const char *bytes, size_t len, const SourcePos *src, int reason,
+                        const char *detail, const Str *ent)
+{
+        e->st.rejects[reason]++;
+        OutMeta m = {.reason = engine_reject_names[reason], .detail = detail, .source = src};
+        if (ent) {
+                m.enterprise = ent->p;
+                m.enterprise_len = ent->len;
+        }
+        if (e->emit)
+                e->emit(e->ud, OUT_DEADLETTER, bytes, len, &m);
+}
+
+static void fire_timers(Engine *e, int64_t upto);
+
+/* Apply one decoded event (its time is not behind anything applied). */
+static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t len, const SourcePos *src)
+{
+        int64_t t = ev->time_ms;
+        fire_timers(e, t);
+        Ent *ent = ent_get(e, ev->enterprise.p, ev->enterprise.len);
+        if (!ent) {
+                dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
+                return;
+        }
+        if (duplicate(e, ent, &ev->id)) {
+                char d[160];
+                snprintf(d, sizeof(d), "event id %.*s was already applied", ev->id.len > 100 ? 100 : (int)ev->id.len, ev->id.p);
+                dead_letter(e, bytes, len, src, RJ_DUPLICATE, d, &ev->enterprise);
+                return;
+        }
+        e->st.events_applied++;
+        e->st.by_type[ev->type]++;
+        ent->last_time = t;
+        AggCtx ac = {e, ent};
+        const Schema *s = &e->rs->schema;
+        if ((int32_t)ev->type == s->profile_type) {
+                profile_update(e, ent, e->slots, t, &ev->id, &ac);
+                grade_update(e, ent, t, CAUSE_PROFILE, ev->id.p, ev->id.len);
+                engine_profile_clear(e);
+                return;
+        }
+        engine_profile_fill(e, ent);
+        if (e->naggs_by_type[ev->type]) {
+                VmState st;
+                VmFrame f = frame_for(e, ent, e->slots, t, &st, &ac);
+                window_insert(e, ent, ev->type, e->slots, t, &f);
+        }
+        for (uint32_t i = 0; i < e->nby_type[ev->type]; i++)
+                rule_on_event(e, ent, &e->rs->rules[e->by_type[ev->type][i]], e->slots, t, &ev->id, &ac);
+        grade_update(e, ent, t, CAUSE_EVENT, ev->id.p, ev->id.len);
+        engine_profile_clear(e);
+}
+
+static void timer_act(Engine *e, Timer *tm)
+{
+        Ent *ent = tm->ent;
+        AggCtx ac = {e, ent};
+        if (tm->kind == TM_EXPIRE || tm->kind == TM_DWELL) {
+                engine_profile_fill(e, ent);
+                grade_update(e, ent, tm->time, tm->kind == TM_EXPIRE ? CAUSE_EXPIRY : CAUSE_DWELL, NULL, 0);
+                engine_profile_clear(e);
+                return;
+        }
+        KeyState *ks = keystate_find(e, ent, tm->rule, tm->key);
+        if (!ks)
+                return;
+        ks->timer_pending = 0;
+        if (ks->due == TIME_UNSET)
+                return;
+        if (ks->due > tm->time) { /* re-armed since: follow the new due time */
+                ks->timer_pending = 1;
+                timer_add(e, ks->due, ent, (TimerKind)tm->kind, tm->rule, ks);
+                return;
+        }
+        const Rule *r = &e->rs->rules[tm->rule];
+        const RuleInfo *ri = &e->ri[tm->rule];
+        const Value *snap = snapshot_lay(e, ks, ri);
+        const char *id = ks->snap_id ? ks->snap_id->s : "";
+        size_t idlen = ks->snap_id ? ks->snap_id->len : 0;
+        engine_profile_fill(e, ent);
+        if (tm->kind == TM_FOR) {
+                ks->due = TIME_UNSET;
+                if (ks->since != TIME_UNSET && !ks->fired) {
+                        ks->fired = 1;
+                        fire(e, ent, r, ks, tm->time, true, snap, id, idlen);
+                        grade_update(e, ent, tm->time, CAUSE_TIMER, id, idlen);
+                }
+        } else {
+                ks->due = TIME_UNSET;
+                VmState st;
+                VmFrame f = frame_for(e, ent, snap, tm->time, &st, &ac);
+                if (vm_test(e->rs, r->when, &f)) {
+                        fire(e, ent, r, ks, tm->time, true, snap, id, idlen);
+                        grade_update(e, ent, tm->time, CAUSE_TIMER, id, idlen);
+                }
+        }
+        engine_profile_clear(e);
+}
+
+static void fire_timers(Engine *e, int64_t upto)
+{
+        while (e->ntm && e->tm[0].time <= upto) {
+                Timer tm = timer_pop(e);
+                e->st.timers_fired++;
+                timer_act(e, &tm);
+                intern_put(&e->in, tm.key);
+        }
+}
+
+/* ---- holding events for the grace ---- */
+
+static int held_cmp(const Held *a, const Held *b)
+{
+        if (a->time != b->time)
+                return a->time < b->time ? -1 : 1;
+        const char *ka = a->bytes + a->len, *kb = b->bytes + b->len;
+        uint32_t n = a->klen < b->klen ? a->klen : b->klen;
+        int c = memcmp(ka, kb, n);
+        if (c || a->klen != b->klen)
+                return c ? c : (a->klen < b->klen ? -1 : 1);
+        n = a->idlen < b->idlen ? a->idlen : b->idlen;
+        c = memcmp(ka + a->klen, kb + b->klen, n);
+        if (c || a->idlen != b->idlen)
+                return c ? c : (a->idlen < b->idlen ? -1 : 1);
+        return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static void held_push(Engine *e, const DecodedEvent *ev, const char *bytes, size_t len, const SourcePos *src)
+{
+        if (e->nheld == e->cheld) {
+                e->cheld = e->cheld ? e->cheld * 2 : 256;
+                e->held = xrealloc(e->held, e->cheld * sizeof(Held));
+        }
+        Held h = {.time = ev->time_ms, .seq = e->seq++, .len = (uint32_t)len,
+                  .klen = ev->enterprise.len, .idlen = ev->id.len};
+        h.bytes = xmalloc(len + h.klen + h.idlen + 1);
+        memcpy(h.bytes, bytes, len);
+        memcpy(h.bytes + len, ev->enterprise.p, h.klen);
+        memcpy(h.bytes + len + h.klen, ev->id.p, h.idlen);
+        if (src) {
+                h.src = *src;
+                h.topic = src->topic ? xstrdup(src->topic) : NULL;
+                h.src.topic = h.topic;
+        }
+        uint32_t i = e->nheld++;
+        while (i > 0) {
+                uint32_t p = (i - 1) / 2;
+                if (held_cmp(&h, &e->held[p]) >= 0)
+                        break;
+                e->held[i] = e->held[p];
+                i = p;
+        }
+        e->held[i] = h;
+}
+
+static Held held_pop(Engine *e)
+{
+        Held top = e->held[0];
+        Held last = e->held[--e->nheld];
+        uint32_t i = 0;
+        for (;;) {
+                uint32_t l = 2 * i + 1, r = l + 1, m = i;
+                const Held *mh = &last;
+                if (l < e->nheld && held_cmp(&e->held[l], mh) < 0) {
+                        m = l;
+                        mh = &e->held[l];
+                }
+                if (r < e->nheld && held_cmp(&e->held[r], mh) < 0)
+                        m = r;
+                if (m == i)
+                        break;
+                e->held[i] = e->held[m];
+                i = m;
+        }
+        if (e->nheld)
+                e->held[i] = last;
+        return top;
+}
+
+static DecodeReason decode(Engine *e, const char *bytes, size_t len, DecodedEvent *ev)
+{
+        ev->slots = e->slots;
+        ev->scratch = e->scratch;
+        ev->scratch_size = e->cfg.max_event_bytes;
+        return decoder_decode(e->dec, bytes, len, ev);
+}
+
+static void release_upto(Engine *e, int64_t upto)
+{
+        while (e->nheld && e->held[0].time <= upto) {
+                Held h = held_pop(e);
+                DecodedEvent ev;
+                if (decode(e, h.bytes, h.len, &ev) == DECODE_OK)
+                        apply(e, &ev, h.bytes, h.len, &h.src);
+                free(h.bytes);
+                free(h.topic);
+        }
+        fire_timers(e, upto);
+}
+
+int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
+{
+        e->st.events_in++;
+        DecodedEvent ev;
+        DecodeReason rc = decode(e, bytes, len, &ev);
+        if (rc != DECODE_OK) {
+                dead_letter(e, bytes, len, src, (int)rc, ev.detail, NULL);
+                return 0;
+        }
+        int64_t t = ev.time_ms;
+        if (e->max_time != TIME_UNSET && t < e->wm) {
+                char d[160];
+                char a[40], b[40];
+                time_format(t, a, sizeof(a));
+                time_format(e->wm, b, sizeof(b));
+                snprintf(d, sizeof(d), "event time %s is behind the watermark %s", a, b);
+                dead_letter(e, bytes, len, src, RJ_TOO_LATE, d, &ev.enterprise);
+                return 0;
+        }
+        if (e->max_time == TIME_UNSET || t > e->max_time) {
+                e->max_time = t;
+                e->wm = t - e->cfg.grace_ms;
+        }
+        if (e->cfg.grace_ms == 0) {
+                apply(e, &ev, bytes, len, src);
+                return 0;
+        }
+        held_push(e, &ev, bytes, len, src);
+        if (e->nheld > e->cfg.max_held) {
+                /* bounded memory: release the oldest early, and never accept
+                 * anything older than it afterwards */
+                int64_t t0 = e->held[0].time;
+                e->st.held_forced++;
+                if (t0 > e->wm)
+                        e->wm = t0;
+        }
+        release_upto(e, e->wm);
+        return 0;
+}
+
+void engine_advance(Engine *e, int64_t t)
+{
+        if (e->max_time == TIME_UNSET || t > e->max_time)
+                e->max_time = t;
+        if (t > e->wm)
+                e->wm = t;
+        release_upto(e, t);
+}
+
+void engine_flush(Engine *e)
+{
+        if (e->max_time == TIME_UNSET)
+                return;
+        e->wm = e->max_time;
+        release_upto(e, e->max_time);
+}
+
+/* ---- setup ---- */
+
+static void scan_prog(const RuleSet *rs, uint32_t prog, Opcode want, uint32_t **v, uint32_t *n, uint32_t *cap)
+{
+        if (prog == PROG_NONE)
+                return;
+        const Program *p = &rs->progs[prog];
+        for (uint32_t i = 0; i < p->len; i++) {
+                uint32_t insn = rs->code[p->start + i];
+                if (INSN_OP(insn) == OP_AGG && want != OP_AGG)
+                        scan_prog(rs, rs->aggs[INSN_ARG(insn)].where, want, v, n, cap);
+                if (INSN_OP(insn) != want)
+                        continue;
+                uint32_t a = INSN_ARG(insn);
+                bool have = false;
+                for (uint32_t k = 0; k < *n; k++)
+                        have |= (*v)[k] == a;
+                if (!have)
+                        VEC_PUSH(*v, *n, *cap) = a;
+        }
+}
+
+static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
+{
+        for (uint32_t k = 0; k < *n; k++)
+                if ((*v)[k] == s)
+                        return;
+        VEC_PUSH(*v, *n, *cap) = s;
+}
+
+int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn emit, void *ud)
+{
+        Engine *e = xcalloc(1, sizeof(*e));
+        if (cfg)
+                e->cfg = *cfg;
+        else
+                engine_config_default(&e->cfg);
+        if (!e->cfg.max_event_bytes)
+                e->cfg.max_event_bytes = 1 << 20;
+        if (e->cfg.grace_ms < 0 || !e->cfg.max_held || !e->cfg.max_window_rows) {
+                free(e);
+                return -EINVAL;
+        }
+        DecoderLimits lim = {.max_bytes = e->cfg.max_event_bytes};
+        int r = decoder_new(&e->dec, &rs->schema, &lim);
+        if (r < 0) {
+                free(e);
+                return r;
+        }
+        e->rs = rules_ref(rs);
+        e->emit = emit;
+        e->ud = ud;
+        intern_init(&e->in);
+        uint32_t ns = rs->schema.nslots ? rs->schema.nslots : 1;
+        e->slots = xcalloc(ns, sizeof(Value));
+        e->rowbuf = xcalloc(ns, sizeof(Value));
+        e->snapbuf = xcalloc(ns, sizeof(Value));
+        e->profbuf = xcalloc(ns, sizeof(Value));
+        e->scratch = xmalloc(e->cfg.max_event_bytes);
+        e->max_time = TIME_UNSET;
+        e->wm = TIME_UNSET;
+        e->tabcap = 1024;
+        e->tab = xcalloc(e->tabcap, sizeof(Ent *));
+
+        /* which profile slots anything reads */
+        uint32_t pcap = 0;
+        for (uint32_t i = 0; i < rs->nprogs; i++)
+                scan_prog(rs, i, OP_PROFILE, &e->prof_slots, &e->nprof, &pcap);
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                for (uint32_t k = 0; k < rs->rules[i].message.nparts; k++)
+                        if (rs->rules[i].message.parts[k].kind == TPL_PROFILE)
+                                add_slot(&e->prof_slots, &e->nprof, &pcap, rs->rules[i].message.parts[k].slot);
+
+        uint32_t nt = rs->schema.ntypes ? rs->schema.ntypes : 1;
+        e->by_type = xcalloc(nt, sizeof(uint32_t *));
+        e->nby_type = xcalloc(nt, sizeof(uint32_t));
+        e->aggs_by_type = xcalloc(nt, sizeof(uint32_t *));
+        e->naggs_by_type = xcalloc(nt, sizeof(uint32_t));
+        uint32_t *caps = xcalloc(nt, sizeof(uint32_t)), scap = 0;
+        e->ri = xcalloc(rs->nrules + 1, sizeof(RuleInfo));
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *ru = &rs->rules[i];
+                RuleInfo *ri = &e->ri[i];
+                if (ru->status == RULE_DISABLED)
+                        continue;
+                if (ru->is_static) {
+                        VEC_PUSH(e->static_rules, e->nstatic, scap) = i;
+                        continue;
+                }
+                for (uint32_t t = 0; t < rs->schema.ntypes; t++)
+                        if (ru->on & (1ull << t))
+                                VEC_PUSH(e->by_type[t], e->nby_type[t], caps[t]) = i;
+                /* what a timer firing needs from the event: $fields, the
+                 * fields of the condition and of the message, the key */
+                uint32_t cap = 0;
+                if (ru->timer_driven || ru->for_ms) {
+                        scan_prog(rs, ru->when, OP_CUR, &ri->snap_slots, &ri->nsnap, &cap);
+                        scan_prog(rs, ru->when, OP_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
+                        for (uint32_t k = 0; k < ru->message.nparts; k++)
+                                if (ru->message.parts[k].kind == TPL_FIELD)
+                                        add_slot(&ri->snap_slots, &ri->nsnap, &cap, ru->message.parts[k].slot);
+                        if (ru->per_slot >= 0)
+                                add_slot(&ri->snap_slots, &ri->nsnap, &cap, (uint32_t)ru->per_slot);
+                }
+                for (uint32_t k = 0; k < ru->naggs; k++) {
+                        const Aggregate *a = &rs->aggs[ru->aggs[k]];
+                        if (a->kind == AGG_ABSENT && a->window_ms > ri->absent_ms)
+                                ri->absent_ms = a->window_ms;
+                }
+        }
+        memset(caps, 0, nt * sizeof(uint32_t));
+        for (uint32_t a = 0; a < rs->naggs; a++) {
+                uint32_t t = rs->aggs[a].type;
+                VEC_PUSH(e->aggs_by_type[t], e->naggs_by_type[t], caps[t]) = a;
+        }
+        free(caps);
+        *ret = e;
+        return 0;
+}
+
+Engine *engine_free(Engine *e)
+{
+        if (!e)
+                return NULL;
+        for (uint32_t i = 0; i < e->ntm; i++)
+                intern_put(&e->in, e->tm[i].key);
+        free(e->tm);
+        for (uint32_t i = 0; i < e->nheld; i++) {
+                free(e->held[i].bytes);
+                free(e->held[i].topic);
+        }
+        free(e->held);
+        for (uint32_t i = 0; i < e->tabcap; i++)
+                if (e->tab[i])
+                        ent_free(e, e->tab[i]);
+        free(e->tab);
+        for (uint32_t t = 0; t < e->rs->schema.ntypes; t++) {
+                free(e->by_type[t]);
+                free(e->aggs_by_type[t]);
+        }
+        free(e->by_type);
+        free(e->nby_type);
+        free(e->aggs_by_type);
+        free(e->naggs_by_type);
+        free(e->static_rules);
+        for (uint32_t i = 0; i < e->rs->nrules; i++)
+                free(e->ri[i].snap_slots);
+        free(e->ri);
+        free(e->prof_slots);
+        free(e->slots);
+        free(e->rowbuf);
+        free(e->snapbuf);
+        free(e->profbuf);
+        free(e->scratch);
+        free(e->aggbuf);
+        buf_free(&e->out);
+        buf_free(&e->msg);
+        decoder_free(e->dec);
+        intern_deinit(&e->in);
+        rules_unref(e->rs);
+        free(e);
+        return NULL;
+}
+
+const RuleSet *engine_rules(const Engine *e)
+{
+        return e->rs;
+}
+
+const EngineStats *engine_stats(Engine *e)
+{
+        e->st.enterprises = e->nents;
+        e->st.watermark = e->wm;
+        uint64_t sb = (uint64_t)e->tabcap * sizeof(Ent *), wb = 0, rows = 0;
+        for (uint32_t i = 0; i < e->tabcap; i++) {
+                const Ent *x = e->tab[i];
+                if (!x)
+                        continue;
+                sb += sizeof(Ent) + e->nprof * sizeof(Value) + x->cc * sizeof(Contrib) +
+                      x->cf * sizeof(FlagState) + x->cks * sizeof(KeyState) + x->cw * sizeof(Win) +
+                      (x->recent ? e->cfg.recent_ids * sizeof(uint64_t) : 0) +
+                      (x->static_bits ? (e->nstatic + 63) / 64 * 8 : 0);
+                for (uint32_t k = 0; k < x->nks; k++)
+                        sb += e->ri[x->ks[k].rule].nsnap * sizeof(Value) * (x->ks[k].snap != NULL);
+                for (uint32_t k = 0; k < x->nw; k++) {
+                        wb += window_bytes(e, &x->w[k]);
+                        rows += x->w[k].n;
+                }
+        }
+        e->st.state_bytes = sb + e->in.bytes;
+        e->st.window_bytes = wb;
+        e->st.window_rows = rows;
+        return &e->st;
+}
+
+char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        if (!x)
+                return NULL;
+        Buf b = {0};
+        out_explain(e, x, &b);
+        return b.p;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+        return istr_cmp((*(Ent *const *)a)->key, (*(Ent *const *)b)->key);
+}
+
+void engine_grades_write(Engine *e, Buf *out)
+{
+        Ent **v = xmalloc((e->nents + 1) * sizeof(Ent *));
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < e->tabcap; i++)
+                if (e->tab[i])
+                        v[n++] = e->tab[i];
+        qsort(v, n, sizeof(Ent *), ent_cmp);
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        for (uint32_t i = 0; i < n; i++) {
+                Ent *x = v[i];
+                buf_puts(out, "{\"enterprise_id\":");
+                buf_json_str(out, x->key->s, x->key->len);
+                buf_puts(out, ",\"grade\":");
+                if (x->grade >= 0)
+                        buf_json_str(out, g->bands[x->grade].grade, strlen(g->bands[x->grade].grade));
+                else
+                        buf_puts(out, "null");
+                buf_puts(out, ",\"mode\":");
+                if (x->mode >= 0)
+                        buf_json_str(out, g->modes[x->mode], strlen(g->modes[x->mode]));
+                else
+                        buf_puts(out, "null");
+                buf_puts(out, ",\"inspections_per_year\":");
+                out_num(out, x->per_year);
+                buf_puts(out, ",\"score\":");
+                out_num(out, grade_score(e, x, now));
+                buf_puts(out, "}\n");
+        }
+        free(v);
+}

@@ -1,0 +1,174 @@
+/*
+ * Private structures of the engine (src/engine/), shared by engine.c
+ * (event flow, rules, timers), window.c (aggregates), grade.c (grading and
+ * hysteresis) and output.c (JSON documents).
+ */
+#ifndef RISKD_ENGINE_PRIV_H
+#define RISKD_ENGINE_PRIV_H
+
+#include "include/riskd/engine.h"
+#include "include/riskd/util.h"
+#include "src/engine/intern.h"
+
+#define TIME_UNSET INT64_MIN
+#define TIME_FOREVER INT64_MAX
+
+/* Per rule and per `per:` key: for/cooldown/absent state. */
+typedef struct KeyState {
+        uint16_t rule;
+        uint8_t fired;          /* for: fired in this episode */
+        uint8_t timer_pending;  /* one timer per key at a time */
+        IStr *key;              /* NULL: the enterprise as a whole */
+        int64_t since;          /* for: condition true since */
+        int64_t last_fire;      /* cooldown */
+        int64_t due;            /* for/absent: when the timer should act */
+        Value *snap;            /* the triggering event's values (Rule snapshot slots) */
+        IStr *snap_id;          /* its event id (evidence) */
+} KeyState;
+
+typedef struct Contrib {
+        uint16_t rule;
+        double points;
+        int64_t since, expires; /* expires TIME_FOREVER: never */
+        int64_t rectify;        /* deadline, or TIME_UNSET */
+        IStr *event_id;
+} Contrib;
+
+typedef struct FlagState {
+        uint16_t flag;
+        int64_t until;          /* TIME_FOREVER: until cleared */
+} FlagState;
+
+typedef struct Win {
+        uint16_t agg;
+        uint32_t head, n, cap;  /* ring of rows */
+        int64_t *t;
+        Value *v;               /* cap * nrow_slots */
+} Win;
+
+typedef struct Ent {
+        IStr *key;
+        Value *prof;            /* Engine.nprof values (profile fields rules read) */
+        uint64_t *static_bits;  /* static rules matching at the last profile update */
+        double static_score;
+        Contrib *c;
+        FlagState *f;
+        KeyState *ks;
+        Win *w;
+        uint64_t *recent;       /* hashes of recent event ids (ring) */
+        uint16_t nc, cc, nf, cf, nks, cks, nw, cw;
+        uint16_t nrecent, recent_pos;
+        int16_t held;           /* band index in force (hysteresis), -1 none */
+        int16_t grade, mode;    /* last graded, -1 none */
+        double per_year;
+        int64_t below_since;    /* score below the held band since */
+        int64_t last_time;
+} Ent;
+
+typedef enum TimerKind { TM_EXPIRE, TM_DWELL, TM_FOR, TM_ABSENT } TimerKind;
+
+typedef struct Timer {
+        int64_t time;
+        Ent *ent;
+        uint16_t rule;
+        uint8_t kind;
+        KeyState *ks_hint;      /* not owned; revalidated by (rule, key) */
+        IStr *key;              /* reference held */
+} Timer;
+
+typedef struct Held {
+        int64_t time;
+        uint64_t seq;
+        uint32_t len, klen, idlen;
+        SourcePos src;
+        char *topic;            /* copy of src.topic */
+        char *bytes;            /* [len] bytes, then key, then id */
+} Held;
+
+/* Per-rule data the engine derives once from the compiled rules. */
+typedef struct RuleInfo {
+        uint32_t *snap_slots;   /* slots a timer firing needs from the event */
+        uint32_t nsnap;
+        int64_t absent_ms;      /* the longest absent() window, 0 none */
+        bool reads_profile;
+} RuleInfo;
+
+struct Engine {
+        RuleSet *rs;
+        EngineConfig cfg;
+        EngineEmitFn emit;
+        void *ud;
+        Decoder *dec;
+        Intern in;
+        EngineStats st;
+
+        Value *slots;           /* decoded event */
+        char *scratch;
+        Value *rowbuf;          /* one window row laid out as an event */
+        Value *snapbuf;         /* a snapshot laid out as an event */
+        Value *profbuf;         /* the enterprise profile laid out by slot */
+        char vmscratch[4096];
+        uint32_t *prof_slots;   /* the profile slots rules read */
+        uint32_t nprof;
+        uint32_t **by_type;     /* rule indexes per event type */
+        uint32_t *nby_type;
+        uint32_t **aggs_by_type;
+        uint32_t *naggs_by_type;
+        uint32_t *static_rules;
+        uint32_t nstatic;
+        RuleInfo *ri;
+
+        Ent **tab;              /* open addressing by key hash */
+        uint32_t tabcap, nents;
+
+        Timer *tm;              /* min-heap */
+        uint32_t ntm, ctm;
+        Held *held;             /* min-heap */
+        uint32_t nheld, cheld;
+        uint64_t seq;
+
+        int64_t max_time;       /* highest event time seen, TIME_UNSET before any */
+        int64_t wm;             /* watermark */
+        Value *aggbuf;          /* distinct(): values of one evaluation */
+        uint32_t aggcap;
+        Buf out;                /* output document being built */
+        Buf msg;
+};
+
+/* The aggregate hook's context: the engine and the enterprise evaluated. */
+typedef struct AggCtx {
+        Engine *e;
+        Ent *ent;
+} AggCtx;
+
+/* engine.c */
+VmState engine_vmstate(Engine *e, Ent *ent, int64_t now);
+void engine_profile_fill(Engine *e, Ent *ent);
+void engine_profile_clear(Engine *e);
+void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks);
+
+/* window.c */
+void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f);
+int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Value *ret);
+void window_free(Engine *e, Win *w);
+size_t window_bytes(const Engine *e, const Win *w);
+
+/* grade.c */
+typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER } GradeCause;
+void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
+double grade_score(Engine *e, Ent *ent, int64_t now);
+int32_t grade_band(const Grading *g, double score);
+uint64_t grade_live_flags(Ent *ent, int64_t now);
+
+/* output.c */
+void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const IStr *key,
+               const Value *ev, const char *evidence, size_t evlen, double delta);
+void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
+                    size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,
+                    double score);
+void out_time(Buf *b, int64_t ms);
+void out_num(Buf *b, double d);
+void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json);
+void out_explain(Engine *e, Ent *ent, Buf *b);
+
+#endif

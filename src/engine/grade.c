@@ -1,0 +1,129 @@
+/*
+ * Grading: score → band → hysteresis → overrides → (grade, mode,
+ * inspections a year), and the adjustment when that triple changes.
+ *
+ * The score is the static part (profile rules, replaced at each profile
+ * update) plus the points of every live contribution.  A band rises at once;
+ * it falls only after the score has stayed below the band in force for the
+ * dwell (a timer at below_since + dwell re-grades even without events).
+ * Overrides apply in order to the band in force; a grade change by an
+ * override resets mode and frequency to that grade's band, so later
+ * overrides see and adjust the new grade's values.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "src/engine/engine.h"
+
+int32_t grade_band(const Grading *g, double score)
+{
+        for (uint32_t i = 0; i < g->nbands; i++)
+                if (!g->bands[i].has_max || score <= g->bands[i].max)
+                        return (int32_t)i;
+        return g->nbands ? (int32_t)g->nbands - 1 : -1;
+}
+
+/* Drop contributions and flags that expired by now. */
+static void prune(Engine *e, Ent *ent, int64_t now)
+{
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < ent->nc; i++) {
+                if (ent->c[i].expires <= now) {
+                        intern_put(&e->in, ent->c[i].event_id);
+                        continue;
+                }
+                ent->c[k++] = ent->c[i];
+        }
+        ent->nc = (uint16_t)k;
+        k = 0;
+        for (uint32_t i = 0; i < ent->nf; i++)
+                if (ent->f[i].until > now)
+                        ent->f[k++] = ent->f[i];
+        ent->nf = (uint16_t)k;
+}
+
+double grade_score(Engine *e, Ent *ent, int64_t now)
+{
+        double s = ent->static_score;
+        for (uint32_t i = 0; i < ent->nc; i++)
+                if (ent->c[i].expires > now)
+                        s += ent->c[i].points;
+        return s;
+}
+
+uint64_t grade_live_flags(Ent *ent, int64_t now)
+{
+        uint64_t bits = 0;
+        for (uint32_t i = 0; i < ent->nf; i++)
+                if (ent->f[i].until > now)
+                        bits |= 1ull << ent->f[i].flag;
+        return bits;
+}
+
+void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len)
+{
+        const Grading *g = &e->rs->grading;
+        if (!g->nbands)
+                return;
+        prune(e, ent, now);
+        double score = grade_score(e, ent, now);
+        int32_t band = grade_band(g, score);
+        if (ent->held < 0 || band > ent->held) {
+                ent->held = (int16_t)band;
+                ent->below_since = TIME_UNSET;
+        } else if (band < ent->held) {
+                if (ent->below_since == TIME_UNSET) {
+                        ent->below_since = now;
+                        timer_add(e, now + g->dwell_ms, ent, TM_DWELL, 0, NULL);
+                }
+                if (now - ent->below_since >= g->dwell_ms) {
+                        ent->held = (int16_t)band;
+                        ent->below_since = TIME_UNSET;
+                }
+        } else {
+                ent->below_since = TIME_UNSET;
+        }
+        int32_t grade = ent->held;
+        int32_t mode = (int32_t)g->bands[grade].mode;
+        double per_year = g->bands[grade].per_year;
+        VmState st = {.score = score, .grade = grade, .mode = mode, .per_year = per_year,
+                      .flags = grade_live_flags(ent, now)};
+        VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
+                     .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
+        for (uint32_t i = 0; i < g->noverrides; i++) {
+                const Override *o = &g->overrides[i];
+                if (!vm_test(e->rs, o->when, &f))
+                        continue;
+                int32_t ng = grade;
+                if (o->grade >= 0)
+                        ng = o->grade;
+                else if (o->grade_step)
+                        ng = grade + o->grade_step;
+                if (ng < 0)
+                        ng = 0;
+                if (ng >= (int32_t)g->nbands)
+                        ng = (int32_t)g->nbands - 1;
+                if (ng != grade) {
+                        grade = ng;
+                        mode = (int32_t)g->bands[grade].mode;
+                        per_year = g->bands[grade].per_year;
+                }
+                if (o->mode >= 0)
+                        mode = o->mode;
+                if (o->has_per_year)
+                        per_year = o->per_year;
+                per_year += o->per_year_step;
+                st.grade = grade;
+                st.mode = mode;
+                st.per_year = per_year;
+        }
+        bool first = ent->grade < 0;
+        if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year)
+                return;
+        int16_t pg = ent->grade, pm = ent->mode;
+        double pf = ent->per_year;
+        ent->grade = (int16_t)grade;
+        ent->mode = (int16_t)mode;
+        ent->per_year = per_year;
+        out_adjustment(e, ent, now, cause, cause_id, cause_len, pg, pm, pf, first, band, score);
+}

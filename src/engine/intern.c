@@ -1,0 +1,111 @@
+/*
+ * String interning for engine state (see intern.h): linear probing with
+ * backward-shift deletion, so the table never holds tombstones.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "include/riskd/util.h"
+#include "src/engine/intern.h"
+
+void intern_init(Intern *in)
+{
+        in->cap = 1024;
+        in->n = 0;
+        in->bytes = 0;
+        in->tab = xcalloc(in->cap, sizeof(IStr *));
+}
+
+void intern_deinit(Intern *in)
+{
+        for (uint32_t i = 0; i < in->cap; i++)
+                free(in->tab[i]);
+        free(in->tab);
+        in->tab = NULL;
+        in->n = in->cap = 0;
+}
+
+static void grow(Intern *in)
+{
+        uint32_t oc = in->cap;
+        IStr **old = in->tab;
+        in->cap *= 2;
+        in->tab = xcalloc(in->cap, sizeof(IStr *));
+        for (uint32_t i = 0; i < oc; i++) {
+                if (!old[i])
+                        continue;
+                uint32_t k = (uint32_t)old[i]->hash & (in->cap - 1);
+                while (in->tab[k])
+                        k = (k + 1) & (in->cap - 1);
+                in->tab[k] = old[i];
+        }
+        free(old);
+}
+
+IStr *intern_get(Intern *in, const char *s, uint32_t len)
+{
+        uint64_t h = hash64(s, len, HASH64_INIT);
+        uint32_t k = (uint32_t)h & (in->cap - 1);
+        for (IStr *e; (e = in->tab[k]); k = (k + 1) & (in->cap - 1))
+                if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+                        e->refs++;
+                        return e;
+                }
+        IStr *e = xmalloc(sizeof(IStr) + len + 1);
+        e->refs = 1;
+        e->len = len;
+        e->hash = h;
+        memcpy(e->s, s, len);
+        e->s[len] = 0;
+        in->tab[k] = e;
+        in->n++;
+        in->bytes += sizeof(IStr) + len + 1;
+        if (in->n * 2 > in->cap)
+                grow(in);
+        return e;
+}
+
+IStr *intern_ref(IStr *is)
+{
+        if (is)
+                is->refs++;
+        return is;
+}
+
+void intern_put(Intern *in, IStr *is)
+{
+        if (!is || --is->refs > 0)
+                return;
+        uint32_t mask = in->cap - 1, k = (uint32_t)is->hash & mask;
+        while (in->tab[k] != is)
+                k = (k + 1) & mask;
+        /* backward shift: move later entries of the cluster into the hole */
+        uint32_t hole = k;
+        for (uint32_t j = (k + 1) & mask; in->tab[j]; j = (j + 1) & mask) {
+                uint32_t home = (uint32_t)in->tab[j]->hash & mask;
+                bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+                if (movable) {
+                        in->tab[hole] = in->tab[j];
+                        hole = j;
+                }
+        }
+        in->tab[hole] = NULL;
+        in->n--;
+        in->bytes -= sizeof(IStr) + is->len + 1;
+        free(is);
+}
+
+Value intern_value(Intern *in, Value v)
+{
+        if (v.tag == VT_STR) {
+                IStr *is = intern_get(in, v.s.p, v.s.len);
+                v.s.p = is->s;
+        }
+        return v;
+}
+
+void intern_value_put(Intern *in, Value v)
+{
+        if (v.tag == VT_STR && v.s.p)
+                intern_put(in, istr_of(v.s.p));
+}

@@ -1,0 +1,44 @@
+/*
+ * Interned, reference-counted strings for engine state: window rows,
+ * per-key state and contributions keep device ids, sample codes and event
+ * ids that repeat across many rows; each distinct string is stored once.
+ * A Value of tag VT_STR held in state always points into an IStr.
+ */
+#ifndef RISKD_ENGINE_INTERN_H
+#define RISKD_ENGINE_INTERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/riskd/value.h"
+
+typedef struct IStr {
+        uint32_t refs, len;
+        uint64_t hash;
+        char s[];               /* NUL terminated */
+} IStr;
+
+typedef struct Intern {
+        IStr **tab;
+        uint32_t cap, n;
+        uint64_t bytes;
+} Intern;
+
+void intern_init(Intern *in);
+void intern_deinit(Intern *in);
+/* A reference to the interned copy of s[0..len) (refs + 1). */
+IStr *intern_get(Intern *in, const char *s, uint32_t len);
+IStr *intern_ref(IStr *is);
+/* Drop a reference; frees at zero.  Accepts NULL. */
+void intern_put(Intern *in, IStr *is);
+
+static inline IStr *istr_of(const char *p)
+{
+        return (IStr *)(void *)(p - offsetof(IStr, s));
+}
+
+/* Copy a value into state (strings interned) / release it. */
+Value intern_value(Intern *in, Value v);
+void intern_value_put(Intern *in, Value v);
+
+#endif

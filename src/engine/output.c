@@ -1,0 +1,404 @@
+/*
+ * The engine's JSON documents: alerts, adjustments (docs/outputs.md,
+ * docs/schemas/) and the explain view.  Every document is built in the
+ * engine's reused buffer and handed to the sink; field order is fixed and
+ * nothing depends on hash order, so equal input gives equal bytes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/engine/engine.h"
+
+static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer"};
+
+void out_time(Buf *b, int64_t ms)
+{
+        char t[48];
+        time_format(ms, t, sizeof(t));
+        buf_putc(b, '"');
+        buf_puts(b, t);
+        buf_putc(b, '"');
+}
+
+void out_num(Buf *b, double d)
+{
+        if (!isfinite(d)) {
+                buf_puts(b, "null");
+                return;
+        }
+        if (d == (double)(int64_t)d && fabs(d) < 1e15) {
+                buf_printf(b, "%lld", (long long)d);
+                return;
+        }
+        char s[40];
+        snprintf(s, sizeof(s), "%.15g", d);
+        if (strtod(s, NULL) != d)
+                snprintf(s, sizeof(s), "%.17g", d);
+        buf_puts(b, s);
+}
+
+/* A value as message text (json=false) or as a JSON value. */
+void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json)
+{
+        char t[48];
+        switch (v->tag) {
+        case VT_NULL:
+                buf_puts(b, "null");
+                return;
+        case VT_BOOL:
+                buf_puts(b, v->b ? "true" : "false");
+                return;
+        case VT_NUM:
+                out_num(b, v->n);
+                return;
+        case VT_STR:
+                if (json)
+                        buf_json_str(b, v->s.p, v->s.len);
+                else
+                        buf_put(b, v->s.p, v->s.len);
+                return;
+        case VT_ENUM: {
+                const EnumDef *en = slot < e->rs->schema.nslots ? e->rs->schema.slot_enum[slot] : NULL;
+                const char *name = en && v->e >= 0 && (uint32_t)v->e < en->nvalues ? en->values[v->e] : "?";
+                if (json)
+                        buf_json_str(b, name, strlen(name));
+                else
+                        buf_puts(b, name);
+                return;
+        }
+        case VT_TIME:
+                time_format(v->ms, t, sizeof(t));
+                break;
+        case VT_DUR:
+                duration_format(v->ms, t, sizeof(t));
+                break;
+        }
+        if (json)
+                buf_json_str(b, t, strlen(t));
+        else
+                buf_puts(b, t);
+}
+
+static void hex_id(Buf *b, uint64_t h)
+{
+        buf_printf(b, "\"%016llx\"", (unsigned long long)h);
+}
+
+static void str_or_null(Buf *b, const char *s)
+{
+        if (s)
+                buf_json_str(b, s, strlen(s));
+        else
+                buf_puts(b, "null");
+}
+
+static void flags_json(Engine *e, Buf *b, const Ent *ent, const Rule *only, int64_t now)
+{
+        buf_putc(b, '[');
+        bool any = false;
+        for (uint32_t i = 0; i < ent->nf; i++) {
+                const FlagState *f = &ent->f[i];
+                if (f->until <= now)
+                        continue;
+                if (only) { /* only the flags this rule sets */
+                        bool set = false;
+                        for (uint32_t k = 0; k < only->nflags; k++)
+                                set |= only->flags[k].flag == f->flag;
+                        if (!set)
+                                continue;
+                }
+                if (any)
+                        buf_putc(b, ',');
+                any = true;
+                buf_puts(b, "{\"name\":");
+                str_or_null(b, e->rs->flags[f->flag]);
+                buf_puts(b, ",\"until\":");
+                if (f->until == TIME_FOREVER)
+                        buf_puts(b, "null");
+                else
+                        out_time(b, f->until);
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+}
+
+static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, const Value *ev, int64_t t)
+{
+        m->len = 0;
+        if (m->p)
+                m->p[0] = 0;
+        for (uint32_t i = 0; i < r->message.nparts; i++) {
+                const TplPart *p = &r->message.parts[i];
+                switch (p->kind) {
+                case TPL_TEXT:
+                        buf_put(m, p->text, p->len);
+                        break;
+                case TPL_FIELD:
+                        out_value(e, m, &ev[p->slot], p->slot, false);
+                        break;
+                case TPL_PROFILE:
+                        out_value(e, m, &e->profbuf[p->slot], p->slot, false);
+                        break;
+                case TPL_STATE_SCORE:
+                        out_num(m, grade_score(e, (Ent *)ent, t));
+                        break;
+                case TPL_STATE_GRADE:
+                        if (ent->grade >= 0)
+                                buf_puts(m, e->rs->grading.bands[ent->grade].grade);
+                        else
+                                buf_puts(m, "null");
+                        break;
+                case TPL_RULE_ID:
+                        buf_puts(m, r->id);
+                        break;
+                }
+        }
+}
+
+void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const IStr *key,
+               const Value *ev, const char *evidence, size_t evlen, double delta)
+{
+        bool shadow = r->status == RULE_SHADOW;
+        if (shadow)
+                e->st.shadow_alerts++;
+        else
+                e->st.alerts++;
+        if (!e->emit)
+                return;
+        Buf *b = &e->out;
+        b->len = 0;
+        uint64_t h = hash64(r->id, strlen(r->id) + 1, HASH64_INIT);
+        h = hash64(ent->key->s, ent->key->len + 1, h);
+        h = hash64(evidence, evlen, h);
+        if (timer) {
+                h = hash64("\0timer", 6, h);
+                if (key)
+                        h = hash64(key->s, key->len, h);
+                h = hash64(&t, sizeof(t), h);
+        } else if (key) {
+                h = hash64(key->s, key->len + 1, h);
+        }
+        buf_puts(b, "{\"schema\":\"riskd.alert/1\",\"alert_id\":");
+        hex_id(b, h);
+        buf_puts(b, ",\"rule_id\":");
+        str_or_null(b, r->id);
+        buf_printf(b, ",\"status\":\"%s\",\"severity\":\"%s\",\"enterprise_id\":", shadow ? "shadow" : "active",
+                   severity_str(r->severity));
+        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_puts(b, ",\"ts\":");
+        out_time(b, t);
+        buf_printf(b, ",\"trigger\":\"%s\",\"key\":", timer ? "timer" : "event");
+        if (key)
+                buf_json_str(b, key->s, key->len);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, ",\"message\":");
+        if (r->message.src) {
+                render_message(e, &e->msg, ent, r, ev, t);
+                buf_json_str(b, e->msg.p ? e->msg.p : "", e->msg.len);
+        } else {
+                str_or_null(b, r->desc ? r->desc : r->id);
+        }
+        buf_puts(b, ",\"actions\":[");
+        for (uint32_t i = 0; i < r->nactions; i++) {
+                if (i)
+                        buf_putc(b, ',');
+                str_or_null(b, r->actions[i]);
+        }
+        buf_puts(b, "],\"score_delta\":");
+        out_num(b, delta);
+        buf_puts(b, ",\"flags\":");
+        if (shadow)
+                buf_puts(b, "[]"); /* a shadow rule sets nothing */
+        else
+                flags_json(e, b, ent, r, t);
+        buf_puts(b, ",\"evidence\":[");
+        buf_json_str(b, evidence, evlen);
+        buf_puts(b, "],\"basis\":");
+        str_or_null(b, r->basis);
+        buf_puts(b, ",\"rectify_deadline\":");
+        if (r->rectify_ms && !shadow)
+                out_time(b, t + r->rectify_ms);
+        else
+                buf_puts(b, "null");
+        buf_printf(b, ",\"rules_version\":\"%s\"}", e->rs->version);
+        OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len, .rule_id = r->id,
+                     .severity = severity_str(r->severity)};
+        e->emit(e->ud, shadow ? OUT_SHADOW : OUT_ALERT, b->p, b->len, &m);
+}
+
+static void grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double per_year)
+{
+        const Grading *g = &e->rs->grading;
+        buf_puts(b, "{\"grade\":");
+        str_or_null(b, grade >= 0 ? g->bands[grade].grade : NULL);
+        buf_puts(b, ",\"mode\":");
+        str_or_null(b, mode >= 0 ? g->modes[mode] : NULL);
+        buf_puts(b, ",\"inspections_per_year\":");
+        out_num(b, per_year);
+        buf_putc(b, '}');
+}
+
+static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, bool verbose)
+{
+        buf_putc(b, '[');
+        bool any = false;
+        for (uint32_t i = 0; i < ent->nc; i++) {
+                const Contrib *c = &ent->c[i];
+                if (c->expires <= now)
+                        continue;
+                const Rule *r = &e->rs->rules[c->rule];
+                if (any)
+                        buf_putc(b, ',');
+                any = true;
+                buf_puts(b, "{\"rule_id\":");
+                str_or_null(b, r->id);
+                buf_puts(b, ",\"points\":");
+                out_num(b, c->points);
+                buf_puts(b, ",\"since\":");
+                out_time(b, c->since);
+                buf_puts(b, ",\"expires\":");
+                if (c->expires == TIME_FOREVER)
+                        buf_puts(b, "null");
+                else
+                        out_time(b, c->expires);
+                buf_puts(b, ",\"event_id\":");
+                buf_json_str(b, c->event_id->s, c->event_id->len);
+                if (verbose) {
+                        buf_puts(b, ",\"desc\":");
+                        str_or_null(b, r->desc);
+                        buf_puts(b, ",\"basis\":");
+                        str_or_null(b, r->basis);
+                        buf_puts(b, ",\"rectify_deadline\":");
+                        if (c->rectify != TIME_UNSET)
+                                out_time(b, c->rectify);
+                        else
+                                buf_puts(b, "null");
+                }
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+}
+
+static int64_t rectify_deadline(const Ent *ent, int64_t now)
+{
+        int64_t best = TIME_UNSET;
+        for (uint32_t i = 0; i < ent->nc; i++)
+                if (ent->c[i].expires > now && ent->c[i].rectify != TIME_UNSET && ent->c[i].rectify > best)
+                        best = ent->c[i].rectify;
+        return best;
+}
+
+void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
+                    size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,
+                    double score)
+{
+        e->st.adjustments++;
+        if (!e->emit)
+                return;
+        const Grading *g = &e->rs->grading;
+        Buf *b = &e->out;
+        b->len = 0;
+        uint64_t h = hash64(ent->key->s, ent->key->len + 1, HASH64_INIT);
+        h = hash64(&t, sizeof(t), h);
+        int64_t k[] = {cause, pg, pm, ent->grade, ent->mode};
+        h = hash64(k, sizeof(k), h);
+        h = hash64(&pf, sizeof(pf), h);
+        h = hash64(&ent->per_year, sizeof(double), h);
+        buf_puts(b, "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
+        hex_id(b, h);
+        buf_puts(b, ",\"enterprise_id\":");
+        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_puts(b, ",\"ts\":");
+        out_time(b, t);
+        buf_printf(b, ",\"cause\":\"%s\",\"cause_event_id\":", causes[cause]);
+        if (cause_id && (cause == CAUSE_EVENT || cause == CAUSE_PROFILE || cause == CAUSE_TIMER))
+                buf_json_str(b, cause_id, cause_len);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, ",\"previous\":");
+        if (first)
+                buf_puts(b, "null");
+        else
+                grading_json(e, b, pg, pm, pf);
+        buf_puts(b, ",\"current\":");
+        grading_json(e, b, ent->grade, ent->mode, ent->per_year);
+        buf_puts(b, ",\"score\":");
+        out_num(b, score);
+        buf_puts(b, ",\"static_score\":");
+        out_num(b, ent->static_score);
+        buf_puts(b, ",\"band\":");
+        str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        buf_puts(b, ",\"contributions\":");
+        contributions_json(e, b, ent, t, false);
+        buf_puts(b, ",\"flags\":");
+        flags_json(e, b, ent, NULL, t);
+        buf_puts(b, ",\"rectify_deadline\":");
+        int64_t rd = rectify_deadline(ent, t);
+        if (rd != TIME_UNSET)
+                out_time(b, rd);
+        else
+                buf_puts(b, "null");
+        buf_printf(b, ",\"rules_version\":\"%s\"}", e->rs->version);
+        OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len,
+                     .grade_from = first ? NULL : g->bands[pg].grade,
+                     .grade_to = g->bands[ent->grade].grade};
+        e->emit(e->ud, OUT_ADJUSTMENT, b->p, b->len, &m);
+}
+
+void out_explain(Engine *e, Ent *ent, Buf *b)
+{
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        double score = grade_score(e, ent, now);
+        int32_t band = grade_band(g, score);
+        buf_puts(b, "{\"enterprise_id\":");
+        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_puts(b, ",\"as_of\":");
+        out_time(b, now);
+        buf_puts(b, ",\"score\":");
+        out_num(b, score);
+        buf_puts(b, ",\"static_score\":");
+        out_num(b, ent->static_score);
+        buf_puts(b, ",\"band\":");
+        str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        buf_puts(b, ",\"held_band\":");
+        str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+        buf_puts(b, ",\"below_since\":");
+        if (ent->below_since != TIME_UNSET)
+                out_time(b, ent->below_since);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, ",\"current\":");
+        grading_json(e, b, ent->grade, ent->mode, ent->per_year);
+        buf_puts(b, ",\"static_rules\":[");
+        bool any = false;
+        for (uint32_t k = 0; k < e->nstatic; k++)
+                if (ent->static_bits && (ent->static_bits[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->static_rules[k]];
+                        if (any)
+                                buf_putc(b, ',');
+                        any = true;
+                        buf_puts(b, "{\"rule_id\":");
+                        str_or_null(b, r->id);
+                        buf_puts(b, ",\"points\":");
+                        out_num(b, r->status == RULE_SHADOW ? 0 : r->score);
+                        buf_puts(b, ",\"desc\":");
+                        str_or_null(b, r->desc);
+                        buf_puts(b, ",\"basis\":");
+                        str_or_null(b, r->basis);
+                        buf_putc(b, '}');
+                }
+        buf_puts(b, "],\"contributions\":");
+        contributions_json(e, b, ent, now, true);
+        buf_puts(b, ",\"flags\":");
+        flags_json(e, b, ent, NULL, now);
+        buf_puts(b, ",\"last_event\":");
+        if (ent->last_time != TIME_UNSET)
+                out_time(b, ent->last_time);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, "}\n");
+}

@@ -1,0 +1,242 @@
+/*
+ * Exact aggregate windows.  For each enterprise and each aggregate over an
+ * event type it has seen, a ring of rows (event time + the row slots the
+ * aggregate reads).  An aggregate covers (now - D, now]; because event time
+ * only moves forward through the engine, rows leave from the front.
+ *
+ * A `where` that does not read the current event ($field) is decided when
+ * the row arrives, and only matching rows are kept; otherwise it runs per
+ * row at evaluation, with the row as the event and the current event as $.
+ * A ring is bounded by max_window_rows: beyond it the oldest row is dropped
+ * and counted (window_rows_dropped), the one place exactness yields to
+ * memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/engine/engine.h"
+
+static Value *row(const Win *w, uint32_t nrow, uint32_t i)
+{
+        return &w->v[(size_t)((w->head + i) % w->cap) * nrow];
+}
+
+static int64_t row_time(const Win *w, uint32_t i)
+{
+        return w->t[(w->head + i) % w->cap];
+}
+
+static void drop_front(Engine *e, Win *w, uint32_t nrow)
+{
+        Value *v = row(w, nrow, 0);
+        for (uint32_t k = 0; k < nrow; k++)
+                intern_value_put(&e->in, v[k]);
+        w->head = (w->head + 1) % w->cap;
+        w->n--;
+}
+
+static void evict(Engine *e, Win *w, const Aggregate *a, int64_t now)
+{
+        while (w->n && row_time(w, 0) <= now - a->window_ms)
+                drop_front(e, w, a->nrow_slots);
+}
+
+static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
+{
+        for (uint32_t i = 0; i < ent->nw; i++)
+                if (ent->w[i].agg == agg)
+                        return &ent->w[i];
+        if (!create)
+                return NULL;
+        if (ent->nw == ent->cw) {
+                ent->cw = ent->cw ? ent->cw * 2 : 2;
+                ent->w = xrealloc(ent->w, ent->cw * sizeof(Win));
+        }
+        Win *w = &ent->w[ent->nw++];
+        memset(w, 0, sizeof(*w));
+        w->agg = (uint16_t)agg;
+        return w;
+}
+
+void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
+{
+        const RuleSet *rs = e->rs;
+        for (uint32_t k = 0; k < e->naggs_by_type[type]; k++) {
+                uint32_t ai = e->aggs_by_type[type][k];
+                const Aggregate *a = &rs->aggs[ai];
+                Win *w = win_get(e, ent, ai, false);
+                if (w)
+                        evict(e, w, a, t);
+                if (a->where != PROG_NONE && !a->uses_cur && !vm_test(rs, a->where, f))
+                        continue;
+                if (!w)
+                        w = win_get(e, ent, ai, true);
+                uint32_t nrow = a->nrow_slots;
+                if (w->n == w->cap) {
+                        if (w->cap >= e->cfg.max_window_rows) {
+                                drop_front(e, w, nrow);
+                                e->st.window_rows_dropped++;
+                        } else {
+                                /* grow, unrolling the ring */
+                                uint32_t nc = w->cap ? w->cap * 2 : 4;
+                                if (nc > e->cfg.max_window_rows)
+                                        nc = e->cfg.max_window_rows;
+                                int64_t *nt = xmalloc(nc * sizeof(int64_t));
+                                Value *nv = xmalloc((size_t)nc * (nrow ? nrow : 1) * sizeof(Value));
+                                for (uint32_t i = 0; i < w->n; i++) {
+                                        nt[i] = row_time(w, i);
+                                        if (nrow)
+                                                memcpy(&nv[(size_t)i * nrow], row(w, nrow, i), nrow * sizeof(Value));
+                                }
+                                free(w->t);
+                                free(w->v);
+                                w->t = nt;
+                                w->v = nv;
+                                w->cap = nc;
+                                w->head = 0;
+                        }
+                }
+                uint32_t at = (w->head + w->n) % w->cap;
+                w->t[at] = t;
+                Value *dst = &w->v[(size_t)at * nrow];
+                for (uint32_t i = 0; i < nrow; i++)
+                        dst[i] = intern_value(&e->in, ev[a->row_slots[i]]);
+                w->n++;
+        }
+}
+
+static int value_order(const void *x, const void *y)
+{
+        int c = 0;
+        const Value *a = x, *b = y;
+        if (a->tag != b->tag)
+                return a->tag < b->tag ? -1 : 1;
+        value_cmp(a, b, &c);
+        return c;
+}
+
+int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Value *ret)
+{
+        AggCtx *ac = ud;
+        Engine *e = ac->e;
+        const Aggregate *a = &rs->aggs[agg];
+        Win *w = win_get(e, ac->ent, agg, false);
+        if (w)
+                evict(e, w, a, f->now);
+        uint32_t nrow = a->nrow_slots;
+        bool scan_where = a->where != PROG_NONE && a->uses_cur;
+        VmFrame rf = *f;
+        rf.event = e->rowbuf;
+        rf.cur = f->cur;
+        rf.agg = NULL;
+        double sum = 0;
+        uint64_t count = 0;
+        Value best = value_null();
+        Value *vals = NULL;
+        uint32_t n = w ? w->n : 0;
+        int vpos = -1;
+        if (a->value_slot >= 0)
+                for (uint32_t i = 0; i < nrow; i++)
+                        if (a->row_slots[i] == (uint32_t)a->value_slot)
+                                vpos = (int)i;
+        if (a->kind == AGG_DISTINCT && n) {
+                if (e->aggcap < n) { /* grows to the largest window, then reused */
+                        e->aggcap = n;
+                        e->aggbuf = xrealloc(e->aggbuf, n * sizeof(Value));
+                }
+                vals = e->aggbuf;
+        }
+        uint32_t nvals = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                const Value *r = row(w, nrow, i);
+                if (row_time(w, i) > f->now)
+                        continue; /* not yet: never happens with in-order time */
+                if (scan_where) {
+                        for (uint32_t k = 0; k < nrow; k++)
+                                e->rowbuf[a->row_slots[k]] = r[k];
+                        if (!vm_test(rs, a->where, &rf))
+                                continue;
+                }
+                if (a->kind == AGG_COUNT || a->kind == AGG_ABSENT) {
+                        count++;
+                        if (a->kind == AGG_ABSENT)
+                                break;
+                        continue;
+                }
+                const Value *v = &r[vpos];
+                if (v->tag == VT_NULL)
+                        continue;
+                switch (a->kind) {
+                case AGG_SUM:
+                case AGG_AVG:
+                        sum += v->tag == VT_DUR ? (double)v->ms : v->n;
+                        count++;
+                        best.tag = v->tag;
+                        break;
+                case AGG_MIN:
+                case AGG_MAX: {
+                        int c = 0;
+                        if (best.tag == VT_NULL || (value_cmp(v, &best, &c) &&
+                                                    (a->kind == AGG_MIN ? c < 0 : c > 0)))
+                                best = *v;
+                        break;
+                }
+                case AGG_DISTINCT:
+                        vals[nvals++] = *v;
+                        break;
+                default:
+                        break;
+                }
+        }
+        switch (a->kind) {
+        case AGG_COUNT:
+                *ret = value_num((double)count);
+                break;
+        case AGG_ABSENT:
+                *ret = value_bool(count == 0);
+                break;
+        case AGG_SUM:
+                *ret = best.tag == VT_DUR ? value_dur((int64_t)sum) : value_num(sum);
+                if (!count)
+                        *ret = rs->schema.slot_type[a->value_slot] == FT_DUR ? value_dur(0) : value_num(0);
+                break;
+        case AGG_AVG:
+                if (!count)
+                        *ret = value_null();
+                else if (best.tag == VT_DUR)
+                        *ret = value_dur((int64_t)(sum / (double)count));
+                else
+                        *ret = value_num(sum / (double)count);
+                break;
+        case AGG_MIN:
+        case AGG_MAX:
+                *ret = best;
+                break;
+        case AGG_DISTINCT: {
+                if (nvals > 1)
+                        qsort(vals, nvals, sizeof(Value), value_order);
+                uint32_t d = 0;
+                for (uint32_t i = 0; i < nvals; i++)
+                        if (i == 0 || value_order(&vals[i - 1], &vals[i]) != 0)
+                                d++;
+                *ret = value_num((double)d);
+                break;
+        }
+        }
+        return 0;
+}
+
+void window_free(Engine *e, Win *w)
+{
+        const Aggregate *a = &e->rs->aggs[w->agg];
+        while (w->n)
+                drop_front(e, w, a->nrow_slots);
+        free(w->t);
+        free(w->v);
+}
+
+size_t window_bytes(const Engine *e, const Win *w)
+{
+        const Aggregate *a = &e->rs->aggs[w->agg];
+        return (size_t)w->cap * (sizeof(int64_t) + a->nrow_slots * sizeof(Value));
+}
