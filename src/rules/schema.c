@@ -163,7 +163,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                                 if (!en) {
                                         Buf h = {0};
                                         buf_puts(&h, "named enums:");
-                                        for (uint32_t i = 0; named_enums && i < named_enums->n; i++)
+                                        for (uint32_t i = 0; named_enums && named_enums->kind == Y_MAP && i < named_enums->n; i++)
                                                 buf_printf(&h, " %s", named_enums->keys[i]->str);
                                         diag_add(L->dl, DIAG_E060, ynode_pos(ename), h.p,
                                                  "unknown enum '%s'", ename->str);
