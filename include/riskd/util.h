@@ -15,6 +15,10 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Every allocation through these wrappers is counted (benchmarks report
+ * allocations per event from it). */
+extern uint64_t util_allocs;
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

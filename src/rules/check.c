@@ -495,9 +495,31 @@ static bool check_regex(Loader *L, Node *n)
         uint32_t eoff = 0;
         void *re = vm_regex_new(b->lit.s.p, b->lit.s.len, emsg, sizeof(emsg), &eoff);
         if (!re) {
+                /* eoff counts bytes of the unescaped pattern: walk the
+                 * literal's source text to find the same place */
+                const ExprSrc *es = L->srcs[b->src_id];
+                uint32_t raw = b->off + 1, pat = 0;
+                while (pat < eoff && raw + 1 < b->off + b->len && raw < es->len) {
+                        if (es->text[raw] == '\\') {
+                                char c = raw + 1 < es->len ? es->text[raw + 1] : 0;
+                                if (c == 'u') {
+                                        char hex[5] = {0};
+                                        memcpy(hex, es->text + raw + 2, raw + 6 <= es->len ? 4 : 0);
+                                        unsigned cp = (unsigned)strtoul(hex, NULL, 16);
+                                        pat += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
+                                        raw += 6;
+                                } else {
+                                        pat++;
+                                        raw += 2;
+                                }
+                        } else {
+                                pat++;
+                                raw++;
+                        }
+                }
                 Node at = *b;
-                at.off = b->off + 1 + eoff;
-                if (at.off >= b->off + b->len)
+                at.off = raw;
+                if (at.off >= b->off + b->len && b->len)
                         at.off = b->off + b->len - 1;
                 at.len = 1;
                 err(L, &at, DIAG_E022, "PCRE2 syntax: escape literal ( ) [ ] . * + ? with a backslash",
@@ -574,10 +596,12 @@ static Node *fold(Loader *L, Node *n)
         Node *a = n->a, *b = n->b;
         if (n->op == T_AND || n->op == T_OR) {
                 bool is_and = n->op == T_AND;
+                /* conditions have no side effects: `x and false` is false,
+                 * `x or true` is true, whatever x reads */
                 if (a->kind == N_LIT)
                         return value_truthy(&a->lit) == is_and ? b : lit_node(L, n, value_bool(!is_and));
-                if (b->kind == N_LIT && value_truthy(&b->lit) != is_and)
-                        return n; /* `x and false`: keep, x may read an aggregate; still false */
+                if (b->kind == N_LIT)
+                        return value_truthy(&b->lit) == is_and ? a : lit_node(L, n, value_bool(!is_and));
                 return n;
         }
         if (a->kind != N_LIT || b->kind != N_LIT)
@@ -936,6 +960,7 @@ Node *check_condition(Loader *L, Node *n, CheckCtx *cx)
 {
         Scope sc = {.on = cx->on, .grading = cx->grading};
         bool was_lit = n->kind == N_LIT;
+        uint32_t nwarn = L->dl->nwarnings;
         Node *r = check(L, n, &sc, cx);
         if (!r)
                 return NULL;
@@ -946,7 +971,7 @@ Node *check_condition(Loader *L, Node *n, CheckCtx *cx)
                     "the condition of %s is %s, not a condition", cx->what, d);
                 return NULL;
         }
-        if (r->kind == N_LIT && !was_lit) {
+        if (r->kind == N_LIT && !was_lit && L->dl->nwarnings == nwarn) {
                 if (!value_truthy(&r->lit))
                         err(L, r, DIAG_W104, "check the literals and operators", "the condition of %s is always false",
                             cx->what);

@@ -105,6 +105,24 @@ void diag_list_sort(DiagList *dl)
 {
         if (dl->n > 1)
                 qsort(dl->v, dl->n, sizeof(Diag), diag_cmp);
+        /* the same problem found twice (a macro used by two rules) is one */
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < dl->n; i++) {
+                if (k && diag_cmp(&dl->v[k - 1], &dl->v[i]) == 0) {
+                        Diag *d = &dl->v[i];
+                        if (d->level == DIAG_LEVEL_ERROR)
+                                dl->nerrors--;
+                        else
+                                dl->nwarnings--;
+                        free(d->file);
+                        free(d->message);
+                        free(d->hint);
+                        free(d->srcline);
+                        continue;
+                }
+                dl->v[k++] = dl->v[i];
+        }
+        dl->n = k;
 }
 
 static void print_caret(FILE *f, const Diag *d, bool color)

@@ -194,7 +194,7 @@ static MacroDef *macro_find(Loader *L, const char *name)
 static RuleDef *ruledef_find(Loader *L, const char *id)
 {
         for (uint32_t i = 0; i < L->nrules; i++)
-                if (L->rules[i].id && strcmp(L->rules[i].id, id) == 0)
+                if (L->rules[i].id && !L->rules[i].dup && strcmp(L->rules[i].id, id) == 0)
                         return &L->rules[i];
         return NULL;
 }
@@ -330,7 +330,7 @@ static void rule_collect(Loader *L, const YNode *n)
                         diag_add(L->dl, DIAG_E010, ynode_pos(id), "rule ids must be unique: rename one, or use append: to extend",
                                  "duplicate rule id '%s' (first defined at %s:%u)", id->str,
                                  oid->src->path, oid->line);
-                        return;
+                        rd.dup = true; /* still checked, so that all its problems show */
                 }
                 rd.id = arena_strdup(L->ar, id->str);
         } else {
@@ -652,7 +652,7 @@ static Node *exception_build(Loader *L, const Rule *r, ExceptionDef *e)
                                         continue;
                                 }
                         }
-                        Node *cmp = node_new(L, N_BINARY, fs->id);
+                        Node *cmp = node_new(L, N_BINARY, val->src_id); /* a type error points at the value */
                         cmp->op = ops[i];
                         cmp->a = f;
                         cmp->b = val;
@@ -714,6 +714,36 @@ static void on_load(Loader *L, RuleDef *rd, Rule *r, const YNode *on)
                                  "a rule on the profile type '%s' cannot also be on other types",
                                  s->types[s->profile_type].name);
                         rd->bad = true;
+                }
+        }
+}
+
+/* Every flag any rule sets, before any condition is checked, so that a
+ * rule may read a flag that a later rule sets. */
+static void flags_collect(Loader *L)
+{
+        for (uint32_t i = 0; i < L->nrules; i++) {
+                const YNode *v = ynode_get(L->rules[i].node, "flags");
+                if (!v || v->kind != Y_MAP)
+                        continue;
+                for (uint32_t k = 0; k < v->n; k++) {
+                        const YNode *key = v->keys[k];
+                        const YNode *life = v->items[k];
+                        int64_t ms;
+                        if (key->kind != Y_SCALAR || !id_ok(key->str) || strchr(key->str, '.') ||
+                            life->kind != Y_SCALAR ||
+                            (strcmp(life->str, "forever") != 0 && (duration_parse(life->str, life->len, &ms) < 0 || ms <= 0)))
+                                continue; /* rule_build reports it */
+                        int32_t id = loader_flag(L, key->str, true);
+                        if (id < 0)
+                                continue;
+                        if ((uint32_t)id >= L->flagcap) {
+                                uint32_t oc = L->flagcap;
+                                L->flag_reads = xgrow(L->flag_reads, &oc, (uint32_t)id + 1, sizeof(uint32_t));
+                                L->flag_pos = xgrow(L->flag_pos, &L->flagcap, (uint32_t)id + 1, sizeof(SrcPos));
+                        }
+                        if (!L->flag_pos[id].file)
+                                L->flag_pos[id] = ynode_pos(key);
                 }
         }
 }
@@ -1074,9 +1104,10 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
                 char *path = dir && *dir ? xasprintf("%s/%s", dir, names[i]) : xstrdup(names[i]);
                 h = hash64(names[i], strlen(names[i]) + 1, h);
                 h = hash64(texts[i], lens[i], h);
-                SrcFile *f = srcfile_parse(path, xstrndup(texts[i], lens[i]), lens[i], dl);
+                SrcFile *f = srcfile_new(path, xstrndup(texts[i], lens[i]), lens[i]);
                 free(path);
                 VEC_PUSH(L.files, L.nfiles, L.filecap) = f;
+                srcfile_parse(f, dl);
                 if (strcmp(names[i], "schema.yaml") == 0)
                         schema = f;
                 else if (strcmp(names[i], "grading.yaml") == 0)
@@ -1104,6 +1135,7 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
                 diag_add(dl, DIAG_E061, dirpos, NULL, "%u rules; the limit is %d", L.nrules, RULES_MAX_RULES);
         else if (schema) {
                 rs->rules = xcalloc(L.nrules + 1, sizeof(Rule));
+                flags_collect(&L);
                 for (uint32_t i = 0; i < L.nrules; i++)
                         rule_build(&L, &L.rules[i]);
                 for (uint32_t i = 0; i < rs->nrules; i++)

@@ -49,6 +49,7 @@ typedef struct RuleDef {
         uint32_t nexc, exccap;
         uint64_t on;
         bool bad;               /* an error already reported: don't compile */
+        bool dup;               /* a duplicate id (E010): checked, never found by id */
 } RuleDef;
 
 /* What an N_NAME resolved to (Node.ref). */

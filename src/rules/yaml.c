@@ -90,6 +90,12 @@ static void syntax_error(YParse *y)
                 return;
         y->failed = true;
         yaml_mark_t m = y->p.problem_mark;
+        /* at the end of the input the useful place is where the unclosed
+         * construct began ("while parsing a flow sequence started at") */
+        bool at_end = m.index >= y->f->len || m.line + 1 >= y->f->nlines ||
+                      (y->p.problem && strstr(y->p.problem, "end of stream"));
+        if (y->p.context && at_end && y->p.context_mark.line < y->f->nlines)
+                m = y->p.context_mark;
         SrcPos pos = {.file = y->f->path, .line = (uint32_t)m.line + 1,
                       .col = (uint32_t)m.column + 1, .len = 1};
         const char *problem = y->p.problem ? y->p.problem : "invalid YAML";
@@ -227,7 +233,7 @@ static YNode *parse_node(YParse *y, yaml_event_t *ev, unsigned depth)
         }
 }
 
-SrcFile *srcfile_parse(const char *path, char *text, size_t len, DiagList *dl)
+SrcFile *srcfile_new(const char *path, char *text, size_t len)
 {
         SrcFile *f = xcalloc(1, sizeof(*f));
         arena_init(&f->arena);
@@ -239,12 +245,18 @@ SrcFile *srcfile_parse(const char *path, char *text, size_t len, DiagList *dl)
         for (size_t i = 0; i < len; i++)
                 if (text[i] == '\n' && i + 1 <= len)
                         VEC_PUSH(f->lines, f->nlines, cap) = (uint32_t)(i + 1);
+        return f;
+}
 
+void srcfile_parse(SrcFile *f, DiagList *dl)
+{
+        char *text = f->text;
+        size_t len = f->len;
         if (memchr(text, 0, len)) {
                 size_t off = (size_t)((char *)memchr(text, 0, len) - text);
                 diag_add(dl, DIAG_E001, srcfile_pos(f, off, 1), NULL,
                          "YAML syntax error: the file contains a NUL byte");
-                return f;
+                return;
         }
 
         YParse y = {.f = f, .dl = dl};
@@ -282,7 +294,6 @@ SrcFile *srcfile_parse(const char *path, char *text, size_t len, DiagList *dl)
         if (y.failed)
                 f->root = NULL;
         yaml_parser_delete(&y.p);
-        return f;
 }
 
 SrcFile *srcfile_free(SrcFile *f)
@@ -332,36 +343,54 @@ bool ynode_is_null(const YNode *n)
  * and the source text together: they agree byte for byte except where
  * quoting, escapes, indentation and line folding differ.
  */
+static bool is_ws(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 static SrcPos scalar_map(const ExprSrc *es, uint32_t off, uint32_t len)
 {
         const YNode *n = es->ud;
         const SrcFile *f = n->src;
         const char *t = f->text;
-        size_t s = n->start;
+        const char *v = n->str;
+        size_t s = n->start, indent = 0;
+        bool block = n->style == YS_LITERAL || n->style == YS_FOLDED;
         if (n->style == YS_SINGLE || n->style == YS_DOUBLE)
                 s++;
-        else if (n->style == YS_LITERAL || n->style == YS_FOLDED) {
+        else if (block) {
                 while (s < f->len && t[s] != '\n')
                         s++;
-                while (s < f->len && (t[s] == '\n' || t[s] == ' ' || t[s] == '\t' || t[s] == '\r'))
+                while (s < f->len && (t[s] == '\n' || t[s] == '\r'))
                         s++;
+                size_t ls = s;
+                while (s < f->len && t[s] == ' ')
+                        s++;
+                indent = s - ls;
         }
-        const char *v = n->str;
-        size_t vi = 0;
-        size_t starts = s;
+        /* the clipped final newline of a block maps to the end of its text */
+        size_t vend = n->len;
+        while (vend > 0 && v[vend - 1] == '\n')
+                vend--;
+        if (off > vend)
+                off = (uint32_t)vend;
+        if (off + len > vend)
+                len = (uint32_t)(vend - off);
+        size_t vi = 0, starts = s;
         for (int pass = 0; pass < 2; pass++) {
                 size_t target = pass == 0 ? off : off + len;
-                if (target > n->len)
-                        target = n->len;
                 while (vi < target && s < f->len) {
-                        if (t[s] == v[vi]) {
-                                s++;
-                                vi++;
-                        } else if (n->style == YS_SINGLE && t[s] == '\'' && s + 1 < f->len &&
-                                   t[s + 1] == '\'') {
+                        if (n->style == YS_SINGLE && t[s] == '\'' && s + 1 < f->len && t[s + 1] == '\'') {
                                 s += 2;
                                 vi++;
                         } else if (n->style == YS_DOUBLE && t[s] == '\\') {
+                                if (s + 1 < f->len && (t[s + 1] == '\n' || t[s + 1] == '\r')) {
+                                        /* a line continuation produces nothing */
+                                        s++;
+                                        while (s < f->len && is_ws(t[s]))
+                                                s++;
+                                        continue;
+                                }
                                 size_t el = 2;
                                 if (s + 1 < f->len && t[s + 1] == 'u')
                                         el = 6;
@@ -370,20 +399,45 @@ static SrcPos scalar_map(const ExprSrc *es, uint32_t off, uint32_t len)
                                 else if (s + 1 < f->len && t[s + 1] == 'U')
                                         el = 10;
                                 s += el;
-                                /* the escape produced one character of the value */
                                 vi++;
                                 while (vi < n->len && ((unsigned char)v[vi] & 0xc0) == 0x80)
                                         vi++;
-                        } else if (t[s] == '\n' || t[s] == '\r' || t[s] == ' ' || t[s] == '\t') {
-                                while (s < f->len &&
-                                       (t[s] == '\n' || t[s] == '\r' || t[s] == ' ' || t[s] == '\t'))
+                        } else if (t[s] == v[vi]) {
+                                bool nl = t[s] == '\n';
+                                s++;
+                                vi++;
+                                if (nl && block) { /* a kept line break: skip the block indentation */
+                                        for (size_t k = 0; k < indent && s < f->len && t[s] == ' '; k++)
+                                                s++;
+                                } else if (nl) {
+                                        while (s < f->len && (t[s] == ' ' || t[s] == '\t'))
+                                                s++;
+                                }
+                        } else if (is_ws(t[s])) {
+                                /* folding: a line break (and indentation) became one space */
+                                bool broke = false;
+                                while (s < f->len && is_ws(t[s])) {
+                                        broke |= t[s] == '\n';
                                         s++;
+                                        if (broke && block) {
+                                                for (size_t k = 0; k < indent && s < f->len && t[s] == ' '; k++)
+                                                        s++;
+                                                break;
+                                        }
+                                }
                                 if (v[vi] == ' ' || v[vi] == '\n')
                                         vi++;
                         } else {
                                 s++;
                                 vi++;
                         }
+                }
+                /* a line continuation produces nothing: the token starts after it */
+                while (n->style == YS_DOUBLE && s + 1 < f->len && t[s] == '\\' &&
+                       (t[s + 1] == '\n' || t[s + 1] == '\r')) {
+                        s++;
+                        while (s < f->len && is_ws(t[s]))
+                                s++;
                 }
                 if (pass == 0)
                         starts = s;

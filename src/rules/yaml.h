@@ -48,9 +48,11 @@ struct SrcFile {
         Arena arena;
 };
 
-/* Parse text (takes ownership of text) into a SrcFile.  YAML syntax errors
- * become E001 diagnostics.  Returns the file (root may be NULL). */
-SrcFile *srcfile_parse(const char *path, char *text, size_t len, DiagList *dl);
+/* A SrcFile for text (takes ownership of text), not yet parsed: register
+ * it where diagnostics look source lines up, then srcfile_parse. */
+SrcFile *srcfile_new(const char *path, char *text, size_t len);
+/* Parse the YAML; syntax errors become E001 diagnostics; root may stay NULL. */
+void srcfile_parse(SrcFile *f, DiagList *dl);
 SrcFile *srcfile_free(SrcFile *f);
 
 /* The line (without its newline) of a 1-based line number. */

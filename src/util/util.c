@@ -18,8 +18,11 @@ static void oom(size_t n)
         abort();
 }
 
+uint64_t util_allocs;
+
 void *xmalloc(size_t n)
 {
+        util_allocs++;
         void *p = malloc(n ? n : 1);
         if (!p)
                 oom(n);
@@ -28,6 +31,7 @@ void *xmalloc(size_t n)
 
 void *xcalloc(size_t n, size_t size)
 {
+        util_allocs++;
         void *p = calloc(n ? n : 1, size ? size : 1);
         if (!p)
                 oom(n * size);
@@ -36,6 +40,7 @@ void *xcalloc(size_t n, size_t size)
 
 void *xrealloc(void *p, size_t n)
 {
+        util_allocs++;
         p = realloc(p, n ? n : 1);
         if (!p)
                 oom(n);

@@ -1,0 +1,127 @@
+/*
+ * bench-replay: the engine's throughput on a file of events, with the
+ * shipped rules, as riskctl replay runs it but without I/O in the timing.
+ *
+ *   bench-replay RULES_DIR EVENTS.jsonl [RUNS]
+ *
+ * Prints, per run and as the median of RUNS (default 5) fresh engines:
+ * events/s on one core; allocations per event in the steady state (the
+ * second half of the first run, when the enterprises exist); enterprise
+ * state bytes per enterprise, without and with window rows.  Nothing is
+ * asserted: see bench/README.md for how the figures are used.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "include/riskd/engine.h"
+#include "include/riskd/util.h"
+
+static uint64_t outputs;
+
+static void sink(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
+{
+        (void)ud;
+        (void)kind;
+        (void)data;
+        (void)m;
+        outputs += len;
+}
+
+static double cpu_now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int dcmp(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 3) {
+                fprintf(stderr, "usage: bench-replay RULES_DIR EVENTS.jsonl [RUNS]\n");
+                return 2;
+        }
+        int runs = argc > 3 ? atoi(argv[3]) : 5;
+        if (runs < 1)
+                runs = 1;
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        if (rules_load(argv[1], &dl, &rs) != 0) {
+                diag_print_text(stderr, &dl, false);
+                return 1;
+        }
+        char *text;
+        size_t len;
+        if (file_read_all(argv[2], &text, &len) < 0) {
+                perror(argv[2]);
+                return 1;
+        }
+        /* split into lines once */
+        uint32_t n = 0, cap = 0;
+        const char **line = NULL;
+        uint32_t *llen = NULL, lcap = 0;
+        for (char *p = text, *end = text + len; p < end;) {
+                char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+                if (l) {
+                        VEC_PUSH(line, n, cap) = p;
+                        uint32_t k = n - 1;
+                        llen = xgrow(llen, &lcap, n, sizeof(uint32_t));
+                        llen[k] = (uint32_t)l;
+                }
+                p += l + 1;
+        }
+        printf("bench-replay: %u events, %u rules, %s\n", n, rs->nrules, argv[2]);
+        double *rate = xcalloc((size_t)runs, sizeof(double));
+        for (int r = 0; r < runs; r++) {
+                EngineConfig cfg;
+                engine_config_default(&cfg);
+                Engine *e = NULL;
+                if (engine_new(&e, rs, &cfg, sink, NULL) < 0)
+                        return 1;
+                double t0 = cpu_now();
+                uint64_t a_half = 0;
+                for (uint32_t i = 0; i < n; i++) {
+                        if (i == n / 2)
+                                a_half = util_allocs;
+                        engine_push(e, line[i], llen[i], NULL);
+                }
+                uint64_t a_end = util_allocs;
+                engine_flush(e);
+                double secs = cpu_now() - t0;
+                rate[r] = secs > 0 ? n / secs : 0;
+                const EngineStats *st = engine_stats(e);
+                uint64_t rej = 0;
+                for (int k = 1; k < ENGINE_NREJECT; k++)
+                        rej += st->rejects[k];
+                printf("run %d: %.0f events/s (%.3f s cpu)", r + 1, rate[r], secs);
+                if (r == 0) {
+                        double ent = st->enterprises ? (double)st->enterprises : 1;
+                        printf("; steady-state allocations/event %.4f; %llu enterprises, %.0f state bytes/enterprise"
+                               " (+%.0f window bytes/enterprise, %llu rows); %llu alerts, %llu adjustments, %llu rejects",
+                               n > 1 ? (double)(a_end - a_half) / (n - n / 2) : 0.0,
+                               (unsigned long long)st->enterprises, (double)st->state_bytes / ent,
+                               (double)st->window_bytes / ent, (unsigned long long)st->window_rows,
+                               (unsigned long long)st->alerts, (unsigned long long)st->adjustments,
+                               (unsigned long long)rej);
+                }
+                printf("\n");
+                engine_free(e);
+        }
+        qsort(rate, (size_t)runs, sizeof(double), dcmp);
+        printf("median: %.0f events/s over %d runs\n", rate[runs / 2], runs);
+        free(rate);
+        free(line);
+        free(llen);
+        free(text);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+        return 0;
+}
