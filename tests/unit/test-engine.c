@@ -1,0 +1,408 @@
+/*
+ * The engine: determinism, order independence within the grace, every
+ * dead-letter reason, and bounded memory on adversarial input.  Rules are
+ * small in-memory directories; outputs are collected from the sink.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "include/riskd/engine.h"
+#include "include/riskd/util.h"
+
+static const char schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { category: [dairy, meat], scale: [small, large] } }\n"
+        "  sampling: { fields: { result: [pass, fail], confirmed: bool, item: string } }\n"
+        "  coldchain: { fields: { device_id: string, temp_c: number } }\n";
+static const char grading[] =
+        "dwell: 30d\n"
+        "grades:\n"
+        "  - { grade: A, max: 30, mode: double_random, inspections_per_year: 1 }\n"
+        "  - { grade: B, max: 45, mode: double_random, inspections_per_year: 2 }\n"
+        "  - { grade: C, max: 60, mode: key_inspection, inspections_per_year: 3 }\n"
+        "  - { grade: D, mode: key_inspection, inspections_per_year: 4 }\n"
+        "overrides:\n"
+        "  - { when: state.flags.problem_lead, mode: flying_inspection }\n";
+static const char rules[] =
+        "rules:\n"
+        "  - id: profile.dairy\n    on: enterprise\n    when: category == \"dairy\"\n    score: 20\n"
+        "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\" and confirmed\n"
+        "    score: 20\n    expires: 90d\n    flags: { problem_lead: 30d }\n"
+        "    message: \"样品 {item} 不合格\"\n"
+        "  - id: coldchain.warm\n    on: coldchain\n    when: temp_c > 8\n    for: 30m\n    per: device_id\n"
+        "    score: 5\n    expires: 30d\n    cooldown: 1d\n"
+        "  - id: coldchain.silent\n    on: coldchain\n"
+        "    when: absent(coldchain where device_id == $device_id for 2h)\n    per: device_id\n"
+        "  - id: coldchain.hot_hour\n    on: coldchain\n"
+        "    when: avg(coldchain.temp_c where device_id == $device_id within 1h) > 12\n    per: device_id\n    cooldown: 1h\n";
+
+typedef struct Out {
+        Buf all;             /* every alert/adjustment line */
+        Buf dlq;             /* "reason\n" per dead letter */
+        uint32_t alerts, adjustments, dead;
+} Out;
+
+static void sink(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
+{
+        Out *o = ud;
+        if (kind == OUT_DEADLETTER) {
+                o->dead++;
+                buf_puts(&o->dlq, m->reason);
+                buf_putc(&o->dlq, '\n');
+                return;
+        }
+        if (kind == OUT_ADJUSTMENT)
+                o->adjustments++;
+        else
+                o->alerts++;
+        buf_put(&o->all, data, len);
+        buf_putc(&o->all, '\n');
+}
+
+static RuleSet *load(void)
+{
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {schema, grading, rules};
+        size_t lens[] = {strlen(schema), strlen(grading), strlen(rules)};
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
+        if (r)
+                diag_print_text(stderr, &dl, false);
+        cr_assert_eq(r, 0);
+        diag_list_deinit(&dl);
+        return rs;
+}
+
+/* 2025-01-01T00:00:00Z plus minutes */
+static void ev(Buf *b, const char *id, const char *ent, int64_t minute, const char *type, const char *fields)
+{
+        char t[40];
+        time_format(1735689600000LL + minute * 60000, t, sizeof(t));
+        buf_printf(b, "{\"event_id\":\"%s\",\"event_type\":\"%s\",\"enterprise\":{\"uscc\":\"%s\"},\"occurred_at\":\"%s\"%s%s}\n",
+                   id, type, ent, t, *fields ? "," : "", fields);
+}
+
+/* A stream: profiles, telemetry with an excursion and a silence, failures. */
+static void story(Buf *b)
+{
+        ev(b, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\"");
+        ev(b, "p2", "E2", 0, "enterprise", "\"category\":\"meat\"");
+        char id[32], f[96];
+        for (int m = 1; m <= 300; m++) {
+                for (int d = 0; d < 2; d++) {
+                        if (d == 1 && m > 120 && m < 300)
+                                continue; /* device 1 of E1 goes silent */
+                        double temp = (m >= 60 && m < 110 && d == 0) ? 14.5 : 3.0;
+                        snprintf(id, sizeof(id), "c%d-%d", m, d);
+                        snprintf(f, sizeof(f), "\"device_id\":\"E1-dev%d\",\"temp_c\":%.1f", d, temp);
+                        ev(b, id, "E1", m, "coldchain", f);
+                }
+                if (m % 10 == 0) {
+                        snprintf(id, sizeof(id), "c2-%d", m);
+                        ev(b, id, "E2", m, "coldchain", "\"device_id\":\"E2-dev0\",\"temp_c\":2.5");
+                }
+                if (m == 200)
+                        ev(b, "s1", "E1", 200, "sampling", "\"result\":\"fail\",\"confirmed\":true,\"item\":\"三聚氰胺\"");
+                if (m == 210)
+                        ev(b, "s2", "E2", 210, "sampling", "\"result\":\"pass\",\"confirmed\":true");
+                if (m == 220)
+                        ev(b, "s3", "E2", 220, "sampling", "\"result\":\"fail\",\"confirmed\":true,\"item\":\"铅\"");
+        }
+}
+
+static Out run(RuleSet *rs, const char *text, int64_t grace, int64_t until_min)
+{
+        Out o = {0};
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        cfg.grace_ms = grace;
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t l = nl ? (size_t)(nl - p) : strlen(p);
+                engine_push(e, p, l, NULL);
+                p += l + (nl ? 1 : 0);
+        }
+        engine_flush(e);
+        if (until_min)
+                engine_advance(e, 1735689600000LL + until_min * 60000);
+        buf_puts(&o.all, "--grades--\n");
+        engine_grades_write(e, &o.all);
+        engine_free(e);
+        return o;
+}
+
+static void out_free(Out *o)
+{
+        buf_free(&o->all);
+        buf_free(&o->dlq);
+}
+
+Test(engine, replay_is_byte_identical)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        Out a = run(rs, in.p, 0, 0), b = run(rs, in.p, 0, 0);
+        cr_assert_gt(a.alerts, 3);
+        cr_assert_eq(a.all.len, b.all.len);
+        cr_assert_eq(memcmp(a.all.p, b.all.p, a.all.len), 0);
+        /* what the story must produce */
+        cr_assert_not_null(strstr(a.all.p, "\"rule_id\":\"coldchain.warm\""));
+        cr_assert_not_null(strstr(a.all.p, "\"rule_id\":\"coldchain.silent\""));
+        cr_assert_not_null(strstr(a.all.p, "\"rule_id\":\"coldchain.hot_hour\""));
+        cr_assert_not_null(strstr(a.all.p, "\"message\":\"样品 三聚氰胺 不合格\""));
+        cr_assert_not_null(strstr(a.all.p, "\"mode\":\"flying_inspection\""));
+        out_free(&a);
+        out_free(&b);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* Lines of a stream, shuffled so that no event moves more than `within`
+ * positions: with one event a minute per stream that keeps every event
+ * within a few minutes of its place, inside a 1h grace. */
+static char *shuffle(const char *text, unsigned within, uint64_t seed)
+{
+        char **lines = NULL;
+        uint32_t n = 0, cap = 0;
+        char *copy = xstrdup(text);
+        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+                VEC_PUSH(lines, n, cap) = l;
+        /* sort by position + a random jitter below `within`: no line moves
+         * by more than `within` places */
+        uint64_t *key = xcalloc(n + 1, sizeof(uint64_t));
+        for (uint32_t i = 0; i < n; i++) {
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                key[i] = ((uint64_t)(i + (seed >> 33) % within) << 32) | i;
+        }
+        for (uint32_t i = 1; i < n; i++) /* insertion sort: keys are nearly sorted */
+                for (uint32_t j = i; j > 0 && key[j - 1] > key[j]; j--) {
+                        uint64_t t = key[j];
+                        key[j] = key[j - 1];
+                        key[j - 1] = t;
+                }
+        char **orig = xmalloc((n + 1) * sizeof(char *));
+        memcpy(orig, lines, n * sizeof(char *));
+        for (uint32_t i = 0; i < n; i++)
+                lines[i] = orig[key[i] & 0xffffffff];
+        free(orig);
+        free(key);
+        Buf b = {0};
+        for (uint32_t i = 0; i < n; i++) {
+                buf_puts(&b, lines[i]);
+                buf_putc(&b, '\n');
+        }
+        free(lines);
+        free(copy);
+        return b.p;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The alert ids and the grades section of an output, sorted. */
+static char *alert_set(const Out *o)
+{
+        char **v = NULL;
+        uint32_t n = 0, cap = 0;
+        for (const char *p = o->all.p; (p = strstr(p, "\"alert_id\":\"")); p += 12)
+                VEC_PUSH(v, n, cap) = xstrndup(p + 12, 16);
+        qsort(v, n, sizeof(char *), line_cmp);
+        Buf b = {0};
+        for (uint32_t i = 0; i < n; i++) {
+                buf_puts(&b, v[i]);
+                buf_putc(&b, '\n');
+                free(v[i]);
+        }
+        free(v);
+        buf_puts(&b, strstr(o->all.p, "--grades--"));
+        return b.p;
+}
+
+Test(engine, disorder_within_grace_gives_the_same_results)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        int64_t grace = 3600000;
+        Out sorted = run(rs, in.p, grace, 0);
+        char *want = alert_set(&sorted);
+        for (uint64_t seed = 1; seed <= 5; seed++) {
+                char *sh = shuffle(in.p, 20, seed);
+                cr_assert_neq(strcmp(sh, in.p), 0);
+                Out o = run(rs, sh, grace, 0);
+                cr_assert_eq(o.dead, 0, "seed %llu: %s", (unsigned long long)seed, o.dlq.p);
+                char *got = alert_set(&o);
+                cr_assert_str_eq(got, want, "seed %llu", (unsigned long long)seed);
+                free(got);
+                free(sh);
+                out_free(&o);
+        }
+        /* and the same as processing on arrival of the sorted stream */
+        Out direct = run(rs, in.p, 0, 0);
+        char *d = alert_set(&direct);
+        cr_assert_str_eq(d, want);
+        free(d);
+        out_free(&direct);
+        free(want);
+        out_free(&sorted);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+Test(engine, points_expire_and_the_grade_falls_after_the_dwell)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\"");
+        ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\",\"confirmed\":true");
+        /* dairy 20 + fail 20 = 40: B; flying while problem_lead (30d) lives */
+        Out o = run(rs, in.p, 0, 0);
+        cr_assert_not_null(strstr(o.all.p, "\"current\":{\"grade\":\"B\",\"mode\":\"flying_inspection\""));
+        out_free(&o);
+        /* after 30d the flag expires; after 90d the points; A after a further 30d dwell */
+        o = run(rs, in.p, 0, 121LL * 24 * 60);
+        const char *p = strstr(o.all.p, "\"cause\":\"expiry\"");
+        cr_assert_not_null(p);
+        cr_assert_not_null(strstr(p, "\"current\":{\"grade\":\"B\",\"mode\":\"double_random\""));
+        const char *dw = strstr(o.all.p, "\"cause\":\"dwell\"");
+        cr_assert_not_null(dw, "%s", o.all.p);
+        cr_assert_not_null(strstr(dw, "\"current\":{\"grade\":\"A\""));
+        /* the fall comes 90d + 30d after the failure, not before */
+        cr_assert_not_null(strstr(o.all.p, "\"ts\":\"2025-05-01T00:10:00Z\",\"cause\":\"dwell\""), "%s", dw);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+Test(engine, every_dead_letter_reason)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        ev(&in, "p1", "E1", 100, "enterprise", "\"category\":\"dairy\"");
+        buf_puts(&in, "{\"event_id\": \"x\", \n");                                        /* malformed_json */
+        buf_puts(&in, "[1,2]\n");                                                           /* not_an_object */
+        buf_puts(&in, "{\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},\"occurred_at\":\"2025-01-01T02:00:00Z\"}\n"); /* missing_field */
+        ev(&in, "w1", "E1", 101, "coldchain", "\"device_id\":\"d\",\"temp_c\":\"hot\"");   /* wrong_type */
+        ev(&in, "u1", "E1", 101, "weather", "");                                             /* unknown_type */
+        buf_puts(&in, "{\"event_id\":\"b1\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},\"occurred_at\":\"yesterday\"}\n"); /* bad_timestamp */
+        ev(&in, "l1", "E1", 50, "sampling", "\"result\":\"pass\"");                          /* too_late */
+        ev(&in, "p1", "E1", 102, "enterprise", "\"category\":\"dairy\"");                  /* duplicate */
+        Out o = run(rs, in.p, 0, 0);
+        cr_assert_str_eq(o.dlq.p, "malformed_json\nnot_an_object\nmissing_field\nwrong_type\nunknown_type\n"
+                                  "bad_timestamp\ntoo_late\nduplicate\n");
+        out_free(&o);
+        /* too_large and over_limit need limits */
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        cfg.max_event_bytes = 200;
+        cfg.max_enterprises = 1;
+        Out o2 = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o2), 0);
+        Buf big = {0};
+        ev(&big, "a1", "E1", 1, "sampling", "\"item\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"");
+        engine_push(e, big.p, big.len - 1, NULL);
+        Buf two = {0};
+        ev(&two, "a2", "E1", 2, "sampling", "\"result\":\"pass\"");
+        ev(&two, "a3", "E2", 3, "sampling", "\"result\":\"pass\"");
+        char *nl = strchr(two.p, '\n');
+        engine_push(e, two.p, (size_t)(nl - two.p), NULL);
+        engine_push(e, nl + 1, strlen(nl + 1) - 1, NULL);
+        engine_free(e);
+        cr_assert_str_eq(o2.dlq.p, "too_large\nover_limit\n");
+        out_free(&o2);
+        buf_free(&big);
+        buf_free(&two);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* Adversarial input never grows memory without bound: each growth has a
+ * limit and a count. */
+Test(engine, memory_is_bounded)
+{
+        RuleSet *rs = load();
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        cfg.max_enterprises = 10000;
+        cfg.max_window_rows = 1000;
+        cfg.recent_ids = 16;
+        Engine *e = NULL;
+        Out o = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        Buf b = {0};
+        /* a million distinct event ids for one enterprise */
+        uint64_t state_after_first = 0;
+        for (int i = 0; i < 1000000; i++) {
+                b.len = 0;
+                char id[32];
+                snprintf(id, sizeof(id), "id-%d", i);
+                ev(&b, id, "E1", i / 1000, "sampling", "\"result\":\"pass\"");
+                engine_push(e, b.p, b.len - 1, NULL);
+                if (i == 1000)
+                        state_after_first = engine_stats(e)->state_bytes;
+        }
+        const EngineStats *st = engine_stats(e);
+        cr_assert_eq(st->events_applied, 1000000);
+        cr_assert_leq(st->state_bytes, state_after_first + 4096, "%llu vs %llu",
+                      (unsigned long long)st->state_bytes, (unsigned long long)state_after_first);
+        /* a million enterprises: the limit turns the rest away, counted */
+        for (int i = 0; i < 1000000; i++) {
+                b.len = 0;
+                char ent[32], id[32];
+                snprintf(ent, sizeof(ent), "N%d", i);
+                snprintf(id, sizeof(id), "n-%d", i);
+                ev(&b, id, ent, 1000, "sampling", "\"result\":\"pass\"");
+                engine_push(e, b.p, b.len - 1, NULL);
+        }
+        st = engine_stats(e);
+        cr_assert_eq(st->enterprises, 10000);
+        cr_assert_eq(st->rejects[10], 1000000 - 9999);
+        /* a year of telemetry every minute into a 1h aggregate and a 2h absent */
+        for (int m = 0; m < 525600; m++) {
+                b.len = 0;
+                char id[32];
+                snprintf(id, sizeof(id), "t-%d", m);
+                ev(&b, id, "E1", 1000 + m, "coldchain", "\"device_id\":\"d1\",\"temp_c\":3");
+                engine_push(e, b.p, b.len - 1, NULL);
+        }
+        st = engine_stats(e);
+        cr_assert_leq(st->window_rows, 2 * 130, "%llu rows", (unsigned long long)st->window_rows);
+        engine_free(e);
+        /* one window longer than the row limit: rows are dropped and counted */
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *year = "rules:\n  - id: y\n    on: coldchain\n    when: count(coldchain within 365d) > 1000000\n";
+        const char *bands = "grades:\n  - { grade: A, mode: m, inspections_per_year: 1 }\n";
+        const char *texts[] = {schema, bands, year};
+        size_t lens[] = {strlen(schema), strlen(bands), strlen(year)};
+        DiagList dl = {0};
+        RuleSet *rs2 = NULL;
+        cr_assert_eq(rules_load_mem("t", names, texts, lens, 3, &dl, &rs2), 0);
+        cr_assert_eq(engine_new(&e, rs2, &cfg, sink, &o), 0);
+        for (int m = 0; m < 20000; m++) {
+                b.len = 0;
+                char id[32];
+                snprintf(id, sizeof(id), "y-%d", m);
+                ev(&b, id, "E1", m, "coldchain", "\"device_id\":\"d1\",\"temp_c\":3");
+                engine_push(e, b.p, b.len - 1, NULL);
+        }
+        st = engine_stats(e);
+        cr_assert_eq(st->window_rows, 1000);
+        cr_assert_eq(st->window_rows_dropped, 19000);
+        engine_free(e);
+        rules_unref(rs2);
+        diag_list_deinit(&dl);
+        buf_free(&b);
+        out_free(&o);
+        rules_unref(rs);
+}
