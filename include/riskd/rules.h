@@ -145,7 +145,9 @@ typedef struct Template {
 
 typedef struct RuleFlag {
         uint32_t flag;         /* flag id */
-        int64_t lifetime_ms;   /* 0 = until cleared by a profile update */
+        int64_t lifetime_ms;   /* 0 = forever: for a profile rule, while it matches
+                                * (each profile update decides again); otherwise
+                                * no expiry */
 } RuleFlag;
 
 typedef enum RuleStatus { RULE_ENABLED, RULE_SHADOW, RULE_DISABLED } RuleStatus;

@@ -297,19 +297,22 @@ static IStr *key_of(Engine *e, const Rule *r, const Value *ev)
         }
 }
 
-static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until)
+static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool from_profile)
 {
         for (uint32_t i = 0; i < ent->nf; i++)
                 if (ent->f[i].flag == flag) {
-                        if (until > ent->f[i].until)
+                        if (until > ent->f[i].until) {
                                 ent->f[i].until = until;
+                                ent->f[i].from_profile = from_profile && until == TIME_FOREVER;
+                        }
                         goto timer;
                 }
         if (ent->nf == ent->cf) {
                 ent->cf = ent->cf ? ent->cf * 2 : 2;
                 ent->f = xrealloc(ent->f, ent->cf * sizeof(FlagState));
         }
-        ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until};
+        ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
+                                        .from_profile = from_profile && until == TIME_FOREVER};
 timer:
         if (until != TIME_FOREVER)
                 timer_add(e, until, ent, TM_EXPIRE, 0, NULL);
@@ -355,7 +358,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
         if (!shadow)
                 for (uint32_t i = 0; i < r->nflags; i++)
                         flag_set(e, ent, r->flags[i].flag,
-                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER);
+                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER, false);
         out_alert(e, ent, r, t, timer, ks ? ks->key : NULL, ev, evid, evlen, delta);
 }
 
@@ -433,6 +436,13 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         engine_profile_fill(e, ent);
         if (!ent->static_bits && e->nstatic)
                 ent->static_bits = xcalloc((e->nstatic + 63) / 64, sizeof(uint64_t));
+        /* flags a profile rule set without a lifetime hold while it matches:
+         * drop them, the rules below set them again if they still match */
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < ent->nf; i++)
+                if (!ent->f[i].from_profile)
+                        ent->f[kept++] = ent->f[i];
+        ent->nf = (uint16_t)kept;
         double score = 0;
         for (uint32_t k = 0; k < e->nstatic; k++) {
                 const Rule *r = &e->rs->rules[e->static_rules[k]];
@@ -446,7 +456,8 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                                 score += r->score;
                                 for (uint32_t i = 0; i < r->nflags; i++)
                                         flag_set(e, ent, r->flags[i].flag,
-                                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER);
+                                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER,
+                                                 true);
                         }
                         if (!was)
                                 out_alert(e, ent, r, t, false, NULL, ev, id->p, id->len,

@@ -36,7 +36,8 @@ typedef struct Contrib {
 
 typedef struct FlagState {
         uint16_t flag;
-        int64_t until;          /* TIME_FOREVER: until cleared */
+        uint8_t from_profile;   /* set "forever" by a profile rule: a profile update re-decides it */
+        int64_t until;          /* TIME_FOREVER: no expiry */
 } FlagState;
 
 typedef struct Win {

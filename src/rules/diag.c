@@ -173,6 +173,8 @@ void diag_print_text(FILE *f, const DiagList *dl, bool color)
                                 d->file, d->line, d->col,
                                 d->level == DIAG_LEVEL_ERROR ? "1;31" : "1;35", lvl,
                                 diag_code_str(d->code), d->message);
+                else if (d->line == 0) /* the whole file or directory */
+                        fprintf(f, "%s: %s[%s]: %s\n", d->file, lvl, diag_code_str(d->code), d->message);
                 else
                         fprintf(f, "%s:%u:%u: %s[%s]: %s\n", d->file, d->line, d->col, lvl,
                                 diag_code_str(d->code), d->message);

@@ -730,7 +730,7 @@ static void flags_collect(Loader *L)
                         const YNode *key = v->keys[k];
                         const YNode *life = v->items[k];
                         int64_t ms;
-                        if (key->kind != Y_SCALAR || !id_ok(key->str) || strchr(key->str, '.') ||
+                        if (key->kind != Y_SCALAR || !id_ok(key->str) || strchr(key->str, '.') || strchr(key->str, '-') ||
                             life->kind != Y_SCALAR ||
                             (strcmp(life->str, "forever") != 0 && (duration_parse(life->str, life->len, &ms) < 0 || ms <= 0)))
                                 continue; /* rule_build reports it */
@@ -816,8 +816,8 @@ static void rule_build(Loader *L, RuleDef *rd)
                         const YNode *k = v->keys[i], *life = v->items[i];
                         if (!loader_expect(L, k, Y_SCALAR, "a flag name"))
                                 continue;
-                        if (!id_ok(k->str) || strchr(k->str, '.')) {
-                                diag_add(L->dl, DIAG_E012, ynode_pos(k), "letters, digits and '_'",
+                        if (!id_ok(k->str) || strchr(k->str, '.') || strchr(k->str, '-')) {
+                                diag_add(L->dl, DIAG_E012, ynode_pos(k), "letters, digits and '_' (it is read as state.flags.NAME)",
                                          "bad flag name '%s'", k->str);
                                 continue;
                         }

@@ -165,6 +165,8 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                                         buf_puts(&h, "named enums:");
                                         for (uint32_t i = 0; named_enums && named_enums->kind == Y_MAP && i < named_enums->n; i++)
                                                 buf_printf(&h, " %s", named_enums->keys[i]->str);
+                                        if (!named_enums || named_enums->kind != Y_MAP || !named_enums->n)
+                                                buf_puts(&h, " none (declare them under enums:)");
                                         diag_add(L->dl, DIAG_E060, ynode_pos(ename), h.p,
                                                  "unknown enum '%s'", ename->str);
                                         buf_free(&h);
