@@ -164,7 +164,8 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                                         Buf h = {0};
                                         buf_puts(&h, "named enums:");
                                         for (uint32_t i = 0; named_enums && named_enums->kind == Y_MAP && i < named_enums->n; i++)
-                                                buf_printf(&h, " %s", named_enums->keys[i]->str);
+                                                if (named_enums->keys[i]->kind == Y_SCALAR)
+                                                        buf_printf(&h, " %s", named_enums->keys[i]->str);
                                         if (!named_enums || named_enums->kind != Y_MAP || !named_enums->n)
                                                 buf_puts(&h, " none (declare them under enums:)");
                                         diag_add(L->dl, DIAG_E060, ynode_pos(ename), h.p,
@@ -246,8 +247,11 @@ void schema_load(Loader *L, const YNode *root)
         const YNode *enums = ynode_get(root, "enums");
         if (enums && loader_expect(L, enums, Y_MAP, "a mapping of enum names to values"))
                 for (uint32_t i = 0; i < enums->n; i++) {
+                        if (!loader_expect(L, enums->keys[i], Y_SCALAR, "an enum name"))
+                                continue;
                         for (uint32_t j = 0; j < i; j++)
-                                if (strcmp(enums->keys[j]->str, enums->keys[i]->str) == 0)
+                                if (enums->keys[j]->kind == Y_SCALAR &&
+                                    strcmp(enums->keys[j]->str, enums->keys[i]->str) == 0)
                                         diag_add(L->dl, DIAG_E011, ynode_pos(enums->keys[i]), NULL,
                                                  "enum '%s' is defined twice", enums->keys[i]->str);
                         enum_from_seq(L, enums->keys[i]->str, enums->items[i]);
