@@ -124,4 +124,51 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);
 
+/*
+ * ---- State for the daemon: changelog records, restore, rollback ----
+ *
+ * The daemon runs one Engine per input partition and one batch per Kafka
+ * transaction:
+ *
+ *   engine_batch_begin(e)            before the batch's first engine_push
+ *   ... engine_push ...              outputs go to the emit callback
+ *   engine_batch_changes(e, next, fn, ud)
+ *                                    the changelog records of the batch:
+ *                                    one per enterprise touched (key = the
+ *                                    enterprise id, value = its serialised
+ *                                    state; an enterprise whose state became
+ *                                    empty gives a value of length 0, a
+ *                                    tombstone) and one partition record
+ *                                    (key ENGINE_META_KEY, value = watermark,
+ *                                    held events and `next`, the input offset
+ *                                    the state reflects: resume from there)
+ *   engine_batch_commit(e)           the transaction committed
+ *   engine_batch_abort(e)            the transaction aborted: the engine is
+ *                                    back exactly where batch_begin found it
+ *                                    (enterprises, watermark, held events,
+ *                                    timers); the daemon rewinds its input
+ *
+ * Restore (on assignment): a fresh Engine, engine_restore_record() for every
+ * changelog record of the partition in log order (a later record of a key
+ * replaces the earlier one), then engine_restore_finish(), which rebuilds
+ * the timers and returns the input offset to resume from (-1: no partition
+ * record, start from the committed offset).
+ *
+ * Records are versioned (first byte ENGINE_STATE_VERSION) and name rules
+ * and flags by id, not by index, so a rule set with the same rules restores
+ * exactly; state of a rule that no longer exists is dropped.
+ */
+#define ENGINE_STATE_VERSION 1
+#define ENGINE_META_KEY "\x01riskd.partition"
+
+typedef void (*EngineRecordFn)(void *ud, const char *key, size_t klen, const void *val, size_t vlen);
+
+void engine_batch_begin(Engine *e);
+void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
+void engine_batch_commit(Engine *e);
+void engine_batch_abort(Engine *e);
+/* 0, or -EINVAL for a record that does not decode (it is skipped). */
+int engine_restore_record(Engine *e, const char *key, size_t klen, const void *val, size_t vlen);
+int64_t engine_restore_finish(Engine *e);
+
 #endif

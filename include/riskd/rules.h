@@ -261,6 +261,11 @@ const Rule *rules_find(const RuleSet *rs, const char *id);
 int32_t rules_type_id(const RuleSet *rs, const char *name);
 int32_t rules_flag_id(const RuleSet *rs, const char *name);
 
+/* What an aggregate computes (kind, type, field, window, where), by
+ * meaning: equal across rule sets that contain the same aggregate, so state
+ * survives a restore or a reload. */
+uint64_t rules_agg_fingerprint(const RuleSet *rs, uint32_t agg);
+
 /* Disassemble a program / a whole rule to text (riskctl disasm). */
 struct Buf;
 void rules_disasm_prog(const RuleSet *rs, uint32_t prog, struct Buf *out);

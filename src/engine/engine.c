@@ -103,12 +103,15 @@ static void keystate_clear(Engine *e, KeyState *ks, const RuleInfo *ri)
         }
 }
 
-static void ent_free(Engine *e, Ent *x)
+/* Release everything an enterprise holds but its key: back to "never seen". */
+void engine_ent_clear(Engine *e, Ent *x)
 {
-        for (uint32_t i = 0; i < e->nprof; i++)
+        for (uint32_t i = 0; i < e->nprof; i++) {
                 intern_value_put(&e->in, x->prof[i]);
-        free(x->prof);
+                x->prof[i] = value_null();
+        }
         free(x->static_bits);
+        x->static_bits = NULL;
         for (uint32_t i = 0; i < x->nc; i++)
                 intern_put(&e->in, x->c[i].event_id);
         free(x->c);
@@ -120,8 +123,51 @@ static void ent_free(Engine *e, Ent *x)
                 window_free(e, &x->w[i]);
         free(x->w);
         free(x->recent);
+        x->c = NULL;
+        x->f = NULL;
+        x->ks = NULL;
+        x->w = NULL;
+        x->recent = NULL;
+        x->nc = x->cc = x->nf = x->cf = x->nks = x->cks = x->nw = x->cw = 0;
+        x->nrecent = x->recent_pos = 0;
+        x->static_score = 0;
+        x->held = x->grade = x->mode = -1;
+        x->per_year = 0;
+        x->below_since = TIME_UNSET;
+        x->last_time = TIME_UNSET;
+}
+
+static void ent_free(Engine *e, Ent *x)
+{
+        engine_ent_clear(e, x);
+        free(x->prof);
         intern_put(&e->in, x->key);
         free(x);
+}
+
+/* Remove from the table (backward-shift deletion) and free. */
+void engine_ent_remove(Engine *e, Ent *x)
+{
+        uint32_t mask = e->tabcap - 1, k = (uint32_t)x->key->hash & mask;
+        while (e->tab[k] != x)
+                k = (k + 1) & mask;
+        uint32_t hole = k;
+        for (uint32_t j = (k + 1) & mask; e->tab[j]; j = (j + 1) & mask) {
+                uint32_t home = (uint32_t)e->tab[j]->key->hash & mask;
+                bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+                if (movable) {
+                        e->tab[hole] = e->tab[j];
+                        hole = j;
+                }
+        }
+        e->tab[hole] = NULL;
+        e->nents--;
+        ent_free(e, x);
+}
+
+Ent *engine_ent_get(Engine *e, const char *k, uint32_t len)
+{
+        return ent_get(e, k, len);
 }
 
 /* ---- timers: a min-heap ordered by (time, enterprise, kind, rule, key) ---- */
@@ -511,6 +557,7 @@ static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t l
                 dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
                 return;
         }
+        state_touch(e, ent);
         if (duplicate(e, ent, &ev->id)) {
                 char d[160];
                 snprintf(d, sizeof(d), "event id %.*s was already applied", ev->id.len > 100 ? 100 : (int)ev->id.len, ev->id.p);
@@ -544,6 +591,7 @@ static void timer_act(Engine *e, Timer *tm)
 {
         Ent *ent = tm->ent;
         AggCtx ac = {e, ent};
+        state_touch(e, ent);
         if (tm->kind == TM_EXPIRE || tm->kind == TM_DWELL) {
                 engine_profile_fill(e, ent);
                 grade_update(e, ent, tm->time, tm->kind == TM_EXPIRE ? CAUSE_EXPIRY : CAUSE_DWELL, NULL, 0);
@@ -672,6 +720,44 @@ static DecodeReason decode(Engine *e, const char *bytes, size_t len, DecodedEven
         ev->scratch = e->scratch;
         ev->scratch_size = e->cfg.max_event_bytes;
         return decoder_decode(e->dec, bytes, len, ev);
+}
+
+void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
+{
+        DecodedEvent ev;
+        if (decode(e, bytes, len, &ev) == DECODE_OK)
+                held_push(e, &ev, bytes, len, src);
+}
+
+/* Timers are derived state: after a restore or an abort, make them again
+ * from the enterprises. */
+void engine_timers_rebuild(Engine *e)
+{
+        for (uint32_t i = 0; i < e->ntm; i++)
+                intern_put(&e->in, e->tm[i].key);
+        e->ntm = 0;
+        for (uint32_t i = 0; i < e->tabcap; i++) {
+                Ent *x = e->tab[i];
+                if (!x)
+                        continue;
+                for (uint32_t k = 0; k < x->nc; k++)
+                        if (x->c[k].expires != TIME_FOREVER)
+                                timer_add(e, x->c[k].expires, x, TM_EXPIRE, 0, NULL);
+                for (uint32_t k = 0; k < x->nf; k++)
+                        if (x->f[k].until != TIME_FOREVER)
+                                timer_add(e, x->f[k].until, x, TM_EXPIRE, 0, NULL);
+                if (x->below_since != TIME_UNSET)
+                        timer_add(e, x->below_since + e->rs->grading.dwell_ms, x, TM_DWELL, 0, NULL);
+                for (uint32_t k = 0; k < x->nks; k++) {
+                        KeyState *ks = &x->ks[k];
+                        ks->timer_pending = 0;
+                        if (ks->due == TIME_UNSET)
+                                continue;
+                        const Rule *r = &e->rs->rules[ks->rule];
+                        ks->timer_pending = 1;
+                        timer_add(e, ks->due, x, r->timer_driven ? TM_ABSENT : TM_FOR, ks->rule, ks);
+                }
+        }
 }
 
 static void release_upto(Engine *e, int64_t upto)
@@ -805,6 +891,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->scratch = xmalloc(e->cfg.max_event_bytes);
         e->max_time = TIME_UNSET;
         e->wm = TIME_UNSET;
+        e->restore_next = -1;
         e->tabcap = 1024;
         e->tab = xcalloc(e->tabcap, sizeof(Ent *));
 
@@ -854,6 +941,9 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                                 ri->absent_ms = a->window_ms;
                 }
         }
+        e->agg_fp = xcalloc(rs->naggs + 1, sizeof(uint64_t));
+        for (uint32_t a = 0; a < rs->naggs; a++)
+                e->agg_fp[a] = rules_agg_fingerprint(rs, a);
         memset(caps, 0, nt * sizeof(uint32_t));
         for (uint32_t a = 0; a < rs->naggs; a++) {
                 uint32_t t = rs->aggs[a].type;
@@ -899,6 +989,11 @@ Engine *engine_free(Engine *e)
         free(e->profbuf);
         free(e->scratch);
         free(e->aggbuf);
+        free(e->agg_fp);
+        free(e->touched);
+        free(e->undo_off);
+        buf_free(&e->undo);
+        buf_free(&e->meta_undo);
         buf_free(&e->out);
         buf_free(&e->msg);
         decoder_free(e->dec);

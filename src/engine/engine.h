@@ -64,6 +64,7 @@ typedef struct Ent {
         double per_year;
         int64_t below_since;    /* score below the held band since */
         int64_t last_time;
+        uint32_t batch;         /* the batch that last touched it (state.c) */
 } Ent;
 
 typedef enum TimerKind { TM_EXPIRE, TM_DWELL, TM_FOR, TM_ABSENT } TimerKind;
@@ -130,6 +131,17 @@ struct Engine {
 
         int64_t max_time;       /* highest event time seen, TIME_UNSET before any */
         int64_t wm;             /* watermark */
+        /* batches (state.c): what to undo on abort */
+        bool in_batch;
+        uint32_t batch;
+        Ent **touched;
+        uint32_t ntouched, ctouched;
+        uint64_t *undo_off;     /* per touched: offset in undo, or UINT64_MAX: new */
+        Buf undo;
+        Buf meta_undo;
+        uint64_t *agg_fp;       /* rules_agg_fingerprint per aggregate */
+        int64_t restore_next;   /* from the partition record, -1 none */
+
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;
         Buf out;                /* output document being built */
@@ -147,6 +159,15 @@ VmState engine_vmstate(Engine *e, Ent *ent, int64_t now);
 void engine_profile_fill(Engine *e, Ent *ent);
 void engine_profile_clear(Engine *e);
 void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks);
+
+Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);
+void engine_ent_remove(Engine *e, Ent *x);
+void engine_ent_clear(Engine *e, Ent *x);
+void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
+void engine_timers_rebuild(Engine *e);
+
+/* state.c */
+void state_touch(Engine *e, Ent *ent);
 
 /* window.c */
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f);

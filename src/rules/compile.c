@@ -420,3 +420,17 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
         }
         free(parts);
 }
+
+uint64_t rules_agg_fingerprint(const RuleSet *rs, uint32_t agg)
+{
+        const Aggregate *a = &rs->aggs[agg];
+        uint64_t h = HASH64_INIT;
+        int64_t k[] = {a->kind, a->window_ms, a->value_slot >= 0};
+        h = hash64(k, sizeof(k), h);
+        h = hash64(rs->schema.types[a->type].name, strlen(rs->schema.types[a->type].name) + 1, h);
+        if (a->value_slot >= 0)
+                h = hash64(rs->schema.slot_path[a->value_slot], strlen(rs->schema.slot_path[a->value_slot]) + 1, h);
+        if (a->where != PROG_NONE)
+                h = compile_fingerprint(rs, a->where, h);
+        return h;
+}

@@ -406,3 +406,134 @@ Test(engine, memory_is_bounded)
         out_free(&o);
         rules_unref(rs);
 }
+
+/* ---- batches, changelog, restore ---- */
+
+typedef struct Log {
+        char **key, **val;
+        size_t *klen, *vlen;
+        uint32_t n, cap;
+} Log;
+
+static void log_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        Log *l = ud;
+        if (l->n == l->cap) {
+                l->cap = l->cap ? l->cap * 2 : 256;
+                l->key = xrealloc(l->key, l->cap * sizeof(char *));
+                l->val = xrealloc(l->val, l->cap * sizeof(char *));
+                l->klen = xrealloc(l->klen, l->cap * sizeof(size_t));
+                l->vlen = xrealloc(l->vlen, l->cap * sizeof(size_t));
+        }
+        l->key[l->n] = xstrndup(key, klen);
+        l->val[l->n] = xmalloc(vlen + 1);
+        memcpy(l->val[l->n], val, vlen);
+        l->klen[l->n] = klen;
+        l->vlen[l->n] = vlen;
+        l->n++;
+}
+
+static void log_free(Log *l)
+{
+        for (uint32_t i = 0; i < l->n; i++) {
+                free(l->key[i]);
+                free(l->val[i]);
+        }
+        free(l->key);
+        free(l->val);
+        free(l->klen);
+        free(l->vlen);
+}
+
+/* Process a stream in transactions of `size` events; every `abort_every`th
+ * batch is aborted and replayed; at event `crash_at` the engine is dropped
+ * and a new one restored from the changelog resumes.  The committed outputs
+ * must equal one uninterrupted run, byte for byte. */
+static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort_every, uint32_t crash_at,
+                    int64_t grace)
+{
+        char **lines = NULL;
+        uint32_t n = 0, cap = 0;
+        char *copy = xstrdup(text);
+        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+                VEC_PUSH(lines, n, cap) = l;
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        cfg.grace_ms = grace;
+        Out ref = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &ref), 0);
+        for (uint32_t i = 0; i < n; i++)
+                engine_push(e, lines[i], strlen(lines[i]), NULL);
+        engine_free(e);
+
+        Buf committed = {0};
+        Log log = {0};
+        Out cur = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &cur), 0);
+        uint32_t batchno = 0;
+        bool crashed = false;
+        for (uint32_t i = 0; i < n;) {
+                uint32_t end = i + size < n ? i + size : n;
+                if (!crashed && crash_at > i && crash_at < end) {
+                        /* the process dies mid-batch: nothing of it is committed */
+                        engine_batch_begin(e);
+                        for (uint32_t k = i; k < crash_at; k++)
+                                engine_push(e, lines[k], strlen(lines[k]), NULL);
+                        engine_free(e);
+                        crashed = true;
+                        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &cur), 0);
+                        for (uint32_t k = 0; k < log.n; k++)
+                                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+                        int64_t next = engine_restore_finish(e);
+                        cr_assert_eq(next, (int64_t)i, "resume offset %lld, expected %u", (long long)next, i);
+                        cur.all.len = 0;
+                        continue;
+                }
+                engine_batch_begin(e);
+                cur.all.len = 0;
+                for (uint32_t k = i; k < end; k++)
+                        engine_push(e, lines[k], strlen(lines[k]), NULL);
+                if (abort_every && ++batchno % abort_every == 0) {
+                        engine_batch_abort(e); /* and the same events again */
+                        continue;
+                }
+                engine_batch_changes(e, end, log_record, &log);
+                engine_batch_commit(e);
+                buf_put(&committed, cur.all.p ? cur.all.p : "", cur.all.len);
+                i = end;
+        }
+        engine_free(e);
+        cr_assert_eq(committed.len, ref.all.len, "committed %zu bytes, reference %zu", committed.len, ref.all.len);
+        cr_assert_eq(memcmp(committed.p, ref.all.p, ref.all.len), 0);
+        buf_free(&committed);
+        out_free(&cur);
+        out_free(&ref);
+        log_free(&log);
+        free(lines);
+        free(copy);
+}
+
+Test(engine, aborted_batches_leave_no_trace)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        batches(rs, in.p, 37, 3, 0, 0);
+        batches(rs, in.p, 5, 2, 0, 0);
+        batches(rs, in.p, 50, 2, 0, 3600000); /* with held events */
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+Test(engine, restore_from_the_changelog_continues_exactly)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        for (uint32_t at = 50; at < 900; at += 211)
+                batches(rs, in.p, 40, 0, at, 0);
+        batches(rs, in.p, 40, 4, 333, 3600000);
+        buf_free(&in);
+        rules_unref(rs);
+}

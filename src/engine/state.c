@@ -1,0 +1,654 @@
+/*
+ * Engine state as records: the changelog value of an enterprise, the
+ * partition record (watermark, held events, resume offset), and the undo
+ * log that lets a batch be aborted (include/riskd/engine.h).
+ *
+ * Format (ENGINE_STATE_VERSION 1): a version byte, then fields in a fixed
+ * order; integers as LEB128 varints (signed ones zigzag), doubles as 8
+ * little-endian bytes, strings as a length and the bytes.  Rules, flags,
+ * fields and aggregates are named by id, path or fingerprint, never by an
+ * index of one compiled rule set, so a record restores into any rule set
+ * that has the same rules; what no longer exists is dropped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/engine/engine.h"
+
+/* ---- writing ---- */
+
+static void put_u(Buf *b, uint64_t v)
+{
+        char t[10];
+        int n = 0;
+        do {
+                t[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+                v >>= 7;
+        } while (v);
+        buf_put(b, t, (size_t)n);
+}
+
+static void put_i(Buf *b, int64_t v)
+{
+        put_u(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void put_f(Buf *b, double d)
+{
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        char t[8];
+        for (int i = 0; i < 8; i++)
+                t[i] = (char)(u >> (8 * i));
+        buf_put(b, t, 8);
+}
+
+static void put_s(Buf *b, const char *s, size_t n)
+{
+        put_u(b, n);
+        buf_put(b, s, n);
+}
+
+static void put_cs(Buf *b, const char *s)
+{
+        put_s(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* A value of slot: enums by name, so that reordered enums restore right. */
+static void put_v(Engine *e, Buf *b, const Value *v, uint32_t slot)
+{
+        buf_putc(b, (char)v->tag);
+        switch (v->tag) {
+        case VT_BOOL: buf_putc(b, v->b ? 1 : 0); break;
+        case VT_NUM: put_f(b, v->n); break;
+        case VT_STR: put_s(b, v->s.p, v->s.len); break;
+        case VT_ENUM: {
+                const EnumDef *en = e->rs->schema.slot_enum[slot];
+                put_cs(b, en && v->e >= 0 && (uint32_t)v->e < en->nvalues ? en->values[v->e] : "");
+                break;
+        }
+        case VT_TIME:
+        case VT_DUR: put_i(b, v->ms); break;
+        default: break;
+        }
+}
+
+static void put_slot(Engine *e, Buf *b, uint32_t slot)
+{
+        put_cs(b, e->rs->schema.slot_path[slot]);
+        buf_putc(b, (char)e->rs->schema.slot_type[slot]);
+}
+
+/* ---- reading ---- */
+
+typedef struct Rd {
+        const unsigned char *p, *end;
+        bool bad;
+} Rd;
+
+static uint64_t get_u(Rd *r)
+{
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+                if (r->p >= r->end) {
+                        r->bad = true;
+                        return 0;
+                }
+                unsigned char c = *r->p++;
+                v |= (uint64_t)(c & 0x7f) << shift;
+                if (!(c & 0x80))
+                        return v;
+        }
+        r->bad = true;
+        return 0;
+}
+
+static int64_t get_i(Rd *r)
+{
+        uint64_t u = get_u(r);
+        return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static double get_f(Rd *r)
+{
+        if (r->end - r->p < 8) {
+                r->bad = true;
+                return 0;
+        }
+        uint64_t u = 0;
+        for (int i = 0; i < 8; i++)
+                u |= (uint64_t)r->p[i] << (8 * i);
+        r->p += 8;
+        double d;
+        memcpy(&d, &u, 8);
+        return d;
+}
+
+static const char *get_s(Rd *r, uint32_t *len)
+{
+        uint64_t n = get_u(r);
+        if (r->bad || n > (uint64_t)(r->end - r->p)) {
+                r->bad = true;
+                *len = 0;
+                return "";
+        }
+        const char *s = (const char *)r->p;
+        r->p += n;
+        *len = (uint32_t)n;
+        return s;
+}
+
+static uint8_t get_b(Rd *r)
+{
+        if (r->p >= r->end) {
+                r->bad = true;
+                return 0;
+        }
+        return *r->p++;
+}
+
+static bool s_eq(const char *s, uint32_t n, const char *z)
+{
+        return z && strlen(z) == n && memcmp(s, z, n) == 0;
+}
+
+static int32_t slot_find(Engine *e, const char *path, uint32_t n, uint8_t type)
+{
+        const Schema *s = &e->rs->schema;
+        for (uint32_t i = 0; i < s->nslots; i++)
+                if (s->slot_type[i] == type && s_eq(path, n, s->slot_path[i]))
+                        return (int32_t)i;
+        return -1;
+}
+
+static int32_t get_slot(Engine *e, Rd *r)
+{
+        uint32_t n;
+        const char *p = get_s(r, &n);
+        uint8_t t = get_b(r);
+        return slot_find(e, p, n, t);
+}
+
+/* A value into state (strings interned); slot < 0: read and dropped. */
+static Value get_v(Engine *e, Rd *r, int32_t slot)
+{
+        Value v = {.tag = get_b(r)};
+        uint32_t n;
+        const char *s;
+        switch (v.tag) {
+        case VT_NULL: break;
+        case VT_BOOL: v.b = get_b(r) != 0; break;
+        case VT_NUM: v.n = get_f(r); break;
+        case VT_STR:
+                s = get_s(r, &n);
+                v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
+                break;
+        case VT_ENUM: {
+                s = get_s(r, &n);
+                const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
+                v.e = -1;
+                for (uint32_t i = 0; en && i < en->nvalues; i++)
+                        if (s_eq(s, n, en->values[i]))
+                                v.e = (int32_t)i;
+                break;
+        }
+        case VT_TIME:
+        case VT_DUR: v.ms = get_i(r); break;
+        default: r->bad = true; v.tag = VT_NULL; break;
+        }
+        return slot >= 0 ? v : value_null();
+}
+
+static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
+{
+        for (uint32_t i = 0; i < e->rs->nrules; i++)
+                if (s_eq(s, n, e->rs->rules[i].id))
+                        return (int32_t)i;
+        return -1;
+}
+
+static int32_t grade_by_name(const Grading *g, const char *s, uint32_t n)
+{
+        for (uint32_t i = 0; i < g->nbands; i++)
+                if (s_eq(s, n, g->bands[i].grade))
+                        return (int32_t)i;
+        return -1;
+}
+
+static int32_t mode_by_name(const Grading *g, const char *s, uint32_t n)
+{
+        for (uint32_t i = 0; i < g->nmodes; i++)
+                if (s_eq(s, n, g->modes[i]))
+                        return (int32_t)i;
+        return -1;
+}
+
+/* ---- an enterprise ---- */
+
+static void ent_write(Engine *e, const Ent *x, Buf *b)
+{
+        const RuleSet *rs = e->rs;
+        const Grading *g = &rs->grading;
+        buf_putc(b, ENGINE_STATE_VERSION);
+        put_f(b, x->static_score);
+        uint32_t nst = 0;
+        for (uint32_t k = 0; k < e->nstatic; k++)
+                nst += x->static_bits && (x->static_bits[k / 64] >> (k % 64) & 1);
+        put_u(b, nst);
+        for (uint32_t k = 0; k < e->nstatic; k++)
+                if (x->static_bits && (x->static_bits[k / 64] >> (k % 64) & 1))
+                        put_cs(b, rs->rules[e->static_rules[k]].id);
+        put_cs(b, x->held >= 0 ? g->bands[x->held].grade : "");
+        put_cs(b, x->grade >= 0 ? g->bands[x->grade].grade : "");
+        put_cs(b, x->mode >= 0 ? g->modes[x->mode] : "");
+        put_f(b, x->per_year);
+        put_i(b, x->below_since);
+        put_i(b, x->last_time);
+        put_u(b, e->nprof);
+        for (uint32_t i = 0; i < e->nprof; i++) {
+                put_slot(e, b, e->prof_slots[i]);
+                put_v(e, b, &x->prof[i], e->prof_slots[i]);
+        }
+        put_u(b, x->nc);
+        for (uint32_t i = 0; i < x->nc; i++) {
+                const Contrib *c = &x->c[i];
+                put_cs(b, rs->rules[c->rule].id);
+                put_f(b, c->points);
+                put_i(b, c->since);
+                put_i(b, c->expires);
+                put_i(b, c->rectify);
+                put_s(b, c->event_id->s, c->event_id->len);
+        }
+        put_u(b, x->nf);
+        for (uint32_t i = 0; i < x->nf; i++) {
+                put_cs(b, rs->flags[x->f[i].flag]);
+                buf_putc(b, (char)x->f[i].from_profile);
+                put_i(b, x->f[i].until);
+        }
+        put_u(b, x->nks);
+        for (uint32_t i = 0; i < x->nks; i++) {
+                const KeyState *ks = &x->ks[i];
+                const RuleInfo *ri = &e->ri[ks->rule];
+                put_cs(b, rs->rules[ks->rule].id);
+                buf_putc(b, ks->key ? 1 : 0);
+                if (ks->key)
+                        put_s(b, ks->key->s, ks->key->len);
+                buf_putc(b, (char)ks->fired);
+                put_i(b, ks->since);
+                put_i(b, ks->last_fire);
+                put_i(b, ks->due);
+                put_u(b, ks->snap ? ri->nsnap : 0);
+                for (uint32_t k = 0; ks->snap && k < ri->nsnap; k++) {
+                        put_slot(e, b, ri->snap_slots[k]);
+                        put_v(e, b, &ks->snap[k], ri->snap_slots[k]);
+                }
+                put_cs(b, ks->snap_id ? ks->snap_id->s : "");
+        }
+        put_u(b, x->nw);
+        for (uint32_t i = 0; i < x->nw; i++) {
+                const Win *w = &x->w[i];
+                const Aggregate *a = &rs->aggs[w->agg];
+                put_u(b, e->agg_fp[w->agg]);
+                put_u(b, a->nrow_slots);
+                for (uint32_t k = 0; k < a->nrow_slots; k++)
+                        put_slot(e, b, a->row_slots[k]);
+                put_u(b, w->n);
+                for (uint32_t r = 0; r < w->n; r++) {
+                        uint32_t at = (w->head + r) % w->cap;
+                        put_i(b, w->t[at]);
+                        for (uint32_t k = 0; k < a->nrow_slots; k++)
+                                put_v(e, b, &w->v[(size_t)at * a->nrow_slots + k], a->row_slots[k]);
+                }
+        }
+        put_u(b, x->nrecent);
+        for (uint32_t i = 0; i < x->nrecent; i++) {
+                /* oldest first */
+                uint32_t at = (x->recent_pos + e->cfg.recent_ids - x->nrecent + i) % e->cfg.recent_ids;
+                put_u(b, x->recent[at]);
+        }
+}
+
+static void ent_read(Engine *e, Ent *x, Rd *r)
+{
+        const RuleSet *rs = e->rs;
+        const Grading *g = &rs->grading;
+        uint32_t n;
+        const char *s;
+        if (get_b(r) != ENGINE_STATE_VERSION) {
+                r->bad = true;
+                return;
+        }
+        x->static_score = get_f(r);
+        uint64_t nst = get_u(r);
+        if (e->nstatic && !x->static_bits)
+                x->static_bits = xcalloc((e->nstatic + 63) / 64, sizeof(uint64_t));
+        for (uint64_t i = 0; i < nst && !r->bad; i++) {
+                s = get_s(r, &n);
+                for (uint32_t k = 0; k < e->nstatic; k++)
+                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id))
+                                x->static_bits[k / 64] |= 1ull << (k % 64);
+        }
+        s = get_s(r, &n);
+        x->held = (int16_t)grade_by_name(g, s, n);
+        s = get_s(r, &n);
+        x->grade = (int16_t)grade_by_name(g, s, n);
+        s = get_s(r, &n);
+        x->mode = (int16_t)mode_by_name(g, s, n);
+        x->per_year = get_f(r);
+        x->below_since = get_i(r);
+        x->last_time = get_i(r);
+        uint64_t np = get_u(r);
+        for (uint64_t i = 0; i < np && !r->bad; i++) {
+                int32_t slot = get_slot(e, r);
+                int32_t at = -1;
+                for (uint32_t k = 0; k < e->nprof; k++)
+                        if ((int32_t)e->prof_slots[k] == slot)
+                                at = (int32_t)k;
+                Value v = get_v(e, r, at >= 0 ? slot : -1);
+                if (at >= 0) {
+                        intern_value_put(&e->in, x->prof[at]);
+                        x->prof[at] = v;
+                }
+        }
+        uint64_t nc = get_u(r);
+        for (uint64_t i = 0; i < nc && !r->bad; i++) {
+                s = get_s(r, &n);
+                int32_t rule = rule_by_id(e, s, n);
+                Contrib c = {.points = get_f(r)};
+                c.since = get_i(r);
+                c.expires = get_i(r);
+                c.rectify = get_i(r);
+                s = get_s(r, &n);
+                if (rule < 0 || r->bad)
+                        continue;
+                c.rule = (uint16_t)rule;
+                c.event_id = intern_get(&e->in, s, n);
+                if (x->nc == x->cc) {
+                        x->cc = x->cc ? x->cc * 2 : 2;
+                        x->c = xrealloc(x->c, x->cc * sizeof(Contrib));
+                }
+                x->c[x->nc++] = c;
+        }
+        uint64_t nf = get_u(r);
+        for (uint64_t i = 0; i < nf && !r->bad; i++) {
+                s = get_s(r, &n);
+                int32_t flag = -1;
+                for (uint32_t k = 0; k < rs->nflags; k++)
+                        if (s_eq(s, n, rs->flags[k]))
+                                flag = (int32_t)k;
+                uint8_t fp = get_b(r);
+                int64_t until = get_i(r);
+                if (flag < 0)
+                        continue;
+                if (x->nf == x->cf) {
+                        x->cf = x->cf ? x->cf * 2 : 2;
+                        x->f = xrealloc(x->f, x->cf * sizeof(FlagState));
+                }
+                x->f[x->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
+        }
+        uint64_t nks = get_u(r);
+        for (uint64_t i = 0; i < nks && !r->bad; i++) {
+                s = get_s(r, &n);
+                int32_t rule = rule_by_id(e, s, n);
+                KeyState ks = {.rule = (uint16_t)(rule < 0 ? 0 : rule)};
+                if (get_b(r)) {
+                        s = get_s(r, &n);
+                        if (rule >= 0 && !r->bad)
+                                ks.key = intern_get(&e->in, s, n);
+                }
+                ks.fired = get_b(r);
+                ks.since = get_i(r);
+                ks.last_fire = get_i(r);
+                ks.due = get_i(r);
+                uint64_t nsnap = get_u(r);
+                const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
+                if (ri && ri->nsnap && nsnap)
+                        ks.snap = xcalloc(ri->nsnap, sizeof(Value));
+                for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
+                        int32_t slot = get_slot(e, r);
+                        int32_t at = -1;
+                        for (uint32_t q = 0; ri && q < ri->nsnap; q++)
+                                if ((int32_t)ri->snap_slots[q] == slot)
+                                        at = (int32_t)q;
+                        Value v = get_v(e, r, at >= 0 && ks.snap ? slot : -1);
+                        if (at >= 0 && ks.snap)
+                                ks.snap[at] = v;
+                }
+                s = get_s(r, &n);
+                if (rule < 0 || r->bad) {
+                        intern_put(&e->in, ks.key);
+                        if (ks.snap) {
+                                for (uint32_t q = 0; ri && q < ri->nsnap; q++)
+                                        intern_value_put(&e->in, ks.snap[q]);
+                                free(ks.snap);
+                        }
+                        continue;
+                }
+                if (n)
+                        ks.snap_id = intern_get(&e->in, s, n);
+                if (x->nks == x->cks) {
+                        x->cks = x->cks ? x->cks * 2 : 2;
+                        x->ks = xrealloc(x->ks, x->cks * sizeof(KeyState));
+                }
+                x->ks[x->nks++] = ks;
+        }
+        uint64_t nw = get_u(r);
+        for (uint64_t i = 0; i < nw && !r->bad; i++) {
+                uint64_t fp = get_u(r);
+                int32_t agg = -1;
+                for (uint32_t k = 0; k < rs->naggs; k++)
+                        if (e->agg_fp[k] == fp)
+                                agg = (int32_t)k;
+                uint64_t nrow = get_u(r);
+                int32_t slots[64];
+                for (uint64_t k = 0; k < nrow && !r->bad; k++) {
+                        int32_t sl = get_slot(e, r);
+                        if (k < 64)
+                                slots[k] = sl;
+                }
+                const Aggregate *a = agg >= 0 ? &rs->aggs[agg] : NULL;
+                if (a && (nrow != a->nrow_slots || nrow > 64))
+                        a = NULL;
+                for (uint64_t k = 0; a && k < nrow; k++)
+                        if (slots[k] != (int32_t)a->row_slots[k])
+                                a = NULL;
+                uint64_t rows = get_u(r);
+                Win *w = NULL;
+                if (a && rows) {
+                        if (x->nw == x->cw) {
+                                x->cw = x->cw ? x->cw * 2 : 2;
+                                x->w = xrealloc(x->w, x->cw * sizeof(Win));
+                        }
+                        w = &x->w[x->nw++];
+                        memset(w, 0, sizeof(*w));
+                        w->agg = (uint16_t)agg;
+                        w->cap = (uint32_t)(rows < e->cfg.max_window_rows ? rows : e->cfg.max_window_rows);
+                        w->t = xmalloc(w->cap * sizeof(int64_t));
+                        w->v = xcalloc((size_t)w->cap * (nrow ? nrow : 1), sizeof(Value));
+                }
+                for (uint64_t q = 0; q < rows && !r->bad; q++) {
+                        int64_t t = get_i(r);
+                        Value tmp[64];
+                        for (uint64_t k = 0; k < nrow; k++)
+                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? slots[k] : -1);
+                        if (!w)
+                                continue;
+                        if (w->n == w->cap) { /* more rows than the limit: keep the newest */
+                                for (uint64_t k = 0; k < nrow; k++)
+                                        intern_value_put(&e->in, w->v[(size_t)w->head * nrow + k]);
+                                w->head = (w->head + 1) % w->cap;
+                                w->n--;
+                        }
+                        uint32_t at = (w->head + w->n) % w->cap;
+                        w->t[at] = t;
+                        memcpy(&w->v[(size_t)at * nrow], tmp, nrow * sizeof(Value));
+                        w->n++;
+                }
+        }
+        uint64_t nr = get_u(r);
+        if (e->cfg.recent_ids && nr && !x->recent)
+                x->recent = xcalloc(e->cfg.recent_ids, sizeof(uint64_t));
+        for (uint64_t i = 0; i < nr && !r->bad; i++) {
+                uint64_t h = get_u(r);
+                if (!e->cfg.recent_ids)
+                        continue;
+                x->recent[x->recent_pos] = h;
+                x->recent_pos = (uint16_t)((x->recent_pos + 1) % e->cfg.recent_ids);
+                if (x->nrecent < e->cfg.recent_ids)
+                        x->nrecent++;
+        }
+}
+
+/* ---- the partition record ---- */
+
+static void meta_write(Engine *e, int64_t next, Buf *b)
+{
+        buf_putc(b, ENGINE_STATE_VERSION);
+        put_i(b, e->max_time);
+        put_i(b, e->wm);
+        put_i(b, next);
+        put_u(b, e->nheld);
+        for (uint32_t i = 0; i < e->nheld; i++) {
+                const Held *h = &e->held[i];
+                put_cs(b, h->src.topic);
+                put_i(b, h->src.partition);
+                put_i(b, h->src.offset);
+                put_s(b, h->bytes, h->len);
+        }
+}
+
+static int64_t meta_read(Engine *e, Rd *r)
+{
+        if (get_b(r) != ENGINE_STATE_VERSION) {
+                r->bad = true;
+                return -1;
+        }
+        e->max_time = get_i(r);
+        e->wm = get_i(r);
+        int64_t next = get_i(r);
+        uint64_t n = get_u(r);
+        for (uint32_t i = 0; i < e->nheld; i++) {
+                free(e->held[i].bytes);
+                free(e->held[i].topic);
+        }
+        e->nheld = 0;
+        for (uint64_t i = 0; i < n && !r->bad; i++) {
+                uint32_t tl, bl;
+                const char *t = get_s(r, &tl);
+                char *topic = xstrndup(t, tl);
+                SourcePos src = {.topic = topic};
+                src.partition = (int32_t)get_i(r);
+                src.offset = get_i(r);
+                const char *bytes = get_s(r, &bl);
+                if (!r->bad)
+                        engine_held_push(e, bytes, bl, &src);
+                free(topic);
+        }
+        return next;
+}
+
+/* ---- batches ---- */
+
+void state_touch(Engine *e, Ent *ent)
+{
+        if (!e->in_batch || ent->batch == e->batch)
+                return;
+        ent->batch = e->batch;
+        if (e->ntouched == e->ctouched) {
+                e->ctouched = e->ctouched ? e->ctouched * 2 : 64;
+                e->touched = xrealloc(e->touched, e->ctouched * sizeof(Ent *));
+                e->undo_off = xrealloc(e->undo_off, e->ctouched * sizeof(uint64_t));
+        }
+        /* a new enterprise (never graded, nothing held) is removed on abort */
+        bool fresh = ent->last_time == TIME_UNSET && ent->nc == 0 && ent->nw == 0 && ent->grade < 0;
+        e->touched[e->ntouched] = ent;
+        e->undo_off[e->ntouched] = fresh ? UINT64_MAX : e->undo.len;
+        e->ntouched++;
+        if (!fresh)
+                ent_write(e, ent, &e->undo);
+}
+
+void engine_batch_begin(Engine *e)
+{
+        e->batch++;
+        if (!e->batch) /* 0 means "never touched" */
+                e->batch = 1;
+        e->in_batch = true;
+        e->ntouched = 0;
+        e->undo.len = 0;
+        e->meta_undo.len = 0;
+        meta_write(e, 0, &e->meta_undo);
+}
+
+void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud)
+{
+        Buf b = {0};
+        for (uint32_t i = 0; i < e->ntouched; i++) {
+                Ent *x = e->touched[i];
+                b.len = 0;
+                ent_write(e, x, &b);
+                fn(ud, x->key->s, x->key->len, b.p, b.len);
+        }
+        b.len = 0;
+        meta_write(e, next_offset, &b);
+        fn(ud, ENGINE_META_KEY, sizeof(ENGINE_META_KEY) - 1, b.p, b.len);
+        buf_free(&b);
+}
+
+void engine_batch_commit(Engine *e)
+{
+        e->in_batch = false;
+        e->ntouched = 0;
+        e->undo.len = 0;
+        e->meta_undo.len = 0;
+}
+
+void engine_batch_abort(Engine *e)
+{
+        if (!e->in_batch)
+                return;
+        for (uint32_t i = e->ntouched; i-- > 0;) {
+                Ent *x = e->touched[i];
+                if (e->undo_off[i] == UINT64_MAX) {
+                        engine_ent_remove(e, x);
+                        continue;
+                }
+                engine_ent_clear(e, x);
+                Rd r = {(const unsigned char *)e->undo.p + e->undo_off[i],
+                        (const unsigned char *)e->undo.p + e->undo.len, false};
+                ent_read(e, x, &r);
+                x->batch = 0;
+        }
+        Rd r = {(const unsigned char *)e->meta_undo.p, (const unsigned char *)e->meta_undo.p + e->meta_undo.len, false};
+        meta_read(e, &r);
+        engine_timers_rebuild(e);
+        engine_batch_commit(e);
+}
+
+/* ---- restore ---- */
+
+int engine_restore_record(Engine *e, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        Rd r = {val, (const unsigned char *)val + vlen, false};
+        if (klen == sizeof(ENGINE_META_KEY) - 1 && memcmp(key, ENGINE_META_KEY, klen) == 0) {
+                e->restore_next = meta_read(e, &r);
+                return r.bad ? -EINVAL : 0;
+        }
+        Ent *x = engine_ent_get(e, key, (uint32_t)klen);
+        if (!x)
+                return -ENOSPC;
+        engine_ent_clear(e, x);
+        if (vlen == 0) { /* tombstone */
+                engine_ent_remove(e, x);
+                return 0;
+        }
+        ent_read(e, x, &r);
+        return r.bad ? -EINVAL : 0;
+}
+
+int64_t engine_restore_finish(Engine *e)
+{
+        engine_timers_rebuild(e);
+        return e->restore_next;
+}
