@@ -33,7 +33,7 @@ void engine_config_default(EngineConfig *c)
         *c = (EngineConfig){
                 .grace_ms = 0,
                 .max_enterprises = 4000000,
-                .recent_ids = 16,
+                .recent_ids = 8,
                 .max_window_rows = 100000,
                 .max_keys = 4096,
                 .max_held = 1000000,
@@ -45,9 +45,9 @@ void engine_config_default(EngineConfig *c)
 
 static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
-        uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask;
+        uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask, hh = (uint32_t)(h >> 32);
         for (Ent *x; (x = e->tab[i]); i = (i + 1) & mask)
-                if (x->key->hash == h && x->key->len == len && memcmp(x->key->s, k, len) == 0)
+                if (e->tabh[i] == hh && x->key->len == len && memcmp(x->key->s, k, len) == 0)
                         return i;
         return i;
 }
@@ -74,20 +74,25 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
         if (e->nprof)
                 x->prof = xcalloc(e->nprof, sizeof(Value));
         e->tab[i] = x;
+        e->tabh[i] = (uint32_t)(h >> 32);
         e->nents++;
         if (e->nents * 2 > e->tabcap) {
                 uint32_t oc = e->tabcap;
                 Ent **old = e->tab;
+                uint32_t *oldh = e->tabh;
                 e->tabcap *= 2;
                 e->tab = xcalloc(e->tabcap, sizeof(Ent *));
+                e->tabh = xcalloc(e->tabcap, sizeof(uint32_t));
                 for (uint32_t j = 0; j < oc; j++)
                         if (old[j]) {
                                 uint32_t s = (uint32_t)old[j]->key->hash & (e->tabcap - 1);
                                 while (e->tab[s])
                                         s = (s + 1) & (e->tabcap - 1);
                                 e->tab[s] = old[j];
+                                e->tabh[s] = oldh[j];
                         }
                 free(old);
+                free(oldh);
         }
         return x;
 }
@@ -95,7 +100,7 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
 static void keystate_clear(Engine *e, KeyState *ks, const RuleInfo *ri)
 {
         intern_put(&e->in, ks->key);
-        intern_put(&e->in, ks->snap_id);
+        free(ks->snap_id);
         if (ks->snap) {
                 for (uint32_t i = 0; i < ri->nsnap; i++)
                         intern_value_put(&e->in, ks->snap[i]);
@@ -157,6 +162,7 @@ void engine_ent_remove(Engine *e, Ent *x)
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         e->tab[hole] = e->tab[j];
+                        e->tabh[hole] = e->tabh[j];
                         hole = j;
                 }
         }
@@ -302,18 +308,33 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
         return ks;
 }
 
+static void keystate_set_id(KeyState *ks, const char *p, uint32_t n)
+{
+        if (n + 1 > ks->snap_id_cap) {
+                ks->snap_id_cap = n + 1;
+                ks->snap_id = xrealloc(ks->snap_id, ks->snap_id_cap);
+        }
+        memcpy(ks->snap_id, p, n);
+        ks->snap_id[n] = 0;
+        ks->snap_id_len = n;
+}
+
 static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
 {
         if (!ks->snap && ri->nsnap)
                 ks->snap = xcalloc(ri->nsnap, sizeof(Value));
         for (uint32_t i = 0; i < ri->nsnap; i++) {
-                Value nv = intern_value(&e->in, ev[ri->snap_slots[i]]);
-                intern_value_put(&e->in, ks->snap[i]);
-                ks->snap[i] = nv;
+                const Value *nv = &ev[ri->snap_slots[i]];
+                Value *old = &ks->snap[i];
+                /* the same string again (a device id): keep the interned copy */
+                if (nv->tag == VT_STR && old->tag == VT_STR && nv->s.len == old->s.len &&
+                    memcmp(nv->s.p, old->s.p, nv->s.len) == 0)
+                        continue;
+                Value v = intern_value(&e->in, *nv);
+                intern_value_put(&e->in, *old);
+                *old = v;
         }
-        IStr *nid = intern_get(&e->in, id->p, id->len);
-        intern_put(&e->in, ks->snap_id);
-        ks->snap_id = nid;
+        keystate_set_id(ks, id->p, id->len);
 }
 
 static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *ri)
@@ -321,26 +342,6 @@ static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *
         for (uint32_t i = 0; i < ri->nsnap; i++)
                 e->snapbuf[ri->snap_slots[i]] = ks->snap ? ks->snap[i] : value_null();
         return e->snapbuf;
-}
-
-static IStr *key_of(Engine *e, const Rule *r, const Value *ev)
-{
-        if (r->per_slot < 0)
-                return NULL;
-        const Value *v = &ev[r->per_slot];
-        switch (v->tag) {
-        case VT_STR:
-                return intern_get(&e->in, v->s.p, v->s.len);
-        case VT_NULL:
-                return intern_get(&e->in, "", 0);
-        default: {
-                Buf tmp = {0};
-                out_value(e, &tmp, v, (uint32_t)r->per_slot, false);
-                IStr *k = intern_get(&e->in, tmp.p ? tmp.p : "", (uint32_t)tmp.len);
-                buf_free(&tmp);
-                return k;
-        }
-        }
 }
 
 static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool from_profile)
@@ -417,21 +418,64 @@ static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmSt
         return f;
 }
 
+/* The per: value of ev as bytes (in e->keybuf for non-strings). */
+static Str key_bytes(Engine *e, const Rule *r, const Value *ev)
+{
+        const Value *v = &ev[r->per_slot];
+        if (v->tag == VT_STR)
+                return v->s;
+        if (v->tag == VT_NULL)
+                return (Str){"", 0};
+        e->keybuf.len = 0;
+        out_value(e, &e->keybuf, v, (uint32_t)r->per_slot, false);
+        return (Str){e->keybuf.p ? e->keybuf.p : "", (uint32_t)e->keybuf.len};
+}
+
+/* The rule's state for the event's key, without allocating. */
+static KeyState *keystate_lookup(Engine *e, Ent *ent, const Rule *r, const Value *ev)
+{
+        Str k = {NULL, 0};
+        if (r->per_slot >= 0)
+                k = key_bytes(e, r, ev);
+        for (uint32_t i = 0; i < ent->nks; i++) {
+                KeyState *ks = &ent->ks[i];
+                if (ks->rule != r->index)
+                        continue;
+                if (!k.p ? !ks->key : ks->key && ks->key->len == k.len && memcmp(ks->key->s, k.p, k.len) == 0)
+                        return ks;
+        }
+        return NULL;
+}
+
+static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *ev)
+{
+        IStr *key = NULL;
+        if (r->per_slot >= 0) {
+                Str k = key_bytes(e, r, ev);
+                key = intern_get(&e->in, k.p, k.len);
+        }
+        return keystate_get(e, ent, r->index, key);
+}
+
+/* A key with nothing left to remember goes: state stays proportional to
+ * what is in progress, not to every key ever seen. */
+static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
+{
+        keystate_clear(e, ks, &e->ri[ks->rule]);
+        *ks = ent->ks[--ent->nks];
+}
+
 static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t,
                           const Str *id, AggCtx *ac)
 {
         const RuleInfo *ri = &e->ri[r->index];
-        bool needs_state = r->for_ms || r->cooldown_ms || r->timer_driven;
         KeyState *ks = NULL;
-        if (needs_state) {
-                ks = keystate_get(e, ent, r->index, key_of(e, r, ev));
-                if (!ks) {
+        if (r->timer_driven) {
+                /* absent(): act D after the last event of the key */
+                if (!(ks = keystate_lookup(e, ent, r, ev)) && !(ks = keystate_make(e, ent, r, ev))) {
                         e->st.rejects[RJ_OVER_LIMIT]++;
                         return;
                 }
-        }
-        if (r->timer_driven) {
-                /* absent(): act D after the last event of the key */
                 snapshot(e, ks, ri, ev, id);
                 ks->due = t + ri->absent_ms;
                 if (!ks->timer_pending) {
@@ -444,9 +488,20 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         VmFrame f = frame_for(e, ent, ev, t, &st, ac);
         bool cond = vm_test(e->rs, r->when, &f);
         if (r->for_ms) {
+                ks = keystate_lookup(e, ent, r, ev);
                 if (!cond) {
-                        ks->since = TIME_UNSET;
-                        ks->fired = 0;
+                        if (ks && (!r->cooldown_ms || ks->last_fire == TIME_UNSET ||
+                                   t >= ks->last_fire + r->cooldown_ms))
+                                keystate_drop(e, ent, ks);
+                        else if (ks) {
+                                ks->since = TIME_UNSET;
+                                ks->due = TIME_UNSET;
+                                ks->fired = 0;
+                        }
+                        return;
+                }
+                if (!ks && !(ks = keystate_make(e, ent, r, ev))) {
+                        e->st.rejects[RJ_OVER_LIMIT]++;
                         return;
                 }
                 snapshot(e, ks, ri, ev, id);
@@ -465,8 +520,13 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 }
                 return;
         }
-        if (cond)
-                fire(e, ent, r, ks, t, false, ev, id->p, id->len);
+        if (!cond)
+                return;
+        if (r->cooldown_ms && !(ks = keystate_lookup(e, ent, r, ev)) && !(ks = keystate_make(e, ent, r, ev))) {
+                e->st.rejects[RJ_OVER_LIMIT]++;
+                return;
+        }
+        fire(e, ent, r, ks, t, false, ev, id->p, id->len);
 }
 
 static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, const Str *id, AggCtx *ac)
@@ -505,7 +565,10 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                                                  r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER,
                                                  true);
                         }
-                        if (!was)
+                        /* a profile rule's points show in the adjustment; it
+                         * alerts (once, when it starts to match) only when it
+                         * asks for something: actions or flags */
+                        if (!was && (r->nactions || r->nflags))
                                 out_alert(e, ent, r, t, false, NULL, ev, id->p, id->len,
                                           r->status == RULE_SHADOW ? 0 : r->score);
                 } else {
@@ -612,8 +675,8 @@ static void timer_act(Engine *e, Timer *tm)
         const Rule *r = &e->rs->rules[tm->rule];
         const RuleInfo *ri = &e->ri[tm->rule];
         const Value *snap = snapshot_lay(e, ks, ri);
-        const char *id = ks->snap_id ? ks->snap_id->s : "";
-        size_t idlen = ks->snap_id ? ks->snap_id->len : 0;
+        const char *id = ks->snap_id ? ks->snap_id : "";
+        size_t idlen = ks->snap_id_len;
         engine_profile_fill(e, ent);
         if (tm->kind == TM_FOR) {
                 ks->due = TIME_UNSET;
@@ -894,6 +957,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->restore_next = -1;
         e->tabcap = 1024;
         e->tab = xcalloc(e->tabcap, sizeof(Ent *));
+        e->tabh = xcalloc(e->tabcap, sizeof(uint32_t));
 
         /* which profile slots anything reads */
         uint32_t pcap = 0;
@@ -970,6 +1034,7 @@ Engine *engine_free(Engine *e)
                 if (e->tab[i])
                         ent_free(e, e->tab[i]);
         free(e->tab);
+        free(e->tabh);
         for (uint32_t t = 0; t < e->rs->schema.ntypes; t++) {
                 free(e->by_type[t]);
                 free(e->aggs_by_type[t]);
@@ -989,6 +1054,7 @@ Engine *engine_free(Engine *e)
         free(e->profbuf);
         free(e->scratch);
         free(e->aggbuf);
+        buf_free(&e->keybuf);
         free(e->agg_fp);
         free(e->touched);
         free(e->undo_off);

@@ -23,7 +23,9 @@ typedef struct KeyState {
         int64_t last_fire;      /* cooldown */
         int64_t due;            /* for/absent: when the timer should act */
         Value *snap;            /* the triggering event's values (Rule snapshot slots) */
-        IStr *snap_id;          /* its event id (evidence) */
+        char *snap_id;          /* its event id (evidence), owned; the buffer is
+                                 * reused, so re-arming does not allocate */
+        uint32_t snap_id_len, snap_id_cap;
 } KeyState;
 
 typedef struct Contrib {
@@ -121,6 +123,7 @@ struct Engine {
         RuleInfo *ri;
 
         Ent **tab;              /* open addressing by key hash */
+        uint32_t *tabh;         /* low bits of each slot's key hash: most misses never touch the Ent */
         uint32_t tabcap, nents;
 
         Timer *tm;              /* min-heap */
@@ -144,6 +147,7 @@ struct Engine {
 
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;
+        Buf keybuf;             /* a per: value as text */
         Buf out;                /* output document being built */
         Buf msg;
 };

@@ -283,7 +283,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                         put_slot(e, b, ri->snap_slots[k]);
                         put_v(e, b, &ks->snap[k], ri->snap_slots[k]);
                 }
-                put_cs(b, ks->snap_id ? ks->snap_id->s : "");
+                put_s(b, ks->snap_id ? ks->snap_id : "", ks->snap_id_len);
         }
         put_u(b, x->nw);
         for (uint32_t i = 0; i < x->nw; i++) {
@@ -425,8 +425,11 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         }
                         continue;
                 }
-                if (n)
-                        ks.snap_id = intern_get(&e->in, s, n);
+                if (n) {
+                        ks.snap_id = xstrndup(s, n);
+                        ks.snap_id_len = n;
+                        ks.snap_id_cap = n + 1;
+                }
                 if (x->nks == x->cks) {
                         x->cks = x->cks ? x->cks * 2 : 2;
                         x->ks = xrealloc(x->ks, x->cks * sizeof(KeyState));

@@ -58,6 +58,49 @@ static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
         return w;
 }
 
+static bool value_same(const Value *a, const Value *b)
+{
+        if (a->tag != b->tag)
+                return false;
+        switch (a->tag) {
+        case VT_NULL: return true;
+        case VT_BOOL: return a->b == b->b;
+        case VT_NUM: return a->n == b->n;
+        case VT_STR: return a->s.len == b->s.len && memcmp(a->s.p, b->s.p, a->s.len) == 0;
+        case VT_ENUM: return a->e == b->e;
+        default: return a->ms == b->ms;
+        }
+}
+
+/*
+ * absent, min, max and distinct depend only on which row tuples are in the
+ * window, not on how many times: an older copy of the tuple about to be
+ * appended is redundant (the new one stays in the window longer).  Looking
+ * a few rows back keeps one row per device for telemetry instead of one per
+ * reading.
+ */
+static void dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ev)
+{
+        uint32_t nrow = a->nrow_slots;
+        for (uint32_t back = 1; back <= 8 && back <= w->n; back++) {
+                uint32_t k = w->n - back;
+                const Value *r = row(w, nrow, k);
+                bool same = true;
+                for (uint32_t i = 0; i < nrow && same; i++)
+                        same = value_same(&r[i], &ev[a->row_slots[i]]);
+                if (!same)
+                        continue;
+                for (uint32_t i = 0; i < nrow; i++)
+                        intern_value_put(&e->in, r[i]);
+                for (uint32_t j = k; j + 1 < w->n; j++) {
+                        w->t[(w->head + j) % w->cap] = row_time(w, j + 1);
+                        memcpy(row(w, nrow, j), row(w, nrow, j + 1), nrow * sizeof(Value));
+                }
+                w->n--;
+                return;
+        }
+}
+
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
 {
         const RuleSet *rs = e->rs;
@@ -72,6 +115,8 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 if (!w)
                         w = win_get(e, ent, ai, true);
                 uint32_t nrow = a->nrow_slots;
+                if (a->kind == AGG_ABSENT || a->kind == AGG_MIN || a->kind == AGG_MAX || a->kind == AGG_DISTINCT)
+                        dedupe_recent(e, w, a, ev);
                 if (w->n == w->cap) {
                         if (w->cap >= e->cfg.max_window_rows) {
                                 drop_front(e, w, nrow);
@@ -99,8 +144,19 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 uint32_t at = (w->head + w->n) % w->cap;
                 w->t[at] = t;
                 Value *dst = &w->v[(size_t)at * nrow];
-                for (uint32_t i = 0; i < nrow; i++)
-                        dst[i] = intern_value(&e->in, ev[a->row_slots[i]]);
+                const Value *prev = w->n ? row(w, nrow, w->n - 1) : NULL;
+                for (uint32_t i = 0; i < nrow; i++) {
+                        const Value *v = &ev[a->row_slots[i]];
+                        /* telemetry repeats its strings (device ids): share the
+                         * previous row's interned copy without a lookup */
+                        if (prev && v->tag == VT_STR && prev[i].tag == VT_STR && prev[i].s.len == v->s.len &&
+                            memcmp(prev[i].s.p, v->s.p, v->s.len) == 0) {
+                                intern_ref(istr_of(prev[i].s.p));
+                                dst[i] = prev[i];
+                        } else {
+                                dst[i] = intern_value(&e->in, *v);
+                        }
+                }
                 w->n++;
         }
 }
