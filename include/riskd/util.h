@@ -63,6 +63,10 @@ void buf_free(Buf *b);
 uint64_t hash64(const void *p, size_t n, uint64_t h);
 #define HASH64_INIT 0xcbf29ce484222325ULL
 
+/* A fast 64-bit hash for in-memory tables only (not stable across
+ * versions: never in outputs or records; use hash64 there). */
+uint64_t hash_fast(const void *p, size_t n);
+
 /* Read a whole file; returns 0 or -errno. *ret is NUL terminated. */
 int file_read_all(const char *path, char **ret, size_t *ret_len);
 

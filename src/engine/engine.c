@@ -54,13 +54,13 @@ static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 
 static Ent *ent_find(Engine *e, const char *k, uint32_t len)
 {
-        uint64_t h = hash64(k, len, HASH64_INIT);
+        uint64_t h = hash_fast(k, len);
         return e->tab[ent_slot(e, k, len, h)];
 }
 
 static Ent *ent_get(Engine *e, const char *k, uint32_t len)
 {
-        uint64_t h = hash64(k, len, HASH64_INIT);
+        uint64_t h = hash_fast(k, len);
         uint32_t i = ent_slot(e, k, len, h);
         if (e->tab[i])
                 return e->tab[i];

@@ -44,7 +44,7 @@ static void grow(Intern *in)
 
 IStr *intern_get(Intern *in, const char *s, uint32_t len)
 {
-        uint64_t h = hash64(s, len, HASH64_INIT);
+        uint64_t h = hash_fast(s, len);
         uint32_t k = (uint32_t)h & (in->cap - 1);
         for (IStr *e; (e = in->tab[k]); k = (k + 1) & (in->cap - 1))
                 if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {

@@ -79,7 +79,7 @@ static bool value_same(const Value *a, const Value *b)
  * a few rows back keeps one row per device for telemetry instead of one per
  * reading.
  */
-static void dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ev)
+static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ev, int64_t t)
 {
         uint32_t nrow = a->nrow_slots;
         for (uint32_t back = 1; back <= 8 && back <= w->n; back++) {
@@ -90,15 +90,21 @@ static void dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ev
                         same = value_same(&r[i], &ev[a->row_slots[i]]);
                 if (!same)
                         continue;
-                for (uint32_t i = 0; i < nrow; i++)
-                        intern_value_put(&e->in, r[i]);
+                /* move that row to the end with the new time; it keeps its
+                 * interned values */
+                Value keep[64];
+                uint32_t m = nrow < 64 ? nrow : 64;
+                memcpy(keep, r, m * sizeof(Value));
                 for (uint32_t j = k; j + 1 < w->n; j++) {
                         w->t[(w->head + j) % w->cap] = row_time(w, j + 1);
                         memcpy(row(w, nrow, j), row(w, nrow, j + 1), nrow * sizeof(Value));
                 }
-                w->n--;
-                return;
+                w->t[(w->head + w->n - 1) % w->cap] = t;
+                memcpy(row(w, nrow, w->n - 1), keep, m * sizeof(Value));
+                (void)e;
+                return nrow <= 64;
         }
+        return false;
 }
 
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
@@ -115,8 +121,9 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 if (!w)
                         w = win_get(e, ent, ai, true);
                 uint32_t nrow = a->nrow_slots;
-                if (a->kind == AGG_ABSENT || a->kind == AGG_MIN || a->kind == AGG_MAX || a->kind == AGG_DISTINCT)
-                        dedupe_recent(e, w, a, ev);
+                if ((a->kind == AGG_ABSENT || a->kind == AGG_MIN || a->kind == AGG_MAX || a->kind == AGG_DISTINCT) &&
+                    dedupe_recent(e, w, a, ev, t))
+                        continue;
                 if (w->n == w->cap) {
                         if (w->cap >= e->cfg.max_window_rows) {
                                 drop_front(e, w, nrow);

@@ -240,6 +240,33 @@ uint64_t hash64(const void *p, size_t n, uint64_t h)
         return h;
 }
 
+static inline uint64_t mix64(uint64_t x)
+{
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        x *= 0xc4ceb9fe1a85ec53ULL;
+        x ^= x >> 33;
+        return x;
+}
+
+uint64_t hash_fast(const void *p, size_t n)
+{
+        const unsigned char *s = p;
+        uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+        while (n >= 8) {
+                uint64_t w;
+                memcpy(&w, s, 8);
+                h = (h ^ mix64(w)) * 0x9e3779b97f4a7c15ULL;
+                s += 8;
+                n -= 8;
+        }
+        uint64_t w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ mix64(w ^ ((uint64_t)n << 56))) * 0x9e3779b97f4a7c15ULL;
+        return mix64(h);
+}
+
 int file_read_all(const char *path, char **ret, size_t *ret_len)
 {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
