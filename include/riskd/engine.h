@@ -120,6 +120,9 @@ const RuleSet *engine_rules(const Engine *e);
  * grade, mode, frequency, contributions with evidence and expiry, flags),
  * or NULL when the engine has never seen it.  Caller frees. */
 char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
+/* The same for people: grade, score, each contribution with the event that
+ * caused it and its expiry, flags, the overrides that apply.  Caller frees. */
+char *engine_explain_text(Engine *e, const char *enterprise, size_t len);
 /* Current grading of every enterprise, sorted by id: one JSON line each
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);

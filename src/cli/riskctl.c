@@ -489,13 +489,6 @@ static int cmd_replay(int argc, char **argv)
         return status;
 }
 
-static void explain_text(FILE *f, const char *json)
-{
-        /* The JSON is ours; print it readably without a JSON library: one
-         * contribution per line. */
-        fputs(json, f);
-}
-
 static int cmd_explain(int argc, char **argv)
 {
         ReplayOpts o = {0};
@@ -516,12 +509,12 @@ static int cmd_explain(int argc, char **argv)
         status = run_engine(rs, &o, argv[i + 1], &rp, &e);
         if (e) {
                 const char *id = argv[i + 2];
-                char *j = engine_explain_json(e, id, strlen(id));
+                char *j = o.json ? engine_explain_json(e, id, strlen(id)) : engine_explain_text(e, id, strlen(id));
                 if (!j) {
                         fprintf(stderr, "riskctl explain: no events for enterprise '%s'\n", id);
                         status = 1;
                 } else {
-                        explain_text(stdout, j);
+                        fputs(j, stdout);
                         free(j);
                 }
                 engine_free(e);

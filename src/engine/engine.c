@@ -1110,6 +1110,16 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
         return b.p;
 }
 
+char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        if (!x)
+                return NULL;
+        Buf b = {0};
+        out_explain_text(e, x, &b);
+        return b.p;
+}
+
 static int ent_cmp(const void *a, const void *b)
 {
         return istr_cmp((*(Ent *const *)a)->key, (*(Ent *const *)b)->key);

@@ -196,5 +196,6 @@ void out_time(Buf *b, int64_t ms);
 void out_num(Buf *b, double d);
 void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json);
 void out_explain(Engine *e, Ent *ent, Buf *b);
+void out_explain_text(Engine *e, Ent *ent, Buf *b);
 
 #endif

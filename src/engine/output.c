@@ -402,3 +402,125 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "null");
         buf_puts(b, "}\n");
 }
+
+/* The explain view for people: why the enterprise has its grade. */
+void out_explain_text(Engine *e, Ent *ent, Buf *b)
+{
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        double score = grade_score(e, ent, now);
+        int32_t band = grade_band(g, score);
+        buf_printf(b, "enterprise %s, as of ", ent->key->s);
+        char t[48];
+        time_format(now, t, sizeof(t));
+        buf_printf(b, "%s (the watermark)\n", t);
+        if (ent->grade >= 0)
+                buf_printf(b, "grade %s, mode %s, ", g->bands[ent->grade].grade, g->modes[ent->mode]);
+        out_num(b, ent->per_year);
+        buf_puts(b, " inspections a year\n");
+        buf_puts(b, "score ");
+        out_num(b, score);
+        buf_puts(b, " = static ");
+        out_num(b, ent->static_score);
+        buf_puts(b, " + live ");
+        out_num(b, score - ent->static_score);
+        buf_printf(b, "; the score alone gives band %s", band >= 0 ? g->bands[band].grade : "-");
+        if (ent->held >= 0 && ent->held != band) {
+                buf_printf(b, ", band %s is held", g->bands[ent->held].grade);
+                if (ent->below_since != TIME_UNSET) {
+                        time_format(ent->below_since + g->dwell_ms, t, sizeof(t));
+                        buf_printf(b, " until %s unless the score rises (hysteresis)", t);
+                }
+        }
+        buf_puts(b, "\n\nstatic part (profile rules that match):\n");
+        bool any = false;
+        for (uint32_t k = 0; k < e->nstatic; k++)
+                if (ent->static_bits && (ent->static_bits[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->static_rules[k]];
+                        buf_puts(b, "  +");
+                        out_num(b, r->status == RULE_SHADOW ? 0 : r->score);
+                        buf_printf(b, "  %s  %s\n", r->id, r->desc ? r->desc : "");
+                        if (r->basis)
+                                buf_printf(b, "        basis: %s\n", r->basis);
+                        any = true;
+                }
+        if (!any)
+                buf_puts(b, "  none\n");
+        buf_puts(b, "\nlive contributions:\n");
+        any = false;
+        for (uint32_t i = 0; i < ent->nc; i++) {
+                const Contrib *c = &ent->c[i];
+                if (c->expires <= now)
+                        continue;
+                const Rule *r = &e->rs->rules[c->rule];
+                buf_puts(b, "  +");
+                out_num(b, c->points);
+                buf_printf(b, "  %s  %s\n        caused by event %s at ", r->id, r->desc ? r->desc : "", c->event_id->s);
+                time_format(c->since, t, sizeof(t));
+                buf_puts(b, t);
+                if (c->expires == TIME_FOREVER)
+                        buf_puts(b, ", never expires");
+                else {
+                        time_format(c->expires, t, sizeof(t));
+                        buf_printf(b, ", expires %s", t);
+                }
+                if (c->rectify != TIME_UNSET) {
+                        time_format(c->rectify, t, sizeof(t));
+                        buf_printf(b, ", rectify by %s", t);
+                }
+                buf_putc(b, '\n');
+                if (r->basis)
+                        buf_printf(b, "        basis: %s\n", r->basis);
+                any = true;
+        }
+        if (!any)
+                buf_puts(b, "  none\n");
+        buf_puts(b, "\nflags:\n");
+        any = false;
+        for (uint32_t i = 0; i < ent->nf; i++) {
+                if (ent->f[i].until <= now)
+                        continue;
+                buf_printf(b, "  %s", e->rs->flags[ent->f[i].flag]);
+                if (ent->f[i].until == TIME_FOREVER)
+                        buf_puts(b, ", no expiry\n");
+                else {
+                        time_format(ent->f[i].until, t, sizeof(t));
+                        buf_printf(b, " until %s\n", t);
+                }
+                any = true;
+        }
+        if (!any)
+                buf_puts(b, "  none\n");
+        /* which overrides hold now */
+        VmState st = engine_vmstate(e, ent, now);
+        st.grade = ent->held;
+        engine_profile_fill(e, ent);
+        VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
+                     .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
+        buf_puts(b, "\ngrading overrides that apply:\n");
+        any = false;
+        for (uint32_t i = 0; i < g->noverrides; i++)
+                if (vm_test(e->rs, g->overrides[i].when, &f)) {
+                        const Override *o = &g->overrides[i];
+                        buf_printf(b, "  %s:%u:", o->pos.file, o->pos.line);
+                        if (o->grade >= 0)
+                                buf_printf(b, " grade %s", g->bands[o->grade].grade);
+                        if (o->grade_step)
+                                buf_printf(b, " grade %+d", o->grade_step);
+                        if (o->mode >= 0)
+                                buf_printf(b, " mode %s", g->modes[o->mode]);
+                        if (o->has_per_year) {
+                                buf_puts(b, " inspections_per_year ");
+                                out_num(b, o->per_year);
+                        }
+                        if (o->per_year_step) {
+                                buf_puts(b, " inspections_per_year +");
+                                out_num(b, o->per_year_step);
+                        }
+                        buf_putc(b, '\n');
+                        any = true;
+                }
+        engine_profile_clear(e);
+        if (!any)
+                buf_puts(b, "  none\n");
+}
