@@ -113,7 +113,10 @@ void engine_advance(Engine *e, int64_t t);
  * event time seen. */
 void engine_flush(Engine *e);
 
+/* Counters and sizes; walks the state (O(enterprises)). */
 const EngineStats *engine_stats(Engine *e);
+/* Enterprises in state, in O(1). */
+uint32_t engine_enterprises(const Engine *e);
 const RuleSet *engine_rules(const Engine *e);
 
 /* explain: the state of one enterprise as a JSON document (score, band,

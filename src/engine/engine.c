@@ -319,10 +319,21 @@ static void keystate_set_id(KeyState *ks, const char *p, uint32_t n)
         ks->snap_id_len = n;
 }
 
-static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
+static void snapshot(Engine *e, KeyState *ks, RuleInfo *ri, const Value *ev, const Str *id)
 {
-        if (!ks->snap && ri->nsnap)
-                ks->snap = xcalloc(ri->nsnap, sizeof(Value));
+        if (!ks->snap && ri->nsnap) {
+                if (ri->spare_snap) {
+                        ks->snap = ri->spare_snap;
+                        ri->spare_snap = NULL;
+                } else {
+                        ks->snap = xcalloc(ri->nsnap, sizeof(Value));
+                }
+        }
+        if (!ks->snap_id && ri->spare_id) {
+                ks->snap_id = ri->spare_id;
+                ks->snap_id_cap = ri->spare_id_cap;
+                ri->spare_id = NULL;
+        }
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *nv = &ev[ri->snap_slots[i]];
                 Value *old = &ks->snap[i];
@@ -461,14 +472,27 @@ static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *
  * what is in progress, not to every key ever seen. */
 static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
 {
-        keystate_clear(e, ks, &e->ri[ks->rule]);
+        RuleInfo *ri = &e->ri[ks->rule];
+        if (ks->snap && !ri->spare_snap) {
+                for (uint32_t i = 0; i < ri->nsnap; i++)
+                        intern_value_put(&e->in, ks->snap[i]);
+                memset(ks->snap, 0, ri->nsnap * sizeof(Value));
+                ri->spare_snap = ks->snap;
+                ks->snap = NULL;
+        }
+        if (ks->snap_id && !ri->spare_id) {
+                ri->spare_id = ks->snap_id;
+                ri->spare_id_cap = ks->snap_id_cap;
+                ks->snap_id = NULL;
+        }
+        keystate_clear(e, ks, ri);
         *ks = ent->ks[--ent->nks];
 }
 
 static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t,
                           const Str *id, AggCtx *ac)
 {
-        const RuleInfo *ri = &e->ri[r->index];
+        RuleInfo *ri = &e->ri[r->index];
         KeyState *ks = NULL;
         if (r->timer_driven) {
                 /* absent(): act D after the last event of the key */
@@ -1044,8 +1068,11 @@ Engine *engine_free(Engine *e)
         free(e->aggs_by_type);
         free(e->naggs_by_type);
         free(e->static_rules);
-        for (uint32_t i = 0; i < e->rs->nrules; i++)
+        for (uint32_t i = 0; i < e->rs->nrules; i++) {
                 free(e->ri[i].snap_slots);
+                free(e->ri[i].spare_snap);
+                free(e->ri[i].spare_id);
+        }
         free(e->ri);
         free(e->prof_slots);
         free(e->slots);
@@ -1067,6 +1094,11 @@ Engine *engine_free(Engine *e)
         rules_unref(e->rs);
         free(e);
         return NULL;
+}
+
+uint32_t engine_enterprises(const Engine *e)
+{
+        return e->nents;
 }
 
 const RuleSet *engine_rules(const Engine *e)

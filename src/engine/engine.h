@@ -95,6 +95,11 @@ typedef struct RuleInfo {
         uint32_t nsnap;
         int64_t absent_ms;      /* the longest absent() window, 0 none */
         bool reads_profile;
+        /* the buffers of the last dropped key, reused by the next new one:
+         * a condition that flips on and off does not allocate */
+        Value *spare_snap;
+        char *spare_id;
+        uint32_t spare_id_cap;
 } RuleInfo;
 
 struct Engine {
