@@ -1101,11 +1101,12 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         SrcFile *schema = NULL, *grading = NULL;
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t i = order[k];
-                char *path = dir && *dir ? xasprintf("%s/%s", dir, names[i]) : xstrdup(names[i]);
+                /* in the rule set's arena: rule and override positions keep pointing at it */
+                char *path = dir && *dir ? arena_printf(rs->arena, "%s/%s", dir, names[i])
+                                         : arena_strdup(rs->arena, names[i]);
                 h = hash64(names[i], strlen(names[i]) + 1, h);
                 h = hash64(texts[i], lens[i], h);
                 SrcFile *f = srcfile_new(path, xstrndup(texts[i], lens[i]), lens[i]);
-                free(path);
                 VEC_PUSH(L.files, L.nfiles, L.filecap) = f;
                 srcfile_parse(f, dl);
                 if (strcmp(names[i], "schema.yaml") == 0)
@@ -1115,7 +1116,7 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         }
         free(order);
         snprintf(rs->version, sizeof(rs->version), "%016llx", (unsigned long long)h);
-        SrcPos dirpos = {.file = dir && *dir ? dir : "."};
+        SrcPos dirpos = {.file = dir && *dir ? rs->dir : "."};
         if (!schema)
                 diag_add(dl, DIAG_E002, dirpos, "a rules directory holds schema.yaml, grading.yaml and rule files",
                          "no schema.yaml in the rules directory");

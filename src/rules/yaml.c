@@ -237,7 +237,7 @@ SrcFile *srcfile_new(const char *path, char *text, size_t len)
 {
         SrcFile *f = xcalloc(1, sizeof(*f));
         arena_init(&f->arena);
-        f->path = xstrdup(path);
+        f->path = (char *)path; /* borrowed: the caller keeps it alive (load.c: the rule set's arena) */
         f->text = text;
         f->len = len;
         uint32_t cap = 0;
@@ -301,7 +301,6 @@ SrcFile *srcfile_free(SrcFile *f)
         if (!f)
                 return NULL;
         arena_deinit(&f->arena);
-        free(f->path);
         free(f->text);
         free(f->lines);
         free(f);

@@ -38,7 +38,8 @@ struct YNode {
 };
 
 struct SrcFile {
-        char *path;            /* as shown in diagnostics */
+        char *path;            /* as shown in diagnostics; borrowed, outlives the file
+                                * (positions in the compiled rules point to it) */
         char *text;
         size_t len;
         uint32_t *lines;       /* byte offset of each line start */
