@@ -18,6 +18,7 @@
 #include "include/riskd/engine.h"
 #include "include/riskd/rules.h"
 #include "include/riskd/util.h"
+#include "src/cli/ruletest.h"
 
 static void usage(FILE *f)
 {
@@ -645,6 +646,8 @@ int main(int argc, char **argv)
                 return cmd_explain(argc - 1, argv + 1);
         if (strcmp(cmd, "diff") == 0)
                 return cmd_diff(argc - 1, argv + 1);
+        if (strcmp(cmd, "test") == 0)
+                return ruletest_main(argc - 1, argv + 1);
         if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
                 usage(stdout);
                 return 0;

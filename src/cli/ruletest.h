@@ -1,5 +1,5 @@
 /*
- * riskctl test: rule unit tests (DIR/tests/*.yaml) run against the rules of
+ * riskctl test: rule unit tests (the *.yaml files of DIR/tests) run against the rules of
  * DIR, like `promtool test rules`.  The file format is described at the top
  * of ruletest.c and in docs/testing-rules.md.
  */
@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 /*
- * Run every test of DIR/tests/*.yaml, each on a fresh engine over the rules
+ * Run every test of the *.yaml files of DIR/tests, each on a fresh engine over the rules
  * of DIR compiled once; report to out ("ok   FILE NAME" per passing test, a
  * readable diff per failing one, a final "N tests, N passed, N failed").
  * Returns the exit status: 0 every test passed; 1 a test failed, a test

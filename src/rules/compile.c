@@ -385,7 +385,7 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         p.kind = TPL_PROFILE;
                         p.slot = f ? f->slot : 0;
                 } else {
-                        int32_t slot;
+                        int32_t slot = 0;
                         if (!*name || !check_field(L, r->on, name, &slot)) {
                                 Buf h = {0};
                                 check_suggest_field(L, r->on, name, &h);
