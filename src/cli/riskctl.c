@@ -32,7 +32,7 @@ static void usage(FILE *f)
               "         --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N\n"
               "  explain DIR FILE ENTERPRISE [--json]      why an enterprise has its grade\n"
               "  diff OLD_DIR NEW_DIR FILE                 back-test: what a rule change would change\n"
-              "  test DIR                                  run the rule tests in DIR/tests/*.yaml\n"
+              "  test DIR [--verbose] [--coverage]         run the rule tests in DIR/tests/*.yaml\n"
               "\n"
               "exit status: 0 ok, 1 errors in the rules, 2 bad arguments\n",
               f);

@@ -1,16 +1,16 @@
 /*
  * riskctl test DIR: rule unit tests, like `promtool test rules`.
  *
- * Every the YAML files of DIR/tests (*.yaml, *.yml) is a list of tests.  Each test runs on
- * a fresh engine over the rules of DIR (compiled once, shared), feeds its
- * events in order, optionally advances event time, and checks what came
- * out: alerts (active and shadow), adjustments, dead letters and the final
- * grade of each enterprise.
+ * Each YAML file of DIR/tests (*.yaml, *.yml) is a list of tests.  Each
+ * test runs on a fresh engine over the rules of DIR (compiled once, shared),
+ * feeds its events in order, optionally advances event time, and checks
+ * what came out: alerts (active and shadow), adjustments, dead letters and
+ * the final state of each enterprise.
  *
  *   tests:
  *     - name: confirmed toxic failure raises the grade to D   # required
  *       grace: 0s                # optional engine grace (reorder window)
- *       xfail: "why"             # optional: a known engine bug; the test
+ *       xfail: "why"             # optional: a known bug; the test
  *                                # is reported, not counted as failed, and
  *                                # fails once it passes (remove the mark)
  *       events:                  # in order
@@ -53,10 +53,19 @@
  *                 flags, rectify_deadline
  *   dead_letters: reason, enterprise, event (1-based index in events:),
  *                 detail, detail_contains
- *   grades:       grade, mode, inspections_per_year, score
+ *   grades:       grade, mode, inspections_per_year, score, static_score,
+ *                 band, static_rules, contributions, flags (read from the
+ *                 enterprise's explain document at the end)
  * Times compare as instants (write them with any offset); numbers as
- * numbers; null matches a JSON null.  Rule ids, grades, modes, reasons and
- * the fixed vocabularies are checked when the file is read.
+ * numbers; null matches a JSON null; a list key holds the names given, and
+ * [] means none at all.  Alerts match shadow alerts too (status: shadow);
+ * exact_alerts counts active ones.  Rule ids, grades, modes, reasons and
+ * the fixed vocabularies are checked when the file is read, so that an
+ * absent: item with a typo cannot pass by matching nothing.
+ *
+ * --coverage also fails when a rule is named by no expect.alerts item of a
+ * test not marked xfail (a static rule that never alerts: by an
+ * expect.grades static_rules list).
  *
  * A malformed file or test is reported with file:line:col and counts as a
  * failure.  Exit status: 0 all passed, 1 any failure, 2 unusable arguments.
@@ -209,7 +218,7 @@ static JVal *jvalue(JParse *j, int depth)
                 j->p++;
                 JVal **items = NULL;
                 char **keys = NULL;
-                uint32_t n = 0, cap = 0, kcap = 0;
+                uint32_t n = 0, cap = 0, nk = 0, kcap = 0;
                 jws(j);
                 if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
                         j->p++;
@@ -224,8 +233,7 @@ static JVal *jvalue(JParse *j, int depth)
                                 if (!k || j->p >= j->end || *j->p != ':')
                                         goto bad;
                                 j->p++;
-                                VEC_PUSH(keys, n, kcap) = k;
-                                n--;
+                                VEC_PUSH(keys, nk, kcap) = k;
                         }
                         JVal *x = jvalue(j, depth + 1);
                         if (!x)
@@ -662,7 +670,7 @@ static bool item_read(Ctx *c, DiagList *dl, const YNode *n, const MKey *keys, co
         }
         if (n->n == 0)
                 diag_add(dl, DIAG_E004, ynode_pos(n), "name at least one key, e.g. rule: or enterprise:",
-                         "an empty %s matches everything", what);
+                         "%s is empty: it would match anything", what);
         return dl->nerrors == before;
 }
 
@@ -1074,11 +1082,6 @@ static Sect sect_of(OutKind k)
         return k == OUT_ALERT ? S_ALERTS : k == OUT_ADJUSTMENT ? S_ADJ : S_DL;
 }
 
-static void show_time(Buf *b, const JVal *v)
-{
-        jshow(b, v);
-}
-
 static bool is_shadow(const JVal *j)
 {
         const char *s = jstr(j, "status");
@@ -1092,7 +1095,7 @@ static void out_line(Buf *b, const Output *o)
         switch (sect_of(o->kind)) {
         case S_ALERTS:
                 buf_puts(b, "alert  ");
-                show_time(b, jget(j, "ts"));
+                jshow(b, jget(j, "ts"));
                 buf_printf(b, " %s %s", jstr(j, "enterprise_id"), jstr(j, "rule_id"));
                 buf_printf(b, " trigger=%s key=", jstr(j, "trigger"));
                 jshow(b, jget(j, "key"));
@@ -1104,7 +1107,7 @@ static void out_line(Buf *b, const Output *o)
                 break;
         case S_ADJ:
                 buf_puts(b, "adjust ");
-                show_time(b, jget(j, "ts"));
+                jshow(b, jget(j, "ts"));
                 buf_printf(b, " %s ", jstr(j, "enterprise_id"));
                 if (jget(j, "previous") && jget(j, "previous")->kind == J_OBJ) {
                         jshow(b, jget(j, "previous.grade"));
@@ -1191,6 +1194,8 @@ static bool key_match(const MKey *k, const YNode *w, const JVal *g)
         case MT_RULES: {
                 const char *m = k->type == MT_FLAGS ? "name" : k->type == MT_RULES ? "rule_id" : NULL;
                 if (w->kind == Y_SEQ) {
+                        if (w->n == 0) /* [] : none at all */
+                                return g && g->kind == J_ARR && g->n == 0;
                         for (uint32_t i = 0; i < w->n; i++)
                                 if (!has_name(g, w->items[i], m))
                                         return false;
@@ -1319,7 +1324,7 @@ static void report_missing(Buf *b, Sect s, const YNode *want, const Run *r)
 }
 
 typedef struct GradeRow {
-        char *ent;
+        const char *ent;
         JVal *j;
 } GradeRow;
 
@@ -1379,13 +1384,13 @@ static bool test_run(Ctx *c, Test *t, const char *path, Buf *b, Buf *verbose)
 
         GradeRow *g = NULL;
         uint32_t ng = 0, cg = 0;
-        for (char *p = gb.p, *nl; p && *p; p = nl + 1) {
-                nl = strchr(p, '\n');
-                if (!nl)
-                        nl = p + strlen(p) - 1;
-                JVal *j = json_parse(&r.ar, p, (size_t)(nl - p));
+        for (const char *p = gb.p; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t n = nl ? (size_t)(nl - p) : strlen(p);
+                JVal *j = json_parse(&r.ar, p, n);
                 if (j && jstr(j, "enterprise_id"))
-                        VEC_PUSH(g, ng, cg) = (GradeRow){.ent = jstr(j, "enterprise_id") ? (char *)jstr(j, "enterprise_id") : "", .j = j};
+                        VEC_PUSH(g, ng, cg) = (GradeRow){.ent = jstr(j, "enterprise_id"), .j = j};
+                p += n + (nl != NULL);
         }
         buf_free(&gb);
 
@@ -1549,7 +1554,8 @@ static void file_run(Ctx *c, const char *path)
                 static const char *const top[] = {"tests", "desc"};
                 if (!root || root->kind != Y_MAP) {
                         SrcPos pos = root ? ynode_pos(root) : (SrcPos){.file = f->path, .line = 1, .col = 1};
-                        diag_add(&dl, DIAG_E003, pos, "tests:\n  - name: ...", "a test file is a mapping with tests:");
+                        diag_add(&dl, DIAG_E003, pos, "start the file with tests: and a list of tests (docs/testing-rules.md)",
+                                 "a test file is a mapping with tests:");
                 } else {
                         check_mapping_keys(&dl, root, top, 2, "a test file");
                         tests = ynode_get(root, "tests");

@@ -197,6 +197,10 @@ static bool timer_less(const Timer *a, const Timer *b)
 {
         if (a->time != b->time)
                 return a->time < b->time;
+        /* at one time, absent() checks come last: they wait for the events
+         * of that time (the window (T - D, T] includes T) */
+        if ((a->kind == TM_ABSENT) != (b->kind == TM_ABSENT))
+                return b->kind == TM_ABSENT;
         int c = istr_cmp(a->ent->key, b->ent->key);
         if (c)
                 return c < 0;
@@ -636,13 +640,13 @@ static void dead_letter(Engine *e, const char *bytes, size_t len, const SourcePo
                 e->emit(e->ud, OUT_DEADLETTER, bytes, len, &m);
 }
 
-static void fire_timers(Engine *e, int64_t upto);
+static void fire_timers(Engine *e, int64_t upto, bool final);
 
 /* Apply one decoded event (its time is not behind anything applied). */
 static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t len, const SourcePos *src)
 {
         int64_t t = ev->time_ms;
-        fire_timers(e, t);
+        fire_timers(e, t, false);
         Ent *ent = ent_get(e, ev->enterprise.p, ev->enterprise.len);
         if (!ent) {
                 dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
@@ -725,9 +729,12 @@ static void timer_act(Engine *e, Timer *tm)
         engine_profile_clear(e);
 }
 
-static void fire_timers(Engine *e, int64_t upto)
+/* Fire the timers due by upto.  An absent() check at exactly upto waits
+ * unless final: an event at upto may still come and be in its window. */
+static void fire_timers(Engine *e, int64_t upto, bool final)
 {
-        while (e->ntm && e->tm[0].time <= upto) {
+        while (e->ntm && (e->tm[0].time < upto ||
+                          (e->tm[0].time == upto && (final || e->tm[0].kind != TM_ABSENT)))) {
                 Timer tm = timer_pop(e);
                 e->st.timers_fired++;
                 timer_act(e, &tm);
@@ -851,7 +858,7 @@ void engine_timers_rebuild(Engine *e)
         }
 }
 
-static void release_upto(Engine *e, int64_t upto)
+static void release_upto(Engine *e, int64_t upto, bool final)
 {
         while (e->nheld && e->held[0].time <= upto) {
                 Held h = held_pop(e);
@@ -861,7 +868,7 @@ static void release_upto(Engine *e, int64_t upto)
                 free(h.bytes);
                 free(h.topic);
         }
-        fire_timers(e, upto);
+        fire_timers(e, upto, final);
 }
 
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
@@ -900,7 +907,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
                 if (t0 > e->wm)
                         e->wm = t0;
         }
-        release_upto(e, e->wm);
+        release_upto(e, e->wm, false);
         return 0;
 }
 
@@ -910,7 +917,7 @@ void engine_advance(Engine *e, int64_t t)
                 e->max_time = t;
         if (t > e->wm)
                 e->wm = t;
-        release_upto(e, t);
+        release_upto(e, t, true);
 }
 
 void engine_flush(Engine *e)
@@ -918,7 +925,7 @@ void engine_flush(Engine *e)
         if (e->max_time == TIME_UNSET)
                 return;
         e->wm = e->max_time;
-        release_upto(e, e->max_time);
+        release_upto(e, e->max_time, true);
 }
 
 /* ---- setup ---- */

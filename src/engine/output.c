@@ -209,11 +209,21 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         }
         buf_puts(b, "],\"score_delta\":");
         out_num(b, delta);
-        buf_puts(b, ",\"flags\":");
-        if (shadow)
-                buf_puts(b, "[]"); /* a shadow rule sets nothing */
-        else
-                flags_json(e, b, ent, r, t);
+        /* the flags this firing set, with the expiry it gave them */
+        buf_puts(b, ",\"flags\":[");
+        for (uint32_t i = 0; !shadow && i < r->nflags; i++) {
+                if (i)
+                        buf_putc(b, ',');
+                buf_puts(b, "{\"name\":");
+                str_or_null(b, e->rs->flags[r->flags[i].flag]);
+                buf_puts(b, ",\"until\":");
+                if (r->flags[i].lifetime_ms)
+                        out_time(b, t + r->flags[i].lifetime_ms);
+                else
+                        buf_puts(b, "null");
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
         buf_puts(b, ",\"evidence\":[");
         buf_json_str(b, evidence, evlen);
         buf_puts(b, "],\"basis\":");
