@@ -19,6 +19,7 @@
 #include "include/riskd/rules.h"
 #include "include/riskd/util.h"
 #include "src/cli/ruletest.h"
+#include "src/kafka/broker.h"
 
 static void usage(FILE *f)
 {
@@ -33,6 +34,8 @@ static void usage(FILE *f)
               "  explain DIR FILE ENTERPRISE [--json]      why an enterprise has its grade\n"
               "  diff OLD_DIR NEW_DIR FILE                 back-test: what a rule change would change\n"
               "  test DIR [--verbose] [--coverage]         run the rule tests in DIR/tests/*.yaml\n"
+              "  broker [--partitions N] [--brokers N] [--config FILE]\n"
+              "                                            a local mock Kafka cluster for development and tests\n"
               "\n"
               "exit status: 0 ok, 1 errors in the rules, 2 bad arguments\n",
               f);
@@ -648,6 +651,8 @@ int main(int argc, char **argv)
                 return cmd_diff(argc - 1, argv + 1);
         if (strcmp(cmd, "test") == 0)
                 return ruletest_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "broker") == 0)
+                return broker_main(argc - 1, argv + 1);
         if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
                 usage(stdout);
                 return 0;
