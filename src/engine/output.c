@@ -94,7 +94,8 @@ static void str_or_null(Buf *b, const char *s)
                 buf_puts(b, "null");
 }
 
-static void flags_json(Engine *e, Buf *b, const Ent *ent, const Rule *only, int64_t now)
+/* The enterprise's live flags (adjustments, explain). */
+static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
 {
         buf_putc(b, '[');
         bool any = false;
@@ -102,13 +103,6 @@ static void flags_json(Engine *e, Buf *b, const Ent *ent, const Rule *only, int6
                 const FlagState *f = &ent->f[i];
                 if (f->until <= now)
                         continue;
-                if (only) { /* only the flags this rule sets */
-                        bool set = false;
-                        for (uint32_t k = 0; k < only->nflags; k++)
-                                set |= only->flags[k].flag == f->flag;
-                        if (!set)
-                                continue;
-                }
                 if (any)
                         buf_putc(b, ',');
                 any = true;
@@ -344,7 +338,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, ",\"contributions\":");
         contributions_json(e, b, ent, t, false);
         buf_puts(b, ",\"flags\":");
-        flags_json(e, b, ent, NULL, t);
+        flags_json(e, b, ent, t);
         buf_puts(b, ",\"rectify_deadline\":");
         int64_t rd = rectify_deadline(ent, t);
         if (rd != TIME_UNSET)
@@ -404,7 +398,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, "],\"contributions\":");
         contributions_json(e, b, ent, now, true);
         buf_puts(b, ",\"flags\":");
-        flags_json(e, b, ent, NULL, now);
+        flags_json(e, b, ent, now);
         buf_puts(b, ",\"last_event\":");
         if (ent->last_time != TIME_UNSET)
                 out_time(b, ent->last_time);
