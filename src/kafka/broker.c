@@ -15,9 +15,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,6 +491,10 @@ static int broker_serve(Broker *b, int sfd)
                         continue;
                 if (n <= 0) {
                         /* EOF: keep serving, as a background process would */
+                        if (len && !skipping) {
+                                line[len] = '\0';
+                                broker_command(b, line);
+                        }
                         have_stdin = false;
                         continue;
                 }

@@ -27,8 +27,10 @@ so a restarted riskd resumes from the partition record of its changelog, not
 from a committed offset; there is no compaction and each partition keeps at
 most 5 MiB, so the streams here stay small (a few thousand events).
 
-Environment: RISKD_BUILD (the meson build directory) and RISKD_SRC (the
-source tree); both default to the layout of a checkout with build/.  The
+Arguments and environment: a test's first argument may name the riskctl to
+use (meson passes the build's own); otherwise RISKD_BUILD (the meson build
+directory), and RISKD_SRC (the source tree); both default to the layout of a
+checkout with build/.  RISKD names another daemon binary to test.  The
 exit status 77 tells meson the test was skipped (riskd not built yet).
 """
 import atexit
@@ -52,6 +54,11 @@ SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("RISKD_SRC") or os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("RISKD_BUILD") or os.path.join(SRC, "build")
+# meson passes the riskctl of the build being tested (build/, build-asan/):
+# riskd and riskd-gen are taken from the same directory
+for _a in sys.argv[1:]:
+    if os.path.basename(_a) == "riskctl" and os.access(_a, os.X_OK):
+        BUILD = os.path.dirname(os.path.abspath(_a))
 RISKCTL = os.path.join(BUILD, "riskctl")
 RISKD_GEN = os.path.join(BUILD, "riskd-gen")
 RULES = os.path.join(SRC, "rules")
@@ -74,6 +81,8 @@ def log(*a):
 
 
 def riskd_path():
+    if os.environ.get("RISKD"):  # another daemon binary, e.g. an installed one
+        return os.environ["RISKD"]
     for p in (os.path.join(BUILD, "riskd"), os.path.join(BUILD, "src", "daemon", "riskd")):
         if os.access(p, os.X_OK):
             return p
@@ -265,7 +274,8 @@ class Riskd:
             f.write(f"==== start {self.starts} ====\n")
         logf = open(self.logname, "a")
         self.proc = spawn([self.path, "--config", self.config], stdin=subprocess.DEVNULL,
-                          stdout=logf, stderr=subprocess.STDOUT)
+                          stdout=logf, stderr=subprocess.STDOUT,
+                          env=dict(os.environ, RISKCTL=RISKCTL))  # for stand-in-riskd
         logf.close()
         log(f"{self.name}: started (pid {self.proc.pid})")
         return self
@@ -379,7 +389,7 @@ def produce(bootstrap, lines, topic=INPUT, keys=None, pace=None, produced=None, 
     """Produce lines (bytes) keyed by enterprise id (or keys[i]); pace:
     lines per second (None: as fast as possible).  Waits for every delivery
     report; a failed delivery fails the test."""
-    produced = produced or Produced()
+    produced = produced if produced is not None else Produced()
     p = producer(bootstrap)
 
     def dr(i, err, msg):
@@ -415,11 +425,11 @@ def produce(bootstrap, lines, topic=INPUT, keys=None, pace=None, produced=None, 
 class Feeder(threading.Thread):
     """produce() in the background, paced; join() re-raises its failure."""
 
-    def __init__(self, bootstrap, lines, pace, **kw):
+    def __init__(self, bootstrap, lines, pace, produced=None, **kw):
         super().__init__(daemon=True)
         self.args = (bootstrap, lines)
         self.kw = dict(kw, pace=pace)
-        self.produced = Produced()
+        self.produced = produced if produced is not None else Produced()
         self.exc = None
         self.stop_evt = threading.Event()
 
@@ -490,6 +500,18 @@ class Reader:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what} ({self.summary()})")
             self.poll()
         return self
+
+    def wait_for(self, exp, timeout, what):
+        """Wait until every output id of exp (Outputs) was read; on a timeout
+        the failure names the missing outputs (compare's report)."""
+        try:
+            return self.wait(lambda x: x.ids() >= exp.ids(), timeout, what)
+        except AssertionError as timed_out:
+            try:
+                compare(self.outputs(), exp, what)
+            except AssertionError as diff:
+                raise AssertionError(f"{timed_out}\n{diff}") from None
+            raise
 
     def quiesce(self, quiet=2.0, timeout=60):
         """Read until nothing new arrived for `quiet` seconds."""
@@ -620,6 +642,31 @@ def replay_lines(wd, lines, grace="0", name="all"):
     r = subprocess.run([RISKCTL, "replay", RULES, ev, "--grace", grace, "--quiet"],
                        stdout=subprocess.PIPE, check=True)
     return [json.loads(ln) for ln in r.stdout.splitlines()]
+
+
+def chunks(lines, n):
+    """lines cut into n consecutive parts."""
+    k = (len(lines) + n - 1) // n
+    return [lines[i:i + k] for i in range(0, len(lines), k)]
+
+
+def wait_pending(broker, broker_id, api, procs=(), timeout=60, left=0):
+    """Wait until at most `left` of a broker's injected errors for an API are
+    still queued, i.e. requests consumed them (`pending`, broker.h); the
+    processes in procs must stay alive meanwhile."""
+    end = deadline(timeout)
+    while True:
+        r = broker.cmd(f"pending {broker_id} {api}")
+        assert r.startswith("ok "), f"pending: {r}"
+        n = int(r.split()[1])
+        if n <= left:
+            return
+        for p in procs:
+            assert p.alive(), f"{p.name} died while {n} {api} errors were pending:\n{p.log_tail()}"
+        if time.monotonic() > end:
+            raise AssertionError(f"{n} injected {api} errors on broker {broker_id} not consumed "
+                                 f"within {timeout}s")
+        time.sleep(0.05)
 
 
 def dead_letter_reasons(reader):

@@ -65,6 +65,21 @@ def test(wd):
     b.proc.stdin.write(b"\n# a comment\n")
     b.ok("up 1")
 
+    # a broker's own errors, and `pending` seeing a request consume them:
+    # pin the transaction coordinator, push a NO_ERROR marker on its EndTxn
+    b.ok("coordinator transaction broker-marker 1")
+    b.ok("broker-errors 1 EndTxn 1 NO_ERROR:10")
+    assert b.cmd("pending 1 EndTxn") == "ok 1"
+    assert b.cmd("pending 2 EndTxn") == "ok 0"
+    for c in ["broker-errors 4 EndTxn 1 NO_ERROR", "broker-errors 1 EndTxn 1 NO_ERROR:x", "pending 1 Nope"]:
+        assert b.cmd(c).startswith("error: "), c
+    p = H.producer(b.bootstrap, **{"transactional.id": "broker-marker"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(H.INPUT, b"y", key=b"k")
+    p.commit_transaction(30)
+    assert b.cmd("pending 1 EndTxn") == "ok 0", "the commit did not consume the marker"
+
     # an injected error reaches a client: EndTxn PRODUCER_FENCED is fatal
     p = H.producer(b.bootstrap, **{"transactional.id": "broker-test", "enable.idempotence": True})
     p.init_transactions(30)

@@ -43,7 +43,7 @@ def case(wd, name, lines, transactions):
         r.start()
     feed.join()
     exp = H.replay(wd, feed.produced.by_partition())
-    rd.wait(lambda x: x.ids() >= exp.ids(), 180, f"{name}: every expected output after the restarts")
+    rd.wait_for(exp, 180, f"{name}: every expected output after the restarts")
     rd.quiesce(2)
     H.compare(rd.outputs(), exp, name)
     dl = H.dead_letter_reasons(rd)

@@ -56,11 +56,11 @@ def case(wd, name, lines):
     rd = H.Reader(b.bootstrap)
     # riskd starts from the beginning: the first half's outputs appear
     first = H.replay(wd, produced.by_partition())
-    rd.wait(lambda x: x.ids() >= first.ids(), 120, f"{name}: the outputs of the first half")
+    rd.wait_for(first, 120, f"{name}: the outputs of the first half")
     H.produce(b.bootstrap, lines[half:], produced=produced)
     exp = H.replay(wd, produced.by_partition())
     assert exp.count_ids() > 0, "the reference has no outputs"
-    rd.wait(lambda x: x.ids() >= exp.ids(), 120, f"{name}: every expected output")
+    rd.wait_for(exp, 120, f"{name}: every expected output")
     rd.quiesce(2)
     H.compare(rd.outputs(), exp, name)
 

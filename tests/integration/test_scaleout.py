@@ -40,7 +40,7 @@ def test(wd):
     H.log(f"member1 killed after {rd.count()} outputs, {len(feed.produced)} events produced")
     feed.join()
     exp = H.replay(wd, feed.produced.by_partition())
-    rd.wait(lambda x: x.ids() >= exp.ids(), 180, "every expected output from the two survivors")
+    rd.wait_for(exp, 180, "every expected output from the two survivors")
     rd.quiesce(2)
     H.compare(rd.outputs(), exp, "scale-out")
     dl = H.dead_letter_reasons(rd)

@@ -1,0 +1,81 @@
+/*
+ * The daemon's configuration (/etc/riskd/riskd.yaml): every setting is one
+ * row of the table in config.c (name, type, default, bounds, doc), the one
+ * place that knows them; systemd/riskd.yaml is the commented example.
+ *
+ * Loading collects every problem as a diagnostic with file:line:col, the
+ * source line and a suggestion, like the rule compiler, and goes on after
+ * an error.  Values of secret kafka: properties (names containing
+ * "password", "secret", "sasl" or "ssl.key") never appear in a diagnostic,
+ * a log line or config_describe().
+ */
+#ifndef RISKD_DAEMON_CONFIG_H
+#define RISKD_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "include/riskd/diag.h"
+#include "include/riskd/engine.h"
+#include "include/riskd/util.h"
+
+/* One kafka: entry, passed as-is to librdkafka for both clients. */
+typedef struct ConfigKafkaProp {
+        char *name;
+        char *value;
+} ConfigKafkaProp;
+
+typedef struct Config {
+        char *path;
+
+        char *brokers;
+        char *group_id;
+        char **input_topics;
+        uint32_t ninput_topics;
+        struct {
+                char *alerts, *shadow, *adjustments, *dead_letters, *changelog;
+        } topics;
+        char *rules;
+        bool transactions;
+        char *transactional_id;
+        int64_t commit_interval_ms;
+        uint64_t batch_max;
+        int64_t grace_ms;
+        struct {
+                uint64_t max_enterprises, recent_ids, max_window_rows, max_keys, max_held, max_event_bytes;
+        } limits;
+        int64_t shutdown_timeout_ms;
+        char *http_listen;
+        int log_level;           /* syslog priority: 3 err .. 7 debug */
+        ConfigKafkaProp *kafka;
+        uint32_t nkafka;
+
+        Arena arena;             /* owns every string above */
+} Config;
+
+/* Checks one kafka: property the way librdkafka will take it: 0, or < 0
+ * with *ret_msg set (malloc'd; it must not quote the value of a secret):
+ * -ENOENT for an unknown property, -EINVAL for a bad value. */
+typedef int (*ConfigKafkaCheckFn)(const char *name, const char *value, char **ret_msg);
+
+/*
+ * Load path.  Returns 0 with *ret set; 1 when there were errors (all in dl,
+ * *ret untouched); < 0 (negative errno) when the file cannot be read.
+ * check (may be NULL) validates each kafka: property.
+ */
+int config_load(const char *path, ConfigKafkaCheckFn check, DiagList *dl, Config **ret);
+/* The defaults alone (what an empty file gives, without the brokers check). */
+Config *config_new_default(void);
+Config *config_free(Config *c);
+
+/* The engine limits and grace of c. */
+void config_engine(const Config *c, EngineConfig *ret);
+
+/* Whether a kafka: property holds a secret (never logged). */
+bool config_kafka_secret(const char *name);
+
+/* One line per setting, "name = value" (secrets shown as "(secret)"): the
+ * effective configuration, for --check-config and the debug log. */
+void config_describe(const Config *c, Buf *out);
+
+#endif

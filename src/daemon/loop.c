@@ -1,0 +1,1231 @@
+/*
+ * The daemon's main loop (loop.h), the recipe of kafka.md §5 for
+ * librdkafka 2.0.2:
+ *
+ *   assign     the eager rebalance callback assigns and at once pauses the
+ *              partitions; each input partition number p gets a Part with
+ *              a fresh Engine, restored from changelog partition p (all
+ *              records, in log order, up to the end at the start) while the
+ *              main loop keeps polling the group consumer; then each input
+ *              is sought to the offset the state reflects (the changelog's
+ *              partition record; none: the committed offset, or the
+ *              beginning) and resumed;
+ *   batch      the first event after a commit begins a batch (and a
+ *              transaction); every event goes to engine_push of its
+ *              partition's Engine, whose outputs are produced at once
+ *              (alerts, shadow alerts, adjustments keyed by enterprise,
+ *              dead letters with the original bytes and key and riskd.*
+ *              headers);
+ *   commit     after batch_max events or commit_interval: the outputs
+ *              flushed (delivered before the state that reflects them),
+ *              each touched Engine's changelog records (explicit
+ *              partition = the input partition), the positions of every assigned input, then
+ *              commit_transaction; the Engines drop their undo;
+ *   abort      an abortable error: abort_transaction, every Engine of the
+ *              batch rolls back, every input is sought back to where the
+ *              batch began (the loop's own record: the mock cluster
+ *              discards transactional offset commits, so rd_kafka_committed
+ *              cannot be trusted); retriable errors are retried; fatal ones
+ *              (fenced) end the loop with exit status 1;
+ *   revoke     the open batch is committed (aborted when the assignment was
+ *              lost), the Parts freed.
+ *
+ * With transactions off the producer is idempotent and a batch ends with:
+ * outputs delivered, then the enterprises' changelog records, then the
+ * partition records (the resume offsets), then a plain offset commit; a
+ * crash anywhere repeats work whose outputs carry the same ids
+ * (effectively-once).
+ *
+ * Invariants: a message is processed only for a Part in PART_ACTIVE whose
+ * input is assigned, and only when its offset is at or past the input's
+ * position (a message left over from before a seek is dropped); every
+ * message polled is destroyed in the same iteration; every Engine touched
+ * in a batch is committed or rolled back when the batch ends.
+ *
+ * With several input topics, partition p of each is one Part (one Engine:
+ * the topics are co-partitioned by enterprise id); the Engine's partition
+ * record carries the first topic's offset and an extra record
+ * (OFFSETS_KEY) carries every topic's.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "include/riskd/engine.h"
+#include "include/riskd/util.h"
+#include "src/daemon/log.h"
+#include "src/daemon/loop.h"
+#include "src/kafka/kafka.h"
+
+volatile sig_atomic_t daemon_stop;
+volatile sig_atomic_t daemon_hup;
+
+/* The daemon's own changelog record with every input topic's offset
+ * (only with several input topics): "topic offset\n" per topic. */
+#define OFFSETS_KEY "\x01riskd.offsets"
+/* transactional calls retried this many times on retriable errors */
+#define TXN_RETRIES 10
+
+typedef struct Input {
+        bool assigned;
+        int64_t pos;             /* next offset to apply (last applied + 1); -1 unknown */
+        int64_t batch_pos;       /* pos when the batch began: an abort rewinds there; -1 unknown */
+} Input;
+
+typedef enum PartState {
+        PART_RESTORE_WAIT,       /* paused; the restore has not started (or waits to retry) */
+        PART_RESTORING,          /* paused; reading the changelog */
+        PART_ACTIVE,
+} PartState;
+
+typedef struct Part {
+        int32_t id;              /* the partition number: input and changelog */
+        PartState state;
+        Engine *e;
+        Input *in;               /* [cfg->ninput_topics] */
+        bool in_batch;           /* engine_batch_begin called in the open batch */
+        /* restore */
+        int64_t rs_end;
+        int64_t rs_t0, rs_retry_at;
+        uint64_t rs_records, rs_bad;
+        int64_t *rs_offsets;     /* [ninput_topics] from OFFSETS_KEY; -1 none */
+} Part;
+
+/* A changelog record held back (transactions off: partition records go
+ * last, once the enterprises' records are delivered). */
+typedef struct Deferred {
+        int32_t partition;
+        char *key, *val;
+        size_t klen, vlen;
+} Deferred;
+
+typedef struct LoopStats {
+        uint64_t events, skipped, discarded;
+        uint64_t alerts, shadow, adjustments, deadletters;
+        uint64_t batches, aborts, restores;
+} LoopStats;
+
+struct Loop {
+        const Config *cfg;
+        RuleSet *rs;
+        EngineConfig ecfg;
+        KafkaProp *props;
+        KafkaSettings ks;
+        rd_kafka_t *consumer, *producer;
+        ChangelogReader *reader;
+        int32_t changelog_partitions;   /* -1: not known yet */
+
+        Part **parts;            /* by partition number; NULL: not assigned */
+        uint32_t nparts;
+        uint32_t nrestoring;     /* Parts not yet PART_ACTIVE */
+
+        /* the open batch */
+        bool batch_open, txn_open, batch_failed;
+        uint64_t batch_events;
+        int64_t batch_t0;
+        uint64_t delivery_errors;       /* since the batch began */
+        Deferred *deferred;
+        uint32_t ndeferred, cdeferred;
+        bool defer_meta;
+        Part *cl_part;           /* whose changelog records are being produced */
+
+        const rd_kafka_message_t *cur;  /* the message being pushed */
+
+        bool fatal;
+        LoopStats st, st_last;
+        LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce;
+        int64_t next_tick, next_stats;
+};
+
+static void fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fatal(Loop *l, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_err("%s; exiting (a restart restores the committed state)", msg);
+        l->fatal = true;
+}
+
+static uint32_t ninputs(const Loop *l)
+{
+        return l->cfg->ninput_topics;
+}
+
+static uint32_t topic_index(const Loop *l, const char *name)
+{
+        for (uint32_t i = 0; i < ninputs(l); i++)
+                if (strcmp(l->cfg->input_topics[i], name) == 0)
+                        return i;
+        return UINT32_MAX;
+}
+
+static Part *part_find(const Loop *l, int32_t p)
+{
+        return p >= 0 && (uint32_t)p < l->nparts ? l->parts[p] : NULL;
+}
+
+/* The text of a key or an enterprise id for a log line: printable, short. */
+static const char *printable(const void *s, size_t n, char *buf, size_t size)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < n && k + 4 < size; i++) {
+                unsigned char c = ((const unsigned char *)s)[i];
+                buf[k++] = c >= 0x20 && c != 0x7f ? (char)c : '?';
+        }
+        if (n && k + 4 >= size)
+                memcpy(buf + k - 3, "...", 3);
+        buf[k] = 0;
+        return buf;
+}
+
+/* ---- producing ---- */
+
+/* Produces one record (the bytes are copied; hdrs are taken on success and
+ * destroyed on failure).  Queue full: serves delivery reports until there
+ * is room.  Other errors fail the batch (or the daemon), except a record
+ * too large, which the caller handles. */
+static rd_kafka_resp_err_t produce(Loop *l, const char *topic, int32_t partition, const void *key, size_t klen,
+                                   const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+{
+        rd_kafka_resp_err_t err;
+        for (;;) {
+                err = rd_kafka_producev(l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                        RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                                        RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || l->fatal)
+                        break;
+                rd_kafka_poll(l->producer, 50);
+        }
+        if (!err)
+                return 0; /* hdrs now owned by the message */
+        if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char *why = kafka_fatal_error(l->producer);
+                fatal(l, "producer: %s", why ? why : rd_kafka_err2str(err));
+                free(why);
+        } else if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                l->batch_failed = true;
+                if (log_limit_pass(&l->ll_produce, LOG_PRIO_WARNING, "produce errors"))
+                        log_warning("cannot produce to %s: %s; the batch will be rolled back and retried", topic,
+                                    rd_kafka_err2str(err));
+        }
+        return err;
+}
+
+static rd_kafka_headers_t *deadletter_headers(const OutMeta *m, const char *detail)
+{
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        char num[32];
+        rd_kafka_header_add(h, "riskd.reason", -1, m->reason ? m->reason : "unknown", -1);
+        rd_kafka_header_add(h, "riskd.detail", -1, detail ? detail : "", -1);
+        if (m->source) {
+                rd_kafka_header_add(h, "riskd.source.topic", -1, m->source->topic ? m->source->topic : "", -1);
+                snprintf(num, sizeof(num), "%" PRId32, m->source->partition);
+                rd_kafka_header_add(h, "riskd.source.partition", -1, num, -1);
+                snprintf(num, sizeof(num), "%" PRId64, m->source->offset);
+                rd_kafka_header_add(h, "riskd.source.offset", -1, num, -1);
+        }
+        return h;
+}
+
+/* The original bytes, the original key, the reason in headers. */
+static void emit_deadletter(Loop *l, const char *data, size_t len, const OutMeta *m)
+{
+        const SourcePos *src = m->source;
+        const void *key = m->enterprise;
+        size_t klen = m->enterprise ? m->enterprise_len : 0;
+        const rd_kafka_message_t *cur = l->cur;
+        if (cur && src && src->partition == cur->partition && src->offset == cur->offset &&
+            (!src->topic || strcmp(src->topic, rd_kafka_topic_name(cur->rkt)) == 0)) {
+                key = cur->key; /* the message's own key, byte for byte */
+                klen = cur->key_len;
+        }
+        const char *topic = l->cfg->topics.dead_letters;
+        rd_kafka_resp_err_t err = produce(l, topic, RD_KAFKA_PARTITION_UA, key, klen, data, len,
+                                          deadletter_headers(m, m->detail));
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                /* the reason still travels; the bytes stay in the input topic */
+                char *detail = xasprintf("%s; the original (%zu bytes) is too large for %s: read it at the source "
+                                         "offset",
+                                         m->detail ? m->detail : "", len, topic);
+                err = produce(l, topic, RD_KAFKA_PARTITION_UA, key, klen, NULL, 0, deadletter_headers(m, detail));
+                free(detail);
+        }
+        l->st.deadletters++;
+        if (log_limit_pass(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters")) {
+                char kb[80];
+                log_warning("dead letter: %s: %s (%s[%d] offset %lld, key %s)%s", m->reason ? m->reason : "?",
+                            m->detail ? m->detail : "", src && src->topic ? src->topic : "?",
+                            src ? src->partition : -1, src ? (long long)src->offset : -1LL,
+                            key ? printable(key, klen, kb, sizeof(kb)) : "(none)",
+                            err ? " - NOT written to the dead-letter topic" : "");
+        }
+}
+
+/* The Engine's sink: every output is produced at once, inside the batch. */
+static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
+{
+        Loop *l = ud;
+        const char *topic;
+        switch (kind) {
+        case OUT_ALERT:
+                topic = l->cfg->topics.alerts;
+                l->st.alerts++;
+                break;
+        case OUT_SHADOW:
+                topic = l->cfg->topics.shadow;
+                l->st.shadow++;
+                break;
+        case OUT_ADJUSTMENT:
+                topic = l->cfg->topics.adjustments;
+                l->st.adjustments++;
+                break;
+        case OUT_DEADLETTER:
+                emit_deadletter(l, data, len, m);
+                return;
+        default:
+                return;
+        }
+        rd_kafka_resp_err_t err =
+                produce(l, topic, RD_KAFKA_PARTITION_UA, m->enterprise, m->enterprise ? m->enterprise_len : 0, data,
+                        len, NULL);
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && log_limit_pass(&l->ll_produce, LOG_PRIO_ERR, "produce errors"))
+                log_err("an output of %zu bytes is too large for %s and was not written: %.200s", len, topic, data);
+}
+
+/* engine_batch_changes' sink: to the changelog partition of l->cl_part. */
+static void changelog_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        Loop *l = ud;
+        int32_t p = l->cl_part->id;
+        if (l->defer_meta && klen && key[0] == '\x01') {
+                Deferred *d = &VEC_PUSH(l->deferred, l->ndeferred, l->cdeferred);
+                d->partition = p;
+                d->key = xstrndup(key, klen);
+                d->klen = klen;
+                d->val = xmalloc(vlen ? vlen : 1);
+                memcpy(d->val, val, vlen);
+                d->vlen = vlen;
+                return;
+        }
+        /* an empty value is a tombstone: a null value, for compaction */
+        rd_kafka_resp_err_t err = produce(l, l->cfg->topics.changelog, p, key, klen, vlen ? val : NULL, vlen, NULL);
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                /* the state of this enterprise cannot be saved: better stop than lose it */
+                fatal(l, "a changelog record of %zu bytes is too large for %s (raise its max.message.bytes and "
+                      "the producer's message.max.bytes)", vlen, l->cfg->topics.changelog);
+        }
+}
+
+static void deferred_clear(Loop *l)
+{
+        for (uint32_t i = 0; i < l->ndeferred; i++) {
+                free(l->deferred[i].key);
+                free(l->deferred[i].val);
+        }
+        l->ndeferred = 0;
+}
+
+/* Every touched Engine's records; with several input topics, the offsets
+ * record after each Engine's. */
+static void batch_changes(Loop *l)
+{
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || !pt->in_batch)
+                        continue;
+                l->cl_part = pt;
+                engine_batch_changes(pt->e, pt->in[0].pos, changelog_record, l);
+                if (ninputs(l) > 1) {
+                        Buf b = {0};
+                        for (uint32_t i = 0; i < ninputs(l); i++)
+                                buf_printf(&b, "%s %lld\n", l->cfg->input_topics[i], (long long)pt->in[i].pos);
+                        changelog_record(l, OFFSETS_KEY, strlen(OFFSETS_KEY), b.p, b.len);
+                        buf_free(&b);
+                }
+        }
+        l->cl_part = NULL;
+}
+
+/* The position of every assigned input of an active Part. */
+static rd_kafka_topic_partition_list_t *positions(Loop *l)
+{
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || pt->state != PART_ACTIVE)
+                        continue;
+                for (uint32_t i = 0; i < ninputs(l); i++)
+                        if (pt->in[i].assigned && pt->in[i].pos >= 0)
+                                rd_kafka_topic_partition_list_add(list, l->cfg->input_topics[i], pt->id)->offset =
+                                        pt->in[i].pos;
+        }
+        return list;
+}
+
+/* ---- batches ---- */
+
+static bool batch_begin(Loop *l)
+{
+        if (l->cfg->transactions && !l->txn_open) {
+                char *msg = NULL;
+                KafkaTxnStatus st = kafka_txn_status(rd_kafka_begin_transaction(l->producer), &msg);
+                if (st != KAFKA_TXN_OK) {
+                        fatal(l, "begin_transaction: %s (%s)", msg, kafka_txn_status_name(st));
+                        free(msg);
+                        return false;
+                }
+                l->txn_open = true;
+        }
+        l->batch_open = true;
+        l->batch_failed = false;
+        l->batch_events = 0;
+        l->batch_t0 = log_now_ms();
+        l->delivery_errors = 0;
+        return true;
+}
+
+static void txn_abort(Loop *l)
+{
+        for (int attempt = 1;; attempt++) {
+                char *msg = NULL;
+                KafkaTxnStatus st = kafka_txn_status(rd_kafka_abort_transaction(l->producer, -1), &msg);
+                if (st == KAFKA_TXN_OK) {
+                        l->txn_open = false;
+                        break;
+                }
+                if (st != KAFKA_TXN_FATAL && attempt < TXN_RETRIES && !daemon_stop) {
+                        log_warning("abort_transaction: %s (%s); retrying", msg, kafka_txn_status_name(st));
+                        free(msg);
+                        continue;
+                }
+                fatal(l, "abort_transaction: %s (%s)", msg, kafka_txn_status_name(st));
+                free(msg);
+                break;
+        }
+        /* serve the purged messages' reports */
+        rd_kafka_poll(l->producer, 0);
+}
+
+/* Waits until every record produced so far is delivered or failed. */
+static void flush_all(Loop *l)
+{
+        while (rd_kafka_outq_len(l->producer) > 0 && !l->fatal)
+                rd_kafka_flush(l->producer, 500);
+}
+
+/* Offsets and commit in the open transaction.  true: committed. */
+static bool txn_commit(Loop *l, bool must_abort)
+{
+        char *msg = NULL;
+        KafkaTxnStatus st = KAFKA_TXN_OK;
+        const char *what = "";
+        if (must_abort || l->batch_failed) {
+                st = KAFKA_TXN_ABORT;
+                msg = xstrdup(must_abort ? "the assignment was lost" : "a record could not be produced");
+        }
+        if (st == KAFKA_TXN_OK) {
+                /* The outputs reach their partitions before the state that
+                 * reflects them: a reader that sees uncommitted records (the
+                 * mock cluster, which writes no markers; a read_uncommitted
+                 * tool) never finds a changelog record whose outputs are
+                 * missing.  On a real cluster the transaction alone makes
+                 * both visible together; this costs one round trip a batch. */
+                flush_all(l);
+                if (l->fatal)
+                        return false;
+                if (l->delivery_errors) {
+                        st = KAFKA_TXN_ABORT;
+                        msg = xstrdup("an output was not delivered");
+                }
+        }
+        if (st == KAFKA_TXN_OK) {
+                batch_changes(l);
+                if (l->fatal)
+                        return false;
+                if (l->batch_failed) {
+                        st = KAFKA_TXN_ABORT;
+                        msg = xstrdup("a changelog record could not be produced");
+                }
+        }
+        if (st == KAFKA_TXN_OK) {
+                rd_kafka_topic_partition_list_t *offsets = positions(l);
+                if (offsets->cnt) {
+                        /* fresh: it carries the group generation (KIP-447 fencing) */
+                        rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
+                        what = "send_offsets_to_transaction";
+                        for (int attempt = 1;; attempt++) {
+                                /* retriable, not resumable: the same offsets and metadata again */
+                                st = kafka_txn_status(
+                                        rd_kafka_send_offsets_to_transaction(l->producer, offsets, cgmd, -1), &msg);
+                                if (st != KAFKA_TXN_RETRY || attempt >= TXN_RETRIES || daemon_stop)
+                                        break;
+                                log_warning("%s: %s; retrying", what, msg);
+                                free(msg);
+                                msg = NULL;
+                        }
+                        rd_kafka_consumer_group_metadata_destroy(cgmd);
+                }
+                rd_kafka_topic_partition_list_destroy(offsets);
+        }
+        if (st == KAFKA_TXN_OK) {
+                what = "commit_transaction";
+                for (int attempt = 1;; attempt++) {
+                        st = kafka_txn_status(rd_kafka_commit_transaction(l->producer, -1), &msg);
+                        if (st != KAFKA_TXN_RETRY || attempt >= TXN_RETRIES || daemon_stop)
+                                break;
+                        log_warning("%s: %s; retrying", what, msg);
+                        free(msg);
+                        msg = NULL;
+                }
+        }
+        if (st == KAFKA_TXN_RETRY) /* still failing: give the batch up and redo it */
+                st = KAFKA_TXN_ABORT;
+        switch (st) {
+        case KAFKA_TXN_OK:
+                l->txn_open = false;
+                return true;
+        case KAFKA_TXN_ABORT:
+                log_warning("transaction aborted%s%s: %s; rolling back and re-reading the batch", *what ? " at " : "",
+                            what, msg);
+                free(msg);
+                txn_abort(l);
+                return false;
+        default:
+                fatal(l, "%s: %s (%s)", *what ? what : "transaction", msg, kafka_txn_status_name(st));
+                free(msg);
+                return false;
+        }
+}
+
+/* Transactions off: outputs, then state, then resume offsets, each
+ * delivered before the next is written.  true: committed. */
+static bool idem_commit(Loop *l)
+{
+        const char *stage = "outputs";
+        if (l->batch_failed)
+                goto failed;
+        flush_all(l);
+        if (l->fatal || l->delivery_errors)
+                goto failed;
+        stage = "changelog";
+        l->defer_meta = true;
+        batch_changes(l);
+        l->defer_meta = false;
+        if (l->fatal || l->batch_failed)
+                goto failed;
+        flush_all(l);
+        if (l->fatal || l->delivery_errors)
+                goto failed;
+        stage = "partition records";
+        for (uint32_t i = 0; i < l->ndeferred && !l->batch_failed && !l->fatal; i++) {
+                Deferred *d = &l->deferred[i];
+                produce(l, l->cfg->topics.changelog, d->partition, d->key, d->klen, d->val, d->vlen, NULL);
+        }
+        flush_all(l);
+        if (l->fatal || l->delivery_errors || l->batch_failed)
+                goto failed;
+        deferred_clear(l);
+
+        /* the group's offsets: for monitoring and lag; a restore resumes from
+         * the partition records */
+        rd_kafka_topic_partition_list_t *offsets = positions(l);
+        if (offsets->cnt) {
+                rd_kafka_resp_err_t err = rd_kafka_commit(l->consumer, offsets, 0);
+                if (err && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
+                        log_warning("offset commit: %s (the changelog has the resume offsets)", rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(offsets);
+        return true;
+failed:
+        deferred_clear(l);
+        if (!l->fatal)
+                log_warning("batch not committed: %s %s; rolling back and re-reading the batch", stage,
+                            l->delivery_errors ? "not delivered" : "not produced");
+        return false;
+}
+
+/* Seeks every input back to where the batch began. */
+static void rewind_inputs(Loop *l)
+{
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || pt->state != PART_ACTIVE)
+                        continue;
+                for (uint32_t i = 0; i < ninputs(l); i++) {
+                        Input *in = &pt->in[i];
+                        if (!in->assigned || in->batch_pos < 0 || in->pos == in->batch_pos)
+                                continue;
+                        rd_kafka_topic_partition_list_add(list, l->cfg->input_topics[i], pt->id)->offset =
+                                in->batch_pos;
+                        in->pos = in->batch_pos;
+                }
+        }
+        if (list->cnt) {
+                rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, list, 10000);
+                if (error) {
+                        fatal(l, "cannot rewind the input: %s", rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                } else
+                        for (int i = 0; i < list->cnt; i++)
+                                if (list->elems[i].err) {
+                                        fatal(l, "cannot rewind %s[%d] to offset %lld: %s", list->elems[i].topic,
+                                              list->elems[i].partition, (long long)list->elems[i].offset,
+                                              rd_kafka_err2str(list->elems[i].err));
+                                        break;
+                                }
+                if (!l->fatal)
+                        log_info("rewound %d input partition(s) to the start of the aborted batch", list->cnt);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+}
+
+typedef enum BatchEnd {
+        BATCH_COMMIT,            /* commit; on an abortable error roll back and rewind */
+        BATCH_COMMIT_NO_REWIND,  /* the same, the partitions are going away */
+        BATCH_ABORT,             /* the assignment was lost: roll back */
+} BatchEnd;
+
+/* Ends the open batch.  true: committed. */
+static bool batch_end(Loop *l, BatchEnd how)
+{
+        if (!l->batch_open)
+                return true;
+        bool committed = false;
+        if (!l->fatal) {
+                if (l->cfg->transactions)
+                        committed = txn_commit(l, how == BATCH_ABORT);
+                else if (how != BATCH_ABORT)
+                        committed = idem_commit(l);
+        }
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt)
+                        continue;
+                if (pt->in_batch) {
+                        if (committed)
+                                engine_batch_commit(pt->e);
+                        else
+                                engine_batch_abort(pt->e); /* back to where batch_begin found it */
+                        pt->in_batch = false;
+                }
+                if (committed)
+                        for (uint32_t i = 0; i < ninputs(l); i++)
+                                pt->in[i].batch_pos = pt->in[i].pos;
+        }
+        if (committed) {
+                l->st.batches++;
+                log_debug("batch committed: %llu events in %lld ms", (unsigned long long)l->batch_events,
+                          (long long)(log_now_ms() - l->batch_t0));
+        } else if (!l->fatal) {
+                l->st.aborts++;
+                if (how == BATCH_COMMIT)
+                        rewind_inputs(l);
+        }
+        l->batch_open = false;
+        l->batch_failed = false;
+        l->batch_events = 0;
+        return committed;
+}
+
+/* ---- restore ---- */
+
+static void part_free(Loop *l, Part *pt)
+{
+        if (pt->state != PART_ACTIVE)
+                l->nrestoring--;
+        if (pt->state == PART_RESTORING)
+                changelog_reader_stop(l->reader, pt->id);
+        engine_free(pt->e);
+        free(pt->in);
+        free(pt->rs_offsets);
+        l->parts[pt->id] = NULL;
+        free(pt);
+}
+
+static Part *part_new(Loop *l, int32_t p)
+{
+        Engine *e = NULL;
+        int r = engine_new(&e, l->rs, &l->ecfg, loop_emit, l);
+        if (r < 0) {
+                fatal(l, "cannot create the engine of partition %d: %s", p, strerror(-r));
+                return NULL;
+        }
+        if ((uint32_t)p >= l->nparts) {
+                uint32_t n = (uint32_t)p + 1;
+                l->parts = xrealloc(l->parts, n * sizeof(Part *));
+                memset(l->parts + l->nparts, 0, (n - l->nparts) * sizeof(Part *));
+                l->nparts = n;
+        }
+        Part *pt = xcalloc(1, sizeof(*pt));
+        pt->id = p;
+        pt->state = PART_RESTORE_WAIT;
+        pt->e = e;
+        pt->in = xcalloc(ninputs(l), sizeof(Input));
+        pt->rs_offsets = xmalloc(ninputs(l) * sizeof(int64_t));
+        for (uint32_t i = 0; i < ninputs(l); i++) {
+                pt->in[i].pos = pt->in[i].batch_pos = -1;
+                pt->rs_offsets[i] = -1;
+        }
+        pt->rs_t0 = log_now_ms();
+        l->parts[p] = pt;
+        l->nrestoring++;
+        return pt;
+}
+
+static void restore_done(Loop *l, Part *pt, int64_t position)
+{
+        int64_t resume = engine_restore_finish(pt->e);
+        rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(4);
+        rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(4);
+        Buf at = {0};
+        for (uint32_t i = 0; i < ninputs(l); i++) {
+                Input *in = &pt->in[i];
+                if (!in->assigned)
+                        continue;
+                int64_t r = ninputs(l) > 1 && pt->rs_offsets[i] >= 0 ? pt->rs_offsets[i] : i == 0 ? resume : -1;
+                rd_kafka_topic_partition_list_add(all, l->cfg->input_topics[i], pt->id);
+                in->pos = in->batch_pos = r;
+                if (r >= 0) {
+                        rd_kafka_topic_partition_list_add(seek, l->cfg->input_topics[i], pt->id)->offset = r;
+                        buf_printf(&at, "%s%s offset %lld", at.len ? ", " : "", l->cfg->input_topics[i], (long long)r);
+                } else
+                        buf_printf(&at, "%s%s at the committed offset (no partition record)", at.len ? ", " : "",
+                                   l->cfg->input_topics[i]);
+        }
+        if (seek->cnt) {
+                rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, seek, 10000);
+                if (error) {
+                        fatal(l, "partition %d: cannot seek to the restored offset: %s", pt->id,
+                              rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                } else
+                        for (int i = 0; i < seek->cnt; i++)
+                                if (seek->elems[i].err)
+                                        fatal(l, "partition %d: cannot seek %s to offset %lld: %s", pt->id,
+                                              seek->elems[i].topic, (long long)seek->elems[i].offset,
+                                              rd_kafka_err2str(seek->elems[i].err));
+        }
+        if (!l->fatal) {
+                rd_kafka_resp_err_t err = rd_kafka_resume_partitions(l->consumer, all);
+                if (err)
+                        fatal(l, "partition %d: cannot resume: %s", pt->id, rd_kafka_err2str(err));
+        }
+        pt->state = PART_ACTIVE;
+        l->nrestoring--;
+        l->st.restores++;
+        log_notice("partition %d restored: %llu changelog records (%llu skipped, up to offset %lld), %u enterprises, "
+                   "in %lld ms; resuming %s",
+                   pt->id, (unsigned long long)pt->rs_records, (unsigned long long)pt->rs_bad, (long long)position,
+                   engine_enterprises(pt->e), (long long)(log_now_ms() - pt->rs_t0), at.p ? at.p : "(nothing assigned)");
+        buf_free(&at);
+        rd_kafka_topic_partition_list_destroy(seek);
+        rd_kafka_topic_partition_list_destroy(all);
+}
+
+static void restore_offsets(Loop *l, Part *pt, const char *v, size_t n)
+{
+        char *text = xstrndup(v, n);
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *sp = strrchr(line, ' ');
+                if (!sp)
+                        continue;
+                *sp = 0;
+                uint32_t i = topic_index(l, line);
+                if (i != UINT32_MAX)
+                        pt->rs_offsets[i] = strtoll(sp + 1, NULL, 10);
+        }
+        free(text);
+}
+
+static void restore_record(void *ud, int32_t p, int64_t offset, const void *key, size_t klen, const void *val,
+                           size_t vlen)
+{
+        Loop *l = ud;
+        Part *pt = part_find(l, p);
+        if (!pt || pt->state != PART_RESTORING)
+                return;
+        pt->rs_records++;
+        int r = -EINVAL;
+        if (key && klen == strlen(OFFSETS_KEY) && memcmp(key, OFFSETS_KEY, klen) == 0) {
+                restore_offsets(l, pt, val, vlen);
+                return;
+        }
+        if (key)
+                r = engine_restore_record(pt->e, key, klen, val ? val : "", val ? vlen : 0);
+        if (r < 0) {
+                pt->rs_bad++;
+                if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "changelog records skipped")) {
+                        char kb[80];
+                        log_warning("changelog %s[%d] offset %lld, key %s: skipped (%s)", l->cfg->topics.changelog, p,
+                                    (long long)offset, key ? printable(key, klen, kb, sizeof(kb)) : "(none)",
+                                    r == -ENOSPC ? "limits.max_enterprises reached" : "does not decode");
+                }
+        }
+}
+
+static void restore_done_cb(void *ud, int32_t p, int64_t position)
+{
+        Loop *l = ud;
+        Part *pt = part_find(l, p);
+        if (pt && pt->state == PART_RESTORING)
+                restore_done(l, pt, position);
+}
+
+static void restore_error(void *ud, int32_t p, const char *msg)
+{
+        Loop *l = ud;
+        if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "changelog read errors"))
+                log_warning("reading %s[%d]: %s", l->cfg->topics.changelog, p, msg);
+}
+
+static void restore_start(Loop *l, Part *pt)
+{
+        int64_t now = log_now_ms();
+        char *msg = NULL;
+        if (l->changelog_partitions <= pt->id) { /* not known yet, or grown */
+                int32_t n = 0;
+                int r = changelog_reader_partitions(l->reader, 5000, &n, &msg);
+                if (r == -ENOENT) {
+                        fatal(l, "%s (create it, compacted, with as many partitions as the input topics)", msg);
+                        free(msg);
+                        return;
+                }
+                if (r < 0) {
+                        if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "restore retries"))
+                                log_warning("partition %d: restore waits: %s", pt->id, msg);
+                        free(msg);
+                        pt->rs_retry_at = now + 1000;
+                        return;
+                }
+                l->changelog_partitions = n;
+                if (n <= pt->id) {
+                        fatal(l, "changelog topic %s has %d partitions: input partition %d has none (give it as many "
+                              "partitions as the input topics)",
+                              l->cfg->topics.changelog, n, pt->id);
+                        return;
+                }
+        }
+        int64_t end = -1;
+        int r = changelog_reader_start(l->reader, pt->id, 5000, &end, &msg);
+        if (r < 0) {
+                if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "restore retries"))
+                        log_warning("partition %d: restore waits: %s", pt->id, msg);
+                free(msg);
+                pt->rs_retry_at = now + 1000;
+                return;
+        }
+        pt->rs_end = end;
+        if (r == 1) {
+                restore_done(l, pt, end);
+                return;
+        }
+        log_info("partition %d: restoring from %s[%d] up to offset %lld", pt->id, l->cfg->topics.changelog, pt->id,
+                 (long long)end);
+        pt->state = PART_RESTORING;
+}
+
+/* One slice of the restores; returns whether it waited for records. */
+static bool restore_poll(Loop *l)
+{
+        int64_t now = log_now_ms();
+        bool reading = false;
+        for (uint32_t p = 0; p < l->nparts && !l->fatal; p++) {
+                Part *pt = l->parts[p];
+                if (pt && pt->state == PART_RESTORE_WAIT && pt->rs_retry_at <= now)
+                        restore_start(l, pt);
+                if (pt && l->parts[p] == pt && pt->state == PART_RESTORING)
+                        reading = true;
+        }
+        if (!reading || l->fatal)
+                return false;
+        ChangelogSink sink = {.ud = l, .record = restore_record, .done = restore_done_cb, .error = restore_error};
+        changelog_reader_poll(l->reader, 100, &sink);
+        return true;
+}
+
+/* ---- the group ---- */
+
+static void describe_parts(const rd_kafka_topic_partition_list_t *parts, Buf *b)
+{
+        for (int i = 0; i < parts->cnt; i++) {
+                const char *t = parts->elems[i].topic;
+                if (i == 0 || strcmp(t, parts->elems[i - 1].topic) != 0)
+                        buf_printf(b, "%s%s[", i ? "] " : "", t);
+                else
+                        buf_putc(b, ',');
+                buf_printf(b, "%d", parts->elems[i].partition);
+        }
+        if (parts->cnt)
+                buf_putc(b, ']');
+        else
+                buf_puts(b, "(none)");
+}
+
+static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
+{
+        rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+        if (err) {
+                fatal(l, "assign: %s", rd_kafka_err2str(err));
+                return;
+        }
+        /* nothing is processed before the partition's state is restored */
+        rd_kafka_pause_partitions(rk, parts);
+        for (int i = 0; i < parts->cnt && !l->fatal; i++) {
+                uint32_t ti = topic_index(l, parts->elems[i].topic);
+                if (ti == UINT32_MAX) {
+                        log_warning("assigned %s[%d], which is not an input topic; ignored", parts->elems[i].topic,
+                                    parts->elems[i].partition);
+                        continue;
+                }
+                int32_t p = parts->elems[i].partition;
+                Part *pt = part_find(l, p);
+                if (!pt && !(pt = part_new(l, p)))
+                        return;
+                Input *in = &pt->in[ti];
+                in->assigned = true;
+                in->pos = in->batch_pos = -1;
+                if (pt->state == PART_ACTIVE) { /* an input added to a restored Part: from its committed offset */
+                        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+                        rd_kafka_topic_partition_list_add(one, parts->elems[i].topic, p);
+                        rd_kafka_resume_partitions(rk, one);
+                        rd_kafka_topic_partition_list_destroy(one);
+                }
+        }
+}
+
+static void on_revoke(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+        if (l->batch_open)
+                batch_end(l, lost ? BATCH_ABORT : BATCH_COMMIT_NO_REWIND);
+        for (int i = 0; parts && i < parts->cnt; i++) {
+                uint32_t ti = topic_index(l, parts->elems[i].topic);
+                Part *pt = part_find(l, parts->elems[i].partition);
+                if (ti == UINT32_MAX || !pt)
+                        continue;
+                pt->in[ti].assigned = false;
+                bool any = false;
+                for (uint32_t k = 0; k < ninputs(l); k++)
+                        any |= pt->in[k].assigned;
+                if (!any)
+                        part_free(l, pt);
+        }
+        if (!parts) /* everything */
+                for (uint32_t p = 0; p < l->nparts; p++)
+                        if (l->parts[p])
+                                part_free(l, l->parts[p]);
+        rd_kafka_assign(rk, NULL);
+}
+
+/* Eager (range): every rebalance revokes everything, then assigns. */
+static void loop_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                           void *opaque)
+{
+        Loop *l = opaque;
+        Buf b = {0};
+        describe_parts(parts, &b);
+        switch (err) {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                log_notice("assigned %s", b.p);
+                on_assign(l, rk, parts);
+                break;
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: {
+                bool lost = rd_kafka_assignment_lost(rk);
+                log_notice("revoked %s%s", b.p, lost ? " (lost: the open batch is aborted)" : "");
+                on_revoke(l, rk, parts, lost);
+                break;
+        }
+        default:
+                log_err("rebalance failed: %s; dropping the assignment", rd_kafka_err2str(err));
+                on_revoke(l, rk, NULL, true);
+                break;
+        }
+        buf_free(&b);
+}
+
+/* ---- librdkafka's callbacks ---- */
+
+/* librdkafka's own log lines (from its threads): their level is syslog's. */
+static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+        int prio = level <= LOG_PRIO_ERR ? LOG_PRIO_ERR : level > LOG_PRIO_DEBUG ? LOG_PRIO_DEBUG : level;
+        log_msg(prio, "kafka %s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+/* From the poll calls, on the main thread. */
+static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+        Loop *l = opaque;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char *why = kafka_fatal_error(rk);
+                fatal(l, "kafka %s: fatal error: %s", rd_kafka_name(rk), why ? why : reason);
+                free(why);
+                return;
+        }
+        /* transient (a broker down, a timeout): librdkafka recovers by itself */
+        if (log_limit_pass(&l->ll_kafka, LOG_PRIO_WARNING, "kafka errors"))
+                log_warning("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+static void kafka_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        Loop *l = opaque;
+        if (!m->err)
+                return;
+        if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+                log_debug("purged by an abort: a record for %s[%d]", rd_kafka_topic_name(m->rkt), m->partition);
+                return;
+        }
+        l->delivery_errors++;
+        if (log_limit_pass(&l->ll_delivery, LOG_PRIO_WARNING, "delivery errors"))
+                log_warning("delivery to %s[%d] failed: %s", rd_kafka_topic_name(m->rkt), m->partition,
+                            rd_kafka_err2str(m->err));
+}
+
+/* ---- the loop ---- */
+
+static void loop_message(Loop *l, const rd_kafka_message_t *m)
+{
+        if (m->err) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        return;
+                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                        char *why = kafka_fatal_error(l->consumer);
+                        fatal(l, "consumer: %s", why ? why : rd_kafka_message_errstr(m));
+                        free(why);
+                        return;
+                }
+                if (log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
+                        log_warning("consumer: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->rkt ? ": " : "",
+                                    rd_kafka_message_errstr(m));
+                return;
+        }
+        uint32_t ti = topic_index(l, rd_kafka_topic_name(m->rkt));
+        Part *pt = part_find(l, m->partition);
+        if (ti == UINT32_MAX || !pt || pt->state != PART_ACTIVE || !pt->in[ti].assigned) {
+                l->st.discarded++; /* fetched before a pause or a revoke: read again later */
+                return;
+        }
+        Input *in = &pt->in[ti];
+        if (in->pos >= 0 && m->offset < in->pos) {
+                l->st.skipped++; /* fetched before a seek: already applied */
+                return;
+        }
+        if (!l->batch_open && !batch_begin(l))
+                return;
+        if (!pt->in_batch) {
+                engine_batch_begin(pt->e);
+                pt->in_batch = true;
+        }
+        if (in->batch_pos < 0)
+                in->batch_pos = m->offset;
+        SourcePos src = {.topic = l->cfg->input_topics[ti], .partition = m->partition, .offset = m->offset};
+        l->cur = m;
+        engine_push(pt->e, m->payload ? m->payload : "", m->len, &src);
+        l->cur = NULL;
+        in->pos = m->offset + 1;
+        l->batch_events++;
+        l->st.events++;
+}
+
+static void loop_tick(Loop *l, int64_t now)
+{
+        log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
+        log_limit_flush(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors");
+        log_limit_flush(&l->ll_kafka, LOG_PRIO_WARNING, "kafka errors");
+        log_limit_flush(&l->ll_delivery, LOG_PRIO_WARNING, "delivery errors");
+        log_limit_flush(&l->ll_restore, LOG_PRIO_WARNING, "changelog problems");
+        log_limit_flush(&l->ll_produce, LOG_PRIO_WARNING, "produce errors");
+        if (now >= l->next_stats) {
+                const LoopStats *s = &l->st, *o = &l->st_last;
+                if (s->events != o->events || s->aborts != o->aborts || s->restores != o->restores) {
+                        uint32_t active = 0;
+                        for (uint32_t p = 0; p < l->nparts; p++)
+                                active += l->parts[p] && l->parts[p]->state == PART_ACTIVE;
+                        log_info("last minute: %llu events, %llu alerts (+%llu shadow), %llu adjustments, %llu dead "
+                                 "letters, %llu batches committed, %llu aborted; %u partitions active, %u restoring",
+                                 (unsigned long long)(s->events - o->events), (unsigned long long)(s->alerts - o->alerts),
+                                 (unsigned long long)(s->shadow - o->shadow),
+                                 (unsigned long long)(s->adjustments - o->adjustments),
+                                 (unsigned long long)(s->deadletters - o->deadletters),
+                                 (unsigned long long)(s->batches - o->batches),
+                                 (unsigned long long)(s->aborts - o->aborts), active, l->nrestoring);
+                }
+                l->st_last = l->st;
+                l->next_stats = now + 60000;
+        }
+        l->next_tick = now + 1000;
+}
+
+int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
+{
+        Loop *l = xcalloc(1, sizeof(*l));
+        l->cfg = cfg;
+        l->rs = rules_ref(rs);
+        config_engine(cfg, &l->ecfg);
+        l->changelog_partitions = -1;
+        l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_kafka = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_delivery = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_restore = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_produce = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+
+        l->props = xcalloc(cfg->nkafka + 1, sizeof(KafkaProp));
+        for (uint32_t i = 0; i < cfg->nkafka; i++)
+                l->props[i] = (KafkaProp){cfg->kafka[i].name, cfg->kafka[i].value,
+                                          config_kafka_secret(cfg->kafka[i].name)};
+        l->ks = (KafkaSettings){.brokers = cfg->brokers,
+                                .props = l->props,
+                                .nprops = cfg->nkafka,
+                                .opaque = l,
+                                .log_cb = kafka_log,
+                                .error_cb = kafka_error};
+        char *msg = NULL;
+        if (kafka_consumer_new(&l->consumer, &l->ks, cfg->group_id, loop_rebalance, &msg) < 0) {
+                log_err("cannot create the consumer: %s", msg);
+                goto fail;
+        }
+        if (kafka_producer_new(&l->producer, &l->ks, cfg->transactions ? cfg->transactional_id : NULL,
+                               kafka_delivery, &msg) < 0) {
+                log_err("cannot create the producer: %s", msg);
+                goto fail;
+        }
+        if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {
+                log_err("cannot create the changelog reader: %s", msg);
+                goto fail;
+        }
+        if (cfg->transactions) {
+                /* fences a previous instance with our transactional.id and
+                 * aborts its open transaction */
+                for (int attempt = 1;; attempt++) {
+                        KafkaTxnStatus st = kafka_txn_status(rd_kafka_init_transactions(l->producer, 30000), &msg);
+                        rd_kafka_poll(l->producer, 0);
+                        if (st == KAFKA_TXN_OK)
+                                break;
+                        if (st == KAFKA_TXN_FATAL || l->fatal || daemon_stop) {
+                                log_err("init_transactions (transactional_id %s): %s", cfg->transactional_id,
+                                        msg ? msg : "stopped");
+                                goto fail;
+                        }
+                        log_warning("init_transactions: %s; retrying (%d)", msg, attempt);
+                        free(msg);
+                        msg = NULL;
+                }
+                log_info("transactions initialised (transactional_id %s)", cfg->transactional_id);
+        }
+        *ret = l;
+        return 0;
+fail:
+        free(msg);
+        loop_free(l);
+        return -EIO;
+}
+
+Loop *loop_free(Loop *l)
+{
+        if (!l)
+                return NULL;
+        for (uint32_t p = 0; p < l->nparts; p++)
+                if (l->parts[p])
+                        part_free(l, l->parts[p]);
+        free(l->parts);
+        deferred_clear(l);
+        free(l->deferred);
+        changelog_reader_free(l->reader);
+        if (l->consumer)
+                rd_kafka_destroy(l->consumer);
+        if (l->producer)
+                rd_kafka_destroy(l->producer);
+        free(l->props);
+        rules_unref(l->rs);
+        free(l);
+        return NULL;
+}
+
+static int loop_shutdown(Loop *l)
+{
+        if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
+                alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
+        if (!l->fatal) {
+                log_notice("stopping: committing the open batch, leaving the group");
+                batch_end(l, BATCH_COMMIT_NO_REWIND);
+        }
+        /* leaves the group: the revoke callback frees the Parts (and, after a
+         * fatal error, commits nothing) */
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(l->consumer);
+        if (err)
+                log_warning("leaving the group: %s", rd_kafka_err2str(err));
+        if (!l->fatal) {
+                flush_all(l);
+                if (rd_kafka_outq_len(l->producer) > 0)
+                        log_warning("%d records not delivered at exit", rd_kafka_outq_len(l->producer));
+        }
+        const LoopStats *s = &l->st;
+        log_notice("stopped%s: %llu events, %llu alerts (+%llu shadow), %llu adjustments, %llu dead letters; %llu "
+                   "batches committed, %llu aborted; %llu restores",
+                   l->fatal ? " after a fatal error" : "", (unsigned long long)s->events, (unsigned long long)s->alerts,
+                   (unsigned long long)s->shadow, (unsigned long long)s->adjustments,
+                   (unsigned long long)s->deadletters, (unsigned long long)s->batches, (unsigned long long)s->aborts,
+                   (unsigned long long)s->restores);
+        return l->fatal ? 1 : 0;
+}
+
+int loop_run(Loop *l)
+{
+        const Config *cfg = l->cfg;
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new((int)ninputs(l));
+        for (uint32_t i = 0; i < ninputs(l); i++)
+                rd_kafka_topic_partition_list_add(topics, cfg->input_topics[i], RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t err = rd_kafka_subscribe(l->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                log_err("subscribe: %s", rd_kafka_err2str(err));
+                return 1;
+        }
+        int64_t now = log_now_ms();
+        l->next_tick = now + 1000;
+        l->next_stats = now + 60000;
+        while (!l->fatal && !daemon_stop) {
+                if (daemon_hup) {
+                        daemon_hup = 0;
+                        log_notice("SIGHUP: reload not implemented yet; the rules in use stay");
+                }
+                rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
+                now = log_now_ms();
+                if (now >= l->next_tick)
+                        loop_tick(l, now);
+                if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max ||
+                                      now - l->batch_t0 >= cfg->commit_interval_ms)) {
+                        batch_end(l, BATCH_COMMIT);
+                        continue;
+                }
+                int timeout = 100;
+                if (l->nrestoring && restore_poll(l))
+                        timeout = 0; /* the restore waited; keep the group membership alive */
+                else if (l->batch_open) {
+                        int64_t left = l->batch_t0 + cfg->commit_interval_ms - now;
+                        timeout = left < 0 ? 0 : left > 100 ? 100 : (int)left;
+                }
+                if (l->fatal)
+                        break;
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
+                if (m) {
+                        loop_message(l, m);
+                        rd_kafka_message_destroy(m);
+                }
+        }
+        return loop_shutdown(l);
+}
