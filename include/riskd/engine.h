@@ -177,4 +177,18 @@ void engine_batch_abort(Engine *e);
 int engine_restore_record(Engine *e, const char *key, size_t klen, const void *val, size_t vlen);
 int64_t engine_restore_finish(Engine *e);
 
+/*
+ * Live rule reload: a new Engine for rule set rs (referenced) carrying e's
+ * state over, as a restore from e's own records would: every enterprise
+ * with its profile, flags, grade and hysteresis clock, the windows of
+ * aggregates whose fingerprint is unchanged, the points and the for/per/
+ * cooldown state of rules whose compiled form is unchanged (same id, same
+ * Rule.fingerprint), the watermark and the held events.  A rule that is
+ * new or changed starts with no state; a static (profile) rule that changed
+ * counts again from the enterprise's next profile update.  The event
+ * counters carry over.  Call between batches; e is left as it was (free
+ * it).  Returns 0, or a negative errno.
+ */
+int engine_reload(Engine *e, RuleSet *rs, Engine **ret);
+
 #endif

@@ -31,6 +31,7 @@ static void usage(FILE *f)
               "  replay DIR [FILE|-] [OPTIONS]             run the engine over events (JSON lines)\n"
               "         --dead-letters FILE  --grace DUR  --until TIME  --grades FILE  --quiet\n"
               "         --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N\n"
+              "         --reload DIR --reload-after N   switch to DIR's rules after N lines, as riskd's SIGHUP\n"
               "  explain DIR FILE ENTERPRISE [--json]      why an enterprise has its grade\n"
               "  diff OLD_DIR NEW_DIR FILE                 back-test: what a rule change would change\n"
               "  test DIR [--verbose] [--coverage]         run the rule tests in DIR/tests/*.yaml\n"
@@ -275,6 +276,8 @@ typedef struct ReplayOpts {
         const char *grades;
         int64_t until;
         bool has_until, quiet, json;
+        const char *reload;      /* --reload DIR: switch to these rules ... */
+        uint64_t reload_after;   /* ... after this many lines (--reload-after N) */
 } ReplayOpts;
 
 static int parse_u32(const char *s, uint32_t *v)
@@ -300,6 +303,8 @@ static int replay_opts(int argc, char **argv, ReplayOpts *o, const char *cmd)
                 {"max-window-rows", required_argument, NULL, 'W'},
                 {"max-keys", required_argument, NULL, 'K'},
                 {"max-held", required_argument, NULL, 'H'},
+                {"reload", required_argument, NULL, 'L'},
+                {"reload-after", required_argument, NULL, 'A'},
                 {0},
         };
         engine_config_default(&o->cfg);
@@ -327,6 +332,13 @@ static int replay_opts(int argc, char **argv, ReplayOpts *o, const char *cmd)
                 case 'W': bad = parse_u32(optarg, &o->cfg.max_window_rows) < 0 || !o->cfg.max_window_rows; break;
                 case 'K': bad = parse_u32(optarg, &o->cfg.max_keys) < 0; break;
                 case 'H': bad = parse_u32(optarg, &o->cfg.max_held) < 0 || !o->cfg.max_held; break;
+                case 'L': o->reload = optarg; break;
+                case 'A': {
+                        char *end;
+                        o->reload_after = strtoull(optarg, &end, 10);
+                        bad = !*optarg || *end;
+                        break;
+                }
                 default:
                         usage(stderr);
                         return -1;
@@ -357,9 +369,41 @@ static RuleSet *load_or_report(const char *dir, const char *cmd, int *status)
         return r == 0 ? rs : NULL;
 }
 
-/* Feed every line of path (or stdin for "-") to the engine. */
-static int feed(Engine *e, const char *path)
+/* What a live reload does in the daemon (SIGHUP), at line o->reload_after:
+ * the engine's state moves to the rules of o->reload (engine_reload). */
+static int replay_reload(Engine **e, const ReplayOpts *o, Replay *rp)
 {
+        int status = 0;
+        RuleSet *rs = load_or_report(o->reload, "replay --reload", &status);
+        if (!rs)
+                return -EINVAL;
+        Engine *n = NULL;
+        int r = engine_reload(*e, rs, &n);
+        if (r < 0) {
+                fprintf(stderr, "riskctl replay: reload: %s\n", strerror(-r));
+                rules_unref(rs);
+                return r;
+        }
+        /* alerts by rule go on under the new rules' indexes */
+        uint64_t *by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *old = rules_find(rp->rs, rs->rules[i].id);
+                if (old)
+                        by_rule[i] = rp->by_rule[old->index];
+        }
+        free(rp->by_rule);
+        rp->by_rule = by_rule;
+        rp->rs = rs;
+        engine_free(*e);
+        *e = n;
+        rules_unref(rs); /* the engine holds it */
+        return 0;
+}
+
+/* Feed every line of path (or stdin for "-") to the engine. */
+static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
+{
+        Engine *e = *ep;
         FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
         if (!f)
                 return -errno;
@@ -368,6 +412,16 @@ static int feed(Engine *e, const char *path)
         ssize_t n;
         SourcePos src = {.topic = strcmp(path, "-") == 0 ? "-" : path, .partition = -1};
         while ((n = getline(&line, &cap, f)) >= 0) {
+                if (o->reload && (uint64_t)src.offset == o->reload_after) {
+                        int r = replay_reload(ep, o, rp);
+                        if (r < 0) {
+                                free(line);
+                                if (f != stdin)
+                                        fclose(f);
+                                return r;
+                        }
+                        e = *ep;
+                }
                 src.offset++;
                 while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                         n--;
@@ -396,7 +450,11 @@ static int run_engine(RuleSet *rs, const ReplayOpts *o, const char *file, Replay
                 fprintf(stderr, "riskctl: cannot start the engine: %s\n", strerror(-r));
                 return 1;
         }
-        r = feed(e, file);
+        r = feed(&e, file, o, rp);
+        if (r == -EINVAL) { /* the reload's rules, reported */
+                engine_free(e);
+                return 1;
+        }
         if (r < 0) {
                 fprintf(stderr, "riskctl: cannot read %s: %s\n", file, strerror(-r));
                 engine_free(e);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "include/riskd/diag.h"
 #include "src/daemon/log.h"
 
 static int max_prio = LOG_PRIO_INFO;
@@ -105,4 +106,15 @@ void log_limit_flush(LogLimit *ll, int prio, const char *what)
         ll->begin = now;
         ll->n = 0;
         ll->suppressed = 0;
+}
+
+void log_diags(const DiagList *dl)
+{
+        for (uint32_t i = 0; i < dl->n; i++) {
+                const Diag *d = &dl->v[i];
+                log_msg(d->level == DIAG_LEVEL_ERROR ? LOG_PRIO_ERR : LOG_PRIO_WARNING, "%s:%u:%u: %s[%s]: %s%s%s%s",
+                        d->file, d->line, d->col, d->level == DIAG_LEVEL_ERROR ? "error" : "warning",
+                        diag_code_str(d->code), d->message, d->hint ? " (" : "", d->hint ? d->hint : "",
+                        d->hint ? ")" : "");
+        }
 }

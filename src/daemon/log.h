@@ -50,6 +50,10 @@ bool log_limit_pass(LogLimit *ll, int prio, const char *what);
  * lines come (call it from time to time). */
 void log_limit_flush(LogLimit *ll, int prio, const char *what);
 
+struct DiagList;
+/* A rule set's diagnostics, one line each: "file:line:col: error[E012]: ..." */
+void log_diags(const struct DiagList *dl);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t log_now_ms(void);
 

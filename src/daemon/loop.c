@@ -59,6 +59,7 @@
 #include "include/riskd/util.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/notify.h"
 #include "src/kafka/kafka.h"
 
 volatile sig_atomic_t daemon_stop;
@@ -67,6 +68,8 @@ volatile sig_atomic_t daemon_hup;
 /* The daemon's own changelog record with every input topic's offset
  * (only with several input topics): "topic offset\n" per topic. */
 #define OFFSETS_KEY "\x01riskd.offsets"
+/* messages taken from the consumer per call */
+#define LOOP_MSGS 1024
 /* transactional calls retried this many times on retriable errors */
 #define TXN_RETRIES 10
 
@@ -74,6 +77,7 @@ typedef struct Input {
         bool assigned;
         int64_t pos;             /* next offset to apply (last applied + 1); -1 unknown */
         int64_t batch_pos;       /* pos when the batch began: an abort rewinds there; -1 unknown */
+        bool rewound;            /* sought back while messages of the array in hand were past pos */
 } Input;
 
 typedef enum PartState {
@@ -134,8 +138,14 @@ struct Loop {
         Part *cl_part;           /* whose changelog records are being produced */
 
         const rd_kafka_message_t *cur;  /* the message being pushed */
+        rd_kafka_queue_t *queue;        /* the consumer's */
+        bool rewound;                   /* some Input.rewound is set */
+        rd_kafka_message_t *msgs[LOOP_MSGS];
 
         bool fatal;
+        bool assigned_once;      /* a first assignment came (READY=1 waits for it) */
+        uint64_t reloads_ok, reloads_failed;
+        char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
         LoopStats st, st_last;
         LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce;
         int64_t next_tick, next_stats;
@@ -570,6 +580,8 @@ static void rewind_inputs(Loop *l)
                         rd_kafka_topic_partition_list_add(list, l->cfg->input_topics[i], pt->id)->offset =
                                 in->batch_pos;
                         in->pos = in->batch_pos;
+                        in->rewound = true;
+                        l->rewound = true;
                 }
         }
         if (list->cnt) {
@@ -589,6 +601,16 @@ static void rewind_inputs(Loop *l)
                         log_info("rewound %d input partition(s) to the start of the aborted batch", list->cnt);
         }
         rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Clears every Input's rewound mark. */
+static void inputs_fresh(Loop *l)
+{
+        for (uint32_t p = 0; p < l->nparts; p++)
+                if (l->parts[p])
+                        for (uint32_t i = 0; i < ninputs(l); i++)
+                                l->parts[p]->in[i].rewound = false;
+        l->rewound = false;
 }
 
 typedef enum BatchEnd {
@@ -876,6 +898,7 @@ static void describe_parts(const rd_kafka_topic_partition_list_t *parts, Buf *b)
 
 static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
 {
+        l->assigned_once = true;
         rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
         if (err) {
                 fatal(l, "assign: %s", rd_kafka_err2str(err));
@@ -1019,6 +1042,10 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
                 return;
         }
         Input *in = &pt->in[ti];
+        if (in->rewound) {
+                l->st.skipped++; /* in the array taken before the rewind: fetched again from the seek */
+                return;
+        }
         if (in->pos >= 0 && m->offset < in->pos) {
                 l->st.skipped++; /* fetched before a seek: already applied */
                 return;
@@ -1040,8 +1067,40 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
         l->st.events++;
 }
 
+static uint32_t parts_active(const Loop *l)
+{
+        uint32_t n = 0;
+        for (uint32_t p = 0; p < l->nparts; p++)
+                n += l->parts[p] && l->parts[p]->state == PART_ACTIVE;
+        return n;
+}
+
+/* READY=1 once the first assignment is restored; STATUS= every tick. */
+static void loop_notify(Loop *l)
+{
+        const LoopStats *s = &l->st;
+        if (!l->assigned_once) {
+                notify_status("joining group %s", l->cfg->group_id);
+                return;
+        }
+        if (l->nrestoring) {
+                notify_status("restoring %u partition%s from %s (%u active)", l->nrestoring,
+                              l->nrestoring == 1 ? "" : "s", l->cfg->topics.changelog, parts_active(l));
+                return;
+        }
+        uint32_t active = parts_active(l);
+        if (!notify_is_ready())
+                log_notice("ready: %u partition%s restored", active, active == 1 ? "" : "s");
+        notify_ready("%u partition%s; %llu events, %llu alerts, %llu adjustments, %llu dead letters; %llu "
+                     "transactions committed, %llu aborted",
+                     active, active == 1 ? "" : "s", (unsigned long long)s->events, (unsigned long long)s->alerts,
+                     (unsigned long long)s->adjustments, (unsigned long long)s->deadletters,
+                     (unsigned long long)s->batches, (unsigned long long)s->aborts);
+}
+
 static void loop_tick(Loop *l, int64_t now)
 {
+        loop_notify(l);
         log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
         log_limit_flush(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors");
         log_limit_flush(&l->ll_kafka, LOG_PRIO_WARNING, "kafka errors");
@@ -1051,9 +1110,7 @@ static void loop_tick(Loop *l, int64_t now)
         if (now >= l->next_stats) {
                 const LoopStats *s = &l->st, *o = &l->st_last;
                 if (s->events != o->events || s->aborts != o->aborts || s->restores != o->restores) {
-                        uint32_t active = 0;
-                        for (uint32_t p = 0; p < l->nparts; p++)
-                                active += l->parts[p] && l->parts[p]->state == PART_ACTIVE;
+                        uint32_t active = parts_active(l);
                         log_info("last minute: %llu events, %llu alerts (+%llu shadow), %llu adjustments, %llu dead "
                                  "letters, %llu batches committed, %llu aborted; %u partitions active, %u restoring",
                                  (unsigned long long)(s->events - o->events), (unsigned long long)(s->alerts - o->alerts),
@@ -1067,6 +1124,131 @@ static void loop_tick(Loop *l, int64_t now)
                 l->next_stats = now + 60000;
         }
         l->next_tick = now + 1000;
+}
+
+/* ---- reload ---- */
+
+/* "a, b, c" of at most 20 rule ids, then "and N more". */
+static void ids_add(Buf *b, uint32_t *n, const char *id)
+{
+        if (*n < 20)
+                buf_printf(b, "%s%s", *n ? ", " : "", id);
+        else if (*n == 20)
+                buf_puts(b, ", ...");
+        (*n)++;
+}
+
+/* What changed from l->rs to rs, in the log: the rules that start fresh. */
+static void reload_report(Loop *l, const RuleSet *rs)
+{
+        const RuleSet *old = l->rs;
+        Buf fresh = {0}, gone = {0};
+        uint32_t nnew = 0, nchanged = 0, nsame = 0, ngone = 0, nfresh = 0;
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *r = &rs->rules[i];
+                const Rule *o = NULL;
+                for (uint32_t k = 0; k < old->nrules && !o; k++)
+                        if (strcmp(old->rules[k].id, r->id) == 0)
+                                o = &old->rules[k];
+                if (o && o->fingerprint == r->fingerprint) {
+                        nsame++;
+                        continue;
+                }
+                if (o)
+                        nchanged++;
+                else
+                        nnew++;
+                ids_add(&fresh, &nfresh, r->id);
+        }
+        for (uint32_t k = 0; k < old->nrules; k++) {
+                bool found = false;
+                for (uint32_t i = 0; i < rs->nrules && !found; i++)
+                        found = strcmp(old->rules[k].id, rs->rules[i].id) == 0;
+                if (!found)
+                        ids_add(&gone, &ngone, old->rules[k].id);
+        }
+        log_notice("rules %s -> %s: %u unchanged (their state kept), %u changed and %u new (starting fresh%s%s), "
+                   "%u removed%s%s%s",
+                   old->version, rs->version, nsame, nchanged, nnew, nfresh ? ": " : "", nfresh ? fresh.p : "",
+                   ngone, ngone ? " (" : "", ngone ? gone.p : "", ngone ? ")" : "");
+        buf_free(&fresh);
+        buf_free(&gone);
+}
+
+/*
+ * SIGHUP: the rules directory compiled beside the running rules; broken,
+ * the old rules go on (the diagnostics in the log, the failure counted);
+ * good, the open batch is committed and every Engine moves its state to
+ * the new rules (engine_reload: unchanged rules keep theirs), so that no
+ * event is lost or applied twice; Parts still restoring restart their
+ * restore with the new rules.
+ */
+static void loop_reload(Loop *l)
+{
+        notify_reloading();
+        int64_t t0 = log_now_ms();
+        log_notice("reloading the rules from %s", l->cfg->rules);
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = rules_load(l->cfg->rules, &dl, &rs);
+        log_diags(&dl);
+        if (r != 0 || !rs) {
+                l->reloads_failed++;
+                if (r < 0)
+                        log_err("reload failed: cannot read %s: %s; the rules in use (version %s) stay",
+                                l->cfg->rules, strerror(-r), l->rs->version);
+                else
+                        log_err("reload failed: %u error%s in %s; the rules in use (version %s) stay", dl.nerrors,
+                                dl.nerrors == 1 ? "" : "s", l->cfg->rules, l->rs->version);
+                free(l->reload_error);
+                l->reload_error = dl.n ? xasprintf("%s:%u:%u: %s", dl.v[0].file, dl.v[0].line, dl.v[0].col,
+                                                   dl.v[0].message)
+                                       : xasprintf("cannot read %s", l->cfg->rules);
+                diag_list_deinit(&dl);
+                rules_unref(rs);
+                loop_notify(l);
+                return;
+        }
+        diag_list_deinit(&dl);
+        if (l->batch_open)
+                batch_end(l, BATCH_COMMIT);
+        if (l->fatal) {
+                rules_unref(rs);
+                return;
+        }
+        reload_report(l, rs);
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt)
+                        continue;
+                Engine *n = NULL;
+                if (pt->state == PART_ACTIVE) {
+                        r = engine_reload(pt->e, rs, &n);
+                } else {
+                        /* not restored yet: restore again, into the new rules */
+                        if (pt->state == PART_RESTORING)
+                                changelog_reader_stop(l->reader, pt->id);
+                        pt->state = PART_RESTORE_WAIT;
+                        pt->rs_records = pt->rs_bad = 0;
+                        pt->rs_retry_at = 0;
+                        r = engine_new(&n, rs, &l->ecfg, loop_emit, l);
+                }
+                if (r < 0) {
+                        fatal(l, "reload: partition %d: %s", pt->id, strerror(-r));
+                        rules_unref(rs);
+                        return;
+                }
+                engine_free(pt->e);
+                pt->e = n;
+        }
+        rules_unref(l->rs);
+        l->rs = rs;
+        l->reloads_ok++;
+        free(l->reload_error);
+        l->reload_error = NULL;
+        log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions",
+                   (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l));
+        loop_notify(l);
 }
 
 int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
@@ -1103,6 +1285,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 log_err("cannot create the producer: %s", msg);
                 goto fail;
         }
+        l->queue = rd_kafka_queue_get_consumer(l->consumer);
         if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {
                 log_err("cannot create the changelog reader: %s", msg);
                 goto fail;
@@ -1145,11 +1328,14 @@ Loop *loop_free(Loop *l)
         deferred_clear(l);
         free(l->deferred);
         changelog_reader_free(l->reader);
+        if (l->queue)
+                rd_kafka_queue_destroy(l->queue);
         if (l->consumer)
                 rd_kafka_destroy(l->consumer);
         if (l->producer)
                 rd_kafka_destroy(l->producer);
         free(l->props);
+        free(l->reload_error);
         rules_unref(l->rs);
         free(l);
         return NULL;
@@ -1157,6 +1343,7 @@ Loop *loop_free(Loop *l)
 
 static int loop_shutdown(Loop *l)
 {
+        notify_stopping();
         if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
                 alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
         if (!l->fatal) {
@@ -1201,10 +1388,14 @@ int loop_run(Loop *l)
         while (!l->fatal && !daemon_stop) {
                 if (daemon_hup) {
                         daemon_hup = 0;
-                        log_notice("SIGHUP: reload not implemented yet; the rules in use stay");
+                        loop_reload(l);
+                        continue;
                 }
                 rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
                 now = log_now_ms();
+                notify_watchdog(now);
+                if (!notify_is_ready() && l->assigned_once && !l->nrestoring)
+                        loop_notify(l);
                 if (now >= l->next_tick)
                         loop_tick(l, now);
                 if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max ||
@@ -1221,11 +1412,26 @@ int loop_run(Loop *l)
                 }
                 if (l->fatal)
                         break;
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
-                if (m) {
-                        loop_message(l, m);
-                        rd_kafka_message_destroy(m);
+                /* many messages a call: one lock and one clock reading per
+                 * array instead of per message (rebalances and errors are
+                 * served inside the call, as by rd_kafka_consumer_poll) */
+                /* A rewind while an array is in hand marks the inputs it
+                 * sought (Input.rewound): the rest of the array is dropped
+                 * for them.  What librdkafka fetched before a seek never
+                 * comes out of a later call, so the marks last one array. */
+                if (l->rewound)
+                        inputs_fresh(l);
+                ssize_t n = rd_kafka_consume_batch_queue(l->queue, timeout, l->msgs, LOOP_MSGS);
+                for (ssize_t i = 0; i < n; i++) {
+                        if (!l->fatal) {
+                                loop_message(l, l->msgs[i]);
+                                if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max))
+                                        batch_end(l, BATCH_COMMIT);
+                        }
+                        rd_kafka_message_destroy(l->msgs[i]);
                 }
+                if (n < 0 && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
+                        log_warning("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
         }
         return loop_shutdown(l);
 }

@@ -12,7 +12,7 @@
  *
  * Signals: SIGTERM and SIGINT stop it cleanly (the open batch committed,
  * the group left) within shutdown_timeout, else it exits 1; SIGHUP is
- * reserved for reloading the rules (not implemented yet: logged).
+ * reloads the rules (loop.c: a broken rule set leaves the old one running).
  *
  * Exit status: 0 stopped by a signal; 1 a fatal runtime error (fenced,
  * a broken cluster setup) or a shutdown over its timeout: systemd restarts
@@ -33,6 +33,7 @@
 #include "src/daemon/config.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/notify.h"
 #include "src/kafka/kafka.h"
 
 #ifndef RISKD_VERSION
@@ -99,18 +100,6 @@ static void usage(FILE *f)
 static int check_kafka_prop(const char *name, const char *value, char **ret_msg)
 {
         return kafka_prop_check(name, value, config_kafka_secret(name), ret_msg);
-}
-
-/* The rules' diagnostics as log lines (one per problem). */
-static void log_diags(const DiagList *dl)
-{
-        for (uint32_t i = 0; i < dl->n; i++) {
-                const Diag *d = &dl->v[i];
-                log_msg(d->level == DIAG_LEVEL_ERROR ? LOG_PRIO_ERR : LOG_PRIO_WARNING, "%s:%u:%u: %s[%s]: %s%s%s%s",
-                        d->file, d->line, d->col, d->level == DIAG_LEVEL_ERROR ? "error" : "warning",
-                        diag_code_str(d->code), d->message, d->hint ? " (" : "", d->hint ? d->hint : "",
-                        d->hint ? ")" : "");
-        }
 }
 
 int main(int argc, char **argv)
@@ -196,6 +185,7 @@ int main(int argc, char **argv)
         }
         diag_list_deinit(&dl);
 
+        notify_init();
         watchdog_secs = (unsigned)((cfg->shutdown_timeout_ms + 999) / 1000);
         signals_setup();
 

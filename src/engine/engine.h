@@ -149,6 +149,7 @@ struct Engine {
         Buf meta_undo;
         uint64_t *agg_fp;       /* rules_agg_fingerprint per aggregate */
         int64_t restore_next;   /* from the partition record, -1 none */
+        const uint8_t *reload_fresh;    /* during engine_reload: per rule, 1 = its state is dropped */
 
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;

@@ -204,7 +204,8 @@ static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
 {
         for (uint32_t i = 0; i < e->rs->nrules; i++)
                 if (s_eq(s, n, e->rs->rules[i].id))
-                        return (int32_t)i;
+                        /* a reload drops the state of rules that changed */
+                        return e->reload_fresh && e->reload_fresh[i] ? -1 : (int32_t)i;
         return -1;
 }
 

@@ -267,7 +267,8 @@ class Riskd:
         self.proc = None
         self.starts = 0
 
-    def start(self):
+    def start(self, env=None):
+        """env: extra environment variables (NOTIFY_SOCKET, WATCHDOG_USEC)."""
         assert not self.alive(), f"{self.name} is already running"
         self.starts += 1
         with open(self.logname, "a") as f:
@@ -275,7 +276,7 @@ class Riskd:
         logf = open(self.logname, "a")
         self.proc = spawn([self.path, "--config", self.config], stdin=subprocess.DEVNULL,
                           stdout=logf, stderr=subprocess.STDOUT,
-                          env=dict(os.environ, RISKCTL=RISKCTL))  # for stand-in-riskd
+                          env=dict(os.environ, RISKCTL=RISKCTL, **(env or {})))  # RISKCTL: stand-in-riskd
         logf.close()
         log(f"{self.name}: started (pid {self.proc.pid})")
         return self
@@ -615,13 +616,15 @@ def compare(got, exp, what="riskd"):
 # ---- the reference: riskctl replay, per input partition ----
 
 def replay(wd, by_partition, grace="0", rules=RULES, extra=()):
-    """riskctl replay over each partition's events; the union of outputs."""
+    """riskctl replay over each partition's events; the union of outputs.
+    extra: more arguments, or a function of the partition giving them."""
     out = Outputs()
     for p in sorted(by_partition):
         ev = wd.write(f"replay-p{p}.jsonl", b"".join(v + b"\n" for v in by_partition[p]))
         dl = wd.file(f"replay-p{p}.dlq.jsonl")
         r = subprocess.run([RISKCTL, "replay", rules, ev, "--grace", grace, "--quiet",
-                            "--dead-letters", dl, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            "--dead-letters", dl, *(extra(p) if callable(extra) else extra)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert r.returncode == 0, f"riskctl replay failed: {r.stderr.decode()}"
         for line in r.stdout.splitlines():
             d = json.loads(line)

@@ -537,3 +537,123 @@ Test(engine, restore_from_the_changelog_continues_exactly)
         buf_free(&in);
         rules_unref(rs);
 }
+
+/* ---- live reload (engine_reload) ---- */
+
+static RuleSet *load_rules(const char *rule_text)
+{
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {schema, grading, rule_text};
+        size_t lens[] = {strlen(schema), strlen(grading), strlen(rule_text)};
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
+        if (r)
+                diag_print_text(stderr, &dl, false);
+        cr_assert_eq(r, 0);
+        diag_list_deinit(&dl);
+        return rs;
+}
+
+/* The story's lines [0, at) with rs1, then a reload to rs2, then the rest;
+ * the outputs, the final grades and E1's explanation at the reload. */
+static Out run_reloading(RuleSet *rs1, RuleSet *rs2, const char *text, uint32_t at, char **explain_before,
+                         char **explain_after)
+{
+        Out o = {0};
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs1, &cfg, sink, &o), 0);
+        uint32_t line = 0;
+        for (const char *p = text; *p; line++) {
+                if (line == at) {
+                        Engine *n = NULL;
+                        if (explain_before)
+                                *explain_before = engine_explain_json(e, "E1", 2);
+                        cr_assert_eq(engine_reload(e, rs2, &n), 0);
+                        engine_free(e);
+                        e = n;
+                        if (explain_after)
+                                *explain_after = engine_explain_json(e, "E1", 2);
+                }
+                const char *nl = strchr(p, '\n');
+                size_t l = nl ? (size_t)(nl - p) : strlen(p);
+                engine_push(e, p, l, NULL);
+                p += l + (nl ? 1 : 0);
+        }
+        engine_flush(e);
+        buf_puts(&o.all, "--grades--\n");
+        engine_grades_write(e, &o.all);
+        const EngineStats *st = engine_stats(e);
+        buf_printf(&o.all, "--events in %llu--\n", (unsigned long long)st->events_in);
+        engine_free(e);
+        return o;
+}
+
+Test(engine, reload_with_unchanged_rules_is_invisible)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        Out ref = run_reloading(rs, rs, in.p, UINT32_MAX, NULL, NULL);
+        for (uint32_t at = 3; at < 900; at += 149) {
+                /* a separately compiled copy: equal fingerprints, other pointers */
+                RuleSet *rs2 = load();
+                Out o = run_reloading(rs, rs2, in.p, at, NULL, NULL);
+                cr_assert_str_eq(o.all.p, ref.all.p, "reload at line %u changed the outputs", at);
+                out_free(&o);
+                rules_unref(rs2);
+        }
+        out_free(&ref);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+Test(engine, reload_drops_only_the_state_of_changed_rules)
+{
+        RuleSet *rs = load();
+        /* sampling.fail scores 25 instead of 20: changed; every other rule
+         * compiles as before; sampling.pass is new */
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        Buf r2 = {0};
+        buf_puts(&r2, changed);
+        buf_puts(&r2, "  - id: sampling.pass\n    on: sampling\n    when: result == \"pass\"\n");
+        RuleSet *rs2 = load_rules(r2.p);
+        cr_assert_neq(rs->rules[1].fingerprint, rs2->rules[1].fingerprint);
+        cr_assert_eq(rs->rules[2].fingerprint, rs2->rules[2].fingerprint);
+
+        Buf in = {0};
+        story(&in);
+        /* the line after E1's failed sample s1 (minute 200) */
+        const char *s1 = strstr(in.p, "\"event_id\":\"s1\"");
+        uint32_t line = 0;
+        for (const char *p = in.p; p < s1; p++)
+                line += *p == '\n';
+        char *before = NULL, *after = NULL;
+        Out o = run_reloading(rs, rs2, in.p, line + 2, &before, &after);
+        cr_assert_not_null(before);
+        cr_assert_not_null(after);
+        /* before: the failure's points and the excursion's; after: only the
+         * excursion's (coldchain.warm did not change); the flag stays */
+        cr_assert_not_null(strstr(before, "\"sampling.fail\""), "%s", before);
+        cr_assert_not_null(strstr(before, "\"coldchain.warm\""), "%s", before);
+        cr_assert_null(strstr(after, "\"sampling.fail\""), "%s", after);
+        cr_assert_not_null(strstr(after, "\"coldchain.warm\""), "%s", after);
+        cr_assert_not_null(strstr(after, "problem_lead"), "%s", after);
+        /* the profile rule (unchanged) still counts: static 20 */
+        cr_assert_not_null(strstr(after, "\"static_score\":20"), "%s", after);
+        /* the new rule answers E2's passing sample (minute 210, after the reload) */
+        cr_assert_not_null(strstr(o.all.p, "\"rule_id\":\"sampling.pass\""));
+        free(before);
+        free(after);
+        free(changed);
+        buf_free(&r2);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}

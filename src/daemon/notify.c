@@ -1,0 +1,92 @@
+/* sd_notify for riskd (notify.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "src/daemon/log.h"
+#include "src/daemon/notify.h"
+
+static bool ready;
+static int64_t watchdog_ms;     /* half the interval; 0: no watchdog */
+static int64_t last_ping;
+static char last_status[256];
+
+void notify_init(void)
+{
+        uint64_t usec = 0;
+        if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+                watchdog_ms = (int64_t)(usec / 2000);
+                if (watchdog_ms < 1)
+                        watchdog_ms = 1;
+                log_info("systemd watchdog: pinging every %lld ms", (long long)watchdog_ms);
+        }
+}
+
+static void vstatus(char *out, size_t size, const char *fmt, va_list ap)
+{
+        vsnprintf(out, size, fmt, ap);
+        /* one line: sd_notify's fields are newline-separated */
+        for (char *p = out; *p; p++)
+                if (*p == '\n')
+                        *p = ' ';
+}
+
+void notify_ready(const char *fmt, ...)
+{
+        char st[sizeof(last_status)];
+        va_list ap;
+        va_start(ap, fmt);
+        vstatus(st, sizeof(st), fmt, ap);
+        va_end(ap);
+        if (!ready) {
+                sd_notifyf(0, "READY=1\nSTATUS=%s", st);
+                ready = true;
+        } else if (strcmp(st, last_status) != 0)
+                sd_notifyf(0, "STATUS=%s", st);
+        snprintf(last_status, sizeof(last_status), "%s", st);
+}
+
+bool notify_is_ready(void)
+{
+        return ready;
+}
+
+void notify_status(const char *fmt, ...)
+{
+        char st[sizeof(last_status)];
+        va_list ap;
+        va_start(ap, fmt);
+        vstatus(st, sizeof(st), fmt, ap);
+        va_end(ap);
+        if (strcmp(st, last_status) == 0)
+                return;
+        sd_notifyf(0, "STATUS=%s", st);
+        snprintf(last_status, sizeof(last_status), "%s", st);
+}
+
+void notify_reloading(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        /* MONOTONIC_USEC: systemd >= 253 matches it to the reload request */
+        sd_notifyf(0, "RELOADING=1\nSTATUS=reloading the rules\nMONOTONIC_USEC=%llu",
+                   (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);
+        snprintf(last_status, sizeof(last_status), "reloading the rules");
+        ready = false;
+}
+
+void notify_stopping(void)
+{
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping: committing the open batch, leaving the group");
+}
+
+void notify_watchdog(int64_t now)
+{
+        if (!watchdog_ms || now - last_ping < watchdog_ms)
+                return;
+        sd_notify(0, "WATCHDOG=1");
+        last_ping = now;
+}

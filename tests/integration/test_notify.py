@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""riskd and its service manager (sd_notify, issue 5 point 1): the test owns
+the NOTIFY_SOCKET datagram socket, as systemd would, and reads what riskd
+sends.
+
+- READY=1 comes only after the partitions are assigned and restored: a
+  first run leaves state in the changelog, the second run must log every
+  partition's restore before READY=1 arrives, and a STATUS= line says so;
+- WATCHDOG=1 pings come at half WATCHDOG_USEC (1 s here) while riskd works,
+  never more than a whole interval apart;
+- SIGHUP: RELOADING=1, then READY=1 again;
+- SIGTERM: STOPPING=1, then exit 0.
+"""
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+
+class NotifySocket:
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(path)
+        self.s.settimeout(0.2)
+        self.got = []  # (monotonic time, {field: value})
+        self.cursor = 0  # got[:cursor] were seen by wait()
+
+    def read(self, timeout):
+        """Datagrams until timeout; returns the new ones."""
+        end = time.monotonic() + timeout
+        new = []
+        while time.monotonic() < end:
+            try:
+                data = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            fields = dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+            new.append((time.monotonic(), fields))
+        self.got += new
+        return new
+
+    def wait(self, field, value, timeout, proc=None):
+        """The first datagram not yet waited for with field=value."""
+        end = H.deadline(timeout)
+        while True:
+            while self.cursor < len(self.got):
+                t, f = self.got[self.cursor]
+                self.cursor += 1
+                if f.get(field) == value:
+                    return t, f
+            if time.monotonic() > end:
+                break
+            self.read(0.2)
+            if proc is not None:
+                assert proc.alive(), f"{proc.name} died:\n{proc.log_tail()}"
+        raise AssertionError(f"no {field}={value} within {timeout}s; got {[f for _, f in self.got][-10:]}")
+
+
+def test(wd):
+    H.require_riskd()
+    lines = H.gen_events(48, 1500, 5)
+    b = H.Broker(wd, partitions=12)
+    rd = H.Reader(b.bootstrap)
+
+    # a first run leaves state to restore
+    first = H.Riskd(wd, b, name="first", transactional_id="riskd-notify")
+    first.start()
+    exp = H.replay(wd, H.produce(b.bootstrap, lines).by_partition())
+    rd.wait_for(exp, 120, "the first run's outputs")
+    assert first.term() == 0, first.log_tail()
+
+    ns = NotifySocket(wd.file("notify.sock"))
+    r = H.Riskd(wd, b, name="riskd", transactional_id="riskd-notify")
+    r.start(env={"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "1000000"})
+    t_ready, f = ns.wait("READY", "1", 60, r)
+    text = r.log_text()
+    restored = text.count(" restored: ")
+    assert "assigned risk.events[0,1,2,3,4,5,6,7,8,9,10,11]" in text, f"READY=1 before the assignment:\n{text}"
+    assert restored == 12, f"READY=1 after {restored} of 12 restores:\n{r.log_tail()}"
+    records = sum(int(n) for n in re.findall(r" restored: (\d+) changelog records", text))
+    assert records > 0, "the second run had nothing to restore"
+    assert "12 partitions" in f.get("STATUS", ""), f"STATUS with READY=1: {f}"
+    before = [g for _, g in ns.got if g.get("READY") != "1" and "STATUS" in g]
+    H.log(f"READY=1 after 12 restores ({records} changelog records); STATUS before it: {[g['STATUS'] for g in before]}; with it: {f['STATUS']}")
+
+    # the watchdog: pings every 0.5 s, while events flow
+    ns.read(0.1)
+    t0 = time.monotonic()
+    H.produce(b.bootstrap, H.gen_events(48, 1500, 6))
+    ns.read(max(0.0, 4 - (time.monotonic() - t0)))
+    pings = [t for t, g in ns.got if g.get("WATCHDOG") == "1" and t >= t0]
+    gaps = [b2 - a for a, b2 in zip(pings, pings[1:])]
+    H.log(f"{len(pings)} WATCHDOG=1 pings in {time.monotonic() - t0:.1f}s, largest gap {max(gaps):.2f}s")
+    assert len(pings) >= 5, f"only {len(pings)} watchdog pings in 4 s (expected one every 0.5 s)"
+    assert max(gaps) < 1.0, f"a gap of {max(gaps):.2f}s between pings (WATCHDOG_USEC is 1 s)"
+
+    # reload
+    n = len(ns.got)
+    r.proc.send_signal(signal.SIGHUP)
+    t_rel, _ = ns.wait("RELOADING", "1", 30, r)
+    t_rdy, _ = ns.wait("READY", "1", 30, r)
+    assert t_rel <= t_rdy, "READY=1 before RELOADING=1"
+    H.log(f"SIGHUP: RELOADING=1, READY=1 {t_rdy - t_rel:.3f}s later ({len(ns.got) - n} datagrams)")
+
+    # stop
+    r.proc.send_signal(signal.SIGTERM)
+    ns.wait("STOPPING", "1", 30)
+    assert r.wait_exit(30) == 0, r.log_tail()
+    rd.close()
+    assert b.stop() == 0
+
+
+if __name__ == "__main__":
+    H.main(test, "notify")
