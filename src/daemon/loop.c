@@ -625,6 +625,7 @@ static bool batch_end(Loop *l, BatchEnd how)
         if (!l->batch_open)
                 return true;
         bool committed = false;
+        int64_t t_commit = log_now_ms();
         if (!l->fatal) {
                 if (l->cfg->transactions)
                         committed = txn_commit(l, how == BATCH_ABORT);
@@ -648,8 +649,10 @@ static bool batch_end(Loop *l, BatchEnd how)
         }
         if (committed) {
                 l->st.batches++;
-                log_debug("batch committed: %llu events in %lld ms", (unsigned long long)l->batch_events,
-                          (long long)(log_now_ms() - l->batch_t0));
+                int64_t now = log_now_ms();
+                log_debug("batch committed: %llu events in %lld ms (%lld ms of them committing)",
+                          (unsigned long long)l->batch_events, (long long)(now - l->batch_t0),
+                          (long long)(now - t_commit));
         } else if (!l->fatal) {
                 l->st.aborts++;
                 if (how == BATCH_COMMIT)
