@@ -32,7 +32,8 @@
  *     max_held         integer   1000000     events held for reordering
  *     max_event_bytes  integer   1048576     1 .. 67108864; longer events: too_large
  *   shutdown_timeout   duration  10s         1s .. 10m: SIGTERM to exit, else exit 1
- *   http_listen        string    ""          reserved (metrics, health); empty = off
+ *   http_listen        string    ""          HOST:PORT of the HTTP endpoint (metrics, health,
+ *                                           enterprises, rules, reload); empty = off
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -122,7 +123,8 @@ static const ConfigSetting settings[] = {
          "longest event; longer: too_large"},
         {"shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), 0, "10s", MS_S, 10 * MS_M,
          "from SIGTERM to exit; exceeded: exit 1"},
-        {"http_listen", CT_STRING, OFF(http_listen), 0, "", 0, 0, "reserved; empty = off"},
+        {"http_listen", CT_STRING, OFF(http_listen), 0, "", 0, 0,
+         "HOST:PORT of the HTTP endpoint, e.g. 127.0.0.1:9464; empty = off"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

@@ -53,13 +53,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/httpd.h"
 #include "src/daemon/notify.h"
+#include "src/daemon/prom.h"
 #include "src/kafka/kafka.h"
 
 volatile sig_atomic_t daemon_stop;
@@ -97,6 +100,7 @@ typedef struct Part {
         int64_t rs_t0, rs_retry_at;
         uint64_t rs_records, rs_bad;
         int64_t *rs_offsets;     /* [ninput_topics] from OFFSETS_KEY; -1 none */
+        EngineStats seen;        /* the Engine's counters already in the metrics */
 } Part;
 
 /* A changelog record held back (transactions off: partition records go
@@ -106,6 +110,15 @@ typedef struct Deferred {
         char *key, *val;
         size_t klen, vlen;
 } Deferred;
+
+/* The metrics (/metrics): families, and the series every batch touches. */
+typedef struct Metrics {
+        Prom *p;
+        PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
+                *restore_s, *restored, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
+                *partitions, *http;
+        PromSeries *committed, *aborted, *reload_ok, *reload_failed;
+} Metrics;
 
 typedef struct LoopStats {
         uint64_t events, skipped, discarded;
@@ -145,6 +158,8 @@ struct Loop {
         bool fatal;
         bool assigned_once;      /* a first assignment came (READY=1 waits for it) */
         uint64_t reloads_ok, reloads_failed;
+        Metrics m;
+        Httpd *http;
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
         LoopStats st, st_last;
         LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce;
@@ -282,6 +297,84 @@ static void emit_deadletter(Loop *l, const char *data, size_t len, const OutMeta
         }
 }
 
+/* ---- metrics ---- */
+
+static void metrics_init(Loop *l)
+{
+        static const double batch_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+        static const double latency_b[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60};
+        static const double restore_b[] = {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900};
+        Metrics *m = &l->m;
+        Prom *p = m->p = prom_new();
+        m->events = prom_family(p, PROM_COUNTER, "riskd_events_total",
+                                "Input events decoded, by type (rejected ones: riskd_rejects_total)", "type", NULL,
+                                0);
+        m->rejects = prom_family(p, PROM_COUNTER, "riskd_rejects_total",
+                                 "Events sent to the dead-letter topic, by reason", "reason", NULL, 0);
+        m->alerts = prom_family(p, PROM_COUNTER, "riskd_alerts_total", "Alerts by rule and severity",
+                                "rule,severity", NULL, 0);
+        m->shadow = prom_family(p, PROM_COUNTER, "riskd_shadow_alerts_total", "Alerts of shadow rules, by rule",
+                                "rule", NULL, 0);
+        m->adjustments = prom_family(p, PROM_COUNTER, "riskd_adjustments_total",
+                                     "Supervision adjustments by grade change (from \"none\": first grade)",
+                                     "from,to", NULL, 0);
+        m->batch_s = prom_family(p, PROM_HISTOGRAM, "riskd_batch_duration_seconds",
+                                 "Processing time of a committed batch, first event polled to commit", NULL,
+                                 batch_b, sizeof(batch_b) / sizeof(batch_b[0]));
+        m->alert_latency = prom_family(p, PROM_HISTOGRAM, "riskd_event_to_alert_seconds",
+                                       "From the input message's timestamp to its alert being produced", NULL,
+                                       latency_b, sizeof(latency_b) / sizeof(latency_b[0]));
+        m->lag = prom_family(p, PROM_GAUGE, "riskd_consumer_lag",
+                             "Messages of an assigned input partition not yet processed", "topic,partition", NULL,
+                             0);
+        m->txn = prom_family(p, PROM_COUNTER, "riskd_transactions_total",
+                             "Batches ended, by result (committed, aborted)", "result", NULL, 0);
+        m->committed = prom_series1(m->txn, "committed");
+        m->aborted = prom_series1(m->txn, "aborted");
+        m->restore_s = prom_family(p, PROM_HISTOGRAM, "riskd_restore_duration_seconds",
+                                   "Time to restore a partition's state from the changelog", NULL, restore_b,
+                                   sizeof(restore_b) / sizeof(restore_b[0]));
+        m->restored = prom_family(p, PROM_COUNTER, "riskd_restored_records_total",
+                                  "Changelog records read by restores", NULL, NULL, 0);
+        m->enterprises = prom_family(p, PROM_GAUGE, "riskd_enterprises", "Enterprises in state", NULL, NULL, 0);
+        m->state_bytes = prom_family(p, PROM_GAUGE, "riskd_state_bytes",
+                                     "Bytes of enterprise state, by kind (enterprise, window)", "kind", NULL, 0);
+        m->partitions = prom_family(p, PROM_GAUGE, "riskd_partitions", "Assigned partitions by state", "state",
+                                    NULL, 0);
+        m->reloads = prom_family(p, PROM_COUNTER, "riskd_reloads_total", "Rule reloads by result (ok, failed)",
+                                 "result", NULL, 0);
+        m->reload_ok = prom_series1(m->reloads, "ok");
+        m->reload_failed = prom_series1(m->reloads, "failed");
+        m->rules_info = prom_family(p, PROM_GAUGE, "riskd_rules_info", "The rules in use: 1 for their version",
+                                    "version", NULL, 0);
+        m->rules = prom_family(p, PROM_GAUGE, "riskd_rules", "Rules loaded, by status", "status", NULL, 0);
+        m->http = prom_family(p, PROM_COUNTER, "riskd_http_requests_total", "HTTP requests by status code",
+                              "code", NULL, 0);
+}
+
+/* The Engine's counters since the last fold, into the metrics. */
+static void stats_fold(Loop *l, Part *pt)
+{
+        const EngineStats *st = engine_stats(pt->e);
+        const RuleSet *rs = engine_rules(pt->e);
+        for (uint32_t t = 0; t < rs->schema.ntypes && t < RULES_MAX_TYPES; t++)
+                if (st->by_type[t] != pt->seen.by_type[t])
+                        prom_add(prom_series1(l->m.events, rs->schema.types[t].name),
+                                 (double)(st->by_type[t] - pt->seen.by_type[t]));
+        for (int i = 1; i < ENGINE_NREJECT; i++)
+                if (st->rejects[i] != pt->seen.rejects[i])
+                        prom_add(prom_series1(l->m.rejects, engine_reject_names[i]),
+                                 (double)(st->rejects[i] - pt->seen.rejects[i]));
+        pt->seen = *st;
+}
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The Engine's sink: every output is produced at once, inside the batch. */
 static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
 {
@@ -291,14 +384,25 @@ static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, cons
         case OUT_ALERT:
                 topic = l->cfg->topics.alerts;
                 l->st.alerts++;
+                prom_add(prom_series2(l->m.alerts, m->rule_id ? m->rule_id : "", m->severity ? m->severity : ""), 1);
+                if (l->cur) {
+                        rd_kafka_timestamp_type_t tt;
+                        int64_t ts = rd_kafka_message_timestamp(l->cur, &tt);
+                        if (ts > 0)
+                                prom_observe(prom_series(l->m.alert_latency, NULL), (double)(wall_ms() - ts) / 1e3);
+                }
                 break;
         case OUT_SHADOW:
                 topic = l->cfg->topics.shadow;
                 l->st.shadow++;
+                prom_add(prom_series1(l->m.shadow, m->rule_id ? m->rule_id : ""), 1);
                 break;
         case OUT_ADJUSTMENT:
                 topic = l->cfg->topics.adjustments;
                 l->st.adjustments++;
+                prom_add(prom_series2(l->m.adjustments, m->grade_from ? m->grade_from : "none",
+                                      m->grade_to ? m->grade_to : ""),
+                         1);
                 break;
         case OUT_DEADLETTER:
                 emit_deadletter(l, data, len, m);
@@ -649,12 +753,15 @@ static bool batch_end(Loop *l, BatchEnd how)
         }
         if (committed) {
                 l->st.batches++;
+                prom_add(l->m.committed, 1);
+                prom_observe(prom_series(l->m.batch_s, NULL), (double)(log_now_ms() - l->batch_t0) / 1e3);
                 int64_t now = log_now_ms();
                 log_debug("batch committed: %llu events in %lld ms (%lld ms of them committing)",
                           (unsigned long long)l->batch_events, (long long)(now - l->batch_t0),
                           (long long)(now - t_commit));
         } else if (!l->fatal) {
                 l->st.aborts++;
+                prom_add(l->m.aborted, 1);
                 if (how == BATCH_COMMIT)
                         rewind_inputs(l);
         }
@@ -668,6 +775,7 @@ static bool batch_end(Loop *l, BatchEnd how)
 
 static void part_free(Loop *l, Part *pt)
 {
+        stats_fold(l, pt);
         if (pt->state != PART_ACTIVE)
                 l->nrestoring--;
         if (pt->state == PART_RESTORING)
@@ -750,6 +858,8 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         pt->state = PART_ACTIVE;
         l->nrestoring--;
         l->st.restores++;
+        prom_observe(prom_series(l->m.restore_s, NULL), (double)(log_now_ms() - pt->rs_t0) / 1e3);
+        prom_add(prom_series(l->m.restored, NULL), (double)pt->rs_records);
         log_notice("partition %d restored: %llu changelog records (%llu skipped, up to offset %lld), %u enterprises, "
                    "in %lld ms; resuming %s",
                    pt->id, (unsigned long long)pt->rs_records, (unsigned long long)pt->rs_bad, (long long)position,
@@ -1197,6 +1307,7 @@ static void loop_reload(Loop *l)
         log_diags(&dl);
         if (r != 0 || !rs) {
                 l->reloads_failed++;
+                prom_add(l->m.reload_failed, 1);
                 if (r < 0)
                         log_err("reload failed: cannot read %s: %s; the rules in use (version %s) stay",
                                 l->cfg->rules, strerror(-r), l->rs->version);
@@ -1225,6 +1336,7 @@ static void loop_reload(Loop *l)
                 if (!pt)
                         continue;
                 Engine *n = NULL;
+                stats_fold(l, pt);
                 if (pt->state == PART_ACTIVE) {
                         r = engine_reload(pt->e, rs, &n);
                 } else {
@@ -1243,15 +1355,173 @@ static void loop_reload(Loop *l)
                 }
                 engine_free(pt->e);
                 pt->e = n;
+                pt->seen = *engine_stats(n); /* carried over: counted already */
         }
         rules_unref(l->rs);
         l->rs = rs;
         l->reloads_ok++;
+        prom_add(l->m.reload_ok, 1);
         free(l->reload_error);
         l->reload_error = NULL;
         log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions",
                    (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l));
         loop_notify(l);
+}
+
+/* ---- HTTP (httpd.h): answered here, on the main loop, between batches ---- */
+
+/* The gauges are taken now (engine_stats walks each Engine's enterprises:
+ * a scrape costs a pass over the state). */
+static void metrics_render(Loop *l, Buf *out)
+{
+        Metrics *m = &l->m;
+        uint64_t ents = 0, sb = 0, wb = 0;
+        uint32_t active = 0, restoring = 0;
+        prom_family_clear(m->lag);
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt)
+                        continue;
+                if (pt->state != PART_ACTIVE) {
+                        restoring++;
+                        continue;
+                }
+                active++;
+                stats_fold(l, pt);
+                ents += pt->seen.enterprises;
+                sb += pt->seen.state_bytes;
+                wb += pt->seen.window_bytes;
+                for (uint32_t i = 0; i < ninputs(l); i++) {
+                        int64_t lo = -1, hi = -1;
+                        if (!pt->in[i].assigned ||
+                            rd_kafka_get_watermark_offsets(l->consumer, l->cfg->input_topics[i], pt->id, &lo, &hi) ||
+                            hi < 0)
+                                continue;
+                        /* nothing read yet: the whole partition is behind */
+                        int64_t pos = pt->in[i].pos >= 0 ? pt->in[i].pos : lo;
+                        char num[16];
+                        snprintf(num, sizeof(num), "%d", pt->id);
+                        prom_set(prom_series2(m->lag, l->cfg->input_topics[i], num),
+                                 (double)(hi > pos ? hi - pos : 0));
+                }
+        }
+        prom_set(prom_series(m->enterprises, NULL), (double)ents);
+        prom_set(prom_series1(m->state_bytes, "enterprise"), (double)sb);
+        prom_set(prom_series1(m->state_bytes, "window"), (double)wb);
+        prom_set(prom_series1(m->partitions, "active"), active);
+        prom_set(prom_series1(m->partitions, "restoring"), restoring);
+        prom_family_clear(m->rules_info);
+        prom_set(prom_series1(m->rules_info, l->rs->version), 1);
+        uint32_t by_status[3] = {0};
+        for (uint32_t i = 0; i < l->rs->nrules; i++)
+                by_status[l->rs->rules[i].status < 3 ? l->rs->rules[i].status : 0]++;
+        prom_set(prom_series1(m->rules, "enabled"), by_status[RULE_ENABLED]);
+        prom_set(prom_series1(m->rules, "shadow"), by_status[RULE_SHADOW]);
+        prom_set(prom_series1(m->rules, "disabled"), by_status[RULE_DISABLED]);
+        prom_render(m->p, out);
+}
+
+static const char *const rule_status_names[] = {"enabled", "shadow", "disabled"};
+
+static void rules_json(Loop *l, Buf *b)
+{
+        const RuleSet *rs = l->rs;
+        buf_puts(b, "{\"version\":");
+        buf_json_str(b, rs->version, strlen(rs->version));
+        buf_puts(b, ",\"directory\":");
+        buf_json_str(b, l->cfg->rules, strlen(l->cfg->rules));
+        buf_printf(b, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
+                   (unsigned long long)l->reloads_ok, (unsigned long long)l->reloads_failed);
+        if (l->reload_error)
+                buf_json_str(b, l->reload_error, strlen(l->reload_error));
+        else
+                buf_puts(b, "null");
+        buf_printf(b, "},\"count\":%u,\"rules\":[", rs->nrules);
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *r = &rs->rules[i];
+                buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
+                buf_json_str(b, r->id, strlen(r->id));
+                buf_printf(b, ",\"status\":\"%s\",\"fingerprint\":\"%016llx\"}",
+                           rule_status_names[r->status < 3 ? r->status : 0], (unsigned long long)r->fingerprint);
+        }
+        buf_puts(b, "]}\n");
+}
+
+static void loop_http(void *ud, HttpReq *req)
+{
+        Loop *l = ud;
+        const char *path = httpd_path(req), *method = httpd_method(req);
+        bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+        Buf b = {0};
+        char id[256];
+        unsigned status = 200;
+        if (strcmp(path, "/metrics") == 0 && get) {
+                metrics_render(l, &b);
+                httpd_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+        } else if (strcmp(path, "/healthz") == 0 && get) {
+                /* answered by the main loop: it turns */
+                buf_puts(&b, "{\"status\":\"ok\"}\n");
+                httpd_respond(req, 200, "application/json", b.p, b.len);
+        } else if (strcmp(path, "/readyz") == 0 && get) {
+                bool ready = notify_is_ready() && l->assigned_once && !l->nrestoring;
+                buf_printf(&b, "{\"status\":\"%s\",\"partitions\":%u,\"restoring\":%u}\n",
+                           ready ? "ready" : "not ready", parts_active(l), l->nrestoring);
+                status = ready ? 200 : 503;
+                httpd_respond(req, status, "application/json", b.p, b.len);
+        } else if (strcmp(path, "/v1/rules") == 0 && get) {
+                rules_json(l, &b);
+                httpd_respond(req, 200, "application/json", b.p, b.len);
+        } else if (strcmp(path, "/v1/reload") == 0 && strcmp(method, "POST") == 0) {
+                uint64_t failed = l->reloads_failed;
+                loop_reload(l);
+                if (l->reloads_failed != failed) {
+                        status = 422;
+                        buf_puts(&b, "{\"status\":\"failed\",\"error\":");
+                        buf_json_str(&b, l->reload_error ? l->reload_error : "", l->reload_error ? strlen(l->reload_error) : 0);
+                        buf_puts(&b, ",\"version\":");
+                } else
+                        buf_puts(&b, "{\"status\":\"ok\",\"version\":");
+                buf_json_str(&b, l->rs->version, strlen(l->rs->version));
+                buf_puts(&b, "}\n");
+                httpd_respond(req, status, "application/json", b.p, b.len);
+        } else if (strncmp(path, "/v1/enterprises/", 16) == 0 && get) {
+                if (httpd_path_id(path, "/v1/enterprises", id, sizeof(id)) < 0) {
+                        status = 400;
+                        httpd_error(req, status, "bad enterprise id");
+                } else {
+                        char *doc = NULL;
+                        for (uint32_t p = 0; p < l->nparts && !doc; p++)
+                                if (l->parts[p] && l->parts[p]->state == PART_ACTIVE)
+                                        doc = engine_explain_json(l->parts[p]->e, id, strlen(id));
+                        if (doc) {
+                                httpd_respond(req, 200, "application/json", doc, strlen(doc));
+                                free(doc);
+                        } else {
+                                status = 404;
+                                httpd_error(req, status, "unknown enterprise (or its partition is not assigned to "
+                                                         "this instance)");
+                        }
+                }
+        } else if (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
+                   strcmp(path, "/readyz") == 0 || strcmp(path, "/v1/rules") == 0 ||
+                   strcmp(path, "/v1/reload") == 0 || strncmp(path, "/v1/enterprises/", 16) == 0) {
+                status = 405;
+                httpd_error(req, status, "method not allowed");
+        } else {
+                status = 404;
+                httpd_error(req, status, "no such endpoint (/metrics, /healthz, /readyz, /v1/rules, "
+                                         "/v1/enterprises/{id}, POST /v1/reload)");
+        }
+        char code[8];
+        snprintf(code, sizeof(code), "%u", status);
+        prom_add(prom_series1(l->m.http, code), 1);
+        buf_free(&b);
+}
+
+static void loop_wake(void *ud)
+{
+        Loop *l = ud;
+        rd_kafka_queue_yield(l->queue);
 }
 
 int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
@@ -1261,6 +1531,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
         l->changelog_partitions = -1;
+        metrics_init(l);
         l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_kafka = (LogLimit)LOG_LIMIT_INIT(10000, 10);
@@ -1312,6 +1583,15 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 }
                 log_info("transactions initialised (transactional_id %s)", cfg->transactional_id);
         }
+        if (cfg->http_listen[0]) {
+                if (httpd_new(&l->http, cfg->http_listen, NULL, loop_http, loop_wake, l, &msg) < 0) {
+                        log_err("cannot start the HTTP endpoint: %s", msg);
+                        goto fail;
+                }
+                log_notice("http: listening on %s (port %u): /metrics /healthz /readyz /v1/rules "
+                           "/v1/enterprises/{id} POST /v1/reload",
+                           cfg->http_listen, httpd_port(l->http));
+        }
         *ret = l;
         return 0;
 fail:
@@ -1324,10 +1604,12 @@ Loop *loop_free(Loop *l)
 {
         if (!l)
                 return NULL;
+        httpd_free(l->http);
         for (uint32_t p = 0; p < l->nparts; p++)
                 if (l->parts[p])
                         part_free(l, l->parts[p]);
         free(l->parts);
+        prom_free(l->m.p);
         deferred_clear(l);
         free(l->deferred);
         changelog_reader_free(l->reader);
@@ -1347,6 +1629,7 @@ Loop *loop_free(Loop *l)
 static int loop_shutdown(Loop *l)
 {
         notify_stopping();
+        l->http = httpd_free(l->http); /* queued requests: 503 */
         if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
                 alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
         if (!l->fatal) {
@@ -1433,6 +1716,8 @@ int loop_run(Loop *l)
                         }
                         rd_kafka_message_destroy(l->msgs[i]);
                 }
+                if (l->http)
+                        httpd_dispatch(l->http);
                 if (n < 0 && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
                         log_warning("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
         }

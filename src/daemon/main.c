@@ -211,8 +211,6 @@ int main(int argc, char **argv)
                 }
                 buf_free(&b);
         }
-        if (cfg->http_listen[0])
-                log_warning("http_listen is reserved: the HTTP endpoint is not implemented yet; ignored");
 
         int status = 1;
         Loop *l = NULL;

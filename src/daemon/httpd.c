@@ -1,0 +1,351 @@
+/* riskd's HTTP endpoint on libmicrohttpd (httpd.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "include/riskd/util.h"
+#include "src/daemon/httpd.h"
+
+typedef enum ReqState { REQ_NEW, REQ_QUEUED, REQ_ANSWERED } ReqState;
+
+struct HttpReq {
+        struct MHD_Connection *conn;
+        char method[8];
+        char *path;
+        Buf body;
+        bool too_big;
+        ReqState state;
+        unsigned status;
+        char *ctype;
+        char *resp;
+        size_t resp_len;
+        HttpReq *next;
+};
+
+struct Httpd {
+        struct MHD_Daemon *d;
+        int fd;
+        unsigned port;
+        HttpdOptions opt;
+        HttpdHandler handler;
+        HttpdWake wake;
+        void *ud;
+        pthread_mutex_t lock;
+        HttpReq *head, *tail;    /* queued for the main loop */
+        unsigned nqueued;
+        bool stopping;
+};
+
+static void json_error(Buf *b, unsigned status, const char *message)
+{
+        buf_puts(b, "{\"error\":");
+        buf_json_str(b, message, strlen(message));
+        buf_printf(b, ",\"status\":%u}\n", status);
+}
+
+static void answer(HttpReq *r, unsigned status, const char *ctype, const char *body, size_t len)
+{
+        free(r->resp);
+        free(r->ctype);
+        r->status = status;
+        r->ctype = xstrdup(ctype);
+        r->resp = xmalloc(len + 1);
+        memcpy(r->resp, body, len);
+        r->resp_len = len;
+        r->state = REQ_ANSWERED;
+}
+
+static void answer_error(HttpReq *r, unsigned status, const char *message)
+{
+        Buf b = {0};
+        json_error(&b, status, message);
+        answer(r, status, "application/json", b.p, b.len);
+        buf_free(&b);
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, HttpReq *r)
+{
+        struct MHD_Response *resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", r->ctype);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (r->status == 405)
+                MHD_add_response_header(resp, "Allow", "GET, POST");
+        enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+        Httpd *h = cls;
+        (void)version;
+        HttpReq *r = *con_cls;
+        if (!r) {
+                r = xcalloc(1, sizeof(*r));
+                r->conn = c;
+                snprintf(r->method, sizeof(r->method), "%s", method);
+                r->path = xstrndup(url, strnlen(url, h->opt.max_path + 1));
+                *con_cls = r;
+                return MHD_YES;
+        }
+        if (r->state == REQ_ANSWERED)
+                return send_answer(c, r);
+        if (*upload_size) { /* a body: kept up to max_body, the rest dropped */
+                if (r->body.len + *upload_size > h->opt.max_body)
+                        r->too_big = true;
+                else
+                        buf_put(&r->body, upload, *upload_size);
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        /* the whole request is in: check it here, answer on the main loop */
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "HEAD") != 0)
+                answer_error(r, 405, "method not allowed (GET or POST)");
+        else if (strlen(url) > h->opt.max_path)
+                answer_error(r, 414, "path too long");
+        else if (r->too_big)
+                answer_error(r, 413, "request body too large");
+        if (r->state == REQ_ANSWERED)
+                return send_answer(c, r);
+        pthread_mutex_lock(&h->lock);
+        if (h->stopping || h->nqueued >= h->opt.max_queue) {
+                pthread_mutex_unlock(&h->lock);
+                answer_error(r, 503, h->stopping ? "shutting down" : "too many requests waiting");
+                return send_answer(c, r);
+        }
+        MHD_suspend_connection(c);
+        r->state = REQ_QUEUED;
+        if (h->tail)
+                h->tail->next = r;
+        else
+                h->head = r;
+        h->tail = r;
+        h->nqueued++;
+        pthread_mutex_unlock(&h->lock);
+        if (h->wake)
+                h->wake(h->ud);
+        return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code)
+{
+        (void)cls;
+        (void)c;
+        (void)code;
+        HttpReq *r = *con_cls;
+        if (!r)
+                return;
+        free(r->path);
+        buf_free(&r->body);
+        free(r->ctype);
+        free(r->resp);
+        free(r);
+        *con_cls = NULL;
+}
+
+/* "host:port", "[v6]:port", ":port" */
+static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char **ret_msg)
+{
+        char host[256] = "";
+        const char *port;
+        if (spec[0] == '[') {
+                const char *end = strchr(spec, ']');
+                if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
+                        goto bad;
+                memcpy(host, spec + 1, (size_t)(end - spec - 1));
+                port = end + 2;
+        } else {
+                const char *colon = strrchr(spec, ':');
+                if (!colon || (size_t)(colon - spec) >= sizeof(host) || memchr(spec, ':', (size_t)(colon - spec)))
+                        goto bad;
+                memcpy(host, spec, (size_t)(colon - spec));
+                port = colon + 1;
+        }
+        char *end;
+        long pn = strtol(port, &end, 10);
+        if (!*port || *end || pn < 0 || pn > 65535)
+                goto bad;
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
+        struct addrinfo *ai = NULL;
+        int gr = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+        if (gr) {
+                *ret_msg = xasprintf("http_listen '%s': %s (give a numeric address)", spec, gai_strerror(gr));
+                return -EINVAL;
+        }
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                *ret_msg = xasprintf("http_listen '%s': socket: %s", spec, strerror(errno));
+                freeaddrinfo(ai);
+                return -errno;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+                int e = errno;
+                *ret_msg = xasprintf("http_listen '%s': %s", spec, strerror(e));
+                close(fd);
+                freeaddrinfo(ai);
+                return -e;
+        }
+        freeaddrinfo(ai);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+        *ret_fd = fd;
+        return 0;
+bad:
+        *ret_msg = xasprintf("http_listen '%s': expected HOST:PORT, [IPV6]:PORT or :PORT", spec);
+        return -EINVAL;
+}
+
+int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,
+              void *ud, char **ret_msg)
+{
+        Httpd *h = xcalloc(1, sizeof(*h));
+        h->opt = opt ? *opt : (HttpdOptions){0};
+        if (!h->opt.max_connections)
+                h->opt.max_connections = 1024;
+        if (!h->opt.timeout_s)
+                h->opt.timeout_s = 30;
+        if (!h->opt.max_body)
+                h->opt.max_body = 4096;
+        if (!h->opt.max_path)
+                h->opt.max_path = 512;
+        if (!h->opt.max_queue)
+                h->opt.max_queue = 4096;
+        h->handler = handler;
+        h->wake = wake;
+        h->ud = ud;
+        h->fd = -1;
+        pthread_mutex_init(&h->lock, NULL);
+        int r = listen_socket(listen, &h->fd, &h->port, ret_msg);
+        if (r < 0) {
+                httpd_free(h);
+                return r;
+        }
+        h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+                                NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd, MHD_OPTION_CONNECTION_LIMIT,
+                                h->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, h->opt.timeout_s,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED,
+                                on_completed, h, MHD_OPTION_END);
+        if (!h->d) {
+                *ret_msg = xasprintf("http_listen '%s': libmicrohttpd did not start", listen);
+                httpd_free(h);
+                return -EIO;
+        }
+        *ret = h;
+        return 0;
+}
+
+/* Takes the queue; with stop, marks the server stopping first. */
+static HttpReq *take(Httpd *h, bool stop)
+{
+        pthread_mutex_lock(&h->lock);
+        if (stop)
+                h->stopping = true;
+        HttpReq *list = h->head;
+        h->head = h->tail = NULL;
+        h->nqueued = 0;
+        pthread_mutex_unlock(&h->lock);
+        return list;
+}
+
+unsigned httpd_dispatch(Httpd *h)
+{
+        unsigned n = 0;
+        for (HttpReq *r = take(h, false), *next; r; r = next, n++) {
+                next = r->next;
+                r->next = NULL;
+                h->handler(h->ud, r);
+                if (r->state != REQ_ANSWERED)
+                        answer_error(r, 500, "no answer");
+                MHD_resume_connection(r->conn);
+        }
+        return n;
+}
+
+Httpd *httpd_free(Httpd *h)
+{
+        if (!h)
+                return NULL;
+        if (h->d) {
+                for (HttpReq *r = take(h, true), *next; r; r = next) {
+                        next = r->next;
+                        answer_error(r, 503, "shutting down");
+                        MHD_resume_connection(r->conn);
+                }
+                /* let the server thread send what was resumed */
+                usleep(20000);
+                MHD_stop_daemon(h->d);
+        }
+        if (h->fd >= 0)
+                close(h->fd);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+}
+
+unsigned httpd_port(const Httpd *h)
+{
+        return h->port;
+}
+
+const char *httpd_method(const HttpReq *r)
+{
+        return r->method;
+}
+
+const char *httpd_path(const HttpReq *r)
+{
+        return r->path;
+}
+
+const char *httpd_body(const HttpReq *r, size_t *len)
+{
+        *len = r->body.len;
+        return r->body.p ? r->body.p : "";
+}
+
+void httpd_respond(HttpReq *r, unsigned status, const char *content_type, const char *body, size_t len)
+{
+        answer(r, status, content_type, body, len);
+}
+
+void httpd_error(HttpReq *r, unsigned status, const char *message)
+{
+        answer_error(r, status, message);
+}
+
+int httpd_path_id(const char *path, const char *prefix, char *out, size_t size)
+{
+        size_t pl = strlen(prefix);
+        if (strncmp(path, prefix, pl) != 0 || path[pl] != '/')
+                return -1;
+        const char *id = path + pl + 1;
+        size_t n = strlen(id);
+        if (!n || n >= size)
+                return -1;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)id[i];
+                if (ch < 0x20 || ch == 0x7f || ch == '/')
+                        return -1;
+        }
+        memcpy(out, id, n + 1);
+        return 0;
+}

@@ -1,0 +1,63 @@
+/*
+ * riskd's HTTP endpoint (libmicrohttpd): requests are accepted, parsed and
+ * checked on the server's own thread, then answered on the daemon's main
+ * loop, between batches, so that handlers read engine state without locks:
+ *
+ *   server thread     checks method, path length and body size (4xx at
+ *                     once, JSON errors), suspends the connection, queues
+ *                     the request and calls the owner's wake-up function;
+ *   main loop         httpd_dispatch() hands each queued request to the
+ *                     owner's handler, which answers with httpd_respond();
+ *                     the connection is resumed and the answer sent by the
+ *                     server thread.
+ *
+ * Limits: connections (MHD_OPTION_CONNECTION_LIMIT), an idle timeout,
+ * memory per connection (headers beyond it: 431/413 by libmicrohttpd), the
+ * path length (414), the body (413), the queue (503 when full).
+ */
+#ifndef RISKD_DAEMON_HTTPD_H
+#define RISKD_DAEMON_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Httpd Httpd;
+typedef struct HttpReq HttpReq;
+
+typedef struct HttpdOptions {
+        unsigned max_connections;  /* default 1024 */
+        unsigned timeout_s;        /* idle connection timeout, default 30 */
+        size_t max_body;           /* default 4096 */
+        size_t max_path;           /* default 512 */
+        unsigned max_queue;        /* requests waiting for the main loop, default 4096 */
+} HttpdOptions;
+
+typedef void (*HttpdHandler)(void *ud, HttpReq *req);
+typedef void (*HttpdWake)(void *ud);
+
+/* listen: "HOST:PORT" ("127.0.0.1:9464", "[::1]:9464", ":9464" = every
+ * address); port 0 picks a free one (httpd_port).  Returns 0, or < 0 with
+ * *ret_msg (malloc'd). */
+int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,
+              void *ud, char **ret_msg);
+/* Answers what is still queued with 503, then stops. */
+Httpd *httpd_free(Httpd *h);
+unsigned httpd_port(const Httpd *h);
+
+/* Main loop: answers every queued request; returns how many. */
+unsigned httpd_dispatch(Httpd *h);
+
+const char *httpd_method(const HttpReq *r);  /* "GET", "POST" */
+const char *httpd_path(const HttpReq *r);    /* as sent, without the query */
+const char *httpd_body(const HttpReq *r, size_t *len);
+/* Answers (once); body is copied. */
+void httpd_respond(HttpReq *r, unsigned status, const char *content_type, const char *body, size_t len);
+/* {"error": message, "status": status} */
+void httpd_error(HttpReq *r, unsigned status, const char *message);
+
+/* The id of "/PREFIX/ID" percent-decoded into out (NUL-terminated): 0, or
+ * -1 when the path is not PREFIX/something, the id is empty, too long,
+ * badly encoded, or has '/' or control characters. */
+int httpd_path_id(const char *path, const char *prefix, char *out, size_t size);
+
+#endif
