@@ -16,7 +16,8 @@
  *     dead_letters     string    riskd.dlq
  *     changelog        string    riskd.changelog      compacted; at least as many
  *                                                     partitions as the input topics
- *   rules              string    /etc/riskd/rules     the rules directory
+ *   rules              string    /etc/riskd/rules     the rules directory (RISKD_CONFDIR/rules:
+ *                                                     sysconfdir/riskd/rules of the install)
  *   transactions       bool      true        false: idempotent producer, effectively-once
  *   transactional_id   string    riskd-<hostname>     stable and unique per instance
  *   commit_interval    duration  200ms       1ms .. 60s: a batch (one transaction) lasts
@@ -54,6 +55,10 @@
 #include "src/daemon/config.h"
 #include "src/daemon/log.h"
 #include "src/rules/yaml.h"
+
+#ifndef RISKD_CONFDIR
+#define RISKD_CONFDIR "/etc/riskd"
+#endif
 
 typedef enum ConfType {
         CT_STRING,   /* any scalar, may be empty */
@@ -97,7 +102,7 @@ static const ConfigSetting settings[] = {
          "rejected input, original bytes with riskd.* headers"},
         {"topics.changelog", CT_NAME, OFF(topics.changelog), 0, "riskd.changelog", 0, 0,
          "state changelog, compacted, partitioned like the input"},
-        {"rules", CT_NAME, OFF(rules), 0, "/etc/riskd/rules", 0, 0, "the rules directory"},
+        {"rules", CT_NAME, OFF(rules), 0, RISKD_CONFDIR "/rules", 0, 0, "the rules directory"},
         {"transactions", CT_BOOL, OFF(transactions), 0, "true", 0, 0,
          "exactly-once transactions; false: idempotent producer, effectively-once"},
         {"transactional_id", CT_NAME, OFF(transactional_id), 0, NULL, 0, 0,

@@ -40,7 +40,10 @@
 #define RISKD_VERSION "unknown"
 #endif
 
-#define DEFAULT_CONFIG "/etc/riskd/riskd.yaml"
+#ifndef RISKD_CONFDIR
+#define RISKD_CONFDIR "/etc/riskd"
+#endif
+#define DEFAULT_CONFIG RISKD_CONFDIR "/riskd.yaml"
 
 static unsigned watchdog_secs;
 
