@@ -1,4 +1,14 @@
-/* riskd's HTTP endpoint on libmicrohttpd (httpd.h). */
+/*
+ * riskd's HTTP endpoint on libmicrohttpd (httpd.h).
+ *
+ * Threads: libmicrohttpd's polling thread runs on_request/on_completed; the
+ * timer thread (expire) answers requests that waited too long; the owner's
+ * main loop runs httpd_dispatch and httpd_free.  h->lock guards the queue,
+ * stopping and nsuspended.  A queued request belongs to whoever takes it off
+ * the queue under the lock (dispatch or expire), which answers it and
+ * resumes its connection; after the resume it belongs to libmicrohttpd
+ * again (on_completed frees it).
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -9,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -24,6 +35,9 @@ struct HttpReq {
         char *path;
         Buf body;
         bool too_big;
+        size_t dropped;          /* body bytes past max_body, read and dropped */
+        bool suspended;          /* was queued: counted in nsuspended until completed */
+        int64_t queued_at;       /* monotonic ms */
         ReqState state;
         unsigned status;
         char *ctype;
@@ -41,10 +55,31 @@ struct Httpd {
         HttpdWake wake;
         void *ud;
         pthread_mutex_t lock;
-        HttpReq *head, *tail;    /* queued for the main loop */
+        pthread_cond_t cond;     /* monotonic; stopping, nsuspended */
+        HttpReq *head, *tail;    /* queued for the main loop, oldest first */
         unsigned nqueued;
+        unsigned nsuspended;     /* queued, or resumed but not yet completed */
         bool stopping;
+        bool timer_started;
+        pthread_t timer;
 };
+
+/* The body of a chunked request past the limit is drained up to this much
+ * (so that the client reads the 413), then the connection is closed. */
+#define DRAIN_MAX (1024 * 1024)
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline(struct timespec *ts, int64_t ms)
+{
+        ts->tv_sec = ms / 1000;
+        ts->tv_nsec = (ms % 1000) * 1000000;
+}
 
 static void json_error(Buf *b, unsigned status, const char *message)
 {
@@ -99,14 +134,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 snprintf(r->method, sizeof(r->method), "%s", method);
                 r->path = xstrndup(url, strnlen(url, h->opt.max_path + 1));
                 *con_cls = r;
+                /* a declared body over the limit: 413 before reading it
+                 * (libmicrohttpd then closes the connection) */
+                const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (cl && strtoull(cl, NULL, 10) > h->opt.max_body) {
+                        answer_error(r, 413, "request body too large");
+                        return send_answer(c, r);
+                }
                 return MHD_YES;
         }
         if (r->state == REQ_ANSWERED)
                 return send_answer(c, r);
         if (*upload_size) { /* a body: kept up to max_body, the rest dropped */
-                if (r->body.len + *upload_size > h->opt.max_body)
+                if (r->too_big || r->body.len + *upload_size > h->opt.max_body) {
                         r->too_big = true;
-                else
+                        r->dropped += *upload_size;
+                        if (r->dropped > DRAIN_MAX)
+                                return MHD_NO; /* closes the connection */
+                } else
                         buf_put(&r->body, upload, *upload_size);
                 *upload_size = 0;
                 return MHD_YES;
@@ -128,6 +173,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         MHD_suspend_connection(c);
         r->state = REQ_QUEUED;
+        r->suspended = true;
+        r->queued_at = mono_ms();
+        h->nsuspended++;
         if (h->tail)
                 h->tail->next = r;
         else
@@ -142,12 +190,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code)
 {
-        (void)cls;
+        Httpd *h = cls;
         (void)c;
         (void)code;
         HttpReq *r = *con_cls;
         if (!r)
                 return;
+        if (r->suspended) {
+                pthread_mutex_lock(&h->lock);
+                h->nsuspended--;
+                pthread_cond_broadcast(&h->cond);
+                pthread_mutex_unlock(&h->lock);
+        }
         free(r->path);
         buf_free(&r->body);
         free(r->ctype);
@@ -155,6 +209,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         free(r);
         *con_cls = NULL;
 }
+
+static void *expire(void *arg);
 
 /* "host:port", "[v6]:port", ":port" */
 static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char **ret_msg)
@@ -232,8 +288,15 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
         h->handler = handler;
         h->wake = wake;
         h->ud = ud;
+        if (!h->opt.queue_timeout_ms)
+                h->opt.queue_timeout_ms = 10000;
         h->fd = -1;
         pthread_mutex_init(&h->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->cond, &ca);
+        pthread_condattr_destroy(&ca);
         int r = listen_socket(listen, &h->fd, &h->port, ret_msg);
         if (r < 0) {
                 httpd_free(h);
@@ -249,16 +312,63 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
                 httpd_free(h);
                 return -EIO;
         }
+        h->fd = -1; /* now owned by libmicrohttpd, which closes it on stop */
+        r = -pthread_create(&h->timer, NULL, expire, h);
+        if (r < 0) {
+                *ret_msg = xasprintf("http_listen '%s': pthread_create: %s", listen, strerror(-r));
+                httpd_free(h);
+                return r;
+        }
+        h->timer_started = true;
         *ret = h;
         return 0;
+}
+
+/* The timer thread: answers 503 to what waited longer than
+ * queue_timeout_ms (the queue is oldest first). */
+static void *expire(void *arg)
+{
+        Httpd *h = arg;
+        pthread_mutex_lock(&h->lock);
+        while (!h->stopping) {
+                int64_t now = mono_ms();
+                HttpReq *late = NULL, **tail = &late;
+                while (h->head && now - h->head->queued_at >= h->opt.queue_timeout_ms) {
+                        HttpReq *r = h->head;
+                        h->head = r->next;
+                        if (!h->head)
+                                h->tail = NULL;
+                        h->nqueued--;
+                        r->next = NULL;
+                        *tail = r;
+                        tail = &r->next;
+                }
+                if (late) { /* answered and resumed without the lock */
+                        pthread_mutex_unlock(&h->lock);
+                        for (HttpReq *r = late, *next; r; r = next) {
+                                next = r->next;
+                                answer_error(r, 503, "the daemon did not answer in time");
+                                MHD_resume_connection(r->conn);
+                        }
+                        pthread_mutex_lock(&h->lock);
+                        continue;
+                }
+                struct timespec ts;
+                deadline(&ts, (h->head ? h->head->queued_at : now) + h->opt.queue_timeout_ms);
+                pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        }
+        pthread_mutex_unlock(&h->lock);
+        return NULL;
 }
 
 /* Takes the queue; with stop, marks the server stopping first. */
 static HttpReq *take(Httpd *h, bool stop)
 {
         pthread_mutex_lock(&h->lock);
-        if (stop)
+        if (stop) {
                 h->stopping = true;
+                pthread_cond_broadcast(&h->cond);
+        }
         HttpReq *list = h->head;
         h->head = h->tail = NULL;
         h->nqueued = 0;
@@ -285,17 +395,27 @@ Httpd *httpd_free(Httpd *h)
         if (!h)
                 return NULL;
         if (h->d) {
-                for (HttpReq *r = take(h, true), *next; r; r = next) {
+                HttpReq *list = take(h, true);
+                if (h->timer_started)
+                        pthread_join(h->timer, NULL);
+                for (HttpReq *r = list, *next; r; r = next) {
                         next = r->next;
                         answer_error(r, 503, "shutting down");
                         MHD_resume_connection(r->conn);
                 }
-                /* let the server thread send what was resumed */
-                usleep(20000);
+                /* let the server thread send what was resumed (bounded: a
+                 * client that does not read is cut off) */
+                struct timespec ts;
+                deadline(&ts, mono_ms() + 1000);
+                pthread_mutex_lock(&h->lock);
+                while (h->nsuspended && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
+                        ;
+                pthread_mutex_unlock(&h->lock);
                 MHD_stop_daemon(h->d);
         }
         if (h->fd >= 0)
                 close(h->fd);
+        pthread_cond_destroy(&h->cond);
         pthread_mutex_destroy(&h->lock);
         free(h);
         return NULL;

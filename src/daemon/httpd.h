@@ -13,7 +13,11 @@
  *
  * Limits: connections (MHD_OPTION_CONNECTION_LIMIT), an idle timeout,
  * memory per connection (headers beyond it: 431/413 by libmicrohttpd), the
- * path length (414), the body (413), the queue (503 when full).
+ * path length (414), the body (413: at once from Content-Length; a chunked
+ * body is read and dropped up to 1 MiB past the limit, then the connection
+ * is closed), the queue (503 when full), the wait for the main loop (503
+ * from a timer thread when the loop has not taken the request in time: a
+ * stuck loop does not hold connections forever).
  */
 #ifndef RISKD_DAEMON_HTTPD_H
 #define RISKD_DAEMON_HTTPD_H
@@ -30,6 +34,7 @@ typedef struct HttpdOptions {
         size_t max_body;           /* default 4096 */
         size_t max_path;           /* default 512 */
         unsigned max_queue;        /* requests waiting for the main loop, default 4096 */
+        unsigned queue_timeout_ms; /* longest wait for the main loop (then 503), default 10000 */
 } HttpdOptions;
 
 typedef void (*HttpdHandler)(void *ud, HttpReq *req);
@@ -40,7 +45,8 @@ typedef void (*HttpdWake)(void *ud);
  * *ret_msg (malloc'd). */
 int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,
               void *ud, char **ret_msg);
-/* Answers what is still queued with 503, then stops. */
+/* Answers what is still queued with 503 (waiting up to a second for those
+ * answers to be sent), then stops. */
 Httpd *httpd_free(Httpd *h);
 unsigned httpd_port(const Httpd *h);
 
