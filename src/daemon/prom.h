@@ -35,12 +35,14 @@ PromFamily *prom_family(Prom *p, PromType type, const char *name, const char *he
 
 /* The series of these label values (as many as the family's labels; NULL
  * for a family without labels), created at 0 the first time; NULL when the
- * family is full.  Callers may keep the pointer for the family's life. */
+ * family is full.  Callers may keep the pointer until prom_family_clear of
+ * its family (or prom_free). */
 PromSeries *prom_series(PromFamily *f, const char *const *values);
 /* prom_series with the values as arguments. */
 PromSeries *prom_series1(PromFamily *f, const char *v1);
 PromSeries *prom_series2(PromFamily *f, const char *v1, const char *v2);
-/* Drops every series of a family (a gauge recomputed from scratch). */
+/* Drops every series of a family (a gauge recomputed from scratch): the
+ * pointers to them are freed. */
 void prom_family_clear(PromFamily *f);
 
 /* NULL series are ignored, so that a full family costs nothing. */
