@@ -768,6 +768,8 @@ static bool batch_end(Loop *l, BatchEnd how)
         l->batch_open = false;
         l->batch_failed = false;
         l->batch_events = 0;
+        /* an array of messages may hold many batches: ping between them */
+        notify_watchdog(log_now_ms());
         return committed;
 }
 
