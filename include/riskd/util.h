@@ -44,6 +44,44 @@ char *arena_strndup(Arena *a, const char *s, size_t n);
 char *arena_strdup(Arena *a, const char *s);
 char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Pool: a size-class allocator for state that many small objects make and
+ * free again (the engine's per-enterprise state).  Objects are carved from
+ * chunks the pool owns (64 KiB, doubling to 2 MiB; the large ones asked to
+ * be backed by huge pages) and a freed object goes on its class's free
+ * list for the next one of that size, so making and dropping state costs
+ * no allocation once the pool has grown to the peak: a chunk is an
+ * allocation (counted in util_allocs), an object is not.  The caller
+ * passes the size back on free, as it knows it (an array's capacity).
+ * Objects are 16-byte aligned; sizes are rounded up to their class (16-byte
+ * steps to 256, then four classes per power of two); above POOL_MAX the
+ * pool falls back to xmalloc/free.  Chunks go back only at pool_deinit.
+ * Under AddressSanitizer every object is its own malloc, so the sanitizer
+ * still sees each one.
+ */
+#define POOL_MAX 65536
+#define POOL_NCLASS 48
+
+typedef struct Pool {
+        void *free[POOL_NCLASS];
+        char *cur, *end;        /* the unused tail of the newest chunk */
+        void **chunks;
+        uint32_t nchunks, cchunks;
+        size_t next_chunk;
+        uint64_t bytes;         /* handed out and not freed, class sizes */
+        uint64_t chunk_bytes;   /* owned */
+} Pool;
+
+void pool_init(Pool *p);
+void pool_deinit(Pool *p);
+/* n == 0 gives NULL; pool_free(p, NULL, n) does nothing. */
+void *pool_alloc(Pool *p, size_t n);
+void *pool_calloc(Pool *p, size_t n);
+void *pool_realloc(Pool *p, void *ptr, size_t old, size_t n);
+void pool_free(Pool *p, void *ptr, size_t n);
+/* The bytes an object of n bytes occupies (its class size). */
+size_t pool_size(size_t n);
+
 /* Growable byte buffer; b->p is always NUL terminated after any append. */
 typedef struct Buf {
         char *p;

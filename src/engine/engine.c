@@ -58,6 +58,18 @@ static Ent *ent_find(Engine *e, const char *k, uint32_t len)
         return e->tab[ent_slot(e, k, len, h)];
 }
 
+static uint32_t static_words(const Engine *e)
+{
+        return (e->nstatic + 63) / 64;
+}
+
+/* The pool object of an enterprise with a key of len bytes (see Ent). */
+static size_t ent_size(const Engine *e, uint32_t len)
+{
+        return sizeof(Ent) + e->nprof * sizeof(Value) + e->cfg.recent_ids * sizeof(uint64_t) +
+               static_words(e) * sizeof(uint64_t) + sizeof(IStr) + len + 1;
+}
+
 static Ent *ent_get(Engine *e, const char *k, uint32_t len)
 {
         uint64_t h = hash_fast(k, len);
@@ -66,9 +78,15 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
                 return e->tab[i];
         if (e->nents >= e->cfg.max_enterprises)
                 return NULL;
-        /* the key lives right after the struct: one cache line less per lookup */
-        Ent *x = xcalloc(1, sizeof(Ent) + sizeof(IStr) + len + 1);
-        x->key = (IStr *)(void *)(x + 1);
+        Ent *x = pool_calloc(&e->pool, ent_size(e, len));
+        char *p = (char *)(x + 1);
+        x->prof = (Value *)(void *)p;
+        p += e->nprof * sizeof(Value);
+        x->recent = e->cfg.recent_ids ? (uint64_t *)(void *)p : NULL;
+        p += e->cfg.recent_ids * sizeof(uint64_t);
+        x->static_bits = e->nstatic ? (uint64_t *)(void *)p : NULL;
+        p += static_words(e) * sizeof(uint64_t);
+        x->key = (IStr *)(void *)p;
         x->key->refs = 1;
         x->key->len = len;
         x->key->hash = h;
@@ -76,8 +94,6 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
         x->held = x->grade = x->mode = -1;
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
-        if (e->nprof)
-                x->prof = xcalloc(e->nprof, sizeof(Value));
         e->tab[i] = x;
         e->tabh[i] = (uint32_t)(h >> 32);
         e->nents++;
@@ -105,11 +121,11 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
 static void keystate_clear(Engine *e, KeyState *ks, const RuleInfo *ri)
 {
         intern_put(&e->in, ks->key);
-        free(ks->snap_id);
+        pool_free(&e->pool, ks->snap_id, ks->snap_id_cap);
         if (ks->snap) {
                 for (uint32_t i = 0; i < ri->nsnap; i++)
                         intern_value_put(&e->in, ks->snap[i]);
-                free(ks->snap);
+                pool_free(&e->pool, ks->snap, ENT_ARR(Value, ri->nsnap));
         }
 }
 
@@ -120,24 +136,22 @@ void engine_ent_clear(Engine *e, Ent *x)
                 intern_value_put(&e->in, x->prof[i]);
                 x->prof[i] = value_null();
         }
-        free(x->static_bits);
-        x->static_bits = NULL;
+        if (x->static_bits)
+                memset(x->static_bits, 0, static_words(e) * sizeof(uint64_t));
         for (uint32_t i = 0; i < x->nc; i++)
                 intern_put(&e->in, x->c[i].event_id);
-        free(x->c);
-        free(x->f);
+        pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
+        pool_free(&e->pool, x->f, ENT_ARR(FlagState, x->cf));
         for (uint32_t i = 0; i < x->nks; i++)
                 keystate_clear(e, &x->ks[i], &e->ri[x->ks[i].rule]);
-        free(x->ks);
+        pool_free(&e->pool, x->ks, ENT_ARR(KeyState, x->cks));
         for (uint32_t i = 0; i < x->nw; i++)
                 window_free(e, &x->w[i]);
-        free(x->w);
-        free(x->recent);
+        pool_free(&e->pool, x->w, ENT_ARR(Win, x->cw));
         x->c = NULL;
         x->f = NULL;
         x->ks = NULL;
         x->w = NULL;
-        x->recent = NULL;
         x->nc = x->cc = x->nf = x->cf = x->nks = x->cks = x->nw = x->cw = 0;
         x->nrecent = x->recent_pos = 0;
         x->static_score = 0;
@@ -150,8 +164,7 @@ void engine_ent_clear(Engine *e, Ent *x)
 static void ent_free(Engine *e, Ent *x)
 {
         engine_ent_clear(e, x);
-        free(x->prof);
-        free(x);
+        pool_free(&e->pool, x, ent_size(e, x->key->len));
 }
 
 /* Remove from the table (backward-shift deletion) and free. */
@@ -304,11 +317,10 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
                 return NULL;
         }
         if (ent->nks == ent->cks) {
-                KeyState *old = ent->ks;
-                ent->cks = ent->cks ? ent->cks * 2 : 2;
-                ent->ks = xrealloc(ent->ks, ent->cks * sizeof(KeyState));
+                uint16_t oc = ent->cks;
+                ent->cks = ent->cks ? ent->cks * 2 : 1;
                 /* pending timers hold hints into the old array: they revalidate by (rule, key) */
-                (void)old;
+                ent->ks = pool_realloc(&e->pool, ent->ks, ENT_ARR(KeyState, oc), ENT_ARR(KeyState, ent->cks));
         }
         ks = &ent->ks[ent->nks++];
         *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .since = TIME_UNSET,
@@ -316,11 +328,11 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
         return ks;
 }
 
-static void keystate_set_id(KeyState *ks, const char *p, uint32_t n)
+static void keystate_set_id(Engine *e, KeyState *ks, const char *p, uint32_t n)
 {
         if (n + 1 > ks->snap_id_cap) {
+                ks->snap_id = pool_realloc(&e->pool, ks->snap_id, ks->snap_id_cap, n + 1);
                 ks->snap_id_cap = n + 1;
-                ks->snap_id = xrealloc(ks->snap_id, ks->snap_id_cap);
         }
         memcpy(ks->snap_id, p, n);
         ks->snap_id[n] = 0;
@@ -329,19 +341,8 @@ static void keystate_set_id(KeyState *ks, const char *p, uint32_t n)
 
 static void snapshot(Engine *e, KeyState *ks, RuleInfo *ri, const Value *ev, const Str *id)
 {
-        if (!ks->snap && ri->nsnap) {
-                if (ri->spare_snap) {
-                        ks->snap = ri->spare_snap;
-                        ri->spare_snap = NULL;
-                } else {
-                        ks->snap = xcalloc(ri->nsnap, sizeof(Value));
-                }
-        }
-        if (!ks->snap_id && ri->spare_id) {
-                ks->snap_id = ri->spare_id;
-                ks->snap_id_cap = ri->spare_id_cap;
-                ri->spare_id = NULL;
-        }
+        if (!ks->snap && ri->nsnap)
+                ks->snap = pool_calloc(&e->pool, ENT_ARR(Value, ri->nsnap));
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *nv = &ev[ri->snap_slots[i]];
                 Value *old = &ks->snap[i];
@@ -353,7 +354,7 @@ static void snapshot(Engine *e, KeyState *ks, RuleInfo *ri, const Value *ev, con
                 intern_value_put(&e->in, *old);
                 *old = v;
         }
-        keystate_set_id(ks, id->p, id->len);
+        keystate_set_id(e, ks, id->p, id->len);
 }
 
 static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *ri)
@@ -374,8 +375,9 @@ static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool fro
                         goto timer;
                 }
         if (ent->nf == ent->cf) {
+                uint16_t oc = ent->cf;
                 ent->cf = ent->cf ? ent->cf * 2 : 2;
-                ent->f = xrealloc(ent->f, ent->cf * sizeof(FlagState));
+                ent->f = pool_realloc(&e->pool, ent->f, ENT_ARR(FlagState, oc), ENT_ARR(FlagState, ent->cf));
         }
         ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
                                         .from_profile = from_profile && until == TIME_FOREVER};
@@ -407,8 +409,9 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                 }
                 if (delta != 0) {
                         if (ent->nc == ent->cc) {
+                                uint16_t oc = ent->cc;
                                 ent->cc = ent->cc ? ent->cc * 2 : 2;
-                                ent->c = xrealloc(ent->c, ent->cc * sizeof(Contrib));
+                                ent->c = pool_realloc(&e->pool, ent->c, ENT_ARR(Contrib, oc), ENT_ARR(Contrib, ent->cc));
                         }
                         Contrib *c = &ent->c[ent->nc++];
                         c->rule = (uint16_t)r->index;
@@ -480,20 +483,7 @@ static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *
  * what is in progress, not to every key ever seen. */
 static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
 {
-        RuleInfo *ri = &e->ri[ks->rule];
-        if (ks->snap && !ri->spare_snap) {
-                for (uint32_t i = 0; i < ri->nsnap; i++)
-                        intern_value_put(&e->in, ks->snap[i]);
-                memset(ks->snap, 0, ri->nsnap * sizeof(Value));
-                ri->spare_snap = ks->snap;
-                ks->snap = NULL;
-        }
-        if (ks->snap_id && !ri->spare_id) {
-                ri->spare_id = ks->snap_id;
-                ri->spare_id_cap = ks->snap_id_cap;
-                ks->snap_id = NULL;
-        }
-        keystate_clear(e, ks, ri);
+        keystate_clear(e, ks, &e->ri[ks->rule]);
         *ks = ent->ks[--ent->nks];
 }
 
@@ -572,8 +562,6 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                 ent->prof[i] = nv;
         }
         engine_profile_fill(e, ent);
-        if (!ent->static_bits && e->nstatic)
-                ent->static_bits = xcalloc((e->nstatic + 63) / 64, sizeof(uint64_t));
         /* flags a profile rule set without a lifetime hold while it matches:
          * drop them, the rules below set them again if they still match */
         uint32_t kept = 0;
@@ -618,8 +606,6 @@ static bool duplicate(Engine *e, Ent *ent, const Str *id)
         for (uint32_t i = 0; i < ent->nrecent; i++)
                 if (ent->recent[i] == h)
                         return true;
-        if (!ent->recent)
-                ent->recent = xcalloc(e->cfg.recent_ids, sizeof(uint64_t));
         ent->recent[ent->recent_pos] = h;
         ent->recent_pos = (uint16_t)((ent->recent_pos + 1) % e->cfg.recent_ids);
         if (ent->nrecent < e->cfg.recent_ids)
@@ -980,7 +966,8 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->rs = rules_ref(rs);
         e->emit = emit;
         e->ud = ud;
-        intern_init(&e->in);
+        pool_init(&e->pool);
+        intern_init(&e->in, &e->pool);
         uint32_t ns = rs->schema.nslots ? rs->schema.nslots : 1;
         e->slots = xcalloc(ns, sizeof(Value));
         e->rowbuf = xcalloc(ns, sizeof(Value));
@@ -1081,8 +1068,6 @@ Engine *engine_free(Engine *e)
         free(e->static_rules);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {
                 free(e->ri[i].snap_slots);
-                free(e->ri[i].spare_snap);
-                free(e->ri[i].spare_id);
         }
         free(e->ri);
         free(e->prof_slots);
@@ -1102,6 +1087,7 @@ Engine *engine_free(Engine *e)
         buf_free(&e->msg);
         decoder_free(e->dec);
         intern_deinit(&e->in);
+        pool_deinit(&e->pool);
         rules_unref(e->rs);
         free(e);
         return NULL;
@@ -1121,23 +1107,19 @@ const EngineStats *engine_stats(Engine *e)
 {
         e->st.enterprises = e->nents;
         e->st.watermark = e->wm;
-        uint64_t sb = (uint64_t)e->tabcap * sizeof(Ent *), wb = 0, rows = 0;
+        /* everything enterprises hold is in the pool (sizes as rounded up to
+         * their class), plus the table */
+        uint64_t sb = (uint64_t)e->tabcap * (sizeof(Ent *) + sizeof(uint32_t)), wb = 0, rows = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
                 const Ent *x = e->tab[i];
                 if (!x)
                         continue;
-                sb += sizeof(Ent) + e->nprof * sizeof(Value) + x->cc * sizeof(Contrib) +
-                      x->cf * sizeof(FlagState) + x->cks * sizeof(KeyState) + x->cw * sizeof(Win) +
-                      (x->recent ? e->cfg.recent_ids * sizeof(uint64_t) : 0) +
-                      (x->static_bits ? (e->nstatic + 63) / 64 * 8 : 0);
-                for (uint32_t k = 0; k < x->nks; k++)
-                        sb += e->ri[x->ks[k].rule].nsnap * sizeof(Value) * (x->ks[k].snap != NULL);
                 for (uint32_t k = 0; k < x->nw; k++) {
                         wb += window_bytes(e, &x->w[k]);
                         rows += x->w[k].n;
                 }
         }
-        e->st.state_bytes = sb + e->in.bytes;
+        e->st.state_bytes = sb + e->pool.bytes - wb;
         e->st.window_bytes = wb;
         e->st.window_rows = rows;
         return &e->st;

@@ -49,6 +49,10 @@ typedef struct Win {
         Value *v;               /* cap * nrow_slots */
 } Win;
 
+/* One pool object holds the struct, then prof, recent and static_bits (of
+ * sizes fixed per engine), then the key: an enterprise's fixed state is one
+ * allocation and a few cache lines.  The arrays c, f, ks, w and everything
+ * they point to come from Engine.pool too. */
 typedef struct Ent {
         IStr *key;
         Value *prof;            /* Engine.nprof values (profile fields rules read) */
@@ -95,11 +99,6 @@ typedef struct RuleInfo {
         uint32_t nsnap;
         int64_t absent_ms;      /* the longest absent() window, 0 none */
         bool reads_profile;
-        /* the buffers of the last dropped key, reused by the next new one:
-         * a condition that flips on and off does not allocate */
-        Value *spare_snap;
-        char *spare_id;
-        uint32_t spare_id_cap;
 } RuleInfo;
 
 struct Engine {
@@ -108,6 +107,7 @@ struct Engine {
         EngineEmitFn emit;
         void *ud;
         Decoder *dec;
+        Pool pool;              /* every enterprise's state, and the interned strings */
         Intern in;
         EngineStats st;
 
@@ -173,6 +173,8 @@ void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule,
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);
 void engine_ent_remove(Engine *e, Ent *x);
 void engine_ent_clear(Engine *e, Ent *x);
+/* pool_* sizes of an array of n elements of type T */
+#define ENT_ARR(T, n) ((size_t)(n) * sizeof(T))
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);
 

@@ -8,8 +8,9 @@
 #include "include/riskd/util.h"
 #include "src/engine/intern.h"
 
-void intern_init(Intern *in)
+void intern_init(Intern *in, Pool *pool)
 {
+        in->pool = pool;
         in->cap = 1024;
         in->n = 0;
         in->bytes = 0;
@@ -19,7 +20,8 @@ void intern_init(Intern *in)
 void intern_deinit(Intern *in)
 {
         for (uint32_t i = 0; i < in->cap; i++)
-                free(in->tab[i]);
+                if (in->tab[i])
+                        pool_free(in->pool, in->tab[i], sizeof(IStr) + in->tab[i]->len + 1);
         free(in->tab);
         in->tab = NULL;
         in->n = in->cap = 0;
@@ -51,7 +53,7 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
                         e->refs++;
                         return e;
                 }
-        IStr *e = xmalloc(sizeof(IStr) + len + 1);
+        IStr *e = pool_alloc(in->pool, sizeof(IStr) + len + 1);
         e->refs = 1;
         e->len = len;
         e->hash = h;
@@ -92,7 +94,7 @@ void intern_put(Intern *in, IStr *is)
         in->tab[hole] = NULL;
         in->n--;
         in->bytes -= sizeof(IStr) + is->len + 1;
-        free(is);
+        pool_free(in->pool, is, sizeof(IStr) + is->len + 1);
 }
 
 Value intern_value(Intern *in, Value v)

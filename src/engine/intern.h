@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "include/riskd/util.h"
 #include "include/riskd/value.h"
 
 typedef struct IStr {
@@ -19,12 +20,13 @@ typedef struct IStr {
 } IStr;
 
 typedef struct Intern {
+        Pool *pool;             /* where the strings live (not owned) */
         IStr **tab;
         uint32_t cap, n;
         uint64_t bytes;
 } Intern;
 
-void intern_init(Intern *in);
+void intern_init(Intern *in, Pool *pool);
 void intern_deinit(Intern *in);
 /* A reference to the interned copy of s[0..len) (refs + 1). */
 IStr *intern_get(Intern *in, const char *s, uint32_t len);

@@ -322,8 +322,6 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         }
         x->static_score = get_f(r);
         uint64_t nst = get_u(r);
-        if (e->nstatic && !x->static_bits)
-                x->static_bits = xcalloc((e->nstatic + 63) / 64, sizeof(uint64_t));
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 s = get_s(r, &n);
                 for (uint32_t k = 0; k < e->nstatic; k++)
@@ -366,8 +364,9 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
                 if (x->nc == x->cc) {
+                        uint16_t oc = x->cc;
                         x->cc = x->cc ? x->cc * 2 : 2;
-                        x->c = xrealloc(x->c, x->cc * sizeof(Contrib));
+                        x->c = pool_realloc(&e->pool, x->c, ENT_ARR(Contrib, oc), ENT_ARR(Contrib, x->cc));
                 }
                 x->c[x->nc++] = c;
         }
@@ -383,8 +382,9 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (flag < 0)
                         continue;
                 if (x->nf == x->cf) {
+                        uint16_t oc = x->cf;
                         x->cf = x->cf ? x->cf * 2 : 2;
-                        x->f = xrealloc(x->f, x->cf * sizeof(FlagState));
+                        x->f = pool_realloc(&e->pool, x->f, ENT_ARR(FlagState, oc), ENT_ARR(FlagState, x->cf));
                 }
                 x->f[x->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
@@ -405,7 +405,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t nsnap = get_u(r);
                 const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
                 if (ri && ri->nsnap && nsnap)
-                        ks.snap = xcalloc(ri->nsnap, sizeof(Value));
+                        ks.snap = pool_calloc(&e->pool, ENT_ARR(Value, ri->nsnap));
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
                         int32_t slot = get_slot(e, r);
                         int32_t at = -1;
@@ -422,18 +422,21 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         if (ks.snap) {
                                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                                         intern_value_put(&e->in, ks.snap[q]);
-                                free(ks.snap);
+                                pool_free(&e->pool, ks.snap, ENT_ARR(Value, ri->nsnap));
                         }
                         continue;
                 }
                 if (n) {
-                        ks.snap_id = xstrndup(s, n);
+                        ks.snap_id = pool_alloc(&e->pool, n + 1);
+                        memcpy(ks.snap_id, s, n);
+                        ks.snap_id[n] = 0;
                         ks.snap_id_len = n;
                         ks.snap_id_cap = n + 1;
                 }
                 if (x->nks == x->cks) {
-                        x->cks = x->cks ? x->cks * 2 : 2;
-                        x->ks = xrealloc(x->ks, x->cks * sizeof(KeyState));
+                        uint16_t oc = x->cks;
+                        x->cks = x->cks ? x->cks * 2 : 1;
+                        x->ks = pool_realloc(&e->pool, x->ks, ENT_ARR(KeyState, oc), ENT_ARR(KeyState, x->cks));
                 }
                 x->ks[x->nks++] = ks;
         }
@@ -461,15 +464,16 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 Win *w = NULL;
                 if (a && rows) {
                         if (x->nw == x->cw) {
+                                uint16_t oc = x->cw;
                                 x->cw = x->cw ? x->cw * 2 : 2;
-                                x->w = xrealloc(x->w, x->cw * sizeof(Win));
+                                x->w = pool_realloc(&e->pool, x->w, ENT_ARR(Win, oc), ENT_ARR(Win, x->cw));
                         }
                         w = &x->w[x->nw++];
                         memset(w, 0, sizeof(*w));
                         w->agg = (uint16_t)agg;
                         w->cap = (uint32_t)(rows < e->cfg.max_window_rows ? rows : e->cfg.max_window_rows);
-                        w->t = xmalloc(w->cap * sizeof(int64_t));
-                        w->v = xcalloc((size_t)w->cap * (nrow ? nrow : 1), sizeof(Value));
+                        w->t = pool_alloc(&e->pool, ENT_ARR(int64_t, w->cap));
+                        w->v = pool_calloc(&e->pool, ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
                 }
                 for (uint64_t q = 0; q < rows && !r->bad; q++) {
                         int64_t t = get_i(r);
@@ -491,8 +495,6 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 }
         }
         uint64_t nr = get_u(r);
-        if (e->cfg.recent_ids && nr && !x->recent)
-                x->recent = xcalloc(e->cfg.recent_ids, sizeof(uint64_t));
         for (uint64_t i = 0; i < nr && !r->bad; i++) {
                 uint64_t h = get_u(r);
                 if (!e->cfg.recent_ids)

@@ -41,6 +41,13 @@ static void evict(Engine *e, Win *w, const Aggregate *a, int64_t now)
                 drop_front(e, w, a->nrow_slots);
 }
 
+/* The ring's arrays (its rows already released). */
+static void window_free_rows(Engine *e, Win *w, uint32_t nrow)
+{
+        pool_free(&e->pool, w->t, ENT_ARR(int64_t, w->cap));
+        pool_free(&e->pool, w->v, ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
+}
+
 static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
 {
         for (uint32_t i = 0; i < ent->nw; i++)
@@ -49,8 +56,9 @@ static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
         if (!create)
                 return NULL;
         if (ent->nw == ent->cw) {
+                uint16_t oc = ent->cw;
                 ent->cw = ent->cw ? ent->cw * 2 : 2;
-                ent->w = xrealloc(ent->w, ent->cw * sizeof(Win));
+                ent->w = pool_realloc(&e->pool, ent->w, ENT_ARR(Win, oc), ENT_ARR(Win, ent->cw));
         }
         Win *w = &ent->w[ent->nw++];
         memset(w, 0, sizeof(*w));
@@ -133,15 +141,14 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                                 uint32_t nc = w->cap ? w->cap * 2 : 4;
                                 if (nc > e->cfg.max_window_rows)
                                         nc = e->cfg.max_window_rows;
-                                int64_t *nt = xmalloc(nc * sizeof(int64_t));
-                                Value *nv = xmalloc((size_t)nc * (nrow ? nrow : 1) * sizeof(Value));
+                                int64_t *nt = pool_alloc(&e->pool, ENT_ARR(int64_t, nc));
+                                Value *nv = pool_alloc(&e->pool, ENT_ARR(Value, (size_t)nc * (nrow ? nrow : 1)));
                                 for (uint32_t i = 0; i < w->n; i++) {
                                         nt[i] = row_time(w, i);
                                         if (nrow)
                                                 memcpy(&nv[(size_t)i * nrow], row(w, nrow, i), nrow * sizeof(Value));
                                 }
-                                free(w->t);
-                                free(w->v);
+                                window_free_rows(e, w, nrow);
                                 w->t = nt;
                                 w->v = nv;
                                 w->cap = nc;
@@ -294,12 +301,12 @@ void window_free(Engine *e, Win *w)
         const Aggregate *a = &e->rs->aggs[w->agg];
         while (w->n)
                 drop_front(e, w, a->nrow_slots);
-        free(w->t);
-        free(w->v);
+        window_free_rows(e, w, a->nrow_slots);
 }
 
 size_t window_bytes(const Engine *e, const Win *w)
 {
         const Aggregate *a = &e->rs->aggs[w->agg];
-        return (size_t)w->cap * (sizeof(int64_t) + a->nrow_slots * sizeof(Value));
+        uint32_t nrow = a->nrow_slots;
+        return pool_size(ENT_ARR(int64_t, w->cap)) + pool_size(ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
 }

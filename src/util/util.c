@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +89,159 @@ struct ArenaBlock {
         size_t used, size;
         _Alignas(16) unsigned char data[];
 };
+
+/* ---- pool ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_MALLOC 1
+#endif
+#endif
+
+#define POOL_CHUNK_MIN ((size_t)64 << 10)
+#define POOL_CHUNK_MAX ((size_t)2 << 20)
+
+/* Class of an object of n bytes (0 < n <= POOL_MAX), and its size. */
+static inline uint32_t pool_class(size_t n, size_t *size)
+{
+        if (n <= 256) {
+                uint32_t c = (uint32_t)((n + 15) >> 4) - 1;
+                *size = (size_t)(c + 1) << 4;
+                return c;
+        }
+        uint32_t b = 63 - (uint32_t)__builtin_clzll((unsigned long long)(n - 1)); /* 2^b < n <= 2^(b+1), b >= 8 */
+        size_t step = (size_t)1 << (b - 2);
+        uint32_t k = (uint32_t)((n - 1 - ((size_t)1 << b)) / step);
+        *size = ((size_t)1 << b) + (k + 1) * step;
+        return 16 + (b - 8) * 4 + k;
+}
+
+size_t pool_size(size_t n)
+{
+        size_t sz = n;
+#ifdef POOL_MALLOC
+        return sz;
+#endif
+        if (n && n <= POOL_MAX)
+                pool_class(n, &sz);
+        return sz;
+}
+
+void pool_init(Pool *p)
+{
+        memset(p, 0, sizeof(*p));
+        p->next_chunk = POOL_CHUNK_MIN;
+}
+
+void pool_deinit(Pool *p)
+{
+        for (uint32_t i = 0; i < p->nchunks; i++)
+                free(p->chunks[i]);
+        free(p->chunks);
+        pool_init(p);
+}
+
+#ifndef POOL_MALLOC
+static void pool_chunk(Pool *p, size_t need)
+{
+        size_t sz = p->next_chunk;
+        while (sz < need)
+                sz *= 2;
+        void *c = NULL;
+        util_allocs++;
+        if (posix_memalign(&c, sz >= POOL_CHUNK_MAX ? POOL_CHUNK_MAX : 64, sz) != 0)
+                oom(sz);
+#ifdef MADV_HUGEPAGE
+        if (sz >= POOL_CHUNK_MAX)
+                (void)madvise(c, sz, MADV_HUGEPAGE); /* fewer TLB misses over large state; advice only */
+#endif
+        if (p->nchunks == p->cchunks) {
+                p->cchunks = p->cchunks ? p->cchunks * 2 : 16;
+                p->chunks = xrealloc(p->chunks, p->cchunks * sizeof(void *));
+        }
+        p->chunks[p->nchunks++] = c;
+        p->chunk_bytes += sz;
+        /* the tail of the previous chunk (smaller than the object asked for) is left unused */
+        p->cur = c;
+        p->end = (char *)c + sz;
+        if (p->next_chunk < POOL_CHUNK_MAX)
+                p->next_chunk *= 2;
+}
+#endif
+
+void *pool_alloc(Pool *p, size_t n)
+{
+        if (!n)
+                return NULL;
+#ifdef POOL_MALLOC
+        p->bytes += n;
+        return xmalloc(n);
+#else
+        if (n > POOL_MAX) {
+                p->bytes += n;
+                return xmalloc(n);
+        }
+        size_t sz;
+        uint32_t c = pool_class(n, &sz);
+        p->bytes += sz;
+        void *o = p->free[c];
+        if (o) {
+                p->free[c] = *(void **)o;
+                return o;
+        }
+        if ((size_t)(p->end - p->cur) < sz)
+                pool_chunk(p, sz);
+        o = p->cur;
+        p->cur += sz;
+        return o;
+#endif
+}
+
+void *pool_calloc(Pool *p, size_t n)
+{
+        void *o = pool_alloc(p, n);
+        if (o)
+                memset(o, 0, n);
+        return o;
+}
+
+void pool_free(Pool *p, void *ptr, size_t n)
+{
+        if (!ptr)
+                return;
+#ifdef POOL_MALLOC
+        p->bytes -= n;
+        free(ptr);
+#else
+        if (n > POOL_MAX) {
+                p->bytes -= n;
+                free(ptr);
+                return;
+        }
+        size_t sz;
+        uint32_t c = pool_class(n, &sz);
+        p->bytes -= sz;
+        *(void **)ptr = p->free[c];
+        p->free[c] = ptr;
+#endif
+}
+
+void *pool_realloc(Pool *p, void *ptr, size_t old, size_t n)
+{
+        if (!ptr)
+                return pool_alloc(p, n);
+#ifndef POOL_MALLOC
+        if (old && n && old <= POOL_MAX && n <= POOL_MAX && pool_size(old) == pool_size(n))
+                return ptr;
+#endif
+        void *o = pool_alloc(p, n);
+        if (o)
+                memcpy(o, ptr, old < n ? old : n);
+        pool_free(p, ptr, old);
+        return o;
+}
 
 void arena_init(Arena *a)
 {
