@@ -45,9 +45,9 @@ void engine_config_default(EngineConfig *c)
 
 static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
-        uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask, hh = (uint32_t)(h >> 32);
-        for (Ent *x; (x = e->tab[i]); i = (i + 1) & mask)
-                if (e->tabh[i] == hh && x->key->len == len && memcmp(x->key->s, k, len) == 0)
+        uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask;
+        for (const EntSlot *sl; (sl = &e->tab[i])->x; i = (i + 1) & mask)
+                if (sl->h == h && sl->x->key->len == len && memcmp(sl->x->key->s, k, len) == 0)
                         return i;
         return i;
 }
@@ -55,7 +55,7 @@ static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 static Ent *ent_find(Engine *e, const char *k, uint32_t len)
 {
         uint64_t h = hash_fast(k, len);
-        return e->tab[ent_slot(e, k, len, h)];
+        return e->tab[ent_slot(e, k, len, h)].x;
 }
 
 static uint32_t static_words(const Engine *e)
@@ -63,30 +63,36 @@ static uint32_t static_words(const Engine *e)
         return (e->nstatic + 63) / 64;
 }
 
+/* The key's bytes after the struct, rounded up so what follows is aligned. */
+static size_t ent_key_size(uint32_t len)
+{
+        return (sizeof(IStr) + len + 1 + 7) & ~(size_t)7;
+}
+
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
 static size_t ent_size(const Engine *e, uint32_t len)
 {
-        return sizeof(Ent) + e->nprof * sizeof(Value) + e->cfg.recent_ids * sizeof(uint64_t) +
-               static_words(e) * sizeof(uint64_t) + sizeof(IStr) + len + 1;
+        return sizeof(Ent) + ent_key_size(len) + e->nprof * sizeof(Value) +
+               e->cfg.recent_ids * sizeof(uint64_t) + static_words(e) * sizeof(uint64_t);
 }
 
 static Ent *ent_get(Engine *e, const char *k, uint32_t len)
 {
         uint64_t h = hash_fast(k, len);
         uint32_t i = ent_slot(e, k, len, h);
-        if (e->tab[i])
-                return e->tab[i];
+        if (e->tab[i].x)
+                return e->tab[i].x;
         if (e->nents >= e->cfg.max_enterprises)
                 return NULL;
         Ent *x = pool_calloc(&e->pool, ent_size(e, len));
         char *p = (char *)(x + 1);
+        x->key = (IStr *)(void *)p;
+        p += ent_key_size(len);
         x->prof = (Value *)(void *)p;
         p += e->nprof * sizeof(Value);
         x->recent = e->cfg.recent_ids ? (uint64_t *)(void *)p : NULL;
         p += e->cfg.recent_ids * sizeof(uint64_t);
         x->static_bits = e->nstatic ? (uint64_t *)(void *)p : NULL;
-        p += static_words(e) * sizeof(uint64_t);
-        x->key = (IStr *)(void *)p;
         x->key->refs = 1;
         x->key->len = len;
         x->key->hash = h;
@@ -94,26 +100,21 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
         x->held = x->grade = x->mode = -1;
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
-        e->tab[i] = x;
-        e->tabh[i] = (uint32_t)(h >> 32);
+        e->tab[i] = (EntSlot){h, x};
         e->nents++;
         if (e->nents * 2 > e->tabcap) {
                 uint32_t oc = e->tabcap;
-                Ent **old = e->tab;
-                uint32_t *oldh = e->tabh;
+                EntSlot *old = e->tab;
                 e->tabcap *= 2;
-                e->tab = xcalloc(e->tabcap, sizeof(Ent *));
-                e->tabh = xcalloc(e->tabcap, sizeof(uint32_t));
+                e->tab = xcalloc(e->tabcap, sizeof(EntSlot));
                 for (uint32_t j = 0; j < oc; j++)
-                        if (old[j]) {
-                                uint32_t s = (uint32_t)old[j]->key->hash & (e->tabcap - 1);
-                                while (e->tab[s])
+                        if (old[j].x) {
+                                uint32_t s = (uint32_t)old[j].h & (e->tabcap - 1);
+                                while (e->tab[s].x)
                                         s = (s + 1) & (e->tabcap - 1);
                                 e->tab[s] = old[j];
-                                e->tabh[s] = oldh[j];
                         }
                 free(old);
-                free(oldh);
         }
         return x;
 }
@@ -171,19 +172,18 @@ static void ent_free(Engine *e, Ent *x)
 void engine_ent_remove(Engine *e, Ent *x)
 {
         uint32_t mask = e->tabcap - 1, k = (uint32_t)x->key->hash & mask;
-        while (e->tab[k] != x)
+        while (e->tab[k].x != x)
                 k = (k + 1) & mask;
         uint32_t hole = k;
-        for (uint32_t j = (k + 1) & mask; e->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)e->tab[j]->key->hash & mask;
+        for (uint32_t j = (k + 1) & mask; e->tab[j].x; j = (j + 1) & mask) {
+                uint32_t home = (uint32_t)e->tab[j].h & mask;
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         e->tab[hole] = e->tab[j];
-                        e->tabh[hole] = e->tabh[j];
                         hole = j;
                 }
         }
-        e->tab[hole] = NULL;
+        e->tab[hole] = (EntSlot){0, NULL};
         e->nents--;
         ent_free(e, x);
 }
@@ -821,7 +821,7 @@ void engine_timers_rebuild(Engine *e)
                 intern_put(&e->in, e->tm[i].key);
         e->ntm = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
-                Ent *x = e->tab[i];
+                Ent *x = e->tab[i].x;
                 if (!x)
                         continue;
                 for (uint32_t k = 0; k < x->nc; k++)
@@ -978,8 +978,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->wm = TIME_UNSET;
         e->restore_next = -1;
         e->tabcap = 1024;
-        e->tab = xcalloc(e->tabcap, sizeof(Ent *));
-        e->tabh = xcalloc(e->tabcap, sizeof(uint32_t));
+        e->tab = xcalloc(e->tabcap, sizeof(EntSlot));
 
         /* which profile slots anything reads */
         uint32_t pcap = 0;
@@ -1053,10 +1052,9 @@ Engine *engine_free(Engine *e)
         }
         free(e->held);
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
-                        ent_free(e, e->tab[i]);
+                if (e->tab[i].x)
+                        ent_free(e, e->tab[i].x);
         free(e->tab);
-        free(e->tabh);
         for (uint32_t t = 0; t < e->rs->schema.ntypes; t++) {
                 free(e->by_type[t]);
                 free(e->aggs_by_type[t]);
@@ -1109,9 +1107,9 @@ const EngineStats *engine_stats(Engine *e)
         e->st.watermark = e->wm;
         /* everything enterprises hold is in the pool (sizes as rounded up to
          * their class), plus the table */
-        uint64_t sb = (uint64_t)e->tabcap * (sizeof(Ent *) + sizeof(uint32_t)), wb = 0, rows = 0;
+        uint64_t sb = (uint64_t)e->tabcap * sizeof(EntSlot), wb = 0, rows = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
-                const Ent *x = e->tab[i];
+                const Ent *x = e->tab[i].x;
                 if (!x)
                         continue;
                 for (uint32_t k = 0; k < x->nw; k++) {
@@ -1155,8 +1153,8 @@ void engine_grades_write(Engine *e, Buf *out)
         Ent **v = xmalloc((e->nents + 1) * sizeof(Ent *));
         uint32_t n = 0;
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
-                        v[n++] = e->tab[i];
+                if (e->tab[i].x)
+                        v[n++] = e->tab[i].x;
         qsort(v, n, sizeof(Ent *), ent_cmp);
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;

@@ -49,8 +49,9 @@ typedef struct Win {
         Value *v;               /* cap * nrow_slots */
 } Win;
 
-/* One pool object holds the struct, then prof, recent and static_bits (of
- * sizes fixed per engine), then the key: an enterprise's fixed state is one
+/* One pool object holds the struct, then the key (so a lookup's compare
+ * reads the lines the event needs next), then prof, recent and static_bits
+ * (of sizes fixed per engine): an enterprise's fixed state is one
  * allocation and a few cache lines.  The arrays c, f, ks, w and everything
  * they point to come from Engine.pool too. */
 typedef struct Ent {
@@ -72,6 +73,14 @@ typedef struct Ent {
         int64_t last_time;
         uint32_t batch;         /* the batch that last touched it (state.c) */
 } Ent;
+
+/* A slot of the enterprise table: the full key hash beside the pointer, so
+ * a lookup reads one slot (one cache line) and touches only the Ent whose
+ * hash matches, which it needs next anyway. */
+typedef struct EntSlot {
+        uint64_t h;
+        Ent *x;                 /* NULL: empty */
+} EntSlot;
 
 typedef enum TimerKind { TM_EXPIRE, TM_DWELL, TM_FOR, TM_ABSENT } TimerKind;
 
@@ -127,8 +136,7 @@ struct Engine {
         uint32_t nstatic;
         RuleInfo *ri;
 
-        Ent **tab;              /* open addressing by key hash */
-        uint32_t *tabh;         /* low bits of each slot's key hash: most misses never touch the Ent */
+        EntSlot *tab;           /* open addressing by key hash */
         uint32_t tabcap, nents;
 
         Timer *tm;              /* min-heap */

@@ -42,8 +42,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
          * that touched them all would write them */
         engine_batch_begin(e);
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
-                        state_touch(e, e->tab[i]);
+                if (e->tab[i].x)
+                        state_touch(e, e->tab[i].x);
         n->reload_fresh = fresh;
         engine_batch_changes(e, e->restore_next, into, n);
         n->reload_fresh = NULL;
@@ -54,7 +54,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
 
         /* the static part: the points of the static rules still matching */
         for (uint32_t i = 0; i < n->tabcap; i++) {
-                Ent *x = n->tab[i];
+                Ent *x = n->tab[i].x;
                 if (!x)
                         continue;
                 double score = 0;
