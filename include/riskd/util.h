@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -82,16 +83,54 @@ void pool_free(Pool *p, void *ptr, size_t n);
 /* The bytes an object of n bytes occupies (its class size). */
 size_t pool_size(size_t n);
 
+/*
+ * Ask for huge pages over the 2 MiB-aligned interior of [p, p+n) (advice
+ * only; nothing when n is small).  For large tables read at random (the
+ * engine's enterprise table, timer heap, interned strings): on a VM a TLB
+ * miss is a two-level page walk, and 4 KiB pages over tens of MiB make
+ * most lookups one.
+ */
+void util_advise_huge(void *p, size_t n);
+
 /* Growable byte buffer; b->p is always NUL terminated after any append. */
 typedef struct Buf {
         char *p;
         size_t len, cap;
 } Buf;
 
-void buf_reserve(Buf *b, size_t extra);
-void buf_put(Buf *b, const void *p, size_t n);
-void buf_puts(Buf *b, const char *s);
-void buf_putc(Buf *b, char c);
+void buf_reserve_slow(Buf *b, size_t extra);
+
+/* Room for extra more bytes and the NUL; the common case inline, since
+ * output documents are built from many short appends. */
+static inline void buf_reserve(Buf *b, size_t extra)
+{
+        if (b->len + extra + 1 > b->cap)
+                buf_reserve_slow(b, extra);
+}
+
+static inline void buf_put(Buf *b, const void *p, size_t n)
+{
+        buf_reserve(b, n);
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+        b->p[b->len] = 0;
+}
+
+static inline void buf_puts(Buf *b, const char *s)
+{
+        buf_put(b, s, strlen(s));
+}
+
+static inline void buf_putc(Buf *b, char c)
+{
+        buf_reserve(b, 1);
+        b->p[b->len++] = c;
+        b->p[b->len] = 0;
+}
+
+/* Decimal digits of v, and 16 lower-case hex digits of h, without printf. */
+void buf_put_i64(Buf *b, int64_t v);
+void buf_put_hex64(Buf *b, uint64_t h);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(Buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void buf_json_str(Buf *b, const char *s, size_t n); /* quoted, escaped */

@@ -107,6 +107,7 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
                 EntSlot *old = e->tab;
                 e->tabcap *= 2;
                 e->tab = xcalloc(e->tabcap, sizeof(EntSlot));
+                util_advise_huge(e->tab, e->tabcap * sizeof(EntSlot));
                 for (uint32_t j = 0; j < oc; j++)
                         if (old[j].x) {
                                 uint32_t s = (uint32_t)old[j].h & (e->tabcap - 1);
@@ -156,6 +157,7 @@ void engine_ent_clear(Engine *e, Ent *x)
         x->nc = x->cc = x->nf = x->cf = x->nks = x->cks = x->nw = x->cw = 0;
         x->nrecent = x->recent_pos = 0;
         x->static_score = 0;
+        x->grade_clean = 0;
         x->held = x->grade = x->mode = -1;
         x->per_year = 0;
         x->below_since = TIME_UNSET;
@@ -229,6 +231,7 @@ void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule,
         if (e->ntm == e->ctm) {
                 e->ctm = e->ctm ? e->ctm * 2 : 1024;
                 e->tm = xrealloc(e->tm, e->ctm * sizeof(Timer));
+                util_advise_huge(e->tm, e->ctm * sizeof(Timer));
         }
         Timer t = {.time = time, .ent = ent, .kind = (uint8_t)kind, .rule = rule, .ks_hint = ks,
                    .key = ks ? intern_ref(ks->key) : NULL};
@@ -323,7 +326,7 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
                 ent->ks = pool_realloc(&e->pool, ent->ks, ENT_ARR(KeyState, oc), ENT_ARR(KeyState, ent->cks));
         }
         ks = &ent->ks[ent->nks++];
-        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .since = TIME_UNSET,
+        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)key->hash : 0, .since = TIME_UNSET,
                          .last_fire = TIME_UNSET, .due = TIME_UNSET};
         return ks;
 }
@@ -366,6 +369,7 @@ static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *
 
 static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool from_profile)
 {
+        ent->grade_clean = 0;
         for (uint32_t i = 0; i < ent->nf; i++)
                 if (ent->f[i].flag == flag) {
                         if (until > ent->f[i].until) {
@@ -390,6 +394,7 @@ timer:
 static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bool timer,
                  const Value *ev, const char *evid, size_t evlen)
 {
+        ent->grade_clean = 0;
         if (r->cooldown_ms && ks) {
                 if (ks->last_fire != TIME_UNSET && t < ks->last_fire + r->cooldown_ms)
                         return;
@@ -456,14 +461,18 @@ static Str key_bytes(Engine *e, const Rule *r, const Value *ev)
 /* The rule's state for the event's key, without allocating. */
 static KeyState *keystate_lookup(Engine *e, Ent *ent, const Rule *r, const Value *ev)
 {
-        Str k = {NULL, 0};
-        if (r->per_slot >= 0)
-                k = key_bytes(e, r, ev);
+        if (r->per_slot < 0) {
+                for (uint32_t i = 0; i < ent->nks; i++)
+                        if (ent->ks[i].rule == r->index && !ent->ks[i].key)
+                                return &ent->ks[i];
+                return NULL;
+        }
+        Str k = key_bytes(e, r, ev);
+        uint32_t h = (uint32_t)hash_fast(k.p, k.len);
         for (uint32_t i = 0; i < ent->nks; i++) {
                 KeyState *ks = &ent->ks[i];
-                if (ks->rule != r->index)
-                        continue;
-                if (!k.p ? !ks->key : ks->key && ks->key->len == k.len && memcmp(ks->key->s, k.p, k.len) == 0)
+                if (ks->rule == r->index && ks->khash == h && ks->key && ks->key->len == k.len &&
+                    memcmp(ks->key->s, k.p, k.len) == 0)
                         return ks;
         }
         return NULL;
@@ -553,6 +562,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
 
 static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, const Str *id, AggCtx *ac)
 {
+        ent->grade_clean = 0;
         const Schema *s = &e->rs->schema;
         const EventType *pt = &s->types[s->profile_type];
         (void)pt;
@@ -1035,6 +1045,16 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 VEC_PUSH(e->aggs_by_type[t], e->naggs_by_type[t], caps[t]) = a;
         }
         free(caps);
+        const Grading *g = &rs->grading;
+        e->ov_reuse = g->noverrides <= 16;
+        for (uint32_t i = 0; e->ov_reuse && i < g->noverrides; i++) {
+                const Program *p = &rs->progs[g->overrides[i].when];
+                for (uint32_t k = 0; k < p->len; k++) {
+                        Opcode op = INSN_OP(rs->code[p->start + k]);
+                        if (op == OP_NOW || op == OP_AGG)
+                                e->ov_volatile |= (uint16_t)(1u << i);
+                }
+        }
         *ret = e;
         return 0;
 }

@@ -18,6 +18,7 @@ typedef struct KeyState {
         uint16_t rule;
         uint8_t fired;          /* for: fired in this episode */
         uint8_t timer_pending;  /* one timer per key at a time */
+        uint32_t khash;         /* low bits of key->hash: a lookup skips other keys unread */
         IStr *key;              /* NULL: the enterprise as a whole */
         int64_t since;          /* for: condition true since */
         int64_t last_fire;      /* cooldown */
@@ -68,6 +69,11 @@ typedef struct Ent {
         uint16_t nrecent, recent_pos;
         int16_t held;           /* band index in force (hysteresis), -1 none */
         int16_t grade, mode;    /* last graded, -1 none */
+        /* grade_clean: nothing an override reads (score, flags, profile)
+         * changed since the last regrade, whose override results are
+         * ov_bits; cleared by every change to them (grade.c) */
+        uint8_t grade_clean;
+        uint16_t ov_bits;
         double per_year;
         int64_t below_since;    /* score below the held band since */
         int64_t last_time;
@@ -134,6 +140,10 @@ struct Engine {
         uint32_t *naggs_by_type;
         uint32_t *static_rules;
         uint32_t nstatic;
+        /* overrides whose condition reads the clock: decided at every
+         * regrade; with more than 16 overrides nothing is reused */
+        uint16_t ov_volatile;
+        bool ov_reuse;
         RuleInfo *ri;
 
         EntSlot *tab;           /* open addressing by key hash */

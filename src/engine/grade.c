@@ -23,7 +23,10 @@ int32_t grade_band(const Grading *g, double score)
         return g->nbands ? (int32_t)g->nbands - 1 : -1;
 }
 
-/* Drop contributions and flags that expired by now. */
+/* Drop contributions and flags that expired by now.  Each has a timer at
+ * its expiry that regrades, so between regrades nothing expires unseen:
+ * grade_clean stays true only while score and flags are what the last
+ * regrade saw. */
 static void prune(Engine *e, Ent *ent, int64_t now)
 {
         uint32_t k = 0;
@@ -34,11 +37,15 @@ static void prune(Engine *e, Ent *ent, int64_t now)
                 }
                 ent->c[k++] = ent->c[i];
         }
+        if (k != ent->nc)
+                ent->grade_clean = 0;
         ent->nc = (uint16_t)k;
         k = 0;
         for (uint32_t i = 0; i < ent->nf; i++)
                 if (ent->f[i].until > now)
                         ent->f[k++] = ent->f[i];
+        if (k != ent->nf)
+                ent->grade_clean = 0;
         ent->nf = (uint16_t)k;
 }
 
@@ -68,6 +75,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         prune(e, ent, now);
         double score = grade_score(e, ent, now);
         int32_t band = grade_band(g, score);
+        int16_t held_before = ent->held;
         if (ent->held < 0 || band > ent->held) {
                 ent->held = (int16_t)band;
                 ent->below_since = TIME_UNSET;
@@ -90,9 +98,25 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                       .flags = grade_live_flags(ent, now)};
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
+        /* An override that does not read the clock, seeing the inputs it saw
+         * at the last regrade (grade_clean, the same band in force, every
+         * override before it deciding the same), decides the same: its
+         * result is reused.  The first one that decides differently ends
+         * the reuse for the rest of the chain. */
+        bool reuse = e->ov_reuse && ent->grade_clean && ent->held == held_before;
+        uint16_t bits = 0;
         for (uint32_t i = 0; i < g->noverrides; i++) {
                 const Override *o = &g->overrides[i];
-                if (!vm_test(e->rs, o->when, &f))
+                bool was = i < 16 && ((ent->ov_bits >> i) & 1), hit;
+                if (reuse && !((e->ov_volatile >> i) & 1)) {
+                        hit = was;
+                } else {
+                        hit = vm_test(e->rs, o->when, &f);
+                        reuse = reuse && hit == was;
+                }
+                if (i < 16)
+                        bits |= (uint16_t)((unsigned)hit << i);
+                if (!hit)
                         continue;
                 int32_t ng = grade;
                 if (o->grade >= 0)
@@ -117,6 +141,8 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 st.mode = mode;
                 st.per_year = per_year;
         }
+        ent->ov_bits = bits;
+        ent->grade_clean = e->ov_reuse;
         bool first = ent->grade < 0;
         if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year)
                 return;

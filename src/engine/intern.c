@@ -15,6 +15,7 @@ void intern_init(Intern *in, Pool *pool)
         in->n = 0;
         in->bytes = 0;
         in->tab = xcalloc(in->cap, sizeof(IStr *));
+        util_advise_huge(in->tab, in->cap * sizeof(IStr *));
 }
 
 void intern_deinit(Intern *in)
@@ -33,6 +34,7 @@ static void grow(Intern *in)
         IStr **old = in->tab;
         in->cap *= 2;
         in->tab = xcalloc(in->cap, sizeof(IStr *));
+        util_advise_huge(in->tab, in->cap * sizeof(IStr *));
         for (uint32_t i = 0; i < oc; i++) {
                 if (!old[i])
                         continue;

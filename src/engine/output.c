@@ -29,7 +29,7 @@ void out_num(Buf *b, double d)
                 return;
         }
         if (d == (double)(int64_t)d && fabs(d) < 1e15) {
-                buf_printf(b, "%lld", (long long)d);
+                buf_put_i64(b, (int64_t)d);
                 return;
         }
         char s[40];
@@ -83,7 +83,9 @@ void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json)
 
 static void hex_id(Buf *b, uint64_t h)
 {
-        buf_printf(b, "\"%016llx\"", (unsigned long long)h);
+        buf_putc(b, '"');
+        buf_put_hex64(b, h);
+        buf_putc(b, '"');
 }
 
 static void str_or_null(Buf *b, const char *s)
@@ -178,12 +180,13 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         hex_id(b, h);
         buf_puts(b, ",\"rule_id\":");
         str_or_null(b, r->id);
-        buf_printf(b, ",\"status\":\"%s\",\"severity\":\"%s\",\"enterprise_id\":", shadow ? "shadow" : "active",
-                   severity_str(r->severity));
+        buf_puts(b, shadow ? ",\"status\":\"shadow\",\"severity\":\"" : ",\"status\":\"active\",\"severity\":\"");
+        buf_puts(b, severity_str(r->severity));
+        buf_puts(b, "\",\"enterprise_id\":");
         buf_json_str(b, ent->key->s, ent->key->len);
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
-        buf_printf(b, ",\"trigger\":\"%s\",\"key\":", timer ? "timer" : "event");
+        buf_puts(b, timer ? ",\"trigger\":\"timer\",\"key\":" : ",\"trigger\":\"event\",\"key\":");
         if (key)
                 buf_json_str(b, key->s, key->len);
         else
@@ -227,7 +230,9 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                 out_time(b, t + r->rectify_ms);
         else
                 buf_puts(b, "null");
-        buf_printf(b, ",\"rules_version\":\"%s\"}", e->rs->version);
+        buf_puts(b, ",\"rules_version\":\"");
+        buf_puts(b, e->rs->version);
+        buf_puts(b, "\"}");
         OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len, .rule_id = r->id,
                      .severity = severity_str(r->severity)};
         e->emit(e->ud, shadow ? OUT_SHADOW : OUT_ALERT, b->p, b->len, &m);
@@ -317,7 +322,9 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_json_str(b, ent->key->s, ent->key->len);
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
-        buf_printf(b, ",\"cause\":\"%s\",\"cause_event_id\":", causes[cause]);
+        buf_puts(b, ",\"cause\":\"");
+        buf_puts(b, causes[cause]);
+        buf_puts(b, "\",\"cause_event_id\":");
         if (cause_id && (cause == CAUSE_EVENT || cause == CAUSE_PROFILE || cause == CAUSE_TIMER))
                 buf_json_str(b, cause_id, cause_len);
         else
@@ -345,7 +352,9 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 out_time(b, rd);
         else
                 buf_puts(b, "null");
-        buf_printf(b, ",\"rules_version\":\"%s\"}", e->rs->version);
+        buf_puts(b, ",\"rules_version\":\"");
+        buf_puts(b, e->rs->version);
+        buf_puts(b, "\"}");
         OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len,
                      .grade_from = first ? NULL : g->bands[pg].grade,
                      .grade_to = g->bands[ent->grade].grade};

@@ -65,6 +65,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
                                         score += sr->score;
                         }
                 x->static_score = score;
+                x->grade_clean = 0;
         }
 
         /* the counters go on; events by type follow the type's name */

@@ -321,6 +321,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 return;
         }
         x->static_score = get_f(r);
+        x->grade_clean = 0;
         uint64_t nst = get_u(r);
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 s = get_s(r, &n);
@@ -395,8 +396,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 KeyState ks = {.rule = (uint16_t)(rule < 0 ? 0 : rule)};
                 if (get_b(r)) {
                         s = get_s(r, &n);
-                        if (rule >= 0 && !r->bad)
+                        if (rule >= 0 && !r->bad) {
                                 ks.key = intern_get(&e->in, s, n);
+                                ks.khash = (uint32_t)ks.key->hash;
+                        }
                 }
                 ks.fired = get_b(r);
                 ks.since = get_i(r);

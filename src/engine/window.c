@@ -16,14 +16,21 @@
 
 #include "src/engine/engine.h"
 
+/* The ring position of row i (i < cap, head < cap): no division. */
+static inline uint32_t ring_at(const Win *w, uint32_t i)
+{
+        uint32_t at = w->head + i;
+        return at >= w->cap ? at - w->cap : at;
+}
+
 static Value *row(const Win *w, uint32_t nrow, uint32_t i)
 {
-        return &w->v[(size_t)((w->head + i) % w->cap) * nrow];
+        return &w->v[(size_t)ring_at(w, i) * nrow];
 }
 
 static int64_t row_time(const Win *w, uint32_t i)
 {
-        return w->t[(w->head + i) % w->cap];
+        return w->t[ring_at(w, i)];
 }
 
 static void drop_front(Engine *e, Win *w, uint32_t nrow)
@@ -31,7 +38,7 @@ static void drop_front(Engine *e, Win *w, uint32_t nrow)
         Value *v = row(w, nrow, 0);
         for (uint32_t k = 0; k < nrow; k++)
                 intern_value_put(&e->in, v[k]);
-        w->head = (w->head + 1) % w->cap;
+        w->head = ring_at(w, 1);
         w->n--;
 }
 
@@ -104,10 +111,10 @@ static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ev
                 uint32_t m = nrow < 64 ? nrow : 64;
                 memcpy(keep, r, m * sizeof(Value));
                 for (uint32_t j = k; j + 1 < w->n; j++) {
-                        w->t[(w->head + j) % w->cap] = row_time(w, j + 1);
+                        w->t[ring_at(w, j)] = row_time(w, j + 1);
                         memcpy(row(w, nrow, j), row(w, nrow, j + 1), nrow * sizeof(Value));
                 }
-                w->t[(w->head + w->n - 1) % w->cap] = t;
+                w->t[ring_at(w, w->n - 1)] = t;
                 memcpy(row(w, nrow, w->n - 1), keep, m * sizeof(Value));
                 (void)e;
                 return nrow <= 64;
@@ -155,7 +162,7 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                                 w->head = 0;
                         }
                 }
-                uint32_t at = (w->head + w->n) % w->cap;
+                uint32_t at = ring_at(w, w->n);
                 w->t[at] = t;
                 Value *dst = &w->v[(size_t)at * nrow];
                 const Value *prev = w->n ? row(w, nrow, w->n - 1) : NULL;

@@ -90,6 +90,19 @@ struct ArenaBlock {
         _Alignas(16) unsigned char data[];
 };
 
+void util_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+        const uintptr_t huge = (uintptr_t)2 << 20;
+        uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), end = ((uintptr_t)p + n) & ~(huge - 1);
+        if (end > a)
+                (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
+#else
+        (void)p;
+        (void)n;
+#endif
+}
+
 /* ---- pool ---- */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -302,7 +315,7 @@ char *arena_printf(Arena *a, const char *fmt, ...)
         return p;
 }
 
-void buf_reserve(Buf *b, size_t extra)
+void buf_reserve_slow(Buf *b, size_t extra)
 {
         if (b->len + extra + 1 <= b->cap)
                 return;
@@ -313,22 +326,26 @@ void buf_reserve(Buf *b, size_t extra)
         b->cap = c;
 }
 
-void buf_put(Buf *b, const void *p, size_t n)
+void buf_put_i64(Buf *b, int64_t v)
 {
-        buf_reserve(b, n);
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
-        b->p[b->len] = 0;
+        char t[24], *q = t + sizeof(t);
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do {
+                *--q = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                *--q = '-';
+        buf_put(b, q, (size_t)(t + sizeof(t) - q));
 }
 
-void buf_puts(Buf *b, const char *s)
+void buf_put_hex64(Buf *b, uint64_t h)
 {
-        buf_put(b, s, strlen(s));
-}
-
-void buf_putc(Buf *b, char c)
-{
-        buf_put(b, &c, 1);
+        static const char hex[] = "0123456789abcdef";
+        char t[16];
+        for (int i = 15; i >= 0; i--, h >>= 4)
+                t[i] = hex[h & 15];
+        buf_put(b, t, sizeof(t));
 }
 
 void buf_vprintf(Buf *b, const char *fmt, va_list ap)
