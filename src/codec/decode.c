@@ -38,6 +38,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@
 #include "include/riskd/util.h"
 
 #define NONE UINT32_MAX
+#define MS_PER_S 1000LL /* as in value.c */
+#define MS_PER_M (60 * MS_PER_S)
+#define MS_PER_H (60 * MS_PER_M)
+#define MS_PER_D (24 * MS_PER_H)
 #define PARENT_TYPES 0x7fffffffu     /* hash parent of event type names */
 #define PARENT_ENUM 0x80000000u      /* | enum id: parent of its values */
 
@@ -75,8 +80,17 @@ typedef struct DecNode {
         uint32_t slot0, nslot;  /* d->node_slots[slot0 .. slot0+nslot) */
         uint8_t env;            /* bit per ENV_* role ending here */
         bool children;
+        uint8_t klen;           /* length of the key leading here, when predictable */
         uint32_t epoch;         /* == d->epoch: a value was delivered here */
+        /* key prediction (parse_object): the child of this node matched
+         * first, and the sibling matched after this node, in the last
+         * object that had them */
+        uint32_t first, next;
 } DecNode;
+
+/* A key that can be matched by comparing raw bytes: printable ASCII
+ * without '"' and '\\' (so its JSON form has no escapes), and short. */
+#define KEY_PRED_MAX 31
 
 typedef struct DecKey {
         uint64_t a, b;          /* KeyWords of the key */
@@ -90,6 +104,7 @@ struct Decoder {
 
         DecNode *nodes;
         uint32_t nnodes, cap_nodes;
+        uint8_t (*kpat)[KEY_PRED_MAX + 1]; /* [nnodes] the key of the node, '"', zeros */
         uint32_t *node_slots;
         DecKey *keys;
         uint32_t key_mask;
@@ -102,6 +117,10 @@ struct Decoder {
         const EnumDef **enums;
         uint32_t nenums;
         uint64_t all_types;
+
+        /* the date of the last time parsed by time_fast() and its day number */
+        char tdate[10];
+        int64_t tdays;
 
         /* numbers too long for the stack buffer (strtod_l needs a NUL) */
         char *numbuf;
@@ -216,7 +235,7 @@ static uint32_t key_add(Decoder *d, uint32_t parent, const char *s, uint32_t n, 
 static uint32_t node_add(Decoder *d)
 {
         DecNode *n = &VEC_PUSH(d->nodes, d->nnodes, d->cap_nodes);
-        *n = (DecNode){0};
+        *n = (DecNode){.first = NONE, .next = NONE};
         return d->nnodes - 1;
 }
 
@@ -234,8 +253,13 @@ static uint32_t path_node(Decoder *d, const char *path)
                 if (n > d->max_key)
                         d->max_key = n;
                 uint32_t child = key_add(d, node, seg, n, d->nnodes);
-                if (child == d->nnodes)
+                if (child == d->nnodes) {
                         node_add(d);
+                        bool plain = n <= KEY_PRED_MAX;
+                        for (uint32_t i = 0; i < n && plain; i++)
+                                plain = seg[i] >= 0x20 && seg[i] < 0x7f && seg[i] != '"' && seg[i] != '\\';
+                        d->nodes[child].klen = plain ? (uint8_t)n : 0;
+                }
                 d->nodes[node].children = true;
                 node = child;
                 if (!*p)
@@ -339,6 +363,16 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                 }
         }
 
+        /* the keys as parse_object compares them */
+        d->kpat = xcalloc(d->nnodes, sizeof(*d->kpat));
+        for (uint32_t i = 0; i < cap; i++) {
+                const DecKey *k = &d->keys[i];
+                if (k->s && k->parent < d->nnodes && d->nodes[k->val].klen) {
+                        memcpy(d->kpat[k->val], k->s, k->len);
+                        d->kpat[k->val][k->len] = '"';
+                }
+        }
+
         /* group the slots by node (counting sort) */
         d->node_slots = xcalloc(ns, sizeof(*d->node_slots));
         for (uint32_t i = 0; i < ns; i++)
@@ -368,6 +402,7 @@ Decoder *decoder_free(Decoder *d)
         if (!d)
                 return NULL;
         free(d->nodes);
+        free(d->kpat);
         free(d->node_slots);
         free(d->keys);
         free(d->keybuf);
@@ -795,6 +830,66 @@ __attribute__((noinline)) static const uint8_t *string_scan_slow(const uint8_t *
         }
 }
 
+#if defined(__SSE2__)
+/*
+ * string_scan() at a byte >= 0x80 (p, a character boundary): 16 bytes at a
+ * time while the text is well-formed UTF-8 of the common kinds, 2-byte
+ * sequences with leads C2..DF and 3-byte ones with leads E1..EC, EE, EF
+ * (CJK text is the latter).  Everything else (E0, ED and F0..F4 with their
+ * narrower second bytes, invalid bytes, escapes, control characters, the
+ * last 15 bytes) goes to string_scan_slow() from a character boundary
+ * whose prefix is valid, so errors and their positions are its own.
+ *
+ * Per block, bit i of each mask is byte i: lead (11xxxxxx), cont
+ * (10xxxxxx), l3 (111xxxxx).  Well-formed means the continuation bytes
+ * are exactly those the leads expect: cont == lead << 1 | l3 << 2 below
+ * the first quote, backslash or control character; a sequence may run
+ * past the block only when there is none (the next block starts at its
+ * lead).
+ */
+__attribute__((noinline)) static const uint8_t *string_scan_wide(const uint8_t *p, const uint8_t *end, bool *esc,
+                                                                 const char **what, const uint8_t **at)
+{
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        const __m128i e0 = _mm_set1_epi8((char)0xe0), ed = _mm_set1_epi8((char)0xed);
+        const __m128i fe = _mm_set1_epi8((char)0xfe), c0 = _mm_set1_epi8((char)0xc0);
+        while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                uint32_t b7 = (uint32_t)_mm_movemask_epi8(v);
+                uint32_t lt = (uint32_t)_mm_movemask_epi8(_mm_cmplt_epi8(v, space)); /* also >= 0x80 */
+                uint32_t q = (uint32_t)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                                      _mm_cmpeq_epi8(v, bslash))) |
+                             (lt & ~b7);
+                uint32_t lim = q ? (1u << __builtin_ctz(q)) - 1 : 0xffff;
+                uint32_t lead = 0, expect = 0;
+                if (b7 & lim) {
+                        uint32_t b6 = (uint32_t)_mm_movemask_epi8(_mm_slli_epi16(v, 1));
+                        uint32_t b5 = (uint32_t)_mm_movemask_epi8(_mm_slli_epi16(v, 2));
+                        uint32_t b4 = (uint32_t)_mm_movemask_epi8(_mm_slli_epi16(v, 3));
+                        __m128i r = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, e0), _mm_cmpeq_epi8(v, ed)),
+                                                 _mm_cmpeq_epi8(_mm_and_si128(v, fe), c0));
+                        lead = b7 & b6;
+                        uint32_t cont = b7 & ~b6, l3 = lead & b5;
+                        uint32_t rare = (uint32_t)_mm_movemask_epi8(r) | (l3 & b4); /* E0 ED C0 C1 F0..FF */
+                        expect = lead << 1 | l3 << 2;
+                        if (((rare | (expect ^ cont)) & lim) || (q && (expect & ~lim)))
+                                break;
+                }
+                if (q) {
+                        p += __builtin_ctz(q);
+                        if (*p == '"')
+                                return p + 1;
+                        break;
+                }
+                if (expect >> 16)
+                        p += 31 - __builtin_clz(lead); /* the last sequence runs on: restart at its lead */
+                else
+                        p += 16;
+        }
+        return string_scan_slow(p, end, esc, what, at);
+}
+#endif
+
 /*
  * Validate a string; p is past the opening quote.  Returns the position past
  * the closing quote and sets *esc when it contains escapes; NULL with *what
@@ -817,6 +912,8 @@ static inline const uint8_t *string_scan(const uint8_t *p, const uint8_t *end, b
                         p += __builtin_ctz(m);
                         if (*p == '"')
                                 return p + 1;
+                        if (*p >= 0x80)
+                                return string_scan_wide(p, end, esc, what, at);
                         break;
                 }
                 p += 16;
@@ -899,15 +996,155 @@ static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_
         return o - out;
 }
 
+/* ---- times ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12), as
+ * time_parse() computes it. */
+static int64_t time_days(int64_t y, unsigned m, unsigned d)
+{
+        y -= m <= 2;
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        unsigned yoe = (unsigned)(y - era * 400);
+        unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + (int64_t)doe - 719468;
+}
+
+static inline bool digits2(const uint8_t *s, unsigned *ret)
+{
+        if (!is_digit(s[0]) || !is_digit(s[1]))
+                return false;
+        *ret = (unsigned)(s[0] - '0') * 10 + (unsigned)(s[1] - '0');
+        return true;
+}
+
+/*
+ * time_parse() for the forms upstream systems write:
+ * YYYY-MM-DDTHH:MM:SS, optionally .fff (exactly three digits), then Z or
+ * +HH:MM / -HH:MM.  True and *ms when s is one of them and valid (the same
+ * value time_parse() gives); false for anything else, valid or not, which
+ * time_parse() then decides.  Consecutive events mostly share their date:
+ * its day number is kept.
+ */
+static inline bool time_fast(Decoder *d, const char *str, uint32_t n, int64_t *ms)
+{
+        const uint8_t *s = (const uint8_t *)str;
+        unsigned yh, yl, mo, dd, h, mi, sec, frac = 0, oh = 0, om = 0;
+        if (n < 20 || n > 29 || s[4] != '-' || s[7] != '-' || (s[10] | 0x20) != 't' || s[13] != ':' ||
+            s[16] != ':')
+                return false;
+        if (!digits2(s, &yh) || !digits2(s + 2, &yl) || !digits2(s + 5, &mo) || !digits2(s + 8, &dd) ||
+            !digits2(s + 11, &h) || !digits2(s + 14, &mi) || !digits2(s + 17, &sec))
+                return false;
+        uint32_t i = 19;
+        if (s[i] == '.') {
+                unsigned f2;
+                if (n < 24 || !digits2(s + 20, &f2) || !is_digit(s[22]))
+                        return false;
+                frac = f2 * 10 + (unsigned)(s[22] - '0');
+                i = 23;
+        }
+        int64_t off = 0;
+        if (i + 1 == n && (s[i] | 0x20) == 'z') {
+                /* UTC */
+        } else if (i + 6 == n && (s[i] == '+' || s[i] == '-') && digits2(s + i + 1, &oh) && s[i + 3] == ':' &&
+                   digits2(s + i + 4, &om) && oh <= 23 && om <= 59) {
+                off = (int64_t)oh * MS_PER_H + (int64_t)om * MS_PER_M;
+                if (s[i] == '-')
+                        off = -off;
+        } else {
+                return false;
+        }
+        if (h > 23 || mi > 59 || sec > 59)
+                return false;
+        int64_t days;
+        if (memcmp(s, d->tdate, 10) == 0) {
+                days = d->tdays;
+        } else {
+                static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+                unsigned y = yh * 100 + yl;
+                bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+                if (mo < 1 || mo > 12 || dd < 1 || dd > (mo == 2 && leap ? 29u : dim[mo - 1]))
+                        return false;
+                days = time_days(y, mo, dd);
+                memcpy(d->tdate, s, 10);
+                d->tdays = days;
+        }
+        *ms = days * MS_PER_D + (int64_t)h * MS_PER_H + (int64_t)mi * MS_PER_M + (int64_t)sec * MS_PER_S + frac - off;
+        return true;
+}
+
+static inline int dec_time(Decoder *d, const char *s, uint32_t n, int64_t *ms)
+{
+        if (time_fast(d, s, n, ms))
+                return 0;
+        return time_parse(s, n, ms);
+}
+
 /* ---- delivering values to slots ---- */
 
-static inline void slot_ok(Decoder *d, uint32_t slot, Value v)
+/*
+ * Store a Value as its three words, exactly the bytes of the compound
+ * literal (tag, then the union zero-filled around the member).  Assigning
+ * value_bool() & co. made the compiler build the Value on the stack with
+ * narrow stores and reload it as one wide load, a store-forwarding stall
+ * on every converted field.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+_Static_assert(sizeof(Value) == 24 && offsetof(Value, n) == 8 && offsetof(Value, s.len) == 16 &&
+                       offsetof(Value, b) == 8 && offsetof(Value, e) == 8 && offsetof(Value, ms) == 8,
+               "value_put() writes Value as three words");
+static inline void value_put(Value *o, uint8_t tag, uint64_t w1, uint64_t w2)
+{
+        uint64_t w0 = tag;
+        memcpy((char *)o, &w0, 8);
+        memcpy((char *)o + 8, &w1, 8);
+        memcpy((char *)o + 16, &w2, 8);
+}
+#define VALUE_PUT(o, tag, w1, w2, v) value_put(o, tag, w1, w2)
+#else
+#define VALUE_PUT(o, tag, w1, w2, v) (*(o) = (v))
+#endif
+
+static inline void slot_done(Decoder *d, uint32_t slot)
 {
         SlotState *st = &d->ss[slot];
         st->epoch = d->epoch;
         st->st = SS_OK;
-        d->ev->slots[slot] = v;
         d->written[d->nwritten++] = slot;
+}
+
+static inline void slot_bool(Decoder *d, uint32_t slot, bool b)
+{
+        VALUE_PUT(&d->ev->slots[slot], VT_BOOL, b, 0, value_bool(b));
+        slot_done(d, slot);
+}
+
+static inline void slot_num(Decoder *d, uint32_t slot, double x)
+{
+        uint64_t w;
+        memcpy(&w, &x, 8);
+        VALUE_PUT(&d->ev->slots[slot], VT_NUM, w, 0, value_num(x));
+        slot_done(d, slot);
+}
+
+static inline void slot_str(Decoder *d, uint32_t slot, Str v)
+{
+        VALUE_PUT(&d->ev->slots[slot], VT_STR, (uint64_t)(uintptr_t)v.p, v.len, value_str(v.p, v.len));
+        slot_done(d, slot);
+}
+
+static inline void slot_enum(Decoder *d, uint32_t slot, uint32_t e)
+{
+        VALUE_PUT(&d->ev->slots[slot], VT_ENUM, e, 0, value_enum((int32_t)e));
+        slot_done(d, slot);
+}
+
+/* VT_TIME, VT_DUR */
+static inline void slot_ms(Decoder *d, uint32_t slot, uint8_t tag, int64_t ms)
+{
+        VALUE_PUT(&d->ev->slots[slot], tag, (uint64_t)ms, 0, ((Value){.tag = tag, .ms = ms}));
+        slot_done(d, slot);
 }
 
 static inline void slot_state(Decoder *d, uint32_t slot, uint8_t state, uint8_t reason, uint8_t got, Str val)
@@ -969,7 +1206,7 @@ static void deliver_kind(Decoder *d, uint32_t node, int kind, bool b, const uint
                 if (kind == JK_NULL) {
                         slot_state(d, slot, SS_NULL, 0, JK_NULL, (Str){0});
                 } else if (kind == JK_BOOL && t == FT_BOOL) {
-                        slot_ok(d, slot, value_bool(b));
+                        slot_bool(d, slot, b);
                 } else if (kind == JK_NUMBER && t == FT_NUM) {
                         if (!have_num) {
                                 num_range = dec_number(d, num, num_end, &x) < 0;
@@ -979,7 +1216,7 @@ static void deliver_kind(Decoder *d, uint32_t node, int kind, bool b, const uint
                                 slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_NUMBER, (Str){0});
                                 d->ss[slot].range = 1;
                         } else {
-                                slot_ok(d, slot, value_num(x));
+                                slot_num(d, slot, x);
                         }
                 } else {
                         slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, (uint8_t)kind, (Str){0});
@@ -1044,7 +1281,7 @@ static void deliver_string(Decoder *d, uint32_t node, const uint8_t *raw, uint32
                         int64_t ms;
                         if (!v.len)
                                 env_state(d, r, SS_NULL, 0, JK_STRING, v);
-                        else if (time_parse(v.p, v.len, &ms) < 0)
+                        else if (dec_time(d, v.p, v.len, &ms) < 0)
                                 env_state(d, r, SS_ERR, DECODE_BAD_TIMESTAMP, JK_STRING, v);
                         else {
                                 env_state(d, r, SS_OK, 0, JK_STRING, v);
@@ -1065,27 +1302,27 @@ static void deliver_string(Decoder *d, uint32_t node, const uint8_t *raw, uint32
                 int64_t ms;
                 switch (d->s->slot_type[slot]) {
                 case FT_STR:
-                        slot_ok(d, slot, value_str(v.p, v.len));
+                        slot_str(d, slot, v);
                         break;
                 case FT_ENUM: {
                         uint32_t e = key_find(d, PARENT_ENUM | d->slot_enum[slot], (const uint8_t *)v.p, v.len);
                         if (e == NONE)
                                 slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
                         else
-                                slot_ok(d, slot, value_enum((int32_t)e));
+                                slot_enum(d, slot, e);
                         break;
                 }
                 case FT_TIME:
-                        if (time_parse(v.p, v.len, &ms) < 0)
+                        if (dec_time(d, v.p, v.len, &ms) < 0)
                                 slot_state(d, slot, SS_ERR, DECODE_BAD_TIMESTAMP, JK_STRING, v);
                         else
-                                slot_ok(d, slot, value_time(ms));
+                                slot_ms(d, slot, VT_TIME, ms);
                         break;
                 case FT_DUR:
                         if (duration_parse(v.p, v.len, &ms) < 0)
                                 slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
                         else
-                                slot_ok(d, slot, value_dur(ms));
+                                slot_ms(d, slot, VT_DUR, ms);
                         break;
                 default:
                         slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
@@ -1181,6 +1418,33 @@ static inline __attribute__((always_inline)) const uint8_t *parse_value(Decoder 
         }
 }
 
+/*
+ * Is the key at p (past its opening quote) the one of node pred, closing
+ * quote included?  Such a key is plain ASCII without escapes, so equal
+ * bytes are the whole validation.  Events of one source repeat their key
+ * order, so the next key is mostly the one after the last key matched
+ * last time; this replaces scanning the key and hashing it.
+ */
+static inline bool key_predicted(const Decoder *d, uint32_t pred, const uint8_t *p, const uint8_t *end)
+{
+        uint32_t n = (uint32_t)d->nodes[pred].klen + 1; /* with the quote */
+        const uint8_t *pat = d->kpat[pred];
+        if (n == 1 || end - p < 32)
+                return false;
+#if defined(__SSE2__)
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)pat);
+        unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, b));
+        if (n <= 16)
+                return ((eq + 1) & ((1u << n) - 1)) == 0; /* the first n bytes equal */
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
+        __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(pat + n - 16));
+        return (eq & (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(c, e))) == 0xffff;
+#else
+        return memcmp(p, pat, n) == 0;
+#endif
+}
+
 /* p is past '{'; node is the trie node of the object, or NONE. */
 static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth)
 {
@@ -1188,6 +1452,7 @@ static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, 
         if (depth > d->max_depth)
                 return syntax_error(d, p - 1, "nesting too deep");
         bool lookup = node != NONE && d->nodes[node].children;
+        uint32_t *pred = lookup ? &d->nodes[node].first : NULL; /* where the prediction of the next key is */
         p = ws_skip(p, end);
         if (p < end && *p == '}')
                 return p + 1;
@@ -1195,21 +1460,32 @@ static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, 
                 if (p == end || *p != '"')
                         return syntax_error(d, p, "expected a key string");
                 const uint8_t *key = p + 1;
-                bool esc;
-                const char *what;
-                const uint8_t *at;
-                p = string_scan(key, end, &esc, &what, &at);
-                if (!p)
-                        return syntax_error(d, at, what);
                 uint32_t child = NONE;
-                if (lookup) {
-                        uint32_t n = (uint32_t)(p - 1 - key);
-                        if (!esc) {
-                                child = key_find(d, node, key, n);
-                        } else {
-                                int64_t len = string_unescape(key, n, (uint8_t *)d->keybuf, d->max_key);
-                                if (len >= 0)
-                                        child = key_find(d, node, (const uint8_t *)d->keybuf, (uint32_t)len);
+                if (lookup && *pred != NONE && key_predicted(d, *pred, key, end)) {
+                        child = *pred;
+                        p = key + d->nodes[child].klen + 1;
+                        pred = &d->nodes[child].next;
+                } else {
+                        bool esc;
+                        const char *what;
+                        const uint8_t *at;
+                        p = string_scan(key, end, &esc, &what, &at);
+                        if (!p)
+                                return syntax_error(d, at, what);
+                        if (lookup) {
+                                uint32_t n = (uint32_t)(p - 1 - key);
+                                if (!esc) {
+                                        child = key_find(d, node, key, n);
+                                } else {
+                                        int64_t len = string_unescape(key, n, (uint8_t *)d->keybuf, d->max_key);
+                                        if (len >= 0)
+                                                child = key_find(d, node, (const uint8_t *)d->keybuf,
+                                                                 (uint32_t)len);
+                                }
+                                if (child != NONE) { /* learn: this key follows the last one matched */
+                                        *pred = child;
+                                        pred = &d->nodes[child].next;
+                                }
                         }
                 }
                 p = ws_skip(p, end);
