@@ -29,7 +29,8 @@
  *    nothing is cleared per event beyond the slots actually filled.
  *
  * Invariant between calls: every slot of d->last_slots is VT_NULL except
- * the slots of d->last_type (when the last call succeeded).
+ * d->written[0 .. d->nkept), the slots the last call filled when it
+ * succeeded.
  */
 #include <errno.h>
 #include <float.h>
@@ -112,6 +113,8 @@ struct Decoder {
         char *keybuf;           /* [max_key]: unescaped keys */
 
         uint64_t *slot_types;   /* [nslots] bitset of type ids */
+        uint64_t *slot_req;     /* [nslots] bitset of the types requiring it */
+        uint32_t *type_nreq;    /* [ntypes] slots the type requires */
         uint32_t *slot_node;    /* [nslots] */
         uint32_t *slot_enum;    /* [nslots] enum id, NONE */
         const EnumDef **enums;
@@ -132,6 +135,8 @@ struct Decoder {
         SlotState env[ENV_N];
         uint32_t *written;      /* [nslots] */
         uint32_t nwritten;
+        uint32_t nkept;         /* see the invariant */
+        uint32_t nerr;          /* slots with SS_ERR in this event */
         uint64_t mask;          /* types whose slots are still converted */
         int32_t type;           /* type index, -1 unknown yet */
         const uint8_t *start, *end;
@@ -139,7 +144,6 @@ struct Decoder {
         uint32_t scratch_used;
 
         Value *last_slots;
-        int32_t last_type;
 };
 
 const char *decode_reason_str(DecodeReason r)
@@ -332,7 +336,8 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
         d->written = xcalloc(ns, sizeof(*d->written));
         d->enums = xcalloc(ns, sizeof(*d->enums));
         d->all_types = s->ntypes == 64 ? ~0ULL : (1ULL << s->ntypes) - 1;
-        d->last_type = -1;
+        d->slot_req = xcalloc(ns, sizeof(*d->slot_req));
+        d->type_nreq = xcalloc(s->ntypes ? s->ntypes : 1, sizeof(*d->type_nreq));
         for (uint32_t i = 0; i < ns; i++) {
                 d->slot_node[i] = NONE;
                 d->slot_enum[i] = NONE;
@@ -358,6 +363,10 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                                 goto fail;
                         d->slot_node[f->slot] = node;
                         d->slot_types[f->slot] |= 1ULL << t;
+                        if (f->required && !(d->slot_req[f->slot] & 1ULL << t)) {
+                                d->slot_req[f->slot] |= 1ULL << t;
+                                d->type_nreq[t]++;
+                        }
                         if (f->type == FT_ENUM)
                                 d->slot_enum[f->slot] = enum_id(d, f->en);
                 }
@@ -407,6 +416,8 @@ Decoder *decoder_free(Decoder *d)
         free(d->keys);
         free(d->keybuf);
         free(d->slot_types);
+        free(d->slot_req);
+        free(d->type_nreq);
         free(d->slot_node);
         free(d->slot_enum);
         free(d->enums);
@@ -1156,6 +1167,7 @@ static inline void slot_state(Decoder *d, uint32_t slot, uint8_t state, uint8_t 
         st->got = got;
         st->range = 0;
         st->val = val;
+        d->nerr += state == SS_ERR;
 }
 
 static inline void env_state(Decoder *d, int role, uint8_t state, uint8_t reason, uint8_t got, Str val)
@@ -1609,6 +1621,8 @@ static DecodeReason field_check(Decoder *d, const Field *f)
         return (DecodeReason)st->reason;
 }
 
+/* Also nulls the slots of other types and leaves the event's own at the
+ * front of d->written (d->nkept of them). */
 static DecodeReason decode_finish(Decoder *d)
 {
         static const int order[ENV_N] = {ENV_TYPE, ENV_ID, ENV_ENTERPRISE, ENV_TIME};
@@ -1617,6 +1631,23 @@ static DecodeReason decode_finish(Decoder *d)
                 if (r != DECODE_OK)
                         return r;
         }
+        /* null what other types' slots received before the type was known */
+        uint64_t bit = 1ULL << d->type;
+        uint32_t kept = 0, nreq = 0;
+        for (uint32_t i = 0; i < d->nwritten; i++) {
+                uint32_t slot = d->written[i];
+                if (d->slot_types[slot] & bit) {
+                        d->written[kept++] = slot;
+                        nreq += (d->slot_req[slot] & bit) != 0;
+                } else {
+                        d->ev->slots[slot] = value_null();
+                }
+        }
+        d->nwritten = kept;
+        /* no conversion failed and every required slot was filled: the
+         * field checks cannot fail */
+        if (d->nerr == 0 && nreq == d->type_nreq[d->type])
+                return DECODE_OK;
         const EventType *et = &d->s->types[d->type];
         for (uint32_t i = 0; i < et->nfields; i++) {
                 DecodeReason r = field_check(d, &et->fields[i]);
@@ -1636,12 +1667,11 @@ DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEve
                 if (s->nslots)
                         memset(slots, 0, (size_t)s->nslots * sizeof(*slots));
                 d->last_slots = slots;
-        } else if (d->last_type >= 0) {
-                const EventType *et = &s->types[d->last_type];
-                for (uint32_t i = 0; i < et->nfields; i++)
-                        slots[et->fields[i].slot] = value_null();
+        } else {
+                for (uint32_t i = 0; i < d->nkept; i++)
+                        slots[d->written[i]] = value_null();
         }
-        d->last_type = -1;
+        d->nkept = 0;
 
         if (++d->epoch == 0) { /* wrapped: forget every old mark */
                 for (uint32_t i = 0; i < d->nnodes; i++)
@@ -1654,6 +1684,7 @@ DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEve
         }
         d->ev = ev;
         d->nwritten = 0;
+        d->nerr = 0;
         d->mask = d->all_types;
         d->type = -1;
         d->scratch_used = 0;
@@ -1702,17 +1733,11 @@ DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEve
         r = decode_finish(d);
         if (r != DECODE_OK)
                 goto reject;
-
-        /* null what other types' slots received before the type was known */
-        uint64_t bit = 1ULL << d->type;
-        for (uint32_t i = 0; i < d->nwritten; i++)
-                if (!(d->slot_types[d->written[i]] & bit))
-                        slots[d->written[i]] = value_null();
         ev->type = (uint32_t)d->type;
         ev->id = d->env[ENV_ID].val;
         ev->enterprise = d->env[ENV_ENTERPRISE].val;
         ev->scratch_used = d->scratch_used;
-        d->last_type = d->type;
+        d->nkept = d->nwritten;
         return DECODE_OK;
 
 reject:
