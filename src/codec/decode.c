@@ -1021,7 +1021,7 @@ static int64_t time_days(int64_t y, unsigned m, unsigned d)
         return era * 146097 + (int64_t)doe - 719468;
 }
 
-static inline bool digits2(const uint8_t *s, unsigned *ret)
+static inline __attribute__((always_inline)) bool digits2(const uint8_t *s, unsigned *ret)
 {
         if (!is_digit(s[0]) || !is_digit(s[1]))
                 return false;
