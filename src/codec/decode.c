@@ -1009,18 +1009,6 @@ static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_
 
 /* ---- times ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12), as
- * time_parse() computes it. */
-static int64_t time_days(int64_t y, unsigned m, unsigned d)
-{
-        y -= m <= 2;
-        int64_t era = (y >= 0 ? y : y - 399) / 400;
-        unsigned yoe = (unsigned)(y - era * 400);
-        unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-        unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + (int64_t)doe - 719468;
-}
-
 static inline __attribute__((always_inline)) bool digits2(const uint8_t *s, unsigned *ret)
 {
         if (!is_digit(s[0]) || !is_digit(s[1]))
@@ -1077,7 +1065,7 @@ static inline bool time_fast(Decoder *d, const char *str, uint32_t n, int64_t *m
                 bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
                 if (mo < 1 || mo > 12 || dd < 1 || dd > (mo == 2 && leap ? 29u : dim[mo - 1]))
                         return false;
-                days = time_days(y, mo, dd);
+                days = time_days_from_civil(y, mo, dd);
                 memcpy(d->tdate, s, 10);
                 d->tdays = days;
         }

@@ -247,8 +247,7 @@ void duration_format(int64_t ms, char *out, size_t size)
 
 /* ---- timestamps ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12, d 1..31). */
-static int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d)
+int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
         y -= m <= 2;
         int64_t era = (y >= 0 ? y : y - 399) / 400;
