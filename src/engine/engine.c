@@ -320,10 +320,8 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
                 return NULL;
         }
         if (ent->nks == ent->cks) {
-                uint16_t oc = ent->cks;
-                ent->cks = ent->cks ? ent->cks * 2 : 1;
                 /* pending timers hold hints into the old array: they revalidate by (rule, key) */
-                ent->ks = pool_realloc(&e->pool, ent->ks, ENT_ARR(KeyState, oc), ENT_ARR(KeyState, ent->cks));
+                ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState), 1);
         }
         ks = &ent->ks[ent->nks++];
         *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)key->hash : 0, .since = TIME_UNSET,
@@ -379,9 +377,7 @@ static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool fro
                         goto timer;
                 }
         if (ent->nf == ent->cf) {
-                uint16_t oc = ent->cf;
-                ent->cf = ent->cf ? ent->cf * 2 : 2;
-                ent->f = pool_realloc(&e->pool, ent->f, ENT_ARR(FlagState, oc), ENT_ARR(FlagState, ent->cf));
+                ent->f = ent_grow(e, ent->f, &ent->cf, sizeof(FlagState), 2);
         }
         ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
                                         .from_profile = from_profile && until == TIME_FOREVER};
@@ -414,9 +410,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                 }
                 if (delta != 0) {
                         if (ent->nc == ent->cc) {
-                                uint16_t oc = ent->cc;
-                                ent->cc = ent->cc ? ent->cc * 2 : 2;
-                                ent->c = pool_realloc(&e->pool, ent->c, ENT_ARR(Contrib, oc), ENT_ARR(Contrib, ent->cc));
+                                ent->c = ent_grow(e, ent->c, &ent->cc, sizeof(Contrib), 2);
                         }
                         Contrib *c = &ent->c[ent->nc++];
                         c->rule = (uint16_t)r->index;

@@ -193,6 +193,14 @@ void engine_ent_remove(Engine *e, Ent *x);
 void engine_ent_clear(Engine *e, Ent *x);
 /* pool_* sizes of an array of n elements of type T */
 #define ENT_ARR(T, n) ((size_t)(n) * sizeof(T))
+/* Room for one more element in a pool array of *cap elements of elem
+ * bytes (doubling, from first): the array, moved if it had to grow. */
+static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem, uint16_t first)
+{
+        uint16_t oc = *cap;
+        *cap = oc ? (uint16_t)(oc * 2) : first;
+        return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
+}
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);
 

@@ -365,9 +365,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
                 if (x->nc == x->cc) {
-                        uint16_t oc = x->cc;
-                        x->cc = x->cc ? x->cc * 2 : 2;
-                        x->c = pool_realloc(&e->pool, x->c, ENT_ARR(Contrib, oc), ENT_ARR(Contrib, x->cc));
+                        x->c = ent_grow(e, x->c, &x->cc, sizeof(Contrib), 2);
                 }
                 x->c[x->nc++] = c;
         }
@@ -383,9 +381,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (flag < 0)
                         continue;
                 if (x->nf == x->cf) {
-                        uint16_t oc = x->cf;
-                        x->cf = x->cf ? x->cf * 2 : 2;
-                        x->f = pool_realloc(&e->pool, x->f, ENT_ARR(FlagState, oc), ENT_ARR(FlagState, x->cf));
+                        x->f = ent_grow(e, x->f, &x->cf, sizeof(FlagState), 2);
                 }
                 x->f[x->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
@@ -437,9 +433,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         ks.snap_id_cap = n + 1;
                 }
                 if (x->nks == x->cks) {
-                        uint16_t oc = x->cks;
-                        x->cks = x->cks ? x->cks * 2 : 1;
-                        x->ks = pool_realloc(&e->pool, x->ks, ENT_ARR(KeyState, oc), ENT_ARR(KeyState, x->cks));
+                        x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState), 1);
                 }
                 x->ks[x->nks++] = ks;
         }
@@ -467,9 +461,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 Win *w = NULL;
                 if (a && rows) {
                         if (x->nw == x->cw) {
-                                uint16_t oc = x->cw;
-                                x->cw = x->cw ? x->cw * 2 : 2;
-                                x->w = pool_realloc(&e->pool, x->w, ENT_ARR(Win, oc), ENT_ARR(Win, x->cw));
+                                x->w = ent_grow(e, x->w, &x->cw, sizeof(Win), 2);
                         }
                         w = &x->w[x->nw++];
                         memset(w, 0, sizeof(*w));

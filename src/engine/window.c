@@ -63,9 +63,7 @@ static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
         if (!create)
                 return NULL;
         if (ent->nw == ent->cw) {
-                uint16_t oc = ent->cw;
-                ent->cw = ent->cw ? ent->cw * 2 : 2;
-                ent->w = pool_realloc(&e->pool, ent->w, ENT_ARR(Win, oc), ENT_ARR(Win, ent->cw));
+                ent->w = ent_grow(e, ent->w, &ent->cw, sizeof(Win), 2);
         }
         Win *w = &ent->w[ent->nw++];
         memset(w, 0, sizeof(*w));

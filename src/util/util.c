@@ -134,11 +134,10 @@ static inline uint32_t pool_class(size_t n, size_t *size)
 size_t pool_size(size_t n)
 {
         size_t sz = n;
-#ifdef POOL_MALLOC
-        return sz;
-#endif
+#ifndef POOL_MALLOC
         if (n && n <= POOL_MAX)
                 pool_class(n, &sz);
+#endif
         return sz;
 }
 
