@@ -120,15 +120,10 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
         return x;
 }
 
-static void keystate_clear(Engine *e, KeyState *ks, const RuleInfo *ri)
+static void keystate_clear(Engine *e, KeyState *ks)
 {
         intern_put(&e->in, ks->key);
-        pool_free(&e->pool, ks->snap_id, ks->snap_id_cap);
-        if (ks->snap) {
-                for (uint32_t i = 0; i < ri->nsnap; i++)
-                        intern_value_put(&e->in, ks->snap[i]);
-                pool_free(&e->pool, ks->snap, ENT_ARR(Value, ri->nsnap));
-        }
+        engine_snap_free(e, ks);
 }
 
 /* Release everything an enterprise holds but its key: back to "never seen". */
@@ -145,7 +140,7 @@ void engine_ent_clear(Engine *e, Ent *x)
         pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
         pool_free(&e->pool, x->f, ENT_ARR(FlagState, x->cf));
         for (uint32_t i = 0; i < x->nks; i++)
-                keystate_clear(e, &x->ks[i], &e->ri[x->ks[i].rule]);
+                keystate_clear(e, &x->ks[i]);
         pool_free(&e->pool, x->ks, ENT_ARR(KeyState, x->cks));
         for (uint32_t i = 0; i < x->nw; i++)
                 window_free(e, &x->w[i]);
@@ -329,39 +324,63 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
         return ks;
 }
 
-static void keystate_set_id(Engine *e, KeyState *ks, const char *p, uint32_t n)
+void engine_snap_free(Engine *e, KeyState *ks)
 {
-        if (n + 1 > ks->snap_id_cap) {
-                ks->snap_id = pool_realloc(&e->pool, ks->snap_id, ks->snap_id_cap, n + 1);
-                ks->snap_id_cap = n + 1;
-        }
-        memcpy(ks->snap_id, p, n);
-        ks->snap_id[n] = 0;
-        ks->snap_id_len = n;
+        if (ks->snap)
+                pool_free(&e->pool, ks->snap, ks->snap->size);
+        ks->snap = NULL;
 }
 
-static void snapshot(Engine *e, KeyState *ks, RuleInfo *ri, const Value *ev, const Str *id)
+void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
+                     uint32_t idlen)
 {
-        if (!ks->snap && ri->nsnap)
-                ks->snap = pool_calloc(&e->pool, ENT_ARR(Value, ri->nsnap));
+        size_t n = sizeof(Snap) + ri->nsnap * sizeof(SnapVal) + idlen + 1;
         for (uint32_t i = 0; i < ri->nsnap; i++) {
-                const Value *nv = &ev[ri->snap_slots[i]];
-                Value *old = &ks->snap[i];
-                /* the same string again (a device id): keep the interned copy */
-                if (nv->tag == VT_STR && old->tag == VT_STR && nv->s.len == old->s.len &&
-                    memcmp(nv->s.p, old->s.p, nv->s.len) == 0)
-                        continue;
-                Value v = intern_value(&e->in, *nv);
-                intern_value_put(&e->in, *old);
-                *old = v;
+                const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
+                if (v->tag == VT_STR)
+                        n += v->s.len;
         }
-        keystate_set_id(e, ks, id->p, id->len);
+        Snap *s = ks->snap;
+        if (!s || pool_size(s->size) != pool_size(n)) {
+                engine_snap_free(e, ks);
+                s = ks->snap = pool_alloc(&e->pool, n);
+        }
+        s->size = (uint32_t)n;
+        s->idlen = idlen;
+        char *p = (char *)&s->v[ri->nsnap];
+        for (uint32_t i = 0; i < ri->nsnap; i++) {
+                const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
+                SnapVal *sv = &s->v[i];
+                sv->tag = v->tag;
+                sv->len = 0;
+                switch (v->tag) {
+                case VT_BOOL: sv->b = v->b; break;
+                case VT_NUM: sv->n = v->n; break;
+                case VT_STR:
+                        sv->len = v->s.len;
+                        sv->off = (uint32_t)(p - (char *)s);
+                        if (v->s.len)
+                                memcpy(p, v->s.p, v->s.len);
+                        p += v->s.len;
+                        break;
+                case VT_ENUM: sv->e = v->e; break;
+                default: sv->ms = v->ms; break;
+                }
+        }
+        if (idlen)
+                memcpy(p, id, idlen);
+        p[idlen] = 0;
+}
+
+static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
+{
+        engine_snap_set(e, ks, ri, ev, true, id->p, id->len);
 }
 
 static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *ri)
 {
         for (uint32_t i = 0; i < ri->nsnap; i++)
-                e->snapbuf[ri->snap_slots[i]] = ks->snap ? ks->snap[i] : value_null();
+                e->snapbuf[ri->snap_slots[i]] = ks->snap ? snap_value(ks->snap, i) : value_null();
         return e->snapbuf;
 }
 
@@ -486,7 +505,7 @@ static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *
  * what is in progress, not to every key ever seen. */
 static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
 {
-        keystate_clear(e, ks, &e->ri[ks->rule]);
+        keystate_clear(e, ks);
         *ks = ent->ks[--ent->nks];
 }
 
@@ -697,8 +716,8 @@ static void timer_act(Engine *e, Timer *tm)
         const Rule *r = &e->rs->rules[tm->rule];
         const RuleInfo *ri = &e->ri[tm->rule];
         const Value *snap = snapshot_lay(e, ks, ri);
-        const char *id = ks->snap_id ? ks->snap_id : "";
-        size_t idlen = ks->snap_id_len;
+        size_t idlen;
+        const char *id = snap_id(ks, &idlen);
         engine_profile_fill(e, ent);
         if (tm->kind == TM_FOR) {
                 ks->due = TIME_UNSET;

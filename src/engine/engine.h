@@ -13,6 +13,31 @@
 #define TIME_UNSET INT64_MIN
 #define TIME_FOREVER INT64_MAX
 
+/* A value stored in a snapshot: a string is an offset into the snapshot's
+ * own bytes, so a snapshot holds no pointers and re-arming rewrites it in
+ * place (no interning, no reference counts, no lines elsewhere to touch). */
+typedef struct SnapVal {
+        uint8_t tag;
+        uint32_t len;           /* VT_STR: bytes */
+        union {
+                bool b;
+                double n;
+                int64_t ms;
+                int32_t e;
+                uint32_t off;   /* VT_STR: from the start of the Snap */
+        };
+} SnapVal;
+
+/* What a timer firing needs from the key's last event: the values of the
+ * rule's snapshot slots (RuleInfo.snap_slots) and the event id, one pool
+ * object of pool_size(size) bytes: the values, their string bytes, then
+ * the id, NUL terminated. */
+typedef struct Snap {
+        uint32_t size;
+        uint32_t idlen;
+        SnapVal v[];
+} Snap;
+
 /* Per rule and per `per:` key: for/cooldown/absent state. */
 typedef struct KeyState {
         uint16_t rule;
@@ -23,10 +48,7 @@ typedef struct KeyState {
         int64_t since;          /* for: condition true since */
         int64_t last_fire;      /* cooldown */
         int64_t due;            /* for/absent: when the timer should act */
-        Value *snap;            /* the triggering event's values (Rule snapshot slots) */
-        char *snap_id;          /* its event id (evidence), owned; the buffer is
-                                 * reused, so re-arming does not allocate */
-        uint32_t snap_id_len, snap_id_cap;
+        Snap *snap;             /* the triggering event, NULL before one */
 } KeyState;
 
 typedef struct Contrib {
@@ -200,6 +222,35 @@ static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem, u
         uint16_t oc = *cap;
         *cap = oc ? (uint16_t)(oc * 2) : first;
         return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
+}
+/* Store a snapshot and the event id in ks->snap, reusing its memory when
+ * the size class allows.  by_slot: the values are ev[ri->snap_slots[i]]
+ * (an event laid out by slot), else ev[i]. */
+void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
+                     uint32_t idlen);
+void engine_snap_free(Engine *e, KeyState *ks);
+static inline const char *snap_id(const KeyState *ks, size_t *len)
+{
+        if (!ks->snap) {
+                *len = 0;
+                return "";
+        }
+        *len = ks->snap->idlen;
+        return (const char *)ks->snap + ks->snap->size - ks->snap->idlen - 1;
+}
+/* The i-th snapshot value as a Value (strings point into the Snap). */
+static inline Value snap_value(const Snap *s, uint32_t i)
+{
+        const SnapVal *sv = &s->v[i];
+        Value v = {.tag = sv->tag};
+        switch (sv->tag) {
+        case VT_BOOL: v.b = sv->b; break;
+        case VT_NUM: v.n = sv->n; break;
+        case VT_STR: v.s = (Str){(const char *)s + sv->off, sv->len}; break;
+        case VT_ENUM: v.e = sv->e; break;
+        default: v.ms = sv->ms; break;
+        }
+        return v;
 }
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);

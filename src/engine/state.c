@@ -282,9 +282,12 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_u(b, ks->snap ? ri->nsnap : 0);
                 for (uint32_t k = 0; ks->snap && k < ri->nsnap; k++) {
                         put_slot(e, b, ri->snap_slots[k]);
-                        put_v(e, b, &ks->snap[k], ri->snap_slots[k]);
+                        Value v = snap_value(ks->snap, k);
+                        put_v(e, b, &v, ri->snap_slots[k]);
                 }
-                put_s(b, ks->snap_id ? ks->snap_id : "", ks->snap_id_len);
+                size_t idlen;
+                const char *id = snap_id(ks, &idlen);
+                put_s(b, id, (uint32_t)idlen);
         }
         put_u(b, x->nw);
         for (uint32_t i = 0; i < x->nw; i++) {
@@ -403,34 +406,33 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 ks.due = get_i(r);
                 uint64_t nsnap = get_u(r);
                 const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
-                if (ri && ri->nsnap && nsnap)
-                        ks.snap = pool_calloc(&e->pool, ENT_ARR(Value, ri->nsnap));
+                /* by snapshot index; slots the record lacks stay null */
+                Value *vals = e->snapbuf;
+                for (uint32_t q = 0; ri && q < ri->nsnap; q++)
+                        vals[q] = value_null();
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
                         int32_t slot = get_slot(e, r);
                         int32_t at = -1;
                         for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                                 if ((int32_t)ri->snap_slots[q] == slot)
                                         at = (int32_t)q;
-                        Value v = get_v(e, r, at >= 0 && ks.snap ? slot : -1);
-                        if (at >= 0 && ks.snap)
-                                ks.snap[at] = v;
+                        Value v = get_v(e, r, at >= 0 ? slot : -1);
+                        if (at >= 0) {
+                                intern_value_put(&e->in, vals[at]);
+                                vals[at] = v;
+                        }
                 }
                 s = get_s(r, &n);
+                if (ri && rule >= 0 && !r->bad && (nsnap || n))
+                        engine_snap_set(e, &ks, ri, vals, false, s, n);
+                for (uint32_t q = 0; ri && q < ri->nsnap; q++) {
+                        intern_value_put(&e->in, vals[q]);
+                        vals[q] = value_null();
+                }
                 if (rule < 0 || r->bad) {
                         intern_put(&e->in, ks.key);
-                        if (ks.snap) {
-                                for (uint32_t q = 0; ri && q < ri->nsnap; q++)
-                                        intern_value_put(&e->in, ks.snap[q]);
-                                pool_free(&e->pool, ks.snap, ENT_ARR(Value, ri->nsnap));
-                        }
+                        engine_snap_free(e, &ks);
                         continue;
-                }
-                if (n) {
-                        ks.snap_id = pool_alloc(&e->pool, n + 1);
-                        memcpy(ks.snap_id, s, n);
-                        ks.snap_id[n] = 0;
-                        ks.snap_id_len = n;
-                        ks.snap_id_cap = n + 1;
                 }
                 if (x->nks == x->cks) {
                         x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState), 1);
