@@ -47,7 +47,7 @@ static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask;
         for (const EntSlot *sl; (sl = &e->tab[i])->x; i = (i + 1) & mask)
-                if (sl->h == h && sl->x->key->len == len && memcmp(sl->x->key->s, k, len) == 0)
+                if (sl->h == h && ent_key(sl->x)->len == len && memcmp(ent_key(sl->x)->s, k, len) == 0)
                         return i;
         return i;
 }
@@ -63,16 +63,10 @@ static uint32_t static_words(const Engine *e)
         return (e->nstatic + 63) / 64;
 }
 
-/* The key's bytes after the struct, rounded up so what follows is aligned. */
-static size_t ent_key_size(uint32_t len)
-{
-        return (sizeof(IStr) + len + 1 + 7) & ~(size_t)7;
-}
-
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
 static size_t ent_size(const Engine *e, uint32_t len)
 {
-        return sizeof(Ent) + ent_key_size(len) + e->nprof * sizeof(Value) +
+        return sizeof(Ent) + ent_key_size(len) + e->nprof * sizeof(SVal) +
                e->cfg.recent_ids * sizeof(uint64_t) + static_words(e) * sizeof(uint64_t);
 }
 
@@ -85,18 +79,10 @@ static Ent *ent_get(Engine *e, const char *k, uint32_t len)
         if (e->nents >= e->cfg.max_enterprises)
                 return NULL;
         Ent *x = pool_calloc(&e->pool, ent_size(e, len));
-        char *p = (char *)(x + 1);
-        x->key = (IStr *)(void *)p;
-        p += ent_key_size(len);
-        x->prof = (Value *)(void *)p;
-        p += e->nprof * sizeof(Value);
-        x->recent = e->cfg.recent_ids ? (uint64_t *)(void *)p : NULL;
-        p += e->cfg.recent_ids * sizeof(uint64_t);
-        x->static_bits = e->nstatic ? (uint64_t *)(void *)p : NULL;
-        x->key->refs = 1;
-        x->key->len = len;
-        x->key->hash = h;
-        memcpy(x->key->s, k, len);
+        ent_key(x)->refs = 1;
+        ent_key(x)->len = len;
+        ent_key(x)->hash = h;
+        memcpy(ent_key(x)->s, k, len);
         x->held = x->grade = x->mode = -1;
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
@@ -130,11 +116,10 @@ static void keystate_clear(Engine *e, KeyState *ks)
 void engine_ent_clear(Engine *e, Ent *x)
 {
         for (uint32_t i = 0; i < e->nprof; i++) {
-                intern_value_put(&e->in, x->prof[i]);
-                x->prof[i] = value_null();
+                intern_value_put(&e->in, sval_unpack(&ent_prof(x)[i], NULL));
+                ent_prof(x)[i] = (SVal){.tag = VT_NULL};
         }
-        if (x->static_bits)
-                memset(x->static_bits, 0, static_words(e) * sizeof(uint64_t));
+        memset(ent_static(e, x), 0, static_words(e) * sizeof(uint64_t));
         for (uint32_t i = 0; i < x->nc; i++)
                 intern_put(&e->in, x->c[i].event_id);
         pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
@@ -162,13 +147,13 @@ void engine_ent_clear(Engine *e, Ent *x)
 static void ent_free(Engine *e, Ent *x)
 {
         engine_ent_clear(e, x);
-        pool_free(&e->pool, x, ent_size(e, x->key->len));
+        pool_free(&e->pool, x, ent_size(e, ent_key(x)->len));
 }
 
 /* Remove from the table (backward-shift deletion) and free. */
 void engine_ent_remove(Engine *e, Ent *x)
 {
-        uint32_t mask = e->tabcap - 1, k = (uint32_t)x->key->hash & mask;
+        uint32_t mask = e->tabcap - 1, k = (uint32_t)ent_key(x)->hash & mask;
         while (e->tab[k].x != x)
                 k = (k + 1) & mask;
         uint32_t hole = k;
@@ -211,7 +196,7 @@ static bool timer_less(const Timer *a, const Timer *b)
          * of that time (the window (T - D, T] includes T) */
         if ((a->kind == TM_ABSENT) != (b->kind == TM_ABSENT))
                 return b->kind == TM_ABSENT;
-        int c = istr_cmp(a->ent->key, b->ent->key);
+        int c = istr_cmp(ent_key(a->ent), ent_key(b->ent));
         if (c)
                 return c < 0;
         if (a->kind != b->kind)
@@ -281,8 +266,9 @@ VmState engine_vmstate(Engine *e, Ent *ent, int64_t now)
 
 void engine_profile_fill(Engine *e, Ent *ent)
 {
+        const SVal *prof = ent_prof(ent);
         for (uint32_t i = 0; i < e->nprof; i++)
-                e->profbuf[e->prof_slots[i]] = ent->prof[i];
+                e->profbuf[e->prof_slots[i]] = sval_unpack(&prof[i], NULL);
 }
 
 void engine_profile_clear(Engine *e)
@@ -334,7 +320,7 @@ void engine_snap_free(Engine *e, KeyState *ks)
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
                      uint32_t idlen)
 {
-        size_t n = sizeof(Snap) + ri->nsnap * sizeof(SnapVal) + idlen + 1;
+        size_t n = sizeof(Snap) + ri->nsnap * sizeof(SVal) + idlen + 1;
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
                 if (v->tag == VT_STR)
@@ -350,7 +336,7 @@ void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
         char *p = (char *)&s->v[ri->nsnap];
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
-                SnapVal *sv = &s->v[i];
+                SVal *sv = &s->v[i];
                 sv->tag = v->tag;
                 sv->len = 0;
                 switch (v->tag) {
@@ -579,10 +565,11 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         const Schema *s = &e->rs->schema;
         const EventType *pt = &s->types[s->profile_type];
         (void)pt;
+        SVal *prof = ent_prof(ent);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 Value nv = intern_value(&e->in, ev[e->prof_slots[i]]);
-                intern_value_put(&e->in, ent->prof[i]);
-                ent->prof[i] = nv;
+                intern_value_put(&e->in, sval_unpack(&prof[i], NULL));
+                prof[i] = sval_pack(nv);
         }
         engine_profile_fill(e, ent);
         /* flags a profile rule set without a lifetime hold while it matches:
@@ -598,9 +585,9 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                 VmState st;
                 VmFrame f = frame_for(e, ent, ev, t, &st, ac);
                 bool cond = vm_test(e->rs, r->when, &f);
-                bool was = ent->static_bits[k / 64] & (1ull << (k % 64));
+                bool was = ent_static(e, ent)[k / 64] & (1ull << (k % 64));
                 if (cond) {
-                        ent->static_bits[k / 64] |= 1ull << (k % 64);
+                        ent_static(e, ent)[k / 64] |= 1ull << (k % 64);
                         if (r->status != RULE_SHADOW) {
                                 score += r->score;
                                 for (uint32_t i = 0; i < r->nflags; i++)
@@ -615,7 +602,7 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                                 out_alert(e, ent, r, t, false, NULL, ev, id->p, id->len,
                                           r->status == RULE_SHADOW ? 0 : r->score);
                 } else {
-                        ent->static_bits[k / 64] &= ~(1ull << (k % 64));
+                        ent_static(e, ent)[k / 64] &= ~(1ull << (k % 64));
                 }
         }
         ent->static_score = score;
@@ -627,9 +614,9 @@ static bool duplicate(Engine *e, Ent *ent, const Str *id)
                 return false;
         uint64_t h = hash64(id->p, id->len, HASH64_INIT);
         for (uint32_t i = 0; i < ent->nrecent; i++)
-                if (ent->recent[i] == h)
+                if (ent_recent(e, ent)[i] == h)
                         return true;
-        ent->recent[ent->recent_pos] = h;
+        ent_recent(e, ent)[ent->recent_pos] = h;
         ent->recent_pos = (uint16_t)((ent->recent_pos + 1) % e->cfg.recent_ids);
         if (ent->nrecent < e->cfg.recent_ids)
                 ent->nrecent++;
@@ -1178,7 +1165,7 @@ char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
 
 static int ent_cmp(const void *a, const void *b)
 {
-        return istr_cmp((*(Ent *const *)a)->key, (*(Ent *const *)b)->key);
+        return istr_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
 }
 
 void engine_grades_write(Engine *e, Buf *out)
@@ -1194,7 +1181,7 @@ void engine_grades_write(Engine *e, Buf *out)
         for (uint32_t i = 0; i < n; i++) {
                 Ent *x = v[i];
                 buf_puts(out, "{\"enterprise_id\":");
-                buf_json_str(out, x->key->s, x->key->len);
+                buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
                 buf_puts(out, ",\"grade\":");
                 if (x->grade >= 0)
                         buf_json_str(out, g->bands[x->grade].grade, strlen(g->bands[x->grade].grade));

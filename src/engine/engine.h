@@ -13,10 +13,12 @@
 #define TIME_UNSET INT64_MIN
 #define TIME_FOREVER INT64_MAX
 
-/* A value stored in a snapshot: a string is an offset into the snapshot's
- * own bytes, so a snapshot holds no pointers and re-arming rewrites it in
+/* A Value in 16 bytes, for stored state (profile fields, snapshots): the
+ * string length moves beside the tag.  A profile string points to its
+ * interned bytes; a snapshot string is an offset into the snapshot's own
+ * bytes, so a snapshot holds no pointers and re-arming rewrites it in
  * place (no interning, no reference counts, no lines elsewhere to touch). */
-typedef struct SnapVal {
+typedef struct SVal {
         uint8_t tag;
         uint32_t len;           /* VT_STR: bytes */
         union {
@@ -24,9 +26,37 @@ typedef struct SnapVal {
                 double n;
                 int64_t ms;
                 int32_t e;
-                uint32_t off;   /* VT_STR: from the start of the Snap */
+                const char *p;  /* VT_STR, profile: interned bytes */
+                uint32_t off;   /* VT_STR, snapshot: from the start of the Snap */
         };
-} SnapVal;
+} SVal;
+
+static inline SVal sval_pack(Value v)
+{
+        SVal s = {.tag = v.tag};
+        switch (v.tag) {
+        case VT_BOOL: s.b = v.b; break;
+        case VT_NUM: s.n = v.n; break;
+        case VT_STR: s.len = v.s.len; s.p = v.s.p; break;
+        case VT_ENUM: s.e = v.e; break;
+        default: s.ms = v.ms; break;
+        }
+        return s;
+}
+
+/* base: where a snapshot's offsets count from, NULL for pointers */
+static inline Value sval_unpack(const SVal *s, const void *base)
+{
+        Value v = {.tag = s->tag};
+        switch (s->tag) {
+        case VT_BOOL: v.b = s->b; break;
+        case VT_NUM: v.n = s->n; break;
+        case VT_STR: v.s = (Str){base ? (const char *)base + s->off : s->p, s->len}; break;
+        case VT_ENUM: v.e = s->e; break;
+        default: v.ms = s->ms; break;
+        }
+        return v;
+}
 
 /* What a timer firing needs from the key's last event: the values of the
  * rule's snapshot slots (RuleInfo.snap_slots) and the event id, one pool
@@ -35,7 +65,7 @@ typedef struct SnapVal {
 typedef struct Snap {
         uint32_t size;
         uint32_t idlen;
-        SnapVal v[];
+        SVal v[];
 } Snap;
 
 /* Per rule and per `per:` key: for/cooldown/absent state. */
@@ -73,20 +103,19 @@ typedef struct Win {
 } Win;
 
 /* One pool object holds the struct, then the key (so a lookup's compare
- * reads the lines the event needs next), then prof, recent and static_bits
- * (of sizes fixed per engine): an enterprise's fixed state is one
- * allocation and a few cache lines.  The arrays c, f, ks, w and everything
- * they point to come from Engine.pool too. */
+ * reads the lines the event needs next), then the profile (Engine.nprof
+ * SVal), the ring of recent event id hashes (cfg.recent_ids) and the
+ * static bits (of the static rules matching at the last profile update):
+ * an enterprise's fixed state is one allocation and a few cache lines,
+ * found by address arithmetic (ent_key, ent_prof, ent_recent,
+ * ent_static).  The arrays c, f, ks, w and everything they point to come
+ * from Engine.pool too. */
 typedef struct Ent {
-        IStr *key;
-        Value *prof;            /* Engine.nprof values (profile fields rules read) */
-        uint64_t *static_bits;  /* static rules matching at the last profile update */
         double static_score;
         Contrib *c;
         FlagState *f;
         KeyState *ks;
         Win *w;
-        uint64_t *recent;       /* hashes of recent event ids (ring) */
         uint16_t nc, cc, nf, cf, nks, cks, nw, cw;
         uint16_t nrecent, recent_pos;
         int16_t held;           /* band index in force (hysteresis), -1 none */
@@ -95,12 +124,28 @@ typedef struct Ent {
          * changed since the last regrade, whose override results are
          * ov_bits; cleared by every change to them (grade.c) */
         uint8_t grade_clean;
+        uint8_t touched;        /* in the open batch's undo log (state.c) */
         uint16_t ov_bits;
         double per_year;
         int64_t below_since;    /* score below the held band since */
         int64_t last_time;
-        uint32_t batch;         /* the batch that last touched it (state.c) */
 } Ent;
+
+/* The key's bytes after the struct, rounded up so what follows is aligned. */
+static inline size_t ent_key_size(uint32_t len)
+{
+        return (sizeof(IStr) + len + 1 + 7) & ~(size_t)7;
+}
+
+static inline IStr *ent_key(const Ent *x)
+{
+        return (IStr *)(void *)(uintptr_t)(x + 1);
+}
+
+static inline SVal *ent_prof(const Ent *x)
+{
+        return (SVal *)(void *)((char *)ent_key(x) + ent_key_size(ent_key(x)->len));
+}
 
 /* A slot of the enterprise table: the full key hash beside the pointer, so
  * a lookup reads one slot (one cache line) and touches only the Ent whose
@@ -181,7 +226,6 @@ struct Engine {
         int64_t wm;             /* watermark */
         /* batches (state.c): what to undo on abort */
         bool in_batch;
-        uint32_t batch;
         Ent **touched;
         uint32_t ntouched, ctouched;
         uint64_t *undo_off;     /* per touched: offset in undo, or UINT64_MAX: new */
@@ -197,6 +241,16 @@ struct Engine {
         Buf out;                /* output document being built */
         Buf msg;
 };
+
+static inline uint64_t *ent_recent(const Engine *e, const Ent *x)
+{
+        return (uint64_t *)(void *)(ent_prof(x) + e->nprof);
+}
+
+static inline uint64_t *ent_static(const Engine *e, const Ent *x)
+{
+        return ent_recent(e, x) + e->cfg.recent_ids;
+}
 
 /* The aggregate hook's context: the engine and the enterprise evaluated. */
 typedef struct AggCtx {
@@ -241,16 +295,7 @@ static inline const char *snap_id(const KeyState *ks, size_t *len)
 /* The i-th snapshot value as a Value (strings point into the Snap). */
 static inline Value snap_value(const Snap *s, uint32_t i)
 {
-        const SnapVal *sv = &s->v[i];
-        Value v = {.tag = sv->tag};
-        switch (sv->tag) {
-        case VT_BOOL: v.b = sv->b; break;
-        case VT_NUM: v.n = sv->n; break;
-        case VT_STR: v.s = (Str){(const char *)s + sv->off, sv->len}; break;
-        case VT_ENUM: v.e = sv->e; break;
-        default: v.ms = sv->ms; break;
-        }
-        return v;
+        return sval_unpack(&s->v[i], s);
 }
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);

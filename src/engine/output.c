@@ -166,7 +166,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         Buf *b = &e->out;
         b->len = 0;
         uint64_t h = hash64(r->id, strlen(r->id) + 1, HASH64_INIT);
-        h = hash64(ent->key->s, ent->key->len + 1, h);
+        h = hash64(ent_key(ent)->s, ent_key(ent)->len + 1, h);
         h = hash64(evidence, evlen, h);
         if (timer) {
                 h = hash64("\0timer", 6, h);
@@ -183,7 +183,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, shadow ? ",\"status\":\"shadow\",\"severity\":\"" : ",\"status\":\"active\",\"severity\":\"");
         buf_puts(b, severity_str(r->severity));
         buf_puts(b, "\",\"enterprise_id\":");
-        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
         buf_puts(b, timer ? ",\"trigger\":\"timer\",\"key\":" : ",\"trigger\":\"event\",\"key\":");
@@ -233,7 +233,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, ",\"rules_version\":\"");
         buf_puts(b, e->rs->version);
         buf_puts(b, "\"}");
-        OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len, .rule_id = r->id,
+        OutMeta m = {.enterprise = ent_key(ent)->s, .enterprise_len = ent_key(ent)->len, .rule_id = r->id,
                      .severity = severity_str(r->severity)};
         e->emit(e->ud, shadow ? OUT_SHADOW : OUT_ALERT, b->p, b->len, &m);
 }
@@ -310,7 +310,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         const Grading *g = &e->rs->grading;
         Buf *b = &e->out;
         b->len = 0;
-        uint64_t h = hash64(ent->key->s, ent->key->len + 1, HASH64_INIT);
+        uint64_t h = hash64(ent_key(ent)->s, ent_key(ent)->len + 1, HASH64_INIT);
         h = hash64(&t, sizeof(t), h);
         int64_t k[] = {cause, pg, pm, ent->grade, ent->mode};
         h = hash64(k, sizeof(k), h);
@@ -319,7 +319,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"enterprise_id\":");
-        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
         buf_puts(b, ",\"cause\":\"");
@@ -355,7 +355,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, ",\"rules_version\":\"");
         buf_puts(b, e->rs->version);
         buf_puts(b, "\"}");
-        OutMeta m = {.enterprise = ent->key->s, .enterprise_len = ent->key->len,
+        OutMeta m = {.enterprise = ent_key(ent)->s, .enterprise_len = ent_key(ent)->len,
                      .grade_from = first ? NULL : g->bands[pg].grade,
                      .grade_to = g->bands[ent->grade].grade};
         e->emit(e->ud, OUT_ADJUSTMENT, b->p, b->len, &m);
@@ -368,7 +368,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         double score = grade_score(e, ent, now);
         int32_t band = grade_band(g, score);
         buf_puts(b, "{\"enterprise_id\":");
-        buf_json_str(b, ent->key->s, ent->key->len);
+        buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
         out_time(b, now);
         buf_puts(b, ",\"score\":");
@@ -389,7 +389,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, ",\"static_rules\":[");
         bool any = false;
         for (uint32_t k = 0; k < e->nstatic; k++)
-                if (ent->static_bits && (ent->static_bits[k / 64] & (1ull << (k % 64)))) {
+                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
                         const Rule *r = &e->rs->rules[e->static_rules[k]];
                         if (any)
                                 buf_putc(b, ',');
@@ -423,7 +423,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
         double score = grade_score(e, ent, now);
         int32_t band = grade_band(g, score);
-        buf_printf(b, "enterprise %s, as of ", ent->key->s);
+        buf_printf(b, "enterprise %s, as of ", ent_key(ent)->s);
         char t[48];
         time_format(now, t, sizeof(t));
         buf_printf(b, "%s (the watermark)\n", t);
@@ -448,7 +448,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, "\n\nstatic part (profile rules that match):\n");
         bool any = false;
         for (uint32_t k = 0; k < e->nstatic; k++)
-                if (ent->static_bits && (ent->static_bits[k / 64] & (1ull << (k % 64)))) {
+                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
                         const Rule *r = &e->rs->rules[e->static_rules[k]];
                         buf_puts(b, "  +");
                         out_num(b, r->status == RULE_SHADOW ? 0 : r->score);

@@ -58,8 +58,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
                 if (!x)
                         continue;
                 double score = 0;
-                for (uint32_t k = 0; x->static_bits && k < n->nstatic; k++)
-                        if (x->static_bits[k / 64] >> (k % 64) & 1) {
+                for (uint32_t k = 0; k < n->nstatic; k++)
+                        if (ent_static(n, x)[k / 64] >> (k % 64) & 1) {
                                 const Rule *sr = &rs->rules[n->static_rules[k]];
                                 if (sr->status != RULE_SHADOW)
                                         score += sr->score;

@@ -235,10 +235,10 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_f(b, x->static_score);
         uint32_t nst = 0;
         for (uint32_t k = 0; k < e->nstatic; k++)
-                nst += x->static_bits && (x->static_bits[k / 64] >> (k % 64) & 1);
+                nst += e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
         put_u(b, nst);
         for (uint32_t k = 0; k < e->nstatic; k++)
-                if (x->static_bits && (x->static_bits[k / 64] >> (k % 64) & 1))
+                if (e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
                         put_cs(b, rs->rules[e->static_rules[k]].id);
         put_cs(b, x->held >= 0 ? g->bands[x->held].grade : "");
         put_cs(b, x->grade >= 0 ? g->bands[x->grade].grade : "");
@@ -249,7 +249,8 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, e->nprof);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 put_slot(e, b, e->prof_slots[i]);
-                put_v(e, b, &x->prof[i], e->prof_slots[i]);
+                Value v = sval_unpack(&ent_prof(x)[i], NULL);
+                put_v(e, b, &v, e->prof_slots[i]);
         }
         put_u(b, x->nc);
         for (uint32_t i = 0; i < x->nc; i++) {
@@ -309,7 +310,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         for (uint32_t i = 0; i < x->nrecent; i++) {
                 /* oldest first */
                 uint32_t at = (x->recent_pos + e->cfg.recent_ids - x->nrecent + i) % e->cfg.recent_ids;
-                put_u(b, x->recent[at]);
+                put_u(b, ent_recent(e, x)[at]);
         }
 }
 
@@ -330,7 +331,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 s = get_s(r, &n);
                 for (uint32_t k = 0; k < e->nstatic; k++)
                         if (s_eq(s, n, rs->rules[e->static_rules[k]].id))
-                                x->static_bits[k / 64] |= 1ull << (k % 64);
+                                ent_static(e, x)[k / 64] |= 1ull << (k % 64);
         }
         s = get_s(r, &n);
         x->held = (int16_t)grade_by_name(g, s, n);
@@ -350,8 +351,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 at = (int32_t)k;
                 Value v = get_v(e, r, at >= 0 ? slot : -1);
                 if (at >= 0) {
-                        intern_value_put(&e->in, x->prof[at]);
-                        x->prof[at] = v;
+                        intern_value_put(&e->in, sval_unpack(&ent_prof(x)[at], NULL));
+                        ent_prof(x)[at] = sval_pack(v);
                 }
         }
         uint64_t nc = get_u(r);
@@ -496,7 +497,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t h = get_u(r);
                 if (!e->cfg.recent_ids)
                         continue;
-                x->recent[x->recent_pos] = h;
+                ent_recent(e, x)[x->recent_pos] = h;
                 x->recent_pos = (uint16_t)((x->recent_pos + 1) % e->cfg.recent_ids);
                 if (x->nrecent < e->cfg.recent_ids)
                         x->nrecent++;
@@ -555,9 +556,9 @@ static int64_t meta_read(Engine *e, Rd *r)
 
 void state_touch(Engine *e, Ent *ent)
 {
-        if (!e->in_batch || ent->batch == e->batch)
+        if (!e->in_batch || ent->touched)
                 return;
-        ent->batch = e->batch;
+        ent->touched = 1;
         if (e->ntouched == e->ctouched) {
                 e->ctouched = e->ctouched ? e->ctouched * 2 : 64;
                 e->touched = xrealloc(e->touched, e->ctouched * sizeof(Ent *));
@@ -574,9 +575,6 @@ void state_touch(Engine *e, Ent *ent)
 
 void engine_batch_begin(Engine *e)
 {
-        e->batch++;
-        if (!e->batch) /* 0 means "never touched" */
-                e->batch = 1;
         e->in_batch = true;
         e->ntouched = 0;
         e->undo.len = 0;
@@ -591,7 +589,7 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
                 Ent *x = e->touched[i];
                 b.len = 0;
                 ent_write(e, x, &b);
-                fn(ud, x->key->s, x->key->len, b.p, b.len);
+                fn(ud, ent_key(x)->s, ent_key(x)->len, b.p, b.len);
         }
         b.len = 0;
         meta_write(e, next_offset, &b);
@@ -601,6 +599,8 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
 
 void engine_batch_commit(Engine *e)
 {
+        for (uint32_t i = 0; i < e->ntouched; i++)
+                e->touched[i]->touched = 0;
         e->in_batch = false;
         e->ntouched = 0;
         e->undo.len = 0;
@@ -621,8 +621,9 @@ void engine_batch_abort(Engine *e)
                 Rd r = {(const unsigned char *)e->undo.p + e->undo_off[i],
                         (const unsigned char *)e->undo.p + e->undo.len, false};
                 ent_read(e, x, &r);
-                x->batch = 0;
+                x->touched = 0;
         }
+        e->ntouched = 0;        /* some were freed: nothing left for commit to clear */
         Rd r = {(const unsigned char *)e->meta_undo.p, (const unsigned char *)e->meta_undo.p + e->meta_undo.len, false};
         meta_read(e, &r);
         engine_timers_rebuild(e);
