@@ -302,7 +302,7 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
         }
         if (ent->nks == ent->cks) {
                 /* pending timers hold hints into the old array: they revalidate by (rule, key) */
-                ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState), 1);
+                ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState));
         }
         ks = &ent->ks[ent->nks++];
         *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)key->hash : 0, .since = TIME_UNSET,
@@ -382,7 +382,7 @@ static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool fro
                         goto timer;
                 }
         if (ent->nf == ent->cf) {
-                ent->f = ent_grow(e, ent->f, &ent->cf, sizeof(FlagState), 2);
+                ent->f = ent_grow(e, ent->f, &ent->cf, sizeof(FlagState));
         }
         ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
                                         .from_profile = from_profile && until == TIME_FOREVER};
@@ -415,7 +415,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                 }
                 if (delta != 0) {
                         if (ent->nc == ent->cc) {
-                                ent->c = ent_grow(e, ent->c, &ent->cc, sizeof(Contrib), 2);
+                                ent->c = ent_grow(e, ent->c, &ent->cc, sizeof(Contrib));
                         }
                         Contrib *c = &ent->c[ent->nc++];
                         c->rule = (uint16_t)r->index;

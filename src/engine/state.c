@@ -369,7 +369,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
                 if (x->nc == x->cc) {
-                        x->c = ent_grow(e, x->c, &x->cc, sizeof(Contrib), 2);
+                        x->c = ent_grow(e, x->c, &x->cc, sizeof(Contrib));
                 }
                 x->c[x->nc++] = c;
         }
@@ -385,7 +385,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (flag < 0)
                         continue;
                 if (x->nf == x->cf) {
-                        x->f = ent_grow(e, x->f, &x->cf, sizeof(FlagState), 2);
+                        x->f = ent_grow(e, x->f, &x->cf, sizeof(FlagState));
                 }
                 x->f[x->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
@@ -436,7 +436,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         continue;
                 }
                 if (x->nks == x->cks) {
-                        x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState), 1);
+                        x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState));
                 }
                 x->ks[x->nks++] = ks;
         }
@@ -464,7 +464,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 Win *w = NULL;
                 if (a && rows) {
                         if (x->nw == x->cw) {
-                                x->w = ent_grow(e, x->w, &x->cw, sizeof(Win), 2);
+                                x->w = ent_grow(e, x->w, &x->cw, sizeof(Win));
                         }
                         w = &x->w[x->nw++];
                         memset(w, 0, sizeof(*w));

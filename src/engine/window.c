@@ -63,7 +63,7 @@ static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
         if (!create)
                 return NULL;
         if (ent->nw == ent->cw) {
-                ent->w = ent_grow(e, ent->w, &ent->cw, sizeof(Win), 2);
+                ent->w = ent_grow(e, ent->w, &ent->cw, sizeof(Win));
         }
         Win *w = &ent->w[ent->nw++];
         memset(w, 0, sizeof(*w));
