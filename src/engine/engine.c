@@ -116,8 +116,8 @@ static void keystate_clear(Engine *e, KeyState *ks)
 void engine_ent_clear(Engine *e, Ent *x)
 {
         for (uint32_t i = 0; i < e->nprof; i++) {
-                intern_value_put(&e->in, sval_unpack(&ent_prof(x)[i], NULL));
-                ent_prof(x)[i] = (SVal){.tag = VT_NULL};
+                intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[i], NULL));
+                ent_prof(e, x)[i] = (SVal){.tag = VT_NULL};
         }
         memset(ent_static(e, x), 0, static_words(e) * sizeof(uint64_t));
         for (uint32_t i = 0; i < x->nc; i++)
@@ -266,13 +266,17 @@ VmState engine_vmstate(Engine *e, Ent *ent, int64_t now)
 
 void engine_profile_fill(Engine *e, Ent *ent)
 {
-        const SVal *prof = ent_prof(ent);
+        const SVal *prof = ent_prof(e, ent);
         for (uint32_t i = 0; i < e->nprof; i++)
                 e->profbuf[e->prof_slots[i]] = sval_unpack(&prof[i], NULL);
+        e->prof_ent = ent;
 }
 
 void engine_profile_clear(Engine *e)
 {
+        if (!e->prof_ent)
+                return;
+        e->prof_ent = NULL;
         for (uint32_t i = 0; i < e->nprof; i++)
                 e->profbuf[e->prof_slots[i]] = value_null();
 }
@@ -514,6 +518,8 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 }
                 return;
         }
+        if (ri->reads_profile)
+                engine_profile_need(e, ent);
         VmState st;
         VmFrame f = frame_for(e, ent, ev, t, &st, ac);
         bool cond = vm_test(e->rs, r->when, &f);
@@ -565,7 +571,7 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         const Schema *s = &e->rs->schema;
         const EventType *pt = &s->types[s->profile_type];
         (void)pt;
-        SVal *prof = ent_prof(ent);
+        SVal *prof = ent_prof(e, ent);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 Value nv = intern_value(&e->in, ev[e->prof_slots[i]]);
                 intern_value_put(&e->in, sval_unpack(&prof[i], NULL));
@@ -666,7 +672,6 @@ static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t l
                 engine_profile_clear(e);
                 return;
         }
-        engine_profile_fill(e, ent);
         if (e->naggs_by_type[ev->type]) {
                 VmState st;
                 VmFrame f = frame_for(e, ent, e->slots, t, &st, &ac);
@@ -1030,6 +1035,12 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                         if (ru->per_slot >= 0)
                                 add_slot(&ri->snap_slots, &ri->nsnap, &cap, (uint32_t)ru->per_slot);
                 }
+                uint32_t *pv = NULL, np = 0, pvcap = 0;
+                scan_prog(rs, ru->when, OP_PROFILE, &pv, &np, &pvcap);
+                free(pv);
+                ri->reads_profile = np > 0;
+                for (uint32_t k = 0; k < ru->message.nparts; k++)
+                        ri->reads_profile |= ru->message.parts[k].kind == TPL_PROFILE;
                 for (uint32_t k = 0; k < ru->naggs; k++) {
                         const Aggregate *a = &rs->aggs[ru->aggs[k]];
                         if (a->kind == AGG_ABSENT && a->window_ms > ri->absent_ms)
@@ -1037,6 +1048,13 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 }
         }
         e->agg_fp = xcalloc(rs->naggs + 1, sizeof(uint64_t));
+        e->agg_profile = xcalloc(rs->naggs + 1, 1);
+        for (uint32_t a = 0; a < rs->naggs; a++) {
+                uint32_t *pv = NULL, np = 0, pvcap = 0;
+                scan_prog(rs, rs->aggs[a].where, OP_PROFILE, &pv, &np, &pvcap);
+                free(pv);
+                e->agg_profile[a] = np > 0;
+        }
         for (uint32_t a = 0; a < rs->naggs; a++)
                 e->agg_fp[a] = rules_agg_fingerprint(rs, a);
         memset(caps, 0, nt * sizeof(uint32_t));
@@ -1093,6 +1111,7 @@ Engine *engine_free(Engine *e)
         free(e->rowbuf);
         free(e->snapbuf);
         free(e->profbuf);
+        free(e->agg_profile);
         free(e->scratch);
         free(e->aggbuf);
         buf_free(&e->keybuf);

@@ -103,9 +103,9 @@ typedef struct Win {
 } Win;
 
 /* One pool object holds the struct, then the key (so a lookup's compare
- * reads the lines the event needs next), then the profile (Engine.nprof
- * SVal), the ring of recent event id hashes (cfg.recent_ids) and the
- * static bits (of the static rules matching at the last profile update):
+ * reads the lines the event needs next), then the ring of recent event
+ * id hashes (cfg.recent_ids), the static bits (of the static rules
+ * matching at the last profile update) and the profile (Engine.nprof SVal):
  * an enterprise's fixed state is one allocation and a few cache lines,
  * found by address arithmetic (ent_key, ent_prof, ent_recent,
  * ent_static).  The arrays c, f, ks, w and everything they point to come
@@ -142,11 +142,6 @@ static inline IStr *ent_key(const Ent *x)
         return (IStr *)(void *)(uintptr_t)(x + 1);
 }
 
-static inline SVal *ent_prof(const Ent *x)
-{
-        return (SVal *)(void *)((char *)ent_key(x) + ent_key_size(ent_key(x)->len));
-}
-
 /* A slot of the enterprise table: the full key hash beside the pointer, so
  * a lookup reads one slot (one cache line) and touches only the Ent whose
  * hash matches, which it needs next anyway. */
@@ -180,7 +175,7 @@ typedef struct RuleInfo {
         uint32_t *snap_slots;   /* slots a timer firing needs from the event */
         uint32_t nsnap;
         int64_t absent_ms;      /* the longest absent() window, 0 none */
-        bool reads_profile;
+        bool reads_profile;     /* its condition, aggregates or message */
 } RuleInfo;
 
 struct Engine {
@@ -198,6 +193,8 @@ struct Engine {
         Value *rowbuf;          /* one window row laid out as an event */
         Value *snapbuf;         /* a snapshot laid out as an event */
         Value *profbuf;         /* the enterprise profile laid out by slot */
+        const Ent *prof_ent;    /* whose profile profbuf holds, NULL none */
+        uint8_t *agg_profile;   /* per aggregate: its where reads the profile */
         char vmscratch[4096];
         uint32_t *prof_slots;   /* the profile slots rules read */
         uint32_t nprof;
@@ -244,12 +241,19 @@ struct Engine {
 
 static inline uint64_t *ent_recent(const Engine *e, const Ent *x)
 {
-        return (uint64_t *)(void *)(ent_prof(x) + e->nprof);
+        (void)e;
+        return (uint64_t *)(void *)((char *)ent_key(x) + ent_key_size(ent_key(x)->len));
 }
 
 static inline uint64_t *ent_static(const Engine *e, const Ent *x)
 {
         return ent_recent(e, x) + e->cfg.recent_ids;
+}
+
+/* last: an event whose rules do not read the profile leaves its lines alone */
+static inline SVal *ent_prof(const Engine *e, const Ent *x)
+{
+        return (SVal *)(void *)(ent_static(e, x) + (e->nstatic + 63) / 64);
 }
 
 /* The aggregate hook's context: the engine and the enterprise evaluated. */
@@ -262,6 +266,14 @@ typedef struct AggCtx {
 VmState engine_vmstate(Engine *e, Ent *ent, int64_t now);
 void engine_profile_fill(Engine *e, Ent *ent);
 void engine_profile_clear(Engine *e);
+/* Lay out ent's profile unless it already is: called before evaluating
+ * anything that reads it, so an event whose rules never look at the
+ * profile does not touch its lines. */
+static inline void engine_profile_need(Engine *e, Ent *ent)
+{
+        if (e->prof_ent != ent)
+                engine_profile_fill(e, ent);
+}
 void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks);
 
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);

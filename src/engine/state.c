@@ -249,7 +249,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, e->nprof);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 put_slot(e, b, e->prof_slots[i]);
-                Value v = sval_unpack(&ent_prof(x)[i], NULL);
+                Value v = sval_unpack(&ent_prof(e, x)[i], NULL);
                 put_v(e, b, &v, e->prof_slots[i]);
         }
         put_u(b, x->nc);
@@ -351,8 +351,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 at = (int32_t)k;
                 Value v = get_v(e, r, at >= 0 ? slot : -1);
                 if (at >= 0) {
-                        intern_value_put(&e->in, sval_unpack(&ent_prof(x)[at], NULL));
-                        ent_prof(x)[at] = sval_pack(v);
+                        intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[at], NULL));
+                        ent_prof(e, x)[at] = sval_pack(v);
                 }
         }
         uint64_t nc = get_u(r);

@@ -129,8 +129,12 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 Win *w = win_get(e, ent, ai, false);
                 if (w)
                         evict(e, w, a, t);
-                if (a->where != PROG_NONE && !a->uses_cur && !vm_test(rs, a->where, f))
-                        continue;
+                if (a->where != PROG_NONE && !a->uses_cur) {
+                        if (e->agg_profile[ai])
+                                engine_profile_need(e, ent);
+                        if (!vm_test(rs, a->where, f))
+                                continue;
+                }
                 if (!w)
                         w = win_get(e, ent, ai, true);
                 uint32_t nrow = a->nrow_slots;
