@@ -400,39 +400,64 @@ static int replay_reload(Engine **e, const ReplayOpts *o, Replay *rp)
         return 0;
 }
 
-/* Feed every line of path (or stdin for "-") to the engine. */
+/* Feed every line of path (or stdin for "-") to the engine, keeping
+ * ENGINE_AHEAD - 1 lines read and hinted (engine_prefetch) beyond the one
+ * pushed, as riskd does with the messages of a fetch. */
+typedef struct Line {
+        char *p;
+        size_t cap;
+        ssize_t n;
+        int64_t offset;
+} Line;
+
 static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
 {
         Engine *e = *ep;
         FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
         if (!f)
                 return -errno;
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
+        Line q[ENGINE_AHEAD] = {{0}};
+        uint32_t first = 0, nq = 0;
+        int64_t lines = 0;
+        bool eof = false;
+        int r = 0;
         SourcePos src = {.topic = strcmp(path, "-") == 0 ? "-" : path, .partition = -1};
-        while ((n = getline(&line, &cap, f)) >= 0) {
-                if (o->reload && (uint64_t)src.offset == o->reload_after) {
-                        int r = replay_reload(ep, o, rp);
-                        if (r < 0) {
-                                free(line);
-                                if (f != stdin)
-                                        fclose(f);
-                                return r;
+        for (;;) {
+                while (!eof && nq < ENGINE_AHEAD) {
+                        Line *l = &q[(first + nq) % ENGINE_AHEAD];
+                        l->n = getline(&l->p, &l->cap, f);
+                        if (l->n < 0) {
+                                eof = true;
+                                break;
                         }
+                        l->offset = ++lines;
+                        while (l->n > 0 && (l->p[l->n - 1] == '\n' || l->p[l->n - 1] == '\r'))
+                                l->n--;
+                        nq++;
+                        if (l->n > 0)
+                                engine_prefetch(e, l->p, (size_t)l->n);
+                }
+                if (!nq)
+                        break;
+                Line *l = &q[first];
+                if (o->reload && (uint64_t)l->offset - 1 == o->reload_after) {
+                        r = replay_reload(ep, o, rp);
+                        if (r < 0)
+                                break;
                         e = *ep;
                 }
-                src.offset++;
-                while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                        n--;
-                if (n == 0)
-                        continue;
-                engine_push(e, line, (size_t)n, &src);
+                src.offset = l->offset;
+                if (l->n > 0)
+                        engine_push(e, l->p, (size_t)l->n, &src);
+                first = (first + 1) % ENGINE_AHEAD;
+                nq--;
         }
-        free(line);
+        engine_prefetch_reset(e);
+        for (uint32_t k = 0; k < ENGINE_AHEAD; k++)
+                free(q[k].p);
         if (f != stdin)
                 fclose(f);
-        return 0;
+        return r;
 }
 
 static double now_sec(void)

@@ -1182,6 +1182,25 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
         l->st.events++;
 }
 
+/* A message of the array in hand that comes up soon: its partition's
+ * engine decodes it now and starts loading its state (engine_prefetch). */
+static void loop_hint(Loop *l, const rd_kafka_message_t *m)
+{
+        if (m->err || !m->payload)
+                return;
+        Part *pt = part_find(l, m->partition);
+        if (pt && pt->state == PART_ACTIVE && pt->e)
+                engine_prefetch(pt->e, m->payload, m->len);
+}
+
+/* The array's messages are destroyed: no hint may outlive them. */
+static void loop_hints_reset(Loop *l)
+{
+        for (uint32_t p = 0; p < l->nparts; p++)
+                if (l->parts[p] && l->parts[p]->e)
+                        engine_prefetch_reset(l->parts[p]->e);
+}
+
 static uint32_t parts_active(const Loop *l)
 {
         uint32_t n = 0;
@@ -1711,6 +1730,10 @@ int loop_run(Loop *l)
                         inputs_fresh(l);
                 ssize_t n = rd_kafka_consume_batch_queue(l->queue, timeout, l->msgs, LOOP_MSGS);
                 for (ssize_t i = 0; i < n; i++) {
+                        /* ENGINE_AHEAD - 1 messages hinted beyond the one applied */
+                        for (ssize_t k = i ? i + ENGINE_AHEAD - 1 : 0; k < i + ENGINE_AHEAD && k < n; k++)
+                                if (!l->fatal)
+                                        loop_hint(l, l->msgs[k]);
                         if (!l->fatal) {
                                 loop_message(l, l->msgs[i]);
                                 if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max))
@@ -1718,6 +1741,8 @@ int loop_run(Loop *l)
                         }
                         rd_kafka_message_destroy(l->msgs[i]);
                 }
+                if (n > 0)
+                        loop_hints_reset(l);
                 if (l->http)
                         httpd_dispatch(l->http);
                 if (n < 0 && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))

@@ -872,34 +872,164 @@ static void release_upto(Engine *e, int64_t upto, bool final)
         fire_timers(e, upto, final);
 }
 
+/* ---- decoding ahead (engine_prefetch) ---- */
+
+/* The enterprise of a key hash, without comparing keys: for a prefetch,
+ * where a 64-bit collision only loads lines that are not needed. */
+static Ent *ent_peek(const Engine *e, uint64_t h)
+{
+        uint32_t mask = e->tabcap - 1;
+        for (uint32_t i = (uint32_t)h & mask; e->tab[i].x; i = (i + 1) & mask)
+                if (e->tab[i].h == h)
+                        return e->tab[i].x;
+        return NULL;
+}
+
+static void prefetch_lines(const void *p, size_t n)
+{
+        const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63), *end = (const char *)p + n;
+        for (; c < end; c += 64)
+                __builtin_prefetch(c);
+}
+
+void engine_prefetch(Engine *e, const char *bytes, size_t len)
+{
+        if (e->cfg.grace_ms)
+                return;
+        if (e->nahead == ENGINE_AHEAD) { /* the oldest hint was never pushed */
+                e->ahead_first = (e->ahead_first + 1) % ENGINE_AHEAD;
+                e->nahead--;
+        }
+        Ahead *a = &e->ahead[(e->ahead_first + e->nahead) % ENGINE_AHEAD];
+        if (!a->dec) {
+                DecoderLimits lim = {.max_bytes = e->cfg.max_event_bytes};
+                if (decoder_new(&a->dec, &e->rs->schema, &lim) < 0)
+                        return;
+                a->slots = xcalloc(e->rs->schema.nslots ? e->rs->schema.nslots : 1, sizeof(Value));
+                a->scratch = xmalloc(e->cfg.max_event_bytes);
+        }
+        a->bytes = bytes;
+        a->len = len;
+        a->ev.slots = a->slots;
+        a->ev.scratch = a->scratch;
+        a->ev.scratch_size = e->cfg.max_event_bytes;
+        a->rc = decoder_decode(a->dec, bytes, len, &a->ev);
+        if (a->rc == DECODE_OK) {
+                a->h = hash_fast(a->ev.enterprise.p, a->ev.enterprise.len);
+                __builtin_prefetch(&e->tab[(uint32_t)a->h & (e->tabcap - 1)]);
+        }
+        e->nahead++;
+}
+
+void engine_prefetch_reset(Engine *e)
+{
+        e->nahead = 0;
+        e->ahead_first = 0;
+}
+
+/* The hinted entry for bytes, dropping the hints before it; NULL if none. */
+static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
+{
+        for (uint32_t k = 0; k < e->nahead; k++) {
+                uint32_t at = (e->ahead_first + k) % ENGINE_AHEAD;
+                if (e->ahead[at].bytes == bytes && e->ahead[at].len == len) {
+                        e->ahead_first = (at + 1) % ENGINE_AHEAD;
+                        e->nahead -= k + 1;
+                        return &e->ahead[at];
+                }
+        }
+        return NULL;
+}
+
+/* One step for each hinted event still to come, deeper the closer it is:
+ * 3 or more pushes away its table slot is loading (engine_prefetch), 2
+ * away the enterprise (struct, key, recent ids), 1 away its arrays, next
+ * their key states' keys and snapshots and its windows' ends.  Each level
+ * reads only what the level before loaded, and only live state (the
+ * table as it is now). */
+static void ahead_stage(Engine *e)
+{
+        for (uint32_t k = 0; k < e->nahead && k < 3; k++) {
+                const Ahead *a = &e->ahead[(e->ahead_first + k) % ENGINE_AHEAD];
+                if (a->rc != DECODE_OK)
+                        continue;
+                Ent *x = ent_peek(e, a->h);
+                if (!x)
+                        continue;
+                if (k == 2) {
+                        prefetch_lines(x, (size_t)((char *)ent_prof(e, x) - (char *)x));
+                } else if (k == 1) {
+                        prefetch_lines(x->ks, x->nks * sizeof(KeyState));
+                        prefetch_lines(x->w, x->nw * sizeof(Win));
+                        prefetch_lines(x->c, x->nc * sizeof(Contrib));
+                } else {
+                        for (uint32_t i = 0; i < x->nks; i++) {
+                                if (x->ks[i].key)
+                                        __builtin_prefetch(x->ks[i].key);
+                                if (x->ks[i].snap)
+                                        __builtin_prefetch(x->ks[i].snap);
+                        }
+                        for (uint32_t i = 0; i < x->nw; i++) {
+                                const Win *w = &x->w[i];
+                                if (!w->n)
+                                        continue;
+                                uint32_t nrow = e->rs->aggs[w->agg].nrow_slots;
+                                __builtin_prefetch(&w->t[w->head]);
+                                __builtin_prefetch(&w->t[ring_at(w, w->n - 1)]);
+                                __builtin_prefetch(&w->v[(size_t)ring_at(w, w->n - 1) * nrow]);
+                        }
+                }
+        }
+}
+
+static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
+                         const DecodedEvent *ev);
+
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
         e->st.events_in++;
-        DecodedEvent ev;
-        DecodeReason rc = decode(e, bytes, len, &ev);
-        if (rc != DECODE_OK) {
-                dead_letter(e, bytes, len, src, (int)rc, ev.detail, NULL);
+        Ahead *a = e->nahead ? ahead_take(e, bytes, len) : NULL;
+        if (!a) {
+                DecodedEvent ev;
+                DecodeReason rc = decode(e, bytes, len, &ev);
+                push_decoded(e, bytes, len, src, rc, &ev);
                 return 0;
         }
-        int64_t t = ev.time_ms;
+        /* the hinted event's slots stand in for e->slots while it applies */
+        Value *own = e->slots;
+        e->slots = a->slots;
+        ahead_stage(e);
+        push_decoded(e, bytes, len, src, a->rc, &a->ev);
+        e->slots = own;
+        return 0;
+}
+
+static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
+                         const DecodedEvent *ev)
+{
+        if (rc != DECODE_OK) {
+                dead_letter(e, bytes, len, src, (int)rc, ev->detail, NULL);
+                return;
+        }
+        int64_t t = ev->time_ms;
         if (e->max_time != TIME_UNSET && t < e->wm) {
                 char d[160];
                 char a[40], b[40];
                 time_format(t, a, sizeof(a));
                 time_format(e->wm, b, sizeof(b));
                 snprintf(d, sizeof(d), "event time %s is behind the watermark %s", a, b);
-                dead_letter(e, bytes, len, src, RJ_TOO_LATE, d, &ev.enterprise);
-                return 0;
+                dead_letter(e, bytes, len, src, RJ_TOO_LATE, d, &ev->enterprise);
+                return;
         }
         if (e->max_time == TIME_UNSET || t > e->max_time) {
                 e->max_time = t;
                 e->wm = t - e->cfg.grace_ms;
         }
         if (e->cfg.grace_ms == 0) {
-                apply(e, &ev, bytes, len, src);
-                return 0;
+                apply(e, ev, bytes, len, src);
+                return;
         }
-        held_push(e, &ev, bytes, len, src);
+        held_push(e, ev, bytes, len, src);
         if (e->nheld > e->cfg.max_held) {
                 /* bounded memory: release the oldest early, and never accept
                  * anything older than it afterwards */
@@ -909,7 +1039,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
                         e->wm = t0;
         }
         release_upto(e, e->wm, false);
-        return 0;
+        return;
 }
 
 void engine_advance(Engine *e, int64_t t)
@@ -1123,6 +1253,11 @@ Engine *engine_free(Engine *e)
         buf_free(&e->out);
         buf_free(&e->msg);
         decoder_free(e->dec);
+        for (uint32_t i = 0; i < ENGINE_AHEAD; i++) {
+                decoder_free(e->ahead[i].dec);
+                free(e->ahead[i].slots);
+                free(e->ahead[i].scratch);
+        }
         intern_deinit(&e->in);
         pool_deinit(&e->pool);
         rules_unref(e->rs);

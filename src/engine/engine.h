@@ -102,6 +102,13 @@ typedef struct Win {
         Value *v;               /* cap * nrow_slots */
 } Win;
 
+/* The ring position of row i (i < cap, head < cap): no division. */
+static inline uint32_t ring_at(const Win *w, uint32_t i)
+{
+        uint32_t at = w->head + i;
+        return at >= w->cap ? at - w->cap : at;
+}
+
 /* One pool object holds the struct, then the key (so a lookup's compare
  * reads the lines the event needs next), then the ring of recent event
  * id hashes (cfg.recent_ids), the static bits (of the static rules
@@ -178,6 +185,20 @@ typedef struct RuleInfo {
         bool reads_profile;     /* its condition, aggregates or message */
 } RuleInfo;
 
+/* An event hinted by engine_prefetch, decoded ahead with its own decoder,
+ * slots and scratch (the decoder clears only what it filled last time in
+ * the same array). */
+typedef struct Ahead {
+        const char *bytes;
+        size_t len;
+        Decoder *dec;
+        Value *slots;
+        char *scratch;
+        DecodedEvent ev;
+        DecodeReason rc;
+        uint64_t h;             /* hash of the enterprise key */
+} Ahead;
+
 struct Engine {
         RuleSet *rs;
         EngineConfig cfg;
@@ -189,6 +210,8 @@ struct Engine {
         EngineStats st;
 
         Value *slots;           /* decoded event */
+        Ahead ahead[ENGINE_AHEAD];      /* hinted events, oldest at ahead_first */
+        uint32_t ahead_first, nahead;
         char *scratch;
         Value *rowbuf;          /* one window row laid out as an event */
         Value *snapbuf;         /* a snapshot laid out as an event */

@@ -16,13 +16,6 @@
 
 #include "src/engine/engine.h"
 
-/* The ring position of row i (i < cap, head < cap): no division. */
-static inline uint32_t ring_at(const Win *w, uint32_t i)
-{
-        uint32_t at = w->head + i;
-        return at >= w->cap ? at - w->cap : at;
-}
-
 static Value *row(const Win *w, uint32_t nrow, uint32_t i)
 {
         return &w->v[(size_t)ring_at(w, i) * nrow];
