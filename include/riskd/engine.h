@@ -116,7 +116,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
  * applied out of push order).  The bytes must stay valid and unchanged
  * until pushed or until engine_prefetch_reset().
  */
-#define ENGINE_AHEAD 4
+#define ENGINE_AHEAD 5
 void engine_prefetch(Engine *e, const char *bytes, size_t len);
 /* Forget every hint not yet pushed (their bytes may go away). */
 void engine_prefetch_reset(Engine *e);

@@ -941,14 +941,18 @@ static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
         return NULL;
 }
 
-/* One step for each hinted event still to come, deeper the closer it is:
- * 3 or more pushes away its table slot is loading (engine_prefetch), 2
- * away the enterprise (struct, key, recent ids), 1 away its arrays, next
- * their key states' keys and snapshots and its windows' ends.  Each level
- * reads only what the level before loaded, and only live state (the
- * table as it is now). */
+/* One step for each hinted event still to come, deeper the closer it is.
+ * Pushed 4 or more pushes from now: its table slot is loading (since
+ * engine_prefetch).  3: the enterprise (struct, key, recent ids, static
+ * bits, profile: a span that does not depend on the key's length, which
+ * is not loaded yet).  2:
+ * its arrays.  1: their key states' keys and snapshots, its windows'
+ * ends.  Each level reads only what the level before loaded, one push
+ * earlier, and only live state (the table as it is now). */
 static void ahead_stage(Engine *e)
 {
+        size_t span = sizeof(Ent) + ent_key_size(40) + (e->cfg.recent_ids + (e->nstatic + 63) / 64) * sizeof(uint64_t) +
+                      e->nprof * sizeof(SVal);
         for (uint32_t k = 0; k < e->nahead && k < 3; k++) {
                 const Ahead *a = &e->ahead[(e->ahead_first + k) % ENGINE_AHEAD];
                 if (a->rc != DECODE_OK)
@@ -957,7 +961,7 @@ static void ahead_stage(Engine *e)
                 if (!x)
                         continue;
                 if (k == 2) {
-                        prefetch_lines(x, (size_t)((char *)ent_prof(e, x) - (char *)x));
+                        prefetch_lines(x, span);
                 } else if (k == 1) {
                         prefetch_lines(x->ks, x->nks * sizeof(KeyState));
                         prefetch_lines(x->w, x->nw * sizeof(Win));
