@@ -70,9 +70,9 @@ static size_t ent_size(const Engine *e, uint32_t len)
                e->cfg.recent_ids * sizeof(uint64_t) + static_words(e) * sizeof(uint64_t);
 }
 
-static Ent *ent_get(Engine *e, const char *k, uint32_t len)
+/* h: hash_fast(k, len) */
+static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
-        uint64_t h = hash_fast(k, len);
         uint32_t i = ent_slot(e, k, len, h);
         if (e->tab[i].x)
                 return e->tab[i].x;
@@ -168,6 +168,11 @@ void engine_ent_remove(Engine *e, Ent *x)
         e->tab[hole] = (EntSlot){0, NULL};
         e->nents--;
         ent_free(e, x);
+}
+
+static Ent *ent_get(Engine *e, const char *k, uint32_t len)
+{
+        return ent_get_h(e, k, len, hash_fast(k, len));
 }
 
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len)
@@ -649,7 +654,9 @@ static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t l
 {
         int64_t t = ev->time_ms;
         fire_timers(e, t, false);
-        Ent *ent = ent_get(e, ev->enterprise.p, ev->enterprise.len);
+        /* a hinted event's hash was taken when it was decoded ahead */
+        Ent *ent = e->push_hashed ? ent_get_h(e, ev->enterprise.p, ev->enterprise.len, e->push_hash)
+                                  : ent_get(e, ev->enterprise.p, ev->enterprise.len);
         if (!ent) {
                 dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
                 return;
@@ -1003,7 +1010,10 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
         Value *own = e->slots;
         e->slots = a->slots;
         ahead_stage(e);
+        e->push_hashed = a->rc == DECODE_OK;
+        e->push_hash = a->h;
         push_decoded(e, bytes, len, src, a->rc, &a->ev);
+        e->push_hashed = false;
         e->slots = own;
         return 0;
 }

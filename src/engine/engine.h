@@ -212,6 +212,8 @@ struct Engine {
         Value *slots;           /* decoded event */
         Ahead ahead[ENGINE_AHEAD];      /* hinted events, oldest at ahead_first */
         uint32_t ahead_first, nahead;
+        bool push_hashed;       /* push_hash is the hash of the pushed event's enterprise */
+        uint64_t push_hash;
         char *scratch;
         Value *rowbuf;          /* one window row laid out as an event */
         Value *snapbuf;         /* a snapshot laid out as an event */

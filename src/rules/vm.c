@@ -18,6 +18,7 @@
  * - A string result may point into f->scratch: it lives until the caller
  *   reuses the scratch buffer.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,11 +152,22 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
         uint32_t scratch_used = f->scratch_used; /* a local cursor: f is const */
         int c;
 
-/* pop b, replace a by the comparison's result */
+/* pop b, replace a by the comparison's result; enums and numbers (what
+ * rules compare most) inline, as value_cmp does them */
 #define VM_COMPARE(test)                                                             \
         do {                                                                         \
                 sp--;                                                                \
-                bool ok_ = value_cmp(&sp[-1], &sp[0], &c);                           \
+                const Value *a_ = &sp[-1], *b_ = &sp[0];                             \
+                bool ok_;                                                            \
+                if (a_->tag == VT_ENUM && b_->tag == VT_ENUM) {                      \
+                        c = (a_->e > b_->e) - (a_->e < b_->e);                       \
+                        ok_ = true;                                                  \
+                } else if (a_->tag == VT_NUM && b_->tag == VT_NUM) {                 \
+                        ok_ = !isnan(a_->n) && !isnan(b_->n);                        \
+                        c = (a_->n > b_->n) - (a_->n < b_->n);                       \
+                } else {                                                             \
+                        ok_ = value_cmp(a_, b_, &c);                                 \
+                }                                                                    \
                 sp[-1] = value_bool(ok_ && (test));                                  \
         } while (0)
 #define VM_ARITH(ch)                                                                 \
