@@ -476,7 +476,17 @@ static KeyState *keystate_lookup(Engine *e, Ent *ent, const Rule *r, const Value
                 return NULL;
         }
         Str k = key_bytes(e, r, ev);
-        uint32_t h = (uint32_t)hash_fast(k.p, k.len);
+        uint32_t h;
+        if (ev == e->slots && e->kh_event == e->applying && e->kh_slot == r->per_slot) {
+                h = e->kh_hash;
+        } else {
+                h = (uint32_t)hash_fast(k.p, k.len);
+                if (ev == e->slots) {
+                        e->kh_event = e->applying;
+                        e->kh_slot = r->per_slot;
+                        e->kh_hash = h;
+                }
+        }
         for (uint32_t i = 0; i < ent->nks; i++) {
                 KeyState *ks = &ent->ks[i];
                 if (ks->rule == r->index && ks->khash == h && ks->key && ks->key->len == k.len &&
@@ -669,6 +679,7 @@ static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t l
                 return;
         }
         e->st.events_applied++;
+        e->applying++;
         e->st.by_type[ev->type]++;
         ent->last_time = t;
         AggCtx ac = {e, ent};

@@ -260,6 +260,12 @@ struct Engine {
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;
         Buf keybuf;             /* a per: value as text */
+        /* the hash of the applied event's per: value, kept while its rules
+         * run (a reading's four device rules share one key) */
+        uint64_t applying;      /* events applied, counting the current one */
+        uint64_t kh_event;      /* 0: none */
+        int32_t kh_slot;
+        uint32_t kh_hash;
         Buf out;                /* output document being built */
         Buf msg;
 };
