@@ -152,6 +152,17 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
         uint32_t scratch_used = f->scratch_used; /* a local cursor: f is const */
         int c;
 
+/* A boolean into a stack slot by its two fields: building a whole Value
+ * and copying it makes the compiler store bytes and reload them as one
+ * 16-byte word, a store-forwarding stall on every comparison.  The rest of
+ * the slot keeps stale bytes, which nothing reads for a VT_BOOL. */
+#define VM_SETBOOL(dst, x)                                                           \
+        do {                                                                         \
+                bool v_ = (x);                                                       \
+                (dst)->tag = VT_BOOL;                                                \
+                (dst)->b = v_;                                                       \
+        } while (0)
+
 /* pop b, replace a by the comparison's result; enums and numbers (what
  * rules compare most) inline, as value_cmp does them */
 #define VM_COMPARE(test)                                                             \
@@ -168,7 +179,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 } else {                                                             \
                         ok_ = value_cmp(a_, b_, &c);                                 \
                 }                                                                    \
-                sp[-1] = value_bool(ok_ && (test));                                  \
+                VM_SETBOOL(&sp[-1], ok_ && (test));                                  \
         } while (0)
 #define VM_ARITH(ch)                                                                 \
         do {                                                                         \
@@ -178,7 +189,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
 #define VM_STRPRED(fn)                                                               \
         do {                                                                         \
                 sp--;                                                                \
-                sp[-1] = value_bool(fn(&sp[-1], &sp[0]));                            \
+                VM_SETBOOL(&sp[-1], fn(&sp[-1], &sp[0]));                            \
         } while (0)
 
         for (;;) {
@@ -192,10 +203,12 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                         *sp++ = value_null();
                         break;
                 case OP_TRUE:
-                        *sp++ = value_bool(true);
+                        VM_SETBOOL(sp, true);
+                        sp++;
                         break;
                 case OP_FALSE:
-                        *sp++ = value_bool(false);
+                        VM_SETBOOL(sp, false);
+                        sp++;
                         break;
                 case OP_FIELD:
                         *sp++ = f->event ? f->event[arg] : value_null();
@@ -219,7 +232,8 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                         *sp++ = value_num(f->state ? f->state->per_year : 0);
                         break;
                 case OP_FLAG:
-                        *sp++ = value_bool(f->state && arg < 64 && ((f->state->flags >> arg) & 1));
+                        VM_SETBOOL(sp, f->state && arg < 64 && ((f->state->flags >> arg) & 1));
+                        sp++;
                         break;
                 case OP_NOW:
                         *sp++ = value_time(f->now);
@@ -247,7 +261,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                                 if (INSN_OP(insn) == OP_NOT_IN)
                                         r = !r;
                         }
-                        *a = value_bool(r);
+                        VM_SETBOOL(a, r);
                         break;
                 }
                 case OP_CONTAINS: VM_STRPRED(value_contains); break;
@@ -255,7 +269,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 case OP_ENDSWITH: VM_STRPRED(value_endswith); break;
                 case OP_MATCH: {
                         Value *a = &sp[-1];
-                        *a = value_bool(a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len));
+                        VM_SETBOOL(a, a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len));
                         break;
                 }
                 case OP_ADD: VM_ARITH('+'); break;
@@ -270,13 +284,13 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                         sp[-1] = value_abs(&sp[-1]);
                         break;
                 case OP_NOT:
-                        sp[-1] = value_bool(!value_truthy(&sp[-1]));
+                        VM_SETBOOL(&sp[-1], !value_truthy(&sp[-1]));
                         break;
                 case OP_TOBOOL:
-                        sp[-1] = value_bool(value_truthy(&sp[-1]));
+                        VM_SETBOOL(&sp[-1], value_truthy(&sp[-1]));
                         break;
                 case OP_EXISTS:
-                        sp[-1] = value_bool(sp[-1].tag != VT_NULL);
+                        VM_SETBOOL(&sp[-1], sp[-1].tag != VT_NULL);
                         break;
                 case OP_LOWER: {
                         Value *a = &sp[-1];
@@ -301,7 +315,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 }
                 case OP_JF_KEEP:
                         if (!value_truthy(&sp[-1])) {
-                                sp[-1] = value_bool(false);
+                                VM_SETBOOL(&sp[-1], false);
                                 pc = code + arg;
                         } else {
                                 sp--;
@@ -309,7 +323,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                         break;
                 case OP_JT_KEEP:
                         if (value_truthy(&sp[-1])) {
-                                sp[-1] = value_bool(true);
+                                VM_SETBOOL(&sp[-1], true);
                                 pc = code + arg;
                         } else {
                                 sp--;
