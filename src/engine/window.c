@@ -102,6 +102,10 @@ static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ca
                 }
                 if (!same)
                         continue;
+                if (back == 1) { /* already the newest: only its time moves */
+                        w->t[ring_at(w, k)] = t;
+                        return true;
+                }
                 /* move that row to the end with the new time; it keeps its
                  * interned values */
                 Value keep[64];
