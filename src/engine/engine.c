@@ -116,7 +116,7 @@ static void keystate_clear(Engine *e, KeyState *ks)
 void engine_ent_clear(Engine *e, Ent *x)
 {
         for (uint32_t i = 0; i < e->nprof; i++) {
-                intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[i], NULL));
+                intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[i]));
                 ent_prof(e, x)[i] = (SVal){.tag = VT_NULL};
         }
         memset(ent_static(e, x), 0, static_words(e) * sizeof(uint64_t));
@@ -273,7 +273,7 @@ void engine_profile_fill(Engine *e, Ent *ent)
 {
         const SVal *prof = ent_prof(e, ent);
         for (uint32_t i = 0; i < e->nprof; i++)
-                e->profbuf[e->prof_slots[i]] = sval_unpack(&prof[i], NULL);
+                e->profbuf[e->prof_slots[i]] = sval_unpack(&prof[i]);
         e->prof_ent = ent;
 }
 
@@ -326,14 +326,105 @@ void engine_snap_free(Engine *e, KeyState *ks)
         ks->snap = NULL;
 }
 
+/* hex digit values, 0xff for anything else (lowercase only: an id in
+ * another form keeps its text) */
+static const uint8_t hexdig[256] = {
+        ['0'] = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+        [':' ... '`'] = 0xff,
+        ['a'] = 10, 11, 12, 13, 14, 15,
+        [0 ... '/'] = 0xff,
+        ['g' ... 255] = 0xff,
+};
+
+/* A canonical lowercase UUID (8-4-4-4-12) into 16 bytes. */
+static bool uuid_pack(const char *s, uint32_t n, uint8_t out[16])
+{
+        if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+                return false;
+        static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+        uint8_t bad = 0;
+        for (uint32_t k = 0; k < 16; k++) {
+                uint8_t hi = hexdig[(uint8_t)s[at[k]]], lo = hexdig[(uint8_t)s[at[k] + 1]];
+                bad |= (uint8_t)(hi | lo);
+                out[k] = (uint8_t)(hi << 4 | lo);
+        }
+        return !(bad & 0xf0);
+}
+
+static void uuid_text(const uint8_t in[16], char out[37])
+{
+        static const char hex[] = "0123456789abcdef";
+        char *p = out;
+        for (uint32_t k = 0; k < 16; k++) {
+                if (k == 4 || k == 6 || k == 8 || k == 10)
+                        *p++ = '-';
+                *p++ = hex[in[k] >> 4];
+                *p++ = hex[in[k] & 15];
+        }
+        *p = 0;
+}
+
+static size_t varint_len(uint32_t v)
+{
+        size_t n = 1;
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
+        }
+        return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint32_t v)
+{
+        while (v >= 0x80) {
+                *p++ = (uint8_t)(v | 0x80);
+                v >>= 7;
+        }
+        *p++ = (uint8_t)v;
+        return p;
+}
+
+static const uint8_t *varint_get(const uint8_t *p, uint32_t *v)
+{
+        uint32_t x = 0;
+        for (uint32_t sh = 0;; sh += 7) {
+                uint8_t b = *p++;
+                x |= (uint32_t)(b & 0x7f) << sh;
+                if (!(b & 0x80))
+                        break;
+        }
+        *v = x;
+        return p;
+}
+
+static bool is_key(const KeyState *ks, const Value *v)
+{
+        return v->tag == VT_STR && ks->key && ks->key->len == v->s.len &&
+               (v->s.p == ks->key->s || memcmp(v->s.p, ks->key->s, v->s.len) == 0);
+}
+
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
                      uint32_t idlen)
 {
-        size_t n = sizeof(Snap) + ri->nsnap * sizeof(SVal) + idlen + 1;
+        uint8_t uuid[16];
+        bool bin = uuid_pack(id, idlen, uuid);
+        size_t n = sizeof(Snap) + (bin ? 16 : idlen);
+        uint64_t keyed = 0;     /* bit i: value i is the key (the first 64) */
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
-                if (v->tag == VT_STR)
-                        n += v->s.len;
+                n += 1;
+                switch (v->tag) {
+                case VT_NULL: break;
+                case VT_BOOL: n += 1; break;
+                case VT_ENUM: n += 4; break;
+                case VT_STR:
+                        if (i < 64 && is_key(ks, v))
+                                keyed |= 1ull << i;
+                        else
+                                n += varint_len(v->s.len) + v->s.len;
+                        break;
+                default: n += 8; break;
+                }
         }
         Snap *s = ks->snap;
         if (!s || pool_size(s->size) != pool_size(n)) {
@@ -341,30 +432,86 @@ void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
                 s = ks->snap = pool_alloc(&e->pool, n);
         }
         s->size = (uint32_t)n;
-        s->idlen = idlen;
-        char *p = (char *)&s->v[ri->nsnap];
+        s->idlen = bin ? SNAP_UUID : idlen;
+        uint8_t *p = s->data;
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
-                SVal *sv = &s->v[i];
-                sv->tag = v->tag;
-                sv->len = 0;
+                if (i < 64 && (keyed >> i & 1)) {
+                        *p++ = SNAP_KEY;
+                        continue;
+                }
+                *p++ = v->tag;
                 switch (v->tag) {
-                case VT_BOOL: sv->b = v->b; break;
-                case VT_NUM: sv->n = v->n; break;
+                case VT_NULL: break;
+                case VT_BOOL: *p++ = v->b; break;
+                case VT_ENUM: memcpy(p, &v->e, 4); p += 4; break;
+                case VT_NUM: memcpy(p, &v->n, 8); p += 8; break;
                 case VT_STR:
-                        sv->len = v->s.len;
-                        sv->off = (uint32_t)(p - (char *)s);
+                        p = varint_put(p, v->s.len);
                         if (v->s.len)
                                 memcpy(p, v->s.p, v->s.len);
                         p += v->s.len;
                         break;
-                case VT_ENUM: sv->e = v->e; break;
-                default: sv->ms = v->ms; break;
+                default: memcpy(p, &v->ms, 8); p += 8; break;
                 }
         }
-        if (idlen)
+        if (bin)
+                memcpy(p, uuid, 16);
+        else if (idlen)
                 memcpy(p, id, idlen);
-        p[idlen] = 0;
+}
+
+/* The values, decoded; returns where the id starts. */
+static const uint8_t *snap_decode(const KeyState *ks, const RuleInfo *ri, Value *out)
+{
+        const uint8_t *p = ks->snap->data;
+        for (uint32_t i = 0; i < ri->nsnap; i++) {
+                uint8_t tag = *p++;
+                Value v = {.tag = tag};
+                switch (tag) {
+                case SNAP_KEY: v = value_str(ks->key->s, ks->key->len); break;
+                case VT_NULL: break;
+                case VT_BOOL: v.b = *p++ != 0; break;
+                case VT_ENUM: memcpy(&v.e, p, 4); p += 4; break;
+                case VT_NUM: memcpy(&v.n, p, 8); p += 8; break;
+                case VT_STR: {
+                        uint32_t len;
+                        p = varint_get(p, &len);
+                        v.s = (Str){(const char *)p, len};
+                        p += len;
+                        break;
+                }
+                default: memcpy(&v.ms, p, 8); p += 8; break;
+                }
+                out[i] = v;
+        }
+        return p;
+}
+
+void engine_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out)
+{
+        if (ks->snap) {
+                snap_decode(ks, ri, out);
+                return;
+        }
+        for (uint32_t i = 0; i < ri->nsnap; i++)
+                out[i] = value_null();
+}
+
+const char *engine_snap_id(const KeyState *ks, char buf[40], size_t *len)
+{
+        const Snap *s = ks->snap;
+        if (!s) {
+                *len = 0;
+                return "";
+        }
+        if (s->idlen == SNAP_UUID) {
+                uuid_text(s->data + s->size - sizeof(Snap) - 16, buf);
+                *len = 36;
+                return buf;
+        }
+        *len = s->idlen;
+        return (const char *)s->data + s->size - sizeof(Snap) - s->idlen;
 }
 
 static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
@@ -372,10 +519,12 @@ static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
         engine_snap_set(e, ks, ri, ev, true, id->p, id->len);
 }
 
+/* The snapshot laid out by slot in e->snapbuf, for a timer's evaluation. */
 static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *ri)
 {
+        engine_snap_values(ks, ri, e->snapvals);
         for (uint32_t i = 0; i < ri->nsnap; i++)
-                e->snapbuf[ri->snap_slots[i]] = ks->snap ? snap_value(ks->snap, i) : value_null();
+                e->snapbuf[ri->snap_slots[i]] = e->snapvals[i];
         return e->snapbuf;
 }
 
@@ -589,7 +738,7 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         SVal *prof = ent_prof(e, ent);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 Value nv = intern_value(&e->in, ev[e->prof_slots[i]]);
-                intern_value_put(&e->in, sval_unpack(&prof[i], NULL));
+                intern_value_put(&e->in, sval_unpack(&prof[i]));
                 prof[i] = sval_pack(nv);
         }
         engine_profile_fill(e, ent);
@@ -727,7 +876,8 @@ static void timer_act(Engine *e, Timer *tm)
         const RuleInfo *ri = &e->ri[tm->rule];
         const Value *snap = snapshot_lay(e, ks, ri);
         size_t idlen;
-        const char *id = snap_id(ks, &idlen);
+        char idbuf[40];
+        const char *id = engine_snap_id(ks, idbuf, &idlen);
         engine_profile_fill(e, ent);
         if (tm->kind == TM_FOR) {
                 ks->due = TIME_UNSET;
@@ -1142,6 +1292,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->slots = xcalloc(ns, sizeof(Value));
         e->rowbuf = xcalloc(ns, sizeof(Value));
         e->snapbuf = xcalloc(ns, sizeof(Value));
+        e->snapvals = xcalloc(ns, sizeof(Value));
         e->profbuf = xcalloc(ns, sizeof(Value));
         e->scratch = xmalloc(e->cfg.max_event_bytes);
         e->max_time = TIME_UNSET;
@@ -1265,6 +1416,7 @@ Engine *engine_free(Engine *e)
         free(e->slots);
         free(e->rowbuf);
         free(e->snapbuf);
+        free(e->snapvals);
         free(e->profbuf);
         free(e->agg_profile);
         free(e->scratch);

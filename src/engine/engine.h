@@ -13,11 +13,9 @@
 #define TIME_UNSET INT64_MIN
 #define TIME_FOREVER INT64_MAX
 
-/* A Value in 16 bytes, for stored state (profile fields, snapshots): the
- * string length moves beside the tag.  A profile string points to its
- * interned bytes; a snapshot string is an offset into the snapshot's own
- * bytes, so a snapshot holds no pointers and re-arming rewrites it in
- * place (no interning, no reference counts, no lines elsewhere to touch). */
+/* A Value in 16 bytes, for the profile stored in every enterprise: the
+ * string length moves beside the tag; a string points to its interned
+ * bytes. */
 typedef struct SVal {
         uint8_t tag;
         uint32_t len;           /* VT_STR: bytes */
@@ -26,8 +24,7 @@ typedef struct SVal {
                 double n;
                 int64_t ms;
                 int32_t e;
-                const char *p;  /* VT_STR, profile: interned bytes */
-                uint32_t off;   /* VT_STR, snapshot: from the start of the Snap */
+                const char *p;  /* VT_STR: interned bytes */
         };
 } SVal;
 
@@ -44,14 +41,13 @@ static inline SVal sval_pack(Value v)
         return s;
 }
 
-/* base: where a snapshot's offsets count from, NULL for pointers */
-static inline Value sval_unpack(const SVal *s, const void *base)
+static inline Value sval_unpack(const SVal *s)
 {
         Value v = {.tag = s->tag};
         switch (s->tag) {
         case VT_BOOL: v.b = s->b; break;
         case VT_NUM: v.n = s->n; break;
-        case VT_STR: v.s = (Str){base ? (const char *)base + s->off : s->p, s->len}; break;
+        case VT_STR: v.s = (Str){s->p, s->len}; break;
         case VT_ENUM: v.e = s->e; break;
         default: v.ms = s->ms; break;
         }
@@ -59,14 +55,20 @@ static inline Value sval_unpack(const SVal *s, const void *base)
 }
 
 /* What a timer firing needs from the key's last event: the values of the
- * rule's snapshot slots (RuleInfo.snap_slots) and the event id, one pool
- * object of pool_size(size) bytes: the values, their string bytes, then
- * the id, NUL terminated. */
+ * rule's snapshot slots (RuleInfo.snap_slots) and the event id, packed in
+ * one pool object of pool_size(size) bytes, no pointers out, so re-arming
+ * rewrites it in place.  Per value a tag byte and its payload (bool 1
+ * byte, enum 4, number and times 8, a string its length as a varint then
+ * its bytes; SNAP_KEY: the key state's own key, not repeated); then the
+ * id: 16 bytes for a canonical lowercase UUID (idlen SNAP_UUID), else its
+ * text. */
 typedef struct Snap {
         uint32_t size;
         uint32_t idlen;
-        SVal v[];
+        uint8_t data[];
 } Snap;
+#define SNAP_UUID UINT32_MAX
+#define SNAP_KEY 0x80
 
 /* Per rule and per `per:` key: for/cooldown/absent state. */
 typedef struct KeyState {
@@ -217,6 +219,7 @@ struct Engine {
         char *scratch;
         Value *rowbuf;          /* one window row laid out as an event */
         Value *snapbuf;         /* a snapshot laid out as an event */
+        Value *snapvals;        /* a snapshot's values in order (transient) */
         Value *profbuf;         /* the enterprise profile laid out by slot */
         const Ent *prof_ent;    /* whose profile profbuf holds, NULL none */
         uint8_t *agg_profile;   /* per aggregate: its where reads the profile */
@@ -329,20 +332,12 @@ static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
                      uint32_t idlen);
 void engine_snap_free(Engine *e, KeyState *ks);
-static inline const char *snap_id(const KeyState *ks, size_t *len)
-{
-        if (!ks->snap) {
-                *len = 0;
-                return "";
-        }
-        *len = ks->snap->idlen;
-        return (const char *)ks->snap + ks->snap->size - ks->snap->idlen - 1;
-}
-/* The i-th snapshot value as a Value (strings point into the Snap). */
-static inline Value snap_value(const Snap *s, uint32_t i)
-{
-        return sval_unpack(&s->v[i], s);
-}
+/* The snapshot's values into out[0 .. ri->nsnap) (strings point into the
+ * Snap or the key); all null without a snapshot. */
+void engine_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out);
+/* The snapshot's event id as text, "" without one; buf holds a UUID's
+ * text while the caller needs it. */
+const char *engine_snap_id(const KeyState *ks, char buf[40], size_t *len);
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);
 

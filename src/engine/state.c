@@ -249,7 +249,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, e->nprof);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 put_slot(e, b, e->prof_slots[i]);
-                Value v = sval_unpack(&ent_prof(e, x)[i], NULL);
+                Value v = sval_unpack(&ent_prof(e, x)[i]);
                 put_v(e, b, &v, e->prof_slots[i]);
         }
         put_u(b, x->nc);
@@ -281,13 +281,14 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_i(b, ks->last_fire);
                 put_i(b, ks->due);
                 put_u(b, ks->snap ? ri->nsnap : 0);
+                engine_snap_values(ks, ri, e->snapvals);
                 for (uint32_t k = 0; ks->snap && k < ri->nsnap; k++) {
                         put_slot(e, b, ri->snap_slots[k]);
-                        Value v = snap_value(ks->snap, k);
-                        put_v(e, b, &v, ri->snap_slots[k]);
+                        put_v(e, b, &e->snapvals[k], ri->snap_slots[k]);
                 }
                 size_t idlen;
-                const char *id = snap_id(ks, &idlen);
+                char idbuf[40];
+                const char *id = engine_snap_id(ks, idbuf, &idlen);
                 put_s(b, id, (uint32_t)idlen);
         }
         put_u(b, x->nw);
@@ -351,7 +352,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 at = (int32_t)k;
                 Value v = get_v(e, r, at >= 0 ? slot : -1);
                 if (at >= 0) {
-                        intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[at], NULL));
+                        intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[at]));
                         ent_prof(e, x)[at] = sval_pack(v);
                 }
         }
@@ -408,7 +409,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t nsnap = get_u(r);
                 const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
                 /* by snapshot index; slots the record lacks stay null */
-                Value *vals = e->snapbuf;
+                Value *vals = e->snapvals;
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                         vals[q] = value_null();
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {

@@ -657,3 +657,122 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
         rules_unref(rs2);
         rules_unref(rs);
 }
+
+/* ---- snapshots: what a timer firing says about the last event ---- */
+
+static const char snap_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { category: [dairy, meat] } }\n"
+        "  coldchain: { fields: { device_id: string, site: string, temp_c: number, ok: bool, kind: [chilled, frozen] } }\n";
+static const char snap_rules[] =
+        "rules:\n"
+        "  - id: coldchain.silent\n    on: coldchain\n"
+        "    when: absent(coldchain where device_id == $device_id for 2h)\n    per: device_id\n"
+        "    message: \"{device_id}@{site}: {temp_c} {ok} {kind}\"\n"
+        "  - id: profile.meat\n    on: enterprise\n    when: category == \"meat\"\n    flags: { problem_lead: 30d }\n";
+
+/* Event ids in every form (a canonical UUID is stored as 16 bytes, any
+ * other id as its text), per-key strings (stored once, as the key), long
+ * and non-ASCII values, nulls: the alert a timer raises quotes each
+ * exactly, also after the state went through the changelog. */
+Test(engine, timer_alerts_quote_the_last_event_exactly)
+{
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {snap_schema, grading, snap_rules};
+        size_t lens[] = {strlen(snap_schema), strlen(grading), strlen(snap_rules)};
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        cr_assert_eq(rules_load_mem("t", names, texts, lens, 3, &dl, &rs), 0);
+        diag_list_deinit(&dl);
+
+        static const char *ids[] = {
+                "0f8e4b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b", /* canonical */
+                "0F8E4B2A-1C3D-4E5F-8A9B-0C1D2E3F4A5B", /* uppercase: kept as text */
+                "0f8e4b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5g", /* not hex */
+                "0f8e4b2a_1c3d-4e5f-8a9b-0c1d2e3f4a5b", /* no dash */
+                "0f8e4b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5",  /* 35 characters */
+                "ev-7",
+        };
+        char site[400];
+        memset(site, 'x', sizeof(site) - 1); /* longer than a one-byte length */
+        site[sizeof(site) - 1] = 0;
+        Buf in = {0};
+        ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\"");
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                char f[700];
+                /* an earlier reading of the same device, then the last one */
+                snprintf(f, sizeof(f), "\"device_id\":\"冷柜-%zu\",\"site\":\"old\",\"temp_c\":1,\"ok\":false,\"kind\":\"frozen\"", i);
+                ev(&in, "first", "E1", 1, "coldchain", f);
+                snprintf(f, sizeof(f), "\"device_id\":\"冷柜-%zu\",\"site\":\"%s\",\"temp_c\":%zu.5,\"ok\":true,\"kind\":%s", i,
+                         i == 1 ? site : "二号库", i, i == 2 ? "null" : "\"chilled\"");
+                ev(&in, ids[i], "E1", 2 + (int64_t)i, "coldchain", f);
+        }
+        Out o = run(rs, in.p, 0, 600);
+        cr_assert_eq(o.alerts, sizeof(ids) / sizeof(ids[0]), "%s", o.all.p);
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                char want[600];
+                snprintf(want, sizeof(want), "\"key\":\"冷柜-%zu\",\"message\":\"冷柜-%zu@%s: %zu.5 true %s\"", i, i,
+                         i == 1 ? site : "二号库", i, i == 2 ? "null" : "chilled");
+                cr_assert_not_null(strstr(o.all.p, want), "no %s in\n%s", want, o.all.p);
+                snprintf(want, sizeof(want), "\"evidence\":[\"%s\"]", ids[i]);
+                cr_assert_not_null(strstr(o.all.p, want), "no %s in\n%s", want, o.all.p);
+        }
+        out_free(&o);
+        /* through the changelog: committed in batches of 2, a crash mid-way */
+        for (uint32_t at = 3; at < 13; at += 4)
+                batches(rs, in.p, 2, 0, at, 0);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* engine_prefetch is only a hint: the same outputs with hints ahead, with
+ * hints never followed by their push, and with none. */
+Test(engine, prefetch_hints_change_nothing)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        Out ref = run(rs, in.p, 0, 0);
+        char **lines = NULL;
+        uint32_t n = 0, cap = 0;
+        char *copy = xstrdup(in.p);
+        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+                VEC_PUSH(lines, n, cap) = l;
+        for (int mode = 0; mode < 3; mode++) {
+                Out o = {0};
+                EngineConfig cfg;
+                engine_config_default(&cfg);
+                Engine *e = NULL;
+                cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+                const char stray[] = "{\"event_id\":\"zz\",\"event_type\":\"coldchain\"}";
+                for (uint32_t i = 0; i < n; i++) {
+                        if (mode == 0) /* ENGINE_AHEAD - 1 beyond, as riskd */
+                                for (uint32_t k = i ? i + ENGINE_AHEAD - 1 : 0; k < i + ENGINE_AHEAD && k < n; k++)
+                                        engine_prefetch(e, lines[k], strlen(lines[k]));
+                        if (mode == 1 && i % 3 == 0) { /* some, and a stray one never pushed */
+                                engine_prefetch(e, stray, sizeof(stray) - 1);
+                                if (i + 1 < n)
+                                        engine_prefetch(e, lines[i + 1], strlen(lines[i + 1]));
+                        }
+                        if (mode == 2 && i % 50 == 0) /* far ahead: dropped unused */
+                                for (uint32_t k = i + 10; k < i + 20 && k < n; k++)
+                                        engine_prefetch(e, lines[k], strlen(lines[k]));
+                        engine_push(e, lines[i], strlen(lines[i]), NULL);
+                }
+                engine_prefetch_reset(e);
+                engine_flush(e);
+                buf_puts(&o.all, "--grades--\n");
+                engine_grades_write(e, &o.all);
+                engine_free(e);
+                cr_assert_eq(o.all.len, ref.all.len, "mode %d: %zu bytes, %zu without hints", mode, o.all.len, ref.all.len);
+                cr_assert_eq(memcmp(o.all.p, ref.all.p, ref.all.len), 0, "mode %d", mode);
+                out_free(&o);
+        }
+        free(lines);
+        free(copy);
+        out_free(&ref);
+        buf_free(&in);
+        rules_unref(rs);
+}
