@@ -86,7 +86,9 @@ typedef struct EngineStats {
         uint64_t window_rows_dropped; /* exactness lost to max_window_rows */
         uint64_t held_forced;         /* released early because max_held was reached */
         uint64_t enterprises;
-        uint64_t state_bytes;         /* enterprise state, excluding window rows */
+        uint64_t state_bytes;         /* enterprise state, excluding window rows: the
+                                       * pool, the enterprise table, the timer heap,
+                                       * the intern table */
         uint64_t window_bytes;        /* window rows */
         uint64_t window_rows;
         int64_t watermark;

@@ -214,11 +214,12 @@ static bool timer_less(const Timer *a, const Timer *b)
 void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks)
 {
         if (e->ntm == e->ctm) {
-                e->ctm = e->ctm ? e->ctm * 2 : 1024;
+                /* by half: one timer per pending key is most of the state's count */
+                e->ctm = e->ctm ? e->ctm + e->ctm / 2 : 1024;
                 e->tm = xrealloc(e->tm, e->ctm * sizeof(Timer));
                 util_advise_huge(e->tm, e->ctm * sizeof(Timer));
         }
-        Timer t = {.time = time, .ent = ent, .kind = (uint8_t)kind, .rule = rule, .ks_hint = ks,
+        Timer t = {.time = time, .ent = ent, .kind = (uint8_t)kind, .rule = rule,
                    .key = ks ? intern_ref(ks->key) : NULL};
         uint32_t i = e->ntm++;
         while (i > 0) {
@@ -1457,8 +1458,11 @@ const EngineStats *engine_stats(Engine *e)
         e->st.enterprises = e->nents;
         e->st.watermark = e->wm;
         /* everything enterprises hold is in the pool (sizes as rounded up to
-         * their class), plus the table */
-        uint64_t sb = (uint64_t)e->tabcap * sizeof(EntSlot), wb = 0, rows = 0;
+         * their class), plus what grows with them: the table, the timer
+         * heap, the intern table */
+        uint64_t sb = (uint64_t)e->tabcap * sizeof(EntSlot) + (uint64_t)e->ctm * sizeof(Timer) +
+                      (uint64_t)e->in.cap * sizeof(IStr *),
+                 wb = 0, rows = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
                 const Ent *x = e->tab[i].x;
                 if (!x)

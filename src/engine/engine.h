@@ -164,10 +164,9 @@ typedef enum TimerKind { TM_EXPIRE, TM_DWELL, TM_FOR, TM_ABSENT } TimerKind;
 typedef struct Timer {
         int64_t time;
         Ent *ent;
+        IStr *key;              /* reference held; the key state is found by (rule, key) */
         uint16_t rule;
         uint8_t kind;
-        KeyState *ks_hint;      /* not owned; revalidated by (rule, key) */
-        IStr *key;              /* reference held */
 } Timer;
 
 typedef struct Held {
