@@ -258,16 +258,16 @@ static Timer timer_pop(Engine *e)
 
 /* ---- state helpers ---- */
 
-VmState engine_vmstate(Engine *e, Ent *ent, int64_t now)
+/* Into *s field by field: a struct returned and copied whole was reloaded
+ * as wide words right after narrow stores (a store-forwarding stall on
+ * every rule evaluation). */
+void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s)
 {
-        VmState s = {
-                .score = grade_score(e, ent, now),
-                .grade = ent->grade,
-                .mode = ent->mode,
-                .per_year = ent->per_year,
-                .flags = grade_live_flags(ent, now),
-        };
-        return s;
+        s->score = grade_score(e, ent, now);
+        s->grade = ent->grade;
+        s->mode = ent->mode;
+        s->per_year = ent->per_year;
+        s->flags = grade_live_flags(ent, now);
 }
 
 void engine_profile_fill(Engine *e, Ent *ent)
@@ -596,7 +596,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
 
 static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmState *st, void *aggud)
 {
-        *st = engine_vmstate(e, ent, now);
+        engine_vmstate(e, ent, now, st);
         VmFrame f = {.event = ev, .cur = ev, .profile = e->profbuf, .state = st, .now = now,
                      .agg = window_agg, .agg_ud = aggud, .scratch = e->vmscratch,
                      .scratch_size = sizeof(e->vmscratch)};

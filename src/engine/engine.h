@@ -296,7 +296,7 @@ typedef struct AggCtx {
 } AggCtx;
 
 /* engine.c */
-VmState engine_vmstate(Engine *e, Ent *ent, int64_t now);
+void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s);
 void engine_profile_fill(Engine *e, Ent *ent);
 void engine_profile_clear(Engine *e);
 /* Lay out ent's profile unless it already is: called before evaluating

@@ -505,7 +505,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         if (!any)
                 buf_puts(b, "  none\n");
         /* which overrides hold now */
-        VmState st = engine_vmstate(e, ent, now);
+        VmState st;
+        engine_vmstate(e, ent, now, &st);
         st.grade = ent->held;
         engine_profile_fill(e, ent);
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,

@@ -113,7 +113,12 @@ static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ca
                 memcpy(keep, r, m * sizeof(Value));
                 for (uint32_t j = k; j + 1 < w->n; j++) {
                         w->t[ring_at(w, j)] = row_time(w, j + 1);
-                        memcpy(row(w, nrow, j), row(w, nrow, j + 1), nrow * sizeof(Value));
+                        Value *to = row(w, nrow, j);
+                        const Value *from = row(w, nrow, j + 1);
+                        if (nrow == 1) /* one value (a device id): no memcpy call */
+                                *to = *from;
+                        else
+                                memcpy(to, from, nrow * sizeof(Value));
                 }
                 w->t[ring_at(w, w->n - 1)] = t;
                 memcpy(row(w, nrow, w->n - 1), keep, m * sizeof(Value));
