@@ -315,14 +315,14 @@ void engine_ent_clear(Engine *e, Ent *x);
 /* pool_* sizes of an array of n elements of type T */
 #define ENT_ARR(T, n) ((size_t)(n) * sizeof(T))
 /* Room for one more element in a pool array of *cap elements of elem
- * bytes: the array, moved if it had to grow.  Up to 256 bytes it grows by
- * one element (the pool's classes there are 16 bytes apart, so an exact
- * size wastes nothing: most enterprises hold one to four of each), then
- * it doubles. */
+ * bytes: the array, moved if it had to grow.  Up to 512 bytes it grows by
+ * one element (the pool's classes there are 16 to 64 bytes apart, so
+ * little is wasted: most enterprises hold one to eight of each), then it
+ * doubles. */
 static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)
 {
         uint16_t oc = *cap;
-        *cap = oc == 0 || (size_t)(oc + 1) * elem <= 256 ? (uint16_t)(oc + 1) : (uint16_t)(oc * 2);
+        *cap = oc == 0 || (size_t)(oc + 1) * elem <= 512 ? (uint16_t)(oc + 1) : (uint16_t)(oc * 2);
         return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
 }
 /* Store a snapshot and the event id in ks->snap, reusing its memory when

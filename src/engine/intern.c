@@ -64,7 +64,9 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
         in->tab[k] = e;
         in->n++;
         in->bytes += sizeof(IStr) + len + 1;
-        if (in->n * 2 > in->cap)
+        /* up to three quarters full: the table is a good part of the state
+         * (a pointer per slot), and lookups are off the per-event path */
+        if ((uint64_t)in->n * 4 > (uint64_t)in->cap * 3)
                 grow(in);
         return e;
 }
