@@ -66,7 +66,7 @@ static uint32_t static_words(const Engine *e)
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
 static size_t ent_size(const Engine *e, uint32_t len)
 {
-        return sizeof(Ent) + ent_key_size(len) + e->nprof * sizeof(SVal) +
+        return sizeof(Ent) + ent_key_size(len) + e->prof_bytes +
                e->cfg.recent_ids * sizeof(uint64_t) + static_words(e) * sizeof(uint64_t);
 }
 
@@ -112,12 +112,105 @@ static void keystate_clear(Engine *e, KeyState *ks)
         engine_snap_free(e, ks);
 }
 
+static uint8_t prof_tag(const Engine *e, uint32_t i)
+{
+        switch (e->rs->schema.slot_type[e->prof_slots[i]]) {
+        case FT_BOOL: return VT_BOOL;
+        case FT_NUM: return VT_NUM;
+        case FT_STR: return VT_STR;
+        case FT_ENUM: return VT_ENUM;
+        case FT_TIME: return VT_TIME;
+        default: return VT_DUR;
+        }
+}
+
+static size_t prof_width(uint8_t tag)
+{
+        switch (tag) {
+        case VT_STR: return 16;
+        case VT_ENUM: return 2;
+        case VT_BOOL: return 1;
+        default: return 8;
+        }
+}
+
+/* Offsets by width, widest first, so each is aligned. */
+static void prof_layout(Engine *e)
+{
+        e->prof_off = xcalloc(e->nprof + 1, sizeof(uint16_t));
+        size_t off = 0;
+        static const size_t widths[] = {16, 8, 2, 1};
+        for (size_t w = 0; w < 4; w++)
+                for (uint32_t i = 0; i < e->nprof; i++)
+                        if (prof_width(prof_tag(e, i)) == widths[w]) {
+                                e->prof_off[i] = (uint16_t)off;
+                                off += widths[w];
+                        }
+        e->prof_present = (uint16_t)off;
+        off += (e->nprof + 7) / 8;
+        e->prof_bytes = (uint16_t)((off + 7) & ~(size_t)7);
+}
+
+Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i)
+{
+        const uint8_t *p = ent_prof(e, x);
+        if (!(p[e->prof_present + i / 8] >> (i % 8) & 1))
+                return value_null();
+        const uint8_t *at = p + e->prof_off[i];
+        Value v = {.tag = prof_tag(e, i)};
+        switch (v.tag) {
+        case VT_STR:
+                memcpy(&v.s.p, at, sizeof(v.s.p));
+                memcpy(&v.s.len, at + 8, sizeof(v.s.len));
+                break;
+        case VT_ENUM: {
+                int16_t en;
+                memcpy(&en, at, 2);
+                v.e = en;
+                break;
+        }
+        case VT_BOOL: v.b = *at != 0; break;
+        case VT_NUM: memcpy(&v.n, at, 8); break;
+        default: memcpy(&v.ms, at, 8); break;
+        }
+        return v;
+}
+
+void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
+{
+        uint8_t *p = ent_prof(e, x);
+        uint8_t *bits = p + e->prof_present + i / 8, bit = (uint8_t)(1u << (i % 8));
+        uint8_t *at = p + e->prof_off[i];
+        Value old = engine_prof_get(e, x, i);
+        if (v.tag != prof_tag(e, i) || (v.tag == VT_ENUM && (v.e < INT16_MIN || v.e > INT16_MAX))) {
+                *bits &= (uint8_t)~bit;
+                intern_value_put(&e->in, old);
+                return;
+        }
+        *bits |= bit;
+        switch (v.tag) {
+        case VT_STR:
+                v = intern_value(&e->in, v); /* before the old goes: v may be its bytes */
+                memcpy(at, &v.s.p, sizeof(v.s.p));
+                memcpy(at + 8, &v.s.len, sizeof(v.s.len));
+                break;
+        case VT_ENUM: {
+                int16_t en = (int16_t)v.e;
+                memcpy(at, &en, 2);
+                break;
+        }
+        case VT_BOOL: *at = v.b; break;
+        case VT_NUM: memcpy(at, &v.n, 8); break;
+        default: memcpy(at, &v.ms, 8); break;
+        }
+        intern_value_put(&e->in, old);
+}
+
 /* Release everything an enterprise holds but its key: back to "never seen". */
 void engine_ent_clear(Engine *e, Ent *x)
 {
         for (uint32_t i = 0; i < e->nprof; i++) {
-                intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[i]));
-                ent_prof(e, x)[i] = (SVal){.tag = VT_NULL};
+                engine_prof_set(e, x, i, value_null());
         }
         memset(ent_static(e, x), 0, static_words(e) * sizeof(uint64_t));
         for (uint32_t i = 0; i < x->nc; i++)
@@ -272,9 +365,8 @@ void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s)
 
 void engine_profile_fill(Engine *e, Ent *ent)
 {
-        const SVal *prof = ent_prof(e, ent);
         for (uint32_t i = 0; i < e->nprof; i++)
-                e->profbuf[e->prof_slots[i]] = sval_unpack(&prof[i]);
+                e->profbuf[e->prof_slots[i]] = engine_prof_get(e, ent, i);
         e->prof_ent = ent;
 }
 
@@ -736,12 +828,8 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         const Schema *s = &e->rs->schema;
         const EventType *pt = &s->types[s->profile_type];
         (void)pt;
-        SVal *prof = ent_prof(e, ent);
-        for (uint32_t i = 0; i < e->nprof; i++) {
-                Value nv = intern_value(&e->in, ev[e->prof_slots[i]]);
-                intern_value_put(&e->in, sval_unpack(&prof[i]));
-                prof[i] = sval_pack(nv);
-        }
+        for (uint32_t i = 0; i < e->nprof; i++)
+                engine_prof_set(e, ent, i, ev[e->prof_slots[i]]);
         engine_profile_fill(e, ent);
         /* flags a profile rule set without a lifetime hold while it matches:
          * drop them, the rules below set them again if they still match */
@@ -1121,7 +1209,7 @@ static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
 static void ahead_stage(Engine *e)
 {
         size_t span = sizeof(Ent) + ent_key_size(40) + (e->cfg.recent_ids + (e->nstatic + 63) / 64) * sizeof(uint64_t) +
-                      e->nprof * sizeof(SVal);
+                      e->prof_bytes;
         for (uint32_t k = 0; k < e->nahead && k < 3; k++) {
                 const Ahead *a = &e->ahead[(e->ahead_first + k) % ENGINE_AHEAD];
                 if (a->rc != DECODE_OK)
@@ -1310,6 +1398,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 for (uint32_t k = 0; k < rs->rules[i].message.nparts; k++)
                         if (rs->rules[i].message.parts[k].kind == TPL_PROFILE)
                                 add_slot(&e->prof_slots, &e->nprof, &pcap, rs->rules[i].message.parts[k].slot);
+        prof_layout(e);
 
         uint32_t nt = rs->schema.ntypes ? rs->schema.ntypes : 1;
         e->by_type = xcalloc(nt, sizeof(uint32_t *));
@@ -1414,6 +1503,7 @@ Engine *engine_free(Engine *e)
         }
         free(e->ri);
         free(e->prof_slots);
+        free(e->prof_off);
         free(e->slots);
         free(e->rowbuf);
         free(e->snapbuf);

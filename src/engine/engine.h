@@ -13,47 +13,6 @@
 #define TIME_UNSET INT64_MIN
 #define TIME_FOREVER INT64_MAX
 
-/* A Value in 16 bytes, for the profile stored in every enterprise: the
- * string length moves beside the tag; a string points to its interned
- * bytes. */
-typedef struct SVal {
-        uint8_t tag;
-        uint32_t len;           /* VT_STR: bytes */
-        union {
-                bool b;
-                double n;
-                int64_t ms;
-                int32_t e;
-                const char *p;  /* VT_STR: interned bytes */
-        };
-} SVal;
-
-static inline SVal sval_pack(Value v)
-{
-        SVal s = {.tag = v.tag};
-        switch (v.tag) {
-        case VT_BOOL: s.b = v.b; break;
-        case VT_NUM: s.n = v.n; break;
-        case VT_STR: s.len = v.s.len; s.p = v.s.p; break;
-        case VT_ENUM: s.e = v.e; break;
-        default: s.ms = v.ms; break;
-        }
-        return s;
-}
-
-static inline Value sval_unpack(const SVal *s)
-{
-        Value v = {.tag = s->tag};
-        switch (s->tag) {
-        case VT_BOOL: v.b = s->b; break;
-        case VT_NUM: v.n = s->n; break;
-        case VT_STR: v.s = (Str){s->p, s->len}; break;
-        case VT_ENUM: v.e = s->e; break;
-        default: v.ms = s->ms; break;
-        }
-        return v;
-}
-
 /* What a timer firing needs from the key's last event: the values of the
  * rule's snapshot slots (RuleInfo.snap_slots) and the event id, packed in
  * one pool object of pool_size(size) bytes, no pointers out, so re-arming
@@ -114,7 +73,8 @@ static inline uint32_t ring_at(const Win *w, uint32_t i)
 /* One pool object holds the struct, then the key (so a lookup's compare
  * reads the lines the event needs next), then the ring of recent event
  * id hashes (cfg.recent_ids), the static bits (of the static rules
- * matching at the last profile update) and the profile (Engine.nprof SVal):
+ * matching at the last profile update) and the profile (Engine.prof_bytes,
+ * packed by field type, see engine_prof_get):
  * an enterprise's fixed state is one allocation and a few cache lines,
  * found by address arithmetic (ent_key, ent_prof, ent_recent,
  * ent_static).  The arrays c, f, ks, w and everything they point to come
@@ -225,6 +185,13 @@ struct Engine {
         char vmscratch[4096];
         uint32_t *prof_slots;   /* the profile slots rules read */
         uint32_t nprof;
+        /* an enterprise's profile, packed: per slot at prof_off, by its
+         * field type a string (pointer and length, 16 bytes), a number or
+         * a time (8), an enum (2), a bool (1); then a bit per slot, set
+         * when it holds a value (a fresh enterprise is all null) */
+        uint16_t *prof_off;
+        uint16_t prof_present;  /* offset of the bits */
+        uint16_t prof_bytes;
         uint32_t **by_type;     /* rule indexes per event type */
         uint32_t *nby_type;
         uint32_t **aggs_by_type;
@@ -284,9 +251,9 @@ static inline uint64_t *ent_static(const Engine *e, const Ent *x)
 }
 
 /* last: an event whose rules do not read the profile leaves its lines alone */
-static inline SVal *ent_prof(const Engine *e, const Ent *x)
+static inline uint8_t *ent_prof(const Engine *e, const Ent *x)
 {
-        return (SVal *)(void *)(ent_static(e, x) + (e->nstatic + 63) / 64);
+        return (uint8_t *)(ent_static(e, x) + (e->nstatic + 63) / 64);
 }
 
 /* The aggregate hook's context: the engine and the enterprise evaluated. */
@@ -310,6 +277,11 @@ static inline void engine_profile_need(Engine *e, Ent *ent)
 void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks);
 
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);
+/* Profile value i of x (a string points to its interned copy). */
+Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i);
+/* Store v as profile value i of x, releasing the old one: a string is
+ * interned; a value not of the slot's type is stored as null. */
+void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v);
 void engine_ent_remove(Engine *e, Ent *x);
 void engine_ent_clear(Engine *e, Ent *x);
 /* pool_* sizes of an array of n elements of type T */

@@ -249,7 +249,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, e->nprof);
         for (uint32_t i = 0; i < e->nprof; i++) {
                 put_slot(e, b, e->prof_slots[i]);
-                Value v = sval_unpack(&ent_prof(e, x)[i]);
+                Value v = engine_prof_get(e, x, i);
                 put_v(e, b, &v, e->prof_slots[i]);
         }
         put_u(b, x->nc);
@@ -352,8 +352,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 at = (int32_t)k;
                 Value v = get_v(e, r, at >= 0 ? slot : -1);
                 if (at >= 0) {
-                        intern_value_put(&e->in, sval_unpack(&ent_prof(e, x)[at]));
-                        ent_prof(e, x)[at] = sval_pack(v);
+                        engine_prof_set(e, x, (uint32_t)at, v);
+                        intern_value_put(&e->in, v);
                 }
         }
         uint64_t nc = get_u(r);
