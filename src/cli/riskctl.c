@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <time.h>
 
@@ -400,9 +401,11 @@ static int replay_reload(Engine **e, const ReplayOpts *o, Replay *rp)
         return 0;
 }
 
-/* Feed every line of path (or stdin for "-") to the engine, keeping
- * ENGINE_AHEAD - 1 lines read and hinted (engine_prefetch) beyond the one
- * pushed, as riskd does with the messages of a fetch. */
+/* Feed every line of path (or stdin for "-") to the engine.  From a
+ * regular file it keeps ENGINE_AHEAD - 1 lines read and hinted
+ * (engine_prefetch) beyond the one pushed, as riskd does with the messages
+ * of a fetch; from a pipe or a terminal it reads no further than the line
+ * it pushes, so a live stream's last events are not kept waiting. */
 typedef struct Line {
         char *p;
         size_t cap;
@@ -418,12 +421,14 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
                 return -errno;
         Line q[ENGINE_AHEAD] = {{0}};
         uint32_t first = 0, nq = 0;
+        struct stat sb;
+        uint32_t ahead = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) ? ENGINE_AHEAD : 1;
         int64_t lines = 0;
         bool eof = false;
         int r = 0;
         SourcePos src = {.topic = strcmp(path, "-") == 0 ? "-" : path, .partition = -1};
         for (;;) {
-                while (!eof && nq < ENGINE_AHEAD) {
+                while (!eof && nq < ahead) {
                         Line *l = &q[(first + nq) % ENGINE_AHEAD];
                         l->n = getline(&l->p, &l->cap, f);
                         if (l->n < 0) {
@@ -434,7 +439,7 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
                         while (l->n > 0 && (l->p[l->n - 1] == '\n' || l->p[l->n - 1] == '\r'))
                                 l->n--;
                         nq++;
-                        if (l->n > 0)
+                        if (l->n > 0 && ahead > 1)
                                 engine_prefetch(e, l->p, (size_t)l->n);
                 }
                 if (!nq)
