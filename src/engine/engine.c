@@ -138,6 +138,9 @@ static size_t prof_width(uint8_t tag)
 static void prof_layout(Engine *e)
 {
         e->prof_off = xcalloc(e->nprof + 1, sizeof(uint16_t));
+        e->prof_tags = xcalloc(e->nprof + 1, 1);
+        for (uint32_t i = 0; i < e->nprof; i++)
+                e->prof_tags[i] = prof_tag(e, i);
         size_t off = 0;
         static const size_t widths[] = {16, 8, 2, 1};
         for (size_t w = 0; w < 4; w++)
@@ -151,28 +154,39 @@ static void prof_layout(Engine *e)
         e->prof_bytes = (uint16_t)((off + 7) & ~(size_t)7);
 }
 
-Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i)
+/* Profile value i of x into *v, field by field (a Value returned and
+ * copied whole stalls store forwarding; engine_profile_fill runs on most
+ * events). */
+static inline void prof_load(const Engine *e, const Ent *x, uint32_t i, Value *v)
 {
         const uint8_t *p = ent_prof(e, x);
-        if (!(p[e->prof_present + i / 8] >> (i % 8) & 1))
-                return value_null();
+        if (!(p[e->prof_present + i / 8] >> (i % 8) & 1)) {
+                v->tag = VT_NULL;
+                return;
+        }
         const uint8_t *at = p + e->prof_off[i];
-        Value v = {.tag = prof_tag(e, i)};
-        switch (v.tag) {
+        v->tag = e->prof_tags[i];
+        switch (v->tag) {
         case VT_STR:
-                memcpy(&v.s.p, at, sizeof(v.s.p));
-                memcpy(&v.s.len, at + 8, sizeof(v.s.len));
+                memcpy(&v->s.p, at, sizeof(v->s.p));
+                memcpy(&v->s.len, at + 8, sizeof(v->s.len));
                 break;
         case VT_ENUM: {
                 int16_t en;
                 memcpy(&en, at, 2);
-                v.e = en;
+                v->e = en;
                 break;
         }
-        case VT_BOOL: v.b = *at != 0; break;
-        case VT_NUM: memcpy(&v.n, at, 8); break;
-        default: memcpy(&v.ms, at, 8); break;
+        case VT_BOOL: v->b = *at != 0; break;
+        case VT_NUM: memcpy(&v->n, at, 8); break;
+        default: memcpy(&v->ms, at, 8); break;
         }
+}
+
+Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i)
+{
+        Value v = value_null();
+        prof_load(e, x, i, &v);
         return v;
 }
 
@@ -366,7 +380,7 @@ void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s)
 void engine_profile_fill(Engine *e, Ent *ent)
 {
         for (uint32_t i = 0; i < e->nprof; i++)
-                e->profbuf[e->prof_slots[i]] = engine_prof_get(e, ent, i);
+                prof_load(e, ent, i, &e->profbuf[e->prof_slots[i]]);
         e->prof_ent = ent;
 }
 
@@ -1504,6 +1518,7 @@ Engine *engine_free(Engine *e)
         free(e->ri);
         free(e->prof_slots);
         free(e->prof_off);
+        free(e->prof_tags);
         free(e->slots);
         free(e->rowbuf);
         free(e->snapbuf);

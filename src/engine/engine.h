@@ -190,6 +190,7 @@ struct Engine {
          * a time (8), an enum (2), a bool (1); then a bit per slot, set
          * when it holds a value (a fresh enterprise is all null) */
         uint16_t *prof_off;
+        uint8_t *prof_tags;     /* the Value tag of each slot's field type */
         uint16_t prof_present;  /* offset of the bits */
         uint16_t prof_bytes;
         uint32_t **by_type;     /* rule indexes per event type */
