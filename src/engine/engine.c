@@ -58,16 +58,11 @@ static Ent *ent_find(Engine *e, const char *k, uint32_t len)
         return e->tab[ent_slot(e, k, len, h)].x;
 }
 
-static uint32_t static_words(const Engine *e)
-{
-        return (e->nstatic + 63) / 64;
-}
-
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
 static size_t ent_size(const Engine *e, uint32_t len)
 {
         return sizeof(Ent) + ent_key_size(len) + e->prof_bytes +
-               e->cfg.recent_ids * sizeof(uint64_t) + static_words(e) * sizeof(uint64_t);
+               e->cfg.recent_ids * sizeof(uint64_t) + ent_static_words(e) * sizeof(uint64_t);
 }
 
 /* h: hash_fast(k, len) */
@@ -145,7 +140,7 @@ static void prof_layout(Engine *e)
         static const size_t widths[] = {16, 8, 2, 1};
         for (size_t w = 0; w < 4; w++)
                 for (uint32_t i = 0; i < e->nprof; i++)
-                        if (prof_width(prof_tag(e, i)) == widths[w]) {
+                        if (prof_width(e->prof_tags[i]) == widths[w]) {
                                 e->prof_off[i] = (uint16_t)off;
                                 off += widths[w];
                         }
@@ -196,7 +191,7 @@ void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
         uint8_t *bits = p + e->prof_present + i / 8, bit = (uint8_t)(1u << (i % 8));
         uint8_t *at = p + e->prof_off[i];
         Value old = engine_prof_get(e, x, i);
-        if (v.tag != prof_tag(e, i) || (v.tag == VT_ENUM && (v.e < INT16_MIN || v.e > INT16_MAX))) {
+        if (v.tag != e->prof_tags[i] || (v.tag == VT_ENUM && (v.e < INT16_MIN || v.e > INT16_MAX))) {
                 *bits &= (uint8_t)~bit;
                 intern_value_put(&e->in, old);
                 return;
@@ -226,7 +221,7 @@ void engine_ent_clear(Engine *e, Ent *x)
         for (uint32_t i = 0; i < e->nprof; i++) {
                 engine_prof_set(e, x, i, value_null());
         }
-        memset(ent_static(e, x), 0, static_words(e) * sizeof(uint64_t));
+        memset(ent_static(e, x), 0, ent_static_words(e) * sizeof(uint64_t));
         for (uint32_t i = 0; i < x->nc; i++)
                 intern_put(&e->in, x->c[i].event_id);
         pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
@@ -912,13 +907,16 @@ static void dead_letter(Engine *e, const char *bytes, size_t len, const SourcePo
 static void fire_timers(Engine *e, int64_t upto, bool final);
 
 /* Apply one decoded event (its time is not behind anything applied). */
-static void apply(Engine *e, const DecodedEvent *ev, const char *bytes, size_t len, const SourcePos *src)
+/* ent_hash: the enterprise key's hash when already taken (a hinted
+ * event), else NULL */
+static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, const char *bytes, size_t len,
+                  const SourcePos *src)
 {
         int64_t t = ev->time_ms;
         fire_timers(e, t, false);
         /* a hinted event's hash was taken when it was decoded ahead */
-        Ent *ent = e->push_hashed ? ent_get_h(e, ev->enterprise.p, ev->enterprise.len, e->push_hash)
-                                  : ent_get(e, ev->enterprise.p, ev->enterprise.len);
+        Ent *ent = ent_hash ? ent_get_h(e, ev->enterprise.p, ev->enterprise.len, *ent_hash)
+                            : ent_get(e, ev->enterprise.p, ev->enterprise.len);
         if (!ent) {
                 dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
                 return;
@@ -1136,7 +1134,7 @@ static void release_upto(Engine *e, int64_t upto, bool final)
                 Held h = held_pop(e);
                 DecodedEvent ev;
                 if (decode(e, h.bytes, h.len, &ev) == DECODE_OK)
-                        apply(e, &ev, h.bytes, h.len, &h.src);
+                        apply(e, &ev, NULL, h.bytes, h.len, &h.src);
                 free(h.bytes);
                 free(h.topic);
         }
@@ -1222,8 +1220,7 @@ static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
  * earlier, and only live state (the table as it is now). */
 static void ahead_stage(Engine *e)
 {
-        size_t span = sizeof(Ent) + ent_key_size(40) + (e->cfg.recent_ids + (e->nstatic + 63) / 64) * sizeof(uint64_t) +
-                      e->prof_bytes;
+        size_t span = ent_size(e, 40); /* keys of up to 40 bytes (a USCC is 18) */
         for (uint32_t k = 0; k < e->nahead && k < 3; k++) {
                 const Ahead *a = &e->ahead[(e->ahead_first + k) % ENGINE_AHEAD];
                 if (a->rc != DECODE_OK)
@@ -1258,7 +1255,7 @@ static void ahead_stage(Engine *e)
 }
 
 static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
-                         const DecodedEvent *ev);
+                         const DecodedEvent *ev, const uint64_t *ent_hash);
 
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
@@ -1267,23 +1264,20 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
         if (!a) {
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
-                push_decoded(e, bytes, len, src, rc, &ev);
+                push_decoded(e, bytes, len, src, rc, &ev, NULL);
                 return 0;
         }
         /* the hinted event's slots stand in for e->slots while it applies */
         Value *own = e->slots;
         e->slots = a->slots;
         ahead_stage(e);
-        e->push_hashed = a->rc == DECODE_OK;
-        e->push_hash = a->h;
-        push_decoded(e, bytes, len, src, a->rc, &a->ev);
-        e->push_hashed = false;
+        push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
         return 0;
 }
 
 static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
-                         const DecodedEvent *ev)
+                         const DecodedEvent *ev, const uint64_t *ent_hash)
 {
         if (rc != DECODE_OK) {
                 dead_letter(e, bytes, len, src, (int)rc, ev->detail, NULL);
@@ -1304,7 +1298,7 @@ static void push_decoded(Engine *e, const char *bytes, size_t len, const SourceP
                 e->wm = t - e->cfg.grace_ms;
         }
         if (e->cfg.grace_ms == 0) {
-                apply(e, ev, bytes, len, src);
+                apply(e, ev, ent_hash, bytes, len, src);
                 return;
         }
         held_push(e, ev, bytes, len, src);

@@ -173,8 +173,6 @@ struct Engine {
         Value *slots;           /* decoded event */
         Ahead ahead[ENGINE_AHEAD];      /* hinted events, oldest at ahead_first */
         uint32_t ahead_first, nahead;
-        bool push_hashed;       /* push_hash is the hash of the pushed event's enterprise */
-        uint64_t push_hash;
         char *scratch;
         Value *rowbuf;          /* one window row laid out as an event */
         Value *snapbuf;         /* a snapshot laid out as an event */
@@ -246,6 +244,11 @@ static inline uint64_t *ent_recent(const Engine *e, const Ent *x)
         return (uint64_t *)(void *)((char *)ent_key(x) + ent_key_size(ent_key(x)->len));
 }
 
+static inline uint32_t ent_static_words(const Engine *e)
+{
+        return (e->nstatic + 63) / 64;
+}
+
 static inline uint64_t *ent_static(const Engine *e, const Ent *x)
 {
         return ent_recent(e, x) + e->cfg.recent_ids;
@@ -254,7 +257,7 @@ static inline uint64_t *ent_static(const Engine *e, const Ent *x)
 /* last: an event whose rules do not read the profile leaves its lines alone */
 static inline uint8_t *ent_prof(const Engine *e, const Ent *x)
 {
-        return (uint8_t *)(ent_static(e, x) + (e->nstatic + 63) / 64);
+        return (uint8_t *)(ent_static(e, x) + ent_static_words(e));
 }
 
 /* The aggregate hook's context: the engine and the enterprise evaluated. */

@@ -63,11 +63,11 @@ static void sink(void *ud, OutKind kind, const char *data, size_t len, const Out
         buf_putc(&o->all, '\n');
 }
 
-static RuleSet *load(void)
+static RuleSet *load_with(const char *schema_text, const char *rule_text)
 {
         const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
-        const char *texts[] = {schema, grading, rules};
-        size_t lens[] = {strlen(schema), strlen(grading), strlen(rules)};
+        const char *texts[] = {schema_text, grading, rule_text};
+        size_t lens[] = {strlen(schema_text), strlen(grading), strlen(rule_text)};
         DiagList dl = {0};
         RuleSet *rs = NULL;
         int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
@@ -76,6 +76,11 @@ static RuleSet *load(void)
         cr_assert_eq(r, 0);
         diag_list_deinit(&dl);
         return rs;
+}
+
+static RuleSet *load(void)
+{
+        return load_with(schema, rules);
 }
 
 /* 2025-01-01T00:00:00Z plus minutes */
@@ -165,16 +170,26 @@ Test(engine, replay_is_byte_identical)
         rules_unref(rs);
 }
 
+/* The lines of text (*copy holds them; the caller frees it and the array). */
+static char **split_lines(const char *text, uint32_t *n, char **copy)
+{
+        char **lines = NULL;
+        uint32_t cap = 0;
+        *n = 0;
+        *copy = xstrdup(text);
+        for (char *save = NULL, *l = strtok_r(*copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+                VEC_PUSH(lines, *n, cap) = l;
+        return lines;
+}
+
 /* Lines of a stream, shuffled so that no event moves more than `within`
  * positions: with one event a minute per stream that keeps every event
  * within a few minutes of its place, inside a 1h grace. */
 static char *shuffle(const char *text, unsigned within, uint64_t seed)
 {
-        char **lines = NULL;
-        uint32_t n = 0, cap = 0;
-        char *copy = xstrdup(text);
-        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-                VEC_PUSH(lines, n, cap) = l;
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(text, &n, &copy);
         /* sort by position + a random jitter below `within`: no line moves
          * by more than `within` places */
         uint64_t *key = xcalloc(n + 1, sizeof(uint64_t));
@@ -452,11 +467,9 @@ static void log_free(Log *l)
 static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort_every, uint32_t crash_at,
                     int64_t grace)
 {
-        char **lines = NULL;
-        uint32_t n = 0, cap = 0;
-        char *copy = xstrdup(text);
-        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-                VEC_PUSH(lines, n, cap) = l;
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(text, &n, &copy);
         EngineConfig cfg;
         engine_config_default(&cfg);
         cfg.grace_ms = grace;
@@ -542,17 +555,7 @@ Test(engine, restore_from_the_changelog_continues_exactly)
 
 static RuleSet *load_rules(const char *rule_text)
 {
-        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
-        const char *texts[] = {schema, grading, rule_text};
-        size_t lens[] = {strlen(schema), strlen(grading), strlen(rule_text)};
-        DiagList dl = {0};
-        RuleSet *rs = NULL;
-        int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
-        if (r)
-                diag_print_text(stderr, &dl, false);
-        cr_assert_eq(r, 0);
-        diag_list_deinit(&dl);
-        return rs;
+        return load_with(schema, rule_text);
 }
 
 /* The story's lines [0, at) with rs1, then a reload to rs2, then the rest;
@@ -679,13 +682,7 @@ static const char snap_rules[] =
  * exactly, also after the state went through the changelog. */
 Test(engine, timer_alerts_quote_the_last_event_exactly)
 {
-        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
-        const char *texts[] = {snap_schema, grading, snap_rules};
-        size_t lens[] = {strlen(snap_schema), strlen(grading), strlen(snap_rules)};
-        DiagList dl = {0};
-        RuleSet *rs = NULL;
-        cr_assert_eq(rules_load_mem("t", names, texts, lens, 3, &dl, &rs), 0);
-        diag_list_deinit(&dl);
+        RuleSet *rs = load_with(snap_schema, snap_rules);
 
         static const char *ids[] = {
                 "0f8e4b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b", /* canonical */
@@ -735,11 +732,9 @@ Test(engine, prefetch_hints_change_nothing)
         Buf in = {0};
         story(&in);
         Out ref = run(rs, in.p, 0, 0);
-        char **lines = NULL;
-        uint32_t n = 0, cap = 0;
-        char *copy = xstrdup(in.p);
-        for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-                VEC_PUSH(lines, n, cap) = l;
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
         for (int mode = 0; mode < 3; mode++) {
                 Out o = {0};
                 EngineConfig cfg;
