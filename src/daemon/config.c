@@ -33,6 +33,9 @@
  *     max_held         integer   1000000     events held for reordering
  *     max_event_bytes  integer   1048576     1 .. 67108864; longer events: too_large
  *   shutdown_timeout   duration  10s         1s .. 10m: SIGTERM to exit, else exit 1
+ *   stall_timeout      duration  30s         0 (off) .. 1h: an input partition with
+ *                                           nothing fetched this long while the broker
+ *                                           holds records past it is sought again
  *   http_listen        string    ""          HOST:PORT of the HTTP endpoint (metrics, health,
  *                                           enterprises, rules, reload); empty = off
  *   log_level          enum      info        err | warning | notice | info | debug
@@ -128,6 +131,8 @@ static const ConfigSetting settings[] = {
          "longest event; longer: too_large"},
         {"shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), 0, "10s", MS_S, 10 * MS_M,
          "from SIGTERM to exit; exceeded: exit 1"},
+        {"stall_timeout", CT_DURATION, OFF(stall_timeout_ms), 0, "30s", 0, 60 * MS_M,
+         "nothing fetched this long from a partition that has records: seek again; 0 = off"},
         {"http_listen", CT_STRING, OFF(http_listen), 0, "", 0, 0,
          "HOST:PORT of the HTTP endpoint, e.g. 127.0.0.1:9464; empty = off"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},

@@ -45,6 +45,7 @@ typedef struct Config {
                 uint64_t max_enterprises, recent_ids, max_window_rows, max_keys, max_held, max_event_bytes;
         } limits;
         int64_t shutdown_timeout_ms;
+        int64_t stall_timeout_ms;        /* 0: no fetch stall watch */
         char *http_listen;
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;

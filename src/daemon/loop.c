@@ -81,6 +81,10 @@ typedef struct Input {
         int64_t pos;             /* next offset to apply (last applied + 1); -1 unknown */
         int64_t batch_pos;       /* pos when the batch began: an abort rewinds there; -1 unknown */
         bool rewound;            /* sought back while messages of the array in hand were past pos */
+        int64_t refetch;         /* lowest offset handed out while the Part restored; -1 none */
+        uint64_t seen;           /* messages taken for it */
+        uint64_t seen_check;     /* seen at the last stall check */
+        int64_t idle_since;      /* when seen last moved (or the input was resumed, or sought) */
 } Input;
 
 typedef enum PartState {
@@ -116,7 +120,7 @@ typedef struct Metrics {
         Prom *p;
         PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
                 *restore_s, *restored, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
-                *partitions, *http;
+                *partitions, *http, *stalls;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed;
 } Metrics;
 
@@ -162,8 +166,10 @@ struct Loop {
         Httpd *http;
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
         LoopStats st, st_last;
-        LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce;
+        LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce, ll_stall;
         int64_t next_tick, next_stats;
+        int32_t fault_stall;     /* RISKD_FAULT_STALL (tests): this partition is paused behind the
+                                  * loop's back once restored, as a lost fetch would leave it; -1 */
 };
 
 static void fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -350,6 +356,10 @@ static void metrics_init(Loop *l)
         m->rules = prom_family(p, PROM_GAUGE, "riskd_rules", "Rules loaded, by status", "status", NULL, 0);
         m->http = prom_family(p, PROM_COUNTER, "riskd_http_requests_total", "HTTP requests by status code",
                               "code", NULL, 0);
+        m->stalls = prom_family(p, PROM_COUNTER, "riskd_fetch_stalls_total",
+                                "Input partitions sought again after stall_timeout without a fetched record "
+                                "while the broker held records past riskd's position",
+                                "topic,partition", NULL, 0);
 }
 
 /* The Engine's counters since the last fold, into the metrics. */
@@ -811,6 +821,7 @@ static Part *part_new(Loop *l, int32_t p)
         pt->rs_offsets = xmalloc(ninputs(l) * sizeof(int64_t));
         for (uint32_t i = 0; i < ninputs(l); i++) {
                 pt->in[i].pos = pt->in[i].batch_pos = -1;
+                pt->in[i].refetch = -1;
                 pt->rs_offsets[i] = -1;
         }
         pt->rs_t0 = log_now_ms();
@@ -830,6 +841,17 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
                 if (!in->assigned)
                         continue;
                 int64_t r = ninputs(l) > 1 && pt->rs_offsets[i] >= 0 ? pt->rs_offsets[i] : i == 0 ? resume : -1;
+                if (r < 0 && in->refetch >= 0) {
+                        /* handed out while paused for the restore and dropped: librdkafka
+                         * 2.0.2 counts them consumed and would resume after them */
+                        log_notice("%s[%d]: records from offset %lld were fetched during the restore; "
+                                   "reading them again",
+                                   l->cfg->input_topics[i], pt->id, (long long)in->refetch);
+                        r = in->refetch;
+                }
+                in->refetch = -1;
+                in->idle_since = log_now_ms();
+                in->seen_check = in->seen;
                 rd_kafka_topic_partition_list_add(all, l->cfg->input_topics[i], pt->id);
                 in->pos = in->batch_pos = r;
                 if (r >= 0) {
@@ -856,6 +878,10 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
                 rd_kafka_resp_err_t err = rd_kafka_resume_partitions(l->consumer, all);
                 if (err)
                         fatal(l, "partition %d: cannot resume: %s", pt->id, rd_kafka_err2str(err));
+                else if (pt->id == l->fault_stall) {
+                        log_warning("RISKD_FAULT_STALL: partition %d paused behind the loop's back", pt->id);
+                        rd_kafka_pause_partitions(l->consumer, all);
+                }
         }
         pt->state = PART_ACTIVE;
         l->nrestoring--;
@@ -1035,6 +1061,9 @@ static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *
                 Input *in = &pt->in[ti];
                 in->assigned = true;
                 in->pos = in->batch_pos = -1;
+                in->refetch = -1;
+                in->idle_since = log_now_ms();
+                in->seen_check = in->seen;
                 if (pt->state == PART_ACTIVE) { /* an input added to a restored Part: from its committed offset */
                         rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
                         rd_kafka_topic_partition_list_add(one, parts->elems[i].topic, p);
@@ -1153,10 +1182,17 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
         uint32_t ti = topic_index(l, rd_kafka_topic_name(m->rkt));
         Part *pt = part_find(l, m->partition);
         if (ti == UINT32_MAX || !pt || pt->state != PART_ACTIVE || !pt->in[ti].assigned) {
-                l->st.discarded++; /* fetched before a pause or a revoke: read again later */
+                /* fetched before a revoke (the next owner reads it from the
+                 * committed offset) or before the restore's pause took hold
+                 * (restore_done reads it again) */
+                l->st.discarded++;
+                if (ti != UINT32_MAX && pt && pt->state != PART_ACTIVE && pt->in[ti].assigned &&
+                    (pt->in[ti].refetch < 0 || m->offset < pt->in[ti].refetch))
+                        pt->in[ti].refetch = m->offset;
                 return;
         }
         Input *in = &pt->in[ti];
+        in->seen++;
         if (in->rewound) {
                 l->st.skipped++; /* in the array taken before the rewind: fetched again from the seek */
                 return;
@@ -1232,8 +1268,96 @@ static void loop_notify(Loop *l)
                      (unsigned long long)s->batches, (unsigned long long)s->aborts);
 }
 
+/* Where an input with nothing applied yet starts: its committed offset, or
+ * else the one auto.offset.reset names (earliest: lo; latest: hi); -1 unknown. */
+static int64_t start_offset(Loop *l, const char *topic, int32_t p, int64_t lo, int64_t hi)
+{
+        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(one, topic, p);
+        int64_t at = -1;
+        if (!rd_kafka_committed(l->consumer, one, 2000) && !one->elems[0].err && one->elems[0].offset >= 0)
+                at = one->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(one);
+        if (at >= 0)
+                return at;
+        char v[32];
+        size_t n = sizeof(v);
+        if (rd_kafka_conf_get(rd_kafka_conf(l->consumer), "auto.offset.reset", v, &n) != RD_KAFKA_CONF_OK)
+                return -1;
+        if (!strcmp(v, "smallest") || !strcmp(v, "earliest") || !strcmp(v, "beginning"))
+                return lo;
+        if (!strcmp(v, "largest") || !strcmp(v, "latest") || !strcmp(v, "end"))
+                return hi;
+        return -1;
+}
+
+/* The stall watch (stall_timeout): an active input from which nothing was
+ * taken for that long, while the broker holds records past riskd's
+ * position, is resumed (a no-op unless something paused it) and sought to
+ * that position; librdkafka then fetches it afresh.  Seeking an input that
+ * was only waiting (an open transaction upstream, whose records
+ * read_committed holds back) costs a fetch. */
+static void stall_watch(Loop *l, int64_t now)
+{
+        int64_t limit = l->cfg->stall_timeout_ms;
+        if (limit <= 0)
+                return;
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || pt->state != PART_ACTIVE)
+                        continue;
+                for (uint32_t i = 0; i < ninputs(l) && !l->fatal; i++) {
+                        Input *in = &pt->in[i];
+                        const char *topic = l->cfg->input_topics[i];
+                        if (!in->assigned)
+                                continue;
+                        if (in->seen != in->seen_check) {
+                                in->seen_check = in->seen;
+                                in->idle_since = now;
+                                continue;
+                        }
+                        if (now - in->idle_since < limit)
+                                continue;
+                        in->idle_since = now; /* checked again after another stall_timeout */
+                        int64_t lo = -1, hi = -1;
+                        if (rd_kafka_get_watermark_offsets(l->consumer, topic, pt->id, &lo, &hi) || lo < 0 ||
+                            hi < 0) {
+                                /* no fetch response for it yet: ask the leader */
+                                if (rd_kafka_query_watermark_offsets(l->consumer, topic, pt->id, &lo, &hi, 2000))
+                                        continue;
+                        }
+                        if (in->pos < 0 && hi <= lo)
+                                continue; /* nothing applied and nothing there */
+                        int64_t at = in->pos >= 0 ? in->pos : start_offset(l, topic, pt->id, lo, hi);
+                        if (at < 0 || hi <= at)
+                                continue;
+                        char num[16];
+                        snprintf(num, sizeof(num), "%d", pt->id);
+                        prom_add(prom_series2(l->m.stalls, topic, num), 1);
+                        if (log_limit_pass(&l->ll_stall, LOG_PRIO_WARNING, "fetch stalls"))
+                                log_warning("%s[%d]: nothing fetched for %llds while the broker holds offsets "
+                                            "%lld..%lld; seeking to %lld again",
+                                            topic, pt->id, (long long)(limit / 1000), (long long)at,
+                                            (long long)hi - 1, (long long)at);
+                        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+                        rd_kafka_topic_partition_list_add(one, topic, pt->id)->offset = at;
+                        rd_kafka_resume_partitions(l->consumer, one);
+                        rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, one, 10000);
+                        if (error) {
+                                log_warning("%s[%d]: cannot seek to %lld: %s", topic, pt->id, (long long)at,
+                                            rd_kafka_error_string(error));
+                                rd_kafka_error_destroy(error);
+                        } else if (one->elems[0].err)
+                                log_warning("%s[%d]: cannot seek to %lld: %s", topic, pt->id, (long long)at,
+                                            rd_kafka_err2str(one->elems[0].err));
+                        rd_kafka_topic_partition_list_destroy(one);
+                }
+        }
+}
+
 static void loop_tick(Loop *l, int64_t now)
 {
+        stall_watch(l, now);
         loop_notify(l);
         log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
         log_limit_flush(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors");
@@ -1241,6 +1365,7 @@ static void loop_tick(Loop *l, int64_t now)
         log_limit_flush(&l->ll_delivery, LOG_PRIO_WARNING, "delivery errors");
         log_limit_flush(&l->ll_restore, LOG_PRIO_WARNING, "changelog problems");
         log_limit_flush(&l->ll_produce, LOG_PRIO_WARNING, "produce errors");
+        log_limit_flush(&l->ll_stall, LOG_PRIO_WARNING, "fetch stalls");
         if (now >= l->next_stats) {
                 const LoopStats *s = &l->st, *o = &l->st_last;
                 if (s->events != o->events || s->aborts != o->aborts || s->restores != o->restores) {
@@ -1548,6 +1673,8 @@ static void loop_wake(void *ud)
 int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
 {
         Loop *l = xcalloc(1, sizeof(*l));
+        const char *fs = getenv("RISKD_FAULT_STALL");
+        l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
@@ -1559,6 +1686,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->ll_delivery = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_restore = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_produce = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->ll_stall = (LogLimit)LOG_LIMIT_INIT(60000, 10);
 
         l->props = xcalloc(cfg->nkafka + 1, sizeof(KafkaProp));
         for (uint32_t i = 0; i < cfg->nkafka; i++)
