@@ -119,9 +119,16 @@ def test(wd):
     assert got_reasons == want_reasons, f"replay's reasons {got_reasons} != {want_reasons}"
 
     where = {produced.at[i]: i for i in expect}
-    rd.wait(lambda x: x.ids() >= exp.ids() and
-            {(int(m.headers.get("riskd.source.partition", -1)), int(m.headers.get("riskd.source.offset", -1)))
-             for m in x.msgs[H.DLQ]} >= set(where), 120, "every valid output and every dead letter")
+
+    def sources(x):
+        return {(int(m.headers.get("riskd.source.partition", -1)), int(m.headers.get("riskd.source.offset", -1)))
+                for m in x.msgs[H.DLQ]}
+    try:
+        rd.wait(lambda x: x.ids() >= exp.ids() and sources(x) >= set(where), 120,
+                "every valid output and every dead letter")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {len(exp.ids() - rd.ids())} outputs missing; dead letters missing from "
+                             f"(partition, offset) {sorted(set(where) - sources(rd))}") from None
     rd.quiesce(2)
     H.compare(rd.outputs(), exp, "riskd")
 
