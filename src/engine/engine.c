@@ -81,6 +81,7 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         x->held = x->grade = x->mode = -1;
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
+        x->tm_at = TIME_UNSET;
         e->tab[i] = (EntSlot){h, x};
         e->nents++;
         if (e->nents * 2 > e->tabcap) {
@@ -244,6 +245,7 @@ void engine_ent_clear(Engine *e, Ent *x)
         x->per_year = 0;
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
+        x->tm_at = TIME_UNSET; /* a live entry is skipped when it comes up */
 }
 
 static void ent_free(Engine *e, Ent *x)
@@ -295,34 +297,34 @@ static int istr_cmp(const IStr *a, const IStr *b)
         return c ? c : (a->len < b->len ? -1 : a->len > b->len);
 }
 
+static inline Ent *timer_ent(const Timer *t)
+{
+        return (Ent *)(t->ent & ~(uintptr_t)1);
+}
+
 static bool timer_less(const Timer *a, const Timer *b)
 {
         if (a->time != b->time)
                 return a->time < b->time;
         /* at one time, absent() checks come last: they wait for the events
          * of that time (the window (T - D, T] includes T) */
-        if ((a->kind == TM_ABSENT) != (b->kind == TM_ABSENT))
-                return b->kind == TM_ABSENT;
-        int c = istr_cmp(ent_key(a->ent), ent_key(b->ent));
-        if (c)
-                return c < 0;
-        if (a->kind != b->kind)
-                return a->kind < b->kind;
-        if (a->rule != b->rule)
-                return a->rule < b->rule;
-        return istr_cmp(a->key, b->key) < 0;
+        if ((a->ent & 1) != (b->ent & 1))
+                return b->ent & 1;
+        return istr_cmp(ent_key(timer_ent(a)), ent_key(timer_ent(b))) < 0;
 }
 
-void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks)
+void timer_want(Engine *e, Ent *x, int64_t time, bool absent)
 {
+        if (x->tm_at != TIME_UNSET && (x->tm_at < time || (x->tm_at == time && x->tm_absent <= absent)))
+                return;
+        x->tm_at = time;
+        x->tm_absent = absent;
         if (e->ntm == e->ctm) {
-                /* by half: one timer per pending key is most of the state's count */
                 e->ctm = e->ctm ? e->ctm + e->ctm / 2 : 1024;
                 e->tm = xrealloc(e->tm, e->ctm * sizeof(Timer));
                 util_advise_huge(e->tm, e->ctm * sizeof(Timer));
         }
-        Timer t = {.time = time, .ent = ent, .kind = (uint8_t)kind, .rule = rule,
-                   .key = ks ? intern_ref(ks->key) : NULL};
+        Timer t = {.time = time, .ent = (uintptr_t)x | (uintptr_t)absent};
         uint32_t i = e->ntm++;
         while (i > 0) {
                 uint32_t p = (i - 1) / 2;
@@ -648,7 +650,7 @@ static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool fro
                                         .from_profile = from_profile && until == TIME_FOREVER};
 timer:
         if (until != TIME_FOREVER)
-                timer_add(e, until, ent, TM_EXPIRE, 0, NULL);
+                timer_want(e, ent, until, false);
 }
 
 /* A rule fires: cooldown, points (capped), flags, the alert. */
@@ -685,7 +687,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                         c->rectify = r->rectify_ms ? t + r->rectify_ms : TIME_UNSET;
                         c->event_id = intern_get(&e->in, evid, (uint32_t)evlen);
                         if (c->expires != TIME_FOREVER)
-                                timer_add(e, c->expires, ent, TM_EXPIRE, 0, NULL);
+                                timer_want(e, ent, c->expires, false);
                 }
         }
         if (!shadow)
@@ -778,10 +780,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 }
                 snapshot(e, ks, ri, ev, id);
                 ks->due = t + ri->absent_ms;
-                if (!ks->timer_pending) {
-                        ks->timer_pending = 1;
-                        timer_add(e, ks->due, ent, TM_ABSENT, (uint16_t)r->index, ks);
-                }
+                timer_want(e, ent, ks->due, true);
                 return;
         }
         if (ri->reads_profile)
@@ -811,10 +810,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         ks->since = t;
                         ks->fired = 0;
                         ks->due = t + r->for_ms;
-                        if (!ks->timer_pending) {
-                                ks->timer_pending = 1;
-                                timer_add(e, ks->due, ent, TM_FOR, (uint16_t)r->index, ks);
-                        }
+                        timer_want(e, ent, ks->due, false);
                 }
                 if (!ks->fired && t - ks->since >= r->for_ms) {
                         ks->fired = 1;
@@ -951,64 +947,134 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
         engine_profile_clear(e);
 }
 
-static void timer_act(Engine *e, Timer *tm)
+/* The timer entry of x: its earliest item due after (done, done_absent),
+ * what the entry that just acted covered (TIME_UNSET: nothing yet); an
+ * item left due by then (a contribution that no regrade prunes, without
+ * grade bands) is not come back to. */
+static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
 {
-        Ent *ent = tm->ent;
+        int64_t at = TIME_FOREVER;
+        bool absent = false;
+        int64_t after = done; /* the plain class's items due by done: done either way */
+        for (uint32_t k = 0; k < x->nc; k++)
+                if (x->c[k].expires < at && x->c[k].expires > after)
+                        at = x->c[k].expires;
+        for (uint32_t k = 0; k < x->nf; k++)
+                if (x->f[k].until < at && x->f[k].until > after)
+                        at = x->f[k].until;
+        int64_t dw = x->below_since + e->rs->grading.dwell_ms;
+        if (x->below_since != TIME_UNSET && dw < at && dw > after)
+                at = dw;
+        for (uint32_t k = 0; k < x->nks; k++) {
+                const KeyState *ks = &x->ks[k];
+                if (ks->due == TIME_UNSET)
+                        continue;
+                bool ab = e->rs->rules[ks->rule].timer_driven;
+                if (done != TIME_UNSET && (ks->due < done || (ks->due == done && (done_absent || !ab))))
+                        continue;
+                if (ks->due < at || (ks->due == at && absent && !ab)) {
+                        at = ks->due;
+                        absent = ab;
+                }
+        }
+        if (at != TIME_FOREVER)
+                timer_want(e, x, at, absent);
+}
+
+static int due_cmp(const void *a, const void *b, void *ud)
+{
+        const Ent *x = ud;
+        const KeyState *p = &x->ks[*(const uint32_t *)a], *q = &x->ks[*(const uint32_t *)b];
+        if (p->rule != q->rule)
+                return p->rule < q->rule ? -1 : 1;
+        return istr_cmp(p->key, q->key);
+}
+
+/* A for: or absent() key due by now acts: the for: rule fires unless it
+ * did in this episode; the absent() rule fires if its condition holds on
+ * the key's last event. */
+static void key_act(Engine *e, Ent *ent, KeyState *ks, int64_t now)
+{
         AggCtx ac = {e, ent};
-        state_touch(e, ent);
-        if (tm->kind == TM_EXPIRE || tm->kind == TM_DWELL) {
-                engine_profile_fill(e, ent);
-                grade_update(e, ent, tm->time, tm->kind == TM_EXPIRE ? CAUSE_EXPIRY : CAUSE_DWELL, NULL, 0);
-                engine_profile_clear(e);
-                return;
-        }
-        KeyState *ks = keystate_find(e, ent, tm->rule, tm->key);
-        if (!ks)
-                return;
-        ks->timer_pending = 0;
-        if (ks->due == TIME_UNSET)
-                return;
-        if (ks->due > tm->time) { /* re-armed since: follow the new due time */
-                ks->timer_pending = 1;
-                timer_add(e, ks->due, ent, (TimerKind)tm->kind, tm->rule, ks);
-                return;
-        }
-        const Rule *r = &e->rs->rules[tm->rule];
-        const RuleInfo *ri = &e->ri[tm->rule];
+        const Rule *r = &e->rs->rules[ks->rule];
+        const RuleInfo *ri = &e->ri[ks->rule];
         const Value *snap = snapshot_lay(e, ks, ri);
         size_t idlen;
         char idbuf[40];
         const char *id = engine_snap_id(ks, idbuf, &idlen);
         engine_profile_fill(e, ent);
-        if (tm->kind == TM_FOR) {
-                ks->due = TIME_UNSET;
+        ks->due = TIME_UNSET;
+        if (!r->timer_driven) {
                 if (ks->since != TIME_UNSET && !ks->fired) {
                         ks->fired = 1;
-                        fire(e, ent, r, ks, tm->time, true, snap, id, idlen);
-                        grade_update(e, ent, tm->time, CAUSE_TIMER, id, idlen);
+                        fire(e, ent, r, ks, now, true, snap, id, idlen);
+                        grade_update(e, ent, now, CAUSE_TIMER, id, idlen);
                 }
         } else {
-                ks->due = TIME_UNSET;
                 VmState st;
-                VmFrame f = frame_for(e, ent, snap, tm->time, &st, &ac);
+                VmFrame f = frame_for(e, ent, snap, now, &st, &ac);
                 if (vm_test(e->rs, r->when, &f)) {
-                        fire(e, ent, r, ks, tm->time, true, snap, id, idlen);
-                        grade_update(e, ent, tm->time, CAUSE_TIMER, id, idlen);
+                        fire(e, ent, r, ks, now, true, snap, id, idlen);
+                        grade_update(e, ent, now, CAUSE_TIMER, id, idlen);
                 }
         }
         engine_profile_clear(e);
+}
+
+/* x's timer entry at (now, absent) came up: what is due by now acts, in
+ * the order expiries, dwell, then the for: (or absent()) keys by rule and
+ * key; then the entry moves to the next earliest item. */
+static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
+{
+        x->tm_at = TIME_UNSET;
+        state_touch(e, x);
+        e->st.timers_fired++;
+        if (!absent) {
+                bool expired = false;
+                for (uint32_t k = 0; k < x->nc && !expired; k++)
+                        expired = x->c[k].expires <= now;
+                for (uint32_t k = 0; k < x->nf && !expired; k++)
+                        expired = x->f[k].until <= now;
+                if (expired) {
+                        engine_profile_fill(e, x);
+                        grade_update(e, x, now, CAUSE_EXPIRY, NULL, 0);
+                        engine_profile_clear(e);
+                }
+                if (x->below_since != TIME_UNSET && x->below_since + e->rs->grading.dwell_ms <= now) {
+                        engine_profile_fill(e, x);
+                        grade_update(e, x, now, CAUSE_DWELL, NULL, 0);
+                        engine_profile_clear(e);
+                }
+        }
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < x->nks; k++) {
+                const KeyState *ks = &x->ks[k];
+                if (ks->due == TIME_UNSET || ks->due > now || e->rs->rules[ks->rule].timer_driven != absent)
+                        continue;
+                if (n == e->cdue) {
+                        e->cdue = e->cdue ? 2 * e->cdue : 16;
+                        e->due = xrealloc(e->due, e->cdue * sizeof(uint32_t));
+                }
+                e->due[n++] = k;
+        }
+        if (n > 1)
+                qsort_r(e->due, n, sizeof(uint32_t), due_cmp, x);
+        /* acting fires rules and regrades: the key states stay where they are */
+        for (uint32_t i = 0; i < n; i++)
+                key_act(e, x, &x->ks[e->due[i]], now);
+        timer_schedule(e, x, now, absent);
 }
 
 /* Fire the timers due by upto.  An absent() check at exactly upto waits
  * unless final: an event at upto may still come and be in its window. */
 static void fire_timers(Engine *e, int64_t upto, bool final)
 {
-        while (e->ntm && (e->tm[0].time < upto ||
-                          (e->tm[0].time == upto && (final || e->tm[0].kind != TM_ABSENT)))) {
+        while (e->ntm && (e->tm[0].time < upto || (e->tm[0].time == upto && (final || !(e->tm[0].ent & 1))))) {
                 Timer tm = timer_pop(e);
-                e->st.timers_fired++;
-                timer_act(e, &tm);
-                intern_put(&e->in, tm.key);
+                Ent *x = timer_ent(&tm);
+                bool absent = tm.ent & 1;
+                if (x->tm_at == tm.time && x->tm_absent == absent)
+                        timer_act(e, x, tm.time, absent);
         }
 }
 
@@ -1101,30 +1167,13 @@ void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos 
  * from the enterprises. */
 void engine_timers_rebuild(Engine *e)
 {
-        for (uint32_t i = 0; i < e->ntm; i++)
-                intern_put(&e->in, e->tm[i].key);
         e->ntm = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
                 Ent *x = e->tab[i].x;
                 if (!x)
                         continue;
-                for (uint32_t k = 0; k < x->nc; k++)
-                        if (x->c[k].expires != TIME_FOREVER)
-                                timer_add(e, x->c[k].expires, x, TM_EXPIRE, 0, NULL);
-                for (uint32_t k = 0; k < x->nf; k++)
-                        if (x->f[k].until != TIME_FOREVER)
-                                timer_add(e, x->f[k].until, x, TM_EXPIRE, 0, NULL);
-                if (x->below_since != TIME_UNSET)
-                        timer_add(e, x->below_since + e->rs->grading.dwell_ms, x, TM_DWELL, 0, NULL);
-                for (uint32_t k = 0; k < x->nks; k++) {
-                        KeyState *ks = &x->ks[k];
-                        ks->timer_pending = 0;
-                        if (ks->due == TIME_UNSET)
-                                continue;
-                        const Rule *r = &e->rs->rules[ks->rule];
-                        ks->timer_pending = 1;
-                        timer_add(e, ks->due, x, r->timer_driven ? TM_ABSENT : TM_FOR, ks->rule, ks);
-                }
+                x->tm_at = TIME_UNSET;
+                timer_schedule(e, x, TIME_UNSET, false);
         }
 }
 
@@ -1485,9 +1534,8 @@ Engine *engine_free(Engine *e)
 {
         if (!e)
                 return NULL;
-        for (uint32_t i = 0; i < e->ntm; i++)
-                intern_put(&e->in, e->tm[i].key);
         free(e->tm);
+        free(e->due);
         for (uint32_t i = 0; i < e->nheld; i++) {
                 free(e->held[i].bytes);
                 free(e->held[i].topic);

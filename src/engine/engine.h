@@ -33,7 +33,7 @@ typedef struct Snap {
 typedef struct KeyState {
         uint16_t rule;
         uint8_t fired;          /* for: fired in this episode */
-        uint8_t timer_pending;  /* one timer per key at a time */
+        uint8_t spare;
         uint32_t khash;         /* low bits of key->hash: a lookup skips other keys unread */
         IStr *key;              /* NULL: the enterprise as a whole */
         int64_t since;          /* for: condition true since */
@@ -95,9 +95,11 @@ typedef struct Ent {
         uint8_t grade_clean;
         uint8_t touched;        /* in the open batch's undo log (state.c) */
         uint16_t ov_bits;
+        uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;
         int64_t below_since;    /* score below the held band since */
         int64_t last_time;
+        int64_t tm_at;          /* the time of its live timer entry, TIME_UNSET none */
 } Ent;
 
 /* The key's bytes after the struct, rounded up so what follows is aligned. */
@@ -119,14 +121,18 @@ typedef struct EntSlot {
         Ent *x;                 /* NULL: empty */
 } EntSlot;
 
-typedef enum TimerKind { TM_EXPIRE, TM_DWELL, TM_FOR, TM_ABSENT } TimerKind;
-
+/* The timer heap holds one entry per enterprise with something due: its
+ * earliest item (a contribution's or a flag's expiry, the hysteresis
+ * dwell, a for: or absent() key's due time), at (Ent.tm_at,
+ * Ent.tm_absent).  Timers are derived from the state alone: when the entry
+ * comes up, every item due by then acts, and the next earliest is pushed.
+ * Bit 0 of ent: the absent() class, which at one time comes after every
+ * other (an absent() check waits for the events of its time).  An item
+ * earlier than the live entry pushes another; the one it replaces is
+ * skipped when it comes up (its time is not the Ent's any more). */
 typedef struct Timer {
         int64_t time;
-        Ent *ent;
-        IStr *key;              /* reference held; the key state is found by (rule, key) */
-        uint16_t rule;
-        uint8_t kind;
+        uintptr_t ent;          /* Ent *, | 1: the absent() class */
 } Timer;
 
 typedef struct Held {
@@ -208,6 +214,8 @@ struct Engine {
 
         Timer *tm;              /* min-heap */
         uint32_t ntm, ctm;
+        uint32_t *due;          /* key states due at one timer entry (scratch) */
+        uint32_t cdue;
         Held *held;             /* min-heap */
         uint32_t nheld, cheld;
         uint64_t seq;
@@ -278,7 +286,9 @@ static inline void engine_profile_need(Engine *e, Ent *ent)
         if (e->prof_ent != ent)
                 engine_profile_fill(e, ent);
 }
-void timer_add(Engine *e, int64_t time, Ent *ent, TimerKind kind, uint16_t rule, KeyState *ks);
+/* x has an item due at time (absent: of an absent() rule): its timer
+ * entry comes up by then. */
+void timer_want(Engine *e, Ent *x, int64_t time, bool absent);
 
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);
 /* Profile value i of x (a string points to its interned copy). */

@@ -82,7 +82,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         } else if (band < ent->held) {
                 if (ent->below_since == TIME_UNSET) {
                         ent->below_since = now;
-                        timer_add(e, now + g->dwell_ms, ent, TM_DWELL, 0, NULL);
+                        timer_want(e, ent, now + g->dwell_ms, false);
                 }
                 if (now - ent->below_since >= g->dwell_ms) {
                         ent->held = (int16_t)band;
