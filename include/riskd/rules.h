@@ -171,6 +171,9 @@ typedef struct Rule {
         Template message;
         bool is_static;        /* on: the profile type: part of the static score */
         bool timer_driven;     /* contains absent(): evaluated when its timer fires */
+        uint32_t arm_when;     /* timer_driven: the conjuncts of when that read only the event
+                                * (fields and constants), PROG_NONE none; an event failing
+                                * them arms no timer, as the timer would find when false */
         uint32_t *aggs;        /* aggregates its condition reads */
         uint32_t naggs;
         uint64_t fingerprint;  /* of the compiled form: equal => state survives reload */

@@ -773,6 +773,24 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         RuleInfo *ri = &e->ri[r->index];
         KeyState *ks = NULL;
         if (r->timer_driven) {
+                if (r->arm_when != PROG_NONE) {
+                        /* the parts of when that read only the event: false,
+                         * the timer would find when false on this event */
+                        VmFrame f = {.event = ev, .cur = ev, .now = t, .scratch = e->vmscratch,
+                                     .scratch_size = sizeof(e->vmscratch)};
+                        if (!vm_test(e->rs, r->arm_when, &f)) {
+                                if (!(ks = keystate_lookup(e, ent, r, ev)))
+                                        return;
+                                if (!r->cooldown_ms || ks->last_fire == TIME_UNSET ||
+                                    t >= ks->last_fire + r->cooldown_ms) {
+                                        keystate_drop(e, ent, ks);
+                                } else {
+                                        ks->due = TIME_UNSET;
+                                        engine_snap_free(e, ks);
+                                }
+                                return;
+                        }
+                }
                 /* absent(): act D after the last event of the key */
                 if (!(ks = keystate_lookup(e, ent, r, ev)) && !(ks = keystate_make(e, ent, r, ev))) {
                         e->st.rejects[RJ_OVER_LIMIT]++;

@@ -511,6 +511,41 @@ static Node *node_and(Loader *L, Node *a, Node *b, TokKind op)
         return n;
 }
 
+/* A checked expression that reads only the event's fields and constants:
+ * not the clock, the state, the profile or an aggregate. */
+static bool event_pure(const Node *n)
+{
+        switch (n->kind) {
+        case N_LIT: return true;
+        case N_NAME: return n->ref == REF_FIELD || n->ref == REF_LIST;
+        case N_UNARY: return event_pure(n->a);
+        case N_BINARY: return event_pure(n->a) && event_pure(n->b);
+        case N_LIST:
+        case N_CALL:
+                for (uint32_t i = 0; i < n->nargs; i++)
+                        if (!event_pure(n->args[i]))
+                                return false;
+                return true;
+        default: return false;
+        }
+}
+
+/* The top-level `and` operands of a checked condition that are event_pure,
+ * AND-ed again; NULL if none.  A timer-driven rule evaluates its condition
+ * on the key's last event when the timer fires, so an event failing these
+ * would arm a timer that can only find the condition false. */
+static Node *arm_conjuncts(Loader *L, Node *n)
+{
+        if (n->kind == N_BINARY && n->op == T_AND) {
+                Node *a = arm_conjuncts(L, n->a), *b = arm_conjuncts(L, n->b);
+                Node *both = node_and(L, a, b, T_AND);
+                if (both && a && b)
+                        both->type = VT_BOOL;
+                return both;
+        }
+        return event_pure(n) ? n : NULL;
+}
+
 /* A literal from a YAML scalar: plain numbers and booleans keep their type,
  * everything else is a string (the checker turns strings into enum values
  * or times where the field needs it). */
@@ -759,6 +794,7 @@ static void rule_build(Loader *L, RuleDef *rd)
         r->severity = SEV_MEDIUM;
         r->pos = ynode_pos(n);
         r->when = PROG_NONE;
+        r->arm_when = PROG_NONE;
         const YNode *v;
         if ((v = ynode_get(n, "desc")) && loader_expect(L, v, Y_SCALAR, "a description"))
                 r->desc = arena_strdup(L->ar, v->str);
@@ -911,6 +947,11 @@ static void rule_build(Loader *L, RuleDef *rd)
         if (!checked || L->dl->nerrors != nerr)
                 return;
         r->when = compile_program(L, checked, false);
+        if (r->timer_driven) {
+                Node *arm = arm_conjuncts(L, checked);
+                if (arm)
+                        r->arm_when = compile_program(L, arm, false);
+        }
         r->fingerprint = compile_fingerprint(rs, r->when, HASH64_INIT);
         r->index = rs->nrules;
         rs->nrules++;
