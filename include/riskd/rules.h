@@ -107,6 +107,8 @@ typedef struct Aggregate {
         uint32_t where;        /* program index or PROG_NONE */
         int64_t window_ms;     /* within D, or for D (absent) */
         bool uses_cur;         /* where refers to $fields */
+        int32_t key_slot;      /* where is exactly FIELD == $FIELD (either way round): its
+                                * slot, else -1 */
         uint32_t *row_slots;
         uint32_t nrow_slots;
         SrcPos pos;

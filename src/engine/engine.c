@@ -1428,6 +1428,37 @@ static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
         VEC_PUSH(*v, *n, *cap) = s;
 }
 
+/* absent(T where F == $F for D) of rules on T alone, keyed per: F, is true
+ * whenever their timer acts: the timer of a key stands at D (or a longer
+ * absent()) after the key's last event, and any later event of the key
+ * would have moved it (or, failing arm_when, stopped it); an event at the
+ * very time waits for the absent() class.  Such an aggregate keeps no
+ * rows.  Any other user (a rule of another shape, an override) keeps them. */
+static void agg_keyed_find(Engine *e)
+{
+        const RuleSet *rs = e->rs;
+        e->agg_keyed = xcalloc(rs->naggs + 1, 1);
+        for (uint32_t a = 0; a < rs->naggs; a++)
+                e->agg_keyed[a] = rs->aggs[a].kind == AGG_ABSENT && rs->aggs[a].key_slot >= 0;
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *r = &rs->rules[i];
+                for (uint32_t k = 0; k < r->naggs; k++) {
+                        const Aggregate *ag = &rs->aggs[r->aggs[k]];
+                        if (!r->timer_driven || r->per_slot != ag->key_slot || r->on != 1ull << ag->type)
+                                e->agg_keyed[r->aggs[k]] = 0;
+                }
+        }
+        const Grading *g = &rs->grading;
+        for (uint32_t i = 0; i < g->noverrides; i++) {
+                const Program *p = &rs->progs[g->overrides[i].when];
+                for (uint32_t k = 0; k < p->len; k++) {
+                        uint32_t insn = rs->code[p->start + k];
+                        if (INSN_OP(insn) == OP_AGG && INSN_ARG(insn) < rs->naggs)
+                                e->agg_keyed[INSN_ARG(insn)] = 0;
+                }
+        }
+}
+
 int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn emit, void *ud)
 {
         Engine *e = xcalloc(1, sizeof(*e));
@@ -1528,10 +1559,12 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         }
         for (uint32_t a = 0; a < rs->naggs; a++)
                 e->agg_fp[a] = rules_agg_fingerprint(rs, a);
+        agg_keyed_find(e);
         memset(caps, 0, nt * sizeof(uint32_t));
         for (uint32_t a = 0; a < rs->naggs; a++) {
                 uint32_t t = rs->aggs[a].type;
-                VEC_PUSH(e->aggs_by_type[t], e->naggs_by_type[t], caps[t]) = a;
+                if (!e->agg_keyed[a])
+                        VEC_PUSH(e->aggs_by_type[t], e->naggs_by_type[t], caps[t]) = a;
         }
         free(caps);
         const Grading *g = &rs->grading;
@@ -1585,6 +1618,7 @@ Engine *engine_free(Engine *e)
         free(e->snapvals);
         free(e->profbuf);
         free(e->agg_profile);
+        free(e->agg_keyed);
         free(e->scratch);
         free(e->aggbuf);
         buf_free(&e->keybuf);

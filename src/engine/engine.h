@@ -186,6 +186,7 @@ struct Engine {
         Value *profbuf;         /* the enterprise profile laid out by slot */
         const Ent *prof_ent;    /* whose profile profbuf holds, NULL none */
         uint8_t *agg_profile;   /* per aggregate: its where reads the profile */
+        uint8_t *agg_keyed;     /* per aggregate: an absent() that needs no rows (engine_new) */
         char vmscratch[4096];
         uint32_t *prof_slots;   /* the profile slots rules read */
         uint32_t nprof;

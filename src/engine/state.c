@@ -463,7 +463,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 a = NULL;
                 uint64_t rows = get_u(r);
                 Win *w = NULL;
-                if (a && rows) {
+                if (a && rows && !e->agg_keyed[agg]) {
                         if (x->nw == x->cw) {
                                 x->w = ent_grow(e, x->w, &x->cw, sizeof(Win));
                         }

@@ -250,6 +250,10 @@ int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Valu
         AggCtx *ac = ud;
         Engine *e = ac->e;
         const Aggregate *a = &rs->aggs[agg];
+        if (e->agg_keyed[agg]) { /* only its rules' timers ask, and then it holds (agg_keyed_find) */
+                *ret = value_bool(true);
+                return 0;
+        }
         Win *w = win_get(e, ac->ent, agg, false);
         if (w)
                 evict(e, w, a, f->now);

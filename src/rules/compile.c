@@ -232,7 +232,13 @@ uint32_t compile_aggregate(Loader *L, Node *n)
                         return i;
                 }
         Aggregate a = {.kind = n->agg, .type = type, .value_slot = vslot, .where = PROG_NONE,
-                       .window_ms = n->window->lit.ms, .pos = loader_node_pos(L, n)};
+                       .window_ms = n->window->lit.ms, .key_slot = -1, .pos = loader_node_pos(L, n)};
+        const Node *w = n->where;
+        if (w && w->kind == N_BINARY && w->op == T_EQ) {
+                const Node *f = w->a->kind == N_CUR ? w->b : w->a, *c = w->a->kind == N_CUR ? w->a : w->b;
+                if (f->kind == N_NAME && f->ref == REF_FIELD && c->kind == N_CUR && f->slot == c->slot)
+                        a.key_slot = f->slot;
+        }
         uint32_t cap = 0;
         if (vslot >= 0)
                 VEC_PUSH(a.row_slots, a.nrow_slots, cap) = (uint32_t)vslot;
