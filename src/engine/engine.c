@@ -74,9 +74,7 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         if (e->nents >= e->cfg.max_enterprises)
                 return NULL;
         Ent *x = pool_calloc(&e->pool, ent_size(e, len));
-        ent_key(x)->refs = 1;
         ent_key(x)->len = len;
-        ent_key(x)->hash = h;
         memcpy(ent_key(x)->s, k, len);
         x->held = x->grade = x->mode = -1;
         x->below_since = TIME_UNSET;
@@ -257,7 +255,7 @@ static void ent_free(Engine *e, Ent *x)
 /* Remove from the table (backward-shift deletion) and free. */
 void engine_ent_remove(Engine *e, Ent *x)
 {
-        uint32_t mask = e->tabcap - 1, k = (uint32_t)ent_key(x)->hash & mask;
+        uint32_t mask = e->tabcap - 1, k = (uint32_t)hash_fast(ent_key(x)->s, ent_key(x)->len) & mask;
         while (e->tab[k].x != x)
                 k = (k + 1) & mask;
         uint32_t hole = k;
@@ -310,7 +308,7 @@ static bool timer_less(const Timer *a, const Timer *b)
          * of that time (the window (T - D, T] includes T) */
         if ((a->ent & 1) != (b->ent & 1))
                 return b->ent & 1;
-        return istr_cmp(ent_key(timer_ent(a)), ent_key(timer_ent(b))) < 0;
+        return ent_key_cmp(ent_key(timer_ent(a)), ent_key(timer_ent(b))) < 0;
 }
 
 void timer_want(Engine *e, Ent *x, int64_t time, bool absent)
@@ -1699,7 +1697,7 @@ char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
 
 static int ent_cmp(const void *a, const void *b)
 {
-        return istr_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
+        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
 }
 
 void engine_grades_write(Engine *e, Buf *out)

@@ -102,15 +102,29 @@ typedef struct Ent {
         int64_t tm_at;          /* the time of its live timer entry, TIME_UNSET none */
 } Ent;
 
+/* An enterprise's key, after the struct: its length and bytes (NUL
+ * terminated); the table slot keeps its hash. */
+typedef struct EntKey {
+        uint32_t len;
+        char s[];
+} EntKey;
+
 /* The key's bytes after the struct, rounded up so what follows is aligned. */
 static inline size_t ent_key_size(uint32_t len)
 {
-        return (sizeof(IStr) + len + 1 + 7) & ~(size_t)7;
+        return (sizeof(EntKey) + len + 1 + 7) & ~(size_t)7;
 }
 
-static inline IStr *ent_key(const Ent *x)
+static inline EntKey *ent_key(const Ent *x)
 {
-        return (IStr *)(void *)(uintptr_t)(x + 1);
+        return (EntKey *)(void *)(uintptr_t)(x + 1);
+}
+
+static inline int ent_key_cmp(const EntKey *a, const EntKey *b)
+{
+        uint32_t n = a->len < b->len ? a->len : b->len;
+        int c = memcmp(a->s, b->s, n);
+        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
 }
 
 /* A slot of the enterprise table: the full key hash beside the pointer, so
