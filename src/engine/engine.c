@@ -237,7 +237,6 @@ void engine_ent_clear(Engine *e, Ent *x)
         x->w = NULL;
         x->nc = x->cc = x->nf = x->cf = x->nks = x->cks = x->nw = x->cw = 0;
         x->nrecent = x->recent_pos = 0;
-        x->static_score = 0;
         x->grade_clean = 0;
         x->held = x->grade = x->mode = -1;
         x->per_year = 0;
@@ -859,7 +858,6 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                 if (!ent->f[i].from_profile)
                         ent->f[kept++] = ent->f[i];
         ent->nf = (uint16_t)kept;
-        double score = 0;
         for (uint32_t k = 0; k < e->nstatic; k++) {
                 const Rule *r = &e->rs->rules[e->static_rules[k]];
                 VmState st;
@@ -869,7 +867,6 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                 if (cond) {
                         ent_static(e, ent)[k / 64] |= 1ull << (k % 64);
                         if (r->status != RULE_SHADOW) {
-                                score += r->score;
                                 for (uint32_t i = 0; i < r->nflags; i++)
                                         flag_set(e, ent, r->flags[i].flag,
                                                  r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER,
@@ -885,7 +882,6 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                         ent_static(e, ent)[k / 64] &= ~(1ull << (k % 64));
                 }
         }
-        ent->static_score = score;
 }
 
 static bool duplicate(Engine *e, Ent *ent, const Str *id)

@@ -80,7 +80,6 @@ static inline uint32_t ring_at(const Win *w, uint32_t i)
  * ent_static).  The arrays c, f, ks, w and everything they point to come
  * from Engine.pool too. */
 typedef struct Ent {
-        double static_score;
         Contrib *c;
         FlagState *f;
         KeyState *ks;
@@ -275,6 +274,21 @@ static inline uint32_t ent_static_words(const Engine *e)
 static inline uint64_t *ent_static(const Engine *e, const Ent *x)
 {
         return ent_recent(e, x) + e->cfg.recent_ids;
+}
+
+/* The static part of the score: the points of the static rules matching at
+ * the last profile update (the bits of ent_static), summed in rule order. */
+static inline double ent_static_score(const Engine *e, const Ent *x)
+{
+        double s = 0;
+        const uint64_t *bits = ent_static(e, x);
+        for (uint32_t w = 0; w < ent_static_words(e); w++)
+                for (uint64_t m = bits[w]; m; m &= m - 1) {
+                        const Rule *r = &e->rs->rules[e->static_rules[w * 64 + (uint32_t)__builtin_ctzll(m)]];
+                        if (r->status != RULE_SHADOW)
+                                s += r->score;
+                }
+        return s;
 }
 
 /* last: an event whose rules do not read the profile leaves its lines alone */

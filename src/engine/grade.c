@@ -51,7 +51,7 @@ static void prune(Engine *e, Ent *ent, int64_t now)
 
 double grade_score(Engine *e, Ent *ent, int64_t now)
 {
-        double s = ent->static_score;
+        double s = ent_static_score(e, ent);
         for (uint32_t i = 0; i < ent->nc; i++)
                 if (ent->c[i].expires > now)
                         s += ent->c[i].points;

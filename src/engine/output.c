@@ -339,7 +339,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, ",\"score\":");
         out_num(b, score);
         buf_puts(b, ",\"static_score\":");
-        out_num(b, ent->static_score);
+        out_num(b, ent_static_score(e, ent));
         buf_puts(b, ",\"band\":");
         str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
         buf_puts(b, ",\"contributions\":");
@@ -374,7 +374,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, ",\"score\":");
         out_num(b, score);
         buf_puts(b, ",\"static_score\":");
-        out_num(b, ent->static_score);
+        out_num(b, ent_static_score(e, ent));
         buf_puts(b, ",\"band\":");
         str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
         buf_puts(b, ",\"held_band\":");
@@ -434,9 +434,9 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, "score ");
         out_num(b, score);
         buf_puts(b, " = static ");
-        out_num(b, ent->static_score);
+        out_num(b, ent_static_score(e, ent));
         buf_puts(b, " + live ");
-        out_num(b, score - ent->static_score);
+        out_num(b, score - ent_static_score(e, ent));
         buf_printf(b, "; the score alone gives band %s", band >= 0 ? g->bands[band].grade : "-");
         if (ent->held >= 0 && ent->held != band) {
                 buf_printf(b, ", band %s is held", g->bands[ent->held].grade);

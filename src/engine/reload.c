@@ -52,21 +52,10 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
         n->restore_next = e->restore_next;
         engine_restore_finish(n);
 
-        /* the static part: the points of the static rules still matching */
-        for (uint32_t i = 0; i < n->tabcap; i++) {
-                Ent *x = n->tab[i].x;
-                if (!x)
-                        continue;
-                double score = 0;
-                for (uint32_t k = 0; k < n->nstatic; k++)
-                        if (ent_static(n, x)[k / 64] >> (k % 64) & 1) {
-                                const Rule *sr = &rs->rules[n->static_rules[k]];
-                                if (sr->status != RULE_SHADOW)
-                                        score += sr->score;
-                        }
-                x->static_score = score;
-                x->grade_clean = 0;
-        }
+        /* the static part follows the static rules still matching (ent_static_score) */
+        for (uint32_t i = 0; i < n->tabcap; i++)
+                if (n->tab[i].x)
+                        n->tab[i].x->grade_clean = 0;
 
         /* the counters go on; events by type follow the type's name */
         const EngineStats *o = &e->st;

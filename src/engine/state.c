@@ -232,7 +232,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         const RuleSet *rs = e->rs;
         const Grading *g = &rs->grading;
         buf_putc(b, ENGINE_STATE_VERSION);
-        put_f(b, x->static_score);
+        put_f(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
         uint32_t nst = 0;
         for (uint32_t k = 0; k < e->nstatic; k++)
                 nst += e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
@@ -325,7 +325,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->bad = true;
                 return;
         }
-        x->static_score = get_f(r);
+        (void)get_f(r); /* the static score: ent_static_score */
         x->grade_clean = 0;
         uint64_t nst = get_u(r);
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
