@@ -1543,6 +1543,11 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                                 ri->absent_ms = a->window_ms;
                 }
         }
+        e->static_points = xcalloc(e->nstatic + 1, sizeof(double));
+        for (uint32_t k = 0; k < e->nstatic; k++) {
+                const Rule *sr = &rs->rules[e->static_rules[k]];
+                e->static_points[k] = sr->status == RULE_SHADOW ? 0 : sr->score;
+        }
         e->agg_fp = xcalloc(rs->naggs + 1, sizeof(uint64_t));
         e->agg_profile = xcalloc(rs->naggs + 1, 1);
         for (uint32_t a = 0; a < rs->naggs; a++) {
@@ -1599,6 +1604,7 @@ Engine *engine_free(Engine *e)
         free(e->aggs_by_type);
         free(e->naggs_by_type);
         free(e->static_rules);
+        free(e->static_points);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {
                 free(e->ri[i].snap_slots);
         }

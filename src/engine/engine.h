@@ -217,6 +217,7 @@ struct Engine {
         uint32_t *naggs_by_type;
         uint32_t *static_rules;
         uint32_t nstatic;
+        double *static_points;  /* per static rule: its points, 0 for a shadow rule */
         /* overrides whose condition reads the clock: decided at every
          * regrade; with more than 16 overrides nothing is reused */
         uint16_t ov_volatile;
@@ -283,11 +284,8 @@ static inline double ent_static_score(const Engine *e, const Ent *x)
         double s = 0;
         const uint64_t *bits = ent_static(e, x);
         for (uint32_t w = 0; w < ent_static_words(e); w++)
-                for (uint64_t m = bits[w]; m; m &= m - 1) {
-                        const Rule *r = &e->rs->rules[e->static_rules[w * 64 + (uint32_t)__builtin_ctzll(m)]];
-                        if (r->status != RULE_SHADOW)
-                                s += r->score;
-                }
+                for (uint64_t m = bits[w]; m; m &= m - 1)
+                        s += e->static_points[w * 64 + (uint32_t)__builtin_ctzll(m)];
         return s;
 }
 
