@@ -329,11 +329,28 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                                 sp--;
                         }
                         break;
-                case OP_RET:
+                case OP_RET: {
                         if (sp == stack)
                                 return VM_BADCODE;
-                        *ret = sp[-1];
+                        /* field by field, as the value was just written: a
+                         * whole-struct copy reloads narrow stores as wide
+                         * words (a store-forwarding stall on every run) */
+                        const Value *top = &sp[-1];
+                        ret->tag = top->tag;
+                        switch (top->tag) {
+                        case VT_BOOL: ret->b = top->b; break;
+                        case VT_NUM: ret->n = top->n; break;
+                        case VT_TIME:
+                        case VT_DUR: ret->ms = top->ms; break;
+                        case VT_ENUM: ret->e = top->e; break;
+                        case VT_STR:
+                                ret->s.p = top->s.p;
+                                ret->s.len = top->s.len;
+                                break;
+                        default: break; /* null: the tag is all */
+                        }
                         return VM_OK;
+                }
                 default:
                         return VM_BADCODE;
                 }
