@@ -110,6 +110,10 @@ int main(int argc, char **argv)
                         if (ahead) {
                                 for (uint32_t k = i ? i + ENGINE_AHEAD - 1 : 0; k < i + ENGINE_AHEAD && k < n; k++)
                                         engine_prefetch(e, line[k], llen[k]);
+                                /* and the bytes of the event hinted ENGINE_AHEAD pushes later */
+                                if (i + 2 * ENGINE_AHEAD - 1 < n)
+                                        engine_prefetch_bytes(line[i + 2 * ENGINE_AHEAD - 1],
+                                                              llen[i + 2 * ENGINE_AHEAD - 1]);
                         }
                         engine_push(e, line[i], llen[i], NULL);
                         if (i >= n / 2 && engine_enterprises(e) == ents) {

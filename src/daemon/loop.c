@@ -1862,6 +1862,10 @@ int loop_run(Loop *l)
                         for (ssize_t k = i ? i + ENGINE_AHEAD - 1 : 0; k < i + ENGINE_AHEAD && k < n; k++)
                                 if (!l->fatal)
                                         loop_hint(l, l->msgs[k]);
+                        /* and the bytes of the one hinted ENGINE_AHEAD messages later */
+                        if (i + 2 * ENGINE_AHEAD - 1 < n && l->msgs[i + 2 * ENGINE_AHEAD - 1]->payload)
+                                engine_prefetch_bytes(l->msgs[i + 2 * ENGINE_AHEAD - 1]->payload,
+                                                      l->msgs[i + 2 * ENGINE_AHEAD - 1]->len);
                         if (!l->fatal) {
                                 loop_message(l, l->msgs[i]);
                                 if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max))
