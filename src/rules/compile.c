@@ -160,6 +160,11 @@ static void gen(Emit *e, const Node *n)
                         emit(e, OP_MATCH, (uint32_t)n->slot);
                         return;
                 }
+                if (n->op >= T_EQ && n->op <= T_GE && n->b->kind == N_LIT && n->b->lit.tag != VT_NULL &&
+                    n->b->lit.tag != VT_BOOL) { /* what gen(n->b) would push with OP_CONST */
+                        emit(e, (Opcode)(OP_EQ_C + (binops[n->op] - OP_EQ)), compile_const(L, n->b->lit));
+                        return;
+                }
                 gen(e, n->b);
                 emit(e, binops[n->op], 0);
                 return;
@@ -274,10 +279,26 @@ static uint64_t hash_value(const Value *v, uint64_t h)
 uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h)
 {
         const Program *p = &rs->progs[prog];
+        /* a fused comparison hashes as its CONST and comparison, and jump
+         * targets count it as two: the fingerprints (kept in changelogs for
+         * aggregates) are those of the unfused code */
+        uint32_t *pos = xmalloc((p->len + 1) * sizeof(uint32_t));
+        for (uint32_t i = 0, at = 0; i <= p->len; i++) {
+                pos[i] = at;
+                at += i < p->len && opcode_unfused(INSN_OP(rs->code[p->start + i])) != _OP_MAX ? 2 : 1;
+        }
         for (uint32_t i = 0; i < p->len; i++) {
                 uint32_t insn = rs->code[p->start + i];
                 Opcode op = INSN_OP(insn);
                 uint32_t arg = INSN_ARG(insn);
+                Opcode base = opcode_unfused(op);
+                if (base != _OP_MAX) {
+                        Opcode c = OP_CONST;
+                        h = hash64(&c, sizeof(c), h);
+                        h = hash_value(&rs->consts[arg], h);
+                        h = hash64(&base, sizeof(base), h);
+                        continue;
+                }
                 h = hash64(&op, sizeof(op), h);
                 switch (op) {
                 case OP_CONST:
@@ -318,7 +339,7 @@ uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h)
                 }
                 case OP_JF_KEEP:
                 case OP_JT_KEEP: {
-                        uint32_t rel = arg - p->start;
+                        uint32_t rel = arg - p->start <= p->len ? pos[arg - p->start] : arg - p->start;
                         h = hash64(&rel, sizeof(rel), h);
                         break;
                 }
@@ -326,6 +347,7 @@ uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h)
                         break;
                 }
         }
+        free(pos);
         return h;
 }
 

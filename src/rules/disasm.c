@@ -252,7 +252,8 @@ static void disasm_enum_pass(const RuleSet *rs, const Program *p, DisEnum *label
                         break;
                 }
                 case OP_IN:
-                case OP_NOT_IN: {
+                case OP_NOT_IN:
+                case OP_EQ_C: case OP_NE_C: case OP_LT_C: case OP_LE_C: case OP_GT_C: case OP_GE_C: {
                         DisSlot a = DIS_POP();
                         labels[i] = a.en;
                         DIS_PUSH(none);
@@ -301,6 +302,7 @@ static void disasm_insn(Buf *out, const RuleSet *rs, uint32_t at, uint32_t insn,
         const char *s;
         switch (op) {
         case OP_CONST:
+        case OP_EQ_C: case OP_NE_C: case OP_LT_C: case OP_LE_C: case OP_GT_C: case OP_GE_C:
                 if (arg < rs->nconsts)
                         disasm_value(out, rs, &rs->consts[arg], label);
                 else

@@ -53,7 +53,15 @@
         X(ABS, 0, 0)                                                          \
         X(JF_KEEP, 1, -1)    /* if !truthy(top): top = false, jump arg; else pop */ \
         X(JT_KEEP, 1, -1)    /* if truthy(top): top = true, jump arg; else pop */ \
-        X(RET, 0, 0)         /* return top of stack */
+        X(RET, 0, 0)         /* return top of stack */                        \
+        /* CONST arg then a comparison, fused (one dispatch, no copy of the  \
+         * constant); fingerprints hash them as the pair they replace */     \
+        X(EQ_C, 1, 0)        /* top == consts[arg] */                         \
+        X(NE_C, 1, 0)                                                         \
+        X(LT_C, 1, 0)                                                         \
+        X(LE_C, 1, 0)                                                         \
+        X(GT_C, 1, 0)                                                         \
+        X(GE_C, 1, 0)
 
 typedef enum Opcode {
 #define X(name, arg, eff) OP_##name,
@@ -66,6 +74,12 @@ typedef enum Opcode {
 #define INSN_OP(i) ((Opcode)((i) & 0xff))
 #define INSN_ARG(i) ((uint32_t)(i) >> 8)
 #define INSN_ARG_MAX 0xffffffu
+
+/* The comparison a fused OP_*_C stands for (after its CONST), else _OP_MAX. */
+static inline Opcode opcode_unfused(Opcode op)
+{
+        return op >= OP_EQ_C && op <= OP_GE_C ? (Opcode)(OP_EQ + (op - OP_EQ_C)) : _OP_MAX;
+}
 
 const char *opcode_name(Opcode op);
 int opcode_has_arg(Opcode op);

@@ -168,7 +168,12 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
 #define VM_COMPARE(test)                                                             \
         do {                                                                         \
                 sp--;                                                                \
-                const Value *a_ = &sp[-1], *b_ = &sp[0];                             \
+                VM_COMPARE_WITH(&sp[0], test);                                       \
+        } while (0)
+/* top against b */
+#define VM_COMPARE_WITH(b, test)                                                     \
+        do {                                                                         \
+                const Value *a_ = &sp[-1], *b_ = (b);                                \
                 bool ok_;                                                            \
                 if (a_->tag == VT_ENUM && b_->tag == VT_ENUM) {                      \
                         c = (a_->e > b_->e) - (a_->e < b_->e);                       \
@@ -251,6 +256,12 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 case OP_LE: VM_COMPARE(c <= 0); break;
                 case OP_GT: VM_COMPARE(c > 0); break;
                 case OP_GE: VM_COMPARE(c >= 0); break;
+                case OP_EQ_C: VM_COMPARE_WITH(&rs->consts[arg], c == 0); break;
+                case OP_NE_C: VM_COMPARE_WITH(&rs->consts[arg], c != 0); break;
+                case OP_LT_C: VM_COMPARE_WITH(&rs->consts[arg], c < 0); break;
+                case OP_LE_C: VM_COMPARE_WITH(&rs->consts[arg], c <= 0); break;
+                case OP_GT_C: VM_COMPARE_WITH(&rs->consts[arg], c > 0); break;
+                case OP_GE_C: VM_COMPARE_WITH(&rs->consts[arg], c >= 0); break;
                 case OP_IN:
                 case OP_NOT_IN: {
                         const ConstSet *cs = &rs->sets[arg];
@@ -356,6 +367,7 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 }
         }
 #undef VM_COMPARE
+#undef VM_COMPARE_WITH
 #undef VM_ARITH
 #undef VM_STRPRED
 }
@@ -379,6 +391,7 @@ static int vm_op_inputs(Opcode op)
                 return 2;
         case OP_IN: case OP_NOT_IN: case OP_MATCH: case OP_NEG: case OP_NOT: case OP_TOBOOL:
         case OP_EXISTS: case OP_LOWER: case OP_ABS: case OP_JF_KEEP: case OP_JT_KEEP: case OP_RET:
+        case OP_EQ_C: case OP_NE_C: case OP_LT_C: case OP_LE_C: case OP_GT_C: case OP_GE_C:
                 return 1;
         default:
                 return 0;
@@ -388,7 +401,9 @@ static int vm_op_inputs(Opcode op)
 static bool vm_arg_ok(const RuleSet *rs, Opcode op, uint32_t arg)
 {
         switch (op) {
-        case OP_CONST: return arg < rs->nconsts;
+        case OP_CONST:
+        case OP_EQ_C: case OP_NE_C: case OP_LT_C: case OP_LE_C: case OP_GT_C: case OP_GE_C:
+                return arg < rs->nconsts;
         case OP_FIELD:
         case OP_CUR:
         case OP_PROFILE: return arg < rs->schema.nslots;

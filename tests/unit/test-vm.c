@@ -11,6 +11,7 @@
  * max_stack as the compiler does, and checks the program with vm_verify().
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -305,6 +306,35 @@ Test(vm, comparisons)
         expect_bool(pe, &f, false, "enum == so != false");
         ev[S_RESULT] = value_str("fail", 4);
         expect_bool(pe, &f, false, "str vs enum: not comparable, even !=");
+}
+
+/* A fused comparison with a constant (EQ_C .. GE_C) answers exactly as
+ * CONST then the comparison, for every kind of value on the stack. */
+Test(vm, fused_comparisons_answer_as_the_pair)
+{
+        setup();
+        VmFrame f = frame();
+        static const Opcode cmp[] = {OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE};
+        static const Opcode fused[] = {OP_EQ_C, OP_NE_C, OP_LT_C, OP_LE_C, OP_GT_C, OP_GE_C};
+        static const uint32_t cs[] = {C_NUM8, C_STR_FAIL, C_ENUM_FAIL};
+        Value vals[] = {value_null(), value_num(2), value_num(8), value_num(9), value_num(NAN),
+                        value_str("fail", 4), value_str("fai", 3), value_str("pass", 4), value_enum(0),
+                        value_enum(1), value_bool(true)};
+        for (int k = 0; k < 6; k++)
+                for (size_t c = 0; c < sizeof(cs) / sizeof(cs[0]); c++) {
+                        cr_assert_eq(opcode_unfused(fused[k]), cmp[k]);
+                        uint32_t pair = add((const uint32_t[]){I(FIELD, S_TEMP), I(CONST, cs[c]), INSN(cmp[k], 0), O(RET)}, 4);
+                        uint32_t one = add((const uint32_t[]){I(FIELD, S_TEMP), INSN(fused[k], cs[c]), O(RET)}, 3);
+                        for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
+                                ev[S_TEMP] = vals[v];
+                                Value a = value_null(), b = value_null();
+                                cr_assert_eq(vm_run(&rs, pair, &f, &a), VM_OK);
+                                cr_assert_eq(vm_run(&rs, one, &f, &b), VM_OK);
+                                cr_assert(a.tag == b.tag && (a.tag != VT_BOOL || a.b == b.b),
+                                          "%s with constant %zu, value %zu: %d/%d vs %d/%d", opcode_name(fused[k]), c, v,
+                                          a.tag, a.b, b.tag, b.b);
+                        }
+                }
 }
 
 /* ---- sets ---- */
