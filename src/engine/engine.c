@@ -798,11 +798,28 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 timer_want(e, ent, ks->due, true);
                 return;
         }
-        if (ri->reads_profile)
-                engine_profile_need(e, ent);
+        bool cond;
         VmState st;
-        VmFrame f = frame_for(e, ent, ev, t, &st, ac);
-        bool cond = vm_test(e->rs, r->when, &f);
+        VmFrame f;
+        if (ri->reads_profile) /* the condition, or the message when it fires */
+                engine_profile_need(e, ent);
+        if (ri->event_only && ev == e->slots) {
+                /* read only the event: the same code as an earlier rule of this
+                 * event answers the same (over_limit of two cold-chain rules) */
+                uint32_t k = ri->same_when;
+                if (e->when_epoch[k] == e->applying) {
+                        cond = e->when_val[k];
+                } else {
+                        f = (VmFrame){.event = ev, .cur = ev, .now = t, .scratch = e->vmscratch,
+                                      .scratch_size = sizeof(e->vmscratch)};
+                        cond = vm_test(e->rs, r->when, &f);
+                        e->when_epoch[k] = e->applying;
+                        e->when_val[k] = cond;
+                }
+        } else {
+                f = frame_for(e, ent, ev, t, &st, ac);
+                cond = vm_test(e->rs, r->when, &f);
+        }
         if (r->for_ms) {
                 ks = keystate_lookup(e, ent, r, ev);
                 if (!cond) {
@@ -1422,6 +1439,59 @@ static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
         VEC_PUSH(*v, *n, *cap) = s;
 }
 
+/* A condition that reads only the event (its fields and constants, the
+ * event time) answers the same for every rule with the same code on the
+ * same event; RuleInfo.event_only and same_when, found here. */
+static bool prog_event_only(const RuleSet *rs, uint32_t prog)
+{
+        const Program *p = &rs->progs[prog];
+        for (uint32_t k = 0; k < p->len; k++)
+                switch (INSN_OP(rs->code[p->start + k])) {
+                case OP_CUR: case OP_PROFILE: case OP_SCORE: case OP_GRADE: case OP_MODE: case OP_PER_YEAR:
+                case OP_FLAG: case OP_AGG:
+                        return false;
+                default:
+                        break;
+                }
+        return true;
+}
+
+static void when_sharing(Engine *e)
+{
+        const RuleSet *rs = e->rs;
+        e->when_epoch = xcalloc(rs->nrules + 1, sizeof(uint64_t));
+        e->when_val = xcalloc(rs->nrules + 1, 1);
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *r = &rs->rules[i];
+                RuleInfo *ri = &e->ri[i];
+                ri->same_when = i;
+                ri->event_only = r->status != RULE_DISABLED && !r->is_static && !r->timer_driven &&
+                                 prog_event_only(rs, r->when);
+                if (!ri->event_only)
+                        continue;
+                const Program *p = &rs->progs[r->when];
+                for (uint32_t j = 0; j < i; j++) {
+                        const Program *q = &rs->progs[rs->rules[j].when];
+                        if (!e->ri[j].event_only || e->ri[j].same_when != j || q->len != p->len)
+                                continue;
+                        /* the same code up to where its jumps point */
+                        bool same = true;
+                        for (uint32_t k = 0; k < p->len && same; k++) {
+                                uint32_t a = rs->code[p->start + k], b = rs->code[q->start + k];
+                                Opcode op = INSN_OP(a);
+                                if (op == OP_JF_KEEP || op == OP_JT_KEEP)
+                                        same = INSN_OP(b) == op && INSN_ARG(a) - p->start == INSN_ARG(b) - q->start;
+                                else
+                                        same = a == b;
+                        }
+                        if (same) {
+                                ri->same_when = j;
+                                break;
+                        }
+                }
+        }
+}
+
 /* absent(T where F == $F for D) of rules on T alone, keyed per: F, is true
  * whenever their timer acts: the timer of a key stands at D (or a longer
  * absent()) after the key's last event, and any later event of the key
@@ -1543,6 +1613,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                                 ri->absent_ms = a->window_ms;
                 }
         }
+        when_sharing(e);
         e->static_points = xcalloc(e->nstatic + 1, sizeof(double));
         for (uint32_t k = 0; k < e->nstatic; k++) {
                 const Rule *sr = &rs->rules[e->static_rules[k]];
@@ -1605,6 +1676,8 @@ Engine *engine_free(Engine *e)
         free(e->naggs_by_type);
         free(e->static_rules);
         free(e->static_points);
+        free(e->when_epoch);
+        free(e->when_val);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {
                 free(e->ri[i].snap_slots);
         }

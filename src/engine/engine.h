@@ -163,6 +163,10 @@ typedef struct RuleInfo {
         uint32_t nsnap;
         int64_t absent_ms;      /* the longest absent() window, 0 none */
         bool reads_profile;     /* its condition, aggregates or message */
+        /* its condition reads only the event (fields, constants): its result
+         * is kept per event under the first rule with the same code */
+        bool event_only;
+        uint32_t same_when;     /* that rule's index (its own if the first) */
 } RuleInfo;
 
 /* An event hinted by engine_prefetch, decoded ahead with its own decoder,
@@ -218,6 +222,12 @@ struct Engine {
         uint32_t *static_rules;
         uint32_t nstatic;
         double *static_points;  /* per static rule: its points, 0 for a shadow rule */
+        /* ent_static_score of a set of static bits (one word), direct-mapped:
+         * most enterprises match one of a few sets */
+        struct {
+                uint64_t bits;
+                double score;
+        } sscache[64];
         /* overrides whose condition reads the clock: decided at every
          * regrade; with more than 16 overrides nothing is reused */
         uint16_t ov_volatile;
@@ -254,6 +264,8 @@ struct Engine {
         /* the hash of the applied event's per: value, kept while its rules
          * run (a reading's four device rules share one key) */
         uint64_t applying;      /* events applied, counting the current one */
+        uint64_t *when_epoch;   /* per rule: applying when when_val was set */
+        uint8_t *when_val;
         uint64_t kh_event;      /* 0: none */
         int32_t kh_slot;
         uint32_t kh_hash;

@@ -51,7 +51,18 @@ static void prune(Engine *e, Ent *ent, int64_t now)
 
 double grade_score(Engine *e, Ent *ent, int64_t now)
 {
-        double s = ent_static_score(e, ent);
+        double s;
+        if (ent_static_words(e) == 1) {
+                uint64_t bits = ent_static(e, ent)[0];
+                uint32_t i = (uint32_t)((bits * 0x9e3779b97f4a7c15ULL) >> 58);
+                if (e->sscache[i].bits != bits) {
+                        e->sscache[i].bits = bits;
+                        e->sscache[i].score = ent_static_score(e, ent);
+                }
+                s = e->sscache[i].score;
+        } else {
+                s = ent_static_score(e, ent);
+        }
         for (uint32_t i = 0; i < ent->nc; i++)
                 if (ent->c[i].expires > now)
                         s += ent->c[i].points;

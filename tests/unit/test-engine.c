@@ -957,3 +957,51 @@ Test(engine, keyed_absent_needs_no_rows)
         rules_unref(keyed);
         rules_unref(rows);
 }
+
+/* Rules whose conditions are the same code and read only the event share
+ * one evaluation per event; the outputs are those of conditions written
+ * differently (so not shared), with a rule between them that changes the
+ * state they would see if they read it. */
+static const char share_rules[] =
+        "rules:\n"
+        "  - id: cold.warm\n    on: coldchain\n    when: temp_c > 8 and device_id != \"X\"\n    score: 7\n    expires: 1d\n"
+        "  - id: cold.lead\n    on: coldchain\n    when: temp_c > 12\n    flags: { problem_lead: 2h }\n"
+        "  - id: cold.warm_long\n    on: coldchain\n    when: temp_c > 8 and device_id != \"X\"\n    for: 30m\n"
+        "    per: device_id\n    score: 3\n    expires: 1d\n"
+        "  - id: cold.warm_again\n    on: coldchain\n    when: temp_c > 8 and device_id != \"X\"\n    per: device_id\n"
+        "    cooldown: 1h\n    message: \"{device_id} {temp_c}\"\n";
+static const char share_rules_ref[] =
+        "rules:\n"
+        "  - id: cold.warm\n    on: coldchain\n    when: temp_c > 8 and device_id != \"X\"\n    score: 7\n    expires: 1d\n"
+        "  - id: cold.lead\n    on: coldchain\n    when: temp_c > 12\n    flags: { problem_lead: 2h }\n"
+        "  - id: cold.warm_long\n    on: coldchain\n    when: 8 < temp_c and device_id != \"X\"\n    for: 30m\n"
+        "    per: device_id\n    score: 3\n    expires: 1d\n"
+        "  - id: cold.warm_again\n    on: coldchain\n    when: not (temp_c <= 8 or device_id == \"X\")\n    per: device_id\n"
+        "    cooldown: 1h\n    message: \"{device_id} {temp_c}\"\n";
+
+Test(engine, shared_conditions_answer_as_their_own)
+{
+        RuleSet *shared = load_with(schema, share_rules), *ref = load_with(schema, share_rules_ref);
+        Buf in = {0};
+        char id[32], f[96];
+        uint64_t seed = 3;
+        for (int m = 0; m < 600; m++)
+                for (int d = 0; d < 4; d++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        snprintf(id, sizeof(id), "c%d-%d", m, d);
+                        snprintf(f, sizeof(f), "\"device_id\":\"%s\",\"temp_c\":%u", d == 3 ? "X" : (d ? "B" : "A"),
+                                 (unsigned)((seed >> 33) % 16));
+                        ev(&in, id, d % 2 ? "E1" : "E2", m, "coldchain", f);
+                }
+        Out a = run(shared, in.p, 0, 2000), b = run(ref, in.p, 0, 2000);
+        cr_assert_gt(a.alerts, 100, "%u alerts", a.alerts);
+        char *x = without_rules_version(a.all.p), *y = without_rules_version(b.all.p);
+        cr_assert_str_eq(x, y);
+        free(x);
+        free(y);
+        out_free(&a);
+        out_free(&b);
+        buf_free(&in);
+        rules_unref(shared);
+        rules_unref(ref);
+}
