@@ -376,6 +376,20 @@ void engine_profile_fill(Engine *e, Ent *ent)
         for (uint32_t i = 0; i < e->nprof; i++)
                 prof_load(e, ent, i, &e->profbuf[e->prof_slots[i]]);
         e->prof_ent = ent;
+        e->prof_have = e->prof_all;
+}
+
+void engine_profile_need_some(Engine *e, Ent *ent, uint64_t mask)
+{
+        if (e->prof_ent != ent) {
+                engine_profile_clear(e);
+                e->prof_ent = ent;
+        }
+        for (uint64_t m = mask & ~e->prof_have; m; m &= m - 1) {
+                uint32_t i = (uint32_t)__builtin_ctzll(m);
+                prof_load(e, ent, i, &e->profbuf[e->prof_slots[i]]);
+        }
+        e->prof_have |= mask;
 }
 
 void engine_profile_clear(Engine *e)
@@ -383,8 +397,14 @@ void engine_profile_clear(Engine *e)
         if (!e->prof_ent)
                 return;
         e->prof_ent = NULL;
-        for (uint32_t i = 0; i < e->nprof; i++)
-                e->profbuf[e->prof_slots[i]] = value_null();
+        if (e->prof_have == e->prof_all) {
+                for (uint32_t i = 0; i < e->nprof; i++)
+                        e->profbuf[e->prof_slots[i]] = value_null();
+        } else {
+                for (uint64_t m = e->prof_have; m; m &= m - 1)
+                        e->profbuf[e->prof_slots[__builtin_ctzll(m)]] = value_null();
+        }
+        e->prof_have = 0;
 }
 
 static KeyState *keystate_find(Engine *e, Ent *ent, uint32_t rule, const IStr *key)
@@ -1646,6 +1666,20 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                         if (op == OP_NOW || op == OP_AGG)
                                 e->ov_volatile |= (uint16_t)(1u << i);
                 }
+        }
+        e->prof_all = e->nprof >= 64 ? ~0ull : (1ull << e->nprof) - 1;
+        for (uint32_t i = 0; i < g->noverrides && i < 16; i++) {
+                const Program *p = &rs->progs[g->overrides[i].when];
+                for (uint32_t k = 0; k < p->len; k++) {
+                        uint32_t insn = rs->code[p->start + k];
+                        if (INSN_OP(insn) != OP_PROFILE)
+                                continue;
+                        uint32_t pi = 0;
+                        while (pi < e->nprof && e->prof_slots[pi] != INSN_ARG(insn))
+                                pi++;
+                        e->ov_prof[i] |= pi < 64 && e->nprof <= 64 ? 1ull << pi : ~0ull;
+                }
+                e->ov_prof[i] &= e->prof_all;
         }
         *ret = e;
         return 0;

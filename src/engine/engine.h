@@ -202,6 +202,9 @@ struct Engine {
         Value *snapvals;        /* a snapshot's values in order (transient) */
         Value *profbuf;         /* the enterprise profile laid out by slot */
         const Ent *prof_ent;    /* whose profile profbuf holds, NULL none */
+        uint64_t prof_have;     /* which of its values (bit per prof index; all: prof_all) */
+        uint64_t prof_all;
+        uint64_t ov_prof[16];   /* per override: the prof indexes it reads (all if > 64) */
         uint8_t *agg_profile;   /* per aggregate: its where reads the profile */
         uint8_t *agg_keyed;     /* per aggregate: an absent() that needs no rows (engine_new) */
         char vmscratch[4096];
@@ -322,9 +325,12 @@ void engine_profile_clear(Engine *e);
  * profile does not touch its lines. */
 static inline void engine_profile_need(Engine *e, Ent *ent)
 {
-        if (e->prof_ent != ent)
+        if (e->prof_ent != ent || e->prof_have != e->prof_all)
                 engine_profile_fill(e, ent);
 }
+/* Only the values of the prof indexes in mask (an override that reads a
+ * few of them, decided again at every event). */
+void engine_profile_need_some(Engine *e, Ent *ent, uint64_t mask);
 /* x has an item due at time (absent: of an absent() rule): its timer
  * entry comes up by then. */
 void timer_want(Engine *e, Ent *x, int64_t time, bool absent);

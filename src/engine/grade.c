@@ -122,7 +122,10 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 if (reuse && !((e->ov_volatile >> i) & 1)) {
                         hit = was;
                 } else {
-                        engine_profile_need(e, ent);
+                        if (i < 16)
+                                engine_profile_need_some(e, ent, e->ov_prof[i]);
+                        else
+                                engine_profile_need(e, ent);
                         hit = vm_test(e->rs, o->when, &f);
                         reuse = reuse && hit == was;
                 }
