@@ -1767,7 +1767,7 @@ const EngineStats *engine_stats(Engine *e)
          * their class), plus what grows with them: the table, the timer
          * heap, the intern table */
         uint64_t sb = (uint64_t)e->tabcap * sizeof(EntSlot) + (uint64_t)e->ctm * sizeof(Timer) +
-                      (uint64_t)e->in.cap * sizeof(IStr *),
+                      (uint64_t)e->in.cap * sizeof(uintptr_t),
                  wb = 0, rows = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
                 const Ent *x = e->tab[i].x;

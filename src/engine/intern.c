@@ -2,11 +2,25 @@
  * String interning for engine state (see intern.h): linear probing with
  * backward-shift deletion, so the table never holds tombstones.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "include/riskd/util.h"
 #include "src/engine/intern.h"
+
+#define TAG_SHIFT 48
+#define ADDR_MASK (((uintptr_t)1 << TAG_SHIFT) - 1)
+
+static inline IStr *slot_str(uintptr_t v)
+{
+        return (IStr *)(v & ADDR_MASK);
+}
+
+static inline uintptr_t slot_make(const Intern *in, IStr *e)
+{
+        return in->untagged ? (uintptr_t)e : (uintptr_t)e | (uintptr_t)(e->hash >> TAG_SHIFT) << TAG_SHIFT;
+}
 
 void intern_init(Intern *in, Pool *pool)
 {
@@ -14,31 +28,40 @@ void intern_init(Intern *in, Pool *pool)
         in->cap = 1024;
         in->n = 0;
         in->bytes = 0;
-        in->tab = xcalloc(in->cap, sizeof(IStr *));
-        util_advise_huge(in->tab, in->cap * sizeof(IStr *));
+        in->untagged = sizeof(uintptr_t) < 8;
+        in->tab = xcalloc(in->cap, sizeof(uintptr_t));
+        util_advise_huge(in->tab, in->cap * sizeof(uintptr_t));
 }
 
 void intern_deinit(Intern *in)
 {
         for (uint32_t i = 0; i < in->cap; i++)
-                if (in->tab[i])
-                        pool_free(in->pool, in->tab[i], sizeof(IStr) + in->tab[i]->len + 1);
+                if (in->tab[i]) {
+                        IStr *e = in->untagged ? (IStr *)in->tab[i] : slot_str(in->tab[i]);
+                        pool_free(in->pool, e, sizeof(IStr) + e->len + 1);
+                }
         free(in->tab);
         in->tab = NULL;
         in->n = in->cap = 0;
 }
 
+static inline IStr *slot_at(const Intern *in, uint32_t k)
+{
+        return in->untagged ? (IStr *)in->tab[k] : slot_str(in->tab[k]);
+}
+
 static void grow(Intern *in)
 {
         uint32_t oc = in->cap;
-        IStr **old = in->tab;
+        uintptr_t *old = in->tab;
         in->cap *= 2;
-        in->tab = xcalloc(in->cap, sizeof(IStr *));
-        util_advise_huge(in->tab, in->cap * sizeof(IStr *));
+        in->tab = xcalloc(in->cap, sizeof(uintptr_t));
+        util_advise_huge(in->tab, in->cap * sizeof(uintptr_t));
         for (uint32_t i = 0; i < oc; i++) {
                 if (!old[i])
                         continue;
-                uint32_t k = (uint32_t)old[i]->hash & (in->cap - 1);
+                IStr *e = in->untagged ? (IStr *)old[i] : slot_str(old[i]);
+                uint32_t k = (uint32_t)e->hash & (in->cap - 1);
                 while (in->tab[k])
                         k = (k + 1) & (in->cap - 1);
                 in->tab[k] = old[i];
@@ -46,22 +69,46 @@ static void grow(Intern *in)
         free(old);
 }
 
+/* An address with its top bits in use (not seen on x86-64 or arm64 user
+ * space, but possible): every slot becomes a bare address. */
+static void untag(Intern *in)
+{
+        for (uint32_t i = 0; i < in->cap; i++)
+                in->tab[i] = in->tab[i] ? (uintptr_t)slot_str(in->tab[i]) : 0;
+        in->untagged = true;
+}
+
 IStr *intern_get(Intern *in, const char *s, uint32_t len)
 {
         uint64_t h = hash_fast(s, len);
         uint32_t k = (uint32_t)h & (in->cap - 1);
-        for (IStr *e; (e = in->tab[k]); k = (k + 1) & (in->cap - 1))
-                if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
-                        e->refs++;
-                        return e;
+        if (!in->untagged) {
+                uintptr_t tag = (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
+                for (uintptr_t v; (v = in->tab[k]); k = (k + 1) & (in->cap - 1)) {
+                        if ((v & ~ADDR_MASK) != tag)
+                                continue;
+                        IStr *e = slot_str(v);
+                        if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+                                e->refs++;
+                                return e;
+                        }
                 }
+        } else {
+                for (IStr *e; (e = (IStr *)in->tab[k]); k = (k + 1) & (in->cap - 1))
+                        if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+                                e->refs++;
+                                return e;
+                        }
+        }
         IStr *e = pool_alloc(in->pool, sizeof(IStr) + len + 1);
         e->refs = 1;
         e->len = len;
         e->hash = h;
         memcpy(e->s, s, len);
         e->s[len] = 0;
-        in->tab[k] = e;
+        if (!in->untagged && ((uintptr_t)e & ~ADDR_MASK))
+                untag(in);
+        in->tab[k] = slot_make(in, e);
         in->n++;
         in->bytes += sizeof(IStr) + len + 1;
         /* up to three quarters full: the table is a good part of the state
@@ -83,19 +130,19 @@ void intern_put(Intern *in, IStr *is)
         if (!is || --is->refs > 0)
                 return;
         uint32_t mask = in->cap - 1, k = (uint32_t)is->hash & mask;
-        while (in->tab[k] != is)
+        while (slot_at(in, k) != is)
                 k = (k + 1) & mask;
         /* backward shift: move later entries of the cluster into the hole */
         uint32_t hole = k;
         for (uint32_t j = (k + 1) & mask; in->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)in->tab[j]->hash & mask;
+                uint32_t home = (uint32_t)slot_at(in, j)->hash & mask;
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         in->tab[hole] = in->tab[j];
                         hole = j;
                 }
         }
-        in->tab[hole] = NULL;
+        in->tab[hole] = 0;
         in->n--;
         in->bytes -= sizeof(IStr) + is->len + 1;
         pool_free(in->pool, is, sizeof(IStr) + is->len + 1);

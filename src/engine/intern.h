@@ -21,9 +21,13 @@ typedef struct IStr {
 
 typedef struct Intern {
         Pool *pool;             /* where the strings live (not owned) */
-        IStr **tab;
+        /* a slot: the IStr's address, its top 16 bits the top 16 bits of the
+         * string's hash (INTERN_TAGGED), so a lookup reads a string only
+         * when those match; 0 empty */
+        uintptr_t *tab;
         uint32_t cap, n;
         uint64_t bytes;
+        bool untagged;          /* an address used the top bits: slots hold bare addresses */
 } Intern;
 
 void intern_init(Intern *in, Pool *pool);
