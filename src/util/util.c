@@ -373,23 +373,28 @@ void buf_json_str(Buf *b, const char *s, size_t n)
         static const char hex[] = "0123456789abcdef";
         buf_reserve(b, n + 2);
         buf_putc(b, '"');
+        size_t run = 0; /* s[run .. i) needs no escape: copied at once */
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char)s[i];
+                if (c >= 0x20 && c != '"' && c != '\\')
+                        continue;
+                if (i > run)
+                        buf_put(b, s + run, i - run);
+                run = i + 1;
                 switch (c) {
                 case '"': buf_put(b, "\\\"", 2); break;
                 case '\\': buf_put(b, "\\\\", 2); break;
                 case '\n': buf_put(b, "\\n", 2); break;
                 case '\r': buf_put(b, "\\r", 2); break;
                 case '\t': buf_put(b, "\\t", 2); break;
-                default:
-                        if (c < 0x20) {
-                                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                                buf_put(b, e, 6);
-                        } else {
-                                buf_putc(b, (char)c);
-                        }
+                default: {
+                        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                        buf_put(b, e, 6);
+                }
                 }
         }
+        if (n > run)
+                buf_put(b, s + run, n - run);
         buf_putc(b, '"');
 }
 
