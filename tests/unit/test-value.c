@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "include/riskd/util.h"
 #include "include/riskd/value.h"
 
 #define NTAGS 7
@@ -481,4 +482,40 @@ Test(value, time_round_trip_offsets)
         cr_assert_eq(time_parse("2025-03-02T10:15:00+08:00", 25, &a), 0);
         cr_assert_eq(time_parse("2025-03-01T21:15:00-05:00", 25, &b), 0);
         cr_assert_eq(a, b, "the same instant in two offsets");
+}
+
+/* JSON string escaping: quotes, backslashes, the short escapes, other
+ * control bytes as \u00XX, everything else (UTF-8 included) as it is, at
+ * the start, the end and in runs. */
+Test(value, json_strings_escape_exactly)
+{
+        static const struct {
+                const char *in;
+                size_t n;
+                const char *out;
+        } cases[] = {
+                {"", 0, "\"\""},
+                {"plain", 5, "\"plain\""},
+                {"\"", 1, "\"\\\"\""},
+                {"a\"b\\c", 5, "\"a\\\"b\\\\c\""},
+                {"\n\r\t", 3, "\"\\n\\r\\t\""},
+                {"\x01x\x1f", 3, "\"\\u0001x\\u001f\""},
+                {"x\0y", 3, "\"x\\u0000y\""},
+                {"冷柜-1 \"二号库\"\n", 21, "\"冷柜-1 \\\"二号库\\\"\\n\""},
+                {"\x7f\xc3\xa9", 3, "\"\x7f\xc3\xa9\""},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                Buf b = {0};
+                buf_puts(&b, "<");
+                buf_json_str(&b, cases[i].in, cases[i].n);
+                char want[128];
+                snprintf(want, sizeof(want), "<%s", cases[i].out);
+                cr_assert_eq(b.len, strlen(want), "case %zu: %.*s", i, (int)b.len, b.p);
+                cr_assert(memcmp(b.p, want, b.len) == 0, "case %zu: %.*s", i, (int)b.len, b.p);
+                buf_free(&b);
+        }
+        Buf b = {0};
+        buf_json_str(&b, NULL, 0);
+        cr_assert_eq(b.len, 2);
+        buf_free(&b);
 }
