@@ -1316,6 +1316,14 @@ static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
  * its arrays.  1: their key states' keys and snapshots, its windows'
  * ends.  Each level reads only what the level before loaded, one push
  * earlier, and only live state (the table as it is now). */
+/* The intern table slot where string v would go (a new enterprise's name,
+ * its first device id): interning it then does not wait for the line. */
+static inline void prefetch_intern(const Engine *e, const Value *v)
+{
+        if (v->tag == VT_STR)
+                __builtin_prefetch(&e->in.tab[(uint32_t)hash_fast(v->s.p, v->s.len) & (e->in.cap - 1)]);
+}
+
 static void ahead_stage(Engine *e)
 {
         size_t span = ent_size(e, 40); /* keys of up to 40 bytes (a USCC is 18) */
@@ -1324,8 +1332,20 @@ static void ahead_stage(Engine *e)
                 if (a->rc != DECODE_OK)
                         continue;
                 Ent *x = ent_peek(e, a->h);
-                if (!x)
+                if (!x) {
+                        /* a new enterprise: its profile strings and its first key
+                         * are new strings */
+                        if (k != 2)
+                                continue;
+                        if ((int32_t)a->ev.type == e->rs->schema.profile_type) {
+                                for (uint32_t i = 0; i < e->nprof; i++)
+                                        if (e->prof_tags[i] == VT_STR)
+                                                prefetch_intern(e, &a->slots[e->prof_slots[i]]);
+                        } else if (e->type_key[a->ev.type] >= 0) {
+                                prefetch_intern(e, &a->slots[e->type_key[a->ev.type]]);
+                        }
                         continue;
+                }
                 if (k == 2) {
                         prefetch_lines(x, span);
                 } else if (k == 1) {
@@ -1597,11 +1617,17 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->naggs_by_type = xcalloc(nt, sizeof(uint32_t));
         uint32_t *caps = xcalloc(nt, sizeof(uint32_t)), scap = 0;
         e->ri = xcalloc(rs->nrules + 1, sizeof(RuleInfo));
+        e->type_key = xcalloc(nt + 1, sizeof(int32_t));
+        for (uint32_t t = 0; t < nt; t++)
+                e->type_key[t] = -1;
         for (uint32_t i = 0; i < rs->nrules; i++) {
                 const Rule *ru = &rs->rules[i];
                 RuleInfo *ri = &e->ri[i];
                 if (ru->status == RULE_DISABLED)
                         continue;
+                for (uint32_t t = 0; t < nt && ru->per_slot >= 0; t++)
+                        if (ru->on & (1ull << t) && e->type_key[t] < 0)
+                                e->type_key[t] = ru->per_slot;
                 if (ru->is_static) {
                         VEC_PUSH(e->static_rules, e->nstatic, scap) = i;
                         continue;
@@ -1710,6 +1736,7 @@ Engine *engine_free(Engine *e)
         free(e->naggs_by_type);
         free(e->static_rules);
         free(e->static_points);
+        free(e->type_key);
         free(e->when_epoch);
         free(e->when_val);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {

@@ -219,6 +219,7 @@ struct Engine {
         uint16_t prof_present;  /* offset of the bits */
         uint16_t prof_bytes;
         uint32_t **by_type;     /* rule indexes per event type */
+        int32_t *type_key;      /* per event type: the per: slot of its first keyed rule, -1 none */
         uint32_t *nby_type;
         uint32_t **aggs_by_type;
         uint32_t *naggs_by_type;
