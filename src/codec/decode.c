@@ -92,6 +92,10 @@ typedef struct DecNode {
 /* A key that can be matched by comparing raw bytes: printable ASCII
  * without '"' and '\\' (so its JSON form has no escapes), and short. */
 #define KEY_PRED_MAX 31
+/* Keys outside the schema a decoder learns (a node without slots each, so
+ * key prediction covers the envelope's other keys too); bounded, so keys
+ * made up by a sender only use up the budget. */
+#define UNKNOWN_KEYS_MAX 64
 
 typedef struct DecKey {
         uint64_t a, b;          /* KeyWords of the key */
@@ -105,6 +109,7 @@ struct Decoder {
 
         DecNode *nodes;
         uint32_t nnodes, cap_nodes;
+        uint32_t nunknown;      /* nodes learnt for keys outside the schema */
         uint8_t (*kpat)[KEY_PRED_MAX + 1]; /* [nnodes] the key of the node, '"', zeros */
         uint32_t *node_slots;
         DecKey *keys;
@@ -297,7 +302,7 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                         return -EINVAL;
 
         /* size the hash table: edges ≤ segments, plus type names and enum values */
-        size_t nkeys = s->ntypes + ENV_N;
+        size_t nkeys = s->ntypes + ENV_N + UNKNOWN_KEYS_MAX;
         for (int r = 0; r < ENV_N; r++)
                 for (const char *p = env_paths[r]; *p; p++)
                         nkeys += *p == '.';
@@ -373,7 +378,11 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
         }
 
         /* the keys as parse_object compares them */
-        d->kpat = xcalloc(d->nnodes, sizeof(*d->kpat));
+        /* room for the unknown keys, taken while parsing: the nodes must not
+         * move then (parse_object holds pointers into them) */
+        d->cap_nodes = d->nnodes + UNKNOWN_KEYS_MAX;
+        d->nodes = xrealloc(d->nodes, d->cap_nodes * sizeof(*d->nodes));
+        d->kpat = xcalloc(d->cap_nodes, sizeof(*d->kpat));
         for (uint32_t i = 0; i < cap; i++) {
                 const DecKey *k = &d->keys[i];
                 if (k->s && k->parent < d->nnodes && d->nodes[k->val].klen) {
@@ -1445,6 +1454,25 @@ static inline bool key_predicted(const Decoder *d, uint32_t pred, const uint8_t 
 #endif
 }
 
+/* A key of object node parent that the schema does not know (key_find
+ * found nothing): a node without slots, so that key prediction covers it
+ * next time; NONE when the budget is spent or the key is not plain. */
+static uint32_t unknown_key(Decoder *d, uint32_t parent, const uint8_t *key, uint32_t n)
+{
+        if (d->nunknown >= UNKNOWN_KEYS_MAX || n == 0 || n > KEY_PRED_MAX || d->nnodes >= d->cap_nodes)
+                return NONE;
+        for (uint32_t i = 0; i < n; i++)
+                if (key[i] < 0x20 || key[i] >= 0x7f || key[i] == '"' || key[i] == '\\')
+                        return NONE;
+        uint32_t c = d->nnodes++;
+        d->nodes[c] = (DecNode){.first = NONE, .next = NONE, .klen = (uint8_t)n};
+        memcpy(d->kpat[c], key, n);
+        d->kpat[c][n] = '"';
+        key_add(d, parent, (const char *)d->kpat[c], n, c);
+        d->nunknown++;
+        return c;
+}
+
 /* p is past '{'; node is the trie node of the object, or NONE. */
 static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth)
 {
@@ -1476,6 +1504,8 @@ static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, 
                                 uint32_t n = (uint32_t)(p - 1 - key);
                                 if (!esc) {
                                         child = key_find(d, node, key, n);
+                                        if (child == NONE)
+                                                child = unknown_key(d, node, key, n);
                                 } else {
                                         int64_t len = string_unescape(key, n, (uint8_t *)d->keybuf, d->max_key);
                                         if (len >= 0)

@@ -1205,3 +1205,51 @@ Test(decode, number_parse_ignores_locale)
         cr_assert_eq(x, 3.141592653589793);
         setlocale(LC_NUMERIC, "C");
 }
+
+/* ---- keys outside the schema ---- */
+
+/* A decoder learns keys outside the schema (nodes without slots, up to a
+ * budget) so that key prediction covers them; what it decodes must not
+ * change.  Events whose keys come in shifting orders, with unknown keys
+ * (more of them than the budget, some repeated, nested, escaped, or not
+ * ASCII) decode as a fresh decoder decodes each one. */
+Test(decode, unknown_keys_learnt_change_nothing)
+{
+        static const char *const parts[] = {
+                "\"device_id\":\"CR-7\"", "\"temp_c\":-3.5", "\"door_open\":true", "\"asset_type\":\"cold_room\"",
+                "\"schema_version\":\"1.0\"", "\"recorded_at\":\"2025-03-02T10:15:01+08:00\"",
+                "\"source_system\":{\"name\":\"iot\",\"site\":[1,2,{\"x\":null}]}", "\"x\\u0041y\":1",
+                "\"温度\":\"二号库\"", "\"device_id\":\"dup\"", "\"note\":\"a\"", "\"note\":\"b\"",
+        };
+        Decoder *fresh = NULL;
+        uint64_t seed = 9;
+        for (int i = 0; i < 400; i++) {
+                char j[2048];
+                size_t n = (size_t)snprintf(j, sizeof(j), "{" ENV_COLD);
+                for (int k = 0; k < 6; k++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        uint32_t r = (uint32_t)(seed >> 33);
+                        if (r % 5 == 0) /* a key never seen before: beyond the budget soon */
+                                n += (size_t)snprintf(j + n, sizeof(j) - n, ",\"k%d_%d\":%d", i, k, k);
+                        else
+                                n += (size_t)snprintf(j + n, sizeof(j) - n, ",%s",
+                                                      parts[r % (sizeof(parts) / sizeof(parts[0]))]);
+                }
+                snprintf(j + n, sizeof(j) - n, "}");
+                DecodeReason want_rc;
+                Value want[RULES_MAX_SLOTS];
+                char want_scratch[4096];
+                DecodedEvent want_ev = {.slots = want, .scratch = want_scratch, .scratch_size = sizeof(want_scratch)};
+                cr_assert_eq(decoder_new(&fresh, &S, NULL), 0);
+                want_rc = decoder_decode(fresh, j, strlen(j), &want_ev);
+                DecodeReason rc = dec(j);
+                cr_assert_eq(rc, want_rc, "event %d: %s", i, j);
+                for (uint32_t s = 0; s < S.nslots; s++) {
+                        int c = 0;
+                        bool same = slots[s].tag == want[s].tag &&
+                                    (slots[s].tag == VT_NULL || (value_cmp(&slots[s], &want[s], &c) && c == 0));
+                        cr_assert(same, "event %d, slot %s differs: %s", i, S.slot_path[s], j);
+                }
+                fresh = decoder_free(fresh);
+        }
+}
