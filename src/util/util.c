@@ -428,6 +428,7 @@ static inline uint64_t mix64(uint64_t x)
 uint64_t hash_fast(const void *p, size_t n)
 {
         const unsigned char *s = p;
+        size_t total = n;
         uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
         while (n >= 8) {
                 uint64_t w;
@@ -436,8 +437,23 @@ uint64_t hash_fast(const void *p, size_t n)
                 s += 8;
                 n -= 8;
         }
+        /* the last n < 8 bytes as a little-endian word, zero above, without a
+         * memcpy of variable length: the 8 bytes ending there shifted down
+         * (the key had 8 before them), or two overlapping 4-byte loads, or
+         * the first, middle and last bytes */
         uint64_t w = 0;
-        memcpy(&w, s, n);
+        if (n == 0) {
+        } else if (total >= 8) {
+                memcpy(&w, s + n - 8, 8);
+                w >>= (8 - n) * 8;
+        } else if (n >= 4) {
+                uint32_t lo, hi;
+                memcpy(&lo, s, 4);
+                memcpy(&hi, s + n - 4, 4);
+                w = (uint64_t)lo | (uint64_t)hi << ((n - 4) * 8);
+        } else {
+                w = (uint64_t)s[0] | (uint64_t)s[n / 2] << (n / 2 * 8) | (uint64_t)s[n - 1] << ((n - 1) * 8);
+        }
         h = (h ^ mix64(w ^ ((uint64_t)n << 56))) * 0x9e3779b97f4a7c15ULL;
         return mix64(h);
 }

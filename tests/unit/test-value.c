@@ -519,3 +519,46 @@ Test(value, json_strings_escape_exactly)
         cr_assert_eq(b.len, 2);
         buf_free(&b);
 }
+
+/* hash_fast reads the tail of a key without a memcpy of variable length;
+ * its value must be that of the plain definition (8-byte words, then the
+ * rest as a zero-padded word), for every length and alignment. */
+static uint64_t mix_ref(uint64_t x)
+{
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        x *= 0xc4ceb9fe1a85ec53ULL;
+        x ^= x >> 33;
+        return x;
+}
+
+static uint64_t hash_fast_ref(const unsigned char *s, size_t n)
+{
+        uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+        for (; n >= 8; s += 8, n -= 8) {
+                uint64_t w = 0;
+                for (int i = 0; i < 8; i++)
+                        w |= (uint64_t)s[i] << (8 * i);
+                h = (h ^ mix_ref(w)) * 0x9e3779b97f4a7c15ULL;
+        }
+        uint64_t w = 0;
+        for (size_t i = 0; i < n; i++)
+                w |= (uint64_t)s[i] << (8 * i);
+        h = (h ^ mix_ref(w ^ ((uint64_t)n << 56))) * 0x9e3779b97f4a7c15ULL;
+        return mix_ref(h);
+}
+
+Test(value, hash_fast_is_its_definition)
+{
+        unsigned char buf[80];
+        uint64_t seed = 5;
+        for (int it = 0; it < 20000; it++) {
+                for (size_t i = 0; i < sizeof(buf); i++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        buf[i] = (unsigned char)(seed >> 56);
+                }
+                size_t off = (size_t)it % 8, n = (size_t)(it / 8) % 41;
+                cr_assert_eq(hash_fast(buf + off, n), hash_fast_ref(buf + off, n), "length %zu offset %zu", n, off);
+        }
+}
