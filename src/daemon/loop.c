@@ -1863,9 +1863,9 @@ int loop_run(Loop *l)
                                 if (!l->fatal)
                                         loop_hint(l, l->msgs[k]);
                         /* and the bytes of the one hinted ENGINE_AHEAD messages later */
-                        if (i + 2 * ENGINE_AHEAD - 1 < n && l->msgs[i + 2 * ENGINE_AHEAD - 1]->payload)
-                                engine_prefetch_bytes(l->msgs[i + 2 * ENGINE_AHEAD - 1]->payload,
-                                                      l->msgs[i + 2 * ENGINE_AHEAD - 1]->len);
+                        const rd_kafka_message_t *later = i + 2 * ENGINE_AHEAD - 1 < n ? l->msgs[i + 2 * ENGINE_AHEAD - 1] : NULL;
+                        if (later && later->payload)
+                                engine_prefetch_bytes(later->payload, later->len);
                         if (!l->fatal) {
                                 loop_message(l, l->msgs[i]);
                                 if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max))

@@ -784,6 +784,19 @@ static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
         *ks = ent->ks[--ent->nks];
 }
 
+/* A condition that reads only the event (no state, profile or aggregate) on ev at t. */
+static bool event_test(Engine *e, uint32_t prog, const Value *ev, int64_t t)
+{
+        VmFrame f = {.event = ev, .cur = ev, .now = t, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
+        return vm_test(e->rs, prog, &f);
+}
+
+/* The key's cooldown still runs at t: its state must stay. */
+static bool cooldown_running(const Rule *r, const KeyState *ks, int64_t t)
+{
+        return r->cooldown_ms && ks->last_fire != TIME_UNSET && t < ks->last_fire + r->cooldown_ms;
+}
+
 static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t,
                           const Str *id, AggCtx *ac)
 {
@@ -793,13 +806,10 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 if (r->arm_when != PROG_NONE) {
                         /* the parts of when that read only the event: false,
                          * the timer would find when false on this event */
-                        VmFrame f = {.event = ev, .cur = ev, .now = t, .scratch = e->vmscratch,
-                                     .scratch_size = sizeof(e->vmscratch)};
-                        if (!vm_test(e->rs, r->arm_when, &f)) {
+                        if (!event_test(e, r->arm_when, ev, t)) {
                                 if (!(ks = keystate_lookup(e, ent, r, ev)))
                                         return;
-                                if (!r->cooldown_ms || ks->last_fire == TIME_UNSET ||
-                                    t >= ks->last_fire + r->cooldown_ms) {
+                                if (!cooldown_running(r, ks, t)) {
                                         keystate_drop(e, ent, ks);
                                 } else {
                                         ks->due = TIME_UNSET;
@@ -819,8 +829,6 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 return;
         }
         bool cond;
-        VmState st;
-        VmFrame f;
         if (ri->reads_profile) /* the condition, or the message when it fires */
                 engine_profile_need(e, ent);
         if (ri->event_only && ev == e->slots) {
@@ -830,21 +838,19 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 if (e->when_epoch[k] == e->applying) {
                         cond = e->when_val[k];
                 } else {
-                        f = (VmFrame){.event = ev, .cur = ev, .now = t, .scratch = e->vmscratch,
-                                      .scratch_size = sizeof(e->vmscratch)};
-                        cond = vm_test(e->rs, r->when, &f);
+                        cond = event_test(e, r->when, ev, t);
                         e->when_epoch[k] = e->applying;
                         e->when_val[k] = cond;
                 }
         } else {
-                f = frame_for(e, ent, ev, t, &st, ac);
+                VmState st;
+                VmFrame f = frame_for(e, ent, ev, t, &st, ac);
                 cond = vm_test(e->rs, r->when, &f);
         }
         if (r->for_ms) {
                 ks = keystate_lookup(e, ent, r, ev);
                 if (!cond) {
-                        if (ks && (!r->cooldown_ms || ks->last_fire == TIME_UNSET ||
-                                   t >= ks->last_fire + r->cooldown_ms))
+                        if (ks && !cooldown_running(r, ks, t))
                                 keystate_drop(e, ent, ks);
                         else if (ks) {
                                 ks->since = TIME_UNSET;
@@ -1553,14 +1559,13 @@ static void agg_keyed_find(Engine *e)
                 }
         }
         const Grading *g = &rs->grading;
-        for (uint32_t i = 0; i < g->noverrides; i++) {
-                const Program *p = &rs->progs[g->overrides[i].when];
-                for (uint32_t k = 0; k < p->len; k++) {
-                        uint32_t insn = rs->code[p->start + k];
-                        if (INSN_OP(insn) == OP_AGG && INSN_ARG(insn) < rs->naggs)
-                                e->agg_keyed[INSN_ARG(insn)] = 0;
-                }
-        }
+        uint32_t *used = NULL, nused = 0, cap = 0;
+        for (uint32_t i = 0; i < g->noverrides; i++)
+                scan_prog(rs, g->overrides[i].when, OP_AGG, &used, &nused, &cap);
+        for (uint32_t k = 0; k < nused; k++)
+                if (used[k] < rs->naggs)
+                        e->agg_keyed[used[k]] = 0;
+        free(used);
 }
 
 int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn emit, void *ud)
@@ -1695,16 +1700,15 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         }
         e->prof_all = e->nprof >= 64 ? ~0ull : (1ull << e->nprof) - 1;
         for (uint32_t i = 0; i < g->noverrides && i < 16; i++) {
-                const Program *p = &rs->progs[g->overrides[i].when];
-                for (uint32_t k = 0; k < p->len; k++) {
-                        uint32_t insn = rs->code[p->start + k];
-                        if (INSN_OP(insn) != OP_PROFILE)
-                                continue;
+                uint32_t *pv = NULL, np = 0, pvcap = 0;
+                scan_prog(rs, g->overrides[i].when, OP_PROFILE, &pv, &np, &pvcap);
+                for (uint32_t k = 0; k < np; k++) {
                         uint32_t pi = 0;
-                        while (pi < e->nprof && e->prof_slots[pi] != INSN_ARG(insn))
+                        while (pi < e->nprof && e->prof_slots[pi] != pv[k])
                                 pi++;
                         e->ov_prof[i] |= pi < 64 && e->nprof <= 64 ? 1ull << pi : ~0ull;
                 }
+                free(pv);
                 e->ov_prof[i] &= e->prof_all;
         }
         *ret = e;

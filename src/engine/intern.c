@@ -17,6 +17,12 @@ static inline IStr *slot_str(uintptr_t v)
         return (IStr *)(v & ADDR_MASK);
 }
 
+/* The string of slot value v (tagged or bare, as the table holds them). */
+static inline IStr *slot_ptr(const Intern *in, uintptr_t v)
+{
+        return in->untagged ? (IStr *)v : slot_str(v);
+}
+
 static inline uintptr_t slot_make(const Intern *in, IStr *e)
 {
         return in->untagged ? (uintptr_t)e : (uintptr_t)e | (uintptr_t)(e->hash >> TAG_SHIFT) << TAG_SHIFT;
@@ -37,17 +43,12 @@ void intern_deinit(Intern *in)
 {
         for (uint32_t i = 0; i < in->cap; i++)
                 if (in->tab[i]) {
-                        IStr *e = in->untagged ? (IStr *)in->tab[i] : slot_str(in->tab[i]);
+                        IStr *e = slot_ptr(in, in->tab[i]);
                         pool_free(in->pool, e, sizeof(IStr) + e->len + 1);
                 }
         free(in->tab);
         in->tab = NULL;
         in->n = in->cap = 0;
-}
-
-static inline IStr *slot_at(const Intern *in, uint32_t k)
-{
-        return in->untagged ? (IStr *)in->tab[k] : slot_str(in->tab[k]);
 }
 
 static void grow(Intern *in)
@@ -60,7 +61,7 @@ static void grow(Intern *in)
         for (uint32_t i = 0; i < oc; i++) {
                 if (!old[i])
                         continue;
-                IStr *e = in->untagged ? (IStr *)old[i] : slot_str(old[i]);
+                IStr *e = slot_ptr(in, old[i]);
                 uint32_t k = (uint32_t)e->hash & (in->cap - 1);
                 while (in->tab[k])
                         k = (k + 1) & (in->cap - 1);
@@ -130,12 +131,12 @@ void intern_put(Intern *in, IStr *is)
         if (!is || --is->refs > 0)
                 return;
         uint32_t mask = in->cap - 1, k = (uint32_t)is->hash & mask;
-        while (slot_at(in, k) != is)
+        while (slot_ptr(in, in->tab[k]) != is)
                 k = (k + 1) & mask;
         /* backward shift: move later entries of the cluster into the hole */
         uint32_t hole = k;
         for (uint32_t j = (k + 1) & mask; in->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)slot_at(in, j)->hash & mask;
+                uint32_t home = (uint32_t)slot_ptr(in, in->tab[j])->hash & mask;
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         in->tab[hole] = in->tab[j];

@@ -813,7 +813,8 @@ static char *without_rules_version(const char *s)
         return b.p;
 }
 
-static uint64_t state_after(RuleSet *rs, const char *text)
+/* The engine's counters after pushing text (no flush, no advance). */
+static EngineStats stats_after(RuleSet *rs, const char *text)
 {
         EngineConfig cfg;
         engine_config_default(&cfg);
@@ -825,10 +826,10 @@ static uint64_t state_after(RuleSet *rs, const char *text)
                 engine_push(e, p, (size_t)(nl - p), NULL);
                 p = nl + 1;
         }
-        uint64_t b = engine_stats(e)->state_bytes;
+        EngineStats st = *engine_stats(e);
         engine_free(e);
         out_free(&o);
-        return b;
+        return st;
 }
 
 static void silent_stream(Buf *in)
@@ -875,7 +876,7 @@ Test(engine, absent_rules_arm_only_what_can_fire)
         cr_assert_str_eq(x, y);
         /* the reference keeps a key state and a snapshot per device; the
          * pure rule only for the chilled production devices */
-        uint64_t sa = state_after(pure, in.p), sb = state_after(ref, in.p);
+        uint64_t sa = stats_after(pure, in.p).state_bytes, sb = stats_after(ref, in.p).state_bytes;
         cr_assert_lt(sa * 10, sb * 8, "state %llu vs %llu bytes", (unsigned long long)sa, (unsigned long long)sb);
         free(x);
         free(y);
@@ -908,24 +909,6 @@ static char *without_line(const char *s, const char *needle)
         return b.p ? b.p : strdup("");
 }
 
-static uint64_t window_rows_after(RuleSet *rs, const char *text)
-{
-        EngineConfig cfg;
-        engine_config_default(&cfg);
-        Out o = {0};
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
-        for (const char *p = text; *p;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
-        uint64_t rows = engine_stats(e)->window_rows;
-        engine_free(e);
-        out_free(&o);
-        return rows;
-}
-
 Test(engine, keyed_absent_needs_no_rows)
 {
         size_t n = strlen(arm_rules_pure) + strlen(keyed_extra) + 1;
@@ -949,8 +932,8 @@ Test(engine, keyed_absent_needs_no_rows)
                 out_free(&a);
                 out_free(&b);
         }
-        cr_assert_eq(window_rows_after(keyed, in.p), 0);
-        cr_assert_gt(window_rows_after(rows, in.p), 100);
+        cr_assert_eq(stats_after(keyed, in.p).window_rows, 0);
+        cr_assert_gt(stats_after(rows, in.p).window_rows, 100);
         free(mixed);
         free(both);
         buf_free(&in);
