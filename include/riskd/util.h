@@ -54,14 +54,15 @@ char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf,
  * no allocation once the pool has grown to the peak: a chunk is an
  * allocation (counted in util_allocs), an object is not.  The caller
  * passes the size back on free, as it knows it (an array's capacity).
- * Objects are 16-byte aligned; sizes are rounded up to their class (16-byte
- * steps to 256, then four classes per power of two); above POOL_MAX the
- * pool falls back to xmalloc/free.  Chunks go back only at pool_deinit.
+ * Objects are 8-byte aligned; sizes are rounded up to their class (8-byte
+ * steps to 256, where most state objects are and a coarser step would waste
+ * a few bytes on each, then four classes per power of two); above POOL_MAX
+ * the pool falls back to xmalloc/free.  Chunks go back only at pool_deinit.
  * Under AddressSanitizer every object is its own malloc, so the sanitizer
  * still sees each one.
  */
 #define POOL_MAX 65536
-#define POOL_NCLASS 48
+#define POOL_NCLASS 64
 
 typedef struct Pool {
         void *free[POOL_NCLASS];

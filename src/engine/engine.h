@@ -348,7 +348,7 @@ void engine_ent_clear(Engine *e, Ent *x);
 #define ENT_ARR(T, n) ((size_t)(n) * sizeof(T))
 /* Room for one more element in a pool array of *cap elements of elem
  * bytes: the array, moved if it had to grow.  Up to 512 bytes it grows by
- * one element (the pool's classes there are 16 to 64 bytes apart, so
+ * one element (the pool's classes there are 8 to 64 bytes apart, so
  * little is wasted: most enterprises hold one to eight of each), then it
  * doubles. */
 static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)

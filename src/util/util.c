@@ -120,15 +120,15 @@ void util_advise_huge(void *p, size_t n)
 static inline uint32_t pool_class(size_t n, size_t *size)
 {
         if (n <= 256) {
-                uint32_t c = (uint32_t)((n + 15) >> 4) - 1;
-                *size = (size_t)(c + 1) << 4;
+                uint32_t c = (uint32_t)((n + 7) >> 3) - 1;
+                *size = (size_t)(c + 1) << 3;
                 return c;
         }
         uint32_t b = 63 - (uint32_t)__builtin_clzll((unsigned long long)(n - 1)); /* 2^b < n <= 2^(b+1), b >= 8 */
         size_t step = (size_t)1 << (b - 2);
         uint32_t k = (uint32_t)((n - 1 - ((size_t)1 << b)) / step);
         *size = ((size_t)1 << b) + (k + 1) * step;
-        return 16 + (b - 8) * 4 + k;
+        return 32 + (b - 8) * 4 + k;
 }
 
 size_t pool_size(size_t n)
