@@ -435,7 +435,7 @@ static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
                 ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState));
         }
         ks = &ent->ks[ent->nks++];
-        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)key->hash : 0, .since = TIME_UNSET,
+        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)istr_hash(key) : 0, .since = TIME_UNSET,
                          .last_fire = TIME_UNSET, .due = TIME_UNSET};
         return ks;
 }

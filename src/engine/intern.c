@@ -23,9 +23,10 @@ static inline IStr *slot_ptr(const Intern *in, uintptr_t v)
         return in->untagged ? (IStr *)v : slot_str(v);
 }
 
-static inline uintptr_t slot_make(const Intern *in, IStr *e)
+/* The slot value of e, whose hash is h. */
+static inline uintptr_t slot_make(const Intern *in, IStr *e, uint64_t h)
 {
-        return in->untagged ? (uintptr_t)e : (uintptr_t)e | (uintptr_t)(e->hash >> TAG_SHIFT) << TAG_SHIFT;
+        return in->untagged ? (uintptr_t)e : (uintptr_t)e | (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
 }
 
 void intern_init(Intern *in, Pool *pool)
@@ -62,7 +63,7 @@ static void grow(Intern *in)
                 if (!old[i])
                         continue;
                 IStr *e = slot_ptr(in, old[i]);
-                uint32_t k = (uint32_t)e->hash & (in->cap - 1);
+                uint32_t k = (uint32_t)istr_hash(e) & (in->cap - 1);
                 while (in->tab[k])
                         k = (k + 1) & (in->cap - 1);
                 in->tab[k] = old[i];
@@ -89,14 +90,14 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
                         if ((v & ~ADDR_MASK) != tag)
                                 continue;
                         IStr *e = slot_str(v);
-                        if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+                        if (e->len == len && memcmp(e->s, s, len) == 0) {
                                 e->refs++;
                                 return e;
                         }
                 }
         } else {
                 for (IStr *e; (e = (IStr *)in->tab[k]); k = (k + 1) & (in->cap - 1))
-                        if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+                        if (e->len == len && memcmp(e->s, s, len) == 0) {
                                 e->refs++;
                                 return e;
                         }
@@ -104,12 +105,11 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
         IStr *e = pool_alloc(in->pool, sizeof(IStr) + len + 1);
         e->refs = 1;
         e->len = len;
-        e->hash = h;
         memcpy(e->s, s, len);
         e->s[len] = 0;
         if (!in->untagged && ((uintptr_t)e & ~ADDR_MASK))
                 untag(in);
-        in->tab[k] = slot_make(in, e);
+        in->tab[k] = slot_make(in, e, h);
         in->n++;
         in->bytes += sizeof(IStr) + len + 1;
         /* up to three quarters full: the table is a good part of the state
@@ -130,13 +130,13 @@ void intern_put(Intern *in, IStr *is)
 {
         if (!is || --is->refs > 0)
                 return;
-        uint32_t mask = in->cap - 1, k = (uint32_t)is->hash & mask;
+        uint32_t mask = in->cap - 1, k = (uint32_t)istr_hash(is) & mask;
         while (slot_ptr(in, in->tab[k]) != is)
                 k = (k + 1) & mask;
         /* backward shift: move later entries of the cluster into the hole */
         uint32_t hole = k;
         for (uint32_t j = (k + 1) & mask; in->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)slot_ptr(in, in->tab[j])->hash & mask;
+                uint32_t home = (uint32_t)istr_hash(slot_ptr(in, in->tab[j])) & mask;
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         in->tab[hole] = in->tab[j];

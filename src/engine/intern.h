@@ -13,11 +13,18 @@
 #include "include/riskd/util.h"
 #include "include/riskd/value.h"
 
+/* No hash is kept: the table's slot has 16 bits of it, which is enough
+ * to pass over other strings, and growing or deleting works it out again
+ * from the bytes (hash_fast, as cheap as reading a stored one). */
 typedef struct IStr {
         uint32_t refs, len;
-        uint64_t hash;
         char s[];               /* NUL terminated */
 } IStr;
+
+static inline uint64_t istr_hash(const IStr *is)
+{
+        return hash_fast(is->s, is->len);
+}
 
 typedef struct Intern {
         Pool *pool;             /* where the strings live (not owned) */

@@ -399,7 +399,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         s = get_s(r, &n);
                         if (rule >= 0 && !r->bad) {
                                 ks.key = intern_get(&e->in, s, n);
-                                ks.khash = (uint32_t)ks.key->hash;
+                                ks.khash = (uint32_t)istr_hash(ks.key);
                         }
                 }
                 ks.fired = get_b(r);
