@@ -43,11 +43,22 @@ void engine_config_default(EngineConfig *c)
 
 /* ---- enterprise table ---- */
 
+static inline bool ent_is(const Ent *x, const char *k, uint32_t len)
+{
+        return ent_key(x)->len == len && memcmp(ent_key(x)->s, k, len) == 0;
+}
+
 static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t mask = e->tabcap - 1, i = (uint32_t)h & mask;
-        for (const EntSlot *sl; (sl = &e->tab[i])->x; i = (i + 1) & mask)
-                if (sl->h == h && ent_key(sl->x)->len == len && memcmp(ent_key(sl->x)->s, k, len) == 0)
+        if (e->tab_untagged) {
+                for (Ent *x; (x = tab_ent(e, i)); i = (i + 1) & mask)
+                        if (ent_is(x, k, len))
+                                return i;
+                return i;
+        }
+        for (uintptr_t v; (v = e->tab[i]); i = (i + 1) & mask)
+                if (tag_match(v, h) && ent_is(tag_ptr(v, false), k, len))
                         return i;
         return i;
 }
@@ -55,7 +66,20 @@ static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 static Ent *ent_find(Engine *e, const char *k, uint32_t len)
 {
         uint64_t h = hash_fast(k, len);
-        return e->tab[ent_slot(e, k, len, h)].x;
+        return tab_ent(e, ent_slot(e, k, len, h));
+}
+
+static inline uint64_t ent_hash(const Ent *x)
+{
+        return hash_fast(ent_key(x)->s, ent_key(x)->len);
+}
+
+/* An address with its top bits in use: every slot becomes a bare address. */
+static void tab_untag(Engine *e)
+{
+        for (uint32_t i = 0; i < e->tabcap; i++)
+                e->tab[i] = (uintptr_t)tab_ent(e, i);
+        e->tab_untagged = true;
 }
 
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
@@ -69,8 +93,8 @@ static size_t ent_size(const Engine *e, uint32_t len)
 static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t i = ent_slot(e, k, len, h);
-        if (e->tab[i].x)
-                return e->tab[i].x;
+        if (e->tab[i])
+                return tab_ent(e, i);
         if (e->nents >= e->cfg.max_enterprises)
                 return NULL;
         Ent *x = pool_calloc(&e->pool, ent_size(e, len));
@@ -80,18 +104,20 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
         x->tm_at = TIME_UNSET;
-        e->tab[i] = (EntSlot){h, x};
+        if (!e->tab_untagged && !tag_fits(x))
+                tab_untag(e);
+        e->tab[i] = tag_make(x, h, e->tab_untagged);
         e->nents++;
         if (e->nents * 2 > e->tabcap) {
                 uint32_t oc = e->tabcap;
-                EntSlot *old = e->tab;
+                uintptr_t *old = e->tab;
                 e->tabcap *= 2;
-                e->tab = xcalloc(e->tabcap, sizeof(EntSlot));
-                util_advise_huge(e->tab, e->tabcap * sizeof(EntSlot));
+                e->tab = xcalloc(e->tabcap, sizeof(uintptr_t));
+                util_advise_huge(e->tab, e->tabcap * sizeof(uintptr_t));
                 for (uint32_t j = 0; j < oc; j++)
-                        if (old[j].x) {
-                                uint32_t s = (uint32_t)old[j].h & (e->tabcap - 1);
-                                while (e->tab[s].x)
+                        if (old[j]) {
+                                uint32_t s = (uint32_t)ent_hash(tag_ptr(old[j], e->tab_untagged)) & (e->tabcap - 1);
+                                while (e->tab[s])
                                         s = (s + 1) & (e->tabcap - 1);
                                 e->tab[s] = old[j];
                         }
@@ -254,19 +280,19 @@ static void ent_free(Engine *e, Ent *x)
 /* Remove from the table (backward-shift deletion) and free. */
 void engine_ent_remove(Engine *e, Ent *x)
 {
-        uint32_t mask = e->tabcap - 1, k = (uint32_t)hash_fast(ent_key(x)->s, ent_key(x)->len) & mask;
-        while (e->tab[k].x != x)
+        uint32_t mask = e->tabcap - 1, k = (uint32_t)ent_hash(x) & mask;
+        while (tab_ent(e, k) != x)
                 k = (k + 1) & mask;
         uint32_t hole = k;
-        for (uint32_t j = (k + 1) & mask; e->tab[j].x; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)e->tab[j].h & mask;
+        for (uint32_t j = (k + 1) & mask; e->tab[j]; j = (j + 1) & mask) {
+                uint32_t home = (uint32_t)ent_hash(tab_ent(e, j)) & mask;
                 bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
                 if (movable) {
                         e->tab[hole] = e->tab[j];
                         hole = j;
                 }
         }
-        e->tab[hole] = (EntSlot){0, NULL};
+        e->tab[hole] = 0;
         e->nents--;
         ent_free(e, x);
 }
@@ -1224,7 +1250,7 @@ void engine_timers_rebuild(Engine *e)
 {
         e->ntm = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
-                Ent *x = e->tab[i].x;
+                Ent *x = tab_ent(e, i);
                 if (!x)
                         continue;
                 x->tm_at = TIME_UNSET;
@@ -1248,13 +1274,16 @@ static void release_upto(Engine *e, int64_t upto, bool final)
 /* ---- decoding ahead (engine_prefetch) ---- */
 
 /* The enterprise of a key hash, without comparing keys: for a prefetch,
- * where a 64-bit collision only loads lines that are not needed. */
+ * where a match of the 16 tag bits that is not the key only loads lines
+ * that are not needed. */
 static Ent *ent_peek(const Engine *e, uint64_t h)
 {
+        if (e->tab_untagged)
+                return NULL;
         uint32_t mask = e->tabcap - 1;
-        for (uint32_t i = (uint32_t)h & mask; e->tab[i].x; i = (i + 1) & mask)
-                if (e->tab[i].h == h)
-                        return e->tab[i].x;
+        for (uint32_t i = (uint32_t)h & mask; e->tab[i]; i = (i + 1) & mask)
+                if (tag_match(e->tab[i], h))
+                        return tag_ptr(e->tab[i], false);
         return NULL;
 }
 
@@ -1603,7 +1632,8 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->wm = TIME_UNSET;
         e->restore_next = -1;
         e->tabcap = 1024;
-        e->tab = xcalloc(e->tabcap, sizeof(EntSlot));
+        e->tab = xcalloc(e->tabcap, sizeof(uintptr_t));
+        e->tab_untagged = sizeof(uintptr_t) < 8;
 
         /* which profile slots anything reads */
         uint32_t pcap = 0;
@@ -1727,8 +1757,8 @@ Engine *engine_free(Engine *e)
         }
         free(e->held);
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i].x)
-                        ent_free(e, e->tab[i].x);
+                if (tab_ent(e, i))
+                        ent_free(e, tab_ent(e, i));
         free(e->tab);
         for (uint32_t t = 0; t < e->rs->schema.ntypes; t++) {
                 free(e->by_type[t]);
@@ -1797,11 +1827,11 @@ const EngineStats *engine_stats(Engine *e)
         /* everything enterprises hold is in the pool (sizes as rounded up to
          * their class), plus what grows with them: the table, the timer
          * heap, the intern table */
-        uint64_t sb = (uint64_t)e->tabcap * sizeof(EntSlot) + (uint64_t)e->ctm * sizeof(Timer) +
+        uint64_t sb = (uint64_t)e->tabcap * sizeof(uintptr_t) + (uint64_t)e->ctm * sizeof(Timer) +
                       (uint64_t)e->in.cap * sizeof(uintptr_t),
                  wb = 0, rows = 0;
         for (uint32_t i = 0; i < e->tabcap; i++) {
-                const Ent *x = e->tab[i].x;
+                const Ent *x = tab_ent(e, i);
                 if (!x)
                         continue;
                 for (uint32_t k = 0; k < x->nw; k++) {
@@ -1845,8 +1875,8 @@ void engine_grades_write(Engine *e, Buf *out)
         Ent **v = xmalloc((e->nents + 1) * sizeof(Ent *));
         uint32_t n = 0;
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i].x)
-                        v[n++] = e->tab[i].x;
+                if (tab_ent(e, i))
+                        v[n++] = tab_ent(e, i);
         qsort(v, n, sizeof(Ent *), ent_cmp);
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;

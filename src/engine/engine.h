@@ -126,14 +126,6 @@ static inline int ent_key_cmp(const EntKey *a, const EntKey *b)
         return c ? c : (a->len < b->len ? -1 : a->len > b->len);
 }
 
-/* A slot of the enterprise table: the full key hash beside the pointer, so
- * a lookup reads one slot (one cache line) and touches only the Ent whose
- * hash matches, which it needs next anyway. */
-typedef struct EntSlot {
-        uint64_t h;
-        Ent *x;                 /* NULL: empty */
-} EntSlot;
-
 /* The timer heap holds one entry per enterprise with something due: its
  * earliest item (a contribution's or a flag's expiry, the hysteresis
  * dwell, a for: or absent() key's due time), at (Ent.tm_at,
@@ -238,8 +230,13 @@ struct Engine {
         bool ov_reuse;
         RuleInfo *ri;
 
-        EntSlot *tab;           /* open addressing by key hash */
+        /* open addressing by key hash, at most half full: a slot is the Ent's
+         * address tagged with its key hash (tag_make), so a lookup reads
+         * one slot and touches only an Ent whose tag matches, which it
+         * needs next anyway; 0 empty */
+        uintptr_t *tab;
         uint32_t tabcap, nents;
+        bool tab_untagged;
 
         Timer *tm;              /* min-heap */
         uint32_t ntm, ctm;
@@ -276,6 +273,12 @@ struct Engine {
         Buf out;                /* output document being built */
         Buf msg;
 };
+
+/* The enterprise in table slot i, NULL none. */
+static inline Ent *tab_ent(const Engine *e, uint32_t i)
+{
+        return tag_ptr(e->tab[i], e->tab_untagged);
+}
 
 static inline uint64_t *ent_recent(const Engine *e, const Ent *x)
 {

@@ -9,24 +9,15 @@
 #include "include/riskd/util.h"
 #include "src/engine/intern.h"
 
-#define TAG_SHIFT 48
-#define ADDR_MASK (((uintptr_t)1 << TAG_SHIFT) - 1)
-
 static inline IStr *slot_str(uintptr_t v)
 {
-        return (IStr *)(v & ADDR_MASK);
+        return (IStr *)(v & TAG_ADDR_MASK);
 }
 
 /* The string of slot value v (tagged or bare, as the table holds them). */
 static inline IStr *slot_ptr(const Intern *in, uintptr_t v)
 {
-        return in->untagged ? (IStr *)v : slot_str(v);
-}
-
-/* The slot value of e, whose hash is h. */
-static inline uintptr_t slot_make(const Intern *in, IStr *e, uint64_t h)
-{
-        return in->untagged ? (uintptr_t)e : (uintptr_t)e | (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
+        return tag_ptr(v, in->untagged);
 }
 
 void intern_init(Intern *in, Pool *pool)
@@ -85,9 +76,8 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
         uint64_t h = hash_fast(s, len);
         uint32_t k = (uint32_t)h & (in->cap - 1);
         if (!in->untagged) {
-                uintptr_t tag = (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
                 for (uintptr_t v; (v = in->tab[k]); k = (k + 1) & (in->cap - 1)) {
-                        if ((v & ~ADDR_MASK) != tag)
+                        if (!tag_match(v, h))
                                 continue;
                         IStr *e = slot_str(v);
                         if (e->len == len && memcmp(e->s, s, len) == 0) {
@@ -107,9 +97,9 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
         e->len = len;
         memcpy(e->s, s, len);
         e->s[len] = 0;
-        if (!in->untagged && ((uintptr_t)e & ~ADDR_MASK))
+        if (!in->untagged && !tag_fits(e))
                 untag(in);
-        in->tab[k] = slot_make(in, e, h);
+        in->tab[k] = tag_make(e, h, in->untagged);
         in->n++;
         in->bytes += sizeof(IStr) + len + 1;
         /* up to three quarters full: the table is a good part of the state

@@ -7,6 +7,7 @@
 #ifndef RISKD_ENGINE_INTERN_H
 #define RISKD_ENGINE_INTERN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +27,40 @@ static inline uint64_t istr_hash(const IStr *is)
         return hash_fast(is->s, is->len);
 }
 
+/* The engine's hash tables (the intern table, the enterprise table) keep
+ * one word per slot: the object's address, its top 16 bits the top 16
+ * bits of the object's hash, so a probe reads an object only when those
+ * match.  Should an address ever use the top bits (not seen in x86-64 or
+ * arm64 user space), a table falls back to bare addresses ("untagged") and
+ * compares what they point to. */
+#define TAG_SHIFT 48
+#define TAG_ADDR_MASK (((uintptr_t)1 << TAG_SHIFT) - 1)
+
+static inline uintptr_t tag_make(const void *p, uint64_t h, bool untagged)
+{
+        return untagged ? (uintptr_t)p : (uintptr_t)p | (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
+}
+
+static inline void *tag_ptr(uintptr_t v, bool untagged)
+{
+        return (void *)(untagged ? v : v & TAG_ADDR_MASK);
+}
+
+/* Slot value v (tagged) may hold an object of hash h. */
+static inline bool tag_match(uintptr_t v, uint64_t h)
+{
+        return (v & ~TAG_ADDR_MASK) == (uintptr_t)(h >> TAG_SHIFT) << TAG_SHIFT;
+}
+
+/* p can be tagged. */
+static inline bool tag_fits(const void *p)
+{
+        return ((uintptr_t)p & ~TAG_ADDR_MASK) == 0;
+}
+
 typedef struct Intern {
         Pool *pool;             /* where the strings live (not owned) */
-        /* a slot: the IStr's address, its top 16 bits the top 16 bits of the
-         * string's hash (INTERN_TAGGED), so a lookup reads a string only
-         * when those match; 0 empty */
+        /* a slot: the IStr's address, tagged (tag_make); 0 empty */
         uintptr_t *tab;
         uint32_t cap, n;
         uint64_t bytes;

@@ -42,8 +42,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
          * that touched them all would write them */
         engine_batch_begin(e);
         for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i].x)
-                        state_touch(e, e->tab[i].x);
+                if (e->tab[i])
+                        state_touch(e, tab_ent(e, i));
         n->reload_fresh = fresh;
         engine_batch_changes(e, e->restore_next, into, n);
         n->reload_fresh = NULL;
@@ -54,8 +54,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
 
         /* the static part follows the static rules still matching (ent_static_score) */
         for (uint32_t i = 0; i < n->tabcap; i++)
-                if (n->tab[i].x)
-                        n->tab[i].x->grade_clean = 0;
+                if (n->tab[i])
+                        tab_ent(n, i)->grade_clean = 0;
 
         /* the counters go on; events by type follow the type's name */
         const EngineStats *o = &e->st;
