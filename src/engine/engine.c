@@ -126,10 +126,12 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         return x;
 }
 
-static void keystate_clear(Engine *e, KeyState *ks)
+void engine_ks_free(Engine *e, KeyState *ks)
 {
-        intern_put(&e->in, ks->key);
-        engine_snap_free(e, ks);
+        if (ks->snap)
+                pool_free(&e->pool, ks->snap, ks->snap->size);
+        ks->snap = NULL;
+        ks->keyed = 0;
 }
 
 static uint8_t prof_tag(const Engine *e, uint32_t i)
@@ -252,7 +254,7 @@ void engine_ent_clear(Engine *e, Ent *x)
         pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
         pool_free(&e->pool, x->f, ENT_ARR(FlagState, x->cf));
         for (uint32_t i = 0; i < x->nks; i++)
-                keystate_clear(e, &x->ks[i]);
+                engine_ks_free(e, &x->ks[i]);
         pool_free(&e->pool, x->ks, ENT_ARR(KeyState, x->cks));
         for (uint32_t i = 0; i < x->nw; i++)
                 window_free(e, &x->w[i]);
@@ -309,15 +311,15 @@ Ent *engine_ent_get(Engine *e, const char *k, uint32_t len)
 
 /* ---- timers: a min-heap ordered by (time, enterprise, kind, rule, key) ---- */
 
-static int istr_cmp(const IStr *a, const IStr *b)
+/* Keys in order, the enterprise as a whole (no key) first. */
+static int ks_key_cmp(const KeyState *p, const KeyState *q)
 {
-        if (a == b)
-                return 0;
-        if (!a || !b)
-                return a ? 1 : -1;
-        uint32_t n = a->len < b->len ? a->len : b->len;
-        int c = memcmp(a->s, b->s, n);
-        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+        if (!p->keyed || !q->keyed)
+                return p->keyed - q->keyed;
+        Str a = ks_key(p), b = ks_key(q);
+        uint32_t n = a.len < b.len ? a.len : b.len;
+        int c = memcmp(a.p, b.p, n);
+        return c ? c : (a.len < b.len ? -1 : a.len > b.len);
 }
 
 static inline Ent *timer_ent(const Timer *t)
@@ -433,44 +435,44 @@ void engine_profile_clear(Engine *e)
         e->prof_have = 0;
 }
 
-static KeyState *keystate_find(Engine *e, Ent *ent, uint32_t rule, const IStr *key)
+static Snap *snap_key_only(Engine *e, const char *k, uint32_t len)
 {
-        for (uint32_t i = 0; i < ent->nks; i++)
-                if (ent->ks[i].rule == rule && ent->ks[i].key == key)
-                        return &ent->ks[i];
-        return NULL;
+        Snap *s = pool_alloc(&e->pool, sizeof(Snap) + len);
+        s->size = (uint32_t)(sizeof(Snap) + len);
+        s->klen = len;
+        s->idlen = SNAP_NONE;
+        if (len)
+                memcpy(s->data, k, len);
+        return s;
 }
 
-/* key is a reference the caller gives away (dropped if found) */
-static KeyState *keystate_get(Engine *e, Ent *ent, uint32_t rule, IStr *key)
+void engine_ks_key(Engine *e, KeyState *ks, const char *k, uint32_t len)
 {
-        KeyState *ks = keystate_find(e, ent, rule, key);
-        if (ks) {
-                intern_put(&e->in, key);
-                return ks;
-        }
-        uint32_t nrule = 0;
-        for (uint32_t i = 0; i < ent->nks; i++)
-                nrule += ent->ks[i].rule == rule;
-        if (nrule >= e->cfg.max_keys) {
-                intern_put(&e->in, key);
-                return NULL;
-        }
-        if (ent->nks == ent->cks) {
-                /* pending timers hold hints into the old array: they revalidate by (rule, key) */
-                ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState));
-        }
-        ks = &ent->ks[ent->nks++];
-        *ks = (KeyState){.rule = (uint16_t)rule, .key = key, .khash = key ? (uint32_t)istr_hash(key) : 0, .since = TIME_UNSET,
-                         .last_fire = TIME_UNSET, .due = TIME_UNSET};
-        return ks;
+        ks->keyed = 1;
+        ks->khash = (uint32_t)hash_fast(k, len);
+        ks->snap = snap_key_only(e, k, len);
 }
 
 void engine_snap_free(Engine *e, KeyState *ks)
 {
-        if (ks->snap)
-                pool_free(&e->pool, ks->snap, ks->snap->size);
-        ks->snap = NULL;
+        Snap *s = ks->snap;
+        if (!s)
+                return;
+        if (!ks->keyed) {
+                pool_free(&e->pool, s, s->size);
+                ks->snap = NULL;
+                return;
+        }
+        if (s->idlen == SNAP_NONE)
+                return;
+        size_t n = sizeof(Snap) + s->klen;
+        if (pool_size(n) != pool_size(s->size)) {
+                ks->snap = snap_key_only(e, (const char *)s->data, s->klen);
+                pool_free(&e->pool, s, s->size);
+                return;
+        }
+        s->size = (uint32_t)n;
+        s->idlen = SNAP_NONE;
 }
 
 /* hex digit values, 0xff for anything else (lowercase only: an id in
@@ -546,8 +548,10 @@ static const uint8_t *varint_get(const uint8_t *p, uint32_t *v)
 
 static bool is_key(const KeyState *ks, const Value *v)
 {
-        return v->tag == VT_STR && ks->key && ks->key->len == v->s.len &&
-               (v->s.p == ks->key->s || memcmp(v->s.p, ks->key->s, v->s.len) == 0);
+        if (v->tag != VT_STR || !ks->keyed)
+                return false;
+        Str k = ks_key(ks);
+        return k.len == v->s.len && (v->s.p == k.p || memcmp(v->s.p, k.p, k.len) == 0);
 }
 
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
@@ -555,7 +559,8 @@ void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
 {
         uint8_t uuid[16];
         bool bin = uuid_pack(id, idlen, uuid);
-        size_t n = sizeof(Snap) + (bin ? 16 : idlen);
+        uint32_t klen = ks->keyed ? ks->snap->klen : 0;
+        size_t n = sizeof(Snap) + klen + (bin ? 16 : idlen);
         uint64_t keyed = 0;     /* bit i: value i is the key (the first 64) */
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
@@ -573,14 +578,17 @@ void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
                 default: n += 8; break;
                 }
         }
-        Snap *s = ks->snap;
+        Snap *s = ks->snap, *old = NULL;
         if (!s || pool_size(s->size) != pool_size(n)) {
-                engine_snap_free(e, ks);
-                s = ks->snap = pool_alloc(&e->pool, n);
+                old = s;
+                s = pool_alloc(&e->pool, n);
+                if (klen)
+                        memcpy(s->data, old->data, klen);
+                s->klen = klen;
         }
         s->size = (uint32_t)n;
         s->idlen = bin ? SNAP_UUID : idlen;
-        uint8_t *p = s->data;
+        uint8_t *p = s->data + klen;
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 const Value *v = &ev[by_slot ? ri->snap_slots[i] : i];
                 if (i < 64 && (keyed >> i & 1)) {
@@ -606,17 +614,21 @@ void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *e
                 memcpy(p, uuid, 16);
         else if (idlen)
                 memcpy(p, id, idlen);
+        if (old)
+                pool_free(&e->pool, old, old->size);
+        ks->snap = s;
 }
 
 /* The values, decoded; returns where the id starts. */
 static const uint8_t *snap_decode(const KeyState *ks, const RuleInfo *ri, Value *out)
 {
-        const uint8_t *p = ks->snap->data;
+        const Snap *s = ks->snap;
+        const uint8_t *p = s->data + s->klen;
         for (uint32_t i = 0; i < ri->nsnap; i++) {
                 uint8_t tag = *p++;
                 Value v = {.tag = tag};
                 switch (tag) {
-                case SNAP_KEY: v = value_str(ks->key->s, ks->key->len); break;
+                case SNAP_KEY: v = value_str((const char *)s->data, s->klen); break;
                 case VT_NULL: break;
                 case VT_BOOL: v.b = *p++ != 0; break;
                 case VT_ENUM: memcpy(&v.e, p, 4); p += 4; break;
@@ -637,7 +649,7 @@ static const uint8_t *snap_decode(const KeyState *ks, const RuleInfo *ri, Value 
 
 void engine_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out)
 {
-        if (ks->snap) {
+        if (ks_has_snap(ks)) {
                 snap_decode(ks, ri, out);
                 return;
         }
@@ -648,7 +660,7 @@ void engine_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out)
 const char *engine_snap_id(const KeyState *ks, char buf[40], size_t *len)
 {
         const Snap *s = ks->snap;
-        if (!s) {
+        if (!ks_has_snap(ks)) {
                 *len = 0;
                 return "";
         }
@@ -737,7 +749,8 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                 for (uint32_t i = 0; i < r->nflags; i++)
                         flag_set(e, ent, r->flags[i].flag,
                                  r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER, false);
-        out_alert(e, ent, r, t, timer, ks ? ks->key : NULL, ev, evid, evlen, delta);
+        Str key = ks ? ks_key(ks) : (Str){NULL, 0};
+        out_alert(e, ent, r, t, timer, ks && ks->keyed ? &key : NULL, ev, evid, evlen, delta);
 }
 
 static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmState *st, void *aggud)
@@ -762,51 +775,68 @@ static Str key_bytes(Engine *e, const Rule *r, const Value *ev)
         return (Str){e->keybuf.p ? e->keybuf.p : "", (uint32_t)e->keybuf.len};
 }
 
+/* The low bits of the hash of key k, the per: value of ev (the applied
+ * event's is worked out once for all its rules). */
+static uint32_t key_hash(Engine *e, const Rule *r, const Value *ev, Str k)
+{
+        if (ev == e->slots && e->kh_event == e->applying && e->kh_slot == r->per_slot)
+                return e->kh_hash;
+        uint32_t h = (uint32_t)hash_fast(k.p, k.len);
+        if (ev == e->slots) {
+                e->kh_event = e->applying;
+                e->kh_slot = r->per_slot;
+                e->kh_hash = h;
+        }
+        return h;
+}
+
 /* The rule's state for the event's key, without allocating. */
 static KeyState *keystate_lookup(Engine *e, Ent *ent, const Rule *r, const Value *ev)
 {
         if (r->per_slot < 0) {
                 for (uint32_t i = 0; i < ent->nks; i++)
-                        if (ent->ks[i].rule == r->index && !ent->ks[i].key)
+                        if (ent->ks[i].rule == r->index && !ent->ks[i].keyed)
                                 return &ent->ks[i];
                 return NULL;
         }
         Str k = key_bytes(e, r, ev);
-        uint32_t h;
-        if (ev == e->slots && e->kh_event == e->applying && e->kh_slot == r->per_slot) {
-                h = e->kh_hash;
-        } else {
-                h = (uint32_t)hash_fast(k.p, k.len);
-                if (ev == e->slots) {
-                        e->kh_event = e->applying;
-                        e->kh_slot = r->per_slot;
-                        e->kh_hash = h;
-                }
-        }
+        uint32_t h = key_hash(e, r, ev, k);
         for (uint32_t i = 0; i < ent->nks; i++) {
                 KeyState *ks = &ent->ks[i];
-                if (ks->rule == r->index && ks->khash == h && ks->key && ks->key->len == k.len &&
-                    memcmp(ks->key->s, k.p, k.len) == 0)
+                if (ks->rule == r->index && ks->khash == h && ks->keyed && ks->snap->klen == k.len &&
+                    memcmp(ks->snap->data, k.p, k.len) == 0)
                         return ks;
         }
         return NULL;
 }
 
+/* A new state for the event's key (which keystate_lookup did not find),
+ * NULL past cfg.max_keys for the rule. */
 static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *ev)
 {
-        IStr *key = NULL;
+        uint32_t nrule = 0;
+        for (uint32_t i = 0; i < ent->nks; i++)
+                nrule += ent->ks[i].rule == r->index;
+        if (nrule >= e->cfg.max_keys)
+                return NULL;
+        if (ent->nks == ent->cks) {
+                /* pending timers hold hints into the old array: they revalidate by (rule, key) */
+                ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState));
+        }
+        KeyState *ks = &ent->ks[ent->nks++];
+        *ks = (KeyState){.rule = (uint16_t)r->index, .since = TIME_UNSET, .last_fire = TIME_UNSET, .due = TIME_UNSET};
         if (r->per_slot >= 0) {
                 Str k = key_bytes(e, r, ev);
-                key = intern_get(&e->in, k.p, k.len);
+                engine_ks_key(e, ks, k.p, k.len);
         }
-        return keystate_get(e, ent, r->index, key);
+        return ks;
 }
 
 /* A key with nothing left to remember goes: state stays proportional to
  * what is in progress, not to every key ever seen. */
 static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
 {
-        keystate_clear(e, ks);
+        engine_ks_free(e, ks);
         *ks = ent->ks[--ent->nks];
 }
 
@@ -1068,7 +1098,7 @@ static int due_cmp(const void *a, const void *b, void *ud)
         const KeyState *p = &x->ks[*(const uint32_t *)a], *q = &x->ks[*(const uint32_t *)b];
         if (p->rule != q->rule)
                 return p->rule < q->rule ? -1 : 1;
-        return istr_cmp(p->key, q->key);
+        return ks_key_cmp(p, q);
 }
 
 /* A for: or absent() key due by now acts: the for: rule fires unless it
@@ -1389,8 +1419,6 @@ static void ahead_stage(Engine *e)
                         prefetch_lines(x->c, x->nc * sizeof(Contrib));
                 } else {
                         for (uint32_t i = 0; i < x->nks; i++) {
-                                if (x->ks[i].key)
-                                        __builtin_prefetch(x->ks[i].key);
                                 if (x->ks[i].snap)
                                         __builtin_prefetch(x->ks[i].snap);
                         }

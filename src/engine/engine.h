@@ -13,34 +13,49 @@
 #define TIME_UNSET INT64_MIN
 #define TIME_FOREVER INT64_MAX
 
-/* What a timer firing needs from the key's last event: the values of the
- * rule's snapshot slots (RuleInfo.snap_slots) and the event id, packed in
- * one pool object of pool_size(size) bytes, no pointers out, so re-arming
- * rewrites it in place.  Per value a tag byte and its payload (bool 1
- * byte, enum 4, number and times 8, a string its length as a varint then
- * its bytes; SNAP_KEY: the key state's own key, not repeated); then the
- * id: 16 bytes for a canonical lowercase UUID (idlen SNAP_UUID), else its
- * text. */
+/* A key state's key and what a timer firing needs from the key's last
+ * event, in one pool object of pool_size(size) bytes with no pointers out,
+ * so re-arming rewrites it in place: the key's klen bytes (a per: rule's
+ * key, NUL-less; none for a rule without per:), then the values of the
+ * rule's snapshot slots (RuleInfo.snap_slots) and the event id.  Per value
+ * a tag byte and its payload (bool 1 byte, enum 4, number and times 8, a
+ * string its length as a varint then its bytes; SNAP_KEY: the key itself,
+ * not repeated); then the id: 16 bytes for a canonical lowercase UUID
+ * (idlen SNAP_UUID), else its text.  idlen SNAP_NONE: no event yet (the
+ * key alone). */
 typedef struct Snap {
         uint32_t size;
+        uint32_t klen;
         uint32_t idlen;
         uint8_t data[];
 } Snap;
 #define SNAP_UUID UINT32_MAX
+#define SNAP_NONE (UINT32_MAX - 1)
 #define SNAP_KEY 0x80
 
 /* Per rule and per `per:` key: for/cooldown/absent state. */
 typedef struct KeyState {
         uint16_t rule;
         uint8_t fired;          /* for: fired in this episode */
-        uint8_t spare;
-        uint32_t khash;         /* low bits of key->hash: a lookup skips other keys unread */
-        IStr *key;              /* NULL: the enterprise as a whole */
+        uint8_t keyed;          /* a per: key, first in snap (never NULL then) */
+        uint32_t khash;         /* low bits of the key's hash_fast: a lookup skips other keys unread */
         int64_t since;          /* for: condition true since */
         int64_t last_fire;      /* cooldown */
         int64_t due;            /* for/absent: when the timer should act */
-        Snap *snap;             /* the triggering event, NULL before one */
+        Snap *snap;             /* the key and the triggering event, NULL: neither */
 } KeyState;
+
+/* The key's bytes ({NULL, 0} for the enterprise as a whole). */
+static inline Str ks_key(const KeyState *ks)
+{
+        return ks->keyed ? (Str){(const char *)ks->snap->data, ks->snap->klen} : (Str){NULL, 0};
+}
+
+/* It holds an event's snapshot. */
+static inline bool ks_has_snap(const KeyState *ks)
+{
+        return ks->snap && ks->snap->idlen != SNAP_NONE;
+}
 
 typedef struct Contrib {
         uint16_t rule;
@@ -360,14 +375,19 @@ static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)
         *cap = oc == 0 || (size_t)(oc + 1) * elem <= 512 ? (uint16_t)(oc + 1) : (uint16_t)(oc * 2);
         return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
 }
-/* Store a snapshot and the event id in ks->snap, reusing its memory when
- * the size class allows.  by_slot: the values are ev[ri->snap_slots[i]]
- * (an event laid out by slot), else ev[i]. */
+/* Store a snapshot and the event id in ks->snap after its key, reusing
+ * its memory when the size class allows.  by_slot: the values are
+ * ev[ri->snap_slots[i]] (an event laid out by slot), else ev[i]. */
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
                      uint32_t idlen);
+/* Drop the snapshot; the key stays. */
 void engine_snap_free(Engine *e, KeyState *ks);
+/* Give ks (fresh) the per: key k[0..len). */
+void engine_ks_key(Engine *e, KeyState *ks, const char *k, uint32_t len);
+/* Release everything ks holds. */
+void engine_ks_free(Engine *e, KeyState *ks);
 /* The snapshot's values into out[0 .. ri->nsnap) (strings point into the
- * Snap or the key); all null without a snapshot. */
+ * Snap); all null without a snapshot. */
 void engine_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out);
 /* The snapshot's event id as text, "" without one; buf holds a UUID's
  * text while the caller needs it. */
@@ -392,7 +412,7 @@ int32_t grade_band(const Grading *g, double score);
 uint64_t grade_live_flags(Ent *ent, int64_t now);
 
 /* output.c */
-void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const IStr *key,
+void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
                const Value *ev, const char *evidence, size_t evlen, double delta);
 void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
                     size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,

@@ -153,7 +153,7 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
         }
 }
 
-void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const IStr *key,
+void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
                const Value *ev, const char *evidence, size_t evlen, double delta)
 {
         bool shadow = r->status == RULE_SHADOW;
@@ -171,10 +171,11 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         if (timer) {
                 h = hash64("\0timer", 6, h);
                 if (key)
-                        h = hash64(key->s, key->len, h);
+                        h = hash64(key->p, key->len, h);
                 h = hash64(&t, sizeof(t), h);
         } else if (key) {
-                h = hash64(key->s, key->len + 1, h);
+                h = hash64(key->p, key->len, h);
+                h = hash64("", 1, h); /* and its terminator, as ids were first made */
         }
         buf_puts(b, "{\"schema\":\"riskd.alert/1\",\"alert_id\":");
         hex_id(b, h);
@@ -188,7 +189,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         out_time(b, t);
         buf_puts(b, timer ? ",\"trigger\":\"timer\",\"key\":" : ",\"trigger\":\"event\",\"key\":");
         if (key)
-                buf_json_str(b, key->s, key->len);
+                buf_json_str(b, key->p, key->len);
         else
                 buf_puts(b, "null");
         buf_puts(b, ",\"message\":");

@@ -273,16 +273,16 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 const KeyState *ks = &x->ks[i];
                 const RuleInfo *ri = &e->ri[ks->rule];
                 put_cs(b, rs->rules[ks->rule].id);
-                buf_putc(b, ks->key ? 1 : 0);
-                if (ks->key)
-                        put_s(b, ks->key->s, ks->key->len);
+                buf_putc(b, (char)ks->keyed);
+                if (ks->keyed)
+                        put_s(b, ks_key(ks).p, ks_key(ks).len);
                 buf_putc(b, (char)ks->fired);
                 put_i(b, ks->since);
                 put_i(b, ks->last_fire);
                 put_i(b, ks->due);
-                put_u(b, ks->snap ? ri->nsnap : 0);
+                put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
                 engine_snap_values(ks, ri, e->snapvals);
-                for (uint32_t k = 0; ks->snap && k < ri->nsnap; k++) {
+                for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
                         put_slot(e, b, ri->snap_slots[k]);
                         put_v(e, b, &e->snapvals[k], ri->snap_slots[k]);
                 }
@@ -397,10 +397,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 KeyState ks = {.rule = (uint16_t)(rule < 0 ? 0 : rule)};
                 if (get_b(r)) {
                         s = get_s(r, &n);
-                        if (rule >= 0 && !r->bad) {
-                                ks.key = intern_get(&e->in, s, n);
-                                ks.khash = (uint32_t)istr_hash(ks.key);
-                        }
+                        if (rule >= 0 && !r->bad)
+                                engine_ks_key(e, &ks, s, n);
                 }
                 ks.fired = get_b(r);
                 ks.since = get_i(r);
@@ -432,8 +430,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         vals[q] = value_null();
                 }
                 if (rule < 0 || r->bad) {
-                        intern_put(&e->in, ks.key);
-                        engine_snap_free(e, &ks);
+                        engine_ks_free(e, &ks);
                         continue;
                 }
                 if (x->nks == x->cks) {

@@ -85,21 +85,15 @@ static bool value_same(const Value *a, const Value *b)
  * a few rows back keeps one row per device for telemetry instead of one per
  * reading.
  */
-static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *cand, uint64_t known, int64_t t)
+static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *cand, int64_t t)
 {
         uint32_t nrow = a->nrow_slots;
         for (uint32_t back = 1; back <= 8 && back <= w->n; back++) {
                 uint32_t k = w->n - back;
                 const Value *r = row(w, nrow, k);
                 bool same = true;
-                for (uint32_t i = 0; i < nrow && same; i++) {
-                        /* rows hold interned strings, one copy per content:
-                         * against a known interned copy, the pointer decides */
-                        if (known >> i & 1)
-                                same = r[i].tag == VT_STR && r[i].s.p == cand[i].s.p;
-                        else
-                                same = value_same(&r[i], &cand[i]);
-                }
+                for (uint32_t i = 0; i < nrow && same; i++)
+                        same = value_same(&r[i], &cand[i]);
                 if (!same)
                         continue;
                 if (back == 1) { /* already the newest: only its time moves */
@@ -128,22 +122,6 @@ static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ca
         return false;
 }
 
-/* The interned copy of string v if one of ent's key states has it as its
- * key (a device id: those lines are loaded, the intern table's are not),
- * else NULL. */
-static IStr *istr_at_hand(const Ent *ent, const Value *v)
-{
-        if (v->tag != VT_STR || !ent->nks)
-                return NULL;
-        uint32_t h = (uint32_t)hash_fast(v->s.p, v->s.len);
-        for (uint32_t i = 0; i < ent->nks; i++) {
-                IStr *k = ent->ks[i].key;
-                if (k && ent->ks[i].khash == h && k->len == v->s.len && memcmp(k->s, v->s.p, v->s.len) == 0)
-                        return k;
-        }
-        return NULL;
-}
-
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
 {
         const RuleSet *rs = e->rs;
@@ -162,27 +140,16 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 if (!w)
                         w = win_get(e, ent, ai, true);
                 uint32_t nrow = a->nrow_slots;
-                /* the row as it would be stored; strings already interned
-                 * where the enterprise holds them at hand (bit i of known) */
+                /* the row as it would be stored */
                 Value cand[64];
-                uint64_t known = 0;
-                Value *big = NULL; /* over 64 row values: no shortcut, a copy by position */
-                if (nrow > 64) {
+                Value *big = NULL; /* over 64 row values: a copy by position */
+                if (nrow > 64)
                         big = xmalloc(nrow * sizeof(Value));
-                        for (uint32_t i = 0; i < nrow; i++)
-                                big[i] = ev[a->row_slots[i]];
-                }
-                const Value *cv = big ? big : cand;
-                for (uint32_t i = 0; i < nrow && nrow <= 64; i++) {
-                        cand[i] = ev[a->row_slots[i]];
-                        IStr *is = istr_at_hand(ent, &cand[i]);
-                        if (is) {
-                                cand[i].s.p = is->s;
-                                known |= 1ull << i;
-                        }
-                }
+                Value *cv = big ? big : cand;
+                for (uint32_t i = 0; i < nrow; i++)
+                        cv[i] = ev[a->row_slots[i]];
                 if ((a->kind == AGG_ABSENT || a->kind == AGG_MIN || a->kind == AGG_MAX || a->kind == AGG_DISTINCT) &&
-                    dedupe_recent(e, w, a, cv, known, t)) {
+                    dedupe_recent(e, w, a, cv, t)) {
                         free(big);
                         continue;
                 }
@@ -215,11 +182,6 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 const Value *prev = w->n ? row(w, nrow, w->n - 1) : NULL;
                 for (uint32_t i = 0; i < nrow; i++) {
                         const Value *v = &cv[i];
-                        if (known >> i & 1) {
-                                intern_ref(istr_of(v->s.p));
-                                dst[i] = *v;
-                                continue;
-                        }
                         /* telemetry repeats its strings (device ids): share the
                          * previous row's interned copy without a lookup */
                         if (prev && v->tag == VT_STR && prev[i].tag == VT_STR && prev[i].s.len == v->s.len &&
