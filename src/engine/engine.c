@@ -824,7 +824,7 @@ static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *
                 ent->ks = ent_grow(e, ent->ks, &ent->cks, sizeof(KeyState));
         }
         KeyState *ks = &ent->ks[ent->nks++];
-        *ks = (KeyState){.rule = (uint16_t)r->index, .since = TIME_UNSET, .last_fire = TIME_UNSET, .due = TIME_UNSET};
+        *ks = (KeyState){.rule = (uint16_t)r->index, .at = TIME_UNSET, .last_fire = TIME_UNSET};
         if (r->per_slot >= 0) {
                 Str k = key_bytes(e, r, ev);
                 engine_ks_key(e, ks, k.p, k.len);
@@ -868,7 +868,8 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                                 if (!cooldown_running(r, ks, t)) {
                                         keystate_drop(e, ent, ks);
                                 } else {
-                                        ks->due = TIME_UNSET;
+                                        ks->armed = 0;
+                                        ks->at = TIME_UNSET;
                                         engine_snap_free(e, ks);
                                 }
                                 return;
@@ -880,8 +881,9 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         return;
                 }
                 snapshot(e, ks, ri, ev, id);
-                ks->due = t + ri->absent_ms;
-                timer_want(e, ent, ks->due, true);
+                ks->at = t + ri->absent_ms;
+                ks->armed = 1;
+                timer_want(e, ent, ks->at, true);
                 return;
         }
         bool cond;
@@ -909,8 +911,8 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         if (ks && !cooldown_running(r, ks, t))
                                 keystate_drop(e, ent, ks);
                         else if (ks) {
-                                ks->since = TIME_UNSET;
-                                ks->due = TIME_UNSET;
+                                ks->at = TIME_UNSET;
+                                ks->armed = 0;
                                 ks->fired = 0;
                         }
                         return;
@@ -920,13 +922,13 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         return;
                 }
                 snapshot(e, ks, ri, ev, id);
-                if (ks->since == TIME_UNSET) {
-                        ks->since = t;
+                if (ks->at == TIME_UNSET) {
+                        ks->at = t;
                         ks->fired = 0;
-                        ks->due = t + r->for_ms;
-                        timer_want(e, ent, ks->due, false);
+                        ks->armed = 1;
+                        timer_want(e, ent, t + r->for_ms, false);
                 }
-                if (!ks->fired && t - ks->since >= r->for_ms) {
+                if (!ks->fired && t - ks->at >= r->for_ms) {
                         ks->fired = 1;
                         fire(e, ent, r, ks, t, false, ev, id->p, id->len);
                 }
@@ -1077,14 +1079,14 @@ static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
         if (x->below_since != TIME_UNSET && dw < at && dw > after)
                 at = dw;
         for (uint32_t k = 0; k < x->nks; k++) {
-                const KeyState *ks = &x->ks[k];
-                if (ks->due == TIME_UNSET)
+                int64_t due = ks_due(e, &x->ks[k]);
+                if (due == TIME_UNSET)
                         continue;
-                bool ab = e->rs->rules[ks->rule].timer_driven;
-                if (done != TIME_UNSET && (ks->due < done || (ks->due == done && (done_absent || !ab))))
+                bool ab = e->rs->rules[x->ks[k].rule].timer_driven;
+                if (done != TIME_UNSET && (due < done || (due == done && (done_absent || !ab))))
                         continue;
-                if (ks->due < at || (ks->due == at && absent && !ab)) {
-                        at = ks->due;
+                if (due < at || (due == at && absent && !ab)) {
+                        at = due;
                         absent = ab;
                 }
         }
@@ -1114,9 +1116,9 @@ static void key_act(Engine *e, Ent *ent, KeyState *ks, int64_t now)
         char idbuf[40];
         const char *id = engine_snap_id(ks, idbuf, &idlen);
         engine_profile_fill(e, ent);
-        ks->due = TIME_UNSET;
+        ks->armed = 0;
         if (!r->timer_driven) {
-                if (ks->since != TIME_UNSET && !ks->fired) {
+                if (ks->at != TIME_UNSET && !ks->fired) {
                         ks->fired = 1;
                         fire(e, ent, r, ks, now, true, snap, id, idlen);
                         grade_update(e, ent, now, CAUSE_TIMER, id, idlen);
@@ -1160,7 +1162,8 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
         uint32_t n = 0;
         for (uint32_t k = 0; k < x->nks; k++) {
                 const KeyState *ks = &x->ks[k];
-                if (ks->due == TIME_UNSET || ks->due > now || e->rs->rules[ks->rule].timer_driven != absent)
+                int64_t due = ks_due(e, ks);
+                if (due == TIME_UNSET || due > now || e->rs->rules[ks->rule].timer_driven != absent)
                         continue;
                 if (n == e->cdue) {
                         e->cdue = e->cdue ? 2 * e->cdue : 16;
@@ -1721,6 +1724,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                         if (a->kind == AGG_ABSENT && a->window_ms > ri->absent_ms)
                                 ri->absent_ms = a->window_ms;
                 }
+                ri->due_after = ru->timer_driven ? 0 : ru->for_ms;
         }
         when_sharing(e);
         e->static_points = xcalloc(e->nstatic + 1, sizeof(double));

@@ -37,11 +37,13 @@ typedef struct Snap {
 typedef struct KeyState {
         uint16_t rule;
         uint8_t fired;          /* for: fired in this episode */
-        uint8_t keyed;          /* a per: key, first in snap (never NULL then) */
+        uint8_t keyed : 1;      /* a per: key, first in snap (never NULL then) */
+        uint8_t armed : 1;      /* its timer is set: due at `at` + RuleInfo.due_after (ks_due) */
         uint32_t khash;         /* low bits of the key's hash_fast: a lookup skips other keys unread */
-        int64_t since;          /* for: condition true since */
+        /* absent(): when the timer acts; for: the condition true since
+         * (TIME_UNSET: not), the timer due for_ms later */
+        int64_t at;
         int64_t last_fire;      /* cooldown */
-        int64_t due;            /* for/absent: when the timer should act */
         Snap *snap;             /* the key and the triggering event, NULL: neither */
 } KeyState;
 
@@ -169,6 +171,7 @@ typedef struct RuleInfo {
         uint32_t *snap_slots;   /* slots a timer firing needs from the event */
         uint32_t nsnap;
         int64_t absent_ms;      /* the longest absent() window, 0 none */
+        int64_t due_after;      /* a key's timer acts this long after KeyState.at: for_ms, 0 for absent() */
         bool reads_profile;     /* its condition, aggregates or message */
         /* its condition reads only the event (fields, constants): its result
          * is kept per event under the first rule with the same code */
@@ -288,6 +291,12 @@ struct Engine {
         Buf out;                /* output document being built */
         Buf msg;
 };
+
+/* When ks's timer should act, TIME_UNSET: it has none. */
+static inline int64_t ks_due(const Engine *e, const KeyState *ks)
+{
+        return ks->armed ? ks->at + e->ri[ks->rule].due_after : TIME_UNSET;
+}
 
 /* The enterprise in table slot i, NULL none. */
 static inline Ent *tab_ent(const Engine *e, uint32_t i)

@@ -277,9 +277,9 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 if (ks->keyed)
                         put_s(b, ks_key(ks).p, ks_key(ks).len);
                 buf_putc(b, (char)ks->fired);
-                put_i(b, ks->since);
+                put_i(b, rs->rules[ks->rule].timer_driven ? TIME_UNSET : ks->at); /* since */
                 put_i(b, ks->last_fire);
-                put_i(b, ks->due);
+                put_i(b, ks_due(e, ks));
                 put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
                 engine_snap_values(ks, ri, e->snapvals);
                 for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
@@ -401,9 +401,12 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 engine_ks_key(e, &ks, s, n);
                 }
                 ks.fired = get_b(r);
-                ks.since = get_i(r);
+                int64_t since = get_i(r);
                 ks.last_fire = get_i(r);
-                ks.due = get_i(r);
+                int64_t due = get_i(r);
+                /* a for: key's timer is due for_ms after since, by construction */
+                ks.at = rule >= 0 && e->rs->rules[rule].timer_driven ? due : since;
+                ks.armed = due != TIME_UNSET;
                 uint64_t nsnap = get_u(r);
                 const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
                 /* by snapshot index; slots the record lacks stay null */
