@@ -149,7 +149,7 @@ static uint8_t prof_tag(const Engine *e, uint32_t i)
 static size_t prof_width(uint8_t tag)
 {
         switch (tag) {
-        case VT_STR: return 16;
+        case VT_STR: return 8;
         case VT_ENUM: return 2;
         case VT_BOOL: return 1;
         default: return 8;
@@ -164,8 +164,8 @@ static void prof_layout(Engine *e)
         for (uint32_t i = 0; i < e->nprof; i++)
                 e->prof_tags[i] = prof_tag(e, i);
         size_t off = 0;
-        static const size_t widths[] = {16, 8, 2, 1};
-        for (size_t w = 0; w < 4; w++)
+        static const size_t widths[] = {8, 2, 1};
+        for (size_t w = 0; w < 3; w++)
                 for (uint32_t i = 0; i < e->nprof; i++)
                         if (prof_width(e->prof_tags[i]) == widths[w]) {
                                 e->prof_off[i] = (uint16_t)off;
@@ -189,10 +189,13 @@ static inline void prof_load(const Engine *e, const Ent *x, uint32_t i, Value *v
         const uint8_t *at = p + e->prof_off[i];
         v->tag = e->prof_tags[i];
         switch (v->tag) {
-        case VT_STR:
-                memcpy(&v->s.p, at, sizeof(v->s.p));
-                memcpy(&v->s.len, at + 8, sizeof(v->s.len));
+        case VT_STR: {
+                const PStr *ps;
+                memcpy(&ps, at, sizeof(ps));
+                v->s.p = ps->s;
+                v->s.len = ps->len;
                 break;
+        }
         case VT_ENUM: {
                 int16_t en;
                 memcpy(&en, at, 2);
@@ -212,6 +215,15 @@ Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i)
         return v;
 }
 
+/* Free the profile string that old (a profile value) points into. */
+static void pstr_free(Engine *e, Value old)
+{
+        if (old.tag != VT_STR)
+                return;
+        PStr *ps = (PStr *)(void *)(uintptr_t)(old.s.p - offsetof(PStr, s));
+        pool_free(&e->pool, ps, sizeof(PStr) + ps->len);
+}
+
 void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
 {
         uint8_t *p = ent_prof(e, x);
@@ -220,16 +232,20 @@ void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
         Value old = engine_prof_get(e, x, i);
         if (v.tag != e->prof_tags[i] || (v.tag == VT_ENUM && (v.e < INT16_MIN || v.e > INT16_MAX))) {
                 *bits &= (uint8_t)~bit;
-                intern_value_put(&e->in, old);
+                pstr_free(e, old);
                 return;
         }
         *bits |= bit;
         switch (v.tag) {
-        case VT_STR:
-                v = intern_value(&e->in, v); /* before the old goes: v may be its bytes */
-                memcpy(at, &v.s.p, sizeof(v.s.p));
-                memcpy(at + 8, &v.s.len, sizeof(v.s.len));
+        case VT_STR: {
+                /* copied before the old goes: v may be its bytes */
+                PStr *ps = pool_alloc(&e->pool, sizeof(PStr) + v.s.len);
+                ps->len = v.s.len;
+                if (v.s.len)
+                        memcpy(ps->s, v.s.p, v.s.len);
+                memcpy(at, &ps, sizeof(ps));
                 break;
+        }
         case VT_ENUM: {
                 int16_t en = (int16_t)v.e;
                 memcpy(at, &en, 2);
@@ -239,7 +255,7 @@ void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
         case VT_NUM: memcpy(at, &v.n, 8); break;
         default: memcpy(at, &v.ms, 8); break;
         }
-        intern_value_put(&e->in, old);
+        pstr_free(e, old);
 }
 
 /* Release everything an enterprise holds but its key: back to "never seen". */
@@ -1384,14 +1400,6 @@ static Ahead *ahead_take(Engine *e, const char *bytes, size_t len)
  * its arrays.  1: their key states' keys and snapshots, its windows'
  * ends.  Each level reads only what the level before loaded, one push
  * earlier, and only live state (the table as it is now). */
-/* The intern table slot where string v would go (a new enterprise's name,
- * its first device id): interning it then does not wait for the line. */
-static inline void prefetch_intern(const Engine *e, const Value *v)
-{
-        if (v->tag == VT_STR)
-                __builtin_prefetch(&e->in.tab[(uint32_t)hash_fast(v->s.p, v->s.len) & (e->in.cap - 1)]);
-}
-
 static void ahead_stage(Engine *e)
 {
         size_t span = ent_size(e, 40); /* keys of up to 40 bytes (a USCC is 18) */
@@ -1400,20 +1408,8 @@ static void ahead_stage(Engine *e)
                 if (a->rc != DECODE_OK)
                         continue;
                 Ent *x = ent_peek(e, a->h);
-                if (!x) {
-                        /* a new enterprise: its profile strings and its first key
-                         * are new strings */
-                        if (k != 2)
-                                continue;
-                        if ((int32_t)a->ev.type == e->rs->schema.profile_type) {
-                                for (uint32_t i = 0; i < e->nprof; i++)
-                                        if (e->prof_tags[i] == VT_STR)
-                                                prefetch_intern(e, &a->slots[e->prof_slots[i]]);
-                        } else if (e->type_key[a->ev.type] >= 0) {
-                                prefetch_intern(e, &a->slots[e->type_key[a->ev.type]]);
-                        }
+                if (!x) /* a new enterprise: nothing to load */
                         continue;
-                }
                 if (k == 2) {
                         prefetch_lines(x, span);
                 } else if (k == 1) {
@@ -1683,17 +1679,11 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->naggs_by_type = xcalloc(nt, sizeof(uint32_t));
         uint32_t *caps = xcalloc(nt, sizeof(uint32_t)), scap = 0;
         e->ri = xcalloc(rs->nrules + 1, sizeof(RuleInfo));
-        e->type_key = xcalloc(nt + 1, sizeof(int32_t));
-        for (uint32_t t = 0; t < nt; t++)
-                e->type_key[t] = -1;
         for (uint32_t i = 0; i < rs->nrules; i++) {
                 const Rule *ru = &rs->rules[i];
                 RuleInfo *ri = &e->ri[i];
                 if (ru->status == RULE_DISABLED)
                         continue;
-                for (uint32_t t = 0; t < nt && ru->per_slot >= 0; t++)
-                        if (ru->on & (1ull << t) && e->type_key[t] < 0)
-                                e->type_key[t] = ru->per_slot;
                 if (ru->is_static) {
                         VEC_PUSH(e->static_rules, e->nstatic, scap) = i;
                         continue;
@@ -1802,7 +1792,6 @@ Engine *engine_free(Engine *e)
         free(e->naggs_by_type);
         free(e->static_rules);
         free(e->static_points);
-        free(e->type_key);
         free(e->when_epoch);
         free(e->when_val);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {

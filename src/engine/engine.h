@@ -166,6 +166,14 @@ typedef struct Held {
         char *bytes;            /* [len] bytes, then key, then id */
 } Held;
 
+/* A profile string, the enterprise's own: names and the like are
+ * distinct per enterprise, so interning them would share nothing and cost
+ * a table slot and a bigger header. */
+typedef struct PStr {
+        uint32_t len;
+        char s[];
+} PStr;
+
 /* Per-rule data the engine derives once from the compiled rules. */
 typedef struct RuleInfo {
         uint32_t *snap_slots;   /* slots a timer firing needs from the event */
@@ -221,15 +229,14 @@ struct Engine {
         uint32_t *prof_slots;   /* the profile slots rules read */
         uint32_t nprof;
         /* an enterprise's profile, packed: per slot at prof_off, by its
-         * field type a string (pointer and length, 16 bytes), a number or
-         * a time (8), an enum (2), a bool (1); then a bit per slot, set
-         * when it holds a value (a fresh enterprise is all null) */
+         * field type a string (a PStr pointer), a number or a time (8), an
+         * enum (2), a bool (1); then a bit per slot, set when it holds a
+         * value (a fresh enterprise is all null) */
         uint16_t *prof_off;
         uint8_t *prof_tags;     /* the Value tag of each slot's field type */
         uint16_t prof_present;  /* offset of the bits */
         uint16_t prof_bytes;
         uint32_t **by_type;     /* rule indexes per event type */
-        int32_t *type_key;      /* per event type: the per: slot of its first keyed rule, -1 none */
         uint32_t *nby_type;
         uint32_t **aggs_by_type;
         uint32_t *naggs_by_type;
@@ -364,10 +371,10 @@ void engine_profile_need_some(Engine *e, Ent *ent, uint64_t mask);
 void timer_want(Engine *e, Ent *x, int64_t time, bool absent);
 
 Ent *engine_ent_get(Engine *e, const char *k, uint32_t len);
-/* Profile value i of x (a string points to its interned copy). */
+/* Profile value i of x (a string points into its PStr). */
 Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i);
 /* Store v as profile value i of x, releasing the old one: a string is
- * interned; a value not of the slot's type is stored as null. */
+ * copied; a value not of the slot's type is stored as null. */
 void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v);
 void engine_ent_remove(Engine *e, Ent *x);
 void engine_ent_clear(Engine *e, Ent *x);

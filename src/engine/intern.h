@@ -1,8 +1,10 @@
 /*
- * Interned, reference-counted strings for engine state: window rows,
- * per-key state and contributions keep device ids, sample codes and event
- * ids that repeat across many rows; each distinct string is stored once.
- * A Value of tag VT_STR held in state always points into an IStr.
+ * Interned, reference-counted strings for engine state: window rows and
+ * contributions keep device ids, sample codes and event ids that repeat
+ * across many rows; each distinct string is stored once.  A Value of tag
+ * VT_STR held in a window row or a contribution points into an IStr (a
+ * key state's key and snapshot are in its Snap, a profile string is a
+ * PStr).
  */
 #ifndef RISKD_ENGINE_INTERN_H
 #define RISKD_ENGINE_INTERN_H
