@@ -41,6 +41,8 @@ void engine_config_default(EngineConfig *c)
         };
 }
 
+const EntRare rare_none = {.below_since = TIME_UNSET};
+
 /* ---- enterprise table ---- */
 
 static inline bool ent_is(const Ent *x, const char *k, uint32_t len)
@@ -101,7 +103,7 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         ent_key(x)->len = len;
         memcpy(ent_key(x)->s, k, len);
         x->held = x->grade = x->mode = -1;
-        x->below_since = TIME_UNSET;
+        x->r = &rare_none;
         x->last_time = TIME_UNSET;
         x->tm_at = TIME_UNSET;
         if (!e->tab_untagged && !tag_fits(x))
@@ -265,26 +267,26 @@ void engine_ent_clear(Engine *e, Ent *x)
                 engine_prof_set(e, x, i, value_null());
         }
         memset(ent_static(e, x), 0, ent_static_words(e) * sizeof(uint64_t));
-        for (uint32_t i = 0; i < x->nc; i++)
-                intern_put(&e->in, x->c[i].event_id);
-        pool_free(&e->pool, x->c, ENT_ARR(Contrib, x->cc));
-        pool_free(&e->pool, x->f, ENT_ARR(FlagState, x->cf));
+        for (uint32_t i = 0; i < x->r->nc; i++)
+                intern_put(&e->in, x->r->c[i].event_id);
+        pool_free(&e->pool, x->r->c, ENT_ARR(Contrib, x->r->cc));
+        pool_free(&e->pool, x->r->f, ENT_ARR(FlagState, x->r->cf));
+        if (x->r != &rare_none)
+                pool_free(&e->pool, ent_rare(e, x), sizeof(EntRare));
+        x->r = &rare_none;
         for (uint32_t i = 0; i < x->nks; i++)
                 engine_ks_free(e, &x->ks[i]);
         pool_free(&e->pool, x->ks, ENT_ARR(KeyState, x->cks));
         for (uint32_t i = 0; i < x->nw; i++)
                 window_free(e, &x->w[i]);
         pool_free(&e->pool, x->w, ENT_ARR(Win, x->cw));
-        x->c = NULL;
-        x->f = NULL;
         x->ks = NULL;
         x->w = NULL;
-        x->nc = x->cc = x->nf = x->cf = x->nks = x->cks = x->nw = x->cw = 0;
+        x->nks = x->cks = x->nw = x->cw = 0;
         x->nrecent = x->recent_pos = 0;
         x->grade_clean = 0;
         x->held = x->grade = x->mode = -1;
         x->per_year = 0;
-        x->below_since = TIME_UNSET;
         x->last_time = TIME_UNSET;
         x->tm_at = TIME_UNSET; /* a live entry is skipped when it comes up */
 }
@@ -706,19 +708,20 @@ static const Value *snapshot_lay(Engine *e, const KeyState *ks, const RuleInfo *
 static void flag_set(Engine *e, Ent *ent, uint32_t flag, int64_t until, bool from_profile)
 {
         ent->grade_clean = 0;
-        for (uint32_t i = 0; i < ent->nf; i++)
-                if (ent->f[i].flag == flag) {
-                        if (until > ent->f[i].until) {
-                                ent->f[i].until = until;
-                                ent->f[i].from_profile = from_profile && until == TIME_FOREVER;
+        for (uint32_t i = 0; i < ent->r->nf; i++)
+                if (ent->r->f[i].flag == flag) {
+                        if (until > ent->r->f[i].until) {
+                                ent->r->f[i].until = until;
+                                ent->r->f[i].from_profile = from_profile && until == TIME_FOREVER;
                         }
                         goto timer;
                 }
-        if (ent->nf == ent->cf) {
-                ent->f = ent_grow(e, ent->f, &ent->cf, sizeof(FlagState));
+        EntRare *rr = ent_rare(e, ent);
+        if (rr->nf == rr->cf) {
+                rr->f = ent_grow(e, rr->f, &rr->cf, sizeof(FlagState));
         }
-        ent->f[ent->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
-                                        .from_profile = from_profile && until == TIME_FOREVER};
+        rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .until = until,
+                                      .from_profile = from_profile && until == TIME_FOREVER};
 timer:
         if (until != TIME_FOREVER)
                 timer_want(e, ent, until, false);
@@ -740,17 +743,18 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                 delta = r->score;
                 if (r->max_score > 0) {
                         double live = 0;
-                        for (uint32_t i = 0; i < ent->nc; i++)
-                                if (ent->c[i].rule == r->index && ent->c[i].expires > t)
-                                        live += ent->c[i].points;
+                        for (uint32_t i = 0; i < ent->r->nc; i++)
+                                if (ent->r->c[i].rule == r->index && ent->r->c[i].expires > t)
+                                        live += ent->r->c[i].points;
                         if (live + delta > r->max_score)
                                 delta = r->max_score - live > 0 ? r->max_score - live : 0;
                 }
                 if (delta != 0) {
-                        if (ent->nc == ent->cc) {
-                                ent->c = ent_grow(e, ent->c, &ent->cc, sizeof(Contrib));
+                        EntRare *rr = ent_rare(e, ent);
+                        if (rr->nc == rr->cc) {
+                                rr->c = ent_grow(e, rr->c, &rr->cc, sizeof(Contrib));
                         }
-                        Contrib *c = &ent->c[ent->nc++];
+                        Contrib *c = &rr->c[rr->nc++];
                         c->rule = (uint16_t)r->index;
                         c->points = delta;
                         c->since = t;
@@ -970,11 +974,14 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
         engine_profile_fill(e, ent);
         /* flags a profile rule set without a lifetime hold while it matches:
          * drop them, the rules below set them again if they still match */
-        uint32_t kept = 0;
-        for (uint32_t i = 0; i < ent->nf; i++)
-                if (!ent->f[i].from_profile)
-                        ent->f[kept++] = ent->f[i];
-        ent->nf = (uint16_t)kept;
+        if (ent->r->nf) {
+                EntRare *rr = ent_rare(e, ent);
+                uint32_t kept = 0;
+                for (uint32_t i = 0; i < rr->nf; i++)
+                        if (!rr->f[i].from_profile)
+                                rr->f[kept++] = rr->f[i];
+                rr->nf = (uint16_t)kept;
+        }
         for (uint32_t k = 0; k < e->nstatic; k++) {
                 const Rule *r = &e->rs->rules[e->static_rules[k]];
                 VmState st;
@@ -1085,14 +1092,14 @@ static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
         int64_t at = TIME_FOREVER;
         bool absent = false;
         int64_t after = done; /* the plain class's items due by done: done either way */
-        for (uint32_t k = 0; k < x->nc; k++)
-                if (x->c[k].expires < at && x->c[k].expires > after)
-                        at = x->c[k].expires;
-        for (uint32_t k = 0; k < x->nf; k++)
-                if (x->f[k].until < at && x->f[k].until > after)
-                        at = x->f[k].until;
-        int64_t dw = x->below_since + e->rs->grading.dwell_ms;
-        if (x->below_since != TIME_UNSET && dw < at && dw > after)
+        for (uint32_t k = 0; k < x->r->nc; k++)
+                if (x->r->c[k].expires < at && x->r->c[k].expires > after)
+                        at = x->r->c[k].expires;
+        for (uint32_t k = 0; k < x->r->nf; k++)
+                if (x->r->f[k].until < at && x->r->f[k].until > after)
+                        at = x->r->f[k].until;
+        int64_t dw = x->r->below_since + e->rs->grading.dwell_ms;
+        if (x->r->below_since != TIME_UNSET && dw < at && dw > after)
                 at = dw;
         for (uint32_t k = 0; k < x->nks; k++) {
                 int64_t due = ks_due(e, &x->ks[k]);
@@ -1160,16 +1167,16 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
         e->st.timers_fired++;
         if (!absent) {
                 bool expired = false;
-                for (uint32_t k = 0; k < x->nc && !expired; k++)
-                        expired = x->c[k].expires <= now;
-                for (uint32_t k = 0; k < x->nf && !expired; k++)
-                        expired = x->f[k].until <= now;
+                for (uint32_t k = 0; k < x->r->nc && !expired; k++)
+                        expired = x->r->c[k].expires <= now;
+                for (uint32_t k = 0; k < x->r->nf && !expired; k++)
+                        expired = x->r->f[k].until <= now;
                 if (expired) {
                         engine_profile_fill(e, x);
                         grade_update(e, x, now, CAUSE_EXPIRY, NULL, 0);
                         engine_profile_clear(e);
                 }
-                if (x->below_since != TIME_UNSET && x->below_since + e->rs->grading.dwell_ms <= now) {
+                if (x->r->below_since != TIME_UNSET && x->r->below_since + e->rs->grading.dwell_ms <= now) {
                         engine_profile_fill(e, x);
                         grade_update(e, x, now, CAUSE_DWELL, NULL, 0);
                         engine_profile_clear(e);
@@ -1415,7 +1422,7 @@ static void ahead_stage(Engine *e)
                 } else if (k == 1) {
                         prefetch_lines(x->ks, x->nks * sizeof(KeyState));
                         prefetch_lines(x->w, x->nw * sizeof(Win));
-                        prefetch_lines(x->c, x->nc * sizeof(Contrib));
+                        prefetch_lines(x->r->c, x->r->nc * sizeof(Contrib));
                 } else {
                         for (uint32_t i = 0; i < x->nks; i++) {
                                 if (x->ks[i].snap)

@@ -96,12 +96,23 @@ static inline uint32_t ring_at(const Win *w, uint32_t i)
  * found by address arithmetic (ent_key, ent_prof, ent_recent,
  * ent_static).  The arrays c, f, ks, w and everything they point to come
  * from Engine.pool too. */
-typedef struct Ent {
+/* What most enterprises never hold (contributions, flags, the hysteresis
+ * clock), in a pool object of its own; Ent.r points to rare_none (read
+ * only, all empty) until something is stored (ent_rare). */
+typedef struct EntRare {
         Contrib *c;
         FlagState *f;
+        uint16_t nc, cc, nf, cf;
+        int64_t below_since;    /* score below the held band since */
+} EntRare;
+
+extern const EntRare rare_none;
+
+typedef struct Ent {
+        const EntRare *r;       /* written through ent_rare */
         KeyState *ks;
         Win *w;
-        uint16_t nc, cc, nf, cf, nks, cks, nw, cw;
+        uint16_t nks, cks, nw, cw;
         uint16_t nrecent, recent_pos;
         int16_t held;           /* band index in force (hysteresis), -1 none */
         int16_t grade, mode;    /* last graded, -1 none */
@@ -113,7 +124,6 @@ typedef struct Ent {
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;
-        int64_t below_since;    /* score below the held band since */
         int64_t last_time;
         int64_t tm_at;          /* the time of its live timer entry, TIME_UNSET none */
 } Ent;
@@ -391,6 +401,17 @@ static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)
         *cap = oc == 0 || (size_t)(oc + 1) * elem <= 512 ? (uint16_t)(oc + 1) : (uint16_t)(oc * 2);
         return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
 }
+/* x's rare part, to write to: made on first use. */
+static inline EntRare *ent_rare(Engine *e, Ent *x)
+{
+        if (x->r == &rare_none) {
+                EntRare *r = pool_alloc(&e->pool, sizeof(EntRare));
+                *r = rare_none;
+                x->r = r;
+        }
+        return (EntRare *)(uintptr_t)x->r;
+}
+
 /* Store a snapshot and the event id in ks->snap after its key, reusing
  * its memory when the size class allows.  by_slot: the values are
  * ev[ri->snap_slots[i]] (an event laid out by slot), else ev[i]. */

@@ -27,26 +27,36 @@ int32_t grade_band(const Grading *g, double score)
  * its expiry that regrades, so between regrades nothing expires unseen:
  * grade_clean stays true only while score and flags are what the last
  * regrade saw. */
+/* The hysteresis clock stops (no rare part is made for it). */
+static void below_clear(Engine *e, Ent *ent)
+{
+        if (ent->r->below_since != TIME_UNSET)
+                ent_rare(e, ent)->below_since = TIME_UNSET;
+}
+
 static void prune(Engine *e, Ent *ent, int64_t now)
 {
+        if (ent->r == &rare_none)
+                return;
+        EntRare *r = ent_rare(e, ent);
         uint32_t k = 0;
-        for (uint32_t i = 0; i < ent->nc; i++) {
-                if (ent->c[i].expires <= now) {
-                        intern_put(&e->in, ent->c[i].event_id);
+        for (uint32_t i = 0; i < r->nc; i++) {
+                if (r->c[i].expires <= now) {
+                        intern_put(&e->in, r->c[i].event_id);
                         continue;
                 }
-                ent->c[k++] = ent->c[i];
+                r->c[k++] = r->c[i];
         }
-        if (k != ent->nc)
+        if (k != r->nc)
                 ent->grade_clean = 0;
-        ent->nc = (uint16_t)k;
+        r->nc = (uint16_t)k;
         k = 0;
-        for (uint32_t i = 0; i < ent->nf; i++)
-                if (ent->f[i].until > now)
-                        ent->f[k++] = ent->f[i];
-        if (k != ent->nf)
+        for (uint32_t i = 0; i < r->nf; i++)
+                if (r->f[i].until > now)
+                        r->f[k++] = r->f[i];
+        if (k != r->nf)
                 ent->grade_clean = 0;
-        ent->nf = (uint16_t)k;
+        r->nf = (uint16_t)k;
 }
 
 double grade_score(Engine *e, Ent *ent, int64_t now)
@@ -63,18 +73,18 @@ double grade_score(Engine *e, Ent *ent, int64_t now)
         } else {
                 s = ent_static_score(e, ent);
         }
-        for (uint32_t i = 0; i < ent->nc; i++)
-                if (ent->c[i].expires > now)
-                        s += ent->c[i].points;
+        for (uint32_t i = 0; i < ent->r->nc; i++)
+                if (ent->r->c[i].expires > now)
+                        s += ent->r->c[i].points;
         return s;
 }
 
 uint64_t grade_live_flags(Ent *ent, int64_t now)
 {
         uint64_t bits = 0;
-        for (uint32_t i = 0; i < ent->nf; i++)
-                if (ent->f[i].until > now)
-                        bits |= 1ull << ent->f[i].flag;
+        for (uint32_t i = 0; i < ent->r->nf; i++)
+                if (ent->r->f[i].until > now)
+                        bits |= 1ull << ent->r->f[i].flag;
         return bits;
 }
 
@@ -89,18 +99,18 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         int16_t held_before = ent->held;
         if (ent->held < 0 || band > ent->held) {
                 ent->held = (int16_t)band;
-                ent->below_since = TIME_UNSET;
+                below_clear(e, ent);
         } else if (band < ent->held) {
-                if (ent->below_since == TIME_UNSET) {
-                        ent->below_since = now;
+                if (ent->r->below_since == TIME_UNSET) {
+                        ent_rare(e, ent)->below_since = now;
                         timer_want(e, ent, now + g->dwell_ms, false);
                 }
-                if (now - ent->below_since >= g->dwell_ms) {
+                if (now - ent->r->below_since >= g->dwell_ms) {
                         ent->held = (int16_t)band;
-                        ent->below_since = TIME_UNSET;
+                        below_clear(e, ent);
                 }
         } else {
-                ent->below_since = TIME_UNSET;
+                below_clear(e, ent);
         }
         int32_t grade = ent->held;
         int32_t mode = (int32_t)g->bands[grade].mode;

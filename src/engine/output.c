@@ -101,8 +101,8 @@ static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
 {
         buf_putc(b, '[');
         bool any = false;
-        for (uint32_t i = 0; i < ent->nf; i++) {
-                const FlagState *f = &ent->f[i];
+        for (uint32_t i = 0; i < ent->r->nf; i++) {
+                const FlagState *f = &ent->r->f[i];
                 if (f->until <= now)
                         continue;
                 if (any)
@@ -255,8 +255,8 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
 {
         buf_putc(b, '[');
         bool any = false;
-        for (uint32_t i = 0; i < ent->nc; i++) {
-                const Contrib *c = &ent->c[i];
+        for (uint32_t i = 0; i < ent->r->nc; i++) {
+                const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
                 const Rule *r = &e->rs->rules[c->rule];
@@ -295,9 +295,9 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
 static int64_t rectify_deadline(const Ent *ent, int64_t now)
 {
         int64_t best = TIME_UNSET;
-        for (uint32_t i = 0; i < ent->nc; i++)
-                if (ent->c[i].expires > now && ent->c[i].rectify != TIME_UNSET && ent->c[i].rectify > best)
-                        best = ent->c[i].rectify;
+        for (uint32_t i = 0; i < ent->r->nc; i++)
+                if (ent->r->c[i].expires > now && ent->r->c[i].rectify != TIME_UNSET && ent->r->c[i].rectify > best)
+                        best = ent->r->c[i].rectify;
         return best;
 }
 
@@ -381,8 +381,8 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, ",\"held_band\":");
         str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
         buf_puts(b, ",\"below_since\":");
-        if (ent->below_since != TIME_UNSET)
-                out_time(b, ent->below_since);
+        if (ent->r->below_since != TIME_UNSET)
+                out_time(b, ent->r->below_since);
         else
                 buf_puts(b, "null");
         buf_puts(b, ",\"current\":");
@@ -441,8 +441,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         buf_printf(b, "; the score alone gives band %s", band >= 0 ? g->bands[band].grade : "-");
         if (ent->held >= 0 && ent->held != band) {
                 buf_printf(b, ", band %s is held", g->bands[ent->held].grade);
-                if (ent->below_since != TIME_UNSET) {
-                        time_format(ent->below_since + g->dwell_ms, t, sizeof(t));
+                if (ent->r->below_since != TIME_UNSET) {
+                        time_format(ent->r->below_since + g->dwell_ms, t, sizeof(t));
                         buf_printf(b, " until %s unless the score rises (hysteresis)", t);
                 }
         }
@@ -462,8 +462,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "  none\n");
         buf_puts(b, "\nlive contributions:\n");
         any = false;
-        for (uint32_t i = 0; i < ent->nc; i++) {
-                const Contrib *c = &ent->c[i];
+        for (uint32_t i = 0; i < ent->r->nc; i++) {
+                const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
                 const Rule *r = &e->rs->rules[c->rule];
@@ -491,14 +491,14 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "  none\n");
         buf_puts(b, "\nflags:\n");
         any = false;
-        for (uint32_t i = 0; i < ent->nf; i++) {
-                if (ent->f[i].until <= now)
+        for (uint32_t i = 0; i < ent->r->nf; i++) {
+                if (ent->r->f[i].until <= now)
                         continue;
-                buf_printf(b, "  %s", e->rs->flags[ent->f[i].flag]);
-                if (ent->f[i].until == TIME_FOREVER)
+                buf_printf(b, "  %s", e->rs->flags[ent->r->f[i].flag]);
+                if (ent->r->f[i].until == TIME_FOREVER)
                         buf_puts(b, ", no expiry\n");
                 else {
-                        time_format(ent->f[i].until, t, sizeof(t));
+                        time_format(ent->r->f[i].until, t, sizeof(t));
                         buf_printf(b, " until %s\n", t);
                 }
                 any = true;

@@ -244,7 +244,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_cs(b, x->grade >= 0 ? g->bands[x->grade].grade : "");
         put_cs(b, x->mode >= 0 ? g->modes[x->mode] : "");
         put_f(b, x->per_year);
-        put_i(b, x->below_since);
+        put_i(b, x->r->below_since);
         put_i(b, x->last_time);
         put_u(b, e->nprof);
         for (uint32_t i = 0; i < e->nprof; i++) {
@@ -252,9 +252,9 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 Value v = engine_prof_get(e, x, i);
                 put_v(e, b, &v, e->prof_slots[i]);
         }
-        put_u(b, x->nc);
-        for (uint32_t i = 0; i < x->nc; i++) {
-                const Contrib *c = &x->c[i];
+        put_u(b, x->r->nc);
+        for (uint32_t i = 0; i < x->r->nc; i++) {
+                const Contrib *c = &x->r->c[i];
                 put_cs(b, rs->rules[c->rule].id);
                 put_f(b, c->points);
                 put_i(b, c->since);
@@ -262,11 +262,11 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_i(b, c->rectify);
                 put_s(b, c->event_id->s, c->event_id->len);
         }
-        put_u(b, x->nf);
-        for (uint32_t i = 0; i < x->nf; i++) {
-                put_cs(b, rs->flags[x->f[i].flag]);
-                buf_putc(b, (char)x->f[i].from_profile);
-                put_i(b, x->f[i].until);
+        put_u(b, x->r->nf);
+        for (uint32_t i = 0; i < x->r->nf; i++) {
+                put_cs(b, rs->flags[x->r->f[i].flag]);
+                buf_putc(b, (char)x->r->f[i].from_profile);
+                put_i(b, x->r->f[i].until);
         }
         put_u(b, x->nks);
         for (uint32_t i = 0; i < x->nks; i++) {
@@ -341,7 +341,9 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         s = get_s(r, &n);
         x->mode = (int16_t)mode_by_name(g, s, n);
         x->per_year = get_f(r);
-        x->below_since = get_i(r);
+        int64_t below_since = get_i(r);
+        if (below_since != TIME_UNSET || x->r->below_since != TIME_UNSET)
+                ent_rare(e, x)->below_since = below_since;
         x->last_time = get_i(r);
         uint64_t np = get_u(r);
         for (uint64_t i = 0; i < np && !r->bad; i++) {
@@ -369,10 +371,11 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         continue;
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
-                if (x->nc == x->cc) {
-                        x->c = ent_grow(e, x->c, &x->cc, sizeof(Contrib));
+                EntRare *rr = ent_rare(e, x);
+                if (rr->nc == rr->cc) {
+                        rr->c = ent_grow(e, rr->c, &rr->cc, sizeof(Contrib));
                 }
-                x->c[x->nc++] = c;
+                rr->c[rr->nc++] = c;
         }
         uint64_t nf = get_u(r);
         for (uint64_t i = 0; i < nf && !r->bad; i++) {
@@ -385,10 +388,11 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 int64_t until = get_i(r);
                 if (flag < 0)
                         continue;
-                if (x->nf == x->cf) {
-                        x->f = ent_grow(e, x->f, &x->cf, sizeof(FlagState));
+                EntRare *rr = ent_rare(e, x);
+                if (rr->nf == rr->cf) {
+                        rr->f = ent_grow(e, rr->f, &rr->cf, sizeof(FlagState));
                 }
-                x->f[x->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
+                rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
         uint64_t nks = get_u(r);
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
@@ -566,7 +570,7 @@ void state_touch(Engine *e, Ent *ent)
                 e->undo_off = xrealloc(e->undo_off, e->ctouched * sizeof(uint64_t));
         }
         /* a new enterprise (never graded, nothing held) is removed on abort */
-        bool fresh = ent->last_time == TIME_UNSET && ent->nc == 0 && ent->nw == 0 && ent->grade < 0;
+        bool fresh = ent->last_time == TIME_UNSET && ent->r->nc == 0 && ent->nw == 0 && ent->grade < 0;
         e->touched[e->ntouched] = ent;
         e->undo_off[e->ntouched] = fresh ? UINT64_MAX : e->undo.len;
         e->ntouched++;
