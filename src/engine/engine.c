@@ -1435,7 +1435,7 @@ static void ahead_stage(Engine *e)
                                 uint32_t nrow = e->rs->aggs[w->agg].nrow_slots;
                                 __builtin_prefetch(&w->t[w->head]);
                                 __builtin_prefetch(&w->t[ring_at(w, w->n - 1)]);
-                                __builtin_prefetch(&w->v[(size_t)ring_at(w, w->n - 1) * nrow]);
+                                __builtin_prefetch(&win_v(w)[(size_t)ring_at(w, w->n - 1) * nrow]);
                         }
                 }
         }

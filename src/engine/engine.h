@@ -76,9 +76,19 @@ typedef struct FlagState {
 typedef struct Win {
         uint16_t agg;
         uint32_t head, n, cap;  /* ring of rows */
-        int64_t *t;
-        Value *v;               /* cap * nrow_slots */
+        int64_t *t;             /* cap times, then cap * nrow_slots values (win_v): one pool object */
 } Win;
+
+static inline Value *win_v(const Win *w)
+{
+        return (Value *)(void *)(w->t + w->cap);
+}
+
+/* The bytes of a ring of cap rows of nrow values. */
+static inline size_t win_size(uint32_t cap, uint32_t nrow)
+{
+        return (size_t)cap * (sizeof(int64_t) + (size_t)nrow * sizeof(Value));
+}
 
 /* The ring position of row i (i < cap, head < cap): no division. */
 static inline uint32_t ring_at(const Win *w, uint32_t i)

@@ -304,7 +304,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                         uint32_t at = (w->head + r) % w->cap;
                         put_i(b, w->t[at]);
                         for (uint32_t k = 0; k < a->nrow_slots; k++)
-                                put_v(e, b, &w->v[(size_t)at * a->nrow_slots + k], a->row_slots[k]);
+                                put_v(e, b, &win_v(w)[(size_t)at * a->nrow_slots + k], a->row_slots[k]);
                 }
         }
         put_u(b, x->nrecent);
@@ -475,8 +475,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         memset(w, 0, sizeof(*w));
                         w->agg = (uint16_t)agg;
                         w->cap = (uint32_t)(rows < e->cfg.max_window_rows ? rows : e->cfg.max_window_rows);
-                        w->t = pool_alloc(&e->pool, ENT_ARR(int64_t, w->cap));
-                        w->v = pool_calloc(&e->pool, ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
+                        w->t = pool_calloc(&e->pool, win_size(w->cap, nrow));
                 }
                 for (uint64_t q = 0; q < rows && !r->bad; q++) {
                         int64_t t = get_i(r);
@@ -487,13 +486,13 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 continue;
                         if (w->n == w->cap) { /* more rows than the limit: keep the newest */
                                 for (uint64_t k = 0; k < nrow; k++)
-                                        intern_value_put(&e->in, w->v[(size_t)w->head * nrow + k]);
+                                        intern_value_put(&e->in, win_v(w)[(size_t)w->head * nrow + k]);
                                 w->head = (w->head + 1) % w->cap;
                                 w->n--;
                         }
                         uint32_t at = (w->head + w->n) % w->cap;
                         w->t[at] = t;
-                        memcpy(&w->v[(size_t)at * nrow], tmp, nrow * sizeof(Value));
+                        memcpy(&win_v(w)[(size_t)at * nrow], tmp, nrow * sizeof(Value));
                         w->n++;
                 }
         }

@@ -18,7 +18,7 @@
 
 static Value *row(const Win *w, uint32_t nrow, uint32_t i)
 {
-        return &w->v[(size_t)ring_at(w, i) * nrow];
+        return &win_v(w)[(size_t)ring_at(w, i) * nrow];
 }
 
 static int64_t row_time(const Win *w, uint32_t i)
@@ -44,8 +44,7 @@ static void evict(Engine *e, Win *w, const Aggregate *a, int64_t now)
 /* The ring's arrays (its rows already released). */
 static void window_free_rows(Engine *e, Win *w, uint32_t nrow)
 {
-        pool_free(&e->pool, w->t, ENT_ARR(int64_t, w->cap));
-        pool_free(&e->pool, w->v, ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
+        pool_free(&e->pool, w->t, win_size(w->cap, nrow));
 }
 
 static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
@@ -162,8 +161,8 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                                 uint32_t nc = w->cap ? w->cap * 2 : 4;
                                 if (nc > e->cfg.max_window_rows)
                                         nc = e->cfg.max_window_rows;
-                                int64_t *nt = pool_alloc(&e->pool, ENT_ARR(int64_t, nc));
-                                Value *nv = pool_alloc(&e->pool, ENT_ARR(Value, (size_t)nc * (nrow ? nrow : 1)));
+                                int64_t *nt = pool_alloc(&e->pool, win_size(nc, nrow));
+                                Value *nv = (Value *)(void *)(nt + nc);
                                 for (uint32_t i = 0; i < w->n; i++) {
                                         nt[i] = row_time(w, i);
                                         if (nrow)
@@ -171,14 +170,13 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                                 }
                                 window_free_rows(e, w, nrow);
                                 w->t = nt;
-                                w->v = nv;
                                 w->cap = nc;
                                 w->head = 0;
                         }
                 }
                 uint32_t at = ring_at(w, w->n);
                 w->t[at] = t;
-                Value *dst = &w->v[(size_t)at * nrow];
+                Value *dst = &win_v(w)[(size_t)at * nrow];
                 const Value *prev = w->n ? row(w, nrow, w->n - 1) : NULL;
                 for (uint32_t i = 0; i < nrow; i++) {
                         const Value *v = &cv[i];
@@ -334,5 +332,5 @@ size_t window_bytes(const Engine *e, const Win *w)
 {
         const Aggregate *a = &e->rs->aggs[w->agg];
         uint32_t nrow = a->nrow_slots;
-        return pool_size(ENT_ARR(int64_t, w->cap)) + pool_size(ENT_ARR(Value, (size_t)w->cap * (nrow ? nrow : 1)));
+        return pool_size(win_size(w->cap, nrow));
 }
