@@ -43,6 +43,11 @@ void engine_config_default(EngineConfig *c)
 
 const EntRare rare_none = {.below_since = TIME_UNSET};
 
+/* Every enterprise has an Ent, most a few key states: a field added to
+ * either costs it on each (the bench's state bytes per enterprise). */
+_Static_assert(sizeof(void *) != 8 || sizeof(Ent) == 72, "Ent grew: every enterprise pays for it");
+_Static_assert(sizeof(void *) != 8 || sizeof(KeyState) == 32, "KeyState grew: every key of every enterprise pays for it");
+
 /* ---- enterprise table ---- */
 
 static inline bool ent_is(const Ent *x, const char *k, uint32_t len)
