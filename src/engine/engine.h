@@ -97,15 +97,6 @@ static inline uint32_t ring_at(const Win *w, uint32_t i)
         return at >= w->cap ? at - w->cap : at;
 }
 
-/* One pool object holds the struct, then the key (so a lookup's compare
- * reads the lines the event needs next), then the ring of recent event
- * id hashes (cfg.recent_ids), the static bits (of the static rules
- * matching at the last profile update) and the profile (Engine.prof_bytes,
- * packed by field type, see engine_prof_get):
- * an enterprise's fixed state is one allocation and a few cache lines,
- * found by address arithmetic (ent_key, ent_prof, ent_recent,
- * ent_static).  The arrays c, f, ks, w and everything they point to come
- * from Engine.pool too. */
 /* What most enterprises never hold (contributions, flags, the hysteresis
  * clock), in a pool object of its own; Ent.r points to rare_none (read
  * only, all empty) until something is stored (ent_rare). */
@@ -118,6 +109,15 @@ typedef struct EntRare {
 
 extern const EntRare rare_none;
 
+/* One pool object holds the struct, then the key (so a lookup's compare
+ * reads the lines the event needs next), then the ring of recent event
+ * id hashes (cfg.recent_ids), the static bits (of the static rules
+ * matching at the last profile update) and the profile (Engine.prof_bytes,
+ * packed by field type, see engine_prof_get):
+ * an enterprise's fixed state is one allocation and a few cache lines,
+ * found by address arithmetic (ent_key, ent_prof, ent_recent,
+ * ent_static).  The rare part, the arrays ks and w and everything they
+ * point to come from Engine.pool too. */
 typedef struct Ent {
         const EntRare *r;       /* written through ent_rare */
         KeyState *ks;
@@ -139,7 +139,7 @@ typedef struct Ent {
 } Ent;
 
 /* An enterprise's key, after the struct: its length and bytes (NUL
- * terminated); the table slot keeps its hash. */
+ * terminated); its table slot keeps 16 bits of its hash. */
 typedef struct EntKey {
         uint32_t len;
         char s[];
