@@ -222,13 +222,10 @@ Value engine_prof_get(const Engine *e, const Ent *x, uint32_t i)
         return v;
 }
 
-/* Free the profile string that old (a profile value) points into. */
-static void pstr_free(Engine *e, Value old)
+static void pstr_free(Engine *e, PStr *ps)
 {
-        if (old.tag != VT_STR)
-                return;
-        PStr *ps = (PStr *)(void *)(uintptr_t)(old.s.p - offsetof(PStr, s));
-        pool_free(&e->pool, ps, sizeof(PStr) + ps->len);
+        if (ps)
+                pool_free(&e->pool, ps, sizeof(PStr) + ps->len);
 }
 
 void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
@@ -236,7 +233,11 @@ void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
         uint8_t *p = ent_prof(e, x);
         uint8_t *bits = p + e->prof_present + i / 8, bit = (uint8_t)(1u << (i % 8));
         uint8_t *at = p + e->prof_off[i];
-        Value old = engine_prof_get(e, x, i);
+        /* the string it held, freed last: v may be its bytes (read field by
+         * field, not as a returned Value: that stalls store forwarding) */
+        PStr *old = NULL;
+        if (e->prof_tags[i] == VT_STR && (*bits & bit))
+                memcpy(&old, at, sizeof(old));
         if (v.tag != e->prof_tags[i] || (v.tag == VT_ENUM && (v.e < INT16_MIN || v.e > INT16_MAX))) {
                 *bits &= (uint8_t)~bit;
                 pstr_free(e, old);
@@ -245,7 +246,6 @@ void engine_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
         *bits |= bit;
         switch (v.tag) {
         case VT_STR: {
-                /* copied before the old goes: v may be its bytes */
                 PStr *ps = pool_alloc(&e->pool, sizeof(PStr) + v.s.len);
                 ps->len = v.s.len;
                 if (v.s.len)
