@@ -29,6 +29,9 @@ typedef struct Str {
         uint32_t len;
 } Str;
 
+/* Byte order, then length: -1, 0 or 1. */
+int str_order(Str a, Str b);
+
 typedef struct Value {
         uint8_t tag;
         union {

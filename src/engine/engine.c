@@ -76,17 +76,9 @@ static Ent *ent_find(Engine *e, const char *k, uint32_t len)
         return tab_ent(e, ent_slot(e, k, len, h));
 }
 
-static inline uint64_t ent_hash(const Ent *x)
+static uint64_t ent_hash(const void *x)
 {
         return hash_fast(ent_key(x)->s, ent_key(x)->len);
-}
-
-/* An address with its top bits in use: every slot becomes a bare address. */
-static void tab_untag(Engine *e)
-{
-        for (uint32_t i = 0; i < e->tabcap; i++)
-                e->tab[i] = (uintptr_t)tab_ent(e, i);
-        e->tab_untagged = true;
 }
 
 /* The pool object of an enterprise with a key of len bytes (see Ent). */
@@ -111,24 +103,15 @@ static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
         x->r = &rare_none;
         x->last_time = TIME_UNSET;
         x->tm_at = TIME_UNSET;
-        if (!e->tab_untagged && !tag_fits(x))
-                tab_untag(e);
+        if (!e->tab_untagged && !tag_fits(x)) {
+                tagtab_untag(e->tab, e->tabcap);
+                e->tab_untagged = true;
+        }
         e->tab[i] = tag_make(x, h, e->tab_untagged);
         e->nents++;
         if (e->nents * 2 > e->tabcap) {
-                uint32_t oc = e->tabcap;
-                uintptr_t *old = e->tab;
+                e->tab = tagtab_grow(e->tab, e->tabcap, e->tabcap * 2, e->tab_untagged, ent_hash);
                 e->tabcap *= 2;
-                e->tab = xcalloc(e->tabcap, sizeof(uintptr_t));
-                util_advise_huge(e->tab, e->tabcap * sizeof(uintptr_t));
-                for (uint32_t j = 0; j < oc; j++)
-                        if (old[j]) {
-                                uint32_t s = (uint32_t)ent_hash(tag_ptr(old[j], e->tab_untagged)) & (e->tabcap - 1);
-                                while (e->tab[s])
-                                        s = (s + 1) & (e->tabcap - 1);
-                                e->tab[s] = old[j];
-                        }
-                free(old);
         }
         return x;
 }
@@ -305,19 +288,7 @@ static void ent_free(Engine *e, Ent *x)
 /* Remove from the table (backward-shift deletion) and free. */
 void engine_ent_remove(Engine *e, Ent *x)
 {
-        uint32_t mask = e->tabcap - 1, k = (uint32_t)ent_hash(x) & mask;
-        while (tab_ent(e, k) != x)
-                k = (k + 1) & mask;
-        uint32_t hole = k;
-        for (uint32_t j = (k + 1) & mask; e->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)ent_hash(tab_ent(e, j)) & mask;
-                bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
-                if (movable) {
-                        e->tab[hole] = e->tab[j];
-                        hole = j;
-                }
-        }
-        e->tab[hole] = 0;
+        tagtab_remove(e->tab, e->tabcap, x, ent_hash(x), e->tab_untagged, ent_hash);
         e->nents--;
         ent_free(e, x);
 }
@@ -339,10 +310,7 @@ static int ks_key_cmp(const KeyState *p, const KeyState *q)
 {
         if (!p->keyed || !q->keyed)
                 return p->keyed - q->keyed;
-        Str a = ks_key(p), b = ks_key(q);
-        uint32_t n = a.len < b.len ? a.len : b.len;
-        int c = memcmp(a.p, b.p, n);
-        return c ? c : (a.len < b.len ? -1 : a.len > b.len);
+        return str_order(ks_key(p), ks_key(q));
 }
 
 static inline Ent *timer_ent(const Timer *t)
@@ -476,7 +444,7 @@ void engine_ks_key(Engine *e, KeyState *ks, const char *k, uint32_t len)
         ks->snap = snap_key_only(e, k, len);
 }
 
-void engine_snap_free(Engine *e, KeyState *ks)
+void engine_snap_drop(Engine *e, KeyState *ks)
 {
         Snap *s = ks->snap;
         if (!s)
@@ -895,7 +863,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                                 } else {
                                         ks->armed = 0;
                                         ks->at = TIME_UNSET;
-                                        engine_snap_free(e, ks);
+                                        engine_snap_drop(e, ks);
                                 }
                                 return;
                         }

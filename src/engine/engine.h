@@ -158,9 +158,7 @@ static inline EntKey *ent_key(const Ent *x)
 
 static inline int ent_key_cmp(const EntKey *a, const EntKey *b)
 {
-        uint32_t n = a->len < b->len ? a->len : b->len;
-        int c = memcmp(a->s, b->s, n);
-        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+        return str_order((Str){a->s, a->len}, (Str){b->s, b->len});
 }
 
 /* The timer heap holds one entry per enterprise with something due: its
@@ -422,13 +420,21 @@ static inline EntRare *ent_rare(Engine *e, Ent *x)
         return (EntRare *)(uintptr_t)x->r;
 }
 
+/* Set x's hysteresis clock (TIME_UNSET: stopped); stopping one that does
+ * not run makes no rare part. */
+static inline void ent_below_set(Engine *e, Ent *x, int64_t t)
+{
+        if (t != TIME_UNSET || x->r->below_since != TIME_UNSET)
+                ent_rare(e, x)->below_since = t;
+}
+
 /* Store a snapshot and the event id in ks->snap after its key, reusing
  * its memory when the size class allows.  by_slot: the values are
  * ev[ri->snap_slots[i]] (an event laid out by slot), else ev[i]. */
 void engine_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, bool by_slot, const char *id,
                      uint32_t idlen);
 /* Drop the snapshot; the key stays. */
-void engine_snap_free(Engine *e, KeyState *ks);
+void engine_snap_drop(Engine *e, KeyState *ks);
 /* Give ks (fresh) the per: key k[0..len). */
 void engine_ks_key(Engine *e, KeyState *ks, const char *k, uint32_t len);
 /* Release everything ks holds. */

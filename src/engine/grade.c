@@ -27,13 +27,6 @@ int32_t grade_band(const Grading *g, double score)
  * its expiry that regrades, so between regrades nothing expires unseen:
  * grade_clean stays true only while score and flags are what the last
  * regrade saw. */
-/* The hysteresis clock stops (no rare part is made for it). */
-static void below_clear(Engine *e, Ent *ent)
-{
-        if (ent->r->below_since != TIME_UNSET)
-                ent_rare(e, ent)->below_since = TIME_UNSET;
-}
-
 static void prune(Engine *e, Ent *ent, int64_t now)
 {
         if (ent->r == &rare_none)
@@ -99,18 +92,18 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         int16_t held_before = ent->held;
         if (ent->held < 0 || band > ent->held) {
                 ent->held = (int16_t)band;
-                below_clear(e, ent);
+                ent_below_set(e, ent, TIME_UNSET);
         } else if (band < ent->held) {
                 if (ent->r->below_since == TIME_UNSET) {
-                        ent_rare(e, ent)->below_since = now;
+                        ent_below_set(e, ent, now);
                         timer_want(e, ent, now + g->dwell_ms, false);
                 }
                 if (now - ent->r->below_since >= g->dwell_ms) {
                         ent->held = (int16_t)band;
-                        below_clear(e, ent);
+                        ent_below_set(e, ent, TIME_UNSET);
                 }
         } else {
-                below_clear(e, ent);
+                ent_below_set(e, ent, TIME_UNSET);
         }
         int32_t grade = ent->held;
         int32_t mode = (int32_t)g->bands[grade].mode;

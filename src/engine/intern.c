@@ -1,6 +1,7 @@
 /*
- * String interning for engine state (see intern.h): linear probing with
- * backward-shift deletion, so the table never holds tombstones.
+ * String interning for engine state (see intern.h), and the tagged tables'
+ * shared mechanics (tagtab_*): linear probing with backward-shift
+ * deletion, so a table never holds tombstones.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -8,11 +9,6 @@
 
 #include "include/riskd/util.h"
 #include "src/engine/intern.h"
-
-static inline IStr *slot_str(uintptr_t v)
-{
-        return (IStr *)(v & TAG_ADDR_MASK);
-}
 
 /* The string of slot value v (tagged or bare, as the table holds them). */
 static inline IStr *slot_ptr(const Intern *in, uintptr_t v)
@@ -43,32 +39,48 @@ void intern_deinit(Intern *in)
         in->n = in->cap = 0;
 }
 
-static void grow(Intern *in)
+void tagtab_untag(uintptr_t *tab, uint32_t cap)
 {
-        uint32_t oc = in->cap;
-        uintptr_t *old = in->tab;
-        in->cap *= 2;
-        in->tab = xcalloc(in->cap, sizeof(uintptr_t));
-        util_advise_huge(in->tab, in->cap * sizeof(uintptr_t));
+        for (uint32_t i = 0; i < cap; i++)
+                tab[i] &= TAG_ADDR_MASK;
+}
+
+uintptr_t *tagtab_grow(uintptr_t *old, uint32_t oc, uint32_t cap, bool untagged, TagHashFn hash)
+{
+        uintptr_t *tab = xcalloc(cap, sizeof(uintptr_t));
+        util_advise_huge(tab, cap * sizeof(uintptr_t));
         for (uint32_t i = 0; i < oc; i++) {
                 if (!old[i])
                         continue;
-                IStr *e = slot_ptr(in, old[i]);
-                uint32_t k = (uint32_t)istr_hash(e) & (in->cap - 1);
-                while (in->tab[k])
-                        k = (k + 1) & (in->cap - 1);
-                in->tab[k] = old[i];
+                uint32_t k = (uint32_t)hash(tag_ptr(old[i], untagged)) & (cap - 1);
+                while (tab[k])
+                        k = (k + 1) & (cap - 1);
+                tab[k] = old[i];
         }
         free(old);
+        return tab;
 }
 
-/* An address with its top bits in use (not seen on x86-64 or arm64 user
- * space, but possible): every slot becomes a bare address. */
-static void untag(Intern *in)
+void tagtab_remove(uintptr_t *tab, uint32_t cap, const void *obj, uint64_t h, bool untagged, TagHashFn hash)
 {
-        for (uint32_t i = 0; i < in->cap; i++)
-                in->tab[i] = in->tab[i] ? (uintptr_t)slot_str(in->tab[i]) : 0;
-        in->untagged = true;
+        uint32_t mask = cap - 1, k = (uint32_t)h & mask;
+        while (tag_ptr(tab[k], untagged) != obj)
+                k = (k + 1) & mask;
+        uint32_t hole = k;
+        for (uint32_t j = (k + 1) & mask; tab[j]; j = (j + 1) & mask) {
+                uint32_t home = (uint32_t)hash(tag_ptr(tab[j], untagged)) & mask;
+                bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+                if (movable) {
+                        tab[hole] = tab[j];
+                        hole = j;
+                }
+        }
+        tab[hole] = 0;
+}
+
+static uint64_t istr_hash_of(const void *is)
+{
+        return istr_hash(is);
 }
 
 IStr *intern_get(Intern *in, const char *s, uint32_t len)
@@ -79,7 +91,7 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
                 for (uintptr_t v; (v = in->tab[k]); k = (k + 1) & (in->cap - 1)) {
                         if (!tag_match(v, h))
                                 continue;
-                        IStr *e = slot_str(v);
+                        IStr *e = tag_ptr(v, false);
                         if (e->len == len && memcmp(e->s, s, len) == 0) {
                                 e->refs++;
                                 return e;
@@ -97,15 +109,19 @@ IStr *intern_get(Intern *in, const char *s, uint32_t len)
         e->len = len;
         memcpy(e->s, s, len);
         e->s[len] = 0;
-        if (!in->untagged && !tag_fits(e))
-                untag(in);
+        if (!in->untagged && !tag_fits(e)) {
+                tagtab_untag(in->tab, in->cap);
+                in->untagged = true;
+        }
         in->tab[k] = tag_make(e, h, in->untagged);
         in->n++;
         in->bytes += sizeof(IStr) + len + 1;
         /* up to three quarters full: the table is a good part of the state
          * (a pointer per slot), and lookups are off the per-event path */
-        if ((uint64_t)in->n * 4 > (uint64_t)in->cap * 3)
-                grow(in);
+        if ((uint64_t)in->n * 4 > (uint64_t)in->cap * 3) {
+                in->tab = tagtab_grow(in->tab, in->cap, in->cap * 2, in->untagged, istr_hash_of);
+                in->cap *= 2;
+        }
         return e;
 }
 
@@ -120,20 +136,7 @@ void intern_put(Intern *in, IStr *is)
 {
         if (!is || --is->refs > 0)
                 return;
-        uint32_t mask = in->cap - 1, k = (uint32_t)istr_hash(is) & mask;
-        while (slot_ptr(in, in->tab[k]) != is)
-                k = (k + 1) & mask;
-        /* backward shift: move later entries of the cluster into the hole */
-        uint32_t hole = k;
-        for (uint32_t j = (k + 1) & mask; in->tab[j]; j = (j + 1) & mask) {
-                uint32_t home = (uint32_t)istr_hash(slot_ptr(in, in->tab[j])) & mask;
-                bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
-                if (movable) {
-                        in->tab[hole] = in->tab[j];
-                        hole = j;
-                }
-        }
-        in->tab[hole] = 0;
+        tagtab_remove(in->tab, in->cap, is, istr_hash(is), in->untagged, istr_hash_of);
         in->n--;
         in->bytes -= sizeof(IStr) + is->len + 1;
         pool_free(in->pool, is, sizeof(IStr) + is->len + 1);

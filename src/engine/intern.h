@@ -60,6 +60,17 @@ static inline bool tag_fits(const void *p)
         return ((uintptr_t)p & ~TAG_ADDR_MASK) == 0;
 }
 
+/* The shared mechanics of such a table (linear probing, a power-of-two
+ * capacity); hash gives the hash of an object the table holds. */
+typedef uint64_t (*TagHashFn)(const void *obj);
+/* Every slot becomes a bare address. */
+void tagtab_untag(uintptr_t *tab, uint32_t cap);
+/* A table of cap slots holding old's oc (which it frees). */
+uintptr_t *tagtab_grow(uintptr_t *old, uint32_t oc, uint32_t cap, bool untagged, TagHashFn hash);
+/* Remove obj, whose hash is h (backward-shift deletion: later entries of
+ * its cluster move into the hole, so the table never holds tombstones). */
+void tagtab_remove(uintptr_t *tab, uint32_t cap, const void *obj, uint64_t h, bool untagged, TagHashFn hash);
+
 typedef struct Intern {
         Pool *pool;             /* where the strings live (not owned) */
         /* a slot: the IStr's address, tagged (tag_make); 0 empty */

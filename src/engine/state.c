@@ -274,8 +274,10 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 const RuleInfo *ri = &e->ri[ks->rule];
                 put_cs(b, rs->rules[ks->rule].id);
                 buf_putc(b, (char)ks->keyed);
-                if (ks->keyed)
-                        put_s(b, ks_key(ks).p, ks_key(ks).len);
+                if (ks->keyed) {
+                        Str key = ks_key(ks);
+                        put_s(b, key.p, key.len);
+                }
                 buf_putc(b, (char)ks->fired);
                 put_i(b, rs->rules[ks->rule].timer_driven ? TIME_UNSET : ks->at); /* since */
                 put_i(b, ks->last_fire);
@@ -341,9 +343,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         s = get_s(r, &n);
         x->mode = (int16_t)mode_by_name(g, s, n);
         x->per_year = get_f(r);
-        int64_t below_since = get_i(r);
-        if (below_since != TIME_UNSET || x->r->below_since != TIME_UNSET)
-                ent_rare(e, x)->below_since = below_since;
+        ent_below_set(e, x, get_i(r));
         x->last_time = get_i(r);
         uint64_t np = get_u(r);
         for (uint64_t i = 0; i < np && !r->bad; i++) {

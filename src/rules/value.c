@@ -44,6 +44,15 @@ static int value_sign64(int64_t a, int64_t b)
         return (a > b) - (a < b);
 }
 
+int str_order(Str a, Str b)
+{
+        uint32_t n = a.len < b.len ? a.len : b.len;
+        int c = n ? memcmp(a.p, b.p, n) : 0;
+        if (c)
+                return (c > 0) - (c < 0);
+        return (a.len > b.len) - (a.len < b.len);
+}
+
 bool value_cmp(const Value *a, const Value *b, int *ret)
 {
         if (a->tag != b->tag)
@@ -55,14 +64,9 @@ bool value_cmp(const Value *a, const Value *b, int *ret)
                         return false;
                 c = (a->n > b->n) - (a->n < b->n);
                 break;
-        case VT_STR: {
-                uint32_t n = a->s.len < b->s.len ? a->s.len : b->s.len;
-                c = n ? memcmp(a->s.p, b->s.p, n) : 0;
-                c = (c > 0) - (c < 0);
-                if (c == 0)
-                        c = (a->s.len > b->s.len) - (a->s.len < b->s.len);
+        case VT_STR:
+                c = str_order(a->s, b->s);
                 break;
-        }
         case VT_ENUM:
                 c = (a->e > b->e) - (a->e < b->e);
                 break;
