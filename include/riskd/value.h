@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum ValueTag {
         VT_NULL = 0,
@@ -29,8 +30,16 @@ typedef struct Str {
         uint32_t len;
 } Str;
 
-/* Byte order, then length: -1, 0 or 1. */
-int str_order(Str a, Str b);
+/* Byte order, then length: -1, 0 or 1 (inline: timer heap order and
+ * string comparisons in rules use it). */
+static inline int str_order(Str a, Str b)
+{
+        uint32_t n = a.len < b.len ? a.len : b.len;
+        int c = n ? memcmp(a.p, b.p, n) : 0;
+        if (c)
+                return (c > 0) - (c < 0);
+        return (a.len > b.len) - (a.len < b.len);
+}
 
 typedef struct Value {
         uint8_t tag;

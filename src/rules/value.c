@@ -44,15 +44,6 @@ static int value_sign64(int64_t a, int64_t b)
         return (a > b) - (a < b);
 }
 
-int str_order(Str a, Str b)
-{
-        uint32_t n = a.len < b.len ? a.len : b.len;
-        int c = n ? memcmp(a.p, b.p, n) : 0;
-        if (c)
-                return (c > 0) - (c < 0);
-        return (a.len > b.len) - (a.len < b.len);
-}
-
 bool value_cmp(const Value *a, const Value *b, int *ret)
 {
         if (a->tag != b->tag)
