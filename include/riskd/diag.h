@@ -80,6 +80,15 @@ typedef struct SrcPos {
         uint32_t line, col, len;
 } SrcPos;
 
+/* A second place that explains a diagnostic ("note: the flow sequence
+ * opened here"), with a position and source line of its own. */
+typedef struct DiagNote {
+        char *file;     /* owned */
+        uint32_t line, col, len;
+        char *message;  /* owned */
+        char *srcline;  /* owned copy of the source line; may be NULL */
+} DiagNote;
+
 typedef struct Diag {
         DiagCode code;
         DiagLevel level;
@@ -88,6 +97,8 @@ typedef struct Diag {
         char *message;  /* owned */
         char *hint;     /* owned; "did you mean", valid values...; may be NULL */
         char *srcline;  /* owned copy of the source line; may be NULL */
+        DiagNote *notes; /* owned; nnotes of them, in the order added */
+        uint32_t nnotes;
 } Diag;
 
 typedef struct DiagList {
@@ -95,6 +106,7 @@ typedef struct DiagList {
         uint32_t n, cap;
         uint32_t nerrors, nwarnings;
         uint32_t max;   /* stop recording after this many (0 = 1000) */
+        bool last_dropped; /* the latest diag_add was over max: its notes go too */
 } DiagList;
 
 const char *diag_code_str(DiagCode c);  /* "E031" */
@@ -108,13 +120,18 @@ void diag_set_line_source(DiagLineFn fn, void *ud);
 
 void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
+/* A note to the diagnostic added last (dropped with it when over max). */
+void diag_note(DiagList *dl, SrcPos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_list_deinit(DiagList *dl);
 /* Sort by file, line, column, code (stable, deterministic output). */
 void diag_list_sort(DiagList *dl);
 
-/* "file:line:col: error[E031]: message" + source line + caret + hint. */
+/* "file:line:col: error[E031]: message" + source line + caret + hint, then
+ * each note as "file:line:col: note: message" + source line + caret. */
 void diag_print_text(FILE *f, const DiagList *dl, bool color);
-/* One JSON document: {"diagnostics":[...],"errors":N,"warnings":N,...}. */
+/* One JSON document: {"diagnostics":[...],"errors":N,"warnings":N,...};
+ * each diagnostic has "notes": [{file, line, column, length, message,
+ * source}] (empty when it has none). */
 void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json);
 
 /* Suggestion helper: the candidate closest to word (edit distance <= 2 or a

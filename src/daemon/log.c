@@ -116,5 +116,8 @@ void log_diags(const DiagList *dl)
                         d->file, d->line, d->col, d->level == DIAG_LEVEL_ERROR ? "error" : "warning",
                         diag_code_str(d->code), d->message, d->hint ? " (" : "", d->hint ? d->hint : "",
                         d->hint ? ")" : "");
+                for (uint32_t k = 0; k < d->nnotes; k++)
+                        log_msg(d->level == DIAG_LEVEL_ERROR ? LOG_PRIO_ERR : LOG_PRIO_WARNING, "%s:%u:%u: note: %s",
+                                d->notes[k].file, d->notes[k].line, d->notes[k].col, d->notes[k].message);
         }
 }

@@ -42,6 +42,15 @@ void diag_set_line_source(DiagLineFn fn, void *ud)
         line_ud = ud;
 }
 
+static char *source_line(SrcPos pos)
+{
+        if (!line_fn || !pos.file || !pos.line)
+                return NULL;
+        uint32_t n = 0;
+        const char *l = line_fn(line_ud, pos.file, pos.line, &n);
+        return l ? xstrndup(l, n) : NULL;
+}
+
 void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const char *fmt, ...)
 {
         DiagLevel lvl = diag_code_level(code);
@@ -49,7 +58,8 @@ void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const c
                 dl->nerrors++;
         else
                 dl->nwarnings++;
-        if (dl->n >= (dl->max ? dl->max : 1000))
+        dl->last_dropped = dl->n >= (dl->max ? dl->max : 1000);
+        if (dl->last_dropped)
                 return;
         Diag *d = &VEC_PUSH(dl->v, dl->n, dl->cap);
         d->code = code;
@@ -65,23 +75,50 @@ void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const c
         va_end(ap);
         d->message = b.p ? b.p : xstrdup("");
         d->hint = hint ? xstrdup(hint) : NULL;
-        d->srcline = NULL;
-        if (line_fn && pos.file && pos.line) {
-                uint32_t n = 0;
-                const char *l = line_fn(line_ud, pos.file, pos.line, &n);
-                if (l)
-                        d->srcline = xstrndup(l, n);
+        d->srcline = source_line(pos);
+        d->notes = NULL;
+        d->nnotes = 0;
+}
+
+void diag_note(DiagList *dl, SrcPos pos, const char *fmt, ...)
+{
+        if (!dl->n || dl->last_dropped)
+                return;
+        Diag *d = &dl->v[dl->n - 1];
+        /* rare (one or two a diagnostic): grow one at a time */
+        d->notes = xrealloc(d->notes, (d->nnotes + 1) * sizeof(DiagNote));
+        DiagNote *nt = &d->notes[d->nnotes++];
+        nt->file = xstrdup(pos.file ? pos.file : "");
+        nt->line = pos.line;
+        nt->col = pos.col;
+        nt->len = pos.len;
+        Buf b = {0};
+        va_list ap;
+        va_start(ap, fmt);
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        nt->message = b.p ? b.p : xstrdup("");
+        nt->srcline = source_line(pos);
+}
+
+static void diag_free(Diag *d)
+{
+        free(d->file);
+        free(d->message);
+        free(d->hint);
+        free(d->srcline);
+        for (uint32_t i = 0; i < d->nnotes; i++) {
+                free(d->notes[i].file);
+                free(d->notes[i].message);
+                free(d->notes[i].srcline);
         }
+        free(d->notes);
 }
 
 void diag_list_deinit(DiagList *dl)
 {
-        for (uint32_t i = 0; i < dl->n; i++) {
-                free(dl->v[i].file);
-                free(dl->v[i].message);
-                free(dl->v[i].hint);
-                free(dl->v[i].srcline);
-        }
+        for (uint32_t i = 0; i < dl->n; i++)
+                diag_free(&dl->v[i]);
         free(dl->v);
         memset(dl, 0, sizeof(*dl));
 }
@@ -114,10 +151,7 @@ void diag_list_sort(DiagList *dl)
                                 dl->nerrors--;
                         else
                                 dl->nwarnings--;
-                        free(d->file);
-                        free(d->message);
-                        free(d->hint);
-                        free(d->srcline);
+                        diag_free(d);
                         continue;
                 }
                 dl->v[k++] = dl->v[i];
@@ -125,12 +159,13 @@ void diag_list_sort(DiagList *dl)
         dl->n = k;
 }
 
-static void print_caret(FILE *f, const Diag *d, bool color)
+/* The source line and a caret (or ^~~~ under len code points) at col;
+ * mark is the caret's colour escape, NULL for none. */
+static void print_caret(FILE *f, const char *l, uint32_t line, uint32_t col, uint32_t len, const char *mark)
 {
-        const char *l = d->srcline;
         size_t n = strlen(l);
-        size_t upto = utf8_offset(l, n, d->col);
-        fprintf(f, "  %5u | %s\n        | ", d->line, l);
+        size_t upto = utf8_offset(l, n, col);
+        fprintf(f, "  %5u | %s\n        | ", line, l);
         /* keep tabs as tabs so the caret lines up in a terminal */
         for (size_t i = 0; i < upto;) {
                 if (l[i] == '\t') {
@@ -147,18 +182,18 @@ static void print_caret(FILE *f, const Diag *d, bool color)
                 i = j;
         }
         size_t width = 1;
-        if (d->len > 1) {
-                size_t end = utf8_offset(l, n, d->col + d->len);
+        if (len > 1) {
+                size_t end = utf8_offset(l, n, col + len);
                 width = utf8_width(l + upto, end - upto);
                 if (width == 0)
                         width = 1;
         }
-        if (color)
-                fputs(d->level == DIAG_LEVEL_ERROR ? "\033[1;31m" : "\033[1;35m", f);
+        if (mark)
+                fputs(mark, f);
         fputc('^', f);
         for (size_t i = 1; i < width; i++)
                 fputc('~', f);
-        if (color)
+        if (mark)
                 fputs("\033[0m", f);
         fputc('\n', f);
 }
@@ -179,10 +214,29 @@ void diag_print_text(FILE *f, const DiagList *dl, bool color)
                         fprintf(f, "%s:%u:%u: %s[%s]: %s\n", d->file, d->line, d->col, lvl,
                                 diag_code_str(d->code), d->message);
                 if (d->srcline)
-                        print_caret(f, d, color);
+                        print_caret(f, d->srcline, d->line, d->col, d->len,
+                                    !color ? NULL : d->level == DIAG_LEVEL_ERROR ? "\033[1;31m" : "\033[1;35m");
                 if (d->hint)
                         fprintf(f, "        = help: %s\n", d->hint);
+                for (uint32_t k = 0; k < d->nnotes; k++) {
+                        const DiagNote *nt = &d->notes[k];
+                        if (color)
+                                fprintf(f, "\033[1m%s:%u:%u: \033[1;36mnote\033[0m\033[1m: %s\033[0m\n", nt->file,
+                                        nt->line, nt->col, nt->message);
+                        else
+                                fprintf(f, "%s:%u:%u: note: %s\n", nt->file, nt->line, nt->col, nt->message);
+                        if (nt->srcline)
+                                print_caret(f, nt->srcline, nt->line, nt->col, nt->len, color ? "\033[1;36m" : NULL);
+                }
         }
+}
+
+static void json_str_or_null(Buf *b, const char *s)
+{
+        if (s)
+                buf_json_str(b, s, strlen(s));
+        else
+                buf_puts(b, "null");
 }
 
 void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
@@ -206,11 +260,20 @@ void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
                 else
                         buf_puts(&b, "null");
                 buf_puts(&b, ",\"source\":");
-                if (d->srcline)
-                        buf_json_str(&b, d->srcline, strlen(d->srcline));
-                else
-                        buf_puts(&b, "null");
-                buf_putc(&b, '}');
+                json_str_or_null(&b, d->srcline);
+                buf_puts(&b, ",\"notes\":[");
+                for (uint32_t k = 0; k < d->nnotes; k++) {
+                        const DiagNote *nt = &d->notes[k];
+                        buf_puts(&b, k ? ",{\"file\":" : "{\"file\":");
+                        buf_json_str(&b, nt->file, strlen(nt->file));
+                        buf_printf(&b, ",\"line\":%u,\"column\":%u,\"length\":%u,\"message\":", nt->line, nt->col,
+                                   nt->len);
+                        buf_json_str(&b, nt->message, strlen(nt->message));
+                        buf_puts(&b, ",\"source\":");
+                        json_str_or_null(&b, nt->srcline);
+                        buf_putc(&b, '}');
+                }
+                buf_puts(&b, "]}");
         }
         buf_printf(&b, "],\"errors\":%u,\"warnings\":%u", dl->nerrors, dl->nwarnings);
         if (summary_json)

@@ -84,17 +84,40 @@ static YNode *node_new(YParse *y, YKind kind, yaml_mark_t start, yaml_mark_t end
         return n;
 }
 
+/* libyaml's context ("while parsing a flow sequence") as a note for where
+ * that construct began: "the flow sequence opened here". */
+static void context_note(YParse *y, yaml_mark_t m)
+{
+        const char *ctx = y->p.context;
+        static const char *const leads[] = {"while parsing ", "while scanning "};
+        for (size_t i = 0; i < ARRAY_SIZE(leads); i++)
+                if (strncmp(ctx, leads[i], strlen(leads[i])) == 0)
+                        ctx += strlen(leads[i]);
+        if (strncmp(ctx, "a ", 2) == 0)
+                ctx += 2;
+        else if (strncmp(ctx, "an ", 3) == 0)
+                ctx += 3;
+        /* brackets and quotes open and close; other constructs start */
+        bool opens = strncmp(ctx, "flow ", 5) == 0 || strstr(ctx, "quoted");
+        SrcPos pos = {.file = y->f->path, .line = (uint32_t)m.line + 1, .col = (uint32_t)m.column + 1, .len = 1};
+        diag_note(y->dl, pos, "the %s %s here", ctx, opens ? "opened" : "started");
+}
+
 static void syntax_error(YParse *y)
 {
         if (y->failed)
                 return;
         y->failed = true;
         yaml_mark_t m = y->p.problem_mark;
-        /* at the end of the input the useful place is where the unclosed
-         * construct began ("while parsing a flow sequence started at") */
-        bool at_end = m.index >= y->f->len || m.line + 1 >= y->f->nlines ||
-                      (y->p.problem && strstr(y->p.problem, "end of stream"));
-        if (y->p.context && at_end && y->p.context_mark.line < y->f->nlines)
+        /* At the end of the input the problem mark is past the last line:
+         * the useful place is where the unclosed construct began ("while
+         * parsing a flow sequence started at"), reported as the error.
+         * Elsewhere the error is where libyaml noticed it and a note points
+         * at where the construct it was reading began. */
+        bool at_end = m.index >= y->f->len || (y->p.problem && strstr(y->p.problem, "end of stream"));
+        bool ctx_ok = y->p.context && y->p.context_mark.line < y->f->nlines;
+        bool moved = ctx_ok && at_end;
+        if (moved)
                 m = y->p.context_mark;
         SrcPos pos = {.file = y->f->path, .line = (uint32_t)m.line + 1,
                       .col = (uint32_t)m.column + 1, .len = 1};
@@ -108,6 +131,11 @@ static void syntax_error(YParse *y)
                 diag_add(y->dl, DIAG_E001, pos,
                          "check indentation, quoting and unbalanced brackets",
                          "YAML syntax error: %s", problem);
+        /* not a plain scalar's: its mark is the start of the value before
+         * (a tab on the next line is "while scanning a plain scalar"), which
+         * points away from the mistake */
+        if (ctx_ok && !moved && y->p.context_mark.index != m.index && !strstr(y->p.context, "plain scalar"))
+                context_note(y, y->p.context_mark);
 }
 
 static bool next_event(YParse *y, yaml_event_t *ev)
