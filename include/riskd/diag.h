@@ -58,7 +58,9 @@
         X(W104, always_false, W)         /* a comparison that can never hold */ \
         X(W105, shadowed_rule, W)        /* same trigger and condition as an earlier rule */ \
         X(W106, always_true, W)          /* a condition that always holds */ \
-        X(W107, unused_flag, W)          /* a flag set but read nowhere */
+        X(W107, unused_flag, W)          /* a flag set but read nowhere */ \
+        X(W108, score_never_expires, W)  /* score: without expires: */       \
+        X(W109, absent_without_per, W)   /* absent() and event-specific tests, no per: */
 
 typedef enum DiagCode {
 #define X(code, name, lvl) DIAG_##code,

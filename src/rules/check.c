@@ -201,6 +201,16 @@ static bool is_bool(const Node *n)
         return n->type == VT_BOOL || (n->kind == N_LIT && n->type == VT_NULL);
 }
 
+/* A flag name read by a condition, set by a rule or not (W107 suggests
+ * the closest one to a flag that is set but never read). */
+static void flag_read(Loader *L, const char *name)
+{
+        for (uint32_t i = 0; i < L->nflags_read; i++)
+                if (strcmp(L->flags_read[i], name) == 0)
+                        return;
+        VEC_PUSH(L->flags_read, L->nflags_read, L->flags_readcap) = xstrdup(name);
+}
+
 static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
 {
         const Schema *s = &L->rs->schema;
@@ -227,6 +237,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         n->ref = REF_PER_YEAR;
                         n->type = VT_NUM;
                 } else if (strncmp(k, "flags.", 6) == 0) {
+                        flag_read(L, k + 6);
                         int32_t id = loader_flag(L, k + 6, false);
                         if (id < 0) {
                                 const char *sug = diag_suggest(k + 6, (const char *const *)L->rs->flags, L->rs->nflags);
@@ -283,6 +294,8 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 int32_t slot;
                 const Field *f = check_field(L, on, name, &slot);
                 if (f) {
+                        if (!sc->in_agg && !cx->event_field)
+                                cx->event_field = f->path;
                         n->ref = REF_FIELD;
                         n->slot = slot;
                         n->type = ft_to_vt(f->type);
@@ -825,8 +838,11 @@ static Node *check_agg(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 na[r->naggs++] = idx;
                 r->aggs = na;
         }
-        if (n->agg == AGG_ABSENT)
+        if (n->agg == AGG_ABSENT) {
                 r->timer_driven = true;
+                if (!cx->absent_at)
+                        cx->absent_at = n;
+        }
         return n;
 }
 
@@ -857,6 +873,8 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         buf_free(&h);
                         return NULL;
                 }
+                if (!cx->cur_field)
+                        cx->cur_field = f->path;
                 n->ref = REF_CUR;
                 n->slot = slot;
                 n->type = ft_to_vt(f->type);

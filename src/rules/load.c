@@ -783,6 +783,39 @@ static void flags_collect(Loader *L)
         }
 }
 
+/* Warnings for what docs/rules.md names as pitfalls of a rule that
+ * compiles: points that never expire (W108), an absent() whose one wait per
+ * enterprise mixes keys its condition tells apart (W109). */
+static void rule_pitfalls(Loader *L, const RuleDef *rd, const Rule *r, const CheckCtx *cx)
+{
+        const YNode *n = rd->node, *score = ynode_get(n, "score");
+        /* a static rule's points replace the previous static score */
+        if (score && r->score != 0 && !ynode_get(n, "expires") && !r->is_static)
+                diag_add(L->dl, DIAG_W108, ynode_pos(score),
+                         "add expires: for how long the points count, e.g. expires: 365d",
+                         "rule '%s' scores without expires: its points never expire", r->id);
+        /* One wait for the whole enterprise is meant when the condition
+         * reads nothing of the event (absent(sampling for 365d)); a
+         * condition that tests the event's fields, or a where that compares
+         * with $field, tells keys apart that then restart each other's wait. */
+        if (r->timer_driven && !ynode_get(n, "per") && cx->absent_at && (cx->cur_field || cx->event_field)) {
+                char *hint;
+                if (cx->cur_field)
+                        hint = xasprintf("add per: %s: the where compares %s with $%s, so each %s needs a wait of "
+                                         "its own",
+                                         cx->cur_field, cx->cur_field, cx->cur_field, cx->cur_field);
+                else
+                        hint = xasprintf("add the per: that separates the waits, e.g. per: %s: the condition tests "
+                                         "the event's %s",
+                                         cx->event_field, cx->event_field);
+                diag_add(L->dl, DIAG_W109, loader_node_pos(L, cx->absent_at), hint,
+                         "rule '%s' uses absent() without a per: key: one wait for the whole enterprise, which every event "
+                         "of its types restarts",
+                         r->id);
+                free(hint);
+        }
+}
+
 static void rule_build(Loader *L, RuleDef *rd)
 {
         const YNode *n = rd->node;
@@ -946,6 +979,7 @@ static void rule_build(Loader *L, RuleDef *rd)
         Node *checked = check_condition(L, cond, &cx);
         if (!checked || L->dl->nerrors != nerr)
                 return;
+        rule_pitfalls(L, rd, r, &cx);
         r->when = compile_program(L, checked, false);
         if (r->timer_driven) {
                 Node *arm = arm_conjuncts(L, checked);
@@ -991,11 +1025,19 @@ static void warnings_finish(Loader *L)
                 if (!L->macros[i].used)
                         diag_add(L->dl, DIAG_W103, ynode_pos(L->macros[i].decl), "remove it, or use it in a condition",
                                  "macro '%s' is never used", L->macros[i].name);
-        for (uint32_t i = 0; i < rs->nflags && i < L->flagcap; i++)
-                if (!L->flag_reads[i])
-                        diag_add(L->dl, DIAG_W107, L->flag_pos[i],
-                                 "read it in grading.yaml overrides or a condition (state.flags.NAME), or remove it",
-                                 "flag '%s' is set but never read", rs->flags[i]);
+        for (uint32_t i = 0; i < rs->nflags && i < L->flagcap; i++) {
+                if (L->flag_reads[i])
+                        continue;
+                /* a misspelling on either side: the closest name read */
+                const char *sug = diag_suggest(rs->flags[i], (const char *const *)L->flags_read, L->nflags_read);
+                char *hint = sug ? xasprintf("did you mean '%s'? a condition reads state.flags.%s; otherwise read "
+                                             "this flag in grading.yaml overrides or a condition, or remove it",
+                                             sug, sug)
+                                 : xstrdup("read it in grading.yaml overrides or a condition (state.flags.NAME), or "
+                                           "remove it");
+                diag_add(L->dl, DIAG_W107, L->flag_pos[i], hint, "flag '%s' is set but never read", rs->flags[i]);
+                free(hint);
+        }
         /* a rule with the same trigger and the same compiled condition as an
          * earlier one fires exactly when it does */
         for (uint32_t i = 0; i < rs->nrules; i++)
@@ -1219,6 +1261,9 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         free(L.rules);
         free(L.flag_reads);
         free(L.flag_pos);
+        for (uint32_t i = 0; i < L.nflags_read; i++)
+                free(L.flags_read[i]);
+        free(L.flags_read);
         for (uint32_t i = 0; i < rs->naggs; i++)
                 free(L.agg_keys[i]);
         free(L.agg_keys);

@@ -90,6 +90,8 @@ typedef struct Loader {
         uint32_t *flag_reads;   /* per flag id: read count */
         SrcPos *flag_pos;
         uint32_t flagcap;
+        char **flags_read;      /* every flag name read (set by a rule or not), for W107's suggestion */
+        uint32_t nflags_read, flags_readcap;
 
         char **agg_keys;        /* canonical text per aggregate (dedupe) */
         uint32_t aggcap, constcap, setcap, codecap, progcap, regexcap, rulecap2;
@@ -124,6 +126,10 @@ typedef struct CheckCtx {
         bool grading;           /* only state.* and enterprise.* */
         const char *what;       /* "rule sampling.x", for messages */
         Rule *rule;             /* collects aggregates; NULL in grading */
+        /* set by the check, for W109 (absent() without per:) */
+        const Node *absent_at;  /* the first absent() */
+        const char *cur_field;  /* a $field an aggregate's where compares with */
+        const char *event_field; /* a field of the current event read outside aggregates */
 } CheckCtx;
 Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
 /* The fields common to every type in on, for suggestions and templates. */
