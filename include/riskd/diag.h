@@ -62,9 +62,26 @@
         X(W108, score_never_expires, W)  /* score: without expires: */       \
         X(W109, absent_without_per, W)   /* absent() and event-specific tests, no per: */
 
+/* The daemon's configuration (riskd.yaml, src/daemon/config.c): codes of
+ * their own, listed in riskd.yaml(5). */
+#define DIAG_CONFIG_CODE_LIST(X)                                            \
+        X(C001, config_yaml, E)          /* the file is not valid YAML */    \
+        X(C002, config_io, E)            /* the file cannot be read */       \
+        X(C003, config_wrong_node, E)    /* mapping/list/scalar expected */  \
+        X(C004, unknown_setting, E)      /* no such setting */               \
+        X(C005, duplicate_setting, E)    /* a setting or list item twice */  \
+        X(C006, missing_setting, E)      /* brokers: absent or empty */      \
+        X(C007, bad_setting, E)          /* a value of the wrong form or out of range */ \
+        X(C008, bad_topic, E)            /* a topic name riskd cannot use */ \
+        X(C009, bad_listen, E)           /* http_listen is not a numeric HOST:PORT */ \
+        X(C010, kafka_property, E)       /* a kafka: property librdkafka or riskd refuses */ \
+        X(C011, kafka_client, E)         /* librdkafka refuses a client built from the settings */ \
+        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */
+
 typedef enum DiagCode {
 #define X(code, name, lvl) DIAG_##code,
         DIAG_CODE_LIST(X)
+        DIAG_CONFIG_CODE_LIST(X)
 #undef X
         _DIAG_CODE_MAX
 } DiagCode;

@@ -349,6 +349,8 @@ typedef struct Loader {
         SrcFile *f;
 } Loader;
 
+static const ConfigChecks no_checks;
+
 /* Source lines for the diagnostics: never a line that may hold a secret. */
 static const char *line_lookup(void *ud, const char *file, uint32_t line, uint32_t *len)
 {
@@ -403,7 +405,7 @@ static void unknown_key(Loader *L, const char *group, const YNode *k)
                 for (uint32_t i = 0; i < n; i++)
                         buf_printf(&hint, "%s%s", i ? ", " : "", names[i]);
         }
-        diag_add(L->dl, DIAG_E006, ynode_pos(k), hint.p, "unknown setting '%s%s%s'", group, *group ? "." : "",
+        diag_add(L->dl, DIAG_C004, ynode_pos(k), hint.p, "unknown setting '%s%s%s'", group, *group ? "." : "",
                  k->str);
         buf_free(&hint);
 }
@@ -415,7 +417,7 @@ static bool want_kind(Loader *L, const ConfigSetting *s, const YNode *v, YKind k
         const char *hint = NULL;
         if (s->type == CT_LIST && v->kind == Y_SCALAR)
                 hint = "write a list: [risk.events] or one '- name' per line";
-        diag_add(L->dl, DIAG_E003, ynode_pos(v), hint, "%s: expected %s, not %s", s->name, kind_name(kind),
+        diag_add(L->dl, DIAG_C003, ynode_pos(v), hint, "%s: expected %s, not %s", s->name, kind_name(kind),
                  kind_name(v->kind));
         return false;
 }
@@ -437,7 +439,7 @@ static void load_kafka(Loader *L, const YNode *map)
         for (uint32_t i = 0; i < map->n; i++) {
                 const YNode *k = map->keys[i], *v = map->items[i];
                 if (k->kind != Y_SCALAR || !k->len) {
-                        diag_add(L->dl, DIAG_E003, ynode_pos(k), NULL, "kafka: a property name must be a scalar");
+                        diag_add(L->dl, DIAG_C010, ynode_pos(k), NULL, "kafka: a property name must be a scalar");
                         continue;
                 }
                 bool dup = false;
@@ -445,7 +447,7 @@ static void load_kafka(Loader *L, const YNode *map)
                         if (map->keys[j]->kind == Y_SCALAR && strcmp(map->keys[j]->str, k->str) == 0)
                                 dup = true;
                 if (dup) {
-                        diag_add(L->dl, DIAG_E005, ynode_pos(k), "remove one of them", "kafka.%s is set twice",
+                        diag_add(L->dl, DIAG_C010, ynode_pos(k), "remove one of them", "kafka.%s is set twice",
                                  k->str);
                         continue;
                 }
@@ -454,12 +456,12 @@ static void load_kafka(Loader *L, const YNode *map)
                         if (strcmp(reserved[r].name, k->str) == 0)
                                 instead = reserved[r].instead;
                 if (instead) {
-                        diag_add(L->dl, DIAG_E006, ynode_pos(k), instead, "kafka.%s is set by riskd", k->str);
+                        diag_add(L->dl, DIAG_C010, ynode_pos(k), instead, "kafka.%s is set by riskd", k->str);
                         continue;
                 }
                 bool secret = config_kafka_secret(k->str);
                 if (v->kind != Y_SCALAR || ynode_is_null(v)) {
-                        diag_add(L->dl, DIAG_E003, ynode_pos(secret ? k : v), "write the value as a string",
+                        diag_add(L->dl, DIAG_C010, ynode_pos(secret ? k : v), "write the value as a string",
                                  "kafka.%s: expected a string value", k->str);
                         continue;
                 }
@@ -469,7 +471,7 @@ static void load_kafka(Loader *L, const YNode *map)
                         if (r < 0) {
                                 /* the message of a secret's check never has its value;
                                  * point at the key, not the value, all the same */
-                                diag_add(L->dl, DIAG_E006, ynode_pos(secret || r == -ENOENT ? k : v),
+                                diag_add(L->dl, DIAG_C010, ynode_pos(secret || r == -ENOENT ? k : v),
                                          r == -ENOENT ? "see librdkafka's CONFIGURATION.md" : NULL, "kafka.%s: %s",
                                          k->str, msg ? msg : "rejected by librdkafka");
                                 free(msg);
@@ -490,7 +492,7 @@ static void load_map(Loader *L, const char *group, const YNode *map)
         for (uint32_t i = 0; i < map->n; i++) {
                 const YNode *k = map->keys[i], *v = map->items[i];
                 if (k->kind != Y_SCALAR) {
-                        diag_add(L->dl, DIAG_E003, ynode_pos(k), NULL, "a setting name must be a scalar");
+                        diag_add(L->dl, DIAG_C003, ynode_pos(k), NULL, "a setting name must be a scalar");
                         continue;
                 }
                 bool dup = false;
@@ -498,7 +500,7 @@ static void load_map(Loader *L, const char *group, const YNode *map)
                         if (map->keys[j]->kind == Y_SCALAR && strcmp(map->keys[j]->str, k->str) == 0)
                                 dup = true;
                 if (dup) {
-                        diag_add(L->dl, DIAG_E005, ynode_pos(k), "remove one of them", "'%s%s%s' is set twice",
+                        diag_add(L->dl, DIAG_C005, ynode_pos(k), "remove one of them", "'%s%s%s' is set twice",
                                  group, *group ? "." : "", k->str);
                         continue;
                 }
@@ -524,7 +526,7 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 Buf hint = {0};
                 if (s->def)
                         buf_printf(&hint, "remove the line to get the default (%s)", s->def);
-                diag_add(L->dl, DIAG_E006, ynode_pos(v), hint.p, "%s: no value", s->name);
+                diag_add(L->dl, DIAG_C007, ynode_pos(v), hint.p, "%s: no value", s->name);
                 buf_free(&hint);
                 return;
         }
@@ -545,12 +547,12 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 for (uint32_t i = 0; i < v->n; i++) {
                         const YNode *it = v->items[i];
                         if (it->kind != Y_SCALAR || ynode_is_null(it)) {
-                                diag_add(L->dl, DIAG_E003, ynode_pos(it), NULL, "%s: expected a topic name",
+                                diag_add(L->dl, DIAG_C008, ynode_pos(it), NULL, "%s: expected a topic name",
                                          s->name);
                                 continue;
                         }
                         if (!topic_name_ok(it->str)) {
-                                diag_add(L->dl, DIAG_E006, ynode_pos(it), "letters, digits, '.', '_' and '-'",
+                                diag_add(L->dl, DIAG_C008, ynode_pos(it), "letters, digits, '.', '_' and '-'",
                                          "'%s' is not a valid topic name", it->str);
                                 continue;
                         }
@@ -558,14 +560,14 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                         for (uint32_t j = 0; j < n; j++)
                                 dup |= strcmp(items[j], it->str) == 0;
                         if (dup) {
-                                diag_add(L->dl, DIAG_E005, ynode_pos(it), "remove one of them",
+                                diag_add(L->dl, DIAG_C005, ynode_pos(it), "remove one of them",
                                          "%s: '%s' is listed twice", s->name, it->str);
                                 continue;
                         }
                         items[n++] = arena_strndup(&c->arena, it->str, it->len);
                 }
                 if (v->n == 0)
-                        diag_add(L->dl, DIAG_E006, ynode_pos(v), "name at least one topic", "%s: empty list",
+                        diag_add(L->dl, DIAG_C008, ynode_pos(v), "name at least one topic", "%s: empty list",
                                  s->name);
                 list_set(c, s, items, n);
                 return;
@@ -578,11 +580,11 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
         const char *hint;
         const char *why = scalar_set(c, s, v->str, v->len, &hint);
         if (why) {
-                diag_add(L->dl, DIAG_E006, ynode_pos(v), hint, "%s: %s", s->name, why);
+                diag_add(L->dl, DIAG_C007, ynode_pos(v), hint, "%s: %s", s->name, why);
                 return;
         }
         if (s->type == CT_NAME && strncmp(s->name, "topics.", 7) == 0 && !topic_name_ok(v->str))
-                diag_add(L->dl, DIAG_E006, ynode_pos(v), "letters, digits, '.', '_' and '-'",
+                diag_add(L->dl, DIAG_C008, ynode_pos(v), "letters, digits, '.', '_' and '-'",
                          "'%s' is not a valid topic name", v->str);
 }
 
@@ -594,10 +596,10 @@ static void check_all(Loader *L, const YNode *root)
         const YNode *bn = root ? ynode_get(root, "brokers") : NULL;
         if (!c->brokers || !*c->brokers) {
                 if (bn)
-                        diag_add(L->dl, DIAG_E006, ynode_pos(bn), "brokers: host1:9092,host2:9092",
+                        diag_add(L->dl, DIAG_C006, ynode_pos(bn), "brokers: host1:9092,host2:9092",
                                  "brokers: no bootstrap servers");
                 else
-                        diag_add(L->dl, DIAG_E004, at, "brokers: host1:9092,host2:9092",
+                        diag_add(L->dl, DIAG_C006, at, "brokers: host1:9092,host2:9092",
                                  "the setting 'brokers' is required");
         }
         /* an output written to an input topic would feed riskd its own output */
@@ -610,39 +612,132 @@ static void check_all(Loader *L, const YNode *root)
                 SrcPos pos = n ? ynode_pos(n) : at;
                 for (uint32_t k = 0; k < c->ninput_topics; k++)
                         if (outs[i] && strcmp(outs[i], c->input_topics[k]) == 0)
-                                diag_add(L->dl, DIAG_E006, pos, "give each output its own topic",
+                                diag_add(L->dl, DIAG_C008, pos, "give each output its own topic",
                                          "topics.%s: '%s' is also an input topic", onames[i], outs[i]);
                 if (i == 4)
                         for (size_t j = 0; j < 4; j++)
                                 if (outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
-                                        diag_add(L->dl, DIAG_E006, pos, "the changelog needs a topic of its own",
+                                        diag_add(L->dl, DIAG_C008, pos, "the changelog needs a topic of its own",
                                                  "topics.changelog: '%s' is also topics.%s", outs[i], onames[j]);
         }
 }
 
-int config_load(const char *path, ConfigKafkaCheckFn check, DiagList *dl, Config **ret)
+/* The key of a setting ("http_listen", "kafka"), or NULL. */
+static const YNode *setting_key(const YNode *root, const char *name)
 {
+        if (!root || root->kind != Y_MAP)
+                return NULL;
+        for (uint32_t i = 0; i < root->n; i++)
+                if (root->keys[i]->kind == Y_SCALAR && strcmp(root->keys[i]->str, name) == 0)
+                        return root->keys[i];
+        return NULL;
+}
+
+/* Where a setting was written: its value, or the top of the file for a
+ * default. */
+static SrcPos setting_pos(Loader *L, const YNode *root, const char *name)
+{
+        const YNode *v = root ? ynode_get(root, name) : NULL;
+        if (v)
+                return ynode_pos(v);
+        return (SrcPos){.file = L->f->path};
+}
+
+/* A refused client: at the kafka: property the message names (the
+ * longest, so that ssl.key.location is not taken for ssl.key), else at the
+ * setting riskd turns into a property, else at kafka:. */
+static SrcPos clients_pos(Loader *L, const YNode *root, const char *msg)
+{
+        const YNode *kafka = root ? ynode_get(root, "kafka") : NULL, *best = NULL;
+        for (uint32_t i = 0; kafka && kafka->kind == Y_MAP && i < kafka->n; i++) {
+                const YNode *k = kafka->keys[i];
+                if (k->kind == Y_SCALAR && k->len && strstr(msg, k->str) && (!best || k->len > best->len))
+                        best = k;
+        }
+        if (best)
+                return ynode_pos(best);
+        static const struct {
+                const char *prop, *setting;
+        } own[] = {{"transactional.id", "transactional_id"}, {"group.id", "group_id"}, {"bootstrap.servers", "brokers"}};
+        for (size_t i = 0; i < ARRAY_SIZE(own); i++)
+                if (strstr(msg, own[i].prop) && ynode_get(root, own[i].setting))
+                        return setting_pos(L, root, own[i].setting);
+        const YNode *k = setting_key(root, "kafka");
+        return k ? ynode_pos(k) : (SrcPos){.file = L->f->path};
+}
+
+/* The checks that need every setting: the rules, the HTTP address, the
+ * clients. */
+static void check_whole(Loader *L, const ConfigChecks *ck, const YNode *root)
+{
+        Config *c = L->c;
+        char *msg = NULL;
+        /* the rules first: the rule loader refuses a set when the list
+         * already holds an error, whosever it is */
+        if (ck->rules) {
+                uint32_t before = L->dl->nerrors;
+                int r = ck->rules(ck->ud, c->rules, L->dl);
+                /* the rule loader pointed the source lines at its own files */
+                diag_set_line_source(line_lookup, L);
+                SrcPos at = setting_pos(L, root, "rules");
+                if (r < 0)
+                        diag_add(L->dl, DIAG_C012, at,
+                                 "rules: names the directory of schema.yaml, grading.yaml and the rule files",
+                                 "rules: cannot open %s: %s", c->rules, strerror(-r));
+                else if (r > 0)
+                        diag_add(L->dl, DIAG_C012, at, "riskctl check DIR shows them too",
+                                 "rules: the rules in %s have %u error%s (listed with their own codes)", c->rules,
+                                 L->dl->nerrors - before, L->dl->nerrors - before == 1 ? "" : "s");
+        }
+        if (ck->listen && c->http_listen[0] && ck->listen(c->http_listen, &msg) < 0) {
+                diag_add(L->dl, DIAG_C009, setting_pos(L, root, "http_listen"),
+                         "a numeric address and a port: 127.0.0.1:9464, [::1]:9464, :9464 (every address)", "%s",
+                         msg ? msg : "http_listen: not an address");
+                free(msg);
+                msg = NULL;
+        }
+        if (ck->clients && ck->clients(c, &msg) < 0) {
+                diag_add(L->dl, DIAG_C011, clients_pos(L, root, msg ? msg : ""),
+                         "librdkafka's CONFIGURATION.md says which properties go together",
+                         "librdkafka refuses %s", msg ? msg : "a client");
+                free(msg);
+                msg = NULL;
+        }
+}
+
+int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Config **ret)
+{
+        const ConfigChecks *ck = checks ? checks : &no_checks;
+        uint32_t errors = dl->nerrors;
         char *text = NULL;
         size_t len = 0;
         int r = file_read_all(path, &text, &len);
-        if (r < 0)
-                return r;
+        if (r < 0) {
+                diag_add(dl, DIAG_C002, (SrcPos){.file = path}, NULL, "cannot read the configuration: %s",
+                         strerror(-r));
+                return 1;
+        }
         Config *c = config_new_default();
         c->path = arena_strdup(&c->arena, path);
-        Loader L = {.c = c, .dl = dl, .check = check};
+        Loader L = {.c = c, .dl = dl, .check = ck->kafka_prop};
         L.f = srcfile_new(c->path, text, len); /* text now owned by the SrcFile */
-        uint32_t errors = dl->nerrors;
         diag_set_line_source(line_lookup, &L);
+        uint32_t first = dl->n;
         srcfile_parse(L.f, dl);
+        for (uint32_t i = first; i < dl->n; i++) /* the YAML parser's, in the configuration's codes */
+                if (dl->v[i].code == DIAG_E001)
+                        dl->v[i].code = DIAG_C001;
         const YNode *root = L.f->root;
         if (dl->nerrors == errors) {
                 if (root && !ynode_is_null(root) && root->kind != Y_MAP)
-                        diag_add(dl, DIAG_E003, ynode_pos(root), "settings are written 'name: value', one per line",
+                        diag_add(dl, DIAG_C003, ynode_pos(root), "settings are written 'name: value', one per line",
                                  "the configuration must be a mapping, not %s", kind_name(root->kind));
                 else {
                         if (root && root->kind == Y_MAP)
                                 load_map(&L, "", root);
                         check_all(&L, root && root->kind == Y_MAP ? root : NULL);
+                        if (dl->nerrors == errors)
+                                check_whole(&L, ck, root && root->kind == Y_MAP ? root : NULL);
                 }
         }
         diag_set_line_source(NULL, NULL);

@@ -60,11 +60,29 @@ typedef struct Config {
 typedef int (*ConfigKafkaCheckFn)(const char *name, const char *value, char **ret_msg);
 
 /*
- * Load path.  Returns 0 with *ret set; 1 when there were errors (all in dl,
- * *ret untouched); < 0 (negative errno) when the file cannot be read.
- * check (may be NULL) validates each kafka: property.
+ * What the daemon checks beyond the file's own rules, each may be NULL:
+ * the modules that use a setting know what they accept (httpd.c, kafka.c,
+ * the rule loader), config.c knows where it was written.  The whole-file
+ * checks run when every setting was read without error; their problems are
+ * reported at the setting they concern.
  */
-int config_load(const char *path, ConfigKafkaCheckFn check, DiagList *dl, Config **ret);
+typedef struct ConfigChecks {
+        ConfigKafkaCheckFn kafka_prop;                        /* each kafka: property (C010) */
+        int (*listen)(const char *spec, char **ret_msg);      /* http_listen, when set (C009) */
+        int (*clients)(const Config *c, char **ret_msg);      /* librdkafka's clients as a whole (C011) */
+        /* the rules directory: 0, > 0 when it has errors (in dl), or a
+         * negative errno when it cannot be read (C012) */
+        int (*rules)(void *ud, const char *dir, DiagList *dl);
+        void *ud;
+} ConfigChecks;
+
+/*
+ * Load path and run checks (may be NULL) on it.  Returns 0 with *ret set;
+ * 1 when there were errors (all in dl, *ret untouched).  A file that cannot
+ * be read is an error (C002) too.  Every diagnostic of the configuration
+ * has a C code (riskd.yaml(5)); the rules' keep theirs.
+ */
+int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Config **ret);
 /* The defaults alone (what an empty file gives, without the brokers check). */
 Config *config_new_default(void);
 Config *config_free(Config *c);

@@ -212,8 +212,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 
 static void *expire(void *arg);
 
-/* "host:port", "[v6]:port", ":port" */
-static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char **ret_msg)
+/* "host:port", "[v6]:port", ":port" with a numeric host: the address, or
+ * -EINVAL with *ret_msg.  Nothing is resolved (AI_NUMERICHOST): the check
+ * is the same with or without a network. */
+static int listen_parse(const char *spec, struct addrinfo **ret_ai, char **ret_msg)
 {
         char host[256] = "";
         const char *port;
@@ -236,12 +238,32 @@ static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char
                 goto bad;
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                  .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
-        struct addrinfo *ai = NULL;
-        int gr = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+        int gr = getaddrinfo(host[0] ? host : NULL, port, &hints, ret_ai);
         if (gr) {
                 *ret_msg = xasprintf("http_listen '%s': %s (give a numeric address)", spec, gai_strerror(gr));
                 return -EINVAL;
         }
+        return 0;
+bad:
+        *ret_msg = xasprintf("http_listen '%s': expected HOST:PORT, [IPV6]:PORT or :PORT", spec);
+        return -EINVAL;
+}
+
+int httpd_listen_check(const char *spec, char **ret_msg)
+{
+        struct addrinfo *ai = NULL;
+        int r = listen_parse(spec, &ai, ret_msg);
+        if (ai)
+                freeaddrinfo(ai);
+        return r;
+}
+
+static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char **ret_msg)
+{
+        struct addrinfo *ai = NULL;
+        int r = listen_parse(spec, &ai, ret_msg);
+        if (r < 0)
+                return r;
         int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
                 *ret_msg = xasprintf("http_listen '%s': socket: %s", spec, strerror(errno));
@@ -265,9 +287,6 @@ static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
         *ret_fd = fd;
         return 0;
-bad:
-        *ret_msg = xasprintf("http_listen '%s': expected HOST:PORT, [IPV6]:PORT or :PORT", spec);
-        return -EINVAL;
 }
 
 int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,

@@ -6,7 +6,7 @@
  *
  *   riskd --config FILE          run
  *   riskd --config FILE --check-config
- *                                check the configuration and the rules,
+ *                                check what a start checks (startup_check),
  *                                print the effective settings, exit
  *   riskd --version
  *
@@ -16,7 +16,8 @@
  *
  * Exit status: 0 stopped by a signal; 1 a fatal runtime error (fenced,
  * a broken cluster setup) or a shutdown over its timeout: systemd restarts
- * it; 2 unusable arguments, configuration or rules (RestartPreventExitStatus).
+ * it; 2 unusable arguments, configuration or rules (RestartPreventExitStatus),
+ * the same for a start and for --check-config.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +32,7 @@
 #include "include/riskd/diag.h"
 #include "include/riskd/rules.h"
 #include "src/daemon/config.h"
+#include "src/daemon/httpd.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
 #include "src/daemon/notify.h"
@@ -105,6 +107,44 @@ static int check_kafka_prop(const char *name, const char *value, char **ret_msg)
         return kafka_prop_check(name, value, config_kafka_secret(name), ret_msg);
 }
 
+static int check_clients(const Config *c, char **ret_msg)
+{
+        KafkaProp *props = xcalloc(c->nkafka + 1, sizeof(KafkaProp));
+        for (uint32_t i = 0; i < c->nkafka; i++)
+                props[i] = (KafkaProp){c->kafka[i].name, c->kafka[i].value, config_kafka_secret(c->kafka[i].name)};
+        KafkaSettings ks = {.brokers = c->brokers, .props = props, .nprops = c->nkafka};
+        int r = kafka_clients_check(&ks, c->group_id, c->transactions ? c->transactional_id : NULL, ret_msg);
+        free(props);
+        return r;
+}
+
+static int check_rules(void *ud, const char *dir, DiagList *dl)
+{
+        return rules_load(dir, dl, (RuleSet **)ud);
+}
+
+/*
+ * Everything riskd checks before it talks to a broker, for --check-config
+ * and for a start alike: the file and every setting, the HTTP address, the
+ * Kafka clients librdkafka would build, the rules.  Returns 0 with *ret_cfg
+ * and *ret_rs, or 1 with the problems in dl (warnings may come with 0).
+ */
+static int startup_check(const char *path, DiagList *dl, Config **ret_cfg, RuleSet **ret_rs)
+{
+        RuleSet *rs = NULL;
+        const ConfigChecks ck = {.kafka_prop = check_kafka_prop,
+                                 .listen = httpd_listen_check,
+                                 .clients = check_clients,
+                                 .rules = check_rules,
+                                 .ud = &rs};
+        if (config_load(path, &ck, dl, ret_cfg) != 0) {
+                rules_unref(rs);
+                return 1;
+        }
+        *ret_rs = rs;
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -140,52 +180,29 @@ int main(int argc, char **argv)
 
         DiagList dl = {0};
         Config *cfg = NULL;
-        int r = config_load(path, check_kafka_prop, &dl, &cfg);
-        if (r < 0) {
-                fprintf(stderr, "<3>riskd: cannot read %s: %s\n", path, strerror(-r));
-                return 2;
-        }
-        if (r > 0) {
-                diag_print_text(stderr, &dl, check && isatty(STDERR_FILENO));
-                fprintf(stderr, "<3>riskd: %s has %u error%s\n", path, dl.nerrors, dl.nerrors == 1 ? "" : "s");
-                diag_list_deinit(&dl);
-                return 2;
-        }
-        diag_list_deinit(&dl);
-        log_set_max_prio(cfg->log_level);
-
         RuleSet *rs = NULL;
-        r = rules_load(cfg->rules, &dl, &rs);
-        if (r < 0) {
-                log_err("cannot open the rules directory %s: %s", cfg->rules, strerror(-r));
-                config_free(cfg);
+        if (startup_check(path, &dl, &cfg, &rs) != 0) {
+                /* with source lines and carets, in the journal too */
+                diag_print_text(stderr, &dl, check && isatty(STDERR_FILENO));
+                fprintf(stderr, "%sriskd: %s: %u error%s%s\n", check ? "" : "<3>", path, dl.nerrors,
+                        dl.nerrors == 1 ? "" : "s", check ? "" : "; not starting");
+                diag_list_deinit(&dl);
                 return 2;
         }
         if (check) {
                 diag_print_text(stderr, &dl, isatty(STDERR_FILENO));
-                int status = r > 0 ? 1 : 0;
-                if (rs) {
-                        Buf b = {0};
-                        config_describe(cfg, &b);
-                        fputs(b.p, stdout);
-                        buf_free(&b);
-                        printf("# %s: ok; rules %s: %u rules, version %s\n", path, cfg->rules, rs->nrules, rs->version);
-                } else
-                        fprintf(stderr, "riskd: the rules in %s have %u error%s\n", cfg->rules, dl.nerrors,
-                                dl.nerrors == 1 ? "" : "s");
+                Buf b = {0};
+                config_describe(cfg, &b);
+                fputs(b.p, stdout);
+                buf_free(&b);
+                printf("# %s: ok; rules %s: %u rules, version %s\n", path, cfg->rules, rs->nrules, rs->version);
                 diag_list_deinit(&dl);
                 rules_unref(rs);
                 config_free(cfg);
-                return status;
+                return 0;
         }
+        log_set_max_prio(cfg->log_level);
         log_diags(&dl);
-        if (r > 0) {
-                log_err("the rules in %s have %u error%s; not starting", cfg->rules, dl.nerrors,
-                        dl.nerrors == 1 ? "" : "s");
-                diag_list_deinit(&dl);
-                config_free(cfg);
-                return 2;
-        }
         diag_list_deinit(&dl);
 
         notify_init();

@@ -198,3 +198,46 @@ int kafka_handle_new(rd_kafka_t **ret, rd_kafka_type_t type, rd_kafka_conf_t *co
 {
         return handle_new(ret, type, conf, ret_msg);
 }
+
+static void log_nothing(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+        (void)rk, (void)level, (void)fac, (void)buf;
+}
+
+int kafka_clients_check(const KafkaSettings *s, const char *group_id, const char *transactional_id, char **ret_msg)
+{
+        /* no bootstrap servers: librdkafka connects nowhere, and its
+         * warning about that is not the operator's concern here */
+        KafkaSettings q = *s;
+        q.brokers = "";
+        q.log_cb = log_nothing;
+        q.error_cb = NULL;
+        q.opaque = NULL;
+        char *msg = NULL;
+        const char *what = "the consumer";
+        rd_kafka_t *rk = NULL;
+        int r = kafka_consumer_new(&rk, &q, group_id, NULL, &msg);
+        if (rk)
+                rd_kafka_destroy(rk);
+        rk = NULL;
+        if (r == 0) {
+                what = "the producer";
+                r = kafka_producer_new(&rk, &q, transactional_id, NULL, &msg);
+                if (rk)
+                        rd_kafka_destroy(rk);
+                rk = NULL;
+        }
+        if (r == 0) {
+                what = "the changelog reader";
+                rd_kafka_conf_t *conf = kafka_conf_reader(&q, "read_committed", &msg);
+                r = conf ? handle_new(&rk, RD_KAFKA_CONSUMER, conf, &msg) : -EINVAL;
+                if (rk)
+                        rd_kafka_destroy(rk);
+        }
+        if (r < 0) {
+                *ret_msg = xasprintf("%s: %s", what, msg ? msg : "rejected by librdkafka");
+                free(msg);
+                return -EINVAL;
+        }
+        return 0;
+}

@@ -43,6 +43,15 @@ typedef struct KafkaSettings {
  * value. */
 int kafka_prop_check(const char *name, const char *value, bool secret, char **ret_msg);
 
+/* Whether librdkafka creates riskd's clients (the consumer, the producer,
+ * the changelog reader) from these settings: every property set as riskd
+ * sets it, and each handle created and destroyed at once, without bootstrap
+ * servers, so that nothing connects.  What librdkafka refuses only as a
+ * whole (acks with idempotence, an unreadable ssl.ca.location, an
+ * unsupported sasl.mechanism) is found without a cluster.  0, or -EINVAL
+ * with *ret_msg naming the client. */
+int kafka_clients_check(const KafkaSettings *s, const char *group_id, const char *transactional_id, char **ret_msg);
+
 /* The group consumer, subscribed to nothing yet; its main queue is
  * forwarded to the consumer queue (rd_kafka_poll_set_consumer).
  * Returns 0, or -EINVAL with *ret_msg. */

@@ -15,6 +15,7 @@ static const struct {
 } codes[] = {
 #define X(c, n, l) {#c, #n, #l[0]},
         DIAG_CODE_LIST(X)
+        DIAG_CONFIG_CODE_LIST(X)
 #undef X
 };
 
