@@ -161,6 +161,8 @@ struct Loop {
 
         bool fatal;
         bool assigned_once;      /* a first assignment came (READY=1 waits for it) */
+        int64_t join_t0;         /* when the group was joined (subscribe), for the log */
+        int64_t join_logged;     /* the last "still joining" line */
         uint64_t reloads_ok, reloads_failed;
         Metrics m;
         Httpd *http;
@@ -1105,7 +1107,11 @@ static void loop_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
         describe_parts(parts, &b);
         switch (err) {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-                log_notice("assigned %s", b.p);
+                if (!l->assigned_once)
+                        log_notice("assigned %s (joined group %s in %.1fs)", b.p, l->cfg->group_id,
+                                   (double)(log_now_ms() - l->join_t0) / 1000.0);
+                else
+                        log_notice("assigned %s", b.p);
                 on_assign(l, rk, parts);
                 break;
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: {
@@ -1251,6 +1257,12 @@ static void loop_notify(Loop *l)
         const LoopStats *s = &l->st;
         if (!l->assigned_once) {
                 notify_status("joining group %s", l->cfg->group_id);
+                int64_t now = log_now_ms();
+                if (now - l->join_logged >= 30000) {
+                        log_notice("still joining group %s on brokers %s (%llds)", l->cfg->group_id, l->cfg->brokers,
+                                   (long long)(now - l->join_t0) / 1000);
+                        l->join_logged = now;
+                }
                 return;
         }
         if (l->nrestoring) {
@@ -1713,25 +1725,8 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 log_err("cannot create the changelog reader: %s", msg);
                 goto fail;
         }
-        if (cfg->transactions) {
-                /* fences a previous instance with our transactional.id and
-                 * aborts its open transaction */
-                for (int attempt = 1;; attempt++) {
-                        KafkaTxnStatus st = kafka_txn_status(rd_kafka_init_transactions(l->producer, 30000), &msg);
-                        rd_kafka_poll(l->producer, 0);
-                        if (st == KAFKA_TXN_OK)
-                                break;
-                        if (st == KAFKA_TXN_FATAL || l->fatal || daemon_stop) {
-                                log_err("init_transactions (transactional_id %s): %s", cfg->transactional_id,
-                                        msg ? msg : "stopped");
-                                goto fail;
-                        }
-                        log_warning("init_transactions: %s; retrying (%d)", msg, attempt);
-                        free(msg);
-                        msg = NULL;
-                }
-                log_info("transactions initialised (transactional_id %s)", cfg->transactional_id);
-        }
+        /* before the first wait for a broker: /healthz answers while riskd
+         * waits (/readyz says 503 until the partitions are restored) */
         if (cfg->http_listen[0]) {
                 if (httpd_new(&l->http, cfg->http_listen, NULL, loop_http, loop_wake, l, &msg) < 0) {
                         log_err("cannot start the HTTP endpoint: %s", msg);
@@ -1740,6 +1735,45 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 log_notice("http: listening on %s (port %u): /metrics /healthz /readyz /v1/rules "
                            "/v1/enterprises/{id} POST /v1/reload",
                            cfg->http_listen, httpd_port(l->http));
+        }
+        if (cfg->transactions) {
+                log_notice("connecting to brokers %s: initialising transactions (transactional_id %s), then joining "
+                           "group %s",
+                           cfg->brokers, cfg->transactional_id, cfg->group_id);
+                /* fences a previous instance with our transactional.id and
+                 * aborts its open transaction.  In steps of 250 ms (a
+                 * timed-out call is resumed by the next one), so that HTTP
+                 * requests are answered, the watchdog fed and a stop heard
+                 * while the brokers are away. */
+                int64_t t0 = log_now_ms(), warned = 0;
+                for (;;) {
+                        KafkaTxnStatus st = kafka_txn_status(rd_kafka_init_transactions(l->producer, 250), &msg);
+                        rd_kafka_poll(l->producer, 0);
+                        int64_t now = log_now_ms();
+                        notify_watchdog(now);
+                        if (l->http)
+                                httpd_dispatch(l->http);
+                        if (st == KAFKA_TXN_OK)
+                                break;
+                        if (daemon_stop) {
+                                free(msg);
+                                loop_free(l);
+                                return -ECANCELED;
+                        }
+                        if (st == KAFKA_TXN_FATAL || l->fatal) {
+                                log_err("init_transactions (transactional_id %s): %s", cfg->transactional_id,
+                                        msg ? msg : "fatal error");
+                                goto fail;
+                        }
+                        if (now - t0 >= 5000 && now - warned >= 30000) {
+                                log_warning("init_transactions: %s; still waiting for brokers %s (%llds)", msg,
+                                            cfg->brokers, (long long)(now - t0) / 1000);
+                                warned = now;
+                        }
+                        free(msg);
+                        msg = NULL;
+                }
+                log_info("transactions initialised (transactional_id %s)", cfg->transactional_id);
         }
         *ret = l;
         return 0;
@@ -1811,6 +1845,12 @@ int loop_run(Loop *l)
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new((int)ninputs(l));
         for (uint32_t i = 0; i < ninputs(l); i++)
                 rd_kafka_topic_partition_list_add(topics, cfg->input_topics[i], RD_KAFKA_PARTITION_UA);
+        Buf in = {0};
+        for (uint32_t i = 0; i < ninputs(l); i++)
+                buf_printf(&in, "%s%s", i ? "," : "", cfg->input_topics[i]);
+        log_notice("joining group %s on brokers %s (input %s)", cfg->group_id, cfg->brokers, in.p);
+        buf_free(&in);
+        l->join_t0 = l->join_logged = log_now_ms();
         rd_kafka_resp_err_t err = rd_kafka_subscribe(l->consumer, topics);
         rd_kafka_topic_partition_list_destroy(topics);
         if (err) {

@@ -18,9 +18,11 @@ extern volatile sig_atomic_t daemon_hup;
 
 typedef struct Loop Loop;
 
-/* Creates the Kafka clients (and, with transactions, initialises them:
- * this fences a previous instance with the same transactional_id).  rs is
- * referenced.  Returns 0, or < 0 after logging why. */
+/* Creates the Kafka clients and starts the HTTP endpoint, then, with
+ * transactions, initialises them (this fences a previous instance with the
+ * same transactional_id), answering HTTP requests while it waits for the
+ * brokers.  rs is referenced.  Returns 0, -ECANCELED when daemon_stop came
+ * during the wait, or another < 0 after logging why. */
 int loop_new(Loop **ret, const Config *cfg, RuleSet *rs);
 /* Runs until daemon_stop or a fatal error, then drains: the open batch is
  * committed, the group left, the producer flushed.  Returns the exit

@@ -234,9 +234,11 @@ int main(int argc, char **argv)
 
         int status = 1;
         Loop *l = NULL;
-        if (loop_new(&l, cfg, rs) == 0) {
+        int r = loop_new(&l, cfg, rs);
+        if (r == 0)
                 status = loop_run(l);
-        }
+        else if (r == -ECANCELED) /* stopped while it waited for the brokers */
+                status = 0;
         loop_free(l);
         rules_unref(rs);
         config_free(cfg);
