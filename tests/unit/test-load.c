@@ -77,6 +77,7 @@ static const char base_rules[] =
         "  - id: coldchain.offline\n"
         "    on: coldchain\n"
         "    when: absent(coldchain where device_id == $device_id for 2h)\n"
+        "    per: device_id\n" /* each device waits on its own (else W109) */
         "  - id: complaint.many\n"
         "    on: complaint\n"
         "    when: count(complaint where verified within 365d) >= 2\n"
