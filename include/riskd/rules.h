@@ -38,6 +38,8 @@ typedef enum FieldType {
 typedef struct EnumDef {
         char *name;            /* "sampling.result" or the named enum */
         char **values;
+        char **labels;         /* [nvalues] text for people ("spoiled" → 变质), or NULL:
+                                * schema.yaml gave the values as a list */
         uint32_t nvalues;
 } EnumDef;
 
@@ -135,9 +137,12 @@ const char *severity_str(Severity s);
 typedef enum TplKind { TPL_TEXT, TPL_FIELD, TPL_PROFILE, TPL_STATE_SCORE, TPL_STATE_GRADE, TPL_RULE_ID } TplKind;
 typedef struct TplPart {
         TplKind kind;
-        char *text;            /* TPL_TEXT */
+        char *text;            /* TPL_TEXT; else the text for a null value ({f|text}),
+                                * NULL: "null" */
         uint32_t len;
         uint32_t slot;         /* TPL_FIELD / TPL_PROFILE */
+        bool label;            /* {f:label}: the enum value's label (the compiler
+                                * made sure the enum has labels) */
 } TplPart;
 typedef struct Template {
         TplPart *parts;

@@ -351,13 +351,49 @@ uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h)
         return h;
 }
 
+/* [from, to) of s without the spaces at either end. */
+static void tpl_trim(const char *s, size_t *from, size_t *to)
+{
+        while (*from < *to && s[*from] == ' ')
+                (*from)++;
+        while (*to > *from && s[*to - 1] == ' ')
+                (*to)--;
+}
+
+/* {f:label} needs an enum field whose values have labels: E043 otherwise
+ * (a template that asks for labels the schema does not give would print
+ * the codes it was written to avoid). */
+static bool tpl_label_ok(Loader *L, SrcPos pos, const char *name, FieldType t, const EnumDef *en)
+{
+        if (t != FT_ENUM || !en) {
+                char *hint = xasprintf("only enum fields have labels; {%s} prints the value", name);
+                diag_add(L->dl, DIAG_E043, pos, hint, "message placeholder {%s:label}: '%s' is not an enum field",
+                         name, name);
+                free(hint);
+                return false;
+        }
+        if (en->labels)
+                return true;
+        Buf h = {0};
+        buf_printf(&h, "give the values labels in schema.yaml: values: { %s: ..., ", en->values[0]);
+        buf_printf(&h, en->nvalues > 1 ? "%s: ..., ... }" : "... }", en->nvalues > 1 ? en->values[1] : "");
+        diag_add(L->dl, DIAG_E043, pos, h.p, "message placeholder {%s:label}: enum '%s' has no labels", name,
+                 en->name);
+        buf_free(&h);
+        return false;
+}
+
 /* "Sample {sample_code} failed {item}: {measured}{unit}"; {{ and }} are
- * literal braces. */
+ * literal braces.  A placeholder is {NAME}, {NAME:label} (an enum value's
+ * label from schema.yaml) and either one followed by |TEXT, the text a null
+ * value prints instead of "null".  Everything is resolved here, so
+ * rendering an alert only indexes arrays. */
 void compile_template(Loader *L, Rule *r, const YNode *y)
 {
         ExprSrc *es = loader_exprsrc(L, y);
         const char *s = y->str;
         size_t n = y->len;
+        const Schema *sc = &L->rs->schema;
         TplPart *parts = NULL;
         uint32_t np = 0, cap = 0;
         Buf text = {0};
@@ -384,14 +420,43 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         ok = false;
                         break;
                 }
-                size_t ns = i + 1, ne = (size_t)(close - s);
-                while (ns < ne && s[ns] == ' ')
-                        ns++;
-                while (ne > ns && s[ne - 1] == ' ')
-                        ne--;
+                size_t end = (size_t)(close - s);
+                const char *bar = memchr(s + i + 1, '|', end - i - 1);
+                size_t ns = i + 1, ne = bar ? (size_t)(bar - s) : end;
+                const char *colon = memchr(s + ns, ':', ne - ns);
+                size_t ms = 0, me = 0; /* the format after ':' */
+                if (colon) {
+                        ms = (size_t)(colon - s) + 1;
+                        me = ne;
+                        ne = (size_t)(colon - s);
+                        tpl_trim(s, &ms, &me);
+                }
+                tpl_trim(s, &ns, &ne);
                 char *name = xstrndup(s + ns, ne - ns);
                 SrcPos pos = exprsrc_pos(es, (uint32_t)ns, (uint32_t)(ne - ns ? ne - ns : 1));
                 TplPart p = {0};
+                if (bar) {
+                        size_t ds = (size_t)(bar - s) + 1, de = end;
+                        tpl_trim(s, &ds, &de);
+                        p.text = arena_strndup(L->ar, s + ds, de - ds);
+                        p.len = (uint32_t)(de - ds);
+                }
+                bool label = false;
+                if (colon) {
+                        if (me - ms == 5 && memcmp(s + ms, "label", 5) == 0) {
+                                label = true;
+                        } else {
+                                char *fmt = xstrndup(s + ms, me - ms);
+                                const char *known[] = {"label"};
+                                const char *sug = diag_suggest(fmt, known, 1);
+                                diag_add(L->dl, DIAG_E043, exprsrc_pos(es, (uint32_t)ms, (uint32_t)(me - ms ? me - ms : 1)),
+                                         sug ? "did you mean ':label'? (the enum value's label from schema.yaml)"
+                                             : "the one format is :label (the enum value's label from schema.yaml)",
+                                         "unknown format ':%s' in message placeholder {%s}", fmt, name);
+                                free(fmt);
+                                ok = false;
+                        }
+                }
                 if (strcmp(name, "state.score") == 0)
                         p.kind = TPL_STATE_SCORE;
                 else if (strcmp(name, "state.grade") == 0)
@@ -399,7 +464,6 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                 else if (strcmp(name, "rule.id") == 0)
                         p.kind = TPL_RULE_ID;
                 else if (strncmp(name, "enterprise.", 11) == 0) {
-                        const Schema *sc = &L->rs->schema;
                         const Field *f = sc->profile_type >= 0 ? schema_field(sc, (uint32_t)sc->profile_type, name + 11) : NULL;
                         if (!f) {
                                 Buf h = {0};
@@ -408,6 +472,8 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                 diag_add(L->dl, DIAG_E043, pos, h.len ? h.p : NULL,
                                          "message placeholder {%s} names no profile field", name);
                                 buf_free(&h);
+                                ok = false;
+                        } else if (label && !tpl_label_ok(L, pos, name, f->type, f->en)) {
                                 ok = false;
                         }
                         p.kind = TPL_PROFILE;
@@ -421,10 +487,18 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                          "message placeholder {%s} names no field of the rule's event types", name);
                                 buf_free(&h);
                                 ok = false;
+                        } else if (label && !tpl_label_ok(L, pos, name, sc->slot_type[slot], sc->slot_enum[slot])) {
+                                ok = false;
                         }
                         p.kind = TPL_FIELD;
                         p.slot = (uint32_t)slot;
                 }
+                if (label && p.kind != TPL_FIELD && p.kind != TPL_PROFILE) {
+                        diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of enum type have labels",
+                                 "message placeholder {%s:label}: '%s' has no labels", name, name);
+                        ok = false;
+                }
+                p.label = label;
                 free(name);
                 if (text.len) {
                         TplPart t = {.kind = TPL_TEXT, .text = arena_strndup(L->ar, text.p, text.len), .len = (uint32_t)text.len};
@@ -432,7 +506,7 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         text.len = 0;
                 }
                 VEC_PUSH(parts, np, cap) = p;
-                i = (size_t)(close - s) + 1;
+                i = end + 1;
         }
         if (text.len) {
                 TplPart t = {.kind = TPL_TEXT, .text = arena_strndup(L->ar, text.p, text.len), .len = (uint32_t)text.len};
