@@ -145,6 +145,13 @@ static Node *lit_node(Loader *L, const Node *at, Value v)
 
 static void enum_values_hint(const EnumDef *en, const char *bad, Buf *h)
 {
+        /* conditions compare codes; a label is what a message prints */
+        for (uint32_t i = 0; bad && en->labels && i < en->nvalues; i++)
+                if (strcmp(en->labels[i], bad) == 0) {
+                        buf_printf(h, "'%s' is the label of '%s': compare with the value \"%s\"", bad,
+                                   en->values[i], en->values[i]);
+                        return;
+                }
         const char *sug = bad ? diag_suggest(bad, (const char *const *)en->values, en->nvalues) : NULL;
         if (sug)
                 buf_printf(h, "did you mean '%s'? ", sug);
