@@ -375,8 +375,10 @@ static bool tpl_label_ok(Loader *L, SrcPos pos, const char *name, FieldType t, c
         if (en->labels)
                 return true;
         Buf h = {0};
-        buf_printf(&h, "give the values labels in schema.yaml: values: { %s: ..., ", en->values[0]);
-        buf_printf(&h, en->nvalues > 1 ? "%s: ..., ... }" : "... }", en->nvalues > 1 ? en->values[1] : "");
+        buf_puts(&h, "give the values labels in schema.yaml: values: { ");
+        for (uint32_t i = 0; i < en->nvalues && i < 2; i++)
+                buf_printf(&h, "%s: ..., ", en->values[i]);
+        buf_puts(&h, "... }");
         diag_add(L->dl, DIAG_E043, pos, h.p, "message placeholder {%s:label}: enum '%s' has no labels", name,
                  en->name);
         buf_free(&h);
