@@ -135,7 +135,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 }
                 if (!tnode) {
                         diag_add(L->dl, DIAG_E004, ynode_pos(key),
-                                 "one of: string, number, bool, time, duration, enum",
+                                 "type: string, number, bool, time, duration or enum; an enum with labels is { type: enum, values: { code: label, ... } }",
                                  "field '%s' has no type", path);
                         return;
                 }
