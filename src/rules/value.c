@@ -310,16 +310,16 @@ static bool time_char(const char *s, size_t n, size_t *i, char c)
  * -HH:MM.  A missing offset is rejected (a local time is ambiguous), as is
  * a space instead of 'T'.  Leap seconds (:60) are rejected: the engine
  * counts in Unix milliseconds, which have no place for them, and clamping
- * would reorder events.  For the same reason a fraction finer than the
- * millisecond is -ERANGE unless its further digits are zeros: cutting it
- * would make 00:00:00.0004 and 00:00:00.0001 the same instant, and a
- * window edge would count them wrong.
+ * would reorder events.  A fraction finer than the millisecond is -ERANGE
+ * unless its further digits are zeros: cut, 00:00:00.0004 and
+ * 00:00:00.0001 would be the same instant, and a window edge would count
+ * them wrong.
  */
 int time_parse(const char *s, size_t n, int64_t *ms)
 {
         size_t i = 0;
         unsigned y, mo, d, h, mi, sec, frac = 0;
-        bool range = false;     /* valid, but finer than a millisecond */
+        bool finer = false;     /* digits that are not 0 beyond the millisecond */
 
         if (!time_digits(s, n, &i, 4, &y) || !time_char(s, n, &i, '-') ||
             !time_digits(s, n, &i, 2, &mo) || !time_char(s, n, &i, '-') ||
@@ -334,7 +334,6 @@ int time_parse(const char *s, size_t n, int64_t *ms)
                 return -EINVAL;
         if (i < n && s[i] == '.') {
                 size_t start = ++i;
-                bool finer = false;
                 while (i < n && s[i] >= '0' && s[i] <= '9') {
                         if (i - start < 3)
                                 frac = frac * 10 + (unsigned)(s[i] - '0');
@@ -344,8 +343,6 @@ int time_parse(const char *s, size_t n, int64_t *ms)
                 }
                 if (i == start)
                         return -EINVAL;
-                if (finer)
-                        range = true;
                 for (size_t k = i - start; k < 3; k++)
                         frac *= 10;
         }
@@ -369,7 +366,7 @@ int time_parse(const char *s, size_t n, int64_t *ms)
         if (mo < 1 || mo > 12 || d < 1 || d > time_days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
                 return -EINVAL;
 
-        if (range)
+        if (finer) /* valid, but the engine cannot represent it */
                 return -ERANGE;
         int64_t t = time_days_from_civil(y, mo, d) * MS_PER_D + (int64_t)h * MS_PER_H + (int64_t)mi * MS_PER_M +
                     (int64_t)sec * MS_PER_S + frac;
