@@ -91,7 +91,9 @@ int duration_parse(const char *s, size_t n, int64_t *ms);
 void duration_format(int64_t ms, char *out, size_t size);
 
 /* RFC 3339 timestamps with offset ("2025-03-02T10:15:00+08:00", fraction
- * optional, 'Z' allowed).  Returns 0 or -EINVAL. */
+ * optional, 'Z' allowed).  Returns 0, -EINVAL, or -ERANGE for a valid time
+ * finer than the millisecond ("...00.0004Z": digits after the third
+ * decimal that are not 0), which the engine cannot represent. */
 int time_parse(const char *s, size_t n, int64_t *ms);
 /* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12, d 1..31). */
 int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);

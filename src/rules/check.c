@@ -8,6 +8,7 @@
  * After a successful check every N_NAME has a RefKind in ref and a slot, and
  * the tree holds no macro references: compile.c only has to emit code.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,8 +193,11 @@ static bool coerce_lit(Loader *L, Node *lit, const Node *other)
                 lit->en = other->en;
         } else if (other->type == VT_TIME) {
                 int64_t ms;
-                if (time_parse(lit->lit.s.p, lit->lit.s.len, &ms) < 0) {
-                        err(L, lit, DIAG_E023, "an RFC 3339 time such as \"2025-03-02T10:15:00+08:00\"",
+                int r = time_parse(lit->lit.s.p, lit->lit.s.len, &ms);
+                if (r < 0) {
+                        err(L, lit, DIAG_E023,
+                            r == -ERANGE ? "times are whole milliseconds: at most three decimals that are not 0"
+                                         : "an RFC 3339 time such as \"2025-03-02T10:15:00+08:00\"",
                             "not a time: \"%.*s\"", (int)lit->lit.s.len, lit->lit.s.p);
                         return false;
                 }

@@ -306,16 +306,20 @@ static bool time_char(const char *s, size_t n, size_t *i, char c)
 
 /*
  * RFC 3339 date-time, strictly: YYYY-MM-DD, 'T' (or 't'), HH:MM:SS, an
- * optional fraction of one or more digits (kept to the millisecond,
- * truncated), then 'Z' ('z') or +HH:MM / -HH:MM.  A missing offset is
- * rejected (a local time is ambiguous), as is a space instead of 'T'.
- * Leap seconds (:60) are rejected: the engine counts in Unix milliseconds,
- * which have no place for them, and clamping would reorder events.
+ * optional fraction of one or more digits, then 'Z' ('z') or +HH:MM /
+ * -HH:MM.  A missing offset is rejected (a local time is ambiguous), as is
+ * a space instead of 'T'.  Leap seconds (:60) are rejected: the engine
+ * counts in Unix milliseconds, which have no place for them, and clamping
+ * would reorder events.  A fraction finer than the millisecond is -ERANGE
+ * unless its further digits are zeros: cut, 00:00:00.0004 and
+ * 00:00:00.0001 would be the same instant, and a window edge would count
+ * them wrong.
  */
 int time_parse(const char *s, size_t n, int64_t *ms)
 {
         size_t i = 0;
         unsigned y, mo, d, h, mi, sec, frac = 0;
+        bool finer = false;     /* digits that are not 0 beyond the millisecond */
 
         if (!time_digits(s, n, &i, 4, &y) || !time_char(s, n, &i, '-') ||
             !time_digits(s, n, &i, 2, &mo) || !time_char(s, n, &i, '-') ||
@@ -333,6 +337,8 @@ int time_parse(const char *s, size_t n, int64_t *ms)
                 while (i < n && s[i] >= '0' && s[i] <= '9') {
                         if (i - start < 3)
                                 frac = frac * 10 + (unsigned)(s[i] - '0');
+                        else
+                                finer |= s[i] != '0';
                         i++;
                 }
                 if (i == start)
@@ -360,6 +366,8 @@ int time_parse(const char *s, size_t n, int64_t *ms)
         if (mo < 1 || mo > 12 || d < 1 || d > time_days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
                 return -EINVAL;
 
+        if (finer) /* valid, but the engine cannot represent it */
+                return -ERANGE;
         int64_t t = time_days_from_civil(y, mo, d) * MS_PER_D + (int64_t)h * MS_PER_H + (int64_t)mi * MS_PER_M +
                     (int64_t)sec * MS_PER_S + frac;
         *ms = t - off; /* local = UTC + offset */

@@ -356,7 +356,8 @@ Test(value, time_parse_valid)
                 {"1970-01-01T00:00:00.5Z", 500},
                 {"1970-01-01T00:00:00.1Z", 100},
                 {"1970-01-01T00:00:00.12Z", 120},
-                {"1970-01-01T00:00:00.123456789Z", 123},
+                {"1970-01-01T00:00:00.123000000Z", 123},
+                {"1970-01-01T00:00:00.1230Z", 123},
                 {"1970-01-01T00:00:00.000Z", 0},
                 {"0001-01-01T00:00:00Z", -62135596800000LL},
                 {"0000-01-01T00:00:00Z", -62167219200000LL},
@@ -415,6 +416,17 @@ Test(value, time_parse_invalid)
         }
         int64_t ms;
         cr_assert_eq(time_parse("2025-03-02T10:15:00Z", 19, &ms), -EINVAL, "n bounds the input: no 'Z'");
+        /* valid, but finer than the millisecond: cut, these would be one instant */
+        const char *fine[] = {"1970-01-01T00:00:00.0004Z", "1970-01-01T00:00:00.0001Z",
+                              "1970-01-01T00:00:00.123456789Z", "1969-12-31T23:59:59.9999Z",
+                              "2025-03-02T10:15:00.0000001+08:00"};
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                ms = 7;
+                cr_assert_eq(time_parse(fine[i], strlen(fine[i]), &ms), -ERANGE, "'%s' must be refused", fine[i]);
+                cr_assert_eq(ms, 7, "nothing stored for '%s'", fine[i]);
+        }
+        /* an invalid time stays -EINVAL whatever its fraction */
+        cr_assert_eq(time_parse("2025-02-30T10:15:00.0004Z", 25, &ms), -EINVAL);
 }
 
 Test(value, time_format_cases)
