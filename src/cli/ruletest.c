@@ -1950,6 +1950,15 @@ static int run_tests(const Opts *o, Ctx *c, FILE *out)
         char **names = NULL;
         uint32_t n = 0, cap = 0;
         if (o->nfiles) {
+                /* a test file named on the command line that is not there
+                 * is a wrong argument, not a failing test */
+                for (uint32_t i = 0; i < o->nfiles; i++)
+                        if (access(o->files[i], R_OK) < 0) {
+                                fprintf(out, "riskctl test: cannot open %s: %s\n", o->files[i], strerror(errno));
+                                free(tdir);
+                                rules_unref(rs);
+                                return 2;
+                        }
                 for (uint32_t i = 0; i < o->nfiles; i++)
                         VEC_PUSH(names, n, cap) = xstrdup(o->files[i]);
         } else {
@@ -2129,11 +2138,15 @@ int ruletest_main(int argc, char **argv)
                         o.verbose = true;
                 else if (strcmp(a, "--coverage") == 0)
                         o.coverage = true;
-                else if ((strcmp(a, "--run") == 0 || strcmp(a, "--junit") == 0) && i + 1 < argc) {
-                        *(a[2] == 'r' ? &o.run : &o.junit) = argv[++i];
-                } else if (strcmp(a, "--run") == 0 || strcmp(a, "--junit") == 0) {
-                        fprintf(stderr, "riskctl test: %s needs a value\n%s", a, usage_text);
-                        goto out;
+                else if (strcmp(a, "--run") == 0 || strcmp(a, "--junit") == 0) {
+                        if (i + 1 == argc) {
+                                fprintf(stderr, "riskctl test: %s needs a value\n%s", a, usage_text);
+                                goto out;
+                        }
+                        if (strcmp(a, "--run") == 0)
+                                o.run = argv[++i];
+                        else
+                                o.junit = argv[++i];
                 } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
                         fputs(usage_text, stdout);
                         status = 0;
