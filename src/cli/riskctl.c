@@ -195,19 +195,65 @@ typedef struct Replay {
         uint32_t nids, cids;
 } Replay;
 
+/* The length of the well-formed UTF-8 sequence at s[0..n) (Unicode Table
+ * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+        unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+        size_t k;
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                k = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                k = 3;
+                lo = c == 0xe0 ? 0xa0 : 0x80;
+                hi = c == 0xed ? 0x9f : 0xbf;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                k = 4;
+                lo = c == 0xf0 ? 0x90 : 0x80;
+                hi = c == 0xf4 ? 0x8f : 0xbf;
+        } else {
+                return 0;
+        }
+        if (n < k || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t j = 2; j < k; j++)
+                if ((s[j] & 0xc0) != 0x80)
+                        return 0;
+        return k;
+}
+
 static bool utf8_valid(const char *s, size_t n)
 {
-        for (size_t i = 0; i < n;) {
-                unsigned char c = (unsigned char)s[i];
-                size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-                if (!k || i + k > n)
+        for (size_t i = 0, k; i < n; i += k)
+                if (!(k = utf8_seq((const unsigned char *)s + i, n - i)))
                         return false;
-                for (size_t j = 1; j < k; j++)
-                        if (((unsigned char)s[i + j] & 0xc0) != 0x80)
-                                return false;
-                i += k;
-        }
         return true;
+}
+
+/* s as a JSON string whatever its bytes: a byte that is not part of
+ * well-formed UTF-8 becomes U+FFFD, so that a strict parser reads every
+ * line of a dead-letter file (the record's own bytes go to original_base64
+ * instead, untouched). */
+static void json_str_text(Buf *b, const char *s, size_t n)
+{
+        if (utf8_valid(s, n)) {
+                buf_json_str(b, s, n);
+                return;
+        }
+        Buf t = {0};
+        for (size_t i = 0, k; i < n; i += k) {
+                k = utf8_seq((const unsigned char *)s + i, n - i);
+                if (k) {
+                        buf_put(&t, s + i, k);
+                } else {
+                        buf_puts(&t, "\xef\xbf\xbd"); /* U+FFFD */
+                        k = 1;
+                }
+        }
+        buf_json_str(b, t.p, t.len);
+        buf_free(&t);
 }
 
 static void base64(Buf *b, const unsigned char *s, size_t n)
@@ -230,12 +276,12 @@ static void replay_emit(void *ud, OutKind kind, const char *data, size_t len, co
                         return;
                 Buf b = {0};
                 buf_puts(&b, "{\"schema\":\"riskd.deadletter/1\",\"reason\":");
-                buf_json_str(&b, m->reason, strlen(m->reason));
+                json_str_text(&b, m->reason, strlen(m->reason));
                 buf_puts(&b, ",\"detail\":");
-                buf_json_str(&b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
+                json_str_text(&b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
                 buf_puts(&b, ",\"source\":{\"file\":");
                 const char *f = m->source && m->source->topic ? m->source->topic : "-";
-                buf_json_str(&b, f, strlen(f));
+                json_str_text(&b, f, strlen(f));
                 buf_printf(&b, ",\"line\":%lld},\"original\":", m->source ? (long long)m->source->offset : 0LL);
                 if (utf8_valid(data, len)) {
                         buf_json_str(&b, data, len);
