@@ -901,7 +901,7 @@ static void text_report(Buf *b, const Diff *d)
 {
         for (int k = 0; k < 2; k++) {
                 const BtRun *r = d->run[k];
-                buf_printf(b, "%s %s: rules version %s, %u rules; %u alerts, %u adjustments, %u dead letters\n",
+                buf_printf(b, "%s: %s, rules version %s, %u rules; %u alerts, %u adjustments, %u dead letters\n",
                            k ? "new" : "old", r->dir, r->rs->version, r->rs->nrules, d->nouts[k][SEC_ALERT],
                            d->nouts[k][SEC_ADJUSTMENT], d->nouts[k][SEC_DEADLETTER]);
         }
