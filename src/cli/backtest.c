@@ -630,11 +630,11 @@ typedef struct Diff {
         const BtRun *run[2];
         const char *events;
         Item *items;
-        uint32_t nitems;
+        uint32_t nitems, citems;
         uint32_t count[NSEC][3];        /* by section and change */
         uint32_t nouts[2][NSEC];
         EntDiff *ents;
-        uint32_t nents;
+        uint32_t nents, cents;
         uint32_t nhistory, nfinal, nscore;
         RuleRow *rules;
         uint32_t nrules, nrules_differ;
@@ -674,7 +674,10 @@ static void diff_match(Diff *d, Section s)
                 it.ts = s == SEC_DEADLETTER ? 0 : jtime(jget_or_null(str_of(o->doc, o->len), "ts"));
                 if (s == SEC_DEADLETTER) /* in line order */
                         it.ts = strtoll(jget_or_null(jget_or_null(str_of(o->doc, o->len), "source"), "line").p, NULL, 10);
-                d->items = xrealloc(d->items, (d->nitems + 1) * sizeof(Item));
+                if (d->nitems == d->citems) {
+                        d->citems = d->citems ? 2 * d->citems : 64;
+                        d->items = xrealloc(d->items, d->citems * sizeof(Item));
+                }
                 d->items[d->nitems++] = it;
                 d->count[s][it.ch]++;
         }
@@ -717,7 +720,10 @@ static void diff_ents(Diff *d, Step *st[2], uint32_t nst[2], Final *fi[2], uint3
                 d->nhistory += e.history;
                 d->nfinal += e.final;
                 d->nscore += e.score;
-                d->ents = xrealloc(d->ents, (d->nents + 1) * sizeof(EntDiff));
+                if (d->nents == d->cents) {
+                        d->cents = d->cents ? 2 * d->cents : 16;
+                        d->ents = xrealloc(d->ents, d->cents * sizeof(EntDiff));
+                }
                 d->ents[d->nents++] = e;
         }
 }

@@ -1,10 +1,14 @@
 /*
  * riskctl: the rule author's tool.  Works on a rules directory without
  * Kafka: check compiles and reports every diagnostic, disasm shows what a
- * rule compiled to.
+ * rule compiled to, replay runs the engine over a file of events (with a
+ * back-test summary), explain says why an enterprise has its grade, diff
+ * compares what two rule sets make of the same events (backtest.c), test
+ * runs the rule tests (ruletest.c), broker is a local mock Kafka.
  *
- * Exit status: 0 success, 1 the rules (or the run) failed, 2 unusable
- * arguments.
+ * Each command takes only its own options; `riskctl COMMAND --help` prints
+ * its usage.  Exit status: 0 success, 1 the rules (or the run) failed,
+ * 2 unusable arguments or files (docs/man/riskctl.1).
  */
 #include <errno.h>
 #include <getopt.h>
