@@ -227,12 +227,22 @@ static bool grading_eq(Str a, Str b)
         return true;
 }
 
-static void days_text(Buf *b, int64_t ms)
+/* A duration for people: "210d", "26d 5h 50m", "5m", "0s". */
+static void duration_text(Buf *b, int64_t ms)
 {
-        if (ms % 86400000 == 0)
-                buf_printf(b, "%lldd", (long long)(ms / 86400000));
-        else
-                buf_printf(b, "%.1fd", (double)ms / 86400000.0);
+        static const struct {
+                int64_t ms;
+                char unit;
+        } parts[] = {{86400000, 'd'}, {3600000, 'h'}, {60000, 'm'}, {1000, 's'}};
+        size_t start = b->len;
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+                if (ms >= parts[i].ms) {
+                        buf_printf(b, "%s%lld%c", b->len > start ? " " : "", (long long)(ms / parts[i].ms),
+                                   parts[i].unit);
+                        ms %= parts[i].ms;
+                }
+        if (ms || b->len == start)
+                buf_printf(b, "%s%lldms", b->len > start ? " " : "", (long long)ms);
 }
 
 static void csv_field(Buf *b, Str s)
@@ -856,7 +866,7 @@ static void text_history(Buf *b, const char *label, const Step *s, uint32_t n, i
                         buf_puts(b, i ? ", " : " ");
                         jtext(b, gt[i].grade);
                         buf_putc(b, ' ');
-                        days_text(b, gt[i].ms);
+                        duration_text(b, gt[i].ms);
                 }
                 buf_putc(b, '\n');
         }
@@ -907,14 +917,14 @@ static void text_report(Buf *b, const Diff *d)
 {
         for (int k = 0; k < 2; k++) {
                 const BtRun *r = d->run[k];
-                buf_printf(b, "%s: %s, rules version %s, %u rules; %u alerts, %u adjustments, %u dead letters\n",
+                char end[40];
+                time_format(r->end, end, sizeof(end));
+                buf_printf(b, "%s: %s, rules version %s, %u rules: alerts %u, adjustments %u, dead letters %u; "
+                              "event time up to %s\n",
                            k ? "new" : "old", r->dir, r->rs->version, r->rs->nrules, d->nouts[k][SEC_ALERT],
-                           d->nouts[k][SEC_ADJUSTMENT], d->nouts[k][SEC_DEADLETTER]);
+                           d->nouts[k][SEC_ADJUSTMENT], d->nouts[k][SEC_DEADLETTER], end);
         }
-        char end[40];
-        time_format(d->run[1]->end, end, sizeof(end));
-        buf_printf(b, "events %s, up to %s\n", d->events, end);
-
+        buf_printf(b, "events %s\n", d->events);
         buf_puts(b, "\nrules (firings old -> new):\n");
         uint64_t same = 0, same_fired = 0;
         for (uint32_t i = 0; i < d->nrules; i++) {
@@ -925,11 +935,14 @@ static void text_report(Buf *b, const Diff *d)
                         same_fired += r->fo;
                         continue;
                 }
-                buf_printf(b, "  %-44s %-8s %llu -> %llu\n", r->id, ch, (unsigned long long)r->fo,
-                           (unsigned long long)r->fn);
+                buf_printf(b, "  %-44s %llu -> %llu", r->id, (unsigned long long)r->fo, (unsigned long long)r->fn);
+                if (strcmp(ch, "same") != 0)
+                        buf_printf(b, "  (rule %s)", ch);
+                buf_putc(b, '\n');
         }
-        buf_printf(b, "  %llu %srules unchanged, with the same firings (%llu)\n", (unsigned long long)same,
-                   same == d->nrules ? "" : "other ", (unsigned long long)same_fired);
+        if (same)
+                buf_printf(b, "  %llu %srules unchanged, with the same firings (%llu)\n", (unsigned long long)same,
+                           same == d->nrules ? "" : "other ", (unsigned long long)same_fired);
 
         buf_puts(b, "\ngrades at the end (enterprises, old -> new):\n");
         for (uint32_t j = 0; j < d->ngrades; j++) {
