@@ -245,7 +245,7 @@ void schema_load(Loader *L, const YNode *root)
             time_offset_parse(off->str, off->len, &s->display_offset_ms) != 0)
                 diag_add(L->dl, DIAG_E060, ynode_pos(off),
                          "an RFC 3339 offset from UTC: \"+08:00\" (China), \"-05:00\", \"Z\" (UTC, the default)",
-                         "display_offset '%s' is not an offset from UTC", off->str);
+                         "display_offset '%s' is not an RFC 3339 offset", off->str);
 
         const YNode *env = ynode_get(root, "envelope");
         static const char *const envkeys[] = {"id", "type", "enterprise", "time"};

@@ -666,7 +666,7 @@ Test(load, bad_display_offset)
                 cr_assert_neq(load(&d, &dl, &rs), 0, "%s", bad[i]);
                 const Diag *e = find(&dl, "E060");
                 cr_assert_not_null(e, "%s", bad[i]);
-                cr_assert_not_null(strstr(e->message, "is not an offset from UTC"), "%s", bad[i]);
+                cr_assert_not_null(strstr(e->message, "is not an RFC 3339 offset"), "%s", bad[i]);
                 cr_assert_not_null(strstr(e->hint, "\"+08:00\""));
                 cr_assert_eq(e->line, 2);
                 cr_assert_eq(e->col, 17);
