@@ -373,8 +373,8 @@ static const struct {
 
 /* {f:label} needs an enum field whose values have labels, {f:date} and
  * {f:datetime} a time field: E043 otherwise (a template that asks for
- * labels the schema does not give would print the codes it was written to
- * avoid). */
+ * labels the schema does not give, or for the date of a text, would print
+ * the codes or the raw value it was written to avoid). */
 static bool tpl_format_ok(Loader *L, SrcPos pos, const char *name, TplFormat fmt, FieldType t, const EnumDef *en)
 {
         if (fmt == TPL_FMT_DATE || fmt == TPL_FMT_DATETIME) {
