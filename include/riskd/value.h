@@ -99,5 +99,12 @@ int time_parse(const char *s, size_t n, int64_t *ms);
 int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);
 /* Formats as UTC "2025-03-02T02:15:00Z" (milliseconds only when non-zero). */
 void time_format(int64_t ms, char *out, size_t size);
+/* An RFC 3339 offset, "+08:00", "-05:30" or "Z": 0 and *ms (east of UTC
+ * positive), or -EINVAL. */
+int time_offset_parse(const char *s, size_t n, int64_t *ms);
+/* The local date "2025-03-26" (clock false) or date and minute
+ * "2025-03-26 00:00" (clock true) at offset_ms from UTC, for people:
+ * seconds are dropped, not rounded, so a time never reads later than it is. */
+void time_format_local(int64_t ms, int64_t offset_ms, bool clock, char *out, size_t size);
 
 #endif

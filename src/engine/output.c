@@ -120,19 +120,26 @@ static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
         buf_putc(b, ']');
 }
 
-/* A field's value in a message: {f}, {f:label}, and |TEXT for null. */
+/* A field's value in a message: {f}, {f:label}, {f:date}, {f:datetime},
+ * and |TEXT for null.  Written straight into the message buffer. */
 static void render_field(Engine *e, Buf *m, const TplPart *p, const Value *v)
 {
         if (v->tag == VT_NULL && p->text) {
                 buf_put(m, p->text, p->len);
                 return;
         }
-        if (p->label && v->tag == VT_ENUM) {
+        if (p->fmt == TPL_FMT_LABEL && v->tag == VT_ENUM) {
                 const EnumDef *en = e->rs->schema.slot_enum[p->slot];
                 if (en && en->labels && v->e >= 0 && (uint32_t)v->e < en->nvalues) {
                         buf_puts(m, en->labels[v->e]);
                         return;
                 }
+        }
+        if ((p->fmt == TPL_FMT_DATE || p->fmt == TPL_FMT_DATETIME) && v->tag == VT_TIME) {
+                char t[48];
+                time_format_local(v->ms, e->rs->schema.display_offset_ms, p->fmt == TPL_FMT_DATETIME, t, sizeof(t));
+                buf_puts(m, t);
+                return;
         }
         out_value(e, m, v, p->slot, false);
 }

@@ -360,11 +360,35 @@ static void tpl_trim(const char *s, size_t *from, size_t *to)
                 (*to)--;
 }
 
-/* {f:label} needs an enum field whose values have labels: E043 otherwise
- * (a template that asks for labels the schema does not give would print
- * the codes it was written to avoid). */
-static bool tpl_label_ok(Loader *L, SrcPos pos, const char *name, FieldType t, const EnumDef *en)
+/* The formats a placeholder can ask for after ':'. */
+static const struct {
+        const char *name;
+        TplFormat fmt;
+        const char *what;
+} tpl_formats[] = {
+        {"label", TPL_FMT_LABEL, "the enum value's label from schema.yaml"},
+        {"date", TPL_FMT_DATE, "a time's date at schema.yaml's display_offset"},
+        {"datetime", TPL_FMT_DATETIME, "a time's date and minute at schema.yaml's display_offset"},
+};
+
+/* {f:label} needs an enum field whose values have labels, {f:date} and
+ * {f:datetime} a time field: E043 otherwise (a template that asks for
+ * labels the schema does not give, or for the date of a text, would print
+ * the codes or the raw value it was written to avoid). */
+static bool tpl_format_ok(Loader *L, SrcPos pos, const char *name, TplFormat fmt, FieldType t, const EnumDef *en)
 {
+        if (fmt == TPL_FMT_DATE || fmt == TPL_FMT_DATETIME) {
+                if (t == FT_TIME)
+                        return true;
+                const char *f = fmt == TPL_FMT_DATE ? "date" : "datetime";
+                char *hint = xasprintf("only time fields have a date; {%s} prints the value", name);
+                diag_add(L->dl, DIAG_E043, pos, hint, "message placeholder {%s:%s}: '%s' is not a time field", name,
+                         f, name);
+                free(hint);
+                return false;
+        }
+        if (fmt != TPL_FMT_LABEL)
+                return true;
         if (t != FT_ENUM || !en) {
                 char *hint = xasprintf("only enum fields have labels; {%s} prints the value", name);
                 diag_add(L->dl, DIAG_E043, pos, hint, "message placeholder {%s:label}: '%s' is not an enum field",
@@ -385,10 +409,43 @@ static bool tpl_label_ok(Loader *L, SrcPos pos, const char *name, FieldType t, c
         return false;
 }
 
+/* The format after ':' in a placeholder; E043 for one riskd does not know. */
+static bool tpl_format(Loader *L, ExprSrc *es, const char *s, size_t ms, size_t me, const char *name,
+                       TplFormat *fmt)
+{
+        for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                if (strlen(tpl_formats[k].name) == me - ms && memcmp(s + ms, tpl_formats[k].name, me - ms) == 0) {
+                        *fmt = tpl_formats[k].fmt;
+                        return true;
+                }
+        char *bad = xstrndup(s + ms, me - ms);
+        const char *known[ARRAY_SIZE(tpl_formats)];
+        for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                known[k] = tpl_formats[k].name;
+        const char *sug = diag_suggest(bad, known, ARRAY_SIZE(known));
+        Buf h = {0};
+        if (sug) {
+                for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                        if (strcmp(sug, tpl_formats[k].name) == 0)
+                                buf_printf(&h, "did you mean ':%s'? (%s)", sug, tpl_formats[k].what);
+        } else {
+                buf_puts(&h, "the formats are");
+                for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                        buf_printf(&h, "%s :%s (%s)", k ? (k + 1 == ARRAY_SIZE(tpl_formats) ? " and" : ",") : "",
+                                   tpl_formats[k].name, tpl_formats[k].what);
+        }
+        diag_add(L->dl, DIAG_E043, exprsrc_pos(es, (uint32_t)ms, (uint32_t)(me - ms ? me - ms : 1)), h.p,
+                 "unknown format ':%s' in message placeholder {%s}", bad, name);
+        buf_free(&h);
+        free(bad);
+        return false;
+}
+
 /* "Sample {sample_code} failed {item}: {measured}{unit}"; {{ and }} are
- * literal braces.  A placeholder is {NAME}, {NAME:label} (an enum value's
- * label from schema.yaml) and either one followed by |TEXT, the text a null
- * value prints instead of "null".  Everything is resolved here, so
+ * literal braces.  A placeholder is {NAME}, {NAME:FORMAT} (FORMAT label: an
+ * enum value's label from schema.yaml; date, datetime: a time at the
+ * schema's display_offset) and either one followed by |TEXT, the text a
+ * null value prints instead of "null".  Everything is resolved here, so
  * rendering an alert only indexes arrays. */
 void compile_template(Loader *L, Rule *r, const YNode *y)
 {
@@ -443,22 +500,9 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         p.text = arena_strndup(L->ar, s + ds, de - ds);
                         p.len = (uint32_t)(de - ds);
                 }
-                bool label = false;
-                if (colon) {
-                        if (me - ms == 5 && memcmp(s + ms, "label", 5) == 0) {
-                                label = true;
-                        } else {
-                                char *fmt = xstrndup(s + ms, me - ms);
-                                const char *known[] = {"label"};
-                                const char *sug = diag_suggest(fmt, known, 1);
-                                diag_add(L->dl, DIAG_E043, exprsrc_pos(es, (uint32_t)ms, (uint32_t)(me - ms ? me - ms : 1)),
-                                         sug ? "did you mean ':label'? (the enum value's label from schema.yaml)"
-                                             : "the one format is :label (the enum value's label from schema.yaml)",
-                                         "unknown format ':%s' in message placeholder {%s}", fmt, name);
-                                free(fmt);
-                                ok = false;
-                        }
-                }
+                TplFormat fmt = TPL_FMT_VALUE;
+                if (colon && !tpl_format(L, es, s, ms, me, name, &fmt))
+                        ok = false;
                 if (strcmp(name, "state.score") == 0)
                         p.kind = TPL_STATE_SCORE;
                 else if (strcmp(name, "state.grade") == 0)
@@ -475,7 +519,7 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                          "message placeholder {%s} names no profile field", name);
                                 buf_free(&h);
                                 ok = false;
-                        } else if (label && !tpl_label_ok(L, pos, name, f->type, f->en)) {
+                        } else if (!tpl_format_ok(L, pos, name, fmt, f->type, f->en)) {
                                 ok = false;
                         }
                         p.kind = TPL_PROFILE;
@@ -489,18 +533,23 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                          "message placeholder {%s} names no field of the rule's event types", name);
                                 buf_free(&h);
                                 ok = false;
-                        } else if (label && !tpl_label_ok(L, pos, name, sc->slot_type[slot], sc->slot_enum[slot])) {
+                        } else if (!tpl_format_ok(L, pos, name, fmt, sc->slot_type[slot], sc->slot_enum[slot])) {
                                 ok = false;
                         }
                         p.kind = TPL_FIELD;
                         p.slot = (uint32_t)slot;
                 }
-                if (label && p.kind != TPL_FIELD && p.kind != TPL_PROFILE) {
-                        diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of enum type have labels",
-                                 "message placeholder {%s:label}: '%s' has no labels", name, name);
+                if (fmt != TPL_FMT_VALUE && p.kind != TPL_FIELD && p.kind != TPL_PROFILE) {
+                        if (fmt == TPL_FMT_LABEL)
+                                diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of enum type have labels",
+                                         "message placeholder {%s:label}: '%s' has no labels", name, name);
+                        else
+                                diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of type time have a date",
+                                         "message placeholder {%s:%s}: '%s' is not a time field", name,
+                                         fmt == TPL_FMT_DATE ? "date" : "datetime", name);
                         ok = false;
                 }
-                p.label = label;
+                p.fmt = fmt;
                 free(name);
                 if (text.len) {
                         TplPart t = {.kind = TPL_TEXT, .text = arena_strndup(L->ar, text.p, text.len), .len = (uint32_t)text.len};

@@ -233,8 +233,19 @@ void schema_load(Loader *L, const YNode *root)
         s->profile_type = -1;
         if (!root || !loader_expect(L, root, Y_MAP, "a mapping with envelope:, types:"))
                 return;
-        static const char *const known[] = {"envelope", "profile", "enums", "types", "version", "desc"};
+        static const char *const known[] = {"envelope", "profile", "enums", "types", "version", "desc",
+                                            "display_offset"};
         loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "schema.yaml");
+
+        /* Events carry their own offsets and riskd counts in UTC; people read
+         * dates where they are, so {f:date} and {f:datetime} print at this
+         * one offset of the rules directory (no zone rules: no DST surprises). */
+        const YNode *off = ynode_get(root, "display_offset");
+        if (off && loader_expect(L, off, Y_SCALAR, "an offset from UTC, e.g. \"+08:00\"") &&
+            time_offset_parse(off->str, off->len, &s->display_offset_ms) != 0)
+                diag_add(L->dl, DIAG_E060, ynode_pos(off),
+                         "an RFC 3339 offset from UTC: \"+08:00\" (China), \"-05:00\", \"Z\" (UTC, the default)",
+                         "display_offset '%s' is not an RFC 3339 offset", off->str);
 
         const YNode *env = ynode_get(root, "envelope");
         static const char *const envkeys[] = {"id", "type", "enterprise", "time"};

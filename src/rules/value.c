@@ -417,3 +417,39 @@ void time_format(int64_t ms, char *out, size_t size)
         else
                 snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d, h, mi, s);
 }
+
+int time_offset_parse(const char *s, size_t n, int64_t *ms)
+{
+        if (n == 1 && (s[0] == 'Z' || s[0] == 'z')) {
+                *ms = 0;
+                return 0;
+        }
+        size_t i = 1;
+        unsigned oh, om;
+        if (n != 6 || (s[0] != '+' && s[0] != '-') || !time_digits(s, n, &i, 2, &oh) ||
+            !time_char(s, n, &i, ':') || !time_digits(s, n, &i, 2, &om) || oh > 23 || om > 59)
+                return -EINVAL;
+        int64_t off = (int64_t)oh * MS_PER_H + (int64_t)om * MS_PER_M;
+        *ms = s[0] == '-' ? -off : off;
+        return 0;
+}
+
+void time_format_local(int64_t ms, int64_t offset_ms, bool clock, char *out, size_t size)
+{
+        int64_t t;
+        if (__builtin_add_overflow(ms, offset_ms, &t)) /* no RFC 3339 time is near; do not wrap */
+                t = ms < 0 ? INT64_MIN : INT64_MAX;
+        int64_t days = t / MS_PER_D, rem = t % MS_PER_D;
+        if (rem < 0) {
+                rem += MS_PER_D;
+                days--;
+        }
+        int64_t y;
+        unsigned m, d;
+        time_civil_from_days(days, &y, &m, &d);
+        if (clock)
+                snprintf(out, size, "%04lld-%02u-%02u %02u:%02u", (long long)y, m, d, (unsigned)(rem / MS_PER_H),
+                         (unsigned)(rem / MS_PER_M % 60));
+        else
+                snprintf(out, size, "%04lld-%02u-%02u", (long long)y, m, d);
+}

@@ -522,10 +522,10 @@ Test(load, enum_labels_and_templates)
 
         const Template *t = &rules_find(rs, "c.x")->message;
         cr_assert_eq(t->nparts, 7);
-        cr_assert(t->parts[0].kind == TPL_FIELD && t->parts[0].label && !t->parts[0].text);
-        cr_assert(t->parts[2].kind == TPL_FIELD && t->parts[2].label && (int32_t)t->parts[2].slot == level);
+        cr_assert(t->parts[0].kind == TPL_FIELD && t->parts[0].fmt == TPL_FMT_LABEL && !t->parts[0].text);
+        cr_assert(t->parts[2].kind == TPL_FIELD && t->parts[2].fmt == TPL_FMT_LABEL && (int32_t)t->parts[2].slot == level);
         cr_assert_str_eq(t->parts[2].text, "未填写"); /* spaces around the text are trimmed */
-        cr_assert(!t->parts[4].label && !t->parts[4].text);
+        cr_assert(t->parts[4].fmt == TPL_FMT_VALUE && !t->parts[4].text);
         cr_assert_str_eq(t->parts[6].text, ""); /* {persons|}: a null prints nothing */
         cr_assert_eq(t->parts[6].len, 0);
         rules_unref(rs);
@@ -583,5 +583,103 @@ Test(load, label_in_condition_names_the_value)
         const Diag *e = find(&dl, "E032");
         cr_assert_not_null(e);
         cr_assert_not_null(strstr(e->hint, "'举报' is the label of 'report': compare with the value \"report\""));
+        diag_list_deinit(&dl);
+}
+
+/* display_offset in schema.yaml and the placeholders that print times at
+ * it: {f:date}, {f:datetime}, checked at load. */
+static const char timed_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+        "display_offset: \"+08:00\"\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise:\n"
+        "    fields: { name: string, licensed_at: time }\n"
+        "  inspection:\n"
+        "    fields: { no: string, rectify_deadline: time, wait: duration, level: [county, city] }\n";
+
+Test(load, display_offset_and_time_formats)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3(timed_schema, plain_grading,
+                     "rules:\n  - id: i.x\n    on: inspection\n"
+                     "    message: \"{rectify_deadline:date|未设定}/{ rectify_deadline : datetime }/{rectify_deadline}/"
+                     "{enterprise.licensed_at:date}\"\n");
+        cr_assert_eq(load(&d, &dl, &rs), 0, "%u diagnostics", dl.n);
+        cr_assert_eq(rs->schema.display_offset_ms, 8 * 3600000LL);
+        int32_t dl_slot = slot_of(rs, "inspection", "rectify_deadline");
+        const Template *t = &rules_find(rs, "i.x")->message;
+        cr_assert_eq(t->nparts, 7);
+        cr_assert(t->parts[0].kind == TPL_FIELD && t->parts[0].fmt == TPL_FMT_DATE && (int32_t)t->parts[0].slot == dl_slot);
+        cr_assert_str_eq(t->parts[0].text, "未设定");
+        cr_assert(t->parts[2].fmt == TPL_FMT_DATETIME && !t->parts[2].text);
+        cr_assert(t->parts[4].fmt == TPL_FMT_VALUE, "{f} keeps printing the value as before");
+        cr_assert(t->parts[6].kind == TPL_PROFILE && t->parts[6].fmt == TPL_FMT_DATE);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+
+        /* without display_offset: UTC */
+        rs = NULL;
+        Dir utc = dir3(schema, plain_grading, "rules: []\n");
+        cr_assert_eq(load(&utc, &dl, &rs), 0);
+        cr_assert_eq(rs->schema.display_offset_ms, 0);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+}
+
+Test(load, date_needs_a_time_field)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3(timed_schema, plain_grading,
+                     "rules:\n  - id: i.x\n    on: inspection\n"
+                     "    message: \"{no:date} {wait:datetime} {level:date|—} {state.grade:date} {rectify_deadline:dat}\"\n");
+        cr_assert_neq(load(&d, &dl, &rs), 0);
+        cr_assert_eq(dl.n, 5);
+        for (uint32_t i = 0; i < dl.n; i++)
+                cr_assert_str_eq(diag_code_str(dl.v[i].code), "E043");
+        cr_assert_not_null(strstr(dl.v[0].message, "{no:date}: 'no' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[0].hint, "only time fields have a date; {no} prints the value"));
+        cr_assert_eq(dl.v[0].col, 16);
+        cr_assert_not_null(strstr(dl.v[1].message, "{wait:datetime}: 'wait' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[2].message, "'level' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[3].message, "{state.grade:date}"));
+        cr_assert_not_null(strstr(dl.v[4].message, "unknown format ':dat'"));
+        cr_assert_not_null(strstr(dl.v[4].hint, "did you mean ':date'?"));
+        diag_list_deinit(&dl);
+}
+
+Test(load, bad_display_offset)
+{
+        static const char *const bad[] = {"\"+8:00\"", "UTC", "\"+24:00\"", "8", "Asia/Shanghai"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char s[512];
+                snprintf(s, sizeof(s),
+                         "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+                         "display_offset: %s\n"
+                         "types: { inspection: { fields: { no: string } } }\n",
+                         bad[i]);
+                DiagList dl = {0};
+                RuleSet *rs = NULL;
+                Dir d = dir3(s, plain_grading, "rules: []\n");
+                cr_assert_neq(load(&d, &dl, &rs), 0, "%s", bad[i]);
+                const Diag *e = find(&dl, "E060");
+                cr_assert_not_null(e, "%s", bad[i]);
+                cr_assert_not_null(strstr(e->message, "is not an RFC 3339 offset"), "%s", bad[i]);
+                cr_assert_not_null(strstr(e->hint, "\"+08:00\""));
+                cr_assert_eq(e->line, 2);
+                cr_assert_eq(e->col, 17);
+                cr_assert_str_eq(e->file, "t/schema.yaml");
+                diag_list_deinit(&dl);
+        }
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3("envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+                     "display_offset: [\"+08:00\"]\n"
+                     "types: { inspection: { fields: { no: string } } }\n",
+                     plain_grading, "rules: []\n");
+        cr_assert_neq(load(&d, &dl, &rs), 0);
+        cr_assert_not_null(find(&dl, "E003"));
         diag_list_deinit(&dl);
 }
