@@ -43,8 +43,8 @@
  *   FT_BOOL  true / false                    → VT_BOOL
  *   FT_ENUM  string naming a value           → VT_ENUM index (an unknown
  *            value is wrong_type, the detail lists the valid ones)
- *   FT_TIME  RFC 3339 string (time_parse)    → VT_TIME (unparsable is
- *            bad_timestamp)
+ *   FT_TIME  RFC 3339 string (time_parse)    → VT_TIME (unparsable, or
+ *            finer than a millisecond, is bad_timestamp)
  *   FT_DUR   duration string "30m", "12h"    → VT_DUR (duration_parse).
  *            Numbers are NOT accepted: a bare 45 could mean seconds or
  *            minutes ("duration_min": 45), so it is wrong_type; declare
@@ -80,7 +80,7 @@ typedef enum DecodeReason {
         DECODE_MISSING_FIELD,   /* "missing_field": envelope or required field */
         DECODE_WRONG_TYPE,      /* "wrong_type": wrong JSON kind, unknown enum value */
         DECODE_UNKNOWN_TYPE,    /* "unknown_type": type not in the schema */
-        DECODE_BAD_TIMESTAMP,   /* "bad_timestamp": not RFC 3339 */
+        DECODE_BAD_TIMESTAMP,   /* "bad_timestamp": not RFC 3339, or finer than 1 ms */
         DECODE_TOO_LARGE,       /* "too_large": document or scratch */
 } DecodeReason;
 

@@ -10,12 +10,20 @@
  * gives byte-identical output.
  *
  * Time: the watermark is the highest event time seen minus the configured
- * grace.  Events within the grace are held and released in event-time order
- * (ties broken by enterprise id, then event id), so a stream whose disorder
- * stays within the grace gives the same results as the sorted stream; an
- * event older than the watermark is rejected as too_late.  Timers (expiry of
- * points and flags, absent(), for:, the hysteresis dwell) fire as the
- * watermark passes them.
+ * grace.  An event at or after the watermark is accepted (at most the grace
+ * behind the newest, that instant included); one before it is rejected as
+ * too_late.  Events are applied in event-time order, and events of the same
+ * time in the order they arrived, for every grace: with grace 0 each event
+ * is applied on arrival; with a grace it is held until the watermark
+ * reaches its time, then released in that order.  So a stream whose
+ * disorder stays within the grace gives the same results as the same
+ * stream sorted stably by time (events of one time keep their order), and
+ * a sorted stream the same results under any grace.  An event exactly one
+ * grace behind the newest arrives after the events of its time that were
+ * already released, and is applied after them: its place in that order.
+ * Timers (expiry of points and flags, absent(), for:, the hysteresis
+ * dwell) fire as the watermark passes them; an absent() check at the
+ * watermark waits for the events of its time.
  *
  * Outputs go to a sink callback as JSON documents (docs/outputs.md).  The
  * engine never includes a Kafka header.

@@ -38,6 +38,8 @@ typedef enum FieldType {
 typedef struct EnumDef {
         char *name;            /* "sampling.result" or the named enum */
         char **values;
+        char **labels;         /* [nvalues] text for people ("spoiled" → 变质), or NULL:
+                                * schema.yaml gave the values as a list */
         uint32_t nvalues;
 } EnumDef;
 
@@ -79,6 +81,8 @@ typedef struct Schema {
         char **slot_path;      /* [nslots] */
         EnumDef **enums;
         uint32_t nenums;
+        int64_t display_offset_ms; /* display_offset: where {f:date} and {f:datetime}
+                                    * print times ("+08:00" = 8h); 0: UTC */
 } Schema;
 
 typedef enum AggKind {
@@ -133,11 +137,16 @@ const char *severity_str(Severity s);
 
 /* A message template: literal text and value references, in order. */
 typedef enum TplKind { TPL_TEXT, TPL_FIELD, TPL_PROFILE, TPL_STATE_SCORE, TPL_STATE_GRADE, TPL_RULE_ID } TplKind;
+/* How a field prints: {f} as in JSON, {f:label}, {f:date}, {f:datetime}
+ * (the compiler made sure the field has labels / is a time). */
+typedef enum TplFormat { TPL_FMT_VALUE, TPL_FMT_LABEL, TPL_FMT_DATE, TPL_FMT_DATETIME } TplFormat;
 typedef struct TplPart {
         TplKind kind;
-        char *text;            /* TPL_TEXT */
+        char *text;            /* TPL_TEXT; else the text for a null value ({f|text}),
+                                * NULL: "null" */
         uint32_t len;
         uint32_t slot;         /* TPL_FIELD / TPL_PROFILE */
+        TplFormat fmt;         /* TPL_FIELD / TPL_PROFILE */
 } TplPart;
 typedef struct Template {
         TplPart *parts;

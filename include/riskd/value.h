@@ -91,11 +91,20 @@ int duration_parse(const char *s, size_t n, int64_t *ms);
 void duration_format(int64_t ms, char *out, size_t size);
 
 /* RFC 3339 timestamps with offset ("2025-03-02T10:15:00+08:00", fraction
- * optional, 'Z' allowed).  Returns 0 or -EINVAL. */
+ * optional, 'Z' allowed).  Returns 0, -EINVAL, or -ERANGE for a valid time
+ * finer than the millisecond ("...00.0004Z": digits after the third
+ * decimal that are not 0), which the engine cannot represent. */
 int time_parse(const char *s, size_t n, int64_t *ms);
 /* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12, d 1..31). */
 int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);
 /* Formats as UTC "2025-03-02T02:15:00Z" (milliseconds only when non-zero). */
 void time_format(int64_t ms, char *out, size_t size);
+/* An RFC 3339 offset, "+08:00", "-05:30" or "Z": 0 and *ms (east of UTC
+ * positive), or -EINVAL. */
+int time_offset_parse(const char *s, size_t n, int64_t *ms);
+/* The local date "2025-03-26" (clock false) or date and minute
+ * "2025-03-26 00:00" (clock true) at offset_ms from UTC, for people:
+ * seconds are dropped, not rounded, so a time never reads later than it is. */
+void time_format_local(int64_t ms, int64_t offset_ms, bool clock, char *out, size_t size);
 
 #endif

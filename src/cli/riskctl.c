@@ -1,13 +1,18 @@
 /*
  * riskctl: the rule author's tool.  Works on a rules directory without
  * Kafka: check compiles and reports every diagnostic, disasm shows what a
- * rule compiled to.
+ * rule compiled to, replay runs the engine over a file of events (with a
+ * back-test summary), explain says why an enterprise has its grade, diff
+ * compares what two rule sets make of the same events (backtest.c), test
+ * runs the rule tests (ruletest.c), broker is a local mock Kafka.
  *
- * Exit status: 0 success, 1 the rules (or the run) failed, 2 unusable
- * arguments.
+ * Each command takes only its own options; `riskctl COMMAND --help` prints
+ * its usage.  Exit status: 0 success, 1 the rules (or the run) failed,
+ * 2 unusable arguments or files (docs/man/riskctl.1).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,31 +21,115 @@
 
 #include <time.h>
 
+#include "include/riskd/decode.h"
 #include "include/riskd/engine.h"
 #include "include/riskd/rules.h"
 #include "include/riskd/util.h"
+#include "include/riskd/value.h"
+#include "src/cli/backtest.h"
 #include "src/cli/ruletest.h"
 #include "src/kafka/broker.h"
 
-static void usage(FILE *f)
+typedef struct Command {
+        const char *name;
+        const char *usage;       /* riskctl NAME --help */
+        const char *opts;        /* replay, explain, diff: the codes of run_options it takes */
+        unsigned formats;        /* --format values it takes: bits of BtFormat */
+} Command;
+
+static const Command commands[] = {
+        {"check",
+         "usage: riskctl check DIR [--format text|json] [--dump]\n"
+         "  compile a rules directory and report every problem (file:line:col, the line, a caret, a hint)\n"
+         "  --format text|json   diagnostics as text (default) or one JSON document\n"
+         "  --dump               also print the bytecode of every rule (text only)\n"
+         "exit status: 0 no errors (warnings allowed), 1 errors in the rules, 2 bad arguments or DIR unreadable\n",
+         NULL, 0},
+        {"disasm",
+         "usage: riskctl disasm DIR [RULE_ID...]\n"
+         "  the bytecode the rules compiled to (every rule and the grading overrides, or the rules named)\n"
+         "exit status: 0 ok, 1 errors in the rules or a RULE_ID that does not exist, 2 bad arguments\n",
+         NULL, 0},
+        {"replay",
+         "usage: riskctl replay DIR [FILE|-] [OPTIONS]\n"
+         "  run the engine over events (JSON lines; standard input for - or no FILE): alerts and\n"
+         "  adjustments as JSON lines on standard output, the summary on standard error\n"
+         "  --dead-letters FILE   write the rejected lines there, one JSON object each\n"
+         "  --grades FILE         write the final grade of every enterprise there\n"
+         "  --grace DUR           the reordering window (default 0)\n"
+         "  --until TIME          event time runs to TIME: lines after the first event later than\n"
+         "                        TIME + grace are not read, timers due by TIME fire\n"
+         "  --format text|json    the summary as text (default) or one JSON document\n"
+         "  --quiet               no summary\n"
+         "  --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N  --max-held N\n"
+         "                        the engine's limits (riskd.yaml(5))\n"
+         "  --reload DIR --reload-after N\n"
+         "                        switch to DIR's rules after N lines, as riskd does on SIGHUP\n"
+         "exit status: 0 ok, 1 errors in the rules, 2 bad arguments or a file unreadable or unwritable\n",
+         "dguGqfERWKHLAh", 1u << BT_TEXT | 1u << BT_JSON},
+        {"explain",
+         "usage: riskctl explain DIR FILE ENTERPRISE [OPTIONS]\n"
+         "  why an enterprise has its grade: score, contributions with their events and expiry, flags,\n"
+         "  overrides, the hysteresis clock, at the end of FILE or as of TIME\n"
+         "  --until TIME, --at TIME\n"
+         "                        as of event time TIME: lines after the first event later than\n"
+         "                        TIME + grace are not read, timers due by TIME fire\n"
+         "  --format text|json    text (default) or the JSON document of riskd's /v1/enterprises/ID\n"
+         "  --json                the same as --format json\n"
+         "  --grace DUR  --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N  --max-held N\n"
+         "                        as for replay\n"
+         "exit status: 0 ok, 1 errors in the rules or no event of ENTERPRISE, 2 bad arguments or FILE unreadable\n",
+         "guafjERWKHh", 1u << BT_TEXT | 1u << BT_JSON},
+        {"diff",
+         "usage: riskctl diff OLD_DIR NEW_DIR FILE [OPTIONS]\n"
+         "  back-test: replay FILE under both rule sets and compare every output: per enterprise the\n"
+         "  grading history and where it diverges, final grades and scores; alerts, adjustments and\n"
+         "  dead letters gained, lost and changed (with the fields that differ); firings per rule;\n"
+         "  grades at the end.  rules_version is left out of the comparison.\n"
+         "  --format text|json|csv\n"
+         "                        the report as text (default), one JSON document, or CSV rows\n"
+         "  --until TIME  --grace DUR  --max-enterprises N  --recent-ids N  --max-window-rows N\n"
+         "  --max-keys N  --max-held N\n"
+         "                        as for replay, the same for both runs\n"
+         "exit status: 0 the report was made (whether or not there are differences), 1 errors in\n"
+         "the rules, 2 bad arguments or FILE unreadable\n",
+         "gufERWKHh", 1u << BT_TEXT | 1u << BT_JSON | 1u << BT_CSV},
+};
+
+static const Command *command_find(const char *name)
 {
-        fputs("usage: riskctl COMMAND [OPTIONS] ...\n"
-              "\n"
-              "commands:\n"
-              "  check DIR [--format text|json] [--dump]   compile a rules directory, report every problem\n"
-              "  disasm DIR [RULE_ID...]                   show the bytecode rules compiled to\n"
-              "  replay DIR [FILE|-] [OPTIONS]             run the engine over events (JSON lines)\n"
-              "         --dead-letters FILE  --grace DUR  --until TIME  --grades FILE  --quiet\n"
-              "         --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N\n"
-              "         --reload DIR --reload-after N   switch to DIR's rules after N lines, as riskd's SIGHUP\n"
-              "  explain DIR FILE ENTERPRISE [--json]      why an enterprise has its grade\n"
-              "  diff OLD_DIR NEW_DIR FILE                 back-test: what a rule change would change\n"
-              "  test DIR [--verbose] [--coverage]         run the rule tests in DIR/tests/*.yaml\n"
-              "  broker [--partitions N] [--brokers N] [--config FILE]\n"
-              "                                            a local mock Kafka cluster for development and tests\n"
-              "\n"
-              "exit status: 0 ok, 1 errors in the rules, 2 bad arguments\n",
-              f);
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (strcmp(commands[i].name, name) == 0)
+                        return &commands[i];
+        return NULL;
+}
+
+/* A usage error: what is wrong (when said), then the command's usage. */
+static int usage_error(const Command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const Command *cmd, const char *fmt, ...)
+{
+        if (fmt) {
+                va_list ap;
+                va_start(ap, fmt);
+                fprintf(stderr, "riskctl %s: ", cmd->name);
+                vfprintf(stderr, fmt, ap);
+                fputc('\n', stderr);
+                va_end(ap);
+        }
+        fputs(cmd->usage, stderr);
+        return 2;
+}
+
+/* getopt_long (with opterr 0 and a ':' first in its optstring) returned
+ * '?' or ':' for the option at argv[optind - 1]: say which, then the usage. */
+static int option_error(const Command *cmd, int c, char **argv)
+{
+        const char *opt = argv[optind - 1];
+        if (c == ':')
+                return usage_error(cmd, "option '%s' needs a value", opt);
+        if (optopt && opt[0] == '-' && opt[1] != '-')
+                return usage_error(cmd, "unknown option '-%c'", optopt);
+        return usage_error(cmd, "unknown option '%s'", opt);
 }
 
 static void summary(const RuleSet *rs, const DiagList *dl, const char *dir, Buf *text, Buf *json)
@@ -58,6 +147,7 @@ static void summary(const RuleSet *rs, const DiagList *dl, const char *dir, Buf 
 
 static int cmd_check(int argc, char **argv)
 {
+        const Command *cmd = command_find("check");
         static const struct option opts[] = {
                 {"format", required_argument, NULL, 'f'},
                 {"dump", no_argument, NULL, 'd'},
@@ -67,32 +157,27 @@ static int cmd_check(int argc, char **argv)
         bool json = false, dump = false;
         int c;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "f:dh", opts, NULL)) != -1) {
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":f:dh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'f':
                         if (strcmp(optarg, "json") == 0)
                                 json = true;
-                        else if (strcmp(optarg, "text") != 0) {
-                                fprintf(stderr, "riskctl check: --format must be text or json, not '%s'\n", optarg);
-                                return 2;
-                        }
+                        else if (strcmp(optarg, "text") != 0)
+                                return usage_error(cmd, "--format must be text or json, not '%s'", optarg);
                         break;
                 case 'd':
                         dump = true;
                         break;
                 case 'h':
-                        usage(stdout);
+                        fputs(cmd->usage, stdout);
                         return 0;
                 default:
-                        usage(stderr);
-                        return 2;
+                        return option_error(cmd, c, argv);
                 }
         }
-        if (optind != argc - 1) {
-                fprintf(stderr, "riskctl check: expected one rules directory\n");
-                usage(stderr);
-                return 2;
-        }
+        if (optind != argc - 1)
+                return usage_error(cmd, "expected one rules directory");
         const char *dir = argv[optind];
         DiagList dl = {0};
         RuleSet *rs = NULL;
@@ -133,10 +218,25 @@ static int cmd_check(int argc, char **argv)
 
 static int cmd_disasm(int argc, char **argv)
 {
-        if (argc < 2) {
-                fprintf(stderr, "riskctl disasm: expected a rules directory\n");
-                return 2;
+        static const struct option opts[] = {
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        const Command *cmd = command_find("disasm");
+        int c;
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+                if (c != 'h')
+                        return option_error(cmd, c, argv);
+                fputs(cmd->usage, stdout);
+                return 0;
         }
+        /* the arguments left, in order: DIR [RULE_ID...] */
+        argv += optind - 1;
+        argc -= optind - 1;
+        if (argc < 2)
+                return usage_error(cmd, "expected a rules directory");
         DiagList dl = {0};
         RuleSet *rs = NULL;
         int r = rules_load(argv[1], &dl, &rs);
@@ -190,24 +290,69 @@ typedef struct Replay {
         FILE *dlq;               /* dead letters as JSON lines; NULL: not written */
         const char *file;
         uint64_t *by_rule;       /* alerts per rule index */
-        /* diff: alert ids with their rule, collected */
-        char **ids;
-        uint32_t nids, cids;
+        BtRun *bt;               /* diff: every output kept; NULL: not kept */
+        bool later;              /* --until: an event later than TIME was read (and is held) */
 } Replay;
+
+/* The length of the well-formed UTF-8 sequence at s[0..n) (Unicode Table
+ * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+        unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+        size_t k;
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                k = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                k = 3;
+                lo = c == 0xe0 ? 0xa0 : 0x80;
+                hi = c == 0xed ? 0x9f : 0xbf;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                k = 4;
+                lo = c == 0xf0 ? 0x90 : 0x80;
+                hi = c == 0xf4 ? 0x8f : 0xbf;
+        } else {
+                return 0;
+        }
+        if (n < k || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t j = 2; j < k; j++)
+                if ((s[j] & 0xc0) != 0x80)
+                        return 0;
+        return k;
+}
 
 static bool utf8_valid(const char *s, size_t n)
 {
-        for (size_t i = 0; i < n;) {
-                unsigned char c = (unsigned char)s[i];
-                size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-                if (!k || i + k > n)
+        for (size_t i = 0, k; i < n; i += k)
+                if (!(k = utf8_seq((const unsigned char *)s + i, n - i)))
                         return false;
-                for (size_t j = 1; j < k; j++)
-                        if (((unsigned char)s[i + j] & 0xc0) != 0x80)
-                                return false;
-                i += k;
-        }
         return true;
+}
+
+/* s as a JSON string whatever its bytes: a byte that is not part of
+ * well-formed UTF-8 becomes U+FFFD, so that a strict parser reads every
+ * line of a dead-letter file (the record's own bytes go to original_base64
+ * instead, untouched). */
+static void json_str_text(Buf *b, const char *s, size_t n)
+{
+        if (utf8_valid(s, n)) {
+                buf_json_str(b, s, n);
+                return;
+        }
+        Buf t = {0};
+        for (size_t i = 0, k; i < n; i += k) {
+                k = utf8_seq((const unsigned char *)s + i, n - i);
+                if (k) {
+                        buf_put(&t, s + i, k);
+                } else {
+                        buf_puts(&t, "\xef\xbf\xbd"); /* U+FFFD */
+                        k = 1;
+                }
+        }
+        buf_json_str(b, t.p, t.len);
+        buf_free(&t);
 }
 
 static void base64(Buf *b, const unsigned char *s, size_t n)
@@ -222,30 +367,41 @@ static void base64(Buf *b, const unsigned char *s, size_t n)
         }
 }
 
+/* One dead letter as a line of JSON (docs/outputs.md §3.2). */
+static void deadletter_json(Buf *b, const char *data, size_t len, const OutMeta *m)
+{
+        buf_puts(b, "{\"schema\":\"riskd.deadletter/1\",\"reason\":");
+        json_str_text(b, m->reason, strlen(m->reason));
+        buf_puts(b, ",\"detail\":");
+        json_str_text(b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
+        buf_puts(b, ",\"source\":{\"file\":");
+        const char *f = m->source && m->source->topic ? m->source->topic : "-";
+        json_str_text(b, f, strlen(f));
+        buf_printf(b, ",\"line\":%lld},\"original\":", m->source ? (long long)m->source->offset : 0LL);
+        if (utf8_valid(data, len)) {
+                buf_json_str(b, data, len);
+                buf_puts(b, ",\"original_base64\":null}");
+        } else {
+                buf_puts(b, "null,\"original_base64\":\"");
+                base64(b, (const unsigned char *)data, len);
+                buf_puts(b, "\"}");
+        }
+}
+
 static void replay_emit(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
 {
         Replay *r = ud;
         if (kind == OUT_DEADLETTER) {
-                if (!r->dlq)
+                if (!r->dlq && !r->bt)
                         return;
                 Buf b = {0};
-                buf_puts(&b, "{\"schema\":\"riskd.deadletter/1\",\"reason\":");
-                buf_json_str(&b, m->reason, strlen(m->reason));
-                buf_puts(&b, ",\"detail\":");
-                buf_json_str(&b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
-                buf_puts(&b, ",\"source\":{\"file\":");
-                const char *f = m->source && m->source->topic ? m->source->topic : "-";
-                buf_json_str(&b, f, strlen(f));
-                buf_printf(&b, ",\"line\":%lld},\"original\":", m->source ? (long long)m->source->offset : 0LL);
-                if (utf8_valid(data, len)) {
-                        buf_json_str(&b, data, len);
-                        buf_puts(&b, ",\"original_base64\":null}\n");
-                } else {
-                        buf_puts(&b, "null,\"original_base64\":\"");
-                        base64(&b, (const unsigned char *)data, len);
-                        buf_puts(&b, "\"}\n");
+                deadletter_json(&b, data, len, m);
+                if (r->bt)
+                        bt_run_add(r->bt, kind, b.p, b.len);
+                if (r->dlq) {
+                        buf_putc(&b, '\n');
+                        fwrite(b.p, 1, b.len, r->dlq);
                 }
-                fwrite(b.p, 1, b.len, r->dlq);
                 buf_free(&b);
                 return;
         }
@@ -253,18 +409,9 @@ static void replay_emit(void *ud, OutKind kind, const char *data, size_t len, co
                 const Rule *ru = rules_find(r->rs, m->rule_id);
                 if (ru && r->by_rule)
                         r->by_rule[ru->index]++;
-                if (r->ids && kind == OUT_ALERT) {
-                        /* "alert_id rule_id" for diff: the id is at a fixed place */
-                        const char *p = strstr(data, "\"alert_id\":\"");
-                        if (p) {
-                                if (r->nids == r->cids) {
-                                        r->cids *= 2;
-                                        r->ids = xrealloc(r->ids, r->cids * sizeof(char *));
-                                }
-                                r->ids[r->nids++] = xasprintf("%.16s %s", p + 12, m->rule_id);
-                        }
-                }
         }
+        if (r->bt)
+                bt_run_add(r->bt, kind, data, len);
         if (r->out) {
                 fwrite(data, 1, len, r->out);
                 fputc('\n', r->out);
@@ -276,7 +423,8 @@ typedef struct ReplayOpts {
         const char *dlq;
         const char *grades;
         int64_t until;
-        bool has_until, quiet, json;
+        bool has_until, quiet;
+        BtFormat format;
         const char *reload;      /* --reload DIR: switch to these rules ... */
         uint64_t reload_after;   /* ... after this many lines (--reload-after N) */
 } ReplayOpts;
@@ -291,64 +439,103 @@ static int parse_u32(const char *s, uint32_t *v)
         return 0;
 }
 
-/* Options shared by replay, explain, diff; returns the index of the first
- * positional argument left in argv (compacted), or -1. */
-static int replay_opts(int argc, char **argv, ReplayOpts *o, const char *cmd)
+/* Every option of replay, explain and diff; each command takes those whose
+ * code is in its list (Command.opts), the others are unknown to it. */
+static const struct option run_options[] = {
+        {"dead-letters", required_argument, NULL, 'd'},
+        {"grace", required_argument, NULL, 'g'},
+        {"until", required_argument, NULL, 'u'},
+        {"at", required_argument, NULL, 'a'},
+        {"grades", required_argument, NULL, 'G'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"format", required_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},
+        {"max-enterprises", required_argument, NULL, 'E'},
+        {"recent-ids", required_argument, NULL, 'R'},
+        {"max-window-rows", required_argument, NULL, 'W'},
+        {"max-keys", required_argument, NULL, 'K'},
+        {"max-held", required_argument, NULL, 'H'},
+        {"reload", required_argument, NULL, 'L'},
+        {"reload-after", required_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},
+};
+#define NRUN_OPTIONS (sizeof(run_options) / sizeof(run_options[0]))
+
+/* The options of replay, explain, diff; returns the index of the first
+ * positional argument left in argv (compacted), -1 after a usage error,
+ * 0 after --help (printed). */
+static int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
 {
-        static const struct option opts[] = {
-                {"dead-letters", required_argument, NULL, 'd'}, {"grace", required_argument, NULL, 'g'},
-                {"until", required_argument, NULL, 'u'},        {"grades", required_argument, NULL, 'G'},
-                {"quiet", no_argument, NULL, 'q'},              {"json", no_argument, NULL, 'j'},
-                {"max-enterprises", required_argument, NULL, 'E'},
-                {"recent-ids", required_argument, NULL, 'R'},
-                {"max-window-rows", required_argument, NULL, 'W'},
-                {"max-keys", required_argument, NULL, 'K'},
-                {"max-held", required_argument, NULL, 'H'},
-                {"reload", required_argument, NULL, 'L'},
-                {"reload-after", required_argument, NULL, 'A'},
-                {0},
-        };
+        struct option opts[NRUN_OPTIONS + 1];
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < NRUN_OPTIONS; i++)
+                if (strchr(cmd->opts, run_options[i].val))
+                        opts[n++] = run_options[i];
+        opts[n] = (struct option){0};
         engine_config_default(&o->cfg);
+        o->format = BT_TEXT;
         optind = 1;
+        opterr = 0;
         int c;
-        while ((c = getopt_long(argc, argv, "qj", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, strchr(cmd->opts, 'q') ? ":qh" : ":h", opts, NULL)) != -1) {
                 int bad = 0;
+                const char *what = NULL;
                 switch (c) {
                 case 'd': o->dlq = optarg; break;
                 case 'G': o->grades = optarg; break;
                 case 'q': o->quiet = true; break;
-                case 'j': o->json = true; break;
+                case 'j': o->format = BT_JSON; break;
+                case 'f':
+                        bad = bt_format_parse(optarg, cmd->formats, &o->format) < 0;
+                        what = "format";
+                        break;
                 case 'g':
                         if (strcmp(optarg, "0") == 0)
                                 o->cfg.grace_ms = 0;
                         else
                                 bad = duration_parse(optarg, strlen(optarg), &o->cfg.grace_ms) < 0;
+                        what = "grace";
                         break;
                 case 'u':
+                case 'a':
                         bad = time_parse(optarg, strlen(optarg), &o->until) < 0;
                         o->has_until = true;
+                        what = c == 'a' ? "at" : "until";
                         break;
-                case 'E': bad = parse_u32(optarg, &o->cfg.max_enterprises) < 0; break;
-                case 'R': bad = parse_u32(optarg, &o->cfg.recent_ids) < 0; break;
-                case 'W': bad = parse_u32(optarg, &o->cfg.max_window_rows) < 0 || !o->cfg.max_window_rows; break;
-                case 'K': bad = parse_u32(optarg, &o->cfg.max_keys) < 0; break;
-                case 'H': bad = parse_u32(optarg, &o->cfg.max_held) < 0 || !o->cfg.max_held; break;
+                case 'E': bad = parse_u32(optarg, &o->cfg.max_enterprises) < 0; what = "max-enterprises"; break;
+                case 'R': bad = parse_u32(optarg, &o->cfg.recent_ids) < 0; what = "recent-ids"; break;
+                case 'W':
+                        bad = parse_u32(optarg, &o->cfg.max_window_rows) < 0 || !o->cfg.max_window_rows;
+                        what = "max-window-rows";
+                        break;
+                case 'K': bad = parse_u32(optarg, &o->cfg.max_keys) < 0; what = "max-keys"; break;
+                case 'H':
+                        bad = parse_u32(optarg, &o->cfg.max_held) < 0 || !o->cfg.max_held;
+                        what = "max-held";
+                        break;
                 case 'L': o->reload = optarg; break;
                 case 'A': {
                         char *end;
                         o->reload_after = strtoull(optarg, &end, 10);
                         bad = !*optarg || *end;
+                        what = "reload-after";
                         break;
                 }
+                case 'h':
+                        fputs(cmd->usage, stdout);
+                        return 0;
                 default:
-                        usage(stderr);
+                        option_error(cmd, c, argv);
                         return -1;
                 }
                 if (bad) {
-                        fprintf(stderr, "riskctl %s: bad value '%s' for --%s\n", cmd, optarg,
-                                c == 'g' ? "grace" : c == 'u' ? "until" : "a limit");
+                        usage_error(cmd, "bad value '%s' for --%s", optarg, what);
                         return -1;
                 }
+        }
+        if (o->reload_after && !o->reload) {
+                usage_error(cmd, "--reload-after needs --reload DIR");
+                return -1;
         }
         return optind;
 }
@@ -413,6 +600,50 @@ typedef struct Line {
         int64_t offset;
 } Line;
 
+/* --until TIME: reading stops at the first event later than TIME + grace,
+ * the line that would take the watermark past TIME.  Every event up to
+ * TIME read before it is applied, as in the whole run; one read after it
+ * would be too late there.  So the state at the end is the whole run's
+ * state at the moment its event time reached TIME. */
+typedef struct UntilClock {
+        const RuleSet *rs;       /* the rules dec was made for */
+        Decoder *dec;
+        Value *slots;
+        char *scratch;
+} UntilClock;
+
+static bool until_passed(UntilClock *uc, const Engine *e, const ReplayOpts *o, Replay *rp, const Line *l)
+{
+        const RuleSet *rs = engine_rules(e);
+        if (uc->rs != rs) { /* the first line, or a reload */
+                DecoderLimits lim = {.max_bytes = o->cfg.max_event_bytes};
+                decoder_free(uc->dec);
+                free(uc->slots);
+                uc->dec = NULL;
+                if (decoder_new(&uc->dec, &rs->schema, &lim) < 0)
+                        uc->dec = NULL;
+                uc->slots = xcalloc(rs->schema.nslots ? rs->schema.nslots : 1, sizeof(Value));
+                if (!uc->scratch)
+                        uc->scratch = xmalloc(o->cfg.max_event_bytes);
+                uc->rs = rs;
+        }
+        DecodedEvent ev = {.slots = uc->slots, .scratch = uc->scratch, .scratch_size = o->cfg.max_event_bytes};
+        if (!uc->dec || l->n <= 0 || decoder_decode(uc->dec, l->p, (size_t)l->n, &ev) != DECODE_OK)
+                return false; /* a dead letter: it moves no time */
+        if (ev.time_ms - o->cfg.grace_ms > o->until)
+                return true;
+        if (ev.time_ms > o->until)
+                rp->later = true; /* held by the grace: it must stay unapplied */
+        return false;
+}
+
+static void until_deinit(UntilClock *uc)
+{
+        decoder_free(uc->dec);
+        free(uc->slots);
+        free(uc->scratch);
+}
+
 static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
 {
         Engine *e = *ep;
@@ -426,6 +657,7 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
         int64_t lines = 0;
         bool eof = false;
         int r = 0;
+        UntilClock uc = {0};
         SourcePos src = {.topic = strcmp(path, "-") == 0 ? "-" : path, .partition = -1};
         for (;;) {
                 while (!eof && nq < ahead) {
@@ -451,6 +683,8 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
                                 break;
                         e = *ep;
                 }
+                if (o->has_until && until_passed(&uc, e, o, rp, l))
+                        break;
                 src.offset = l->offset;
                 if (l->n > 0)
                         engine_push(e, l->p, (size_t)l->n, &src);
@@ -458,6 +692,7 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
                 nq--;
         }
         engine_prefetch_reset(e);
+        until_deinit(&uc);
         for (uint32_t k = 0; k < ENGINE_AHEAD; k++)
                 free(q[k].p);
         if (f != stdin)
@@ -490,17 +725,86 @@ static int run_engine(RuleSet *rs, const ReplayOpts *o, const char *file, Replay
                 engine_free(e);
                 return 2;
         }
-        engine_flush(e);
-        if (o->has_until)
+        if (!o->has_until) {
+                engine_flush(e);
+        } else if (!rp->later) {
+                engine_flush(e);
                 engine_advance(e, o->until);
+        } else {
+                /* events later than TIME are held: they stay unapplied */
+                engine_advance(e, o->until);
+        }
         *ret = e;
         return 0;
 }
 
-static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs)
+static const char *const rule_status_names[] = {"enabled", "shadow", "disabled"};
+
+/* The back-test summary of a replay: events, alerts and firings of every
+ * rule (also those that never fired), rejects, grades at the end, state. */
+static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtFormat format)
 {
         const EngineStats *st = engine_stats(e);
         const RuleSet *rs = engine_rules(e);
+        const Grading *g = &rs->grading;
+        Buf grades = {0};
+        engine_grades_write(e, &grades);
+        uint64_t *by_grade = xcalloc(g->nbands + 1, sizeof(uint64_t));
+        bt_grade_counts(rs, grades.p, grades.len, by_grade);
+        buf_free(&grades);
+        uint64_t rej = 0;
+        for (int i = 1; i < ENGINE_NREJECT; i++)
+                rej += st->rejects[i];
+        Buf b = {0};
+        if (format == BT_JSON) {
+                buf_printf(&b, "{\"schema\":\"riskd.replay-summary/1\",\"rules_version\":\"%s\",\"events\":{\"in\":%llu,"
+                               "\"applied\":%llu,\"by_type\":{",
+                           rs->version, (unsigned long long)st->events_in, (unsigned long long)st->events_applied);
+                for (uint32_t t = 0; t < rs->schema.ntypes; t++) {
+                        buf_puts(&b, t ? "," : "");
+                        buf_json_str(&b, rs->schema.types[t].name, strlen(rs->schema.types[t].name));
+                        buf_printf(&b, ":%llu", (unsigned long long)st->by_type[t]);
+                }
+                buf_printf(&b, "}},\"alerts\":%llu,\"shadow_alerts\":%llu,\"adjustments\":%llu,\"rules\":[",
+                           (unsigned long long)st->alerts, (unsigned long long)st->shadow_alerts,
+                           (unsigned long long)st->adjustments);
+                for (uint32_t i = 0; i < rs->nrules; i++) {
+                        buf_puts(&b, i ? ",{\"rule_id\":" : "{\"rule_id\":");
+                        buf_json_str(&b, rs->rules[i].id, strlen(rs->rules[i].id));
+                        buf_printf(&b, ",\"status\":\"%s\",\"firings\":%llu}", rule_status_names[rs->rules[i].status],
+                                   (unsigned long long)rp->by_rule[i]);
+                }
+                buf_printf(&b, "],\"rejects\":{\"total\":%llu,\"by_reason\":{", (unsigned long long)rej);
+                for (int i = 1; i < ENGINE_NREJECT; i++)
+                        buf_printf(&b, "%s\"%s\":%llu", i > 1 ? "," : "", engine_reject_names[i],
+                                   (unsigned long long)st->rejects[i]);
+                buf_puts(&b, "}},\"grades\":[");
+                for (uint32_t i = 0; i <= g->nbands; i++) {
+                        buf_puts(&b, i ? ",{\"grade\":" : "{\"grade\":");
+                        if (i < g->nbands)
+                                buf_json_str(&b, g->bands[i].grade, strlen(g->bands[i].grade));
+                        else
+                                buf_puts(&b, "null");
+                        buf_printf(&b, ",\"enterprises\":%llu}", (unsigned long long)by_grade[i]);
+                }
+                buf_printf(&b, "],\"enterprises\":%llu,\"watermark\":", (unsigned long long)st->enterprises);
+                if (st->events_applied) {
+                        char ts[40];
+                        time_format(st->watermark, ts, sizeof(ts));
+                        buf_printf(&b, "\"%s\"", ts);
+                } else {
+                        buf_puts(&b, "null");
+                }
+                buf_printf(&b, ",\"state\":{\"bytes\":%llu,\"window_bytes\":%llu,\"window_rows\":%llu,"
+                               "\"timers_fired\":%llu,\"window_rows_dropped\":%llu,\"held_forced\":%llu}}\n",
+                           (unsigned long long)st->state_bytes, (unsigned long long)st->window_bytes,
+                           (unsigned long long)st->window_rows, (unsigned long long)st->timers_fired,
+                           (unsigned long long)st->window_rows_dropped, (unsigned long long)st->held_forced);
+                fputs(b.p, f);
+                buf_free(&b);
+                free(by_grade);
+                return;
+        }
         fprintf(f, "events: %llu in, %llu applied, %.0f events/s\n", (unsigned long long)st->events_in,
                 (unsigned long long)st->events_applied, secs > 0 ? (double)st->events_in / secs : 0.0);
         for (uint32_t t = 0; t < rs->schema.ntypes; t++)
@@ -508,17 +812,25 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs)
                         fprintf(f, "  %-24s %llu\n", rs->schema.types[t].name, (unsigned long long)st->by_type[t]);
         fprintf(f, "alerts: %llu (+%llu shadow), adjustments: %llu\n", (unsigned long long)st->alerts,
                 (unsigned long long)st->shadow_alerts, (unsigned long long)st->adjustments);
-        for (uint32_t i = 0; i < rs->nrules; i++)
-                if (rp->by_rule[i])
-                        fprintf(f, "  %-40s %llu%s\n", rs->rules[i].id, (unsigned long long)rp->by_rule[i],
-                                rs->rules[i].status == RULE_SHADOW ? " (shadow)" : "");
-        uint64_t rej = 0;
-        for (int i = 1; i < ENGINE_NREJECT; i++)
-                rej += st->rejects[i];
+        uint32_t never = 0;
+        fprintf(f, "firings by rule (rules version %s, %u rules):\n", rs->version, rs->nrules);
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                never += !rp->by_rule[i];
+                fprintf(f, "  %-44s %llu%s%s\n", rs->rules[i].id, (unsigned long long)rp->by_rule[i],
+                        rs->rules[i].status == RULE_ENABLED ? "" : rs->rules[i].status == RULE_SHADOW ? " (shadow)" : " (disabled)",
+                        rp->by_rule[i] ? "" : "  never fired");
+        }
+        fprintf(f, "  %u of %u rules never fired\n", never, rs->nrules);
         fprintf(f, "rejects: %llu\n", (unsigned long long)rej);
         for (int i = 1; i < ENGINE_NREJECT; i++)
                 if (st->rejects[i])
                         fprintf(f, "  %-24s %llu\n", engine_reject_names[i], (unsigned long long)st->rejects[i]);
+        fprintf(f, "grades at the end:");
+        for (uint32_t i = 0; i < g->nbands; i++)
+                fprintf(f, " %s %llu%s", g->bands[i].grade, (unsigned long long)by_grade[i], i + 1 < g->nbands ? "," : "");
+        if (by_grade[g->nbands])
+                fprintf(f, ", not graded %llu", (unsigned long long)by_grade[g->nbands]);
+        fprintf(f, " (%llu enterprises)\n", (unsigned long long)st->enterprises);
         fprintf(f, "state: %llu enterprises, %llu bytes (+%llu bytes in %llu window rows); timers fired %llu\n",
                 (unsigned long long)st->enterprises, (unsigned long long)st->state_bytes,
                 (unsigned long long)st->window_bytes, (unsigned long long)st->window_rows,
@@ -526,18 +838,18 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs)
         if (st->window_rows_dropped || st->held_forced)
                 fprintf(f, "limits: %llu window rows dropped, %llu held events released early\n",
                         (unsigned long long)st->window_rows_dropped, (unsigned long long)st->held_forced);
+        free(by_grade);
 }
 
 static int cmd_replay(int argc, char **argv)
 {
+        const Command *cmd = command_find("replay");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, "replay");
-        if (i < 0)
-                return 2;
-        if (argc - i < 1 || argc - i > 2) {
-                fprintf(stderr, "riskctl replay: expected DIR [FILE|-]\n");
-                return 2;
-        }
+        int i = replay_opts(argc, argv, &o, cmd);
+        if (i <= 0)
+                return i < 0 ? 2 : 0;
+        if (argc - i < 1 || argc - i > 2)
+                return usage_error(cmd, "expected DIR [FILE|-]");
         const char *file = argc - i == 2 ? argv[i + 1] : "-";
         int status = 0;
         RuleSet *rs = load_or_report(argv[i], "replay", &status);
@@ -556,8 +868,9 @@ static int cmd_replay(int argc, char **argv)
         status = run_engine(rs, &o, file, &rp, &e);
         double secs = now_sec() - t0;
         if (e) {
+                fflush(stdout);
                 if (!o.quiet)
-                        print_summary(stderr, e, &rp, secs);
+                        print_summary(stderr, e, &rp, secs, o.format);
                 if (o.grades) {
                         FILE *g = fopen(o.grades, "we");
                         if (g) {
@@ -583,14 +896,13 @@ static int cmd_replay(int argc, char **argv)
 
 static int cmd_explain(int argc, char **argv)
 {
+        const Command *cmd = command_find("explain");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, "explain");
-        if (i < 0)
-                return 2;
-        if (argc - i != 3) {
-                fprintf(stderr, "riskctl explain: expected DIR FILE ENTERPRISE\n");
-                return 2;
-        }
+        int i = replay_opts(argc, argv, &o, cmd);
+        if (i <= 0)
+                return i < 0 ? 2 : 0;
+        if (argc - i != 3)
+                return usage_error(cmd, "expected DIR FILE ENTERPRISE");
         int status = 0;
         RuleSet *rs = load_or_report(argv[i], "explain", &status);
         if (!rs)
@@ -601,9 +913,11 @@ static int cmd_explain(int argc, char **argv)
         status = run_engine(rs, &o, argv[i + 1], &rp, &e);
         if (e) {
                 const char *id = argv[i + 2];
-                char *j = o.json ? engine_explain_json(e, id, strlen(id)) : engine_explain_text(e, id, strlen(id));
+                char *j = o.format == BT_JSON ? engine_explain_json(e, id, strlen(id))
+                                              : engine_explain_text(e, id, strlen(id));
                 if (!j) {
-                        fprintf(stderr, "riskctl explain: no events for enterprise '%s'\n", id);
+                        fprintf(stderr, "riskctl explain: no events for enterprise '%s'%s\n", id,
+                                o.has_until ? " by then" : "");
                         status = 1;
                 } else {
                         fputs(j, stdout);
@@ -616,108 +930,59 @@ static int cmd_explain(int argc, char **argv)
         return status;
 }
 
-static int str_cmp(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmd_diff(int argc, char **argv)
 {
+        const Command *cmd = command_find("diff");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, "diff");
-        if (i < 0)
-                return 2;
-        if (argc - i != 3) {
-                fprintf(stderr, "riskctl diff: expected OLD_DIR NEW_DIR FILE\n");
-                return 2;
-        }
+        int i = replay_opts(argc, argv, &o, cmd);
+        if (i <= 0)
+                return i < 0 ? 2 : 0;
+        if (argc - i != 3)
+                return usage_error(cmd, "expected OLD_DIR NEW_DIR FILE");
         int status = 0;
-        RuleSet *rs[2] = {NULL, NULL};
-        Replay rp[2];
-        Buf grades[2] = {{0}, {0}};
-        for (int k = 0; k < 2; k++) {
-                rs[k] = load_or_report(argv[i + k], "diff", &status);
-                if (!rs[k])
-                        goto out;
-                rp[k] = (Replay){.rs = rs[k], .cids = 1024};
-                rp[k].ids = xmalloc(rp[k].cids * sizeof(char *));
-                rp[k].by_rule = xcalloc(rs[k]->nrules + 1, sizeof(uint64_t));
+        BtRun run[2] = {{0}, {0}};
+        for (int k = 0; k < 2 && !status; k++) {
+                RuleSet *rs = load_or_report(argv[i + k], "diff", &status);
+                if (!rs)
+                        break;
+                run[k].dir = argv[i + k];
+                Replay rp = {.rs = rs, .bt = &run[k]};
+                rp.by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
                 Engine *e = NULL;
-                status = run_engine(rs[k], &o, argv[i + 2], &rp[k], &e);
-                if (!e)
-                        goto out;
-                engine_grades_write(e, &grades[k]);
-                engine_free(e);
-                qsort(rp[k].ids, rp[k].nids, sizeof(char *), str_cmp);
-        }
-        /* grades: both lists are sorted by enterprise id */
-        uint32_t changed = 0;
-        {
-                char *a = grades[0].p ? grades[0].p : "", *b = grades[1].p ? grades[1].p : "";
-                while (*a || *b) {
-                        char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
-                        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
-                        /* compare the enterprise ids (first field) */
-                        int c;
-                        if (!*a)
-                                c = 1;
-                        else if (!*b)
-                                c = -1;
-                        else {
-                                const char *ia = strchr(a, ','), *ib = strchr(b, ',');
-                                size_t ka = (size_t)(ia - a), kb = (size_t)(ib - b);
-                                c = memcmp(a, b, ka < kb ? ka : kb);
-                                if (!c)
-                                        c = ka < kb ? -1 : ka > kb;
-                        }
-                        if (c == 0) {
-                                /* the score may differ without a change that matters */
-                                const char *sa = strstr(a, ",\"score\":"), *sb = strstr(b, ",\"score\":");
-                                if ((size_t)(sa - a) != (size_t)(sb - b) || memcmp(a, b, (size_t)(sa - a)) != 0) {
-                                        printf("changed  old %.*s\n         new %.*s\n", (int)la, a, (int)lb, b);
-                                        changed++;
-                                }
-                                a += la + (ea != NULL);
-                                b += lb + (eb != NULL);
-                        } else if (c < 0) {
-                                printf("only-old %.*s\n", (int)la, a);
-                                changed++;
-                                a += la + (ea != NULL);
-                        } else {
-                                printf("only-new %.*s\n", (int)lb, b);
-                                changed++;
-                                b += lb + (eb != NULL);
-                        }
+                status = run_engine(rs, &o, argv[i + 2], &rp, &e);
+                if (e) {
+                        bt_run_finish(&run[k], e);
+                        engine_free(e);
                 }
+                free(rp.by_rule);
+                rules_unref(rs);
         }
-        uint32_t gained = 0, lost = 0, x = 0, y = 0;
-        while (x < rp[0].nids || y < rp[1].nids) {
-                int c = x >= rp[0].nids ? 1 : y >= rp[1].nids ? -1 : strncmp(rp[0].ids[x], rp[1].ids[y], 16);
-                if (c == 0) {
-                        x++;
-                        y++;
-                } else if (c < 0) {
-                        printf("lost     alert %s\n", rp[0].ids[x++]);
-                        lost++;
-                } else {
-                        printf("gained   alert %s\n", rp[1].ids[y++]);
-                        gained++;
-                }
-        }
-        printf("%u enterprises with a different grade, mode or frequency; %u alerts gained, %u lost\n",
-               changed, gained, lost);
-out:
-        for (int k = 0; k < 2; k++) {
-                if (!rs[k])
-                        continue;
-                for (uint32_t j = 0; j < rp[k].nids; j++)
-                        free(rp[k].ids[j]);
-                free(rp[k].ids);
-                free(rp[k].by_rule);
-                buf_free(&grades[k]);
-                rules_unref(rs[k]);
-        }
+        if (!status)
+                bt_diff(&run[0], &run[1], argv[i + 2], o.format, stdout);
+        bt_run_deinit(&run[0]);
+        bt_run_deinit(&run[1]);
         return status;
+}
+
+static void usage(FILE *f)
+{
+        fputs("usage: riskctl COMMAND [OPTIONS] ...\n"
+              "\n"
+              "commands (riskctl COMMAND --help for each one's options):\n"
+              "  check DIR [--format text|json] [--dump]   compile a rules directory, report every problem\n"
+              "  disasm DIR [RULE_ID...]                   show the bytecode rules compiled to\n"
+              "  replay DIR [FILE|-] [OPTIONS]             run the engine over events (JSON lines): a back-test\n"
+              "  explain DIR FILE ENTERPRISE [OPTIONS]     why an enterprise has its grade, now or --at TIME\n"
+              "  diff OLD_DIR NEW_DIR FILE [OPTIONS]       back-test: everything a rule change would change\n"
+              "  test DIR [FILE...] [--run PATTERN] [--junit FILE] [--verbose] [--coverage]\n"
+              "                                            run the rule tests in DIR/tests/*.yaml\n"
+              "  broker [--partitions N] [--brokers N] [--config FILE]\n"
+              "                                            a local mock Kafka cluster for development and tests\n"
+              "  riskctl --version                         print the version\n"
+              "\n"
+              "exit status: 0 ok, 1 errors in the rules (or failed tests, or nothing to explain),\n"
+              "2 bad arguments or an unusable file\n",
+              f);
 }
 
 int main(int argc, char **argv)
@@ -741,7 +1006,25 @@ int main(int argc, char **argv)
                 return ruletest_main(argc - 1, argv + 1);
         if (strcmp(cmd, "broker") == 0)
                 return broker_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+                printf("riskctl %s\n", RISKD_VERSION);
+                return 0;
+        }
         if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+                if (argc > 2) { /* riskctl help COMMAND */
+                        const Command *c = command_find(argv[2]);
+                        if (c) {
+                                fputs(c->usage, stdout);
+                                return 0;
+                        }
+                        if (strcmp(argv[2], "test") == 0 || strcmp(argv[2], "broker") == 0) {
+                                char *a[] = {argv[2], "--help", NULL};
+                                return strcmp(argv[2], "test") == 0 ? ruletest_main(2, a) : broker_main(2, a);
+                        }
+                        fprintf(stderr, "riskctl: unknown command '%s'\n", argv[2]);
+                        usage(stderr);
+                        return 2;
+                }
                 usage(stdout);
                 return 0;
         }

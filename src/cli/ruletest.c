@@ -69,12 +69,20 @@
  *
  * A malformed file or test is reported with file:line:col and counts as a
  * failure.  Exit status: 0 all passed, 1 any failure, 2 unusable arguments.
+ *
+ * Test files named after DIR (or a test file given instead of DIR) run
+ * alone; --run PATTERN runs only the tests whose name matches (POSIX ERE);
+ * --junit FILE also writes the results as JUnit XML for CI systems.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "include/riskd/decode.h"
 #include "include/riskd/diag.h"
@@ -493,6 +501,32 @@ typedef struct Test {
         DiagList dl;              /* problems of the test itself */
 } Test;
 
+/* ---- the JUnit XML report (--junit) ---- */
+
+typedef enum JOutcome { JO_PASS, JO_FAIL, JO_ERROR, JO_SKIP } JOutcome;
+
+typedef struct JCase {
+        char *classname, *name, *file;
+        uint32_t line;      /* 0: none */
+        double secs;
+        JOutcome outcome;
+        char *message;      /* one line: the failure's first line */
+        char *text;         /* the whole report of a failure, error or xfail */
+} JCase;
+
+/* One <testsuite> per test file (and one for problems outside any file:
+ * rules that do not compile, coverage). */
+typedef struct JSuite {
+        char *name;
+        JCase *v;
+        uint32_t n, cap;
+} JSuite;
+
+typedef struct Junit {
+        JSuite *v;
+        uint32_t n, cap;
+} Junit;
+
 typedef struct Ctx {
         RuleSet *rs;
         FILE *out;
@@ -501,6 +535,9 @@ typedef struct Ctx {
         char **covered;           /* rule ids named by expect.alerts */
         uint32_t ncovered, ccovered;
         uint32_t tests, passed, failed, xfailed;
+        const regex_t *run_re;    /* --run: only the tests whose name matches */
+        uint32_t deselected;      /* tests --run left out */
+        Junit *junit;             /* --junit: the report being collected, or NULL */
 } Ctx;
 
 static const char *line_of(void *ud, const char *file, uint32_t line, uint32_t *len)
@@ -1493,6 +1530,221 @@ static bool test_run(Ctx *c, Test *t, const char *path, Buf *b, Buf *verbose)
         return ok;
 }
 
+/* ---- the JUnit report ---- */
+
+static double now_secs(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static JSuite *junit_suite(Junit *ju, const char *name)
+{
+        JSuite *s = &VEC_PUSH(ju->v, ju->n, ju->cap);
+        *s = (JSuite){.name = xstrdup(name)};
+        return s;
+}
+
+/* The class of a test file's cases: its name without directory and
+ * extension ("sampling" for rules/tests/sampling.yaml), so that a CI
+ * system that splits class names at dots does not cut off "yaml". */
+static char *junit_class(const char *path)
+{
+        const char *b = strrchr(path, '/');
+        b = b ? b + 1 : path;
+        const char *dot = strrchr(b, '.');
+        return xstrndup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
+}
+
+/* The first non-blank line of a report, without its indent: a failure's
+ * one-line message. */
+static char *first_line(const char *s)
+{
+        if (!s)
+                return xstrdup("");
+        while (*s == ' ' || *s == '\n')
+                s++;
+        return xstrndup(s, strcspn(s, "\n"));
+}
+
+static void junit_case(JSuite *s, const char *path, const char *name, uint32_t line, double secs,
+                       JOutcome o, const char *message, const char *text)
+{
+        JCase *k = &VEC_PUSH(s->v, s->n, s->cap);
+        *k = (JCase){.classname = junit_class(path), .name = xstrdup(name), .file = xstrdup(path),
+                     .line = line, .secs = secs, .outcome = o};
+        if (o != JO_PASS) {
+                k->message = message ? xstrdup(message) : first_line(text);
+                k->text = xstrdup(text ? text : "");
+        }
+}
+
+/* XML 1.0 text or attribute value.  Markup characters become entities; a
+ * character XML cannot carry at all (control characters other than tab
+ * and newline, U+FFFE, U+FFFF, a surrogate) is written as \uXXXX and a
+ * byte that is not UTF-8 as \xNN, so that the file always parses and the
+ * report still shows where the odd byte was.  In attributes tab, newline
+ * and carriage return are character references (a parser would turn them
+ * into spaces). */
+static void xml_put(Buf *b, const char *s, bool attr)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        while (*p) {
+                unsigned char c = *p;
+                if (c < 0x80) {
+                        switch (c) {
+                        case '&': buf_puts(b, "&amp;"); break;
+                        case '<': buf_puts(b, "&lt;"); break;
+                        case '>': buf_puts(b, "&gt;"); break;
+                        case '"': buf_puts(b, attr ? "&quot;" : "\""); break;
+                        case '\'': buf_puts(b, attr ? "&apos;" : "'"); break;
+                        case '\t': case '\n':
+                                if (attr)
+                                        buf_printf(b, "&#%d;", c);
+                                else
+                                        buf_putc(b, (char)c);
+                                break;
+                        case '\r': buf_puts(b, "&#13;"); break;
+                        default:
+                                if (c < 0x20 || c == 0x7f)
+                                        buf_printf(b, "\\u%04X", c);
+                                else
+                                        buf_putc(b, (char)c);
+                        }
+                        p++;
+                        continue;
+                }
+                uint32_t n = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+                uint32_t cp = n == 4 ? c & 7u : n == 3 ? c & 15u : c & 31u;
+                uint32_t i = 1;
+                for (; n && i < n && (p[i] & 0xc0) == 0x80; i++)
+                        cp = cp << 6 | (p[i] & 63u);
+                bool ok = n && i == n && !(n == 3 && cp < 0x800) && !(n == 4 && (cp < 0x10000 || cp > 0x10ffff));
+                if (!ok) {
+                        buf_printf(b, "\\x%02X", c);
+                        p++;
+                } else if ((cp >= 0xd800 && cp < 0xe000) || cp == 0xfffe || cp == 0xffff ||
+                           (cp >= 0x80 && cp < 0xa0)) {
+                        /* C1 controls are legal XML 1.0 but "discouraged";
+                         * several parsers refuse them */
+                        buf_printf(b, "\\u%04X", cp);
+                        p += n;
+                } else {
+                        buf_put(b, p, n);
+                        p += n;
+                }
+        }
+}
+
+static void junit_write_case(Buf *b, const JCase *k)
+{
+        static const char *const tags[] = {[JO_FAIL] = "failure", [JO_ERROR] = "error", [JO_SKIP] = "skipped"};
+        buf_puts(b, "    <testcase classname=\"");
+        xml_put(b, k->classname, true);
+        buf_puts(b, "\" name=\"");
+        xml_put(b, k->name, true);
+        buf_printf(b, "\" time=\"%.3f\" file=\"", k->secs);
+        xml_put(b, k->file, true);
+        buf_putc(b, '"');
+        if (k->line)
+                buf_printf(b, " line=\"%u\"", k->line);
+        if (k->outcome == JO_PASS) {
+                buf_puts(b, "/>\n");
+                return;
+        }
+        buf_printf(b, ">\n      <%s message=\"", tags[k->outcome]);
+        xml_put(b, k->message, true);
+        buf_puts(b, "\">");
+        xml_put(b, k->text, false);
+        buf_printf(b, "</%s>\n    </testcase>\n", tags[k->outcome]);
+}
+
+/* Write the report to path (written whole to a temporary file, then
+ * renamed: a CI job never reads half a report).  Returns 0 or -errno. */
+static int junit_write(const Junit *ju, const char *path)
+{
+        uint32_t tests = 0, failures = 0, errors = 0, skipped = 0;
+        double secs = 0;
+        Buf body = {0};
+        for (uint32_t i = 0; i < ju->n; i++) {
+                const JSuite *s = &ju->v[i];
+                uint32_t f = 0, e = 0, sk = 0;
+                double t = 0;
+                for (uint32_t k = 0; k < s->n; k++) {
+                        f += s->v[k].outcome == JO_FAIL;
+                        e += s->v[k].outcome == JO_ERROR;
+                        sk += s->v[k].outcome == JO_SKIP;
+                        t += s->v[k].secs;
+                }
+                buf_puts(&body, "  <testsuite name=\"");
+                xml_put(&body, s->name, true);
+                buf_printf(&body, "\" tests=\"%u\" failures=\"%u\" errors=\"%u\" skipped=\"%u\" time=\"%.3f\">\n",
+                           s->n, f, e, sk, t);
+                for (uint32_t k = 0; k < s->n; k++)
+                        junit_write_case(&body, &s->v[k]);
+                buf_puts(&body, "  </testsuite>\n");
+                tests += s->n;
+                failures += f;
+                errors += e;
+                skipped += sk;
+                secs += t;
+        }
+        Buf b = {0};
+        buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                       "<testsuites name=\"riskctl test\" tests=\"%u\" failures=\"%u\" errors=\"%u\" skipped=\"%u\" time=\"%.3f\">\n",
+                   tests, failures, errors, skipped, secs);
+        buf_put(&b, body.p ? body.p : "", body.len);
+        buf_puts(&b, "</testsuites>\n");
+        buf_free(&body);
+
+        int rc = 0;
+        char *tmp = xasprintf("%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fwrite(b.p, 1, b.len, f) != b.len)
+                rc = -errno;
+        if (f && fclose(f) != 0 && rc == 0)
+                rc = -errno;
+        if (rc == 0 && rename(tmp, path) < 0)
+                rc = -errno;
+        if (rc < 0)
+                unlink(tmp);
+        free(tmp);
+        buf_free(&b);
+        return rc;
+}
+
+static void junit_free(Junit *ju)
+{
+        for (uint32_t i = 0; i < ju->n; i++) {
+                for (uint32_t k = 0; k < ju->v[i].n; k++) {
+                        JCase *c = &ju->v[i].v[k];
+                        free(c->classname);
+                        free(c->name);
+                        free(c->file);
+                        free(c->message);
+                        free(c->text);
+                }
+                free(ju->v[i].v);
+                free(ju->v[i].name);
+        }
+        free(ju->v);
+}
+
+/* The text diag_print_text writes, as a string (for the report and for
+ * the JUnit file). */
+static char *diag_text(const DiagList *dl)
+{
+        char *s = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&s, &n);
+        if (!f)
+                return xstrdup("");
+        diag_print_text(f, dl, false);
+        fclose(f);
+        return s;
+}
+
 /* ---- files ---- */
 
 static void cover_one(Ctx *c, const YNode *r, bool static_only)
@@ -1525,12 +1777,22 @@ static void cover(Ctx *c, const Test *t)
         }
 }
 
-static void file_failed(Ctx *c, const char *path, const DiagList *dl)
+static void file_failed(Ctx *c, const char *path, const DiagList *dl, JSuite *js)
 {
-        fprintf(c->out, "FAIL %s (broken test file)\n", path);
-        diag_print_text(c->out, dl, false);
+        char *text = diag_text(dl);
+        fprintf(c->out, "FAIL %s (broken test file)\n%s", path, text);
+        if (js)
+                junit_case(js, path, "(broken test file)", 0, 0, JO_ERROR, "broken test file", text);
+        free(text);
         c->tests++;
         c->failed++;
+}
+
+/* --run: a test without a name (itself an error) is always run, so that
+ * the error is seen. */
+static bool selected(const Ctx *c, const char *name)
+{
+        return !c->run_re || !name || regexec(c->run_re, name, 0, NULL, 0) == 0;
 }
 
 static void file_run(Ctx *c, const char *path)
@@ -1538,11 +1800,12 @@ static void file_run(Ctx *c, const char *path)
         char *text = NULL;
         size_t len = 0;
         DiagList dl = {0};
+        JSuite *js = c->junit ? junit_suite(c->junit, path) : NULL;
         int r = file_read_all(path, &text, &len);
         if (r < 0) {
                 SrcPos pos = {.file = path};
                 diag_add(&dl, DIAG_E002, pos, NULL, "cannot read: %s", strerror(-r));
-                file_failed(c, path, &dl);
+                file_failed(c, path, &dl, js);
                 diag_list_deinit(&dl);
                 return;
         }
@@ -1566,18 +1829,26 @@ static void file_run(Ctx *c, const char *path)
                 }
         }
         if (dl.nerrors) {
-                file_failed(c, path, &dl);
+                file_failed(c, path, &dl, js);
                 goto out;
         }
         for (uint32_t i = 0; i < tests->n; i++) {
                 Test t = {0};
                 test_read(c, &t, tests->items[i], i + 1);
-                c->tests++;
                 const char *name = t.name ? t.name : "(unnamed)";
+                if (!selected(c, t.name)) {
+                        c->deselected++;
+                        test_free(&t);
+                        continue;
+                }
+                c->tests++;
                 if (t.dl.nerrors) {
-                        fprintf(c->out, "FAIL %s:%u %s (malformed test)\n", path, t.line, name);
                         diag_list_sort(&t.dl);
-                        diag_print_text(c->out, &t.dl, false);
+                        char *dt = diag_text(&t.dl);
+                        fprintf(c->out, "FAIL %s:%u %s (malformed test)\n%s", path, t.line, name, dt);
+                        if (js)
+                                junit_case(js, path, name, t.line, 0, JO_ERROR, "malformed test", dt);
+                        free(dt);
                         c->failed++;
                         test_free(&t);
                         continue;
@@ -1585,22 +1856,36 @@ static void file_run(Ctx *c, const char *path)
                 if (!t.xfail)
                         cover(c, &t);
                 Buf rep = {0}, vb = {0};
+                double t0 = now_secs();
                 bool ok = test_run(c, &t, path, &rep, c->verbose ? &vb : NULL);
+                double secs = now_secs() - t0;
                 if (t.xfail && !ok) {
                         fprintf(c->out, "xfail %s:%u %s (known: %s)\n", path, t.line, name, t.xfail);
                         if (c->verbose)
                                 fputs(rep.p ? rep.p : "", c->out);
+                        if (js) {
+                                char *m = xasprintf("xfail: %s", t.xfail);
+                                junit_case(js, path, name, t.line, secs, JO_SKIP, m, rep.p);
+                                free(m);
+                        }
                         c->xfailed++;
                 } else if (t.xfail) {
-                        fprintf(c->out, "FAIL %s:%u %s\n  passes but is marked xfail (%s): remove the mark\n",
-                                path, t.line, name, t.xfail);
+                        char *m = xasprintf("passes but is marked xfail (%s): remove the mark", t.xfail);
+                        fprintf(c->out, "FAIL %s:%u %s\n  %s\n", path, t.line, name, m);
+                        if (js)
+                                junit_case(js, path, name, t.line, secs, JO_FAIL, m, m);
+                        free(m);
                         c->failed++;
                 } else if (ok) {
                         fprintf(c->out, "ok   %s %s\n", path, name);
+                        if (js)
+                                junit_case(js, path, name, t.line, secs, JO_PASS, NULL, NULL);
                         c->passed++;
                 } else {
                         fprintf(c->out, "FAIL %s:%u %s\n", path, t.line, name);
                         fputs(rep.p ? rep.p : "", c->out);
+                        if (js)
+                                junit_case(js, path, name, t.line, secs, JO_FAIL, NULL, rep.p);
                         c->failed++;
                 }
                 if (c->verbose)
@@ -1620,134 +1905,284 @@ static int name_cmp(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int run(const char *dir, bool verbose, bool coverage, FILE *out)
+/* What a run is asked to do (ruletest_main's options). */
+typedef struct Opts {
+        const char *dir;
+        char **files;             /* the test files to run; none: every YAML file of DIR/tests */
+        uint32_t nfiles;
+        bool verbose, coverage;
+        const char *run;          /* --run PATTERN (POSIX extended regex) */
+        const char *junit;        /* --junit FILE */
+} Opts;
+
+/* A problem outside any test file (the rules do not compile, no test
+ * file, coverage) as one case of its own suite in the JUnit report. */
+static void junit_problem(Junit *ju, const char *suite, const char *path, const char *name, JOutcome o,
+                          const char *message, const char *text)
+{
+        if (ju)
+                junit_case(junit_suite(ju, suite), path, name, 0, 0, o, message, text);
+}
+
+static int run_tests(const Opts *o, Ctx *c, FILE *out)
 {
         DiagList dl = {0};
         RuleSet *rs = NULL;
-        int r = rules_load(dir, &dl, &rs);
+        int r = rules_load(o->dir, &dl, &rs);
         if (r < 0) {
-                fprintf(out, "riskctl test: cannot open %s: %s\n", dir, strerror(-r));
+                fprintf(out, "riskctl test: cannot open %s: %s\n", o->dir, strerror(-r));
                 diag_list_deinit(&dl);
                 return 2;
         }
         if (r > 0) {
-                diag_print_text(out, &dl, false);
-                fprintf(out, "riskctl test: %s has %u errors; no test run\n", dir, dl.nerrors);
+                char *dt = diag_text(&dl);
+                char *m = xasprintf("%s has %u errors; no test run", o->dir, dl.nerrors);
+                fprintf(out, "%sriskctl test: %s\n", dt, m);
+                junit_problem(c->junit, o->dir, o->dir, "(rules)", JO_ERROR, m, dt);
+                free(m);
+                free(dt);
                 diag_list_deinit(&dl);
                 return 1;
         }
         diag_list_deinit(&dl);
 
-        char *tdir = xasprintf("%s/tests", dir);
-        DIR *d = opendir(tdir);
-        if (!d) {
-                fprintf(out, "riskctl test: cannot open %s: %s\n", tdir, strerror(errno));
-                free(tdir);
-                rules_unref(rs);
-                return 2;
-        }
+        char *tdir = xasprintf("%s/tests", o->dir);
         char **names = NULL;
         uint32_t n = 0, cap = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                size_t l = strlen(de->d_name);
-                if (de->d_name[0] != '.' && ((l > 5 && strcmp(de->d_name + l - 5, ".yaml") == 0) ||
-                                             (l > 4 && strcmp(de->d_name + l - 4, ".yml") == 0)))
-                        VEC_PUSH(names, n, cap) = xstrdup(de->d_name);
+        if (o->nfiles) {
+                /* a test file named on the command line that is not there
+                 * is a wrong argument, not a failing test */
+                for (uint32_t i = 0; i < o->nfiles; i++)
+                        if (access(o->files[i], R_OK) < 0) {
+                                fprintf(out, "riskctl test: cannot open %s: %s\n", o->files[i], strerror(errno));
+                                free(tdir);
+                                rules_unref(rs);
+                                return 2;
+                        }
+                for (uint32_t i = 0; i < o->nfiles; i++)
+                        VEC_PUSH(names, n, cap) = xstrdup(o->files[i]);
+        } else {
+                DIR *d = opendir(tdir);
+                if (!d) {
+                        fprintf(out, "riskctl test: cannot open %s: %s\n", tdir, strerror(errno));
+                        free(tdir);
+                        rules_unref(rs);
+                        return 2;
+                }
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        size_t l = strlen(de->d_name);
+                        if (de->d_name[0] != '.' && ((l > 5 && strcmp(de->d_name + l - 5, ".yaml") == 0) ||
+                                                     (l > 4 && strcmp(de->d_name + l - 4, ".yml") == 0)))
+                                VEC_PUSH(names, n, cap) = xasprintf("%s/%s", tdir, de->d_name);
+                }
+                closedir(d);
+                if (n > 1)
+                        qsort(names, n, sizeof(char *), name_cmp);
         }
-        closedir(d);
-        if (n > 1)
-                qsort(names, n, sizeof(char *), name_cmp);
 
-        Ctx c = {.rs = rs, .out = out, .verbose = verbose};
-        diag_set_line_source(line_of, &c);
+        c->rs = rs;
+        c->out = out;
+        c->verbose = o->verbose;
+        diag_set_line_source(line_of, c);
         for (uint32_t i = 0; i < n; i++) {
-                char *p = xasprintf("%s/%s", tdir, names[i]);
-                file_run(&c, p);
-                free(p);
+                file_run(c, names[i]);
                 free(names[i]);
         }
         diag_set_line_source(NULL, NULL);
         free(names);
-        int status = c.failed ? 1 : 0;
+        int status = c->failed ? 1 : 0;
         if (n == 0) {
-                fprintf(out, "riskctl test: no *.yaml test file in %s\n", tdir);
+                char *m = xasprintf("no *.yaml test file in %s", tdir);
+                fprintf(out, "riskctl test: %s\n", m);
+                junit_problem(c->junit, tdir, tdir, "(no test file)", JO_ERROR, m, m);
+                free(m);
+                status = 1;
+        } else if (o->run && c->tests == 0) {
+                /* a pattern that selects nothing is a typo more often
+                 * than an intention: CI must not pass on zero tests */
+                char *m = xasprintf("no test name matches --run '%s'", o->run);
+                fprintf(out, "riskctl test: %s\n", m);
+                junit_problem(c->junit, tdir, tdir, "(--run)", JO_ERROR, m, m);
+                free(m);
                 status = 1;
         }
-        if (coverage) {
+        if (o->coverage) {
                 uint32_t miss = 0, total = 0;
+                Buf cb = {0};
                 for (uint32_t i = 0; i < rs->nrules; i++) {
                         if (rs->rules[i].status == RULE_DISABLED)
                                 continue;
                         total++;
                         bool have = false;
-                        for (uint32_t k = 0; k < c.ncovered && !have; k++)
-                                have = strcmp(c.covered[k], rs->rules[i].id) == 0;
+                        for (uint32_t k = 0; k < c->ncovered && !have; k++)
+                                have = strcmp(c->covered[k], rs->rules[i].id) == 0;
                         if (!have) {
-                                fprintf(out, "uncovered %s: no expect.alerts item (or expect.grades static_rules for a static rule) names it (%s:%u)\n",
-                                        rs->rules[i].id, rs->rules[i].pos.file ? rs->rules[i].pos.file : "?",
-                                        rs->rules[i].pos.line);
+                                buf_printf(&cb, "uncovered %s: no expect.alerts item (or expect.grades static_rules for a static rule) names it (%s:%u)\n",
+                                           rs->rules[i].id, rs->rules[i].pos.file ? rs->rules[i].pos.file : "?",
+                                           rs->rules[i].pos.line);
                                 miss++;
                         }
                 }
-                fprintf(out, "coverage: %u of %u rules fire in a test\n", total - miss, total);
+                char *m = xasprintf("coverage: %u of %u rules fire in a test", total - miss, total);
+                fprintf(out, "%s%s\n", cb.p ? cb.p : "", m);
+                junit_problem(c->junit, "coverage", o->dir, "coverage", miss ? JO_FAIL : JO_PASS, m, cb.p);
+                free(m);
+                buf_free(&cb);
                 if (miss)
                         status = 1;
         }
-        fprintf(out, "%u tests, %u passed, %u failed", c.tests, c.passed, c.failed);
-        if (c.xfailed)
-                fprintf(out, ", %u expected failures (xfail)", c.xfailed);
+        fprintf(out, "%u tests, %u passed, %u failed", c->tests, c->passed, c->failed);
+        if (c->xfailed)
+                fprintf(out, ", %u expected failures (xfail)", c->xfailed);
+        if (c->deselected)
+                fprintf(out, ", %u not run (--run)", c->deselected);
         fputc('\n', out);
-        for (uint32_t k = 0; k < c.ncovered; k++)
-                free(c.covered[k]);
-        free(c.covered);
         free(tdir);
         rules_unref(rs);
         return status;
 }
 
+static int run(const Opts *o, FILE *out)
+{
+        regex_t re;
+        Junit ju = {0};
+        Ctx c = {.junit = o->junit ? &ju : NULL};
+        if (o->run) {
+                int rc = regcomp(&re, o->run, REG_EXTENDED | REG_NOSUB);
+                if (rc != 0) {
+                        char msg[256];
+                        regerror(rc, &re, msg, sizeof msg);
+                        fprintf(stderr, "riskctl test: --run '%s': %s\n", o->run, msg);
+                        return 2;
+                }
+                c.run_re = &re;
+        }
+        int status = run_tests(o, &c, out);
+        if (o->junit && status != 2) {
+                int rc = junit_write(&ju, o->junit);
+                if (rc < 0) {
+                        fprintf(stderr, "riskctl test: cannot write %s: %s\n", o->junit, strerror(-rc));
+                        status = 2;
+                }
+        }
+        for (uint32_t k = 0; k < c.ncovered; k++)
+                free(c.covered[k]);
+        free(c.covered);
+        junit_free(&ju);
+        if (o->run)
+                regfree(&re);
+        return status;
+}
+
 int ruletest_run(const char *dir, bool verbose, FILE *out)
 {
-        return run(dir, verbose, false, out);
+        Opts o = {.dir = dir, .verbose = verbose};
+        return run(&o, out);
 }
 
 int ruletest_run_coverage(const char *dir, bool verbose, FILE *out)
 {
-        return run(dir, verbose, true, out);
+        Opts o = {.dir = dir, .verbose = verbose, .coverage = true};
+        return run(&o, out);
+}
+
+static const char usage_text[] =
+        "usage: riskctl test [OPTIONS] DIR [TEST_FILE...]\n"
+        "       riskctl test [OPTIONS] DIR/tests/FILE.yaml...\n"
+        "  run the rule tests in DIR/tests/*.yaml (docs/testing-rules.md), or only the\n"
+        "  files named (a name without '/' is looked up in DIR/tests)\n"
+        "  --run PATTERN  only the tests whose name matches PATTERN (POSIX extended regex)\n"
+        "  --junit FILE   also write a JUnit XML report to FILE for a CI system\n"
+        "  --verbose      list every output of every test\n"
+        "  --coverage     also fail when a rule fires in no test's expect.alerts\n";
+
+/* DIR of a test file DIR/tests/FILE: the parent of the file's directory. */
+static char *dir_of_test_file(const char *path)
+{
+        char *d = xstrdup(path);
+        char *s = strrchr(d, '/');
+        if (!s) {
+                free(d);
+                return xstrdup("..");
+        }
+        *s = 0;
+        if (s == d) {
+                free(d);
+                return xstrdup("/..");
+        }
+        s = strrchr(d, '/');
+        const char *last = s ? s + 1 : d;
+        char *r;
+        if (strcmp(last, ".") == 0 || strcmp(last, "..") == 0)
+                r = xasprintf("%s/..", d);
+        else if (!s)
+                r = xstrdup(".");
+        else if (s == d)
+                r = xstrdup("/");
+        else
+                r = xstrndup(d, (size_t)(s - d));
+        free(d);
+        return r;
 }
 
 int ruletest_main(int argc, char **argv)
 {
-        bool verbose = false, coverage = false;
-        const char *dir = NULL;
+        Opts o = {0};
+        char **pos = xcalloc((size_t)argc + 1, sizeof(char *));
+        uint32_t npos = 0;
+        int status = 2;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0)
-                        verbose = true;
+                        o.verbose = true;
                 else if (strcmp(a, "--coverage") == 0)
-                        coverage = true;
-                else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-                        fputs("usage: riskctl test [--verbose] [--coverage] DIR\n"
-                              "  run the rule tests in DIR/tests/*.yaml (docs/testing-rules.md)\n"
-                              "  --verbose   list every output of every test\n"
-                              "  --coverage  also fail when a rule fires in no test's expect.alerts\n",
-                              stdout);
-                        return 0;
+                        o.coverage = true;
+                else if (strcmp(a, "--run") == 0 || strcmp(a, "--junit") == 0) {
+                        if (i + 1 == argc) {
+                                fprintf(stderr, "riskctl test: %s needs a value\n%s", a, usage_text);
+                                goto out;
+                        }
+                        if (strcmp(a, "--run") == 0)
+                                o.run = argv[++i];
+                        else
+                                o.junit = argv[++i];
+                } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+                        fputs(usage_text, stdout);
+                        status = 0;
+                        goto out;
                 } else if (a[0] == '-' && a[1]) {
-                        fprintf(stderr, "riskctl test: unknown option '%s'\n", a);
-                        return 2;
-                } else if (!dir)
-                        dir = a;
-                else {
-                        fprintf(stderr, "riskctl test: expected one rules directory\n");
-                        return 2;
-                }
+                        fprintf(stderr, "riskctl test: unknown option '%s'\n%s", a, usage_text);
+                        goto out;
+                } else
+                        pos[npos++] = argv[i];
         }
-        if (!dir) {
-                fprintf(stderr, "riskctl test: expected a rules directory\nusage: riskctl test [--verbose] [--coverage] DIR\n");
-                return 2;
+        if (!npos) {
+                fprintf(stderr, "riskctl test: expected a rules directory\n%s", usage_text);
+                goto out;
         }
-        int status = run(dir, verbose, coverage, stdout);
+        /* DIR [FILE...], or test files only (DIR is where they live) */
+        struct stat st;
+        char *dir = NULL;
+        uint32_t first = 1;
+        if (stat(pos[0], &st) == 0 && !S_ISDIR(st.st_mode)) {
+                dir = dir_of_test_file(pos[0]);
+                first = 0;
+        } else {
+                dir = xstrdup(pos[0]);
+        }
+        o.dir = dir;
+        o.files = xcalloc(npos + 1, sizeof(char *));
+        for (uint32_t i = first; i < npos; i++)
+                o.files[o.nfiles++] = strchr(pos[i], '/') ? xstrdup(pos[i])
+                                                          : xasprintf("%s/tests/%s", dir, pos[i]);
+        status = run(&o, stdout);
         fflush(stdout);
+        for (uint32_t i = 0; i < o.nfiles; i++)
+                free(o.files[i]);
+        free(o.files);
+        free(dir);
+out:
+        free(pos);
         return status;
 }

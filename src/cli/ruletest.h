@@ -26,7 +26,8 @@ int ruletest_run(const char *dir, bool verbose, FILE *out);
  */
 int ruletest_run_coverage(const char *dir, bool verbose, FILE *out);
 
-/* `riskctl test [--verbose] [--coverage] DIR`: argv[0] is "test". */
+/* `riskctl test [--verbose] [--coverage] [--run PATTERN] [--junit FILE] DIR
+ * [FILE...]` (or test files only): argv[0] is "test". */
 int ruletest_main(int argc, char **argv);
 
 #endif

@@ -690,6 +690,17 @@ static const char *excerpt(const Str *v, char *buf, size_t size)
         return buf;
 }
 
+/* What a refused time string needs, after its excerpt in a detail: a
+ * valid time finer than the millisecond is told apart from one that is
+ * not RFC 3339 (parsed again: a rejection, not the steady state). */
+static const char *time_problem(const Str *v)
+{
+        int64_t ms;
+        return time_parse(v->p, v->len, &ms) == -ERANGE
+                       ? ": finer than a millisecond (digits after the third decimal must be 0)"
+                       : ", expected RFC 3339 like 2025-03-02T10:15:00+08:00";
+}
+
 static const char *expected_name(FieldType t)
 {
         switch (t) {
@@ -1580,8 +1591,8 @@ static DecodeReason env_check(Decoder *d, int r)
                 detail_set(d, "unknown event type \"%s\"", excerpt(&st->val, ex, sizeof(ex)));
                 break;
         case DECODE_BAD_TIMESTAMP:
-                detail_set(d, "%s (%s): bad timestamp \"%s\", expected RFC 3339 like 2025-03-02T10:15:00+08:00",
-                           env_names[r], paths[r], excerpt(&st->val, ex, sizeof(ex)));
+                detail_set(d, "%s (%s): bad timestamp \"%s\"%s", env_names[r], paths[r],
+                           excerpt(&st->val, ex, sizeof(ex)), time_problem(&st->val));
                 break;
         case DECODE_TOO_LARGE:
                 detail_set(d, "%s (%s): unescaped strings exceed the %u-byte scratch buffer", env_names[r],
@@ -1610,8 +1621,8 @@ static DecodeReason field_check(Decoder *d, const Field *f)
                 return DECODE_OK;
         switch (st->reason) {
         case DECODE_BAD_TIMESTAMP:
-                detail_set(d, "field %s: bad timestamp \"%s\", expected RFC 3339 like 2025-03-02T10:15:00+08:00",
-                           f->path, excerpt(&st->val, ex, sizeof(ex)));
+                detail_set(d, "field %s: bad timestamp \"%s\"%s", f->path, excerpt(&st->val, ex, sizeof(ex)),
+                           time_problem(&st->val));
                 break;
         case DECODE_TOO_LARGE:
                 detail_set(d, "field %s: unescaped strings exceed the %u-byte scratch buffer", f->path,

@@ -6,8 +6,9 @@
  *
  * Invariants:
  *  - event time only moves forward through the engine: held events are
- *    released in order, too_late rejects anything behind the watermark, and
- *    a timer at T fires before any event at T;
+ *    released in order (time, then arrival: the order grace 0 applies
+ *    them in), too_late rejects anything behind the watermark, and a timer
+ *    at T fires before any event at T (an absent() check after them);
  *  - every timer is derivable from enterprise state and is revalidated when
  *    it fires (a stale timer does nothing), so state alone is the truth;
  *  - each KeyState has at most one pending timer (re-arming moves its due
@@ -1190,34 +1191,15 @@ static void fire_timers(Engine *e, int64_t upto, bool final)
 
 /* ---- holding events for the grace ---- */
 
-static int held_cmp(const Held *a, const Held *b)
-{
-        if (a->time != b->time)
-                return a->time < b->time ? -1 : 1;
-        const char *ka = a->bytes + a->len, *kb = b->bytes + b->len;
-        uint32_t n = a->klen < b->klen ? a->klen : b->klen;
-        int c = memcmp(ka, kb, n);
-        if (c || a->klen != b->klen)
-                return c ? c : (a->klen < b->klen ? -1 : 1);
-        n = a->idlen < b->idlen ? a->idlen : b->idlen;
-        c = memcmp(ka + a->klen, kb + b->klen, n);
-        if (c || a->idlen != b->idlen)
-                return c ? c : (a->idlen < b->idlen ? -1 : 1);
-        return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
 static void held_push(Engine *e, const DecodedEvent *ev, const char *bytes, size_t len, const SourcePos *src)
 {
         if (e->nheld == e->cheld) {
                 e->cheld = e->cheld ? e->cheld * 2 : 256;
                 e->held = xrealloc(e->held, e->cheld * sizeof(Held));
         }
-        Held h = {.time = ev->time_ms, .seq = e->seq++, .len = (uint32_t)len,
-                  .klen = ev->enterprise.len, .idlen = ev->id.len};
-        h.bytes = xmalloc(len + h.klen + h.idlen + 1);
+        Held h = {.time = ev->time_ms, .seq = e->seq++, .len = (uint32_t)len};
+        h.bytes = xmalloc(len + 1);
         memcpy(h.bytes, bytes, len);
-        memcpy(h.bytes + len, ev->enterprise.p, h.klen);
-        memcpy(h.bytes + len + h.klen, ev->id.p, h.idlen);
         if (src) {
                 h.src = *src;
                 h.topic = src->topic ? xstrdup(src->topic) : NULL;
@@ -1444,6 +1426,8 @@ static void push_decoded(Engine *e, const char *bytes, size_t len, const SourceP
                 return;
         }
         int64_t t = ev->time_ms;
+        /* at the watermark is in time: the events of t released so far
+         * arrived before it, so applying it after them keeps the order */
         if (e->max_time != TIME_UNSET && t < e->wm) {
                 char d[160];
                 char a[40], b[40];

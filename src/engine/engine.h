@@ -175,14 +175,25 @@ typedef struct Timer {
         uintptr_t ent;          /* Ent *, | 1: the absent() class */
 } Timer;
 
+/* An event held for the grace.  Held events are applied in event-time
+ * order, events of the same time in the order they arrived (seq): one
+ * order for every grace, the order in which grace 0 applies them on
+ * arrival. */
 typedef struct Held {
         int64_t time;
-        uint64_t seq;
-        uint32_t len, klen, idlen;
+        uint64_t seq;           /* arrival order (Engine.seq) */
+        uint32_t len;
         SourcePos src;
         char *topic;            /* copy of src.topic */
-        char *bytes;            /* [len] bytes, then key, then id */
+        char *bytes;            /* [len] bytes */
 } Held;
+
+static inline int held_cmp(const Held *a, const Held *b)
+{
+        if (a->time != b->time)
+                return a->time < b->time ? -1 : 1;
+        return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
 
 /* A profile string, the enterprise's own: names and the like are
  * distinct per enterprise, so interning them would share nothing and cost

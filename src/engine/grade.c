@@ -94,11 +94,12 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 ent->held = (int16_t)band;
                 ent_below_set(e, ent, TIME_UNSET);
         } else if (band < ent->held) {
-                if (ent->r->below_since == TIME_UNSET) {
+                /* dwell 0: no hysteresis, the band falls at once */
+                if (ent->r->below_since == TIME_UNSET && g->dwell_ms) {
                         ent_below_set(e, ent, now);
                         timer_want(e, ent, now + g->dwell_ms, false);
                 }
-                if (now - ent->r->below_since >= g->dwell_ms) {
+                if (!g->dwell_ms || now - ent->r->below_since >= g->dwell_ms) {
                         ent->held = (int16_t)band;
                         ent_below_set(e, ent, TIME_UNSET);
                 }

@@ -120,6 +120,30 @@ static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
         buf_putc(b, ']');
 }
 
+/* A field's value in a message: {f}, {f:label}, {f:date}, {f:datetime},
+ * and |TEXT for null.  Written straight into the message buffer. */
+static void render_field(Engine *e, Buf *m, const TplPart *p, const Value *v)
+{
+        if (v->tag == VT_NULL && p->text) {
+                buf_put(m, p->text, p->len);
+                return;
+        }
+        if (p->fmt == TPL_FMT_LABEL && v->tag == VT_ENUM) {
+                const EnumDef *en = e->rs->schema.slot_enum[p->slot];
+                if (en && en->labels && v->e >= 0 && (uint32_t)v->e < en->nvalues) {
+                        buf_puts(m, en->labels[v->e]);
+                        return;
+                }
+        }
+        if ((p->fmt == TPL_FMT_DATE || p->fmt == TPL_FMT_DATETIME) && v->tag == VT_TIME) {
+                char t[48];
+                time_format_local(v->ms, e->rs->schema.display_offset_ms, p->fmt == TPL_FMT_DATETIME, t, sizeof(t));
+                buf_puts(m, t);
+                return;
+        }
+        out_value(e, m, v, p->slot, false);
+}
+
 static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, const Value *ev, int64_t t)
 {
         m->len = 0;
@@ -132,10 +156,10 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
                         buf_put(m, p->text, p->len);
                         break;
                 case TPL_FIELD:
-                        out_value(e, m, &ev[p->slot], p->slot, false);
+                        render_field(e, m, p, &ev[p->slot]);
                         break;
                 case TPL_PROFILE:
-                        out_value(e, m, &e->profbuf[p->slot], p->slot, false);
+                        render_field(e, m, p, &e->profbuf[p->slot]);
                         break;
                 case TPL_STATE_SCORE:
                         out_num(m, grade_score(e, (Ent *)ent, t));
@@ -143,6 +167,8 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
                 case TPL_STATE_GRADE:
                         if (ent->grade >= 0)
                                 buf_puts(m, e->rs->grading.bands[ent->grade].grade);
+                        else if (p->text)
+                                buf_put(m, p->text, p->len);
                         else
                                 buf_puts(m, "null");
                         break;

@@ -510,8 +510,18 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
 
 /* ---- the partition record ---- */
 
+static int held_qcmp(const void *a, const void *b)
+{
+        return held_cmp(a, b);
+}
+
+/* The held events go in the order they will be applied: a restore (or an
+ * abort) pushes them again in record order, which gives events of the same
+ * time their arrival order back.  Sorted in place: a sorted array is a
+ * heap. */
 static void meta_write(Engine *e, int64_t next, Buf *b)
 {
+        qsort(e->held, e->nheld, sizeof(Held), held_qcmp);
         buf_putc(b, ENGINE_STATE_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);

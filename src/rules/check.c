@@ -8,6 +8,7 @@
  * After a successful check every N_NAME has a RefKind in ref and a slot, and
  * the tree holds no macro references: compile.c only has to emit code.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,13 @@ static Node *lit_node(Loader *L, const Node *at, Value v)
 
 static void enum_values_hint(const EnumDef *en, const char *bad, Buf *h)
 {
+        /* conditions compare codes; a label is what a message prints */
+        for (uint32_t i = 0; bad && en->labels && i < en->nvalues; i++)
+                if (strcmp(en->labels[i], bad) == 0) {
+                        buf_printf(h, "'%s' is the label of '%s': compare with the value \"%s\"", bad,
+                                   en->values[i], en->values[i]);
+                        return;
+                }
         const char *sug = bad ? diag_suggest(bad, (const char *const *)en->values, en->nvalues) : NULL;
         if (sug)
                 buf_printf(h, "did you mean '%s'? ", sug);
@@ -185,8 +193,11 @@ static bool coerce_lit(Loader *L, Node *lit, const Node *other)
                 lit->en = other->en;
         } else if (other->type == VT_TIME) {
                 int64_t ms;
-                if (time_parse(lit->lit.s.p, lit->lit.s.len, &ms) < 0) {
-                        err(L, lit, DIAG_E023, "an RFC 3339 time such as \"2025-03-02T10:15:00+08:00\"",
+                int r = time_parse(lit->lit.s.p, lit->lit.s.len, &ms);
+                if (r < 0) {
+                        err(L, lit, DIAG_E023,
+                            r == -ERANGE ? "times are whole milliseconds: at most three decimals that are not 0"
+                                         : "an RFC 3339 time such as \"2025-03-02T10:15:00+08:00\"",
                             "not a time: \"%.*s\"", (int)lit->lit.s.len, lit->lit.s.p);
                         return false;
                 }

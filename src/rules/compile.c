@@ -351,13 +351,108 @@ uint64_t compile_fingerprint(const RuleSet *rs, uint32_t prog, uint64_t h)
         return h;
 }
 
+/* [from, to) of s without the spaces at either end. */
+static void tpl_trim(const char *s, size_t *from, size_t *to)
+{
+        while (*from < *to && s[*from] == ' ')
+                (*from)++;
+        while (*to > *from && s[*to - 1] == ' ')
+                (*to)--;
+}
+
+/* The formats a placeholder can ask for after ':'. */
+static const struct {
+        const char *name;
+        TplFormat fmt;
+        const char *what;
+} tpl_formats[] = {
+        {"label", TPL_FMT_LABEL, "the enum value's label from schema.yaml"},
+        {"date", TPL_FMT_DATE, "a time's date at schema.yaml's display_offset"},
+        {"datetime", TPL_FMT_DATETIME, "a time's date and minute at schema.yaml's display_offset"},
+};
+
+/* {f:label} needs an enum field whose values have labels, {f:date} and
+ * {f:datetime} a time field: E043 otherwise (a template that asks for
+ * labels the schema does not give, or for the date of a text, would print
+ * the codes or the raw value it was written to avoid). */
+static bool tpl_format_ok(Loader *L, SrcPos pos, const char *name, TplFormat fmt, FieldType t, const EnumDef *en)
+{
+        if (fmt == TPL_FMT_DATE || fmt == TPL_FMT_DATETIME) {
+                if (t == FT_TIME)
+                        return true;
+                const char *f = fmt == TPL_FMT_DATE ? "date" : "datetime";
+                char *hint = xasprintf("only time fields have a date; {%s} prints the value", name);
+                diag_add(L->dl, DIAG_E043, pos, hint, "message placeholder {%s:%s}: '%s' is not a time field", name,
+                         f, name);
+                free(hint);
+                return false;
+        }
+        if (fmt != TPL_FMT_LABEL)
+                return true;
+        if (t != FT_ENUM || !en) {
+                char *hint = xasprintf("only enum fields have labels; {%s} prints the value", name);
+                diag_add(L->dl, DIAG_E043, pos, hint, "message placeholder {%s:label}: '%s' is not an enum field",
+                         name, name);
+                free(hint);
+                return false;
+        }
+        if (en->labels)
+                return true;
+        Buf h = {0};
+        buf_puts(&h, "give the values labels in schema.yaml: values: { ");
+        for (uint32_t i = 0; i < en->nvalues && i < 2; i++)
+                buf_printf(&h, "%s: ..., ", en->values[i]);
+        buf_puts(&h, "... }");
+        diag_add(L->dl, DIAG_E043, pos, h.p, "message placeholder {%s:label}: enum '%s' has no labels", name,
+                 en->name);
+        buf_free(&h);
+        return false;
+}
+
+/* The format after ':' in a placeholder; E043 for one riskd does not know. */
+static bool tpl_format(Loader *L, ExprSrc *es, const char *s, size_t ms, size_t me, const char *name,
+                       TplFormat *fmt)
+{
+        for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                if (strlen(tpl_formats[k].name) == me - ms && memcmp(s + ms, tpl_formats[k].name, me - ms) == 0) {
+                        *fmt = tpl_formats[k].fmt;
+                        return true;
+                }
+        char *bad = xstrndup(s + ms, me - ms);
+        const char *known[ARRAY_SIZE(tpl_formats)];
+        for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                known[k] = tpl_formats[k].name;
+        const char *sug = diag_suggest(bad, known, ARRAY_SIZE(known));
+        Buf h = {0};
+        if (sug) {
+                for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                        if (strcmp(sug, tpl_formats[k].name) == 0)
+                                buf_printf(&h, "did you mean ':%s'? (%s)", sug, tpl_formats[k].what);
+        } else {
+                buf_puts(&h, "the formats are");
+                for (size_t k = 0; k < ARRAY_SIZE(tpl_formats); k++)
+                        buf_printf(&h, "%s :%s (%s)", k ? (k + 1 == ARRAY_SIZE(tpl_formats) ? " and" : ",") : "",
+                                   tpl_formats[k].name, tpl_formats[k].what);
+        }
+        diag_add(L->dl, DIAG_E043, exprsrc_pos(es, (uint32_t)ms, (uint32_t)(me - ms ? me - ms : 1)), h.p,
+                 "unknown format ':%s' in message placeholder {%s}", bad, name);
+        buf_free(&h);
+        free(bad);
+        return false;
+}
+
 /* "Sample {sample_code} failed {item}: {measured}{unit}"; {{ and }} are
- * literal braces. */
+ * literal braces.  A placeholder is {NAME}, {NAME:FORMAT} (FORMAT label: an
+ * enum value's label from schema.yaml; date, datetime: a time at the
+ * schema's display_offset) and either one followed by |TEXT, the text a
+ * null value prints instead of "null".  Everything is resolved here, so
+ * rendering an alert only indexes arrays. */
 void compile_template(Loader *L, Rule *r, const YNode *y)
 {
         ExprSrc *es = loader_exprsrc(L, y);
         const char *s = y->str;
         size_t n = y->len;
+        const Schema *sc = &L->rs->schema;
         TplPart *parts = NULL;
         uint32_t np = 0, cap = 0;
         Buf text = {0};
@@ -384,14 +479,30 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         ok = false;
                         break;
                 }
-                size_t ns = i + 1, ne = (size_t)(close - s);
-                while (ns < ne && s[ns] == ' ')
-                        ns++;
-                while (ne > ns && s[ne - 1] == ' ')
-                        ne--;
+                size_t end = (size_t)(close - s);
+                const char *bar = memchr(s + i + 1, '|', end - i - 1);
+                size_t ns = i + 1, ne = bar ? (size_t)(bar - s) : end;
+                const char *colon = memchr(s + ns, ':', ne - ns);
+                size_t ms = 0, me = 0; /* the format after ':' */
+                if (colon) {
+                        ms = (size_t)(colon - s) + 1;
+                        me = ne;
+                        ne = (size_t)(colon - s);
+                        tpl_trim(s, &ms, &me);
+                }
+                tpl_trim(s, &ns, &ne);
                 char *name = xstrndup(s + ns, ne - ns);
                 SrcPos pos = exprsrc_pos(es, (uint32_t)ns, (uint32_t)(ne - ns ? ne - ns : 1));
                 TplPart p = {0};
+                if (bar) {
+                        size_t ds = (size_t)(bar - s) + 1, de = end;
+                        tpl_trim(s, &ds, &de);
+                        p.text = arena_strndup(L->ar, s + ds, de - ds);
+                        p.len = (uint32_t)(de - ds);
+                }
+                TplFormat fmt = TPL_FMT_VALUE;
+                if (colon && !tpl_format(L, es, s, ms, me, name, &fmt))
+                        ok = false;
                 if (strcmp(name, "state.score") == 0)
                         p.kind = TPL_STATE_SCORE;
                 else if (strcmp(name, "state.grade") == 0)
@@ -399,7 +510,6 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                 else if (strcmp(name, "rule.id") == 0)
                         p.kind = TPL_RULE_ID;
                 else if (strncmp(name, "enterprise.", 11) == 0) {
-                        const Schema *sc = &L->rs->schema;
                         const Field *f = sc->profile_type >= 0 ? schema_field(sc, (uint32_t)sc->profile_type, name + 11) : NULL;
                         if (!f) {
                                 Buf h = {0};
@@ -408,6 +518,8 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                 diag_add(L->dl, DIAG_E043, pos, h.len ? h.p : NULL,
                                          "message placeholder {%s} names no profile field", name);
                                 buf_free(&h);
+                                ok = false;
+                        } else if (!tpl_format_ok(L, pos, name, fmt, f->type, f->en)) {
                                 ok = false;
                         }
                         p.kind = TPL_PROFILE;
@@ -421,10 +533,23 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                                          "message placeholder {%s} names no field of the rule's event types", name);
                                 buf_free(&h);
                                 ok = false;
+                        } else if (!tpl_format_ok(L, pos, name, fmt, sc->slot_type[slot], sc->slot_enum[slot])) {
+                                ok = false;
                         }
                         p.kind = TPL_FIELD;
                         p.slot = (uint32_t)slot;
                 }
+                if (fmt != TPL_FMT_VALUE && p.kind != TPL_FIELD && p.kind != TPL_PROFILE) {
+                        if (fmt == TPL_FMT_LABEL)
+                                diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of enum type have labels",
+                                         "message placeholder {%s:label}: '%s' has no labels", name, name);
+                        else
+                                diag_add(L->dl, DIAG_E043, pos, "only event and enterprise fields of type time have a date",
+                                         "message placeholder {%s:%s}: '%s' is not a time field", name,
+                                         fmt == TPL_FMT_DATE ? "date" : "datetime", name);
+                        ok = false;
+                }
+                p.fmt = fmt;
                 free(name);
                 if (text.len) {
                         TplPart t = {.kind = TPL_TEXT, .text = arena_strndup(L->ar, text.p, text.len), .len = (uint32_t)text.len};
@@ -432,7 +557,7 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         text.len = 0;
                 }
                 VEC_PUSH(parts, np, cap) = p;
-                i = (size_t)(close - s) + 1;
+                i = end + 1;
         }
         if (text.len) {
                 TplPart t = {.kind = TPL_TEXT, .text = arena_strndup(L->ar, text.p, text.len), .len = (uint32_t)text.len};

@@ -45,7 +45,7 @@ void grading_load_bands(Loader *L, const YNode *root)
         loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "grading.yaml");
         const YNode *v;
         if ((v = ynode_get(root, "dwell")))
-                loader_duration(L, v, &g->dwell_ms);
+                loader_duration(L, v, &g->dwell_ms, NULL); /* 0: no hysteresis */
         if ((v = ynode_get(root, "modes")) && loader_expect(L, v, Y_SEQ, "a list of supervision modes"))
                 for (uint32_t i = 0; i < v->n; i++)
                         if (loader_expect(L, v->items[i], Y_SCALAR, "a mode name"))

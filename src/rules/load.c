@@ -121,14 +121,18 @@ void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, 
         }
 }
 
-bool loader_duration(Loader *L, const YNode *n, int64_t *ms)
+bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero)
 {
         if (!loader_expect(L, n, Y_SCALAR, "a duration"))
                 return false;
-        if (duration_parse(n->str, n->len, ms) < 0 || *ms <= 0) {
+        if (duration_parse(n->str, n->len, ms) < 0) {
                 diag_add(L->dl, DIAG_E007, ynode_pos(n),
-                         "a positive whole number followed by ms, s, m, h, d or w, e.g. 30m, 24h, 180d",
+                         "a whole number followed by ms, s, m, h, d or w, e.g. 30m, 24h, 180d",
                          "'%s' is not a duration", n->str);
+                return false;
+        }
+        if (*ms == 0 && if_zero) {
+                diag_add(L->dl, DIAG_E007, ynode_pos(n), if_zero, "'%s': this duration must be positive", n->str);
                 return false;
         }
         return true;
@@ -871,13 +875,13 @@ static void rule_build(Loader *L, RuleDef *rd)
         if ((v = ynode_get(n, "max_score")) && loader_number(L, v, &r->max_score) && r->max_score <= 0)
                 diag_add(L->dl, DIAG_E008, ynode_pos(v), NULL, "max_score must be positive");
         if ((v = ynode_get(n, "expires")))
-                loader_duration(L, v, &r->expires_ms);
+                loader_duration(L, v, &r->expires_ms, "leave expires: out for points that never expire");
         if ((v = ynode_get(n, "cooldown")))
-                loader_duration(L, v, &r->cooldown_ms);
+                loader_duration(L, v, &r->cooldown_ms, NULL); /* 0: no cooldown */
         if ((v = ynode_get(n, "for")))
-                loader_duration(L, v, &r->for_ms);
+                loader_duration(L, v, &r->for_ms, "leave for: out to fire on the event itself");
         if ((v = ynode_get(n, "rectify")))
-                loader_duration(L, v, &r->rectify_ms);
+                loader_duration(L, v, &r->rectify_ms, "a deadline after the alert, e.g. 30d");
         if ((v = ynode_get(n, "flags")) && !ynode_is_null(v) &&
             loader_expect(L, v, Y_MAP, "a mapping of flag names to lifetimes ({ problem_lead: 180d })")) {
                 r->flags = arena_alloc(L->ar, v->n * sizeof(RuleFlag));
@@ -893,7 +897,7 @@ static void rule_build(Loader *L, RuleDef *rd)
                         int64_t ms = 0;
                         if (life->kind == Y_SCALAR && strcmp(life->str, "forever") == 0)
                                 ms = 0;
-                        else if (!loader_duration(L, life, &ms))
+                        else if (!loader_duration(L, life, &ms, "a lifetime such as 180d, or forever"))
                                 continue;
                         int32_t id = loader_flag(L, k->str, true);
                         if (id < 0) {

@@ -105,7 +105,9 @@ Node *loader_parse(Loader *L, const YNode *n);             /* expression in scal
 bool loader_expect(Loader *L, const YNode *n, YKind kind, const char *what);
 void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, uint32_t nknown,
                          const char *where);
-bool loader_duration(Loader *L, const YNode *n, int64_t *ms);
+/* A duration; if_zero: the help for a 0 that the key refuses, NULL where
+ * 0 means "none" (dwell: no hysteresis, cooldown: no cooldown). */
+bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero);
 bool loader_number(Loader *L, const YNode *n, double *v);
 int32_t loader_flag(Loader *L, const char *name, bool create);
 

@@ -27,26 +27,33 @@ static bool ident_ok(const char *s, bool dots)
         return true;
 }
 
-static EnumDef *enum_from_seq(Loader *L, const char *name, const YNode *seq)
+/* An enum's values: a list [a, b], or a mapping { a: 甲, b: 乙 } that gives
+ * each value, in order, the label messages print for it ({f:label}). */
+static EnumDef *enum_from_node(Loader *L, const char *name, const YNode *vals)
 {
-        if (!loader_expect(L, seq, Y_SEQ, "a list of enum values"))
+        if (vals->kind != Y_SEQ && vals->kind != Y_MAP) {
+                loader_expect(L, vals, Y_SEQ, "a list of enum values (or a mapping of values to labels)");
                 return NULL;
+        }
+        bool labelled = vals->kind == Y_MAP;
         Schema *s = &L->rs->schema;
-        if (seq->n == 0) {
-                diag_add(L->dl, DIAG_E060, ynode_pos(seq), "list the values, e.g. [pass, fail]",
+        if (vals->n == 0) {
+                diag_add(L->dl, DIAG_E060, ynode_pos(vals), "list the values, e.g. [pass, fail]",
                          "enum '%s' has no values", name);
                 return NULL;
         }
-        if (seq->n > RULES_MAX_ENUM) {
-                diag_add(L->dl, DIAG_E061, ynode_pos(seq), NULL, "enum '%s' has %u values; the limit is %d",
-                         name, seq->n, RULES_MAX_ENUM);
+        if (vals->n > RULES_MAX_ENUM) {
+                diag_add(L->dl, DIAG_E061, ynode_pos(vals), NULL, "enum '%s' has %u values; the limit is %d",
+                         name, vals->n, RULES_MAX_ENUM);
                 return NULL;
         }
         EnumDef *e = arena_alloc(L->ar, sizeof(*e));
         e->name = arena_strdup(L->ar, name);
-        e->values = arena_alloc(L->ar, seq->n * sizeof(char *));
-        for (uint32_t i = 0; i < seq->n; i++) {
-                const YNode *v = seq->items[i];
+        e->values = arena_alloc(L->ar, vals->n * sizeof(char *));
+        if (labelled)
+                e->labels = arena_alloc(L->ar, vals->n * sizeof(char *));
+        for (uint32_t i = 0; i < vals->n; i++) {
+                const YNode *v = labelled ? vals->keys[i] : vals->items[i];
                 if (!loader_expect(L, v, Y_SCALAR, "an enum value"))
                         continue;
                 bool dup = false;
@@ -57,6 +64,18 @@ static EnumDef *enum_from_seq(Loader *L, const char *name, const YNode *seq)
                         diag_add(L->dl, DIAG_E011, ynode_pos(v), NULL,
                                  "'%s' appears twice in enum '%s'", v->str, name);
                         continue;
+                }
+                if (labelled) {
+                        const YNode *lab = vals->items[i];
+                        if (ynode_is_null(lab) || (lab->kind == Y_SCALAR && !lab->len)) {
+                                diag_add(L->dl, DIAG_E060, ynode_pos(ynode_is_null(lab) ? v : lab),
+                                         "give every value a label (spoiled: 变质), or list the values without labels: [a, b]",
+                                         "value '%s' of enum '%s' has no label", v->str, name);
+                                continue;
+                        }
+                        if (!loader_expect(L, lab, Y_SCALAR, "the value's label (text)"))
+                                continue;
+                        e->labels[e->nvalues] = arena_strdup(L->ar, lab->str);
                 }
                 e->values[e->nvalues++] = arena_strdup(L->ar, v->str);
         }
@@ -116,13 +135,13 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 }
                 if (!tnode) {
                         diag_add(L->dl, DIAG_E004, ynode_pos(key),
-                                 "one of: string, number, bool, time, duration, enum",
+                                 "type: string, number, bool, time, duration or enum; an enum with labels is { type: enum, values: { code: label, ... } }",
                                  "field '%s' has no type", path);
                         return;
                 }
         } else if (spec->kind == Y_SEQ) {
                 char *name = arena_printf(L->ar, "%s.%s", et->name, path);
-                en = enum_from_seq(L, name, spec);
+                en = enum_from_node(L, name, spec);
                 if (!en)
                         return;
                 tnode = NULL;
@@ -155,7 +174,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                         }
                         if (vals) {
                                 char *name = arena_printf(L->ar, "%s.%s", et->name, path);
-                                en = enum_from_seq(L, name, vals);
+                                en = enum_from_node(L, name, vals);
                         } else if (ename && loader_expect(L, ename, Y_SCALAR, "an enum name")) {
                                 for (uint32_t i = 0; i < s->nenums; i++)
                                         if (strcmp(s->enums[i]->name, ename->str) == 0)
@@ -214,8 +233,19 @@ void schema_load(Loader *L, const YNode *root)
         s->profile_type = -1;
         if (!root || !loader_expect(L, root, Y_MAP, "a mapping with envelope:, types:"))
                 return;
-        static const char *const known[] = {"envelope", "profile", "enums", "types", "version", "desc"};
+        static const char *const known[] = {"envelope", "profile", "enums", "types", "version", "desc",
+                                            "display_offset"};
         loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "schema.yaml");
+
+        /* Events carry their own offsets and riskd counts in UTC; people read
+         * dates where they are, so {f:date} and {f:datetime} print at this
+         * one offset of the rules directory (no zone rules: no DST surprises). */
+        const YNode *off = ynode_get(root, "display_offset");
+        if (off && loader_expect(L, off, Y_SCALAR, "an offset from UTC, e.g. \"+08:00\"") &&
+            time_offset_parse(off->str, off->len, &s->display_offset_ms) != 0)
+                diag_add(L->dl, DIAG_E060, ynode_pos(off),
+                         "an RFC 3339 offset from UTC: \"+08:00\" (China), \"-05:00\", \"Z\" (UTC, the default)",
+                         "display_offset '%s' is not an RFC 3339 offset", off->str);
 
         const YNode *env = ynode_get(root, "envelope");
         static const char *const envkeys[] = {"id", "type", "enterprise", "time"};
@@ -254,7 +284,7 @@ void schema_load(Loader *L, const YNode *root)
                                     strcmp(enums->keys[j]->str, enums->keys[i]->str) == 0)
                                         diag_add(L->dl, DIAG_E011, ynode_pos(enums->keys[i]), NULL,
                                                  "enum '%s' is defined twice", enums->keys[i]->str);
-                        enum_from_seq(L, enums->keys[i]->str, enums->items[i]);
+                        enum_from_node(L, enums->keys[i]->str, enums->items[i]);
                 }
 
         const YNode *types = ynode_get(root, "types");

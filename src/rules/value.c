@@ -306,16 +306,20 @@ static bool time_char(const char *s, size_t n, size_t *i, char c)
 
 /*
  * RFC 3339 date-time, strictly: YYYY-MM-DD, 'T' (or 't'), HH:MM:SS, an
- * optional fraction of one or more digits (kept to the millisecond,
- * truncated), then 'Z' ('z') or +HH:MM / -HH:MM.  A missing offset is
- * rejected (a local time is ambiguous), as is a space instead of 'T'.
- * Leap seconds (:60) are rejected: the engine counts in Unix milliseconds,
- * which have no place for them, and clamping would reorder events.
+ * optional fraction of one or more digits, then 'Z' ('z') or +HH:MM /
+ * -HH:MM.  A missing offset is rejected (a local time is ambiguous), as is
+ * a space instead of 'T'.  Leap seconds (:60) are rejected: the engine
+ * counts in Unix milliseconds, which have no place for them, and clamping
+ * would reorder events.  A fraction finer than the millisecond is -ERANGE
+ * unless its further digits are zeros: cut, 00:00:00.0004 and
+ * 00:00:00.0001 would be the same instant, and a window edge would count
+ * them wrong.
  */
 int time_parse(const char *s, size_t n, int64_t *ms)
 {
         size_t i = 0;
         unsigned y, mo, d, h, mi, sec, frac = 0;
+        bool finer = false;     /* digits that are not 0 beyond the millisecond */
 
         if (!time_digits(s, n, &i, 4, &y) || !time_char(s, n, &i, '-') ||
             !time_digits(s, n, &i, 2, &mo) || !time_char(s, n, &i, '-') ||
@@ -333,6 +337,8 @@ int time_parse(const char *s, size_t n, int64_t *ms)
                 while (i < n && s[i] >= '0' && s[i] <= '9') {
                         if (i - start < 3)
                                 frac = frac * 10 + (unsigned)(s[i] - '0');
+                        else
+                                finer |= s[i] != '0';
                         i++;
                 }
                 if (i == start)
@@ -360,6 +366,8 @@ int time_parse(const char *s, size_t n, int64_t *ms)
         if (mo < 1 || mo > 12 || d < 1 || d > time_days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
                 return -EINVAL;
 
+        if (finer) /* valid, but the engine cannot represent it */
+                return -ERANGE;
         int64_t t = time_days_from_civil(y, mo, d) * MS_PER_D + (int64_t)h * MS_PER_H + (int64_t)mi * MS_PER_M +
                     (int64_t)sec * MS_PER_S + frac;
         *ms = t - off; /* local = UTC + offset */
@@ -408,4 +416,40 @@ void time_format(int64_t ms, char *out, size_t size)
                 snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, m, d, h, mi, s, f);
         else
                 snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, m, d, h, mi, s);
+}
+
+int time_offset_parse(const char *s, size_t n, int64_t *ms)
+{
+        if (n == 1 && (s[0] == 'Z' || s[0] == 'z')) {
+                *ms = 0;
+                return 0;
+        }
+        size_t i = 1;
+        unsigned oh, om;
+        if (n != 6 || (s[0] != '+' && s[0] != '-') || !time_digits(s, n, &i, 2, &oh) ||
+            !time_char(s, n, &i, ':') || !time_digits(s, n, &i, 2, &om) || oh > 23 || om > 59)
+                return -EINVAL;
+        int64_t off = (int64_t)oh * MS_PER_H + (int64_t)om * MS_PER_M;
+        *ms = s[0] == '-' ? -off : off;
+        return 0;
+}
+
+void time_format_local(int64_t ms, int64_t offset_ms, bool clock, char *out, size_t size)
+{
+        int64_t t;
+        if (__builtin_add_overflow(ms, offset_ms, &t)) /* no RFC 3339 time is near; do not wrap */
+                t = ms < 0 ? INT64_MIN : INT64_MAX;
+        int64_t days = t / MS_PER_D, rem = t % MS_PER_D;
+        if (rem < 0) {
+                rem += MS_PER_D;
+                days--;
+        }
+        int64_t y;
+        unsigned m, d;
+        time_civil_from_days(days, &y, &m, &d);
+        if (clock)
+                snprintf(out, size, "%04lld-%02u-%02u %02u:%02u", (long long)y, m, d, (unsigned)(rem / MS_PER_H),
+                         (unsigned)(rem / MS_PER_M % 60));
+        else
+                snprintf(out, size, "%04lld-%02u-%02u", (long long)y, m, d);
 }

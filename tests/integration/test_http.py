@@ -8,7 +8,8 @@ kernel picks (http_listen "127.0.0.1:0"; riskd logs it):
   rejects by reason (malformed lines fed on purpose), transactions, lag back
   to 0, restores, alerts and adjustments equal to the outputs read back;
 - /v1/enterprises/{id} is `riskctl explain --json` of the same events (that
-  enterprise's partition); an unknown id is 404, a bad id 400, a wrong
+  enterprise's partition) and valid against docs/schemas/enterprise.schema.json,
+  /v1/rules against docs/schemas/rules.schema.json; an unknown id is 404, a bad id 400, a wrong
   method 405, an overlong path 414, an oversized body 413, an unknown path
   404, each with a JSON error;
 - POST /v1/reload of a broken rule directory: 422, the old rules stay, the
@@ -27,6 +28,21 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+
+try:
+    import jsonschema
+except ImportError:
+    jsonschema = None
+
+
+def schema_valid(name, doc):
+    """doc against docs/schemas/NAME.schema.json (the document riskd's HTTP
+    API promises); an AssertionError naming the first violation."""
+    assert jsonschema, "python3-jsonschema is missing (scripts/setup installs it)"
+    with open(os.path.join(H.SRC, "docs", "schemas", name + ".schema.json"), encoding="utf-8") as f:
+        v = jsonschema.Draft202012Validator(json.load(f))
+    errs = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    assert not errs, f"not valid against {name}.schema.json: {errs[0].message} at {list(errs[0].path)}"
 
 METRICS = ["riskd_events_total", "riskd_rejects_total", "riskd_alerts_total", "riskd_adjustments_total",
            "riskd_batch_duration_seconds", "riskd_event_to_alert_seconds", "riskd_consumer_lag",
@@ -172,6 +188,14 @@ def test(wd):
                          capture_output=True).stdout
     doc = api.json(f"/v1/enterprises/{ent}")
     assert doc == json.loads(ref), f"/v1/enterprises/{ent} differs from riskctl explain:\n{doc}\n{ref[:500]}"
+    # every enterprise's document against the schema; between them they
+    # have the schema's nested parts (contributions, static rules)
+    docs = []
+    for e in sorted({H.enterprise_key(x) for x in lines + more} - {None}):
+        docs.append(api.json("/v1/enterprises/" + e.decode()))
+        schema_valid("enterprise", docs[-1])
+    assert any(d["contributions"] for d in docs) and any(d["static_rules"] for d in docs), docs
+    H.log(f"/v1/enterprises/{{id}} of {len(docs)} enterprises valid against enterprise.schema.json")
     H.log(f"/v1/enterprises/{ent} = riskctl explain --json (grade {doc['current']['grade']})")
 
     # bad requests
@@ -188,6 +212,7 @@ def test(wd):
     # a broken reload over HTTP
     rules0 = api.json("/v1/rules")
     assert rules0["count"] == len(rules0["rules"]) > 50 and rules0["reloads"]["failed"] == 0
+    schema_valid("rules", rules0)
     with open(os.path.join(rules, "zz-broken.yaml"), "w") as f:
         f.write("rules:\n  - id: broken.rule\n    on: credit_record\n    when: no_such_field > 1\n")
     res = api.json("/v1/reload", method="POST", expect=422)
@@ -196,11 +221,15 @@ def test(wd):
     rules1 = api.json("/v1/rules")
     assert rules1["version"] == rules0["version"] and rules1["reloads"]["failed"] == 1
     assert "zz-broken.yaml" in rules1["reloads"]["last_error"]
+    schema_valid("rules", rules1)
     assert samples(api.metrics())['riskd_reloads_total{result="failed"}'] == 1
     assert re.search(r"zz-broken\.yaml:4:\d+: error\[E\d+\]", r.log_text()), "no diagnostic in the log"
     os.remove(os.path.join(rules, "zz-broken.yaml"))
     res = api.json("/v1/reload", method="POST")
     assert res["status"] == "ok" and res["version"] == rules0["version"], res
+    rules2 = api.json("/v1/rules")
+    assert rules2["reloads"] == {"ok": 1, "failed": 1, "last_error": None}, rules2["reloads"]
+    schema_valid("rules", rules2)
     H.log("POST /v1/reload: broken -> 422, old rules kept, visible in /v1/rules and /metrics; fixed -> 200")
 
     # 500 concurrent connections from another process

@@ -47,7 +47,7 @@ def test(wd):
     with open(os.path.join(new, "credit.yaml"), encoding="utf-8") as f:
         text = f.read()
     changed = re.sub(r'(id: credit\.class_b\n(?:    .*\n)*?    score: )5\n', r'\g<1>7\n', text, count=1)
-    changed = changed.replace('message: "信用风险分类 {credit_class}"', 'message: "信用风险分类 {credit_class} (7分)"', 1)
+    changed = changed.replace('message: "信用风险分类: {credit_class:label}"', 'message: "信用风险分类: {credit_class:label} (7分)"', 1)
     assert changed != text, "credit.class_b not found in rules/credit.yaml"
     with open(os.path.join(new, "credit.yaml"), "w", encoding="utf-8") as f:
         f.write(changed)

@@ -415,6 +415,30 @@ Test(decode, bad_timestamp)
         assert_all_null();
 }
 
+/* Times are whole milliseconds: a finer fraction is refused, not cut (cut,
+ * .0004 and .0001 would be the same instant and a window edge would count
+ * them wrong); zeros beyond the millisecond are the same time. */
+Test(decode, sub_millisecond_times)
+{
+        cr_assert_eq(dec("{\"event_id\":\"e\",\"event_type\":\"coldchain\",\"enterprise\":{\"uscc\":\"U\"},"
+                         "\"occurred_at\":\"2025-03-02T10:15:00.0004Z\",\"device_id\":\"D\",\"temp_c\":1}"),
+                     DECODE_BAD_TIMESTAMP);
+        cr_assert_str_eq(ev.detail, "event time (occurred_at): bad timestamp \"2025-03-02T10:15:00.0004Z\": finer "
+                                    "than a millisecond (digits after the third decimal must be 0)");
+        cr_assert_eq(dec(COLD_MIN("\"reading_at\":\"2025-03-02T10:15:00.123456+08:00\"")), DECODE_BAD_TIMESTAMP);
+        cr_assert_str_eq(ev.detail, "field reading_at: bad timestamp \"2025-03-02T10:15:00.123456+08:00\": finer "
+                                    "than a millisecond (digits after the third decimal must be 0)");
+        assert_all_null();
+        cr_assert_eq(dec("{\"event_id\":\"e\",\"event_type\":\"coldchain\",\"enterprise\":{\"uscc\":\"U\"},"
+                         "\"occurred_at\":\"2025-03-02T10:15:00.123000000Z\",\"device_id\":\"D\",\"temp_c\":1}"),
+                     DECODE_OK, "%s", ev.detail);
+        cr_assert_eq(ev.time_ms, 1740910500123LL);
+        cr_assert_eq(dec("{\"event_id\":\"e\",\"event_type\":\"coldchain\",\"enterprise\":{\"uscc\":\"U\"},"
+                         "\"occurred_at\":\"2025-03-02T10:15:00.1230Z\",\"device_id\":\"D\",\"temp_c\":1}"),
+                     DECODE_OK, "%s", ev.detail);
+        cr_assert_eq(ev.time_ms, 1740910500123LL);
+}
+
 /* ---- fields ---- */
 
 Test(decode, wrong_type_messages)

@@ -480,3 +480,207 @@ Test(load, fuzz_regressions)
         }
         closedir(d);
 }
+
+/* Enum labels (schema.yaml values: { code: label }) and the placeholders
+ * that print them: the compiler resolves {f:label} and {f|text} at load. */
+static const char labelled_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "enums:\n"
+        "  level: { national: 国家级, provincial: 省级 }\n"
+        "types:\n"
+        "  enterprise:\n"
+        "    fields: { name: string, scale: [small, large] }\n"
+        "  complaint:\n"
+        "    fields:\n"
+        "      kind: { type: enum, values: { complaint: 投诉, report: 举报 } }\n"
+        "      level: { type: enum, enum: level }\n"
+        "      channel: [hotline, web]\n"
+        "      persons: number\n";
+
+static int load_labelled(const char *rules, DiagList *dl, RuleSet **rs)
+{
+        Dir d = dir3(labelled_schema, plain_grading, rules);
+        return load(&d, dl, rs);
+}
+
+Test(load, enum_labels_and_templates)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = load_labelled("rules:\n  - id: c.x\n    on: complaint\n"
+                              "    message: \"{kind:label}/{ level : label | 未填写 }/{channel}/{persons|}\"\n",
+                              &dl, &rs);
+        cr_assert_eq(r, 0, "%u diagnostics", dl.n);
+        int32_t kind = slot_of(rs, "complaint", "kind"), level = slot_of(rs, "complaint", "level");
+        int32_t channel = slot_of(rs, "complaint", "channel");
+        const EnumDef *en = rs->schema.slot_enum[kind];
+        cr_assert_eq(en->nvalues, 2);
+        cr_assert_str_eq(en->values[1], "report"); /* the keys, in order, are the values */
+        cr_assert_str_eq(en->labels[1], "举报");
+        cr_assert_str_eq(rs->schema.slot_enum[level]->labels[0], "国家级");
+        cr_assert_null(rs->schema.slot_enum[channel]->labels); /* a list has none */
+
+        const Template *t = &rules_find(rs, "c.x")->message;
+        cr_assert_eq(t->nparts, 7);
+        cr_assert(t->parts[0].kind == TPL_FIELD && t->parts[0].fmt == TPL_FMT_LABEL && !t->parts[0].text);
+        cr_assert(t->parts[2].kind == TPL_FIELD && t->parts[2].fmt == TPL_FMT_LABEL && (int32_t)t->parts[2].slot == level);
+        cr_assert_str_eq(t->parts[2].text, "未填写"); /* spaces around the text are trimmed */
+        cr_assert(t->parts[4].fmt == TPL_FMT_VALUE && !t->parts[4].text);
+        cr_assert_str_eq(t->parts[6].text, ""); /* {persons|}: a null prints nothing */
+        cr_assert_eq(t->parts[6].len, 0);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+}
+
+Test(load, label_needs_labelled_enum)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = load_labelled("rules:\n  - id: c.x\n    on: complaint\n"
+                              "    message: \"{channel:label} {persons:label} {kind:lable} {enterprise.scale:label}\"\n",
+                              &dl, &rs);
+        cr_assert_neq(r, 0);
+        cr_assert_eq(dl.n, 4);
+        for (uint32_t i = 0; i < dl.n; i++)
+                cr_assert_str_eq(diag_code_str(dl.v[i].code), "E043");
+        cr_assert_not_null(strstr(dl.v[0].message, "enum 'complaint.channel' has no labels"));
+        cr_assert_not_null(strstr(dl.v[0].hint, "values: { hotline: ..., web: ..., ... }"));
+        cr_assert_eq(dl.v[0].col, 16);
+        cr_assert_not_null(strstr(dl.v[1].message, "'persons' is not an enum field"));
+        cr_assert_not_null(strstr(dl.v[2].message, "unknown format ':lable'"));
+        cr_assert_not_null(strstr(dl.v[2].hint, "did you mean ':label'?"));
+        cr_assert_eq(dl.v[2].col, 53);
+        cr_assert_not_null(strstr(dl.v[3].message, "enum 'enterprise.scale' has no labels"));
+        diag_list_deinit(&dl);
+}
+
+Test(load, enum_label_problems)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3("envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+                     "types:\n"
+                     "  complaint:\n"
+                     "    fields:\n"
+                     "      kind: { type: enum, values: { complaint: 投诉, report: ~ } }\n"
+                     "      level: { type: enum, values: { a: [x] } }\n",
+                     plain_grading, "rules: []\n");
+        cr_assert_neq(load(&d, &dl, &rs), 0);
+        const Diag *e = find(&dl, "E060");
+        cr_assert_not_null(e);
+        cr_assert_not_null(strstr(e->message, "value 'report' of enum 'complaint.kind' has no label"));
+        cr_assert_eq(e->line, 5);
+        cr_assert_not_null(find(&dl, "E003"));
+        diag_list_deinit(&dl);
+}
+
+Test(load, label_in_condition_names_the_value)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = load_labelled("rules:\n  - id: c.x\n    on: complaint\n    when: kind == \"举报\"\n", &dl, &rs);
+        cr_assert_neq(r, 0);
+        const Diag *e = find(&dl, "E032");
+        cr_assert_not_null(e);
+        cr_assert_not_null(strstr(e->hint, "'举报' is the label of 'report': compare with the value \"report\""));
+        diag_list_deinit(&dl);
+}
+
+/* display_offset in schema.yaml and the placeholders that print times at
+ * it: {f:date}, {f:datetime}, checked at load. */
+static const char timed_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+        "display_offset: \"+08:00\"\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise:\n"
+        "    fields: { name: string, licensed_at: time }\n"
+        "  inspection:\n"
+        "    fields: { no: string, rectify_deadline: time, wait: duration, level: [county, city] }\n";
+
+Test(load, display_offset_and_time_formats)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3(timed_schema, plain_grading,
+                     "rules:\n  - id: i.x\n    on: inspection\n"
+                     "    message: \"{rectify_deadline:date|未设定}/{ rectify_deadline : datetime }/{rectify_deadline}/"
+                     "{enterprise.licensed_at:date}\"\n");
+        cr_assert_eq(load(&d, &dl, &rs), 0, "%u diagnostics", dl.n);
+        cr_assert_eq(rs->schema.display_offset_ms, 8 * 3600000LL);
+        int32_t dl_slot = slot_of(rs, "inspection", "rectify_deadline");
+        const Template *t = &rules_find(rs, "i.x")->message;
+        cr_assert_eq(t->nparts, 7);
+        cr_assert(t->parts[0].kind == TPL_FIELD && t->parts[0].fmt == TPL_FMT_DATE && (int32_t)t->parts[0].slot == dl_slot);
+        cr_assert_str_eq(t->parts[0].text, "未设定");
+        cr_assert(t->parts[2].fmt == TPL_FMT_DATETIME && !t->parts[2].text);
+        cr_assert(t->parts[4].fmt == TPL_FMT_VALUE, "{f} keeps printing the value as before");
+        cr_assert(t->parts[6].kind == TPL_PROFILE && t->parts[6].fmt == TPL_FMT_DATE);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+
+        /* without display_offset: UTC */
+        rs = NULL;
+        Dir utc = dir3(schema, plain_grading, "rules: []\n");
+        cr_assert_eq(load(&utc, &dl, &rs), 0);
+        cr_assert_eq(rs->schema.display_offset_ms, 0);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+}
+
+Test(load, date_needs_a_time_field)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3(timed_schema, plain_grading,
+                     "rules:\n  - id: i.x\n    on: inspection\n"
+                     "    message: \"{no:date} {wait:datetime} {level:date|—} {state.grade:date} {rectify_deadline:dat}\"\n");
+        cr_assert_neq(load(&d, &dl, &rs), 0);
+        cr_assert_eq(dl.n, 5);
+        for (uint32_t i = 0; i < dl.n; i++)
+                cr_assert_str_eq(diag_code_str(dl.v[i].code), "E043");
+        cr_assert_not_null(strstr(dl.v[0].message, "{no:date}: 'no' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[0].hint, "only time fields have a date; {no} prints the value"));
+        cr_assert_eq(dl.v[0].col, 16);
+        cr_assert_not_null(strstr(dl.v[1].message, "{wait:datetime}: 'wait' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[2].message, "'level' is not a time field"));
+        cr_assert_not_null(strstr(dl.v[3].message, "{state.grade:date}"));
+        cr_assert_not_null(strstr(dl.v[4].message, "unknown format ':dat'"));
+        cr_assert_not_null(strstr(dl.v[4].hint, "did you mean ':date'?"));
+        diag_list_deinit(&dl);
+}
+
+Test(load, bad_display_offset)
+{
+        static const char *const bad[] = {"\"+8:00\"", "UTC", "\"+24:00\"", "8", "Asia/Shanghai"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char s[512];
+                snprintf(s, sizeof(s),
+                         "envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+                         "display_offset: %s\n"
+                         "types: { inspection: { fields: { no: string } } }\n",
+                         bad[i]);
+                DiagList dl = {0};
+                RuleSet *rs = NULL;
+                Dir d = dir3(s, plain_grading, "rules: []\n");
+                cr_assert_neq(load(&d, &dl, &rs), 0, "%s", bad[i]);
+                const Diag *e = find(&dl, "E060");
+                cr_assert_not_null(e, "%s", bad[i]);
+                cr_assert_not_null(strstr(e->message, "is not an RFC 3339 offset"), "%s", bad[i]);
+                cr_assert_not_null(strstr(e->hint, "\"+08:00\""));
+                cr_assert_eq(e->line, 2);
+                cr_assert_eq(e->col, 17);
+                cr_assert_str_eq(e->file, "t/schema.yaml");
+                diag_list_deinit(&dl);
+        }
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3("envelope: { id: event_id, type: event_type, enterprise: enterprise_id, time: occurred_at }\n"
+                     "display_offset: [\"+08:00\"]\n"
+                     "types: { inspection: { fields: { no: string } } }\n",
+                     plain_grading, "rules: []\n");
+        cr_assert_neq(load(&d, &dl, &rs), 0);
+        cr_assert_not_null(find(&dl, "E003"));
+        diag_list_deinit(&dl);
+}

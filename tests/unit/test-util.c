@@ -84,9 +84,12 @@ Test(pool, realloc_keeps_the_contents)
         pool_deinit(&p);
 }
 
-#ifndef POOL_EXACT
 Test(pool, freed_objects_are_reused_by_class)
 {
+#ifdef POOL_EXACT
+        cr_skip_test("under AddressSanitizer the pool has no classes to reuse (every object is malloc'd at its "
+                     "exact size; class_sizes_bound_the_waste checks that)");
+#else
         Pool p;
         pool_init(&p);
         void *a = pool_alloc(&p, 41);
@@ -101,8 +104,8 @@ Test(pool, freed_objects_are_reused_by_class)
         cr_assert_neq(d, c, "a realloc past the class moves");
         pool_free(&p, d, 57);
         pool_deinit(&p);
-}
 #endif
+}
 
 /* ---- the engine's tagged tables (src/engine/intern.c, tagtab_*) ---- */
 

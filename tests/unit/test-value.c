@@ -356,7 +356,8 @@ Test(value, time_parse_valid)
                 {"1970-01-01T00:00:00.5Z", 500},
                 {"1970-01-01T00:00:00.1Z", 100},
                 {"1970-01-01T00:00:00.12Z", 120},
-                {"1970-01-01T00:00:00.123456789Z", 123},
+                {"1970-01-01T00:00:00.123000000Z", 123},
+                {"1970-01-01T00:00:00.1230Z", 123},
                 {"1970-01-01T00:00:00.000Z", 0},
                 {"0001-01-01T00:00:00Z", -62135596800000LL},
                 {"0000-01-01T00:00:00Z", -62167219200000LL},
@@ -415,6 +416,17 @@ Test(value, time_parse_invalid)
         }
         int64_t ms;
         cr_assert_eq(time_parse("2025-03-02T10:15:00Z", 19, &ms), -EINVAL, "n bounds the input: no 'Z'");
+        /* valid, but finer than the millisecond: cut, these would be one instant */
+        const char *fine[] = {"1970-01-01T00:00:00.0004Z", "1970-01-01T00:00:00.0001Z",
+                              "1970-01-01T00:00:00.123456789Z", "1969-12-31T23:59:59.9999Z",
+                              "2025-03-02T10:15:00.0000001+08:00"};
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                ms = 7;
+                cr_assert_eq(time_parse(fine[i], strlen(fine[i]), &ms), -ERANGE, "'%s' must be refused", fine[i]);
+                cr_assert_eq(ms, 7, "nothing stored for '%s'", fine[i]);
+        }
+        /* an invalid time stays -EINVAL whatever its fraction */
+        cr_assert_eq(time_parse("2025-02-30T10:15:00.0004Z", 25, &ms), -EINVAL);
 }
 
 Test(value, time_format_cases)
@@ -482,6 +494,87 @@ Test(value, time_round_trip_offsets)
         cr_assert_eq(time_parse("2025-03-02T10:15:00+08:00", 25, &a), 0);
         cr_assert_eq(time_parse("2025-03-01T21:15:00-05:00", 25, &b), 0);
         cr_assert_eq(a, b, "the same instant in two offsets");
+}
+
+Test(value, time_offset_parse_forms)
+{
+        struct {
+                const char *s;
+                int64_t ms;
+        } ok[] = {
+                {"Z", 0}, {"z", 0}, {"+00:00", 0}, {"-00:00", 0}, {"+08:00", 8 * 3600000LL},
+                {"-03:30", -(3 * 3600000LL + 30 * 60000LL)}, {"+23:59", 23 * 3600000LL + 59 * 60000LL},
+        };
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                int64_t ms = 42;
+                cr_assert_eq(time_offset_parse(ok[i].s, strlen(ok[i].s), &ms), 0, "%s", ok[i].s);
+                cr_assert_eq(ms, ok[i].ms, "%s", ok[i].s);
+        }
+        static const char *const bad[] = {"", "8", "+8:00", "+08", "+0800", "08:00", "+24:00", "+08:60",
+                                          "UTC", "+08:00 ", "ZZ", "+08:0a", "Asia/Shanghai"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                int64_t ms = 42;
+                cr_assert_eq(time_offset_parse(bad[i], strlen(bad[i]), &ms), -EINVAL, "'%s'", bad[i]);
+                cr_assert_eq(ms, 42, "'%s' leaves *ms alone", bad[i]);
+        }
+        int64_t ms;
+        cr_assert_eq(time_offset_parse("+08:00", 3, &ms), -EINVAL, "n bounds the input");
+}
+
+Test(value, time_format_local_cases)
+{
+        const int64_t h8 = 8 * 3600000LL, m330 = -(3 * 3600000LL + 30 * 60000LL);
+        struct {
+                const char *utc;
+                int64_t off;
+                const char *date, *datetime;
+        } v[] = {
+                {"2025-03-25T16:00:00Z", h8, "2025-03-26", "2025-03-26 00:00"},         /* the day turns */
+                {"2025-03-25T15:59:59.999Z", h8, "2025-03-25", "2025-03-25 23:59"},     /* seconds dropped */
+                {"2025-03-25T16:00:00Z", 0, "2025-03-25", "2025-03-25 16:00"},          /* UTC */
+                {"2025-01-01T03:29:59Z", m330, "2024-12-31", "2024-12-31 23:59"},       /* back a year */
+                {"2024-03-01T02:00:00Z", m330, "2024-02-29", "2024-02-29 22:30"},       /* a leap day */
+                {"1969-12-31T16:00:00Z", h8, "1970-01-01", "1970-01-01 00:00"},         /* around 0 */
+                {"1970-01-01T00:00:00Z", m330, "1969-12-31", "1969-12-31 20:30"},       /* before 0 */
+        };
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                int64_t ms;
+                char b[40];
+                cr_assert_eq(time_parse(v[i].utc, strlen(v[i].utc), &ms), 0, "%s", v[i].utc);
+                time_format_local(ms, v[i].off, false, b, sizeof(b));
+                cr_assert_str_eq(b, v[i].date, "%s", v[i].utc);
+                time_format_local(ms, v[i].off, true, b, sizeof(b));
+                cr_assert_str_eq(b, v[i].datetime, "%s", v[i].utc);
+        }
+        char b[64];
+        time_format_local(INT64_MAX, h8, true, b, sizeof(b)); /* must not overflow (UBSan) */
+        time_format_local(INT64_MIN, m330, true, b, sizeof(b));
+        char small[5];
+        time_format_local(0, 0, true, small, sizeof(small));
+        cr_assert_str_eq(small, "1970", "a short buffer is cut, not overrun");
+}
+
+/* A local wall clock written with its offset reads back as the same wall
+ * clock at that offset: every hour of days around the turn of a year and a
+ * leap day, at offsets east and west. */
+Test(value, time_format_local_round_trip)
+{
+        static const char *const offs[] = {"+08:00", "-03:30", "+14:00", "-12:00", "+05:45", "Z"};
+        static const char *const days[] = {"2024-12-31", "2025-01-01", "2024-02-28", "2024-02-29", "2024-03-01"};
+        for (size_t o = 0; o < sizeof(offs) / sizeof(offs[0]); o++)
+                for (size_t d = 0; d < sizeof(days) / sizeof(days[0]); d++)
+                        for (int h = 0; h < 24; h++) {
+                                char s[48], want[32], got[32];
+                                snprintf(s, sizeof(s), "%sT%02d:%02d:59.999%s", days[d], h, (h * 7) % 60, offs[o]);
+                                snprintf(want, sizeof(want), "%s %02d:%02d", days[d], h, (h * 7) % 60);
+                                int64_t ms, off;
+                                cr_assert_eq(time_parse(s, strlen(s), &ms), 0, "%s", s);
+                                cr_assert_eq(time_offset_parse(offs[o], strlen(offs[o]), &off), 0);
+                                time_format_local(ms, off, true, got, sizeof(got));
+                                cr_assert_str_eq(got, want, "%s", s);
+                                time_format_local(ms, off, false, got, sizeof(got));
+                                cr_assert_str_eq(got, days[d], "%s", s);
+                        }
 }
 
 /* JSON string escaping: quotes, backslashes, the short escapes, other
