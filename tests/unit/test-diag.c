@@ -54,10 +54,13 @@ Test(diag, codes_names_and_levels)
         cr_assert_str_eq(diag_code_str(DIAG_W104), "W104");
         cr_assert_str_eq(diag_code_name(DIAG_W104), "always_false");
         cr_assert_eq(diag_code_level(DIAG_W104), DIAG_LEVEL_WARNING);
-        /* every code's level is its letter, every name is distinct */
+        /* every code's level is its letter (C: riskd.yaml's, all errors),
+         * every name is distinct */
+        cr_assert_str_eq(diag_code_str(DIAG_C009), "C009");
+        cr_assert_eq(diag_code_level(DIAG_C009), DIAG_LEVEL_ERROR);
         for (int c = 0; c < _DIAG_CODE_MAX; c++) {
                 const char *s = diag_code_str((DiagCode)c);
-                cr_assert(s[0] == 'E' || s[0] == 'W');
+                cr_assert(s[0] == 'E' || s[0] == 'W' || s[0] == 'C');
                 cr_assert_eq(diag_code_level((DiagCode)c), s[0] == 'W' ? DIAG_LEVEL_WARNING : DIAG_LEVEL_ERROR, "%s", s);
                 for (int k = 0; k < c; k++) {
                         cr_assert_str_neq(diag_code_name((DiagCode)k), diag_code_name((DiagCode)c));
@@ -147,6 +150,46 @@ Test(diag, caret_under_the_token)
         diag_list_deinit(&dl);
 }
 
+/* A note (diag_note) belongs to the diagnostic added last: printed after
+ * it (and its help) as "file:line:col: note:" with its own source line and
+ * caret, in JSON as its "notes"; it goes with a diagnostic over the limit,
+ * and with it through sorting. */
+Test(diag, notes)
+{
+        diag_set_line_source(line_of, NULL);
+        DiagList dl = {.max = 2};
+        diag_note(&dl, (SrcPos){.file = "r.yaml", .line = 1, .col = 1}, "before any diagnostic: dropped");
+        diag_add(&dl, DIAG_E001, (SrcPos){.file = "r.yaml", .line = 3, .col = 14, .len = 1}, "close it",
+                 "YAML syntax error");
+        diag_note(&dl, (SrcPos){.file = "r.yaml", .line = 2, .col = 11, .len = 7}, "the %s opened here", "thing");
+        diag_add(&dl, DIAG_E031, (SrcPos){.file = "r.yaml", .line = 2, .col = 5}, NULL, "earlier");
+        diag_add(&dl, DIAG_E033, (SrcPos){.file = "r.yaml", .line = 1, .col = 1}, NULL, "over the limit");
+        diag_note(&dl, (SrcPos){.file = "r.yaml", .line = 1, .col = 1}, "of the dropped one");
+        diag_set_line_source(NULL, NULL);
+        diag_list_sort(&dl);
+        cr_assert_eq(dl.n, 2);
+        cr_assert_eq(dl.v[0].nnotes, 0); /* E031 sorted first, without a note */
+        cr_assert_eq(dl.v[1].nnotes, 1);
+        char *s = render(&dl, 0);
+        cr_assert_str_eq(s, "r.yaml:2:5: error[E031]: earlier\n"
+                            "      2 |     when: severty > 3\n"
+                            "        |     ^\n"
+                            "r.yaml:3:14: error[E001]: YAML syntax error\n"
+                            "      3 |     message: \"样品 {itme} 不合格\"\n"
+                            "        |              ^\n"
+                            "        = help: close it\n"
+                            "r.yaml:2:11: note: the thing opened here\n"
+                            "      2 |     when: severty > 3\n"
+                            "        |           ^~~~~~~\n");
+        free(s);
+        s = render(&dl, 2);
+        cr_assert(strstr(s, "\"notes\":[{\"file\":\"r.yaml\",\"line\":2,\"column\":11,\"length\":7,"
+                            "\"message\":\"the thing opened here\",\"source\":\"    when: severty > 3\"}]}"),
+                  "%s", s);
+        free(s);
+        diag_list_deinit(&dl);
+}
+
 Test(diag, json_form)
 {
         diag_set_line_source(line_of, NULL);
@@ -159,10 +202,10 @@ Test(diag, json_form)
         cr_assert_str_eq(s, "{\"diagnostics\":["
                             "{\"code\":\"E031\",\"name\":\"unknown_field\",\"severity\":\"error\",\"file\":\"r.yaml\","
                             "\"line\":2,\"column\":11,\"length\":7,\"message\":\"unknown field 'severty'\\tof sampling\","
-                            "\"hint\":\"did you mean \\\"severity\\\"?\",\"source\":\"    when: severty > 3\"},"
+                            "\"hint\":\"did you mean \\\"severity\\\"?\",\"source\":\"    when: severty > 3\",\"notes\":[]},"
                             "{\"code\":\"W107\",\"name\":\"unused_flag\",\"severity\":\"warning\",\"file\":\"g.yaml\","
                             "\"line\":0,\"column\":0,\"length\":0,\"message\":\"flag x set but never read\","
-                            "\"hint\":null,\"source\":null}"
+                            "\"hint\":null,\"source\":null,\"notes\":[]}"
                             "],\"errors\":1,\"warnings\":1}\n");
         free(s);
         s = render(&dl, 3);
