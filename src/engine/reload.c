@@ -3,23 +3,98 @@
  * a new rule set through the changelog records (state.c), so that a reload
  * keeps exactly what a restart with the new rules would keep, minus the
  * state of rules whose compiled form changed (Engine.reload_fresh hides
- * them from the records' rule lookup).
+ * them from the records' rule lookup); then every enterprise graded again
+ * under the new rules, inside a batch of the new Engine, so that its
+ * adjustments and the records of what changed are committed together.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/engine/engine.h"
 
+typedef struct Into {
+        Engine *n;
+        EngineReload *rep;
+} Into;
+
 static void into(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
 {
-        Engine *n = ud;
+        Into *in = ud;
+        Engine *n = in->n;
+        uint32_t dropped = n->reload_dropped;
         /* same limits as the source: an enterprise always finds room */
         engine_restore_record(n, key, klen, val, vlen);
+        if (n->reload_dropped == dropped || (klen == sizeof(ENGINE_META_KEY) - 1 &&
+                                             memcmp(key, ENGINE_META_KEY, klen) == 0))
+                return;
+        Ent *x = engine_ent_get(n, key, (uint32_t)klen);
+        if (x) {
+                x->reload_dirty = 1;
+                in->rep->state_dropped++;
+        }
 }
 
-int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
+static int ent_cmp(const void *a, const void *b)
 {
+        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
+}
+
+/* Grade every graded enterprise of n again, in key order (the outputs do
+ * not depend on the table's layout); o: the same enterprises under the old
+ * rules, for their score before. */
+static void regrade(Engine *n, Engine *o, EngineReload *rep)
+{
+        Ent **v = xmalloc((n->nents + 1) * sizeof(Ent *));
+        uint32_t nv = 0;
+        for (uint32_t i = 0; i < n->tabcap; i++)
+                if (n->tab[i])
+                        v[nv++] = tab_ent(n, i);
+        qsort(v, nv, sizeof(Ent *), ent_cmp);
+        for (uint32_t i = 0; i < nv; i++) {
+                Ent *x = v[i];
+                bool dirty = x->reload_dirty;
+                x->reload_dirty = 0;
+                /* the time the partition has reached: timers fired up to the
+                 * watermark, and no applied event of x is later (unless held
+                 * events were forced out early) */
+                int64_t now = n->wm;
+                if (now == TIME_UNSET || x->last_time > now)
+                        now = x->last_time;
+                if (x->grade < 0 || now == TIME_UNSET) {
+                        if (dirty) {
+                                state_touch(n, x);
+                                rep->records++;
+                        }
+                        continue;
+                }
+                Ent *ox = engine_ent_get(o, ent_key(x)->s, ent_key(x)->len);
+                double before = ox ? grade_score(o, ox, now) : 0;
+                state_touch(n, x);
+                int16_t held = x->held, g = x->grade, m = x->mode;
+                double f = x->per_year;
+                int64_t below = x->r->below_since;
+                uint16_t nc = x->r->nc, nf = x->r->nf;
+                grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
+                rep->rescored += grade_score(n, x, now) != before;
+                bool regraded = x->grade != g || x->mode != m || x->per_year != f;
+                rep->regraded += regraded;
+                if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
+                    x->r->nf != nf)
+                        rep->records++;
+                else
+                        state_untouch(n, x);
+        }
+        free(v);
+}
+
+int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
+{
+        EngineReload scratch;
+        if (!rep)
+                rep = &scratch;
+        memset(rep, 0, sizeof(*rep));
         if (e->in_batch)
                 return -EBUSY;
         Engine *n = NULL;
@@ -29,14 +104,15 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
 
         uint8_t *fresh = xcalloc(rs->nrules + 1, 1);
         for (uint32_t i = 0; i < rs->nrules; i++) {
-                const Rule *nr = &rs->rules[i];
-                fresh[i] = 1;
-                for (uint32_t k = 0; k < e->rs->nrules; k++)
-                        if (strcmp(e->rs->rules[k].id, nr->id) == 0) {
-                                fresh[i] = e->rs->rules[k].fingerprint != nr->fingerprint;
-                                break;
-                        }
+                const Rule *old = rules_find(e->rs, rs->rules[i].id);
+                fresh[i] = !old || old->fingerprint != rs->rules[i].fingerprint;
+                rep->rules_kept += !fresh[i];
+                rep->rules_changed += old && fresh[i];
+                rep->rules_added += !old;
         }
+        for (uint32_t k = 0; k < e->rs->nrules; k++)
+                rep->rules_removed += !rules_find(rs, e->rs->rules[k].id);
+        snprintf(n->reload_from, sizeof(n->reload_from), "%s", e->rs->version);
 
         /* every enterprise's record and the partition record, as a batch
          * that touched them all would write them */
@@ -45,7 +121,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
                 if (e->tab[i])
                         state_touch(e, tab_ent(e, i));
         n->reload_fresh = fresh;
-        engine_batch_changes(e, e->restore_next, into, n);
+        Into in = {n, rep};
+        engine_batch_changes(e, e->restore_next, into, &in);
         n->reload_fresh = NULL;
         engine_batch_commit(e);
         free(fresh);
@@ -74,6 +151,9 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
                 if (nt >= 0)
                         s->by_type[nt] += o->by_type[t];
         }
+        rep->enterprises = n->nents;
+        engine_batch_begin(n);
+        regrade(n, e, rep);
         *ret = n;
         return 0;
 }

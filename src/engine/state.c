@@ -329,12 +329,19 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         }
         (void)get_f(r); /* the static score: ent_static_score */
         x->grade_clean = 0;
+        /* a static rule's decision is kept under its id even when the rule
+         * changed (it is decided again at the next profile update: the
+         * fields it read are not all kept) */
         uint64_t nst = get_u(r);
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 s = get_s(r, &n);
+                bool found = false;
                 for (uint32_t k = 0; k < e->nstatic; k++)
-                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id))
+                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id)) {
                                 ent_static(e, x)[k / 64] |= 1ull << (k % 64);
+                                found = true;
+                        }
+                e->reload_dropped += !found;
         }
         s = get_s(r, &n);
         x->held = (int16_t)grade_by_name(g, s, n);
@@ -367,8 +374,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 c.expires = get_i(r);
                 c.rectify = get_i(r);
                 s = get_s(r, &n);
-                if (rule < 0 || r->bad)
+                if (rule < 0 || r->bad) {
+                        e->reload_dropped += !r->bad;
                         continue;
+                }
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
                 EntRare *rr = ent_rare(e, x);
@@ -386,8 +395,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 flag = (int32_t)k;
                 uint8_t fp = get_b(r);
                 int64_t until = get_i(r);
-                if (flag < 0)
+                if (flag < 0) {
+                        e->reload_dropped++;
                         continue;
+                }
                 EntRare *rr = ent_rare(e, x);
                 if (rr->nf == rr->cf) {
                         rr->f = ent_grow(e, rr->f, &rr->cf, sizeof(FlagState));
@@ -437,6 +448,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         vals[q] = value_null();
                 }
                 if (rule < 0 || r->bad) {
+                        e->reload_dropped += !r->bad;
                         engine_ks_free(e, &ks);
                         continue;
                 }
@@ -466,6 +478,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         if (slots[k] != (int32_t)a->row_slots[k])
                                 a = NULL;
                 uint64_t rows = get_u(r);
+                e->reload_dropped += !a && rows;
                 Win *w = NULL;
                 if (a && rows && !e->agg_keyed[agg]) {
                         if (x->nw == x->cw) {
@@ -557,6 +570,16 @@ static int64_t meta_read(Engine *e, Rd *r)
 }
 
 /* ---- batches ---- */
+
+void state_untouch(Engine *e, Ent *ent)
+{
+        if (!ent->touched || !e->ntouched || e->touched[e->ntouched - 1] != ent)
+                return;
+        e->ntouched--;
+        if (e->undo_off[e->ntouched] != UINT64_MAX)
+                e->undo.len = e->undo_off[e->ntouched];
+        ent->touched = 0;
+}
 
 void state_touch(Engine *e, Ent *ent)
 {

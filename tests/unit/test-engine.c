@@ -574,7 +574,8 @@ static Out run_reloading(RuleSet *rs1, RuleSet *rs2, const char *text, uint32_t 
                         Engine *n = NULL;
                         if (explain_before)
                                 *explain_before = engine_explain_json(e, "E1", 2);
-                        cr_assert_eq(engine_reload(e, rs2, &n), 0);
+                        cr_assert_eq(engine_reload(e, rs2, &n, NULL), 0);
+                        engine_batch_commit(n);
                         engine_free(e);
                         e = n;
                         if (explain_after)
