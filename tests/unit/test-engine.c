@@ -662,6 +662,99 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
         rules_unref(rs);
 }
 
+/* The changelog after a reload: the records the reload's batch wrote, over
+ * those written before it, restore under the new rules exactly what the
+ * reload left (a restart after it changes nothing), and both go on alike. */
+Test(engine, reload_records_restore_what_the_reload_left)
+{
+        RuleSet *rs = load();
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        RuleSet *rs2 = load_rules(changed);
+
+        Buf in = {0};
+        story(&in);
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
+        uint32_t cut = 0; /* after E2's failed sample s3 (minute 220) */
+        while (cut < n && !strstr(lines[cut], "\"s3\""))
+                cut++;
+        cut += 3;
+        cr_assert_lt(cut, n);
+
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0}, o2 = {0};
+        Log log = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t i = 0; i < cut; i += 40) {
+                engine_batch_begin(e);
+                for (uint32_t k = i; k < cut && k < i + 40; k++)
+                        engine_push(e, lines[k], strlen(lines[k]), NULL);
+                engine_batch_changes(e, i + 40 < cut ? i + 40 : cut, log_record, &log);
+                engine_batch_commit(e);
+        }
+        char *before = engine_explain_json(e, "E1", 2);
+        cr_assert_not_null(strstr(before, "\"sampling.fail\""), "%s", before);
+
+        Engine *nx = NULL;
+        EngineReload rep;
+        cr_assert_eq(engine_reload(e, rs2, &nx, &rep), 0);
+        cr_assert_eq(rep.rules_changed, 1);
+        cr_assert_eq(rep.rules_kept, 4);
+        cr_assert_eq(rep.rules_added + rep.rules_removed, 0);
+        cr_assert_eq(rep.enterprises, 2);
+        cr_assert_eq(rep.state_dropped, 2, "E1's and E2's sampling.fail points: %llu",
+                     (unsigned long long)rep.state_dropped);
+        cr_assert_eq(rep.rescored, 2);
+        uint32_t nlog = log.n;
+        engine_batch_changes(nx, cut, log_record, &log);
+        engine_batch_commit(nx);
+        cr_assert_eq(log.n - nlog, rep.records + 1, "%u records for %llu enterprises and the partition", log.n - nlog,
+                     (unsigned long long)rep.records);
+        engine_free(e);
+
+        Engine *r = NULL;
+        cr_assert_eq(engine_new(&r, rs2, &cfg, sink, &o2), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(r, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        cr_assert_eq(engine_restore_finish(r), (int64_t)cut);
+        const char *ents[] = {"E1", "E2"};
+        for (int i = 0; i < 2; i++) {
+                char *a = engine_explain_json(nx, ents[i], 2), *b = engine_explain_json(r, ents[i], 2);
+                cr_assert_str_eq(b, a, "%s restored from the changelog differs from the reloaded state", ents[i]);
+                cr_assert_null(strstr(a, "\"sampling.fail\""), "%s", a);
+                free(a);
+                free(b);
+        }
+        o.all.len = 0;
+        for (uint32_t k = cut; k < n; k++) {
+                engine_push(nx, lines[k], strlen(lines[k]), NULL);
+                engine_push(r, lines[k], strlen(lines[k]), NULL);
+        }
+        engine_flush(nx);
+        engine_flush(r);
+        engine_grades_write(nx, &o.all);
+        engine_grades_write(r, &o2.all);
+        cr_assert_str_eq(o2.all.p, o.all.p);
+        engine_free(nx);
+        engine_free(r);
+        free(before);
+        free(lines);
+        free(copy);
+        free(changed);
+        log_free(&log);
+        out_free(&o);
+        out_free(&o2);
+        buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
+
 /* ---- snapshots: what a timer firing says about the last event ---- */
 
 static const char snap_schema[] =
