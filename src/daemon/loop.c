@@ -1595,8 +1595,11 @@ static void loop_reload(Loop *l)
         free(l->reload_error);
         l->reload_error = NULL;
         reload_apply(l);
-        log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions",
-                   (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l));
+        log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions%s",
+                   (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l),
+                   l->reload_due || l->nrestoring ? " (partitions restoring or whose reload was not committed "
+                                                    "move to them later)"
+                                                  : "");
         loop_notify(l);
 }
 

@@ -11,6 +11,8 @@ enterprise again at once: those the new band A no longer holds rise to B
 with an adjustment whose cause is `reload`, carrying both rules versions,
 the score without the dropped credit.class_b points, at the partition's
 watermark (its last event before the reload), and the log counts them.
+The reload's transaction is aborted once (an injected EndTxn error): riskd
+keeps the old rules and state, tries again, and the outputs are the same.
 Then a broken rule file: riskd keeps the rules it has (the failure in its
 log), and the stream goes on under them.
 
@@ -133,6 +135,7 @@ def test(wd):
     first, second, third = lines[:2500], lines[2500:4500], lines[4500:]
     b = H.Broker(wd, partitions=12)
     r = H.Riskd(wd, b, name="riskd", rules=live, log_level="debug")
+    b.ok(f"coordinator transaction {r.cfg['transactional_id']} 1")
     r.start()
     rd = H.Reader(b.bootstrap)
 
@@ -145,9 +148,14 @@ def test(wd):
     # the good reload: swap the directory's contents, SIGHUP
     shutil.rmtree(live)
     shutil.copytree(new, live)
+    # riskd is idle: the next EndTxn is the reload's, and it aborts
+    b.ok("broker-errors 1 EndTxn 2 NOT_ENOUGH_REPLICAS NO_ERROR")
     mark = len(r.log_text())
     r.proc.send_signal(signal.SIGHUP)
     r.wait_log(r"reload done", 30, start=mark)
+    r.wait_log(r"the reload of partitions .* was not committed: they keep rules", 30, start=mark)
+    r.wait_log(r"applied to partition", 30, start=mark)
+    H.wait_pending(b, 1, "EndTxn", procs=[r], timeout=30)
     report = re.search(r"rules \S+ -> \S+: .*", r.log_text()[mark:]).group(0)
     H.log("riskd:", report)
     assert "1 changed and 1 new" in report and "credit.class_b" in report and "reload.penalty_seen" in report, report
