@@ -23,6 +23,7 @@
 #ifndef RISKD_ENGINE_H
 #define RISKD_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -187,7 +188,8 @@ void engine_grades_write(Engine *e, struct Buf *out);
  *
  * Records are versioned (first byte ENGINE_STATE_VERSION) and name rules
  * and flags by id, not by index, so a rule set with the same rules restores
- * exactly; state of a rule that no longer exists is dropped.
+ * exactly; state of a rule that no longer exists, or whose fingerprint
+ * differs from the one in the record, is dropped (see engine_regrade).
  */
 #define ENGINE_STATE_VERSION 1
 #define ENGINE_META_KEY "\x01riskd.partition"
@@ -230,6 +232,7 @@ int64_t engine_restore_finish(Engine *e);
  * Returns 0, or a negative errno.
  */
 typedef struct EngineReload {
+        char rules_before[24];     /* the version of the rules the state was of */
         uint32_t rules_kept;       /* same id, same compiled form: their state kept */
         uint32_t rules_changed;    /* same id, another compiled form: their state dropped */
         uint32_t rules_added, rules_removed;
@@ -241,5 +244,19 @@ typedef struct EngineReload {
 } EngineReload;
 
 int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep);
+
+/*
+ * A restart with other rules than the state's: engine_restore_finish()
+ * finds the rules version of the partition record different from the
+ * Engine's, the state of changed and removed rules having been dropped
+ * record by record (each record carries its rules' fingerprints; records
+ * written before they did keep everything by id), and the enterprises are
+ * due to be graded again as at a reload.  engine_regrade() does it in a
+ * batch it begins (adjustments with cause "reload", the enterprises whose
+ * state changed touched): commit it, or abort it and it is due again.
+ * Returns 0, or -EBUSY inside a batch.
+ */
+bool engine_regrade_due(const Engine *e);
+int engine_regrade(Engine *e, EngineReload *rep);
 
 #endif

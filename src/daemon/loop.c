@@ -891,7 +891,9 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         }
         pt->state = PART_ACTIVE;
         l->nrestoring--;
-        if (engine_rules(pt->e) != l->rs) /* restored under the rules before a reload */
+        /* restored under the rules before a reload, or from records of other
+         * rules (a restart with changed rules): graded again (reload_apply) */
+        if (engine_rules(pt->e) != l->rs || engine_regrade_due(pt->e))
                 l->reload_due = true;
         l->st.restores++;
         prom_observe(prom_series(l->m.restore_s, NULL), (double)(log_now_ms() - pt->rs_t0) / 1e3);
@@ -1442,20 +1444,28 @@ static void reload_report(Loop *l, const RuleSet *rs)
         buf_free(&gone);
 }
 
+/* It runs other rules than l->rs, or was restored from records of others. */
+static bool reload_due(const Loop *l, const Part *pt)
+{
+        return pt && pt->state == PART_ACTIVE && (engine_rules(pt->e) != l->rs || engine_regrade_due(pt->e));
+}
+
 /*
  * Moves every active Part whose Engine runs other rules than l->rs to them
  * (engine_reload: the state of unchanged rules kept, every enterprise
- * graded again), in a transaction of its own between two batches: the
+ * graded again), or grades again one restored from records of other rules
+ * (engine_regrade), in a transaction of its own between two batches: the
  * re-grade's adjustments and the records of the enterprises the reload
  * changed are committed together.  Not committed, the Parts keep their
- * Engines and old rules, and it is tried again a second later.
+ * Engines and old rules (or their re-grade stays due), and it is tried
+ * again a second later.
  */
 static void reload_apply(Loop *l)
 {
         l->reload_due = false;
         uint32_t due = 0;
         for (uint32_t p = 0; p < l->nparts; p++)
-                due += l->parts[p] && l->parts[p]->state == PART_ACTIVE && engine_rules(l->parts[p]->e) != l->rs;
+                due += reload_due(l, l->parts[p]);
         if (!due)
                 return;
         if (l->batch_open)
@@ -1468,22 +1478,24 @@ static void reload_apply(Loop *l)
         Buf parts = {0}, from = {0};
         for (uint32_t p = 0; p < l->nparts && !l->fatal; p++) {
                 Part *pt = l->parts[p];
-                if (!pt || pt->state != PART_ACTIVE || engine_rules(pt->e) == l->rs)
+                if (!reload_due(l, pt))
                         continue;
                 stats_fold(l, pt);
                 EngineReload rep;
                 Engine *n = NULL;
-                int r = engine_reload(pt->e, l->rs, &n, &rep);
+                bool swap = engine_rules(pt->e) != l->rs;
+                int r = swap ? engine_reload(pt->e, l->rs, &n, &rep) : engine_regrade(pt->e, &rep);
                 if (r < 0) {
                         fatal(l, "reload: partition %d: %s", pt->id, strerror(-r));
                         break;
                 }
-                const char *v = engine_rules(pt->e)->version;
-                if (!strstr(from.p ? from.p : "", v))
-                        buf_printf(&from, "%s%s", from.len ? ", " : "", v);
+                if (!strstr(from.p ? from.p : "", rep.rules_before))
+                        buf_printf(&from, "%s%s", from.len ? ", " : "", rep.rules_before);
                 buf_printf(&parts, "%s%d", parts.len ? ", " : "", pt->id);
-                old[p] = pt->e;
-                pt->e = n;
+                if (swap) {
+                        old[p] = pt->e;
+                        pt->e = n;
+                }
                 pt->in_batch = true;
                 sum.enterprises += rep.enterprises;
                 sum.state_dropped += rep.state_dropped;
@@ -1517,7 +1529,8 @@ static void reload_apply(Loop *l)
                            (unsigned long long)sum.rescored, (unsigned long long)sum.regraded,
                            (unsigned long long)sum.records);
         } else if (!l->fatal) {
-                log_warning("the reload of partition%s %s was not committed: they keep rules %s; retrying in 1 s",
+                log_warning("the reload of partition%s %s was not committed: they keep the state of rules %s; "
+                            "retrying in 1 s",
                             due == 1 ? "" : "s", parts.p ? parts.p : "", from.p ? from.p : "");
                 l->reload_due = true;
                 l->reload_retry_at = log_now_ms() + 1000;

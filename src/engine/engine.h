@@ -131,7 +131,8 @@ typedef struct Ent {
          * ov_bits; cleared by every change to them (grade.c) */
         uint8_t grade_clean;
         uint8_t touched : 1;    /* in the open batch's undo log (state.c) */
-        uint8_t reload_dirty : 1;       /* engine_reload dropped some of its state (reload.c) */
+        uint8_t reload_dirty : 1;       /* a restore under other rules dropped some of its state:
+                                         * its record is written again (reload.c) */
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;
@@ -301,10 +302,12 @@ struct Engine {
         Buf meta_undo;
         uint64_t *agg_fp;       /* rules_agg_fingerprint per aggregate */
         int64_t restore_next;   /* from the partition record, -1 none */
-        const uint8_t *reload_fresh;    /* during engine_reload: per rule, 1 = its state is dropped */
         uint32_t reload_dropped;        /* rule state ent_read left behind (a changed or removed
                                          * rule's, a removed flag's or aggregate's) */
-        char reload_from[24];           /* the rules version before the reload, for its adjustments */
+        char state_rules[24];           /* the rules version of the partition record read last, "" none */
+        char reload_from[24];           /* the rules version before a reload, for its adjustments */
+        bool regrade_due;               /* restored from records of other rules: engine_regrade */
+        bool regrade_open;              /* the open batch holds the regrade: an abort makes it due again */
 
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;

@@ -11,6 +11,7 @@
  * that has the same rules; what no longer exists is dropped.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,8 +205,7 @@ static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
 {
         for (uint32_t i = 0; i < e->rs->nrules; i++)
                 if (s_eq(s, n, e->rs->rules[i].id))
-                        /* a reload drops the state of rules that changed */
-                        return e->reload_fresh && e->reload_fresh[i] ? -1 : (int32_t)i;
+                        return (int32_t)i;
         return -1;
 }
 
@@ -315,6 +315,58 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 uint32_t at = (x->recent_pos + e->cfg.recent_ids - x->nrecent + i) % e->cfg.recent_ids;
                 put_u(b, ent_recent(e, x)[at]);
         }
+        /* the fingerprint of each contribution's and key state's rule, so
+         * that a restore under rules where it changed drops them, as a
+         * reload does (docs/rules.md §5.9); a reader that predates it
+         * ignores it */
+        buf_putc(b, 'F');
+        for (uint32_t i = 0; i < x->r->nc; i++)
+                put_u(b, rs->rules[x->r->c[i].rule].fingerprint);
+        for (uint32_t i = 0; i < x->nks; i++)
+                put_u(b, rs->rules[x->ks[i].rule].fingerprint);
+}
+
+/* The state of rules whose fingerprint in the record (fp, by index in the
+ * record; at[i]: the record index of the i-th kept item) differs from the
+ * rule's now: dropped, as a reload drops a changed rule's. */
+static void drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *cat, uint64_t nks,
+                         const uint32_t *kat)
+{
+        if (r->bad || r->p >= r->end || *r->p != 'F')
+                return; /* written before fingerprints were: kept by id */
+        r->p++;
+        uint64_t *fp = xmalloc((nc + nks + 1) * sizeof(uint64_t));
+        for (uint64_t i = 0; i < nc + nks; i++)
+                fp[i] = get_u(r);
+        if (r->bad) {
+                free(fp);
+                return;
+        }
+        const RuleSet *rs = e->rs;
+        if (x->r != &rare_none) {
+                EntRare *rr = ent_rare(e, x);
+                uint32_t k = 0;
+                for (uint32_t i = 0; i < rr->nc; i++) {
+                        if (fp[cat[i]] != rs->rules[rr->c[i].rule].fingerprint) {
+                                intern_put(&e->in, rr->c[i].event_id);
+                                e->reload_dropped++;
+                                continue;
+                        }
+                        rr->c[k++] = rr->c[i];
+                }
+                rr->nc = (uint16_t)k;
+        }
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < x->nks; i++) {
+                if (fp[nc + kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
+                        engine_ks_free(e, &x->ks[i]);
+                        e->reload_dropped++;
+                        continue;
+                }
+                x->ks[k++] = x->ks[i];
+        }
+        x->nks = (uint16_t)k;
+        free(fp);
 }
 
 static void ent_read(Engine *e, Ent *x, Rd *r)
@@ -327,6 +379,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->bad = true;
                 return;
         }
+        uint32_t dropped = e->reload_dropped;
         (void)get_f(r); /* the static score: ent_static_score */
         x->grade_clean = 0;
         /* a static rule's decision is kept under its id even when the rule
@@ -366,6 +419,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 }
         }
         uint64_t nc = get_u(r);
+        /* the record index of each one kept (at most 65535 are) */
+        uint32_t *cat = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nc && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
@@ -384,6 +439,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (rr->nc == rr->cc) {
                         rr->c = ent_grow(e, rr->c, &rr->cc, sizeof(Contrib));
                 }
+                cat[rr->nc] = (uint32_t)i;
                 rr->c[rr->nc++] = c;
         }
         uint64_t nf = get_u(r);
@@ -406,6 +462,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
         uint64_t nks = get_u(r);
+        uint32_t *kat = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
@@ -455,6 +512,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (x->nks == x->cks) {
                         x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState));
                 }
+                kat[x->nks] = (uint32_t)i;
                 x->ks[x->nks++] = ks;
         }
         uint64_t nw = get_u(r);
@@ -519,6 +577,12 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (x->nrecent < e->cfg.recent_ids)
                         x->nrecent++;
         }
+        if (nc < 65536 && nks < 65536)
+                drop_changed(e, x, r, nc, cat, nks, kat);
+        free(cat);
+        free(kat);
+        if (e->reload_dropped != dropped)
+                x->reload_dirty = 1;
 }
 
 /* ---- the partition record ---- */
@@ -537,6 +601,9 @@ static void meta_write(Engine *e, int64_t next, Buf *b)
                 put_i(b, h->src.offset);
                 put_s(b, h->bytes, h->len);
         }
+        /* the rules the state is of: a restore under others grades again */
+        buf_putc(b, 'V');
+        put_cs(b, e->rs->version);
 }
 
 static int64_t meta_read(Engine *e, Rd *r)
@@ -565,6 +632,14 @@ static int64_t meta_read(Engine *e, Rd *r)
                 if (!r->bad)
                         engine_held_push(e, bytes, bl, &src);
                 free(topic);
+        }
+        e->state_rules[0] = 0;
+        if (!r->bad && r->p < r->end && *r->p == 'V') {
+                r->p++;
+                uint32_t vl;
+                const char *v = get_s(r, &vl);
+                if (!r->bad)
+                        snprintf(e->state_rules, sizeof(e->state_rules), "%.*s", (int)vl, v);
         }
         return next;
 }
@@ -626,8 +701,11 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
 
 void engine_batch_commit(Engine *e)
 {
-        for (uint32_t i = 0; i < e->ntouched; i++)
+        for (uint32_t i = 0; i < e->ntouched; i++) {
                 e->touched[i]->touched = 0;
+                e->touched[i]->reload_dirty = 0; /* its record is written */
+        }
+        e->regrade_open = false;
         e->in_batch = false;
         e->ntouched = 0;
         e->undo.len = 0;
@@ -638,6 +716,8 @@ void engine_batch_abort(Engine *e)
 {
         if (!e->in_batch)
                 return;
+        if (e->regrade_open)
+                e->regrade_due = true;
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
@@ -681,5 +761,10 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
 int64_t engine_restore_finish(Engine *e)
 {
         engine_timers_rebuild(e);
+        if (e->state_rules[0] && strcmp(e->state_rules, e->rs->version) != 0) {
+                /* the state is of other rules: grade everyone again (engine_regrade) */
+                snprintf(e->reload_from, sizeof(e->reload_from), "%s", e->state_rules);
+                e->regrade_due = true;
+        }
         return e->restore_next;
 }

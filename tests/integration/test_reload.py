@@ -153,7 +153,7 @@ def test(wd):
     mark = len(r.log_text())
     r.proc.send_signal(signal.SIGHUP)
     r.wait_log(r"reload done", 30, start=mark)
-    r.wait_log(r"the reload of partitions .* was not committed: they keep rules", 30, start=mark)
+    r.wait_log(r"the reload of partitions .* was not committed: they keep the state of rules", 30, start=mark)
     r.wait_log(r"applied to partition", 30, start=mark)
     H.wait_pending(b, 1, "EndTxn", procs=[r], timeout=30)
     report = re.search(r"rules \S+ -> \S+: .*", r.log_text()[mark:]).group(0)

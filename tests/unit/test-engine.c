@@ -755,6 +755,117 @@ Test(engine, reload_records_restore_what_the_reload_left)
         rules_unref(rs);
 }
 
+/* A restart with changed rules is a reload: the records (each with its
+ * rules' fingerprints, the partition record with the rules version)
+ * restored under the new rules drop what the reload drops, the Engine is due
+ * to grade everyone again, and doing so gives the reload's adjustments,
+ * byte for byte, and the same state; an aborted re-grade is due again. */
+Test(engine, restart_with_changed_rules_is_a_reload)
+{
+        RuleSet *rs = load();
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        at = strstr(changed, "category == \"dairy\"\n    score: 20");
+        cr_assert_not_null(at);
+        memcpy(strstr(at, "20"), "50", 2); /* the static rule: kept at its new score, E1 rises to C */
+        RuleSet *rs2 = load_rules(changed);
+
+        Buf in = {0};
+        story(&in);
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
+        uint32_t cut = 0;
+        while (cut < n && !strstr(lines[cut], "\"s3\""))
+                cut++;
+        cut += 3;
+
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out oa = {0}, ob = {0};
+        Log log = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &oa), 0);
+        engine_batch_begin(e);
+        for (uint32_t k = 0; k < cut; k++)
+                engine_push(e, lines[k], strlen(lines[k]), NULL);
+        engine_batch_changes(e, cut, log_record, &log);
+        engine_batch_commit(e);
+
+        /* A: a live reload */
+        oa.all.len = 0;
+        Engine *a = NULL;
+        EngineReload ra;
+        cr_assert_eq(engine_reload(e, rs2, &a, &ra), 0);
+        engine_batch_commit(a);
+        cr_assert_not_null(strstr(oa.all.p, "\"cause\":\"reload\""), "%s", oa.all.p);
+        cr_assert_not_null(strstr(oa.all.p, rs->version), "%s", oa.all.p);
+        engine_free(e);
+
+        /* B: a restart under the new rules from the changelog */
+        Engine *b = NULL;
+        cr_assert_eq(engine_new(&b, rs2, &cfg, sink, &ob), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(b, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(b);
+        cr_assert(engine_regrade_due(b));
+        EngineReload rb;
+        cr_assert_eq(engine_regrade(b, &rb), 0);
+        engine_batch_abort(b); /* the transaction failed: nothing happened, still due */
+        cr_assert(engine_regrade_due(b));
+        ob.all.len = 0;
+        cr_assert_eq(engine_regrade(b, &rb), 0);
+        cr_assert(!engine_regrade_due(b));
+        engine_batch_commit(b);
+        cr_assert_str_eq(ob.all.p, oa.all.p);
+        cr_assert_str_eq(rb.rules_before, rs->version);
+        cr_assert_eq(rb.state_dropped, ra.state_dropped);
+        cr_assert_eq(rb.regraded, ra.regraded);
+        cr_assert_eq(rb.records, ra.records);
+        const char *ents[] = {"E1", "E2"};
+        for (int i = 0; i < 2; i++) {
+                char *x = engine_explain_json(a, ents[i], 2), *y = engine_explain_json(b, ents[i], 2);
+                cr_assert_str_eq(y, x);
+                cr_assert_null(strstr(x, "\"sampling.fail\""), "%s", x);
+                free(x);
+                free(y);
+        }
+        /* the same rules again: nothing is due */
+        Engine *c = NULL;
+        Out oc = {0};
+        cr_assert_eq(engine_new(&c, rs, &cfg, sink, &oc), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                engine_restore_record(c, log.key[k], log.klen[k], log.val[k], log.vlen[k]);
+        engine_restore_finish(c);
+        cr_assert(!engine_regrade_due(c));
+        engine_free(c);
+        out_free(&oc);
+
+        oa.all.len = ob.all.len = 0;
+        for (uint32_t k = cut; k < n; k++) {
+                engine_push(a, lines[k], strlen(lines[k]), NULL);
+                engine_push(b, lines[k], strlen(lines[k]), NULL);
+        }
+        engine_flush(a);
+        engine_flush(b);
+        engine_grades_write(a, &oa.all);
+        engine_grades_write(b, &ob.all);
+        cr_assert_str_eq(ob.all.p, oa.all.p);
+        engine_free(a);
+        engine_free(b);
+        free(lines);
+        free(copy);
+        free(changed);
+        log_free(&log);
+        out_free(&oa);
+        out_free(&ob);
+        buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
+
 /* ---- snapshots: what a timer firing says about the last event ---- */
 
 static const char snap_schema[] =
