@@ -154,21 +154,20 @@ static bool s_eq(const char *s, uint32_t n, const char *z)
         return z && strlen(z) == n && memcmp(s, z, n) == 0;
 }
 
-static int32_t slot_find(Engine *e, const char *path, uint32_t n, uint8_t type)
-{
-        const Schema *s = &e->rs->schema;
-        for (uint32_t i = 0; i < s->nslots; i++)
-                if (s->slot_type[i] == type && s_eq(path, n, s->slot_path[i]))
-                        return (int32_t)i;
-        return -1;
-}
-
-static int32_t get_slot(Engine *e, Rd *r)
+/* A slot named in a record (path and type): its index among the slots the
+ * caller keeps, cand[0 .. ncand), -1 none.  Not a lookup in the whole
+ * schema: fields of one path and type but other enums have slots of their
+ * own (schema.c), and the first of them need not be the one kept. */
+static int32_t get_slot_in(Engine *e, Rd *r, const uint32_t *cand, uint32_t ncand)
 {
         uint32_t n;
         const char *p = get_s(r, &n);
         uint8_t t = get_b(r);
-        return slot_find(e, p, n, t);
+        const Schema *s = &e->rs->schema;
+        for (uint32_t i = 0; i < ncand; i++)
+                if (s->slot_type[cand[i]] == t && s_eq(p, n, s->slot_path[cand[i]]))
+                        return (int32_t)i;
+        return -1;
 }
 
 /* A value into state (strings interned); slot < 0: read and dropped. */
@@ -407,12 +406,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         x->last_time = get_i(r);
         uint64_t np = get_u(r);
         for (uint64_t i = 0; i < np && !r->bad; i++) {
-                int32_t slot = get_slot(e, r);
-                int32_t at = -1;
-                for (uint32_t k = 0; k < e->nprof; k++)
-                        if ((int32_t)e->prof_slots[k] == slot)
-                                at = (int32_t)k;
-                Value v = get_v(e, r, at >= 0 ? slot : -1);
+                int32_t at = get_slot_in(e, r, e->prof_slots, e->nprof);
+                Value v = get_v(e, r, at >= 0 ? (int32_t)e->prof_slots[at] : -1);
                 if (at >= 0) {
                         engine_prof_set(e, x, (uint32_t)at, v);
                         intern_value_put(&e->in, v);
@@ -486,12 +481,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                         vals[q] = value_null();
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
-                        int32_t slot = get_slot(e, r);
-                        int32_t at = -1;
-                        for (uint32_t q = 0; ri && q < ri->nsnap; q++)
-                                if ((int32_t)ri->snap_slots[q] == slot)
-                                        at = (int32_t)q;
-                        Value v = get_v(e, r, at >= 0 ? slot : -1);
+                        int32_t at = ri ? get_slot_in(e, r, ri->snap_slots, ri->nsnap) : get_slot_in(e, r, NULL, 0);
+                        Value v = get_v(e, r, at >= 0 ? (int32_t)ri->snap_slots[at] : -1);
                         if (at >= 0) {
                                 intern_value_put(&e->in, vals[at]);
                                 vals[at] = v;
@@ -523,17 +514,11 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         if (e->agg_fp[k] == fp)
                                 agg = (int32_t)k;
                 uint64_t nrow = get_u(r);
-                int32_t slots[64];
-                for (uint64_t k = 0; k < nrow && !r->bad; k++) {
-                        int32_t sl = get_slot(e, r);
-                        if (k < 64)
-                                slots[k] = sl;
-                }
                 const Aggregate *a = agg >= 0 ? &rs->aggs[agg] : NULL;
                 if (a && (nrow != a->nrow_slots || nrow > 64))
                         a = NULL;
-                for (uint64_t k = 0; a && k < nrow; k++)
-                        if (slots[k] != (int32_t)a->row_slots[k])
+                for (uint64_t k = 0; k < nrow && !r->bad; k++)
+                        if (get_slot_in(e, r, a ? &a->row_slots[k] : NULL, a ? 1 : 0) < 0)
                                 a = NULL;
                 uint64_t rows = get_u(r);
                 e->reload_dropped += !a && rows;
@@ -552,7 +537,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         int64_t t = get_i(r);
                         Value tmp[64];
                         for (uint64_t k = 0; k < nrow; k++)
-                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? slots[k] : -1);
+                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? (int32_t)a->row_slots[k] : -1);
                         if (!w)
                                 continue;
                         if (w->n == w->cap) { /* more rows than the limit: keep the newest */
@@ -750,6 +735,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         if (!x)
                 return -ENOSPC;
         engine_ent_clear(e, x);
+        x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         if (vlen == 0) { /* tombstone */
                 engine_ent_remove(e, x);
                 return 0;

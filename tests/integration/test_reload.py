@@ -14,7 +14,10 @@ watermark (its last event before the reload), and the log counts them.
 The reload's transaction is aborted once (an injected EndTxn error): riskd
 keeps the old rules and state, tries again, and the outputs are the same.
 Then a broken rule file: riskd keeps the rules it has (the failure in its
-log), and the stream goes on under them.
+log), and the stream goes on under them.  Last, riskd stops, band B ends at
+40 instead of 45, and riskd starts again: once restored, every partition
+moves from the rules of its changelog to the new ones as a reload does,
+enterprises between 40 and 45 rising from B to C with cause reload.
 
 The reload happens between batches once every event before it was
 committed: the test knows it from riskd's debug log ("batch committed: N
@@ -69,35 +72,43 @@ def band(score, bands):
     return bands[-1][0]
 
 
-def check_reload_adjustments(got, by_partition, before, vold, vnew):
-    """The reload's own adjustments: at once, cause reload, both versions,
-    graded under the new bands, without the changed rule's points, at the
-    partition's watermark (grace 0: its last event before the reload)."""
+def check_reload_adjustments(got, by_partition, before, vold, vnew, new_bands, rise, dropped=None):
+    """The adjustments of the move from rules vold to vnew: at once, cause
+    reload, both versions, graded under the new bands, without the points
+    of the changed rule `dropped`, at the partition's watermark (grace 0:
+    its last event before the move; before: events per partition, None:
+    all); rise: (grade before, grade after, lowest score excluded, highest
+    score): some enterprise must have risen so by the new bands."""
     wm, part = {}, {}
     for p, lines in by_partition.items():
-        for i, line in enumerate(lines[:before.get(p, 0)]):
+        for line in lines[:before.get(p, 0)] if before is not None else lines:
             d = json.loads(line)
             part[d["enterprise"]["uscc"]] = p
             t = utc(d["occurred_at"])
             wm[p] = max(wm.get(p, t), t, key=lambda x: datetime.datetime.fromisoformat(x.replace("Z", "+00:00")))
-    new_bands = [("A", 25), ("B", 45), ("C", 60), ("D", None)]
     # a record of an aborted transaction stays visible on the mock: by id
-    rel = list({d["adjustment_id"]: d for d in got.adjustments if d["cause"] == "reload"}.values())
-    assert rel, "the reload raised no grade (cause reload)"
+    rel = list({d["adjustment_id"]: d for d in got.adjustments
+                if d["cause"] == "reload" and d["rules_version"] == vnew}.values())
+    assert rel, f"the move to rules {vnew} raised no grade (cause reload)"
     rises = 0
     for d in rel:
-        assert d["rules_version_before"] == vold and d["rules_version"] == vnew, d
+        assert d["rules_version_before"] == vold, d
         assert d["cause_event_id"] is None, d
         assert d["ts"] == wm[part[d["enterprise_id"]]], (d, wm[part[d["enterprise_id"]]])
         assert d["band"] == band(d["score"], new_bands), d
         assert d["score"] == d["static_score"] + sum(c["points"] for c in d["contributions"]), d
-        # every credit.class_b firing so far was before the reload: dropped
-        assert not any(c["rule_id"] == "credit.class_b" for c in d["contributions"]), d
-        rises += d["previous"]["grade"] == "A" and d["current"]["grade"] == "B" and 25 < d["score"] <= 30
-    assert rises, "no enterprise rose from A to B by the new band A"
+        # every firing of the changed rule so far was before the reload: dropped
+        assert not any(c["rule_id"] == dropped for c in d["contributions"]), d
+        rises += ((d["previous"]["grade"], d["current"]["grade"]) == rise[:2] and rise[2] < d["score"] <= rise[3])
+    assert rises, f"no enterprise rose from {rise[0]} to {rise[1]} by the new bands"
     assert not [d for d in got.adjustments if d["cause"] != "reload" and "rules_version_before" in d]
-    H.log(f"{len(rel)} adjustments with cause reload, {rises} of them A -> B by the new band A")
+    H.log(f"{len(rel)} adjustments with cause reload to {vnew}, {rises} of them {rise[0]} -> {rise[1]} by the new bands")
     return len(rel)
+
+
+def regraded_in_log(text):
+    """The enterprises re-graded by every move to new rules the log reports."""
+    return sum(int(n) for n in re.findall(r"applied to partitions? .* (\d+) re-graded", text))
 
 
 def test(wd):
@@ -159,9 +170,8 @@ def test(wd):
     report = re.search(r"rules \S+ -> \S+: .*", r.log_text()[mark:]).group(0)
     H.log("riskd:", report)
     assert "1 changed and 1 new" in report and "credit.class_b" in report and "reload.penalty_seen" in report, report
-    applied = re.search(r"rules \S+ -> \S+ applied to partitions? .*", r.log_text()[mark:]).group(0)
-    H.log("riskd:", applied)
-    regraded = int(re.search(r"(\d+) re-graded", applied).group(1))
+    H.log("riskd:", re.search(r"rules \S+ -> \S+ applied to partitions? .*", r.log_text()[mark:]).group(0))
+    regraded = regraded_in_log(r.log_text()[mark:])
 
     H.produce(b.bootstrap, second, produced=produced)
     wait_committed(r, len(first) + len(second))
@@ -177,7 +187,9 @@ def test(wd):
     assert any(d["rule_id"] == "reload.penalty_seen" for d in got.alerts), "the new rule never fired"
     assert any(d["rule_id"] == "credit.class_b" and "(7分)" in d["message"] for d in got.alerts), \
         "the changed rule never fired after the reload"
-    nrel = check_reload_adjustments(got, produced.by_partition(), before, version(old), version(new))
+    nrel = check_reload_adjustments(got, produced.by_partition(), before, version(old), version(new),
+                                    [("A", 25), ("B", 45), ("C", 60), ("D", None)], ("A", "B", 25, 30),
+                                    "credit.class_b")
     assert nrel == regraded, f"{nrel} adjustments with cause reload, the log says {regraded} re-graded"
 
     # a broken reload: the old rules stay
@@ -196,6 +208,32 @@ def test(wd):
     rd.quiesce(2)
     H.compare(rd.outputs(), exp, "after a broken reload")
     assert not H.dead_letter_reasons(rd), "dead letters from a clean stream"
+    assert r.term() == 0, r.log_tail()
+
+    # a restart with changed rules (band B ends at 40): the same as a reload
+    # once the partitions are restored, from the rules of the changelog
+    new2 = os.path.join(wd.path, "rules-new2")
+    shutil.copytree(new, new2)
+    with open(os.path.join(new2, "grading.yaml"), encoding="utf-8") as f:
+        text = f.read()
+    changed = text.replace("{ grade: B, max: 45,", "{ grade: B, max: 40,", 1)
+    assert changed != text, "band B not found in rules/grading.yaml"
+    with open(os.path.join(new2, "grading.yaml"), "w", encoding="utf-8") as f:
+        f.write(changed)
+    shutil.rmtree(live)
+    shutil.copytree(new2, live)
+    mark = len(r.log_text())
+    r.start()
+    r.wait_log(r"applied to partition", 60, start=mark)
+    rd.quiesce(2)
+    text = r.log_text()[mark:]
+    for line in re.findall(r"rules \S+ -> \S+ applied to .*", text):
+        H.log("riskd:", line)
+    nrel = check_reload_adjustments(rd.outputs(), produced.by_partition(), None, version(new), version(new2),
+                                    [("A", 25), ("B", 40), ("C", 60), ("D", None)], ("B", "C", 40, 45))
+    # only grading.yaml changed: no enterprise loses state (windows included)
+    assert not [n for n in re.findall(r"applied to .*?(\d+) lost the state", text) if n != "0"], text
+    assert nrel == regraded_in_log(text), f"{nrel} adjustments with cause reload, the log says otherwise:\n{text}"
     assert r.term() == 0, r.log_tail()
     rd.close()
     assert b.stop() == 0

@@ -551,6 +551,41 @@ Test(engine, restore_from_the_changelog_continues_exactly)
         rules_unref(rs);
 }
 
+/* Fields of one name and type with other enums have slots of their own:
+ * a record names a window's, the profile's and a snapshot's slots by name
+ * and type, and the restore must take the one the aggregate (the profile,
+ * the rule) reads, not the first of that name (the window was lost). */
+static const char twin_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { kind: [x, y] } }\n"
+        "  inspection: { fields: { result: [ok, bad], kind: [a, b] } }\n"
+        "  sampling: { fields: { result: [pass, fail], item: string } }\n";
+static const char twin_rules[] =
+        "rules:\n"
+        "  - id: sampling.twice\n    on: sampling\n"
+        "    when: count(sampling where result == \"fail\" within 30d) >= 2\n"
+        "    message: \"{enterprise.kind}\"\n"
+        "  - id: sampling.lead\n    on: sampling\n    when: result == \"fail\"\n    flags: { problem_lead: 30d }\n";
+
+Test(engine, restore_takes_the_slot_of_the_field_it_keeps)
+{
+        RuleSet *rs = load_with(twin_schema, twin_rules);
+        Buf in = {0};
+        ev(&in, "p1", "E1", 0, "enterprise", "\"kind\":\"y\"");
+        ev(&in, "s1", "E1", 1, "sampling", "\"result\":\"fail\",\"item\":\"a\"");
+        ev(&in, "i1", "E1", 2, "inspection", "\"result\":\"bad\",\"kind\":\"b\"");
+        ev(&in, "s2", "E1", 3, "sampling", "\"result\":\"fail\",\"item\":\"b\"");
+        Out o = run(rs, in.p, 0, 0);
+        cr_assert_not_null(strstr(o.all.p, "\"message\":\"y\""), "%s", o.all.p);
+        out_free(&o);
+        /* committed after p1 and s1, the process dies after i1 */
+        batches(rs, in.p, 2, 0, 3, 0);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
 /* ---- live reload (engine_reload) ---- */
 
 static RuleSet *load_rules(const char *rule_text)
