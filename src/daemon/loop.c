@@ -1445,7 +1445,7 @@ static void reload_report(Loop *l, const RuleSet *rs)
 }
 
 /* It runs other rules than l->rs, or was restored from records of others. */
-static bool reload_due(const Loop *l, const Part *pt)
+static bool part_reload_due(const Loop *l, const Part *pt)
 {
         return pt && pt->state == PART_ACTIVE && (engine_rules(pt->e) != l->rs || engine_regrade_due(pt->e));
 }
@@ -1465,7 +1465,7 @@ static void reload_apply(Loop *l)
         l->reload_due = false;
         uint32_t due = 0;
         for (uint32_t p = 0; p < l->nparts; p++)
-                due += reload_due(l, l->parts[p]);
+                due += part_reload_due(l, l->parts[p]);
         if (!due)
                 return;
         if (l->batch_open)
@@ -1478,7 +1478,7 @@ static void reload_apply(Loop *l)
         Buf parts = {0}, from = {0};
         for (uint32_t p = 0; p < l->nparts && !l->fatal; p++) {
                 Part *pt = l->parts[p];
-                if (!reload_due(l, pt))
+                if (!part_reload_due(l, pt))
                         continue;
                 stats_fold(l, pt);
                 EngineReload rep;
