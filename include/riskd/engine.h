@@ -31,6 +31,7 @@
 #ifndef RISKD_ENGINE_H
 #define RISKD_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -195,7 +196,8 @@ void engine_grades_write(Engine *e, struct Buf *out);
  *
  * Records are versioned (first byte ENGINE_STATE_VERSION) and name rules
  * and flags by id, not by index, so a rule set with the same rules restores
- * exactly; state of a rule that no longer exists is dropped.
+ * exactly; state of a rule that no longer exists, or whose fingerprint
+ * differs from the one in the record, is dropped (see engine_regrade).
  */
 #define ENGINE_STATE_VERSION 1
 #define ENGINE_META_KEY "\x01riskd.partition"
@@ -213,15 +215,56 @@ int64_t engine_restore_finish(Engine *e);
 /*
  * Live rule reload: a new Engine for rule set rs (referenced) carrying e's
  * state over, as a restore from e's own records would: every enterprise
- * with its profile, flags, grade and hysteresis clock, the windows of
- * aggregates whose fingerprint is unchanged, the points and the for/per/
- * cooldown state of rules whose compiled form is unchanged (same id, same
- * Rule.fingerprint), the watermark and the held events.  A rule that is
- * new or changed starts with no state; a static (profile) rule that changed
- * counts again from the enterprise's next profile update.  The event
- * counters carry over.  Call between batches; e is left as it was (free
- * it).  Returns 0, or a negative errno.
+ * with its profile, flags, static decisions, grade and hysteresis clock,
+ * the windows of aggregates whose fingerprint is unchanged, the points and
+ * the for/per/cooldown/absent state of rules whose compiled form is
+ * unchanged (same id, same Rule.fingerprint), the watermark and the held
+ * events.  A rule that is new or changed starts with no state: the live
+ * points of a changed rule are dropped, as are those of a removed rule.
+ * A static (profile) rule's decision is kept under its id and takes the
+ * rule's new score (its condition is decided again at the enterprise's next
+ * profile update).  The event counters carry over.
+ *
+ * Then every enterprise already graded is graded again under the new rules
+ * and grading, as of the watermark (or its last event time, if later): one
+ * whose grade, mode or inspections per year changes gets an adjustment with
+ * cause "reload" (a fall waits for the dwell like any other); the score
+ * alone changing gives none (docs/outputs.md).
+ *
+ * n comes back inside a batch (as after engine_batch_begin) that holds the
+ * reload: its adjustments were emitted, and the enterprises whose state it
+ * changed are touched, so engine_batch_changes(n, ...) gives their records.
+ * End the batch with engine_batch_commit(n); to give the reload up (the
+ * transaction aborted), free n: e is left as it was.  Call between batches
+ * of e; free e once n is committed.  rep, if not NULL, receives the counts.
+ * Returns 0, or a negative errno.
  */
-int engine_reload(Engine *e, RuleSet *rs, Engine **ret);
+typedef struct EngineReload {
+        char rules_before[24];     /* the version of the rules the state was of */
+        uint32_t rules_kept;       /* same id, same compiled form: their state kept */
+        uint32_t rules_changed;    /* same id, another compiled form: their state dropped */
+        uint32_t rules_added, rules_removed;
+        uint64_t enterprises;      /* in state */
+        uint64_t state_dropped;    /* enterprises that lost state of a changed or removed rule */
+        uint64_t rescored;         /* enterprises whose score changed */
+        uint64_t regraded;         /* grade, mode or frequency changed: an adjustment each */
+        uint64_t records;          /* enterprises touched in n's batch (their records rewritten) */
+} EngineReload;
+
+int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep);
+
+/*
+ * A restart with other rules than the state's: engine_restore_finish()
+ * finds the rules version of the partition record different from the
+ * Engine's, the state of changed and removed rules having been dropped
+ * record by record (each record carries its rules' fingerprints; records
+ * written before they did keep everything by id), and the enterprises are
+ * due to be graded again as at a reload.  engine_regrade() does it in a
+ * batch it begins (adjustments with cause "reload", the enterprises whose
+ * state changed touched): commit it, or abort it and it is due again.
+ * Returns 0, or -EBUSY inside a batch.
+ */
+bool engine_regrade_due(const Engine *e);
+int engine_regrade(Engine *e, EngineReload *rep);
 
 #endif

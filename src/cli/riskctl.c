@@ -566,12 +566,13 @@ static int replay_reload(Engine **e, const ReplayOpts *o, Replay *rp)
         if (!rs)
                 return -EINVAL;
         Engine *n = NULL;
-        int r = engine_reload(*e, rs, &n);
+        int r = engine_reload(*e, rs, &n, NULL);
         if (r < 0) {
                 fprintf(stderr, "riskctl replay: reload: %s\n", strerror(-r));
                 rules_unref(rs);
                 return r;
         }
+        engine_batch_commit(n); /* no changelog here: the reload's batch ends at once */
         /* alerts by rule go on under the new rules' indexes */
         uint64_t *by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
         for (uint32_t i = 0; i < rs->nrules; i++) {

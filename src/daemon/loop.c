@@ -120,7 +120,7 @@ typedef struct Metrics {
         Prom *p;
         PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
                 *restore_s, *restored, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
-                *partitions, *http, *stalls;
+                *partitions, *http, *stalls, *reload_ents;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed;
 } Metrics;
 
@@ -164,6 +164,8 @@ struct Loop {
         int64_t join_t0;         /* when the group was joined (subscribe), for the log */
         int64_t join_logged;     /* the last "still joining" line */
         uint64_t reloads_ok, reloads_failed;
+        bool reload_due;         /* an active Part's Engine runs other rules than rs (reload_apply) */
+        int64_t reload_retry_at;
         Metrics m;
         Httpd *http;
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
@@ -353,6 +355,10 @@ static void metrics_init(Loop *l)
                                  "result", NULL, 0);
         m->reload_ok = prom_series1(m->reloads, "ok");
         m->reload_failed = prom_series1(m->reloads, "failed");
+        m->reload_ents = prom_family(p, PROM_COUNTER, "riskd_reload_enterprises_total",
+                                     "Enterprises a rule reload changed, by change: state (lost the state of a "
+                                     "changed or removed rule), score, grade (an adjustment with cause reload)",
+                                     "change", NULL, 0);
         m->rules_info = prom_family(p, PROM_GAUGE, "riskd_rules_info", "The rules in use: 1 for their version",
                                     "version", NULL, 0);
         m->rules = prom_family(p, PROM_GAUGE, "riskd_rules", "Rules loaded, by status", "status", NULL, 0);
@@ -887,6 +893,10 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         }
         pt->state = PART_ACTIVE;
         l->nrestoring--;
+        /* restored under the rules before a reload, or from records of other
+         * rules (a restart with changed rules): graded again (reload_apply) */
+        if (engine_rules(pt->e) != l->rs || engine_regrade_due(pt->e))
+                l->reload_due = true;
         l->st.restores++;
         prom_observe(prom_series(l->m.restore_s, NULL), (double)(log_now_ms() - pt->rs_t0) / 1e3);
         prom_add(prom_series(l->m.restored, NULL), (double)pt->rs_records);
@@ -1446,13 +1456,108 @@ static void reload_report(Loop *l, const RuleSet *rs)
         buf_free(&gone);
 }
 
+/* It runs other rules than l->rs, or was restored from records of others. */
+static bool part_reload_due(const Loop *l, const Part *pt)
+{
+        return pt && pt->state == PART_ACTIVE && (engine_rules(pt->e) != l->rs || engine_regrade_due(pt->e));
+}
+
+/*
+ * Moves every active Part whose Engine runs other rules than l->rs to them
+ * (engine_reload: the state of unchanged rules kept, every enterprise
+ * graded again), or grades again one restored from records of other rules
+ * (engine_regrade), in a transaction of its own between two batches: the
+ * re-grade's adjustments and the records of the enterprises the reload
+ * changed are committed together.  Not committed, the Parts keep their
+ * Engines and old rules (or their re-grade stays due), and it is tried
+ * again a second later.
+ */
+static void reload_apply(Loop *l)
+{
+        l->reload_due = false;
+        uint32_t due = 0;
+        for (uint32_t p = 0; p < l->nparts; p++)
+                due += part_reload_due(l, l->parts[p]);
+        if (!due)
+                return;
+        if (l->batch_open)
+                batch_end(l, BATCH_COMMIT);
+        if (l->fatal || !batch_begin(l))
+                return;
+        int64_t t0 = log_now_ms();
+        Engine **old = xcalloc(l->nparts, sizeof(Engine *));
+        EngineReload sum = {0};
+        Buf parts = {0}, from = {0};
+        for (uint32_t p = 0; p < l->nparts && !l->fatal; p++) {
+                Part *pt = l->parts[p];
+                if (!part_reload_due(l, pt))
+                        continue;
+                stats_fold(l, pt);
+                EngineReload rep;
+                Engine *n = NULL;
+                bool swap = engine_rules(pt->e) != l->rs;
+                int r = swap ? engine_reload(pt->e, l->rs, &n, &rep) : engine_regrade(pt->e, &rep);
+                if (r < 0) {
+                        fatal(l, "reload: partition %d: %s", pt->id, strerror(-r));
+                        break;
+                }
+                if (!strstr(from.p ? from.p : "", rep.rules_before))
+                        buf_printf(&from, "%s%s", from.len ? ", " : "", rep.rules_before);
+                buf_printf(&parts, "%s%d", parts.len ? ", " : "", pt->id);
+                if (swap) {
+                        old[p] = pt->e;
+                        pt->e = n;
+                }
+                pt->in_batch = true;
+                sum.enterprises += rep.enterprises;
+                sum.state_dropped += rep.state_dropped;
+                sum.rescored += rep.rescored;
+                sum.regraded += rep.regraded;
+                sum.records += rep.records;
+        }
+        bool committed = batch_end(l, BATCH_COMMIT) && !l->fatal;
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || !old[p])
+                        continue;
+                if (committed) {
+                        engine_free(old[p]);
+                        pt->seen = *engine_stats(pt->e); /* carried over: counted already */
+                } else {
+                        engine_free(pt->e); /* its outputs went with the aborted transaction */
+                        pt->e = old[p];
+                }
+        }
+        free(old);
+        if (committed) {
+                prom_add(prom_series1(l->m.reload_ents, "state"), (double)sum.state_dropped);
+                prom_add(prom_series1(l->m.reload_ents, "score"), (double)sum.rescored);
+                prom_add(prom_series1(l->m.reload_ents, "grade"), (double)sum.regraded);
+                log_notice("rules %s -> %s applied to partition%s %s in %lld ms: %llu enterprises, %llu lost the "
+                           "state of changed or removed rules, %llu re-scored, %llu re-graded (adjustments with "
+                           "cause reload), %llu records rewritten",
+                           from.p, l->rs->version, due == 1 ? "" : "s", parts.p, (long long)(log_now_ms() - t0),
+                           (unsigned long long)sum.enterprises, (unsigned long long)sum.state_dropped,
+                           (unsigned long long)sum.rescored, (unsigned long long)sum.regraded,
+                           (unsigned long long)sum.records);
+        } else if (!l->fatal) {
+                log_warning("the reload of partition%s %s was not committed: they keep the state of rules %s; "
+                            "retrying in 1 s",
+                            due == 1 ? "" : "s", parts.p ? parts.p : "", from.p ? from.p : "");
+                l->reload_due = true;
+                l->reload_retry_at = log_now_ms() + 1000;
+        }
+        buf_free(&parts);
+        buf_free(&from);
+}
+
 /*
  * SIGHUP: the rules directory compiled beside the running rules; broken,
  * the old rules go on (the diagnostics in the log, the failure counted);
- * good, the open batch is committed and every Engine moves its state to
- * the new rules (engine_reload: unchanged rules keep theirs), so that no
- * event is lost or applied twice; Parts still restoring restart their
- * restore with the new rules.
+ * good, the open batch is committed and every active Engine moves its
+ * state to the new rules (reload_apply), so that no event is lost or
+ * applied twice; Parts still restoring finish their restore under the
+ * rules of their records, and move to the new rules once restored.
  */
 static void loop_reload(Loop *l)
 {
@@ -1491,21 +1596,14 @@ static void loop_reload(Loop *l)
         reload_report(l, rs);
         for (uint32_t p = 0; p < l->nparts; p++) {
                 Part *pt = l->parts[p];
-                if (!pt)
+                /* not started: it restores into the new rules */
+                if (!pt || pt->state != PART_RESTORE_WAIT)
                         continue;
                 Engine *n = NULL;
                 stats_fold(l, pt);
-                if (pt->state == PART_ACTIVE) {
-                        r = engine_reload(pt->e, rs, &n);
-                } else {
-                        /* not restored yet: restore again, into the new rules */
-                        if (pt->state == PART_RESTORING)
-                                changelog_reader_stop(l->reader, pt->id);
-                        pt->state = PART_RESTORE_WAIT;
-                        pt->rs_records = pt->rs_bad = 0;
-                        pt->rs_retry_at = 0;
-                        r = engine_new(&n, rs, &l->ecfg, loop_emit, l);
-                }
+                pt->rs_records = pt->rs_bad = 0;
+                pt->rs_retry_at = 0;
+                r = engine_new(&n, rs, &l->ecfg, loop_emit, l);
                 if (r < 0) {
                         fatal(l, "reload: partition %d: %s", pt->id, strerror(-r));
                         rules_unref(rs);
@@ -1513,7 +1611,7 @@ static void loop_reload(Loop *l)
                 }
                 engine_free(pt->e);
                 pt->e = n;
-                pt->seen = *engine_stats(n); /* carried over: counted already */
+                pt->seen = *engine_stats(n);
         }
         rules_unref(l->rs);
         l->rs = rs;
@@ -1521,8 +1619,12 @@ static void loop_reload(Loop *l)
         prom_add(l->m.reload_ok, 1);
         free(l->reload_error);
         l->reload_error = NULL;
-        log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions",
-                   (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l));
+        reload_apply(l);
+        log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions%s",
+                   (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l),
+                   l->reload_due || l->nrestoring ? " (partitions restoring or whose reload was not committed "
+                                                    "move to them later)"
+                                                  : "");
         loop_notify(l);
 }
 
@@ -1868,6 +1970,10 @@ int loop_run(Loop *l)
                 }
                 rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
                 now = log_now_ms();
+                if (l->reload_due && now >= l->reload_retry_at) {
+                        reload_apply(l);
+                        continue;
+                }
                 notify_watchdog(now);
                 if (!notify_is_ready() && l->assigned_once && !l->nrestoring)
                         loop_notify(l);

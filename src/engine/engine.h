@@ -130,7 +130,9 @@ typedef struct Ent {
          * changed since the last regrade, whose override results are
          * ov_bits; cleared by every change to them (grade.c) */
         uint8_t grade_clean;
-        uint8_t touched;        /* in the open batch's undo log (state.c) */
+        uint8_t touched : 1;    /* in the open batch's undo log (state.c) */
+        uint8_t reload_dirty : 1;       /* a restore under other rules dropped some of its state:
+                                         * its record is written again (reload.c) */
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;
@@ -311,7 +313,12 @@ struct Engine {
         Buf meta_undo;
         uint64_t *agg_fp;       /* rules_agg_fingerprint per aggregate */
         int64_t restore_next;   /* from the partition record, -1 none */
-        const uint8_t *reload_fresh;    /* during engine_reload: per rule, 1 = its state is dropped */
+        uint32_t reload_dropped;        /* rule state ent_read left behind (a changed or removed
+                                         * rule's, a removed flag's or aggregate's) */
+        char state_rules[24];           /* the rules version of the partition record read last, "" none */
+        char reload_from[24];           /* the rules version before a reload, for its adjustments */
+        bool regrade_due;               /* restored from records of other rules: engine_regrade */
+        bool regrade_open;              /* the open batch holds the regrade: an abort makes it due again */
 
         Value *aggbuf;          /* distinct(): values of one evaluation */
         uint32_t aggcap;
@@ -461,6 +468,9 @@ void engine_timers_rebuild(Engine *e);
 
 /* state.c */
 void state_touch(Engine *e, Ent *ent);
+/* ent is the last one touched: take it out of the batch again (a change
+ * that turned out to be none), its undo record with it. */
+void state_untouch(Engine *e, Ent *ent);
 
 /* window.c */
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f);
@@ -469,7 +479,7 @@ void window_free(Engine *e, Win *w);
 size_t window_bytes(const Engine *e, const Win *w);
 
 /* grade.c */
-typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER } GradeCause;
+typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER, CAUSE_RELOAD } GradeCause;
 void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
 double grade_score(Engine *e, Ent *ent, int64_t now);
 int32_t grade_band(const Grading *g, double score);

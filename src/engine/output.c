@@ -11,7 +11,7 @@
 
 #include "src/engine/engine.h"
 
-static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer"};
+static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload"};
 
 void out_time(Buf *b, int64_t ms)
 {
@@ -381,6 +381,10 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 buf_puts(b, "null");
         buf_puts(b, ",\"rules_version\":\"");
         buf_puts(b, e->rs->version);
+        if (cause == CAUSE_RELOAD) { /* and the rules it replaced */
+                buf_puts(b, "\",\"rules_version_before\":\"");
+                buf_puts(b, e->reload_from);
+        }
         buf_puts(b, "\"}");
         OutMeta m = {.enterprise = ent_key(ent)->s, .enterprise_len = ent_key(ent)->len,
                      .grade_from = first ? NULL : g->bands[pg].grade,

@@ -1,11 +1,15 @@
 /*
- * engine_reload (include/riskd/engine.h): the state of one Engine moved to
- * a new rule set through the changelog records (state.c), so that a reload
- * keeps exactly what a restart with the new rules would keep, minus the
- * state of rules whose compiled form changed (Engine.reload_fresh hides
- * them from the records' rule lookup).
+ * engine_reload and engine_regrade (include/riskd/engine.h): the state of
+ * one Engine moved to a new rule set through the changelog records
+ * (state.c), so that a reload keeps exactly what a restart with the new
+ * rules keeps: the records name rules by id and carry each rule's
+ * fingerprint, so the state of a rule whose compiled form changed is
+ * dropped either way.  Then every enterprise is graded again under the new
+ * rules, inside a batch, so that the adjustments and the records of what
+ * changed are committed together.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,13 +17,98 @@
 
 static void into(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
 {
-        Engine *n = ud;
         /* same limits as the source: an enterprise always finds room */
-        engine_restore_record(n, key, klen, val, vlen);
+        engine_restore_record(ud, key, klen, val, vlen);
 }
 
-int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
+static int ent_cmp(const void *a, const void *b)
 {
+        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
+}
+
+/* Grade every graded enterprise of n again, in key order (the outputs do
+ * not depend on the table's layout), in n's open batch: touched are those
+ * whose record changed (state dropped by the restore, Ent.reload_dirty, or
+ * grading state changed).  o: the same enterprises under the old rules, for
+ * their score before; NULL none. */
+static void regrade(Engine *n, Engine *o, EngineReload *rep)
+{
+        Ent **v = xmalloc((n->nents + 1) * sizeof(Ent *));
+        uint32_t nv = 0;
+        for (uint32_t i = 0; i < n->tabcap; i++)
+                if (n->tab[i])
+                        v[nv++] = tab_ent(n, i);
+        qsort(v, nv, sizeof(Ent *), ent_cmp);
+        rep->enterprises = nv;
+        for (uint32_t i = 0; i < nv; i++) {
+                Ent *x = v[i];
+                bool dirty = x->reload_dirty; /* cleared once its record is committed */
+                rep->state_dropped += dirty;
+                /* the time the partition has reached: timers fired up to the
+                 * watermark, and no applied event of x is later (unless held
+                 * events were forced out early) */
+                int64_t now = n->wm;
+                if (now == TIME_UNSET || x->last_time > now)
+                        now = x->last_time;
+                if (x->grade < 0 || now == TIME_UNSET) {
+                        if (dirty) {
+                                state_touch(n, x);
+                                rep->records++;
+                        }
+                        continue;
+                }
+                Ent *ox = o ? engine_ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
+                double before = ox ? grade_score(o, ox, now) : 0;
+                state_touch(n, x);
+                int16_t held = x->held, g = x->grade, m = x->mode;
+                double f = x->per_year;
+                int64_t below = x->r->below_since;
+                uint16_t nc = x->r->nc, nf = x->r->nf;
+                grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
+                rep->rescored += ox && grade_score(n, x, now) != before;
+                bool regraded = x->grade != g || x->mode != m || x->per_year != f;
+                rep->regraded += regraded;
+                if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
+                    x->r->nf != nf)
+                        rep->records++;
+                else
+                        state_untouch(n, x);
+        }
+        free(v);
+}
+
+bool engine_regrade_due(const Engine *e)
+{
+        return e->regrade_due;
+}
+
+static void regrade_batch(Engine *e, Engine *o, EngineReload *rep)
+{
+        snprintf(rep->rules_before, sizeof(rep->rules_before), "%s", e->reload_from);
+        engine_batch_begin(e);
+        e->regrade_due = false;
+        e->regrade_open = true;
+        regrade(e, o, rep);
+}
+
+int engine_regrade(Engine *e, EngineReload *rep)
+{
+        EngineReload scratch;
+        if (!rep)
+                rep = &scratch;
+        memset(rep, 0, sizeof(*rep));
+        if (e->in_batch)
+                return -EBUSY;
+        regrade_batch(e, NULL, rep);
+        return 0;
+}
+
+int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
+{
+        EngineReload scratch;
+        if (!rep)
+                rep = &scratch;
+        memset(rep, 0, sizeof(*rep));
         if (e->in_batch)
                 return -EBUSY;
         Engine *n = NULL;
@@ -27,16 +116,15 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
         if (r < 0)
                 return r;
 
-        uint8_t *fresh = xcalloc(rs->nrules + 1, 1);
+        uint32_t kept = 0, changed = 0, added = 0, removed = 0;
         for (uint32_t i = 0; i < rs->nrules; i++) {
-                const Rule *nr = &rs->rules[i];
-                fresh[i] = 1;
-                for (uint32_t k = 0; k < e->rs->nrules; k++)
-                        if (strcmp(e->rs->rules[k].id, nr->id) == 0) {
-                                fresh[i] = e->rs->rules[k].fingerprint != nr->fingerprint;
-                                break;
-                        }
+                const Rule *old = rules_find(e->rs, rs->rules[i].id);
+                kept += old && old->fingerprint == rs->rules[i].fingerprint;
+                changed += old && old->fingerprint != rs->rules[i].fingerprint;
+                added += !old;
         }
+        for (uint32_t k = 0; k < e->rs->nrules; k++)
+                removed += !rules_find(rs, e->rs->rules[k].id);
 
         /* every enterprise's record and the partition record, as a batch
          * that touched them all would write them */
@@ -44,13 +132,12 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
         for (uint32_t i = 0; i < e->tabcap; i++)
                 if (e->tab[i])
                         state_touch(e, tab_ent(e, i));
-        n->reload_fresh = fresh;
         engine_batch_changes(e, e->restore_next, into, n);
-        n->reload_fresh = NULL;
         engine_batch_commit(e);
-        free(fresh);
         n->restore_next = e->restore_next;
         engine_restore_finish(n);
+        /* graded again even when the version is the same (nothing changes then) */
+        snprintf(n->reload_from, sizeof(n->reload_from), "%s", e->rs->version);
 
         /* the static part follows the static rules still matching (ent_static_score) */
         for (uint32_t i = 0; i < n->tabcap; i++)
@@ -74,6 +161,11 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret)
                 if (nt >= 0)
                         s->by_type[nt] += o->by_type[t];
         }
+        regrade_batch(n, e, rep);
+        rep->rules_kept = kept;
+        rep->rules_changed = changed;
+        rep->rules_added = added;
+        rep->rules_removed = removed;
         *ret = n;
         return 0;
 }

@@ -11,6 +11,7 @@
  * that has the same rules; what no longer exists is dropped.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,21 +154,20 @@ static bool s_eq(const char *s, uint32_t n, const char *z)
         return z && strlen(z) == n && memcmp(s, z, n) == 0;
 }
 
-static int32_t slot_find(Engine *e, const char *path, uint32_t n, uint8_t type)
-{
-        const Schema *s = &e->rs->schema;
-        for (uint32_t i = 0; i < s->nslots; i++)
-                if (s->slot_type[i] == type && s_eq(path, n, s->slot_path[i]))
-                        return (int32_t)i;
-        return -1;
-}
-
-static int32_t get_slot(Engine *e, Rd *r)
+/* A slot named in a record (path and type): its index among the slots the
+ * caller keeps, cand[0 .. ncand), -1 none.  Not a lookup in the whole
+ * schema: fields of one path and type but other enums have slots of their
+ * own (schema.c), and the first of them need not be the one kept. */
+static int32_t get_slot_in(Engine *e, Rd *r, const uint32_t *cand, uint32_t ncand)
 {
         uint32_t n;
         const char *p = get_s(r, &n);
         uint8_t t = get_b(r);
-        return slot_find(e, p, n, t);
+        const Schema *s = &e->rs->schema;
+        for (uint32_t i = 0; i < ncand; i++)
+                if (s->slot_type[cand[i]] == t && s_eq(p, n, s->slot_path[cand[i]]))
+                        return (int32_t)i;
+        return -1;
 }
 
 /* A value into state (strings interned); slot < 0: read and dropped. */
@@ -204,8 +204,7 @@ static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
 {
         for (uint32_t i = 0; i < e->rs->nrules; i++)
                 if (s_eq(s, n, e->rs->rules[i].id))
-                        /* a reload drops the state of rules that changed */
-                        return e->reload_fresh && e->reload_fresh[i] ? -1 : (int32_t)i;
+                        return (int32_t)i;
         return -1;
 }
 
@@ -315,6 +314,58 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 uint32_t at = (x->recent_pos + e->cfg.recent_ids - x->nrecent + i) % e->cfg.recent_ids;
                 put_u(b, ent_recent(e, x)[at]);
         }
+        /* the fingerprint of each contribution's and key state's rule, so
+         * that a restore under rules where it changed drops them, as a
+         * reload does (docs/rules.md §5.9); a reader that predates it
+         * ignores it */
+        buf_putc(b, 'F');
+        for (uint32_t i = 0; i < x->r->nc; i++)
+                put_u(b, rs->rules[x->r->c[i].rule].fingerprint);
+        for (uint32_t i = 0; i < x->nks; i++)
+                put_u(b, rs->rules[x->ks[i].rule].fingerprint);
+}
+
+/* The state of rules whose fingerprint in the record (fp, by index in the
+ * record; at[i]: the record index of the i-th kept item) differs from the
+ * rule's now: dropped, as a reload drops a changed rule's. */
+static void drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *cat, uint64_t nks,
+                         const uint32_t *kat)
+{
+        if (r->bad || r->p >= r->end || *r->p != 'F')
+                return; /* written before fingerprints were: kept by id */
+        r->p++;
+        uint64_t *fp = xmalloc((nc + nks + 1) * sizeof(uint64_t));
+        for (uint64_t i = 0; i < nc + nks; i++)
+                fp[i] = get_u(r);
+        if (r->bad) {
+                free(fp);
+                return;
+        }
+        const RuleSet *rs = e->rs;
+        if (x->r != &rare_none) {
+                EntRare *rr = ent_rare(e, x);
+                uint32_t k = 0;
+                for (uint32_t i = 0; i < rr->nc; i++) {
+                        if (fp[cat[i]] != rs->rules[rr->c[i].rule].fingerprint) {
+                                intern_put(&e->in, rr->c[i].event_id);
+                                e->reload_dropped++;
+                                continue;
+                        }
+                        rr->c[k++] = rr->c[i];
+                }
+                rr->nc = (uint16_t)k;
+        }
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < x->nks; i++) {
+                if (fp[nc + kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
+                        engine_ks_free(e, &x->ks[i]);
+                        e->reload_dropped++;
+                        continue;
+                }
+                x->ks[k++] = x->ks[i];
+        }
+        x->nks = (uint16_t)k;
+        free(fp);
 }
 
 static void ent_read(Engine *e, Ent *x, Rd *r)
@@ -327,14 +378,22 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->bad = true;
                 return;
         }
+        uint32_t dropped = e->reload_dropped;
         (void)get_f(r); /* the static score: ent_static_score */
         x->grade_clean = 0;
+        /* a static rule's decision is kept under its id even when the rule
+         * changed (it is decided again at the next profile update: the
+         * fields it read are not all kept) */
         uint64_t nst = get_u(r);
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 s = get_s(r, &n);
+                bool found = false;
                 for (uint32_t k = 0; k < e->nstatic; k++)
-                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id))
+                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id)) {
                                 ent_static(e, x)[k / 64] |= 1ull << (k % 64);
+                                found = true;
+                        }
+                e->reload_dropped += !found;
         }
         s = get_s(r, &n);
         x->held = (int16_t)grade_by_name(g, s, n);
@@ -347,18 +406,16 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         x->last_time = get_i(r);
         uint64_t np = get_u(r);
         for (uint64_t i = 0; i < np && !r->bad; i++) {
-                int32_t slot = get_slot(e, r);
-                int32_t at = -1;
-                for (uint32_t k = 0; k < e->nprof; k++)
-                        if ((int32_t)e->prof_slots[k] == slot)
-                                at = (int32_t)k;
-                Value v = get_v(e, r, at >= 0 ? slot : -1);
+                int32_t at = get_slot_in(e, r, e->prof_slots, e->nprof);
+                Value v = get_v(e, r, at >= 0 ? (int32_t)e->prof_slots[at] : -1);
                 if (at >= 0) {
                         engine_prof_set(e, x, (uint32_t)at, v);
                         intern_value_put(&e->in, v);
                 }
         }
         uint64_t nc = get_u(r);
+        /* the record index of each one kept (at most 65535 are) */
+        uint32_t *cat = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nc && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
@@ -367,14 +424,17 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 c.expires = get_i(r);
                 c.rectify = get_i(r);
                 s = get_s(r, &n);
-                if (rule < 0 || r->bad)
+                if (rule < 0 || r->bad) {
+                        e->reload_dropped += !r->bad;
                         continue;
+                }
                 c.rule = (uint16_t)rule;
                 c.event_id = intern_get(&e->in, s, n);
                 EntRare *rr = ent_rare(e, x);
                 if (rr->nc == rr->cc) {
                         rr->c = ent_grow(e, rr->c, &rr->cc, sizeof(Contrib));
                 }
+                cat[rr->nc] = (uint32_t)i;
                 rr->c[rr->nc++] = c;
         }
         uint64_t nf = get_u(r);
@@ -386,8 +446,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 flag = (int32_t)k;
                 uint8_t fp = get_b(r);
                 int64_t until = get_i(r);
-                if (flag < 0)
+                if (flag < 0) {
+                        e->reload_dropped++;
                         continue;
+                }
                 EntRare *rr = ent_rare(e, x);
                 if (rr->nf == rr->cf) {
                         rr->f = ent_grow(e, rr->f, &rr->cf, sizeof(FlagState));
@@ -395,6 +457,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
         uint64_t nks = get_u(r);
+        uint32_t *kat = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
@@ -418,12 +481,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                         vals[q] = value_null();
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
-                        int32_t slot = get_slot(e, r);
-                        int32_t at = -1;
-                        for (uint32_t q = 0; ri && q < ri->nsnap; q++)
-                                if ((int32_t)ri->snap_slots[q] == slot)
-                                        at = (int32_t)q;
-                        Value v = get_v(e, r, at >= 0 ? slot : -1);
+                        int32_t at = ri ? get_slot_in(e, r, ri->snap_slots, ri->nsnap) : get_slot_in(e, r, NULL, 0);
+                        Value v = get_v(e, r, at >= 0 ? (int32_t)ri->snap_slots[at] : -1);
                         if (at >= 0) {
                                 intern_value_put(&e->in, vals[at]);
                                 vals[at] = v;
@@ -437,12 +496,14 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         vals[q] = value_null();
                 }
                 if (rule < 0 || r->bad) {
+                        e->reload_dropped += !r->bad;
                         engine_ks_free(e, &ks);
                         continue;
                 }
                 if (x->nks == x->cks) {
                         x->ks = ent_grow(e, x->ks, &x->cks, sizeof(KeyState));
                 }
+                kat[x->nks] = (uint32_t)i;
                 x->ks[x->nks++] = ks;
         }
         uint64_t nw = get_u(r);
@@ -453,19 +514,14 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         if (e->agg_fp[k] == fp)
                                 agg = (int32_t)k;
                 uint64_t nrow = get_u(r);
-                int32_t slots[64];
-                for (uint64_t k = 0; k < nrow && !r->bad; k++) {
-                        int32_t sl = get_slot(e, r);
-                        if (k < 64)
-                                slots[k] = sl;
-                }
                 const Aggregate *a = agg >= 0 ? &rs->aggs[agg] : NULL;
                 if (a && (nrow != a->nrow_slots || nrow > 64))
                         a = NULL;
-                for (uint64_t k = 0; a && k < nrow; k++)
-                        if (slots[k] != (int32_t)a->row_slots[k])
+                for (uint64_t k = 0; k < nrow && !r->bad; k++)
+                        if (get_slot_in(e, r, a ? &a->row_slots[k] : NULL, a ? 1 : 0) < 0)
                                 a = NULL;
                 uint64_t rows = get_u(r);
+                e->reload_dropped += !a && rows;
                 Win *w = NULL;
                 if (a && rows && !e->agg_keyed[agg]) {
                         if (x->nw == x->cw) {
@@ -481,7 +537,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         int64_t t = get_i(r);
                         Value tmp[64];
                         for (uint64_t k = 0; k < nrow; k++)
-                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? slots[k] : -1);
+                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? (int32_t)a->row_slots[k] : -1);
                         if (!w)
                                 continue;
                         if (w->n == w->cap) { /* more rows than the limit: keep the newest */
@@ -506,6 +562,12 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (x->nrecent < e->cfg.recent_ids)
                         x->nrecent++;
         }
+        if (nc < 65536 && nks < 65536)
+                drop_changed(e, x, r, nc, cat, nks, kat);
+        free(cat);
+        free(kat);
+        if (e->reload_dropped != dropped)
+                x->reload_dirty = 1;
 }
 
 /* ---- the partition record ---- */
@@ -534,6 +596,9 @@ static void meta_write(Engine *e, int64_t next, Buf *b)
                 put_i(b, h->src.offset);
                 put_s(b, h->bytes, h->len);
         }
+        /* the rules the state is of: a restore under others grades again */
+        buf_putc(b, 'V');
+        put_cs(b, e->rs->version);
 }
 
 static int64_t meta_read(Engine *e, Rd *r)
@@ -563,10 +628,28 @@ static int64_t meta_read(Engine *e, Rd *r)
                         engine_held_push(e, bytes, bl, &src);
                 free(topic);
         }
+        e->state_rules[0] = 0;
+        if (!r->bad && r->p < r->end && *r->p == 'V') {
+                r->p++;
+                uint32_t vl;
+                const char *v = get_s(r, &vl);
+                if (!r->bad)
+                        snprintf(e->state_rules, sizeof(e->state_rules), "%.*s", (int)vl, v);
+        }
         return next;
 }
 
 /* ---- batches ---- */
+
+void state_untouch(Engine *e, Ent *ent)
+{
+        if (!ent->touched || !e->ntouched || e->touched[e->ntouched - 1] != ent)
+                return;
+        e->ntouched--;
+        if (e->undo_off[e->ntouched] != UINT64_MAX)
+                e->undo.len = e->undo_off[e->ntouched];
+        ent->touched = 0;
+}
 
 void state_touch(Engine *e, Ent *ent)
 {
@@ -613,8 +696,11 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
 
 void engine_batch_commit(Engine *e)
 {
-        for (uint32_t i = 0; i < e->ntouched; i++)
+        for (uint32_t i = 0; i < e->ntouched; i++) {
                 e->touched[i]->touched = 0;
+                e->touched[i]->reload_dirty = 0; /* its record is written */
+        }
+        e->regrade_open = false;
         e->in_batch = false;
         e->ntouched = 0;
         e->undo.len = 0;
@@ -625,6 +711,8 @@ void engine_batch_abort(Engine *e)
 {
         if (!e->in_batch)
                 return;
+        if (e->regrade_open)
+                e->regrade_due = true;
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
@@ -657,6 +745,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         if (!x)
                 return -ENOSPC;
         engine_ent_clear(e, x);
+        x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         if (vlen == 0) { /* tombstone */
                 engine_ent_remove(e, x);
                 return 0;
@@ -668,5 +757,10 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
 int64_t engine_restore_finish(Engine *e)
 {
         engine_timers_rebuild(e);
+        if (e->state_rules[0] && strcmp(e->state_rules, e->rs->version) != 0) {
+                /* the state is of other rules: grade everyone again (engine_regrade) */
+                snprintf(e->reload_from, sizeof(e->reload_from), "%s", e->state_rules);
+                e->regrade_due = true;
+        }
         return e->restore_next;
 }

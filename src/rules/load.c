@@ -995,9 +995,11 @@ static void rule_build(Loader *L, RuleDef *rd)
         rs->nrules++;
 }
 
-/* A rule's fingerprint covers everything that shapes its state and output
- * (condition, keys, template), so an unchanged rule keeps its state on
- * reload and a changed one starts fresh. */
+/* A rule's fingerprint covers everything that shapes its state and points
+ * (compiled condition, types, key, timings, score, flags, severity,
+ * status; not desc, message, actions or basis), so an unchanged rule
+ * keeps its state on reload and a changed one starts fresh (docs/rules.md
+ * §5.9). */
 static uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r)
 {
         uint64_t h = r->fingerprint;

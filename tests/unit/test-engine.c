@@ -711,6 +711,41 @@ Test(engine, held_ties_keep_their_order_through_abort_and_restore)
         rules_unref(rs);
 }
 
+/* Fields of one name and type with other enums have slots of their own:
+ * a record names a window's, the profile's and a snapshot's slots by name
+ * and type, and the restore must take the one the aggregate (the profile,
+ * the rule) reads, not the first of that name (the window was lost). */
+static const char twin_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { kind: [x, y] } }\n"
+        "  inspection: { fields: { result: [ok, bad], kind: [a, b] } }\n"
+        "  sampling: { fields: { result: [pass, fail], item: string } }\n";
+static const char twin_rules[] =
+        "rules:\n"
+        "  - id: sampling.twice\n    on: sampling\n"
+        "    when: count(sampling where result == \"fail\" within 30d) >= 2\n"
+        "    message: \"{enterprise.kind}\"\n"
+        "  - id: sampling.lead\n    on: sampling\n    when: result == \"fail\"\n    flags: { problem_lead: 30d }\n";
+
+Test(engine, restore_takes_the_slot_of_the_field_it_keeps)
+{
+        RuleSet *rs = load_with(twin_schema, twin_rules);
+        Buf in = {0};
+        ev(&in, "p1", "E1", 0, "enterprise", "\"kind\":\"y\"");
+        ev(&in, "s1", "E1", 1, "sampling", "\"result\":\"fail\",\"item\":\"a\"");
+        ev(&in, "i1", "E1", 2, "inspection", "\"result\":\"bad\",\"kind\":\"b\"");
+        ev(&in, "s2", "E1", 3, "sampling", "\"result\":\"fail\",\"item\":\"b\"");
+        Out o = run(rs, in.p, 0, 0);
+        cr_assert_not_null(strstr(o.all.p, "\"message\":\"y\""), "%s", o.all.p);
+        out_free(&o);
+        /* committed after p1 and s1, the process dies after i1 */
+        batches(rs, in.p, 2, 0, 3, 0);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
 /* ---- live reload (engine_reload) ---- */
 
 static RuleSet *load_rules(const char *rule_text)
@@ -734,7 +769,8 @@ static Out run_reloading(RuleSet *rs1, RuleSet *rs2, const char *text, uint32_t 
                         Engine *n = NULL;
                         if (explain_before)
                                 *explain_before = engine_explain_json(e, "E1", 2);
-                        cr_assert_eq(engine_reload(e, rs2, &n), 0);
+                        cr_assert_eq(engine_reload(e, rs2, &n, NULL), 0);
+                        engine_batch_commit(n);
                         engine_free(e);
                         e = n;
                         if (explain_after)
@@ -816,6 +852,210 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
         free(changed);
         buf_free(&r2);
         out_free(&o);
+        buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
+
+/* The changelog after a reload: the records the reload's batch wrote, over
+ * those written before it, restore under the new rules exactly what the
+ * reload left (a restart after it changes nothing), and both go on alike. */
+Test(engine, reload_records_restore_what_the_reload_left)
+{
+        RuleSet *rs = load();
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        RuleSet *rs2 = load_rules(changed);
+
+        Buf in = {0};
+        story(&in);
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
+        uint32_t cut = 0; /* after E2's failed sample s3 (minute 220) */
+        while (cut < n && !strstr(lines[cut], "\"s3\""))
+                cut++;
+        cut += 3;
+        cr_assert_lt(cut, n);
+
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0}, o2 = {0};
+        Log log = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t i = 0; i < cut; i += 40) {
+                engine_batch_begin(e);
+                for (uint32_t k = i; k < cut && k < i + 40; k++)
+                        engine_push(e, lines[k], strlen(lines[k]), NULL);
+                engine_batch_changes(e, i + 40 < cut ? i + 40 : cut, log_record, &log);
+                engine_batch_commit(e);
+        }
+        char *before = engine_explain_json(e, "E1", 2);
+        cr_assert_not_null(strstr(before, "\"sampling.fail\""), "%s", before);
+
+        Engine *nx = NULL;
+        EngineReload rep;
+        cr_assert_eq(engine_reload(e, rs2, &nx, &rep), 0);
+        cr_assert_eq(rep.rules_changed, 1);
+        cr_assert_eq(rep.rules_kept, 4);
+        cr_assert_eq(rep.rules_added + rep.rules_removed, 0);
+        cr_assert_eq(rep.enterprises, 2);
+        cr_assert_eq(rep.state_dropped, 2, "E1's and E2's sampling.fail points: %llu",
+                     (unsigned long long)rep.state_dropped);
+        cr_assert_eq(rep.rescored, 2);
+        uint32_t nlog = log.n;
+        engine_batch_changes(nx, cut, log_record, &log);
+        engine_batch_commit(nx);
+        cr_assert_eq(log.n - nlog, rep.records + 1, "%u records for %llu enterprises and the partition", log.n - nlog,
+                     (unsigned long long)rep.records);
+        engine_free(e);
+
+        Engine *r = NULL;
+        cr_assert_eq(engine_new(&r, rs2, &cfg, sink, &o2), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(r, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        cr_assert_eq(engine_restore_finish(r), (int64_t)cut);
+        const char *ents[] = {"E1", "E2"};
+        for (int i = 0; i < 2; i++) {
+                char *a = engine_explain_json(nx, ents[i], 2), *b = engine_explain_json(r, ents[i], 2);
+                cr_assert_str_eq(b, a, "%s restored from the changelog differs from the reloaded state", ents[i]);
+                cr_assert_null(strstr(a, "\"sampling.fail\""), "%s", a);
+                free(a);
+                free(b);
+        }
+        o.all.len = 0;
+        for (uint32_t k = cut; k < n; k++) {
+                engine_push(nx, lines[k], strlen(lines[k]), NULL);
+                engine_push(r, lines[k], strlen(lines[k]), NULL);
+        }
+        engine_flush(nx);
+        engine_flush(r);
+        engine_grades_write(nx, &o.all);
+        engine_grades_write(r, &o2.all);
+        cr_assert_str_eq(o2.all.p, o.all.p);
+        engine_free(nx);
+        engine_free(r);
+        free(before);
+        free(lines);
+        free(copy);
+        free(changed);
+        log_free(&log);
+        out_free(&o);
+        out_free(&o2);
+        buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
+
+/* A restart with changed rules is a reload: the records (each with its
+ * rules' fingerprints, the partition record with the rules version)
+ * restored under the new rules drop what the reload drops, the Engine is due
+ * to grade everyone again, and doing so gives the reload's adjustments,
+ * byte for byte, and the same state; an aborted re-grade is due again. */
+Test(engine, restart_with_changed_rules_is_a_reload)
+{
+        RuleSet *rs = load();
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        at = strstr(changed, "category == \"dairy\"\n    score: 20");
+        cr_assert_not_null(at);
+        memcpy(strstr(at, "20"), "50", 2); /* the static rule: kept at its new score, E1 rises to C */
+        RuleSet *rs2 = load_rules(changed);
+
+        Buf in = {0};
+        story(&in);
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
+        uint32_t cut = 0;
+        while (cut < n && !strstr(lines[cut], "\"s3\""))
+                cut++;
+        cut += 3;
+
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out oa = {0}, ob = {0};
+        Log log = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &oa), 0);
+        engine_batch_begin(e);
+        for (uint32_t k = 0; k < cut; k++)
+                engine_push(e, lines[k], strlen(lines[k]), NULL);
+        engine_batch_changes(e, cut, log_record, &log);
+        engine_batch_commit(e);
+
+        /* A: a live reload */
+        oa.all.len = 0;
+        Engine *a = NULL;
+        EngineReload ra;
+        cr_assert_eq(engine_reload(e, rs2, &a, &ra), 0);
+        engine_batch_commit(a);
+        cr_assert_not_null(strstr(oa.all.p, "\"cause\":\"reload\""), "%s", oa.all.p);
+        cr_assert_not_null(strstr(oa.all.p, rs->version), "%s", oa.all.p);
+        engine_free(e);
+
+        /* B: a restart under the new rules from the changelog */
+        Engine *b = NULL;
+        cr_assert_eq(engine_new(&b, rs2, &cfg, sink, &ob), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(b, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(b);
+        cr_assert(engine_regrade_due(b));
+        EngineReload rb;
+        cr_assert_eq(engine_regrade(b, &rb), 0);
+        engine_batch_abort(b); /* the transaction failed: nothing happened, still due */
+        cr_assert(engine_regrade_due(b));
+        ob.all.len = 0;
+        cr_assert_eq(engine_regrade(b, &rb), 0);
+        cr_assert(!engine_regrade_due(b));
+        engine_batch_commit(b);
+        cr_assert_str_eq(ob.all.p, oa.all.p);
+        cr_assert_str_eq(rb.rules_before, rs->version);
+        cr_assert_eq(rb.state_dropped, ra.state_dropped);
+        cr_assert_eq(rb.regraded, ra.regraded);
+        cr_assert_eq(rb.records, ra.records);
+        const char *ents[] = {"E1", "E2"};
+        for (int i = 0; i < 2; i++) {
+                char *x = engine_explain_json(a, ents[i], 2), *y = engine_explain_json(b, ents[i], 2);
+                cr_assert_str_eq(y, x);
+                cr_assert_null(strstr(x, "\"sampling.fail\""), "%s", x);
+                free(x);
+                free(y);
+        }
+        /* the same rules again: nothing is due */
+        Engine *c = NULL;
+        Out oc = {0};
+        cr_assert_eq(engine_new(&c, rs, &cfg, sink, &oc), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                engine_restore_record(c, log.key[k], log.klen[k], log.val[k], log.vlen[k]);
+        engine_restore_finish(c);
+        cr_assert(!engine_regrade_due(c));
+        engine_free(c);
+        out_free(&oc);
+
+        oa.all.len = ob.all.len = 0;
+        for (uint32_t k = cut; k < n; k++) {
+                engine_push(a, lines[k], strlen(lines[k]), NULL);
+                engine_push(b, lines[k], strlen(lines[k]), NULL);
+        }
+        engine_flush(a);
+        engine_flush(b);
+        engine_grades_write(a, &oa.all);
+        engine_grades_write(b, &ob.all);
+        cr_assert_str_eq(ob.all.p, oa.all.p);
+        engine_free(a);
+        engine_free(b);
+        free(lines);
+        free(copy);
+        free(changed);
+        log_free(&log);
+        out_free(&oa);
+        out_free(&ob);
         buf_free(&in);
         rules_unref(rs2);
         rules_unref(rs);
