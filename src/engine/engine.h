@@ -133,6 +133,9 @@ typedef struct Ent {
         uint8_t touched : 1;    /* in the open batch's undo log (state.c) */
         uint8_t reload_dirty : 1;       /* a restore under other rules dropped some of its state:
                                          * its record is written again (reload.c) */
+        uint8_t reload_rescored : 1;    /* ... and changed its score: a live contribution of a changed
+                                         * or removed rule dropped, or the static part differs from
+                                         * the record's; the re-grade reports it (reload.c) */
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;

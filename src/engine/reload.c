@@ -67,6 +67,15 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
                 rep->rescored += ox && grade_score(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
+                if (!regraded && x->reload_rescored && x->grade >= 0) {
+                        /* the grade holds, but the score the last adjustment
+                         * gave is no longer true: say so at once, as a
+                         * dashboard cannot learn it otherwise */
+                        double s = grade_score(n, x, now);
+                        out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
+                                       grade_band(&n->rs->grading, s), s);
+                        regraded = true;
+                }
                 rep->regraded += regraded;
                 if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
                     x->r->nf != nf)

@@ -328,18 +328,19 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
 /* The state of rules whose fingerprint in the record (fp, by index in the
  * record; at[i]: the record index of the i-th kept item) differs from the
  * rule's now: dropped, as a reload drops a changed rule's. */
-static void drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *cat, uint64_t nks,
+static bool drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *cat, uint64_t nks,
                          const uint32_t *kat)
 {
+        bool points = false;
         if (r->bad || r->p >= r->end || *r->p != 'F')
-                return; /* written before fingerprints were: kept by id */
+                return false; /* written before fingerprints were: kept by id */
         r->p++;
         uint64_t *fp = xmalloc((nc + nks + 1) * sizeof(uint64_t));
         for (uint64_t i = 0; i < nc + nks; i++)
                 fp[i] = get_u(r);
         if (r->bad) {
                 free(fp);
-                return;
+                return false;
         }
         const RuleSet *rs = e->rs;
         if (x->r != &rare_none) {
@@ -349,6 +350,10 @@ static void drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *
                         if (fp[cat[i]] != rs->rules[rr->c[i].rule].fingerprint) {
                                 intern_put(&e->in, rr->c[i].event_id);
                                 e->reload_dropped++;
+                                /* a record holds no expired contribution
+                                 * (each is pruned when the watermark
+                                 * passes its expiry): these points counted */
+                                points |= rr->c[i].points != 0;
                                 continue;
                         }
                         rr->c[k++] = rr->c[i];
@@ -366,6 +371,7 @@ static void drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *
         }
         x->nks = (uint16_t)k;
         free(fp);
+        return points;
 }
 
 static void ent_read(Engine *e, Ent *x, Rd *r)
@@ -379,7 +385,9 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 return;
         }
         uint32_t dropped = e->reload_dropped;
-        (void)get_f(r); /* the static score: ent_static_score */
+        /* the static score (ent_static_score, derived from the bits): under
+         * other rules, a static rule's new score shows against it */
+        double static_before = get_f(r);
         x->grade_clean = 0;
         /* a static rule's decision is kept under its id even when the rule
          * changed (it is decided again at the next profile update: the
@@ -562,12 +570,15 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (x->nrecent < e->cfg.recent_ids)
                         x->nrecent++;
         }
-        if (nc < 65536 && nks < 65536)
-                drop_changed(e, x, r, nc, cat, nks, kat);
+        bool points = nc < 65536 && nks < 65536 && drop_changed(e, x, r, nc, cat, nks, kat);
         free(cat);
         free(kat);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
+        if (!r->bad && (points || ent_static_score(e, x) != static_before)) {
+                x->reload_dirty = 1;
+                x->reload_rescored = 1;
+        }
 }
 
 /* ---- the partition record ---- */
@@ -699,6 +710,7 @@ void engine_batch_commit(Engine *e)
         for (uint32_t i = 0; i < e->ntouched; i++) {
                 e->touched[i]->touched = 0;
                 e->touched[i]->reload_dirty = 0; /* its record is written */
+                e->touched[i]->reload_rescored = 0;
         }
         e->regrade_open = false;
         e->in_batch = false;
@@ -746,6 +758,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
                 return -ENOSPC;
         engine_ent_clear(e, x);
         x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
+        x->reload_rescored = 0;
         if (vlen == 0) { /* tombstone */
                 engine_ent_remove(e, x);
                 return 0;
