@@ -401,7 +401,7 @@ static const char *const statuses[] = {"active", "shadow", NULL};
 static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
 static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", NULL};
 static const char *const reasons[] = {"malformed_json", "not_an_object", "missing_field", "wrong_type",
-                                      "unknown_type", "bad_timestamp", "too_large", "too_late",
+                                      "unknown_type", "bad_timestamp", "too_large", "bad_identifier", "too_late",
                                       "duplicate", "over_limit", NULL};
 
 static const MKey alert_keys[] = {

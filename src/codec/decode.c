@@ -120,6 +120,7 @@ struct Decoder {
         uint64_t *slot_types;   /* [nslots] bitset of type ids */
         uint64_t *slot_req;     /* [nslots] bitset of the types requiring it */
         uint32_t *type_nreq;    /* [ntypes] slots the type requires */
+        uint32_t *type_nfmt;    /* [ntypes] its fields with a FieldFormat (codes) */
         uint32_t *slot_node;    /* [nslots] */
         uint32_t *slot_enum;    /* [nslots] enum id, NONE */
         const EnumDef **enums;
@@ -162,10 +163,124 @@ const char *decode_reason_str(DecodeReason r)
                 [DECODE_UNKNOWN_TYPE] = "unknown_type",
                 [DECODE_BAD_TIMESTAMP] = "bad_timestamp",
                 [DECODE_TOO_LARGE] = "too_large",
+                [DECODE_BAD_IDENTIFIER] = "bad_identifier",
         };
         if ((unsigned)r >= ARRAY_SIZE(names))
                 return "unknown";
         return names[r];
+}
+
+/* ---- codes (ident_check) ---- */
+
+/* GB 32100-2015 character values: 0-9 → 0-9, A-H J-N P-R T-U W-Y → 10-30;
+ * -1 for every other byte (I O S V Z, lower case, anything else). */
+static const int8_t uscc_val[256] = {
+        ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+        ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+        ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['L'] = 21, ['M'] = 22, ['N'] = 23, ['P'] = 24,
+        ['Q'] = 25, ['R'] = 26, ['T'] = 27, ['U'] = 28, ['W'] = 29, ['X'] = 30, ['Y'] = 31,
+}; /* stored + 1, so that the zero fill means "not in the alphabet" */
+static const char uscc_chars[32] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+/* 3^(i-1) mod 31, i = 1..17 */
+static const uint8_t uscc_w[17] = {1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28};
+
+static bool all_digits(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if ((uint8_t)(s[i] - '0') > 9)
+                        return false;
+        return true;
+}
+
+/* The 1-based position of the first non-digit of s[0..n), 0 if none. */
+static size_t first_non_digit(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if ((uint8_t)(s[i] - '0') > 9)
+                        return i + 1;
+        return 0;
+}
+
+static void char_name(char c, char *out, size_t size)
+{
+        if (c > 0x20 && c < 0x7f && c != '"' && c != '\\')
+                snprintf(out, size, "'%c'", c);
+        else
+                snprintf(out, size, "byte 0x%02x", (unsigned)(uint8_t)c);
+}
+
+static int ident_uscc(const char *s, size_t n, char *why, size_t size)
+{
+        if (n != 18) {
+                snprintf(why, size, "a USCC has 18 characters, not %zu", n);
+                return -EINVAL;
+        }
+        unsigned sum = 0;
+        for (size_t i = 0; i < 18; i++) {
+                int v = uscc_val[(uint8_t)s[i]] - 1;
+                char cn[16];
+                if (v < 0) {
+                        char_name(s[i], cn, sizeof(cn));
+                        snprintf(why, size, "character %zu, %s, is not in the USCC alphabet%s", i + 1, cn,
+                                 s[i] >= 'a' && s[i] <= 'z' ? " (letters are upper case)"
+                                                            : " (0-9, A-Z without I O S V Z)");
+                        return -EINVAL;
+                }
+                if (i >= 2 && i < 8 && v > 9) {
+                        char_name(s[i], cn, sizeof(cn));
+                        snprintf(why, size, "character %zu, %s, is in the area code (characters 3-8): digits only",
+                                 i + 1, cn);
+                        return -EINVAL;
+                }
+                if (i < 17)
+                        sum += (unsigned)v * uscc_w[i];
+        }
+        unsigned c = (31 - sum % 31) % 31;
+        if (s[17] != uscc_chars[c]) {
+                snprintf(why, size, "check character should be %c", uscc_chars[c]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int ident_check(FieldFormat f, const char *s, size_t n, char *why, size_t size)
+{
+        switch (f) {
+        case FF_NONE:
+                return 0;
+        case FF_USCC:
+                return ident_uscc(s, n, why, size);
+        case FF_LICENSE:
+                if (n < 2 || !((s[0] == 'S' && s[1] == 'C') || (s[0] == 'J' && s[1] == 'Y'))) {
+                        snprintf(why, size, "a licence number starts with SC (production) or JY (operation)");
+                        return -EINVAL;
+                }
+                if (n != 16 || !all_digits(s + 2, 14)) {
+                        snprintf(why, size, "%c%c is followed by 14 digits", s[0], s[1]);
+                        return -EINVAL;
+                }
+                return 0;
+        case FF_SAMPLE_CODE: {
+                size_t p = n >= 3 && memcmp(s, "NCP", 3) == 0 ? 3 : n >= 2 && memcmp(s, "DC", 2) == 0 ? 2 : 0;
+                if (!p) {
+                        snprintf(why, size, "a sample code starts with DC (food) or NCP (edible agricultural products)");
+                        return -EINVAL;
+                }
+                if (n != p + 17 || !all_digits(s + p, 17)) {
+                        size_t bad = first_non_digit(s + p, n - p);
+                        if (bad && bad <= 17)
+                                snprintf(why, size, "%.*s is followed by 17 digits (year 2, area code 6, serial 9); character %zu is not a digit",
+                                         (int)p, s, p + bad);
+                        else
+                                snprintf(why, size, "%.*s is followed by 17 digits (year 2, area code 6, serial 9), not %zu",
+                                         (int)p, s, n - p);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        }
+        snprintf(why, size, "unknown format");
+        return -EINVAL;
 }
 
 /* ---- hashing of short keys ---- */
@@ -316,6 +431,8 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                                 return -EINVAL;
                         if (f->type == FT_ENUM && (!f->en || !s->slot_enum || s->slot_enum[f->slot] != f->en))
                                 return -EINVAL;
+                        if (f->format != FF_NONE && (f->type != FT_STR || f->format > FF_SAMPLE_CODE))
+                                return -EINVAL;
                         nkeys += 1;
                         for (const char *p = f->path; *p; p++)
                                 nkeys += *p == '.';
@@ -343,6 +460,7 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
         d->all_types = s->ntypes == 64 ? ~0ULL : (1ULL << s->ntypes) - 1;
         d->slot_req = xcalloc(ns, sizeof(*d->slot_req));
         d->type_nreq = xcalloc(s->ntypes ? s->ntypes : 1, sizeof(*d->type_nreq));
+        d->type_nfmt = xcalloc(s->ntypes ? s->ntypes : 1, sizeof(*d->type_nfmt));
         for (uint32_t i = 0; i < ns; i++) {
                 d->slot_node[i] = NONE;
                 d->slot_enum[i] = NONE;
@@ -374,6 +492,7 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                         }
                         if (f->type == FT_ENUM)
                                 d->slot_enum[f->slot] = enum_id(d, f->en);
+                        d->type_nfmt[t] += f->format != FF_NONE;
                 }
         }
 
@@ -427,6 +546,7 @@ Decoder *decoder_free(Decoder *d)
         free(d->slot_types);
         free(d->slot_req);
         free(d->type_nreq);
+        free(d->type_nfmt);
         free(d->slot_node);
         free(d->slot_enum);
         free(d->enums);
@@ -1578,10 +1698,17 @@ static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth)
 static DecodeReason env_check(Decoder *d, int r)
 {
         const SlotState *st = &d->env[r];
-        if (st->epoch == d->epoch && st->st == SS_OK)
-                return DECODE_OK;
         const char *const paths[ENV_N] = {d->s->env.id, d->s->env.type, d->s->env.enterprise, d->s->env.time};
         char ex[48];
+        if (st->epoch == d->epoch && st->st == SS_OK) {
+                char why[112];
+                if (r != ENV_ENTERPRISE || !d->s->env.enterprise_format ||
+                    ident_check(d->s->env.enterprise_format, st->val.p, st->val.len, why, sizeof(why)) == 0)
+                        return DECODE_OK;
+                detail_set(d, "%s (%s) \"%s\": %s", env_names[r], paths[r], excerpt(&st->val, ex, sizeof(ex)),
+                           why);
+                return DECODE_BAD_IDENTIFIER;
+        }
         if (st->epoch != d->epoch || st->st == SS_NULL) {
                 detail_set(d, "missing %s (%s)", env_names[r], paths[r]);
                 return DECODE_MISSING_FIELD;
@@ -1606,6 +1733,17 @@ static DecodeReason env_check(Decoder *d, int r)
         return (DecodeReason)st->reason;
 }
 
+/* A converted code field (SS_OK) against its format. */
+static DecodeReason format_check(Decoder *d, const Field *f)
+{
+        const Value *v = &d->ev->slots[f->slot];
+        char why[112], ex[48];
+        if (v->tag != VT_STR || ident_check(f->format, v->s.p, v->s.len, why, sizeof(why)) == 0)
+                return DECODE_OK;
+        detail_set(d, "field %s \"%s\": %s", f->path, excerpt(&v->s, ex, sizeof(ex)), why);
+        return DECODE_BAD_IDENTIFIER;
+}
+
 static DecodeReason field_check(Decoder *d, const Field *f)
 {
         const SlotState *st = &d->ss[f->slot];
@@ -1618,7 +1756,7 @@ static DecodeReason field_check(Decoder *d, const Field *f)
                 return DECODE_MISSING_FIELD;
         }
         if (st->st == SS_OK)
-                return DECODE_OK;
+                return f->format ? format_check(d, f) : DECODE_OK;
         switch (st->reason) {
         case DECODE_BAD_TIMESTAMP:
                 detail_set(d, "field %s: bad timestamp \"%s\"%s", f->path, excerpt(&st->val, ex, sizeof(ex)),
@@ -1673,11 +1811,21 @@ static DecodeReason decode_finish(Decoder *d)
                 }
         }
         d->nwritten = kept;
-        /* no conversion failed and every required slot was filled: the
-         * field checks cannot fail */
-        if (d->nerr == 0 && nreq == d->type_nreq[d->type])
-                return DECODE_OK;
+        /* no conversion failed and every required slot was filled: only
+         * the codes are left to check */
         const EventType *et = &d->s->types[d->type];
+        if (d->nerr == 0 && nreq == d->type_nreq[d->type]) {
+                for (uint32_t i = 0, left = d->type_nfmt[d->type]; left; i++) {
+                        const Field *f = &et->fields[i];
+                        if (!f->format)
+                                continue;
+                        left--;
+                        DecodeReason r = format_check(d, f);
+                        if (r != DECODE_OK)
+                                return r;
+                }
+                return DECODE_OK;
+        }
         for (uint32_t i = 0; i < et->nfields; i++) {
                 DecodeReason r = field_check(d, &et->fields[i]);
                 if (r != DECODE_OK)
