@@ -10,18 +10,19 @@
 #include "src/rules/load.h"
 
 static const char *const type_names[] = {"bool", "number", "string", "enum", "time", "duration",
-                                         "uscc", "license_no", "sample_code"};
-static const FieldType type_vals[] = {FT_BOOL, FT_NUM, FT_STR, FT_ENUM, FT_TIME, FT_DUR, FT_STR, FT_STR, FT_STR};
-/* The codes are strings the decoder checks (ident_check, bad_identifier). */
+                                         "uscc", "license_no", "sample_code", "category"};
+static const FieldType type_vals[] = {FT_BOOL, FT_NUM, FT_STR, FT_ENUM, FT_TIME, FT_DUR, FT_STR, FT_STR, FT_STR, FT_STR};
+/* The codes are strings the decoder checks (ident_check, bad_identifier);
+ * a category is a string the decoder also reads from a list of levels. */
 static const FieldFormat type_formats[] = {FF_NONE, FF_NONE, FF_NONE, FF_NONE, FF_NONE, FF_NONE,
-                                           FF_USCC, FF_LICENSE, FF_SAMPLE_CODE};
-#define TYPE_LIST "string, number, bool, time, duration, enum, uscc, license_no, sample_code"
+                                           FF_USCC, FF_LICENSE, FF_SAMPLE_CODE, FF_CATEGORY};
+#define TYPE_LIST "string, number, bool, time, duration, enum, uscc, license_no, sample_code, category"
 
 /* A code type named by s (uscc, license_no, sample_code); FF_NONE if none. */
 static FieldFormat code_format(const char *s)
 {
         for (uint32_t i = 0; i < ARRAY_SIZE(type_names); i++)
-                if (type_formats[i] != FF_NONE && strcmp(s, type_names[i]) == 0)
+                if (type_formats[i] != FF_NONE && type_formats[i] != FF_CATEGORY && strcmp(s, type_names[i]) == 0)
                         return type_formats[i];
         return FF_NONE;
 }
@@ -241,6 +242,20 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 }
         }
         f->slot = slot_for(L, path, t, en);
+        /* the decoder reads a path the same way for every type: as a list of
+         * category levels for all of them or for none */
+        for (uint32_t i = 0; i <= et->id && i < s->ntypes; i++) {
+                const EventType *o = &s->types[i];
+                for (uint32_t j = 0; j < o->nfields; j++)
+                        if (o->fields[j].slot == f->slot && (o->fields[j].format == FF_CATEGORY) != (format == FF_CATEGORY)) {
+                                diag_add(L->dl, DIAG_E060, ynode_pos(tnode ? tnode : key),
+                                         "declare the path with the same type in every event type",
+                                         "field '%s' is a %s in %s but a %s here", path,
+                                         format == FF_CATEGORY ? "string" : "category", o->name,
+                                         format == FF_CATEGORY ? "category" : "string");
+                                return;
+                        }
+        }
         et->nfields++;
 }
 

@@ -1480,3 +1480,122 @@ Test(decode, code_formats_only_on_strings)
         S.types[t].fields[1].format = (FieldFormat)99;
         cr_assert_eq(decoder_new(&d2, &S, NULL), -EINVAL);
 }
+
+/* ---- category: a list of 1 to 4 levels, read as "L1/L2/L3/L4" ---- */
+
+static uint32_t category_type(void)
+{
+        const TField f[] = {
+                {"count", FT_NUM, NULL, false},
+                {"food_category", FT_STR, NULL, false},
+                {"sample_code", FT_STR, NULL, false},
+        };
+        uint32_t t = type_make("cat", f, ARRAY_SIZE(f));
+        S.types[t].fields[1].format = FF_CATEGORY;
+        S.types[t].fields[2].format = FF_SAMPLE_CODE;
+        Decoder *d2;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        D = decoder_free(D);
+        D = d2;
+        return t;
+}
+
+#define CAT(fields) "{\"event_id\":\"k\",\"event_type\":\"cat\",\"enterprise\":{\"uscc\":\"E\"}," \
+                    "\"occurred_at\":\"2025-03-02T10:15:00+08:00\"," fields "}"
+
+Test(decode, category_levels)
+{
+        uint32_t t = category_type();
+        const char *j = CAT("\"food_category\":[\"肉制品\",\"预制肉制品\",\"调理肉制品\",\"调理肉制品(非速冻)\"]");
+        cr_assert_eq(dec(j), DECODE_OK, "%s", ev.detail);
+        Value *v = &slots[SL(t, "food_category")];
+        cr_assert_eq(v->tag, VT_STR);
+        cr_assert(str_is(v->s, "肉制品/预制肉制品/调理肉制品/调理肉制品(非速冻)"));
+        cr_assert(in_range(v->s.p, scratch, sizeof(scratch)), "joined in the scratch buffer");
+        cr_assert_eq(ev.scratch_used, v->s.len);
+        /* fewer levels, whitespace, escapes */
+        cr_assert_eq(dec(CAT("\"food_category\": [ \"\\u8089\\u5236\\u54c1\" , \"x\" ]")), DECODE_OK, "%s", ev.detail);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "肉制品/x"));
+        cr_assert_eq(dec(CAT("\"food_category\":[\"乳制品\"]")), DECODE_OK);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "乳制品"));
+        /* a string is the path as written */
+        cr_assert_eq(dec(CAT("\"food_category\":\"乳制品/液体乳\"")), DECODE_OK);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "乳制品/液体乳"));
+        cr_assert_eq(dec(CAT("\"food_category\":null")), DECODE_OK);
+        cr_assert_eq(slots[SL(t, "food_category")].tag, VT_NULL);
+}
+
+Test(decode, category_not_one)
+{
+        category_type();
+        static const struct {
+                const char *json, *detail;
+                DecodeReason r;
+        } bad[] = {
+                {"[]", "field food_category: an empty list; a category has 1 to 4 levels", DECODE_WRONG_TYPE},
+                {"[\"a\",\"b\",\"c\",\"d\",\"e\"]", "field food_category: 5 levels; a category has at most 4",
+                 DECODE_WRONG_TYPE},
+                {"[\"a\",\"\"]", "field food_category: level 2 is empty", DECODE_WRONG_TYPE},
+                {"[\"a\",\"b/c\"]", "field food_category: level 2 contains '/', which separates levels",
+                 DECODE_WRONG_TYPE},
+                {"[\"a\",1,{\"x\":[2]}]", "field food_category: level 2 is a number, not a string", DECODE_WRONG_TYPE},
+                {"[null]", "field food_category: level 1 is null, not a string", DECODE_WRONG_TYPE},
+                {"\"a//b\"", "field food_category: level 2 is empty", DECODE_WRONG_TYPE},
+                {"\"\"", "field food_category: level 1 is empty", DECODE_WRONG_TYPE},
+                {"\"a/b/c/d/e\"", "field food_category: 5 levels; a category has at most 4", DECODE_WRONG_TYPE},
+                {"{\"l1\":\"a\"}", "field food_category: expected a list of 1 to 4 category levels (strings), got an object",
+                 DECODE_WRONG_TYPE},
+                {"7", "field food_category: expected a list of 1 to 4 category levels (strings), got a number",
+                 DECODE_WRONG_TYPE},
+        };
+        char buf[512];
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                snprintf(buf, sizeof(buf), CAT("\"food_category\":%s"), bad[i].json);
+                cr_assert_eq(dec(buf), bad[i].r, "%s: %s", bad[i].json, ev.detail);
+                cr_assert_str_eq(ev.detail, bad[i].detail, "%s", bad[i].json);
+                assert_all_null();
+        }
+        /* the list is validated as JSON whatever else is wrong */
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",\"b\",\"c\",\"d\",\"e\",tru]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[1,\"\\q\"]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\"")), DECODE_MALFORMED_JSON);
+        /* declaration order: count (wrong type) before food_category, food_category before sample_code */
+        cr_assert_eq(dec(CAT("\"food_category\":[],\"count\":\"x\"")), DECODE_WRONG_TYPE);
+        cr_assert_str_eq(ev.detail, "field count: expected a number, got a string");
+        cr_assert_eq(dec(CAT("\"sample_code\":\"DC1\",\"food_category\":[]")), DECODE_WRONG_TYPE);
+        cr_assert_eq(dec(CAT("\"sample_code\":\"DC1\",\"food_category\":[\"a\"]")), DECODE_BAD_IDENTIFIER);
+}
+
+Test(decode, category_scratch)
+{
+        uint32_t t = category_type();
+        /* no scratch: the joined text has nowhere to go */
+        ev.scratch = NULL;
+        ev.scratch_size = 0;
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",\"b\"]")), DECODE_TOO_LARGE);
+        /* a scratch of the list's own length always holds it */
+        const char *list = "[\"ab\",\"\\u00e9\",\"c\"]";
+        char small[32];
+        ev.scratch = small;
+        ev.scratch_size = (uint32_t)strlen(list);
+        char buf[256];
+        snprintf(buf, sizeof(buf), CAT("\"food_category\":%s"), list);
+        cr_assert_eq(dec(buf), DECODE_OK, "%s", ev.detail);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "ab/\xc3\xa9/c"));
+        ev.scratch_size = 4;
+        cr_assert_eq(dec(buf), DECODE_TOO_LARGE);
+}
+
+Test(decode, category_shares_no_path_with_a_string)
+{
+        const TField a[] = {{"food_category", FT_STR, NULL, false}};
+        uint32_t t1 = type_make("cat_a", a, 1);
+        uint32_t t2 = type_make("cat_b", a, 1);
+        S.types[t1].fields[0].format = FF_CATEGORY;
+        Decoder *d2 = (Decoder *)0x1;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), -EINVAL);
+        S.types[t2].fields[0].format = FF_CATEGORY;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        decoder_free(d2);
+}
