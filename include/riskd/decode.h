@@ -21,7 +21,7 @@
  *    length, not a terminator).
  *  - Dotted schema paths ("enterprise.uscc") address members of nested
  *    objects.  Paths never descend into arrays; a field whose value is an
- *    array is wrong_type.  Keys are compared after unescaping.
+ *    array is wrong_type, except a category (below).  Keys are compared after unescaping.
  *  - A key that the schema reads (a field or envelope path) appearing twice
  *    is malformed_json: parsers disagree on which copy wins, and a rule must
  *    not see a different value than an auditor's tool.  Duplicates among
@@ -50,6 +50,15 @@
  *            minutes ("duration_min": 45), so it is wrong_type; declare
  *            such fields as number instead.
  * A required field that is absent or null is missing_field.
+ *
+ * A category (Field.format FF_CATEGORY, schema type category) is an FT_STR
+ * field that also takes a JSON list of 1 to CATEGORY_MAX_LEVELS non-empty
+ * strings, the levels from broad to narrow: the slot gets them joined with
+ * '/' ("肉制品/预制肉制品/…"), written to the scratch buffer (a scratch too
+ * small is too_large).  A string is the path as written.  An empty list, too
+ * many levels, an empty level, a level that is not a string or contains '/'
+ * is wrong_type, the detail naming the level.  A path is a category for
+ * every type declaring it or for none (decoder_new: -EINVAL).
  *
  * Codes (Field.format, the schema types uscc, license_no, sample_code) are
  * FT_STR fields whose string must also pass ident_check(); one that does

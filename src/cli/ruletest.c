@@ -890,8 +890,26 @@ static void field_value(Ctx *c, DiagList *dl, Fields *fs, const EventType *t, co
                 free(h);
                 return;
         }
+        if (v->kind == Y_SEQ && f->format == FF_CATEGORY) {
+                /* a category's levels: [肉制品, 预制肉制品], sent as a JSON list of strings */
+                Buf b = {0};
+                buf_putc(&b, '[');
+                for (uint32_t i = 0; i < v->n; i++) {
+                        if (!need(dl, v->items[i], Y_SCALAR, "a category level")) {
+                                buf_free(&b);
+                                return;
+                        }
+                        if (i)
+                                buf_putc(&b, ',');
+                        buf_json_str(&b, v->items[i]->str, v->items[i]->len);
+                }
+                buf_putc(&b, ']');
+                fields_add(fs, dl, path, b.p, v);
+                return;
+        }
         if (v->kind != Y_SCALAR) {
-                diag_add(dl, DIAG_E003, ynode_pos(v), NULL, "field %s takes a single value", path);
+                diag_add(dl, DIAG_E003, ynode_pos(v), NULL, "field %s takes a single value%s", path,
+                         v->kind == Y_SEQ ? " (a list only for a category)" : "");
                 return;
         }
         if (!ynode_is_null(v)) {
