@@ -175,7 +175,8 @@ typedef struct DecodedEvent {
 DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEvent *ev);
 
 /*
- * Is s[0..n) a valid code of format f?  0 when it is (always for FF_NONE);
+ * Is s[0..n) a valid code of format f?  0 when it is (always for FF_NONE
+ * and FF_CATEGORY, which the decoder checks while reading the value);
  * -EINVAL when not, with what is wrong written to why[0..size) (one short
  * English phrase, e.g. "check character should be 2").  Never allocates;
  * a few table lookups per character.

@@ -128,7 +128,7 @@ struct Decoder {
         uint64_t *slot_types;   /* [nslots] bitset of type ids */
         uint64_t *slot_req;     /* [nslots] bitset of the types requiring it */
         uint32_t *type_nreq;    /* [ntypes] slots the type requires */
-        uint32_t *type_nfmt;    /* [ntypes] its fields with a FieldFormat (codes) */
+        uint32_t *type_nfmt;    /* [ntypes] its code fields (format_is_code) */
         uint32_t *slot_node;    /* [nslots] */
         uint32_t *slot_enum;    /* [nslots] enum id, NONE */
         uint8_t *slot_conv;     /* [nslots] FieldType, or CONV_CATEGORY */
@@ -187,14 +187,15 @@ static inline bool format_is_code(FieldFormat f)
         return f >= FF_USCC && f <= FF_SAMPLE_CODE;
 }
 
-/* GB 32100-2015 character values: 0-9 → 0-9, A-H J-N P-R T-U W-Y → 10-30;
- * -1 for every other byte (I O S V Z, lower case, anything else). */
+/* GB 32100-2015 character values plus one: 0-9 → 1-10, A-H J-N P-R T-U W-Y
+ * → 11-31; 0 (the zero fill) for every other byte: I O S V Z, lower case,
+ * anything else. */
 static const int8_t uscc_val[256] = {
         ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
         ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
         ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['L'] = 21, ['M'] = 22, ['N'] = 23, ['P'] = 24,
         ['Q'] = 25, ['R'] = 26, ['T'] = 27, ['U'] = 28, ['W'] = 29, ['X'] = 30, ['Y'] = 31,
-}; /* stored + 1, so that the zero fill means "not in the alphabet" */
+};
 static const char uscc_chars[32] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 /* 3^(i-1) mod 31, i = 1..17 */
 static const uint8_t uscc_w[17] = {1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28};
