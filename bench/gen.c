@@ -2048,10 +2048,10 @@ typedef struct Opts {
 /* ------------------------------------------------------------ output */
 
 enum { CL_OK, CL_DUPLICATE, CL_TOO_LATE, CL_MALFORMED_JSON, CL_NOT_AN_OBJECT, CL_MISSING_FIELD, CL_WRONG_TYPE,
-       CL_UNKNOWN_TYPE, CL_BAD_TIMESTAMP, CL_TOO_LARGE, CL_COUNT };
+       CL_UNKNOWN_TYPE, CL_BAD_TIMESTAMP, CL_TOO_LARGE, CL_BAD_IDENTIFIER, CL_COUNT };
 static const char *const class_names[CL_COUNT] = {"ok",           "duplicate",   "too_late",     "malformed_json",
                                                   "not_an_object", "missing_field", "wrong_type", "unknown_type",
-                                                  "bad_timestamp", "too_large"};
+                                                  "bad_timestamp", "too_large", "bad_identifier"};
 
 typedef struct Out {
         FILE *f, *lf;
@@ -2273,6 +2273,7 @@ static const Malformed malformed_kinds[] = {
         {"unknown_enum", CL_WRONG_TYPE},         {"event_id_number", CL_WRONG_TYPE},
         {"unknown_type", CL_UNKNOWN_TYPE},       {"timestamp_word", CL_BAD_TIMESTAMP},
         {"timestamp_bad_date", CL_BAD_TIMESTAMP}, {"timestamp_no_offset", CL_BAD_TIMESTAMP},
+        {"uscc_check", CL_BAD_IDENTIFIER},       {"sample_code_short", CL_BAD_IDENTIFIER},
 };
 
 /* A side reading for fault templates: a real device (or a made-up one when
@@ -2312,6 +2313,17 @@ static void make_malformed(Gen *g, Rng *r, Buf *b, int64_t t, const Malformed *m
                 js_remove(b, "sample_code");
                 return;
         }
+        if (!strcmp(m->name, "sample_code_short")) {
+                Fu o = {.kind = FU_SAMPLING, .ent = rng_below(r, g->nent),
+                        .serial = 900000000u + rng_below(r, 99999999u), .seed = rng_next(r), .t0 = t};
+                g->side = true;
+                ev_sampling(g, b, r, &o, t);
+                g->side = false;
+                size_t k0, v0, v1; /* five digits short: DC + 12 digits */
+                if (js_find(b, "sample_code", &k0, &v0, &v1))
+                        js_splice(b, v1 - 6, v1 - 1, "", 0);
+                return;
+        }
         side_reading(g, b, r, t);
         if (!strcmp(m->name, "truncated")) {
                 b->len = b->len / 4 + rng_below(r, (uint32_t)(b->len / 2));
@@ -2344,6 +2356,14 @@ static void make_malformed(Gen *g, Rng *r, Buf *b, int64_t t, const Malformed *m
                 js_remove(b, "occurred_at");
         } else if (!strcmp(m->name, "empty_uscc")) {
                 js_set(b, "uscc", "\"\"");
+        } else if (!strcmp(m->name, "uscc_check")) {
+                /* another check character: every single change is caught (GB 32100-2015) */
+                size_t k0, v0, v1;
+                if (js_find(b, "uscc", &k0, &v0, &v1)) {
+                        char *c = &b->p[v1 - 2];
+                        int v = u31_val(*c);
+                        *c = U31[(v + 1 + (int)rng_below(r, 30)) % 31];
+                }
         } else if (!strcmp(m->name, "temp_c_string")) {
                 size_t k0, v0, v1;
                 if (js_find(b, "temp_c", &k0, &v0, &v1)) {

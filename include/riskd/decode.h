@@ -21,7 +21,7 @@
  *    length, not a terminator).
  *  - Dotted schema paths ("enterprise.uscc") address members of nested
  *    objects.  Paths never descend into arrays; a field whose value is an
- *    array is wrong_type.  Keys are compared after unescaping.
+ *    array is wrong_type, except a category (below).  Keys are compared after unescaping.
  *  - A key that the schema reads (a field or envelope path) appearing twice
  *    is malformed_json: parsers disagree on which copy wins, and a rule must
  *    not see a different value than an auditor's tool.  Duplicates among
@@ -50,6 +50,25 @@
  *            minutes ("duration_min": 45), so it is wrong_type; declare
  *            such fields as number instead.
  * A required field that is absent or null is missing_field.
+ *
+ * A category (Field.format FF_CATEGORY, schema type category) is an FT_STR
+ * field that also takes a JSON list of 1 to CATEGORY_MAX_LEVELS non-empty
+ * strings, the levels from broad to narrow: the slot gets them joined with
+ * '/' ("肉制品/预制肉制品/…"), written to the scratch buffer (a scratch too
+ * small is too_large).  A string is the path as written.  An empty list, too
+ * many levels, an empty level, a level that is not a string or contains '/'
+ * is wrong_type, the detail naming the level.  A path is a category for
+ * every type declaring it or for none (decoder_new: -EINVAL).
+ *
+ * Codes (Field.format, the schema types uscc, license_no, sample_code) are
+ * FT_STR fields whose string must also pass ident_check(); one that does
+ * not is bad_identifier, the detail naming the field, the value and what
+ * is wrong.  They are checked with the other fields, in declaration order,
+ * after the whole event has been converted (so a wrong_type earlier in the
+ * declaration still wins).  The envelope's enterprise id is checked the same
+ * way when Envelope.enterprise_format is set (schema.yaml
+ * envelope: enterprise: { path: enterprise.uscc, type: uscc }), right after
+ * it is found present.
  *
  * Envelope: the id and the enterprise must be non-empty strings, the type a
  * string naming a schema type (else unknown_type), the time an RFC 3339
@@ -82,9 +101,10 @@ typedef enum DecodeReason {
         DECODE_UNKNOWN_TYPE,    /* "unknown_type": type not in the schema */
         DECODE_BAD_TIMESTAMP,   /* "bad_timestamp": not RFC 3339, or finer than 1 ms */
         DECODE_TOO_LARGE,       /* "too_large": document or scratch */
+        DECODE_BAD_IDENTIFIER,  /* "bad_identifier": a code that is not one (ident_check) */
 } DecodeReason;
 
-#define DECODE_REASON_MAX DECODE_TOO_LARGE
+#define DECODE_REASON_MAX DECODE_BAD_IDENTIFIER
 
 /* "ok", "malformed_json", ...; "unknown" for a value out of range. */
 const char *decode_reason_str(DecodeReason r);
@@ -153,6 +173,31 @@ typedef struct DecodedEvent {
  * Never allocates; never fails other than with a DecodeReason.
  */
 DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEvent *ev);
+
+/*
+ * Is s[0..n) a valid code of format f?  0 when it is (always for FF_NONE
+ * and FF_CATEGORY, which the decoder checks while reading the value);
+ * -EINVAL when not, with what is wrong written to why[0..size) (one short
+ * English phrase, e.g. "check character should be 2").  Never allocates;
+ * a few table lookups per character.
+ *
+ *  FF_USCC         18 characters of 0-9 A-H J-N P-R T-U W-Y (GB 32100-2015:
+ *                  no I, O, S, V, Z; upper case only), characters 3-8 digits
+ *                  (the administrative division code), character 18 the
+ *                  check character: the weights 3^(i-1) mod 31 over the
+ *                  first 17 values, C18 = 31 - (sum mod 31), 31 giving 0.
+ *                  The organisation code's own GB 11714 check (character
+ *                  17) is not checked: C18 covers all 17 characters and
+ *                  catches every single-character error and every swap of
+ *                  neighbours, and the code as registered is what counts.
+ *  FF_LICENSE      "SC" + 14 digits (食品生产许可证) or "JY" + 14 digits
+ *                  (食品经营许可证).  The licence's last digit is a check
+ *                  digit whose rule is not published: not checked.
+ *  FF_SAMPLE_CODE  "DC" (食品) or "NCP" (食用农产品) + 2-digit year + 6-digit
+ *                  area code + 9-digit serial, digits only (19 or 20
+ *                  characters), as the national sampling system prints them.
+ */
+int ident_check(FieldFormat f, const char *s, size_t n, char *why, size_t size);
 
 /*
  * The decoder's number conversion, usable on its own: s[0..n) must be

@@ -103,9 +103,9 @@ typedef struct EngineStats {
         int64_t watermark;
 } EngineStats;
 
-/* "malformed_json", ..., "too_late", "duplicate", "over_limit" by index. */
+/* "malformed_json", ..., "bad_identifier", "too_late", "duplicate", "over_limit" by index. */
 extern const char *const engine_reject_names[];
-#define ENGINE_NREJECT 11
+#define ENGINE_NREJECT 12
 
 typedef struct Engine Engine;
 

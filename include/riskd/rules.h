@@ -35,6 +35,22 @@ typedef enum FieldType {
         FT_DUR,
 } FieldType;
 
+/*
+ * What a string field holds, beyond being a string: the decoder checks it
+ * and refuses a value that is not one as bad_identifier (decode.h).  The
+ * value stays a string (VT_STR) for the rules.
+ */
+typedef enum FieldFormat {
+        FF_NONE,
+        FF_USCC,        /* 统一社会信用代码, GB 32100-2015: 18 characters, check character */
+        FF_LICENSE,     /* 食品生产/经营许可证编号: SC or JY + 14 digits */
+        FF_SAMPLE_CODE, /* 抽样单编号: DC or NCP + year (2) + area code (6) + serial (9) */
+        FF_CATEGORY,    /* a classification of 1 to 4 levels, broad to narrow (食品分类):
+                         * a JSON list of strings, or a string, read as "L1/L2/L3/L4" */
+} FieldFormat;
+
+#define CATEGORY_MAX_LEVELS 4
+
 typedef struct EnumDef {
         char *name;            /* "sampling.result" or the named enum */
         char **values;
@@ -52,6 +68,7 @@ typedef struct Field {
         uint32_t nsegs;
         FieldType type;
         const EnumDef *en;     /* FT_ENUM only */
+        FieldFormat format;    /* FT_STR only: schema types uscc, license_no, sample_code, category */
         uint32_t slot;
         bool required;
         SrcPos pos;
@@ -68,6 +85,7 @@ typedef struct EventType {
 /* Where the envelope values live in every event (dotted paths). */
 typedef struct Envelope {
         char *id, *type, *enterprise, *time;
+        FieldFormat enterprise_format; /* envelope: enterprise: { path: ..., type: uscc } */
 } Envelope;
 
 typedef struct Schema {

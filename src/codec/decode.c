@@ -74,13 +74,21 @@ typedef struct SlotState {
         uint8_t reason;         /* DecodeReason when SS_ERR */
         uint8_t got;            /* JK_* of the value */
         uint8_t range;          /* a number beyond the double range */
+        uint8_t cat, catn;      /* a category that is not one: CAT_*, and the level (or count) */
         Str val;                /* the offending string, for the message */
 } SlotState;
+
+/* What is wrong with a category (FF_CATEGORY): SlotState.cat. */
+enum { CAT_OK, CAT_EMPTY_LIST, CAT_KIND, CAT_EMPTY_LEVEL, CAT_SLASH, CAT_TOO_MANY };
+/* The conversion of a slot (Decoder.slot_conv): its FieldType, or this for
+ * a category, a string read from a list as well. */
+#define CONV_CATEGORY (FT_DUR + 1)
 
 typedef struct DecNode {
         uint32_t slot0, nslot;  /* d->node_slots[slot0 .. slot0+nslot) */
         uint8_t env;            /* bit per ENV_* role ending here */
         bool children;
+        bool cat;               /* a category slot ends here: a list is read (parse_category) */
         uint8_t klen;           /* length of the key leading here, when predictable */
         uint32_t epoch;         /* == d->epoch: a value was delivered here */
         /* key prediction (parse_object): the child of this node matched
@@ -120,8 +128,10 @@ struct Decoder {
         uint64_t *slot_types;   /* [nslots] bitset of type ids */
         uint64_t *slot_req;     /* [nslots] bitset of the types requiring it */
         uint32_t *type_nreq;    /* [ntypes] slots the type requires */
+        uint32_t *type_nfmt;    /* [ntypes] its code fields (format_is_code) */
         uint32_t *slot_node;    /* [nslots] */
         uint32_t *slot_enum;    /* [nslots] enum id, NONE */
+        uint8_t *slot_conv;     /* [nslots] FieldType, or CONV_CATEGORY */
         const EnumDef **enums;
         uint32_t nenums;
         uint64_t all_types;
@@ -162,10 +172,132 @@ const char *decode_reason_str(DecodeReason r)
                 [DECODE_UNKNOWN_TYPE] = "unknown_type",
                 [DECODE_BAD_TIMESTAMP] = "bad_timestamp",
                 [DECODE_TOO_LARGE] = "too_large",
+                [DECODE_BAD_IDENTIFIER] = "bad_identifier",
         };
         if ((unsigned)r >= ARRAY_SIZE(names))
                 return "unknown";
         return names[r];
+}
+
+/* ---- codes (ident_check) ---- */
+
+/* The formats ident_check checks, refused as bad_identifier. */
+static inline bool format_is_code(FieldFormat f)
+{
+        return f >= FF_USCC && f <= FF_SAMPLE_CODE;
+}
+
+/* GB 32100-2015 character values plus one: 0-9 → 1-10, A-H J-N P-R T-U W-Y
+ * → 11-31; 0 (the zero fill) for every other byte: I O S V Z, lower case,
+ * anything else. */
+static const int8_t uscc_val[256] = {
+        ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+        ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+        ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['L'] = 21, ['M'] = 22, ['N'] = 23, ['P'] = 24,
+        ['Q'] = 25, ['R'] = 26, ['T'] = 27, ['U'] = 28, ['W'] = 29, ['X'] = 30, ['Y'] = 31,
+};
+static const char uscc_chars[32] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+/* 3^(i-1) mod 31, i = 1..17 */
+static const uint8_t uscc_w[17] = {1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28};
+
+static bool all_digits(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if ((uint8_t)(s[i] - '0') > 9)
+                        return false;
+        return true;
+}
+
+/* The 1-based position of the first non-digit of s[0..n), 0 if none. */
+static size_t first_non_digit(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if ((uint8_t)(s[i] - '0') > 9)
+                        return i + 1;
+        return 0;
+}
+
+static void char_name(char c, char *out, size_t size)
+{
+        if (c > 0x20 && c < 0x7f && c != '"' && c != '\\')
+                snprintf(out, size, "'%c'", c);
+        else
+                snprintf(out, size, "byte 0x%02x", (unsigned)(uint8_t)c);
+}
+
+static int ident_uscc(const char *s, size_t n, char *why, size_t size)
+{
+        if (n != 18) {
+                snprintf(why, size, "a USCC has 18 characters, not %zu", n);
+                return -EINVAL;
+        }
+        unsigned sum = 0;
+        for (size_t i = 0; i < 18; i++) {
+                int v = uscc_val[(uint8_t)s[i]] - 1;
+                char cn[16];
+                if (v < 0) {
+                        char_name(s[i], cn, sizeof(cn));
+                        snprintf(why, size, "character %zu, %s, is not in the USCC alphabet%s", i + 1, cn,
+                                 s[i] >= 'a' && s[i] <= 'z' ? " (letters are upper case)"
+                                                            : " (0-9, A-Z without I O S V Z)");
+                        return -EINVAL;
+                }
+                if (i >= 2 && i < 8 && v > 9) {
+                        char_name(s[i], cn, sizeof(cn));
+                        snprintf(why, size, "character %zu, %s, is in the area code (characters 3-8): digits only",
+                                 i + 1, cn);
+                        return -EINVAL;
+                }
+                if (i < 17)
+                        sum += (unsigned)v * uscc_w[i];
+        }
+        unsigned c = (31 - sum % 31) % 31;
+        if (s[17] != uscc_chars[c]) {
+                snprintf(why, size, "check character should be %c", uscc_chars[c]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int ident_check(FieldFormat f, const char *s, size_t n, char *why, size_t size)
+{
+        switch (f) {
+        case FF_NONE:
+        case FF_CATEGORY:
+                return 0;
+        case FF_USCC:
+                return ident_uscc(s, n, why, size);
+        case FF_LICENSE:
+                if (n < 2 || !((s[0] == 'S' && s[1] == 'C') || (s[0] == 'J' && s[1] == 'Y'))) {
+                        snprintf(why, size, "a licence number starts with SC (production) or JY (operation)");
+                        return -EINVAL;
+                }
+                if (n != 16 || !all_digits(s + 2, 14)) {
+                        snprintf(why, size, "%c%c is followed by 14 digits", s[0], s[1]);
+                        return -EINVAL;
+                }
+                return 0;
+        case FF_SAMPLE_CODE: {
+                size_t p = n >= 3 && memcmp(s, "NCP", 3) == 0 ? 3 : n >= 2 && memcmp(s, "DC", 2) == 0 ? 2 : 0;
+                if (!p) {
+                        snprintf(why, size, "a sample code starts with DC (food) or NCP (edible agricultural products)");
+                        return -EINVAL;
+                }
+                if (n != p + 17 || !all_digits(s + p, 17)) {
+                        size_t bad = first_non_digit(s + p, n - p);
+                        if (bad && bad <= 17)
+                                snprintf(why, size, "%.*s is followed by 17 digits (year 2, area code 6, serial 9); character %zu is not a digit",
+                                         (int)p, s, p + bad);
+                        else
+                                snprintf(why, size, "%.*s is followed by 17 digits (year 2, area code 6, serial 9), not %zu",
+                                         (int)p, s, n - p);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        }
+        snprintf(why, size, "unknown format");
+        return -EINVAL;
 }
 
 /* ---- hashing of short keys ---- */
@@ -316,6 +448,8 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                                 return -EINVAL;
                         if (f->type == FT_ENUM && (!f->en || !s->slot_enum || s->slot_enum[f->slot] != f->en))
                                 return -EINVAL;
+                        if (f->format != FF_NONE && (f->type != FT_STR || f->format > FF_CATEGORY))
+                                return -EINVAL;
                         nkeys += 1;
                         for (const char *p = f->path; *p; p++)
                                 nkeys += *p == '.';
@@ -337,15 +471,18 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
         d->slot_types = xcalloc(ns, sizeof(*d->slot_types));
         d->slot_node = xcalloc(ns, sizeof(*d->slot_node));
         d->slot_enum = xcalloc(ns, sizeof(*d->slot_enum));
+        d->slot_conv = xcalloc(ns, sizeof(*d->slot_conv));
         d->ss = xcalloc(ns, sizeof(*d->ss));
         d->written = xcalloc(ns, sizeof(*d->written));
         d->enums = xcalloc(ns, sizeof(*d->enums));
         d->all_types = s->ntypes == 64 ? ~0ULL : (1ULL << s->ntypes) - 1;
         d->slot_req = xcalloc(ns, sizeof(*d->slot_req));
         d->type_nreq = xcalloc(s->ntypes ? s->ntypes : 1, sizeof(*d->type_nreq));
+        d->type_nfmt = xcalloc(s->ntypes ? s->ntypes : 1, sizeof(*d->type_nfmt));
         for (uint32_t i = 0; i < ns; i++) {
                 d->slot_node[i] = NONE;
                 d->slot_enum[i] = NONE;
+                d->slot_conv[i] = (uint8_t)s->slot_type[i];
         }
         node_add(d); /* the top-level object */
 
@@ -374,6 +511,15 @@ int decoder_new(Decoder **ret, const Schema *s, const DecoderLimits *lim)
                         }
                         if (f->type == FT_ENUM)
                                 d->slot_enum[f->slot] = enum_id(d, f->en);
+                        d->type_nfmt[t] += format_is_code(f->format);
+                        /* a path is read as a category for every type or for none */
+                        bool cat = f->format == FF_CATEGORY;
+                        if (d->slot_conv[f->slot] == CONV_CATEGORY ? !cat : cat && d->slot_types[f->slot] != 1ULL << t)
+                                goto fail;
+                        if (cat) {
+                                d->slot_conv[f->slot] = CONV_CATEGORY;
+                                d->nodes[node].cat = true;
+                        }
                 }
         }
 
@@ -427,8 +573,10 @@ Decoder *decoder_free(Decoder *d)
         free(d->slot_types);
         free(d->slot_req);
         free(d->type_nreq);
+        free(d->type_nfmt);
         free(d->slot_node);
         free(d->slot_enum);
+        free(d->slot_conv);
         free(d->enums);
         free(d->numbuf);
         free(d->ss);
@@ -1174,6 +1322,7 @@ static inline void slot_state(Decoder *d, uint32_t slot, uint8_t state, uint8_t 
         st->reason = reason;
         st->got = got;
         st->range = 0;
+        st->cat = 0;
         st->val = val;
         d->nerr += state == SS_ERR;
 }
@@ -1242,6 +1391,29 @@ static void deliver_kind(Decoder *d, uint32_t node, int kind, bool b, const uint
                         slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, (uint8_t)kind, (Str){0});
                 }
         }
+}
+
+/* A category written as a string, "L1/L2/L3/L4": CAT_OK, or what is
+ * wrong and where (*lvl). */
+static uint8_t category_string(Str v, uint8_t *lvl)
+{
+        uint32_t level = 1, start = 0;
+        for (uint32_t i = 0; i <= v.len; i++) {
+                if (i < v.len && v.p[i] != '/')
+                        continue;
+                if (i == start) {
+                        *lvl = (uint8_t)(level > 255 ? 255 : level);
+                        return CAT_EMPTY_LEVEL;
+                }
+                if (i < v.len)
+                        level++;
+                start = i + 1;
+        }
+        if (level > CATEGORY_MAX_LEVELS) {
+                *lvl = (uint8_t)(level > 255 ? 255 : level);
+                return CAT_TOO_MANY;
+        }
+        return CAT_OK;
 }
 
 /* A string value (body raw[0..n), escaped or not) at node. */
@@ -1320,10 +1492,21 @@ static void deliver_string(Decoder *d, uint32_t node, const uint8_t *raw, uint32
                         continue;
                 }
                 int64_t ms;
-                switch (d->s->slot_type[slot]) {
+                switch (d->slot_conv[slot]) {
                 case FT_STR:
                         slot_str(d, slot, v);
                         break;
+                case CONV_CATEGORY: {
+                        uint8_t lvl, bad = category_string(v, &lvl);
+                        if (bad) {
+                                slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_STRING, v);
+                                d->ss[slot].cat = bad;
+                                d->ss[slot].catn = lvl;
+                        } else {
+                                slot_str(d, slot, v);
+                        }
+                        break;
+                }
                 case FT_ENUM: {
                         uint32_t e = key_find(d, PARENT_ENUM | d->slot_enum[slot], (const uint8_t *)v.p, v.len);
                         if (e == NONE)
@@ -1379,6 +1562,7 @@ static const uint8_t *syntax_error(Decoder *d, const uint8_t *at, const char *wh
 
 static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth);
 static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth);
+static const uint8_t *parse_category(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth);
 
 /* A value at p (whitespace skipped); node is where its key path leads, or
  * NONE.  Nodes with slots or envelope roles get the value delivered.
@@ -1398,6 +1582,8 @@ static inline __attribute__((always_inline)) const uint8_t *parse_value(Decoder 
                         deliver_kind(d, node, JK_OBJECT, false, NULL, NULL);
                 return parse_object(d, p + 1, node, depth + 1);
         case '[':
+                if (take && d->nodes[node].cat)
+                        return parse_category(d, p + 1, node, depth + 1);
                 if (take)
                         deliver_kind(d, node, JK_ARRAY, false, NULL, NULL);
                 return parse_array(d, p + 1, depth + 1);
@@ -1573,15 +1759,138 @@ static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth)
         }
 }
 
+/*
+ * A list at a node where a category slot ends (FF_CATEGORY); p is past
+ * '['.  Its strings are the levels, broad to narrow, joined with '/' in the
+ * scratch buffer (never longer than the list's JSON text); every element is
+ * validated as JSON whatever else is wrong.  The node's other slots get the
+ * list as a list: wrong_type.
+ */
+__attribute__((noinline)) static const uint8_t *parse_category(Decoder *d, const uint8_t *p, uint32_t node,
+                                                               uint32_t depth)
+{
+        const uint8_t *end = d->end;
+        if (depth > d->max_depth)
+                return syntax_error(d, p - 1, "nesting too deep");
+        DecodedEvent *ev = d->ev;
+        uint8_t *out = ev->scratch ? (uint8_t *)ev->scratch + d->scratch_used : NULL;
+        size_t cap = ev->scratch ? ev->scratch_size - d->scratch_used : 0, len = 0;
+        uint8_t bad = CAT_OK, lvl = 0, got = JK_STRING;
+        bool big = false;
+        uint32_t n = 0;
+        p = ws_skip(p, end);
+        if (p < end && *p == ']') {
+                p++;
+                bad = CAT_EMPTY_LIST;
+        } else {
+                for (;;) {
+                        if (p == end)
+                                return syntax_error(d, p, "expected a value");
+                        n++;
+                        if (*p == '"') {
+                                bool esc;
+                                const char *what;
+                                const uint8_t *at, *q = string_scan(p + 1, end, &esc, &what, &at);
+                                if (!q)
+                                        return syntax_error(d, at, what);
+                                uint32_t sn = (uint32_t)(q - 1 - (p + 1));
+                                if (!bad && !big && n <= CATEGORY_MAX_LEVELS) {
+                                        int64_t l = -1;
+                                        size_t at0 = len + (n > 1);
+                                        if (out && at0 <= cap) {
+                                                if (esc)
+                                                        l = string_unescape(p + 1, sn, out + at0, cap - at0);
+                                                else if (sn <= cap - at0)
+                                                        l = (int64_t)sn;
+                                                if (l >= 0 && !esc)
+                                                        memcpy(out + at0, p + 1, sn);
+                                        }
+                                        if (l < 0) {
+                                                big = true;
+                                        } else if (l == 0 || memchr(out + at0, '/', (size_t)l)) {
+                                                bad = l == 0 ? CAT_EMPTY_LEVEL : CAT_SLASH;
+                                                lvl = (uint8_t)n;
+                                        } else {
+                                                if (n > 1)
+                                                        out[len] = '/';
+                                                len = at0 + (size_t)l;
+                                        }
+                                }
+                                p = q;
+                        } else {
+                                if (!bad) {
+                                        bad = CAT_KIND;
+                                        lvl = (uint8_t)(n > 255 ? 255 : n);
+                                        got = *p == '{' ? JK_OBJECT : *p == '[' ? JK_ARRAY : *p == 'n' ? JK_NULL
+                                              : (*p == 't' || *p == 'f') ? JK_BOOL : JK_NUMBER;
+                                }
+                                p = parse_value(d, p, NONE, depth);
+                                if (!p)
+                                        return NULL;
+                        }
+                        p = ws_skip(p, end);
+                        if (p < end && *p == ',') {
+                                p = ws_skip(p + 1, end);
+                                continue;
+                        }
+                        if (p < end && *p == ']') {
+                                p++;
+                                break;
+                        }
+                        return syntax_error(d, p, "expected ',' or ']' in an array");
+                }
+                if (!bad && n > CATEGORY_MAX_LEVELS) {
+                        bad = CAT_TOO_MANY;
+                        lvl = (uint8_t)(n > 255 ? 255 : n);
+                }
+        }
+
+        const DecNode *dn = &d->nodes[node];
+        for (unsigned roles = dn->env; roles; roles &= roles - 1) {
+                int r = __builtin_ctz(roles);
+                env_state(d, r, SS_ERR, DECODE_WRONG_TYPE, JK_ARRAY, (Str){0});
+                if (r == ENV_TYPE)
+                        d->mask = 0;
+        }
+        bool used = false;
+        for (uint32_t i = 0; i < dn->nslot; i++) {
+                uint32_t slot = d->node_slots[dn->slot0 + i];
+                if (!(d->slot_types[slot] & d->mask))
+                        continue;
+                if (d->slot_conv[slot] != CONV_CATEGORY) {
+                        slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, JK_ARRAY, (Str){0});
+                } else if (big) {
+                        slot_state(d, slot, SS_ERR, DECODE_TOO_LARGE, JK_ARRAY, (Str){0});
+                } else if (bad) {
+                        slot_state(d, slot, SS_ERR, DECODE_WRONG_TYPE, got, (Str){0});
+                        d->ss[slot].cat = bad;
+                        d->ss[slot].catn = lvl;
+                } else {
+                        slot_str(d, slot, (Str){(const char *)out, (uint32_t)len});
+                        used = true;
+                }
+        }
+        if (used)
+                d->scratch_used += (uint32_t)len;
+        return p;
+}
+
 /* ---- after the document ---- */
 
 static DecodeReason env_check(Decoder *d, int r)
 {
         const SlotState *st = &d->env[r];
-        if (st->epoch == d->epoch && st->st == SS_OK)
-                return DECODE_OK;
         const char *const paths[ENV_N] = {d->s->env.id, d->s->env.type, d->s->env.enterprise, d->s->env.time};
         char ex[48];
+        if (st->epoch == d->epoch && st->st == SS_OK) {
+                char why[112];
+                if (r != ENV_ENTERPRISE || !d->s->env.enterprise_format ||
+                    ident_check(d->s->env.enterprise_format, st->val.p, st->val.len, why, sizeof(why)) == 0)
+                        return DECODE_OK;
+                detail_set(d, "%s (%s) \"%s\": %s", env_names[r], paths[r], excerpt(&st->val, ex, sizeof(ex)),
+                           why);
+                return DECODE_BAD_IDENTIFIER;
+        }
         if (st->epoch != d->epoch || st->st == SS_NULL) {
                 detail_set(d, "missing %s (%s)", env_names[r], paths[r]);
                 return DECODE_MISSING_FIELD;
@@ -1606,6 +1915,39 @@ static DecodeReason env_check(Decoder *d, int r)
         return (DecodeReason)st->reason;
 }
 
+/* A converted code field (SS_OK) against its format. */
+static DecodeReason format_check(Decoder *d, const Field *f)
+{
+        const Value *v = &d->ev->slots[f->slot];
+        char why[112], ex[48];
+        if (v->tag != VT_STR || ident_check(f->format, v->s.p, v->s.len, why, sizeof(why)) == 0)
+                return DECODE_OK;
+        detail_set(d, "field %s \"%s\": %s", f->path, excerpt(&v->s, ex, sizeof(ex)), why);
+        return DECODE_BAD_IDENTIFIER;
+}
+
+static void category_detail(Decoder *d, const Field *f, const SlotState *st)
+{
+        switch (st->cat) {
+        case CAT_EMPTY_LIST:
+                detail_set(d, "field %s: an empty list; a category has 1 to %d levels", f->path, CATEGORY_MAX_LEVELS);
+                break;
+        case CAT_KIND:
+                detail_set(d, "field %s: level %u is %s, not a string", f->path, st->catn, kind_names[st->got]);
+                break;
+        case CAT_EMPTY_LEVEL:
+                detail_set(d, "field %s: level %u is empty", f->path, st->catn);
+                break;
+        case CAT_SLASH:
+                detail_set(d, "field %s: level %u contains '/', which separates levels", f->path, st->catn);
+                break;
+        default:
+                detail_set(d, "field %s: %u levels; a category has at most %d", f->path, st->catn,
+                           CATEGORY_MAX_LEVELS);
+                break;
+        }
+}
+
 static DecodeReason field_check(Decoder *d, const Field *f)
 {
         const SlotState *st = &d->ss[f->slot];
@@ -1618,7 +1960,7 @@ static DecodeReason field_check(Decoder *d, const Field *f)
                 return DECODE_MISSING_FIELD;
         }
         if (st->st == SS_OK)
-                return DECODE_OK;
+                return format_is_code(f->format) ? format_check(d, f) : DECODE_OK;
         switch (st->reason) {
         case DECODE_BAD_TIMESTAMP:
                 detail_set(d, "field %s: bad timestamp \"%s\"%s", f->path, excerpt(&st->val, ex, sizeof(ex)),
@@ -1629,7 +1971,9 @@ static DecodeReason field_check(Decoder *d, const Field *f)
                            d->ev->scratch_size);
                 break;
         default:
-                if (st->range) {
+                if (st->cat) {
+                        category_detail(d, f, st);
+                } else if (st->range) {
                         detail_set(d, "field %s: number out of range", f->path);
                 } else if (st->got == JK_STRING && f->type == FT_ENUM) {
                         Buf b = {0}; /* a rejection, not the steady state */
@@ -1642,7 +1986,9 @@ static DecodeReason field_check(Decoder *d, const Field *f)
                         detail_set(d, "field %s: \"%s\" is not a duration (like \"30m\", \"12h\", \"500ms\")",
                                    f->path, excerpt(&st->val, ex, sizeof(ex)));
                 } else {
-                        detail_set(d, "field %s: expected %s, got %s", f->path, expected_name(f->type),
+                        detail_set(d, "field %s: expected %s, got %s", f->path,
+                                   f->format == FF_CATEGORY ? "a list of 1 to 4 category levels (strings)"
+                                                            : expected_name(f->type),
                                    kind_names[st->got]);
                 }
                 break;
@@ -1673,11 +2019,21 @@ static DecodeReason decode_finish(Decoder *d)
                 }
         }
         d->nwritten = kept;
-        /* no conversion failed and every required slot was filled: the
-         * field checks cannot fail */
-        if (d->nerr == 0 && nreq == d->type_nreq[d->type])
-                return DECODE_OK;
+        /* no conversion failed and every required slot was filled: only
+         * the codes are left to check */
         const EventType *et = &d->s->types[d->type];
+        if (d->nerr == 0 && nreq == d->type_nreq[d->type]) {
+                for (uint32_t i = 0, left = d->type_nfmt[d->type]; left; i++) {
+                        const Field *f = &et->fields[i];
+                        if (!format_is_code(f->format))
+                                continue;
+                        left--;
+                        DecodeReason r = format_check(d, f);
+                        if (r != DECODE_OK)
+                                return r;
+                }
+                return DECODE_OK;
+        }
         for (uint32_t i = 0; i < et->nfields; i++) {
                 DecodeReason r = field_check(d, &et->fields[i]);
                 if (r != DECODE_OK)

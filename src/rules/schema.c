@@ -9,8 +9,23 @@
 
 #include "src/rules/load.h"
 
-static const char *const type_names[] = {"bool", "number", "string", "enum", "time", "duration"};
-static const FieldType type_vals[] = {FT_BOOL, FT_NUM, FT_STR, FT_ENUM, FT_TIME, FT_DUR};
+static const char *const type_names[] = {"bool", "number", "string", "enum", "time", "duration",
+                                         "uscc", "license_no", "sample_code", "category"};
+static const FieldType type_vals[] = {FT_BOOL, FT_NUM, FT_STR, FT_ENUM, FT_TIME, FT_DUR, FT_STR, FT_STR, FT_STR, FT_STR};
+/* The codes are strings the decoder checks (ident_check, bad_identifier);
+ * a category is a string the decoder also reads from a list of levels. */
+static const FieldFormat type_formats[] = {FF_NONE, FF_NONE, FF_NONE, FF_NONE, FF_NONE, FF_NONE,
+                                           FF_USCC, FF_LICENSE, FF_SAMPLE_CODE, FF_CATEGORY};
+#define TYPE_LIST "string, number, bool, time, duration, enum, uscc, license_no, sample_code, category"
+
+/* A code type named by s (uscc, license_no, sample_code); FF_NONE if none. */
+static FieldFormat code_format(const char *s)
+{
+        for (uint32_t i = 0; i < ARRAY_SIZE(type_names); i++)
+                if (type_formats[i] != FF_NONE && type_formats[i] != FF_CATEGORY && strcmp(s, type_names[i]) == 0)
+                        return type_formats[i];
+        return FF_NONE;
+}
 
 static bool ident_ok(const char *s, bool dots)
 {
@@ -135,7 +150,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 }
                 if (!tnode) {
                         diag_add(L->dl, DIAG_E004, ynode_pos(key),
-                                 "type: string, number, bool, time, duration or enum; an enum with labels is { type: enum, values: { code: label, ... } }",
+                                 "type: string, number, bool, time, duration, enum or a code (uscc, license_no, sample_code); an enum with labels is { type: enum, values: { code: label, ... } }",
                                  "field '%s' has no type", path);
                         return;
                 }
@@ -147,6 +162,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 tnode = NULL;
         }
         FieldType t = FT_ENUM;
+        FieldFormat format = FF_NONE;
         if (tnode) {
                 if (!loader_expect(L, tnode, Y_SCALAR, "a field type"))
                         return;
@@ -156,14 +172,15 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                                 k = (int)i;
                 if (k < 0) {
                         const char *sug = diag_suggest(tnode->str, type_names, ARRAY_SIZE(type_names));
-                        char *hint = sug ? xasprintf("did you mean '%s'? (types: string, number, bool, time, duration, enum)", sug)
-                                         : xstrdup("types: string, number, bool, time, duration, enum");
+                        char *hint = sug ? xasprintf("did you mean '%s'? (types: " TYPE_LIST ")", sug)
+                                         : xstrdup("types: " TYPE_LIST);
                         diag_add(L->dl, DIAG_E060, ynode_pos(tnode), hint, "unknown field type '%s'",
                                  tnode->str);
                         free(hint);
                         return;
                 }
                 t = type_vals[k];
+                format = type_formats[k];
                 if (t == FT_ENUM) {
                         const YNode *vals = ynode_get(spec, "values");
                         const YNode *ename = ynode_get(spec, "enum");
@@ -207,6 +224,7 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
         f->path = arena_strdup(L->ar, path);
         f->type = t;
         f->en = en;
+        f->format = format;
         f->required = required;
         f->pos = ynode_pos(key);
         /* split the path */
@@ -224,6 +242,20 @@ static void field_load(Loader *L, EventType *et, const YNode *key, const YNode *
                 }
         }
         f->slot = slot_for(L, path, t, en);
+        /* the decoder reads a path the same way for every type: as a list of
+         * category levels for all of them or for none */
+        for (uint32_t i = 0; i <= et->id && i < s->ntypes; i++) {
+                const EventType *o = &s->types[i];
+                for (uint32_t j = 0; j < o->nfields; j++)
+                        if (o->fields[j].slot == f->slot && (o->fields[j].format == FF_CATEGORY) != (format == FF_CATEGORY)) {
+                                diag_add(L->dl, DIAG_E060, ynode_pos(tnode ? tnode : key),
+                                         "declare the path with the same type in every event type",
+                                         "field '%s' is a %s in %s but a %s here", path,
+                                         format == FF_CATEGORY ? "string" : "category", o->name,
+                                         format == FF_CATEGORY ? "category" : "string");
+                                return;
+                        }
+        }
         et->nfields++;
 }
 
@@ -263,7 +295,27 @@ void schema_load(Loader *L, const YNode *root)
                                          "envelope has no '%s' path", envkeys[i]);
                                 continue;
                         }
-                        if (!loader_expect(L, v, Y_SCALAR, "a dotted path"))
+                        /* the enterprise id may be a code: { path: enterprise.uscc, type: uscc } */
+                        if (i == 2 && v->kind == Y_MAP) {
+                                static const char *const ekeys[] = {"path", "type"};
+                                loader_unknown_keys(L, v, ekeys, ARRAY_SIZE(ekeys), "the envelope's enterprise");
+                                const YNode *ty = ynode_get(v, "type");
+                                if (ty && loader_expect(L, ty, Y_SCALAR, "a code type")) {
+                                        s->env.enterprise_format = code_format(ty->str);
+                                        if (!s->env.enterprise_format && strcmp(ty->str, "string") != 0)
+                                                diag_add(L->dl, DIAG_E060, ynode_pos(ty),
+                                                         "string, or a code the decoder checks: uscc, license_no, sample_code",
+                                                         "the enterprise id cannot be of type '%s'", ty->str);
+                                }
+                                const YNode *m = v;
+                                v = ynode_get(m, "path");
+                                if (!v) {
+                                        diag_add(L->dl, DIAG_E004, ynode_pos(m), "enterprise: { path: enterprise.uscc, type: uscc }",
+                                                 "the envelope's enterprise has no path:");
+                                        continue;
+                                }
+                        }
+                        if (!loader_expect(L, v, Y_SCALAR, i == 2 ? "a dotted path, or { path: PATH, type: uscc }" : "a dotted path"))
                                 continue;
                         if (!ident_ok(v->str, true)) {
                                 diag_add(L->dl, DIAG_E012, ynode_pos(v), "a path like occurred_at or enterprise.uscc",

@@ -8,7 +8,7 @@ outputs are those of the clean stream; riskd keeps running.
 Reasons covered: malformed_json (truncated, bad escape, invalid UTF-8,
 trailing comma, a schema key twice, an empty record, a null value),
 not_an_object, missing_field, wrong_type, unknown_type, bad_timestamp,
-too_large (1.1 MB against the default 1 MiB limit; the daemon's producer needs
+bad_identifier (the enterprise's USCC with another check character), too_large (1.1 MB against the default 1 MiB limit; the daemon's producer needs
 message.max.bytes above it, set in the test's kafka: map), too_late (an event
 years behind its partition's watermark) and duplicate (a record repeated right
 after its original).  over_limit needs a configured enterprise limit and is
@@ -64,6 +64,8 @@ def poisons(template, key):
     add(enc(ev(event_type="weather")), "unknown_type")
     add(enc(ev(occurred_at="yesterday")), "bad_timestamp")
     add(enc(ev(occurred_at="2025-01-01 00:00:40")), "bad_timestamp")
+    k = key.decode()  # another check character: GB 32100 catches every single change
+    add(enc(ev(enterprise={"uscc": k[:17] + ("0" if k[17] != "0" else "1")})), "bad_identifier")
     add(enc(ev(raw_frame="x" * 1_100_000)), "too_large")
     add(enc(ev(occurred_at="2020-01-01T00:00:00+08:00", reading_at="2020-01-01T00:00:00+08:00")), "too_late")
     return out

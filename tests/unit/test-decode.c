@@ -1057,7 +1057,7 @@ Test(decode, many_events_stable)
 Test(decode, reason_names)
 {
         static const char *const want[] = {"ok", "malformed_json", "not_an_object", "missing_field", "wrong_type",
-                                           "unknown_type", "bad_timestamp", "too_large"};
+                                           "unknown_type", "bad_timestamp", "too_large", "bad_identifier"};
         for (int r = 0; r <= DECODE_REASON_MAX; r++)
                 cr_assert_str_eq(decode_reason_str((DecodeReason)r), want[r]);
         cr_assert_str_eq(decode_reason_str((DecodeReason)99), "unknown");
@@ -1276,4 +1276,326 @@ Test(decode, unknown_keys_learnt_change_nothing)
                 }
                 fresh = decoder_free(fresh);
         }
+}
+
+/* ---- codes: uscc, license_no, sample_code (ident_check, bad_identifier) ---- */
+
+static const char *why_of(FieldFormat f, const char *v)
+{
+        static char why[112];
+        why[0] = 0;
+        return ident_check(f, v, strlen(v), why, sizeof(why)) == 0 ? NULL : why;
+}
+
+Test(decode, uscc_check_character)
+{
+        /* valid: the example story's enterprises and the two the issue
+         * corrects (…3X → …32, …5Q → …5W), a check character of value 0 (31 - 0 → 0) */
+        static const char *const good[] = {"91410184MAX3GNEK20", "91410122MAP528JT85", "91410106MAH6JRP26H",
+                                           "91410105MA9F8K2L32", "91410122MA9G7H6J5W", "91350100M000100Y43",
+                                           "92410100MA00000220"};
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++)
+                cr_assert_null(why_of(FF_USCC, good[i]), "%s: %s", good[i], why_of(FF_USCC, good[i]));
+        cr_assert_str_eq(why_of(FF_USCC, "91410105MA9F8K2L3X"), "check character should be 2");
+        cr_assert_str_eq(why_of(FF_USCC, "91410122MA9G7H6J5Q"), "check character should be W");
+        /* every single-character change of a valid code is caught */
+        char c[19] = "91410184MAX3GNEK20";
+        static const char alphabet[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+        for (int i = 0; i < 18; i++)
+                for (const char *a = alphabet; *a; a++) {
+                        char keep = c[i];
+                        if (*a == keep)
+                                continue;
+                        c[i] = *a;
+                        cr_assert_not_null(why_of(FF_USCC, c), "%s passed", c);
+                        c[i] = keep;
+                }
+        /* and every swap of two different neighbours */
+        for (int i = 0; i < 17; i++) {
+                if (c[i] == c[i + 1])
+                        continue;
+                char t = c[i];
+                c[i] = c[i + 1];
+                c[i + 1] = t;
+                cr_assert_not_null(why_of(FF_USCC, c), "%s passed", c);
+                c[i + 1] = c[i];
+                c[i] = t;
+        }
+}
+
+Test(decode, uscc_malformed)
+{
+        cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEK2"), "a USCC has 18 characters, not 17");
+        cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEK200"), "a USCC has 18 characters, not 19");
+        cr_assert_str_eq(why_of(FF_USCC, ""), "a USCC has 18 characters, not 0");
+        cr_assert_str_eq(why_of(FF_USCC, "E1"), "a USCC has 18 characters, not 2");
+        cr_assert_str_eq(why_of(FF_USCC, "91410184maX3GNEK20"),
+                         "character 9, 'm', is not in the USCC alphabet (letters are upper case)");
+        cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEKI0"),
+                         "character 17, 'I', is not in the USCC alphabet (0-9, A-Z without I O S V Z)");
+        for (const char *x = "IOSVZ"; *x; x++) {
+                char c[19] = "91410184MAX3GNEK20";
+                c[12] = *x;
+                cr_assert_not_null(strstr(why_of(FF_USCC, c), "is not in the USCC alphabet"), "%s", c);
+        }
+        cr_assert_str_eq(why_of(FF_USCC, "9141A184MAX3GNEK20"),
+                         "character 5, 'A', is in the area code (characters 3-8): digits only");
+        cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEK2 "),
+                         "character 18, byte 0x20, is not in the USCC alphabet (0-9, A-Z without I O S V Z)");
+        cr_assert_str_eq(why_of(FF_USCC, "91410184\xe4\xb8\x80X3GNEK2"),
+                         "character 9, byte 0xe4, is not in the USCC alphabet (0-9, A-Z without I O S V Z)");
+}
+
+Test(decode, license_and_sample_codes)
+{
+        cr_assert_null(why_of(FF_LICENSE, "SC10541018400375"));
+        cr_assert_null(why_of(FF_LICENSE, "JY14101220045678"));
+        cr_assert_null(why_of(FF_NONE, "anything"));
+        cr_assert_str_eq(why_of(FF_LICENSE, "JY141"), "JY is followed by 14 digits");
+        cr_assert_str_eq(why_of(FF_LICENSE, "SC1054101840037X"), "SC is followed by 14 digits");
+        cr_assert_str_eq(why_of(FF_LICENSE, "SC105410184003751"), "SC is followed by 14 digits");
+        cr_assert_str_eq(why_of(FF_LICENSE, "sc10541018400375"),
+                         "a licence number starts with SC (production) or JY (operation)");
+        cr_assert_str_eq(why_of(FF_LICENSE, "XK10541018400375"),
+                         "a licence number starts with SC (production) or JY (operation)");
+        cr_assert_str_eq(why_of(FF_LICENSE, ""), "a licence number starts with SC (production) or JY (operation)");
+
+        cr_assert_null(why_of(FF_SAMPLE_CODE, "DC19130400463233437"));
+        cr_assert_null(why_of(FF_SAMPLE_CODE, "DC25000000000000044"));
+        cr_assert_null(why_of(FF_SAMPLE_CODE, "NCP25410100410105003"));
+        cr_assert_str_eq(why_of(FF_SAMPLE_CODE, "DC001"),
+                         "DC is followed by 17 digits (year 2, area code 6, serial 9), not 3");
+        cr_assert_str_eq(why_of(FF_SAMPLE_CODE, "NCP2541010041010500"),
+                         "NCP is followed by 17 digits (year 2, area code 6, serial 9), not 16");
+        cr_assert_str_eq(why_of(FF_SAMPLE_CODE, "DC2541010041010500A"),
+                         "DC is followed by 17 digits (year 2, area code 6, serial 9); character 19 is not a digit");
+        cr_assert_str_eq(why_of(FF_SAMPLE_CODE, "JC25410100410105003"),
+                         "a sample code starts with DC (food) or NCP (edible agricultural products)");
+        cr_assert_str_eq(why_of(FF_SAMPLE_CODE, "N"),
+                         "a sample code starts with DC (food) or NCP (edible agricultural products)");
+}
+
+/* A type with code fields, decoded with a decoder of its own. */
+static uint32_t codes_type(void)
+{
+        const TField f[] = {
+                {"licence", FT_STR, NULL, false},
+                {"count", FT_NUM, NULL, false},
+                {"sample_code", FT_STR, NULL, true},
+                {"holder.uscc", FT_STR, NULL, false},
+        };
+        uint32_t t = type_make("codes", f, ARRAY_SIZE(f));
+        S.types[t].fields[0].format = FF_LICENSE;
+        S.types[t].fields[2].format = FF_SAMPLE_CODE;
+        S.types[t].fields[3].format = FF_USCC;
+        return t;
+}
+
+#define ENV_CODES(ent) "\"event_id\":\"c-1\",\"event_type\":\"codes\",\"enterprise\":{\"uscc\":\"" ent "\"}," \
+                       "\"occurred_at\":\"2025-03-02T10:15:00+08:00\""
+#define CODES(fields) "{" ENV_CODES("91410184MAX3GNEK20") "," fields "}"
+
+Test(decode, code_fields_are_bad_identifier)
+{
+        uint32_t t = codes_type();
+        Decoder *d2;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        D = decoder_free(D);
+        D = d2;
+        const char *ok = CODES("\"licence\":\"SC10541018400375\",\"sample_code\":\"NCP25410100410105003\","
+                               "\"holder\":{\"uscc\":\"91410122MA9G7H6J5W\"}");
+        cr_assert_eq(dec(ok), DECODE_OK, "%s", ev.detail);
+        cr_assert_eq(ev.type, t);
+        cr_assert(str_is(slots[SL(t, "licence")].s, "SC10541018400375"), "a code stays a string");
+        cr_assert(str_is(slots[SL(t, "holder.uscc")].s, "91410122MA9G7H6J5W"));
+
+        cr_assert_eq(dec(CODES("\"sample_code\":\"DC25410000410105007\",\"holder\":{\"uscc\":\"91410105MA9F8K2L3X\"}")),
+                     DECODE_BAD_IDENTIFIER);
+        cr_assert_str_eq(ev.detail, "field holder.uscc \"91410105MA9F8K2L3X\": check character should be 2");
+        assert_all_null();
+        cr_assert_eq(dec(CODES("\"sample_code\":\"DC001\"")), DECODE_BAD_IDENTIFIER);
+        cr_assert_str_eq(ev.detail,
+                         "field sample_code \"DC001\": DC is followed by 17 digits (year 2, area code 6, serial 9), not 3");
+        /* escaped text is checked as unescaped */
+        cr_assert_eq(dec(CODES("\"sample_code\":\"\\u0044C25410000410105007\"")), DECODE_OK, "%s", ev.detail);
+        /* null and absent optional codes are fine; a required one is missing_field */
+        cr_assert_eq(dec(CODES("\"sample_code\":\"DC25410000410105007\",\"licence\":null")), DECODE_OK);
+        cr_assert_eq(dec(CODES("\"licence\":\"SC10541018400375\"")), DECODE_MISSING_FIELD);
+        cr_assert_eq(dec(CODES("\"licence\":\"SC1\"")), DECODE_BAD_IDENTIFIER, "licence is declared first");
+        /* declaration order decides between reasons: licence (bad code)
+         * before count (wrong type), count before sample_code */
+        cr_assert_eq(dec(CODES("\"count\":\"x\",\"licence\":\"SC1\",\"sample_code\":\"DC1\"")), DECODE_BAD_IDENTIFIER);
+        cr_assert_str_eq(ev.detail, "field licence \"SC1\": SC is followed by 14 digits");
+        cr_assert_eq(dec(CODES("\"sample_code\":\"DC1\",\"count\":\"x\"")), DECODE_WRONG_TYPE);
+        /* a code of the wrong JSON kind is wrong_type, as for any string */
+        cr_assert_eq(dec(CODES("\"sample_code\":19130400463233437")), DECODE_WRONG_TYPE);
+        /* the other types are not affected: the envelope's id is a plain string here */
+        cr_assert_eq(dec(COLD("\"device_id\":\"D1\",\"temp_c\":3.5")), DECODE_OK, "%s", ev.detail);
+}
+
+Test(decode, enterprise_id_as_uscc)
+{
+        S.env.enterprise_format = FF_USCC;
+        Decoder *d2;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        D = decoder_free(D);
+        D = d2;
+        static const struct {
+                const char *ent, *detail;
+        } bad[] = {
+                {"91410105MA9F8K2L3X", "enterprise (enterprise.uscc) \"91410105MA9F8K2L3X\": check character should be 2"},
+                {"91410122MA9G7H6J5Q", "enterprise (enterprise.uscc) \"91410122MA9G7H6J5Q\": check character should be W"},
+                {"91410184MAX3GNEKI0", "enterprise (enterprise.uscc) \"91410184MAX3GNEKI0\": character 17, 'I', is not "
+                                       "in the USCC alphabet (0-9, A-Z without I O S V Z)"},
+                {"91410184max3gnek20", "enterprise (enterprise.uscc) \"91410184max3gnek20\": character 9, 'm', is not "
+                                       "in the USCC alphabet (letters are upper case)"},
+                {"E1", "enterprise (enterprise.uscc) \"E1\": a USCC has 18 characters, not 2"},
+        };
+        char buf[512];
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                snprintf(buf, sizeof(buf),
+                         "{\"event_id\":\"e\",\"event_type\":\"inspection\",\"enterprise\":{\"uscc\":\"%s\"},"
+                         "\"occurred_at\":\"2025-03-02T10:15:00+08:00\"}", bad[i].ent);
+                cr_assert_eq(dec(buf), DECODE_BAD_IDENTIFIER, "%s", bad[i].ent);
+                cr_assert_str_eq(ev.detail, bad[i].detail);
+                cr_assert_eq(ev.enterprise.len, 0);
+        }
+        snprintf(buf, sizeof(buf), "{\"event_id\":\"e\",\"event_type\":\"inspection\",\"enterprise\":{\"uscc\":"
+                                   "\"91410184MAX3GNEK20\"},\"occurred_at\":\"2025-03-02T10:15:00+08:00\"}");
+        cr_assert_eq(dec(buf), DECODE_OK, "%s", ev.detail);
+        cr_assert(str_is(ev.enterprise, "91410184MAX3GNEK20"));
+        /* the envelope's order: a bad enterprise before a bad time, after a missing id */
+        cr_assert_eq(dec("{\"event_id\":\"e\",\"event_type\":\"inspection\",\"enterprise\":{\"uscc\":\"E1\"},"
+                         "\"occurred_at\":\"yesterday\"}"), DECODE_BAD_IDENTIFIER);
+        cr_assert_eq(dec("{\"event_type\":\"inspection\",\"enterprise\":{\"uscc\":\"E1\"},"
+                         "\"occurred_at\":\"2025-03-02T10:15:00+08:00\"}"), DECODE_MISSING_FIELD);
+}
+
+Test(decode, code_formats_only_on_strings)
+{
+        uint32_t t = codes_type();
+        S.types[t].fields[1].format = FF_USCC; /* count is a number */
+        Decoder *d2 = (Decoder *)0x1;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), -EINVAL);
+        S.types[t].fields[1].format = (FieldFormat)99;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), -EINVAL);
+}
+
+/* ---- category: a list of 1 to 4 levels, read as "L1/L2/L3/L4" ---- */
+
+static uint32_t category_type(void)
+{
+        const TField f[] = {
+                {"count", FT_NUM, NULL, false},
+                {"food_category", FT_STR, NULL, false},
+                {"sample_code", FT_STR, NULL, false},
+        };
+        uint32_t t = type_make("cat", f, ARRAY_SIZE(f));
+        S.types[t].fields[1].format = FF_CATEGORY;
+        S.types[t].fields[2].format = FF_SAMPLE_CODE;
+        Decoder *d2;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        D = decoder_free(D);
+        D = d2;
+        return t;
+}
+
+#define CAT(fields) "{\"event_id\":\"k\",\"event_type\":\"cat\",\"enterprise\":{\"uscc\":\"E\"}," \
+                    "\"occurred_at\":\"2025-03-02T10:15:00+08:00\"," fields "}"
+
+Test(decode, category_levels)
+{
+        uint32_t t = category_type();
+        const char *j = CAT("\"food_category\":[\"肉制品\",\"预制肉制品\",\"调理肉制品\",\"调理肉制品(非速冻)\"]");
+        cr_assert_eq(dec(j), DECODE_OK, "%s", ev.detail);
+        Value *v = &slots[SL(t, "food_category")];
+        cr_assert_eq(v->tag, VT_STR);
+        cr_assert(str_is(v->s, "肉制品/预制肉制品/调理肉制品/调理肉制品(非速冻)"));
+        cr_assert(in_range(v->s.p, scratch, sizeof(scratch)), "joined in the scratch buffer");
+        cr_assert_eq(ev.scratch_used, v->s.len);
+        /* fewer levels, whitespace, escapes */
+        cr_assert_eq(dec(CAT("\"food_category\": [ \"\\u8089\\u5236\\u54c1\" , \"x\" ]")), DECODE_OK, "%s", ev.detail);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "肉制品/x"));
+        cr_assert_eq(dec(CAT("\"food_category\":[\"乳制品\"]")), DECODE_OK);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "乳制品"));
+        /* a string is the path as written */
+        cr_assert_eq(dec(CAT("\"food_category\":\"乳制品/液体乳\"")), DECODE_OK);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "乳制品/液体乳"));
+        cr_assert_eq(dec(CAT("\"food_category\":null")), DECODE_OK);
+        cr_assert_eq(slots[SL(t, "food_category")].tag, VT_NULL);
+}
+
+Test(decode, category_not_one)
+{
+        category_type();
+        static const struct {
+                const char *json, *detail;
+                DecodeReason r;
+        } bad[] = {
+                {"[]", "field food_category: an empty list; a category has 1 to 4 levels", DECODE_WRONG_TYPE},
+                {"[\"a\",\"b\",\"c\",\"d\",\"e\"]", "field food_category: 5 levels; a category has at most 4",
+                 DECODE_WRONG_TYPE},
+                {"[\"a\",\"\"]", "field food_category: level 2 is empty", DECODE_WRONG_TYPE},
+                {"[\"a\",\"b/c\"]", "field food_category: level 2 contains '/', which separates levels",
+                 DECODE_WRONG_TYPE},
+                {"[\"a\",1,{\"x\":[2]}]", "field food_category: level 2 is a number, not a string", DECODE_WRONG_TYPE},
+                {"[null]", "field food_category: level 1 is null, not a string", DECODE_WRONG_TYPE},
+                {"\"a//b\"", "field food_category: level 2 is empty", DECODE_WRONG_TYPE},
+                {"\"\"", "field food_category: level 1 is empty", DECODE_WRONG_TYPE},
+                {"\"a/b/c/d/e\"", "field food_category: 5 levels; a category has at most 4", DECODE_WRONG_TYPE},
+                {"{\"l1\":\"a\"}", "field food_category: expected a list of 1 to 4 category levels (strings), got an object",
+                 DECODE_WRONG_TYPE},
+                {"7", "field food_category: expected a list of 1 to 4 category levels (strings), got a number",
+                 DECODE_WRONG_TYPE},
+        };
+        char buf[512];
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                snprintf(buf, sizeof(buf), CAT("\"food_category\":%s"), bad[i].json);
+                cr_assert_eq(dec(buf), bad[i].r, "%s: %s", bad[i].json, ev.detail);
+                cr_assert_str_eq(ev.detail, bad[i].detail, "%s", bad[i].json);
+                assert_all_null();
+        }
+        /* the list is validated as JSON whatever else is wrong */
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",\"b\",\"c\",\"d\",\"e\",tru]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[1,\"\\q\"]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",]")), DECODE_MALFORMED_JSON);
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\"")), DECODE_MALFORMED_JSON);
+        /* declaration order: count (wrong type) before food_category, food_category before sample_code */
+        cr_assert_eq(dec(CAT("\"food_category\":[],\"count\":\"x\"")), DECODE_WRONG_TYPE);
+        cr_assert_str_eq(ev.detail, "field count: expected a number, got a string");
+        cr_assert_eq(dec(CAT("\"sample_code\":\"DC1\",\"food_category\":[]")), DECODE_WRONG_TYPE);
+        cr_assert_eq(dec(CAT("\"sample_code\":\"DC1\",\"food_category\":[\"a\"]")), DECODE_BAD_IDENTIFIER);
+}
+
+Test(decode, category_scratch)
+{
+        uint32_t t = category_type();
+        /* no scratch: the joined text has nowhere to go */
+        ev.scratch = NULL;
+        ev.scratch_size = 0;
+        cr_assert_eq(dec(CAT("\"food_category\":[\"a\",\"b\"]")), DECODE_TOO_LARGE);
+        /* a scratch of the list's own length always holds it */
+        const char *list = "[\"ab\",\"\\u00e9\",\"c\"]";
+        char small[32];
+        ev.scratch = small;
+        ev.scratch_size = (uint32_t)strlen(list);
+        char buf[256];
+        snprintf(buf, sizeof(buf), CAT("\"food_category\":%s"), list);
+        cr_assert_eq(dec(buf), DECODE_OK, "%s", ev.detail);
+        cr_assert(str_is(slots[SL(t, "food_category")].s, "ab/\xc3\xa9/c"));
+        ev.scratch_size = 4;
+        cr_assert_eq(dec(buf), DECODE_TOO_LARGE);
+}
+
+Test(decode, category_shares_no_path_with_a_string)
+{
+        const TField a[] = {{"food_category", FT_STR, NULL, false}};
+        uint32_t t1 = type_make("cat_a", a, 1);
+        uint32_t t2 = type_make("cat_b", a, 1);
+        S.types[t1].fields[0].format = FF_CATEGORY;
+        Decoder *d2 = (Decoder *)0x1;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), -EINVAL);
+        S.types[t2].fields[0].format = FF_CATEGORY;
+        cr_assert_eq(decoder_new(&d2, &S, NULL), 0);
+        decoder_free(d2);
 }

@@ -487,6 +487,87 @@ Test(engine, every_dead_letter_reason)
         rules_unref(rs);
 }
 
+static int reject_index(const char *name)
+{
+        for (int i = 0; i < ENGINE_NREJECT; i++)
+                if (strcmp(engine_reject_names[i], name) == 0)
+                        return i;
+        cr_assert_fail("no reject reason %s", name);
+        return 0;
+}
+
+/* The sink of the malformed corpus: "reason: detail" per dead letter. */
+static void sink_detail(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
+{
+        (void)data;
+        (void)len;
+        Buf *b = ud;
+        if (kind == OUT_DEADLETTER)
+                buf_printf(b, "%s: %s\n", m->reason, m->detail);
+}
+
+/* Codes as schema types: the malformed corpus of identifiers.  Each line is
+ * a dead letter bad_identifier naming the field, the value and what is
+ * wrong, and counts under its reason; valid codes are applied. */
+Test(engine, bad_identifier_dead_letters)
+{
+        static const char codes_schema[] =
+                "envelope: { id: event_id, type: event_type, enterprise: { path: enterprise.uscc, type: uscc },"
+                " time: occurred_at }\n"
+                "profile: enterprise\n"
+                "types:\n"
+                "  enterprise: { fields: { category: [dairy, meat], license_no: license_no } }\n"
+                "  sampling: { fields: { result: [pass, fail], sample_code: { type: sample_code, required: true } } }\n";
+        static const char codes_rules[] =
+                "rules:\n"
+                "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\"\n    score: 20\n"
+                "    flags: { problem_lead: 30d }\n";
+        RuleSet *rs = load_with(codes_schema, codes_rules);
+        Buf in = {0}, dl = {0};
+        ev(&in, "p1", "91410184MAX3GNEK20", 1, "enterprise", "\"license_no\":\"SC10541018400375\"");
+        ev(&in, "p2", "91410105MA9F8K2L3X", 1, "enterprise", "");                 /* check character */
+        ev(&in, "p3", "91410122MA9G7H6J5Q", 1, "enterprise", "");                 /* check character */
+        ev(&in, "p4", "91410105MA9F8K2L32", 1, "enterprise", "");                 /* corrected: applied */
+        ev(&in, "p5", "91410184MAX3GNEKO0", 1, "enterprise", "");                 /* forbidden letter */
+        ev(&in, "p6", "91410184MAX3GNEK2", 1, "enterprise", "");                  /* 17 characters */
+        ev(&in, "p7", "91410184max3gnek20", 1, "enterprise", "");                 /* lower case */
+        ev(&in, "p8", "E1", 1, "enterprise", "");                                 /* a test name */
+        ev(&in, "p9", "91410184MAX3GNEK20", 2, "enterprise", "\"license_no\":\"JY141\"");
+        ev(&in, "s1", "91410184MAX3GNEK20", 3, "sampling", "\"result\":\"fail\",\"sample_code\":\"DC001\"");
+        ev(&in, "s2", "91410184MAX3GNEK20", 3, "sampling", "\"result\":\"fail\",\"sample_code\":\"NCP25410100410105003\"");
+        ev(&in, "s3", "91410184MAX3GNEK20", 4, "sampling", "\"result\":\"fail\",\"sample_code\":\"DC25410000410105007\"");
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink_detail, &dl), 0);
+        for (const char *p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        engine_flush(e);
+        cr_assert_str_eq(dl.p,
+                "bad_identifier: enterprise (enterprise.uscc) \"91410105MA9F8K2L3X\": check character should be 2\n"
+                "bad_identifier: enterprise (enterprise.uscc) \"91410122MA9G7H6J5Q\": check character should be W\n"
+                "bad_identifier: enterprise (enterprise.uscc) \"91410184MAX3GNEKO0\": character 17, 'O', is not in "
+                "the USCC alphabet (0-9, A-Z without I O S V Z)\n"
+                "bad_identifier: enterprise (enterprise.uscc) \"91410184MAX3GNEK2\": a USCC has 18 characters, not 17\n"
+                "bad_identifier: enterprise (enterprise.uscc) \"91410184max3gnek20\": character 9, 'm', is not in "
+                "the USCC alphabet (letters are upper case)\n"
+                "bad_identifier: enterprise (enterprise.uscc) \"E1\": a USCC has 18 characters, not 2\n"
+                "bad_identifier: field license_no \"JY141\": JY is followed by 14 digits\n"
+                "bad_identifier: field sample_code \"DC001\": DC is followed by 17 digits (year 2, area code 6, "
+                "serial 9), not 3\n");
+        const EngineStats *st = engine_stats(e);
+        cr_assert_eq(st->rejects[reject_index("bad_identifier")], 8);
+        cr_assert_eq(st->events_applied, 4, "p1, p4, s2, s3");
+        cr_assert_eq(st->enterprises, 2);
+        engine_free(e);
+        buf_free(&in);
+        buf_free(&dl);
+        rules_unref(rs);
+}
+
 /* Adversarial input never grows memory without bound: each growth has a
  * limit and a count. */
 Test(engine, memory_is_bounded)
@@ -527,7 +608,7 @@ Test(engine, memory_is_bounded)
         }
         st = engine_stats(e);
         cr_assert_eq(st->enterprises, 10000);
-        cr_assert_eq(st->rejects[10], 1000000 - 9999);
+        cr_assert_eq(st->rejects[reject_index("over_limit")], 1000000 - 9999);
         /* a year of telemetry every minute into a 1h aggregate and a 2h absent */
         for (int m = 0; m < 525600; m++) {
                 b.len = 0;
