@@ -27,6 +27,11 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* qsort that takes an empty array as a NULL pointer: qsort(NULL, 0, ...)
+ * is undefined (UBSan stops the sanitizer build on it), and an array that
+ * was never grown is NULL.  Every sort in src/ goes through it. */
+void xsort(void *v, size_t n, size_t sz, int (*cmp)(const void *, const void *));
+
 /* Grow *v (of *cap elements of size sz) so that it holds at least need. */
 void *xgrow(void *v, uint32_t *cap, uint32_t need, size_t sz);
 #define VEC_PUSH(v, n, cap) \

@@ -322,7 +322,7 @@ static Keyed *keyed(const BtRun *run, Section s, uint32_t *n)
                 k[*n].key = jget_or_null(str_of(o->doc, o->len), sec_key[s]);
                 k[(*n)++].i = i;
         }
-        qsort(k, *n, sizeof(Keyed), keyed_cmp);
+        xsort(k, *n, sizeof(Keyed), keyed_cmp);
         return k;
 }
 
@@ -434,7 +434,7 @@ static Step *steps(const BtRun *run, uint32_t *n)
                 x->ts = jtime(x->ts_text);
                 x->i = i;
         }
-        qsort(s, *n, sizeof(Step), step_cmp);
+        xsort(s, *n, sizeof(Step), step_cmp);
         return s;
 }
 
@@ -465,7 +465,7 @@ static Final *finals(const BtRun *run, uint32_t *n)
                 }
                 p += len + 1;
         }
-        qsort(f, *n, sizeof(Final), final_cmp);
+        xsort(f, *n, sizeof(Final), final_cmp);
         return f;
 }
 
@@ -578,7 +578,7 @@ static Str *fired_ids(const BtRun *run, uint32_t *n)
                         if (v.len >= 2)
                                 ids[(*n)++] = str_of(v.p + 1, v.len - 2);
                 }
-        qsort(ids, *n, sizeof(Str), str_cmp_qsort);
+        xsort(ids, *n, sizeof(Str), str_cmp_qsort);
         return ids;
 }
 
@@ -1290,7 +1290,7 @@ bool bt_diff(const BtRun *old, const BtRun *new, const char *events, BtFormat fm
         Diff d = {.run = {old, new}, .events = events};
         for (int s = 0; s < NSEC; s++)
                 diff_match(&d, (Section)s);
-        qsort(d.items, d.nitems, sizeof(Item), item_cmp);
+        xsort(d.items, d.nitems, sizeof(Item), item_cmp);
         uint32_t nst[2], nfi[2];
         Step *st[2] = {steps(old, &nst[0]), steps(new, &nst[1])};
         Final *fi[2] = {finals(old, &nfi[0]), finals(new, &nfi[1])};

@@ -2059,7 +2059,7 @@ static int run_tests(const Opts *o, Ctx *c, FILE *out)
                 }
                 closedir(d);
                 if (n > 1)
-                        qsort(names, n, sizeof(char *), name_cmp);
+                        xsort(names, n, sizeof(char *), name_cmp);
         }
 
         c->rs = rs;

@@ -1866,7 +1866,7 @@ void engine_grades_write(Engine *e, Buf *out)
         for (uint32_t i = 0; i < e->tabcap; i++)
                 if (tab_ent(e, i))
                         v[n++] = tab_ent(e, i);
-        qsort(v, n, sizeof(Ent *), ent_cmp);
+        xsort(v, n, sizeof(Ent *), ent_cmp);
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
         for (uint32_t i = 0; i < n; i++) {

@@ -38,7 +38,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
         for (uint32_t i = 0; i < n->tabcap; i++)
                 if (n->tab[i])
                         v[nv++] = tab_ent(n, i);
-        qsort(v, nv, sizeof(Ent *), ent_cmp);
+        xsort(v, nv, sizeof(Ent *), ent_cmp);
         rep->enterprises = nv;
         for (uint32_t i = 0; i < nv; i++) {
                 Ent *x = v[i];

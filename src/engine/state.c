@@ -594,8 +594,7 @@ static int held_qcmp(const void *a, const void *b)
  * heap. */
 static void meta_write(Engine *e, int64_t next, Buf *b)
 {
-        if (e->nheld > 1) /* an Engine that never held has no array: qsort(NULL) is undefined */
-                qsort(e->held, e->nheld, sizeof(Held), held_qcmp);
+        xsort(e->held, e->nheld, sizeof(Held), held_qcmp);
         buf_putc(b, ENGINE_STATE_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);

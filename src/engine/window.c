@@ -308,7 +308,7 @@ int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Valu
                 break;
         case AGG_DISTINCT: {
                 if (nvals > 1)
-                        qsort(vals, nvals, sizeof(Value), value_order);
+                        xsort(vals, nvals, sizeof(Value), value_order);
                 uint32_t d = 0;
                 for (uint32_t i = 0; i < nvals; i++)
                         if (i == 0 || value_order(&vals[i - 1], &vals[i]) != 0)

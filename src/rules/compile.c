@@ -94,7 +94,7 @@ uint32_t compile_set(Loader *L, uint8_t tag, const Value *v, uint32_t n)
                                 x.s.p = arena_strndup(L->ar, x.s.p, x.s.len);
                         cs.v[i] = x;
                 }
-                qsort(cs.v, n, sizeof(Value), set_cmp);
+                xsort(cs.v, n, sizeof(Value), set_cmp);
                 uint32_t k = 0;
                 for (uint32_t i = 0; i < n; i++)
                         if (k == 0 || !value_same(&cs.v[k - 1], &cs.v[i]))
@@ -252,7 +252,7 @@ uint32_t compile_aggregate(Loader *L, Node *n)
                 a.where = compile_program(L, n->where, true);
         }
         if (a.nrow_slots > 1)
-                qsort(a.row_slots, a.nrow_slots, sizeof(uint32_t), u32_cmp);
+                xsort(a.row_slots, a.nrow_slots, sizeof(uint32_t), u32_cmp);
         uint32_t kc = L->aggcap;
         VEC_PUSH(rs->aggs, rs->naggs, L->aggcap) = a;
         L->agg_keys = xgrow(L->agg_keys, &kc, rs->naggs, sizeof(char *));

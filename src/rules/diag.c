@@ -142,7 +142,7 @@ static int diag_cmp(const void *x, const void *y)
 void diag_list_sort(DiagList *dl)
 {
         if (dl->n > 1)
-                qsort(dl->v, dl->n, sizeof(Diag), diag_cmp);
+                xsort(dl->v, dl->n, sizeof(Diag), diag_cmp);
         /* the same problem found twice (a macro used by two rules) is one */
         uint32_t k = 0;
         for (uint32_t i = 0; i < dl->n; i++) {

@@ -1296,7 +1296,7 @@ int rules_load(const char *dir, DiagList *dl, RuleSet **ret)
                         VEC_PUSH(names, n, cap) = xstrdup(de->d_name);
         closedir(d);
         if (n > 1)
-                qsort(names, n, sizeof(char *), name_cmp);
+                xsort(names, n, sizeof(char *), name_cmp);
         char **texts = xcalloc(n + 1, sizeof(char *));
         size_t *lens = xcalloc(n + 1, sizeof(size_t));
         int r = 0;

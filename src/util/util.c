@@ -71,6 +71,12 @@ char *xasprintf(const char *fmt, ...)
         return b.p;
 }
 
+void xsort(void *v, size_t n, size_t sz, int (*cmp)(const void *, const void *))
+{
+        if (n > 1)
+                qsort(v, n, sz, cmp);
+}
+
 void *xgrow(void *v, uint32_t *cap, uint32_t need, size_t sz)
 {
         if (need <= *cap)
