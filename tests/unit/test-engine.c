@@ -487,6 +487,131 @@ Test(engine, every_dead_letter_reason)
         rules_unref(rs);
 }
 
+/* Strict UTF-8 (Unicode Table 3-7), written here from the definition so
+ * the test does not share the code it checks. */
+static bool utf8_strict(const unsigned char *s, size_t n)
+{
+        for (size_t i = 0; i < n;) {
+                unsigned c = s[i];
+                size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+                if (!k || i + k > n)
+                        return false;
+                unsigned lo = 0x80, hi = 0xbf;
+                if (c == 0xe0)
+                        lo = 0xa0;
+                else if (c == 0xed)
+                        hi = 0x9f;
+                else if (c == 0xf0)
+                        lo = 0x90;
+                else if (c == 0xf4)
+                        hi = 0x8f;
+                for (size_t j = 1; j < k; j++, lo = 0x80, hi = 0xbf)
+                        if (s[i + j] < lo || s[i + j] > hi)
+                                return false;
+                i += k;
+        }
+        return true;
+}
+
+typedef struct RawDead {
+        Buf orig;            /* each dead letter's bytes, then "\n" */
+        Buf reasons;         /* "reason\n" */
+        uint32_t n, bad_detail;
+} RawDead;
+
+static void sink_raw(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
+{
+        RawDead *d = ud;
+        if (kind != OUT_DEADLETTER)
+                return;
+        d->n++;
+        buf_put(&d->orig, data, len);
+        buf_putc(&d->orig, '\n');
+        buf_printf(&d->reasons, "%s\n", m->reason);
+        if (!m->detail || !utf8_strict((const unsigned char *)m->detail, strlen(m->detail)))
+                d->bad_detail++;
+}
+
+/* The malformed corpus, bytes that are not UTF-8 (issue 12 point 8): every
+ * such line is a dead letter malformed_json, its bytes handed on untouched
+ * (riskd writes them to the dead-letter topic as they came; the file writer
+ * of riskctl replay puts them in original_base64), and whatever the input,
+ * the detail is strict UTF-8, so that it can go into a Kafka header and a
+ * JSON document as it is.  Escapes that decode to what UTF-8 cannot hold
+ * (lone surrogates) and NUL inside a value are refused the same way. */
+Test(engine, bytes_that_are_not_utf8_are_dead_letters_with_a_clean_detail)
+{
+        static const char *const bad[] = {
+                "\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", /* overlong */
+                "\xed\xa0\x80", "\xed\xbf\xbf",                 /* surrogates */
+                "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", /* beyond U+10FFFF, bad leads */
+                "\x80", "\xe4\xb8", "\xc3(",                    /* lone continuation, cut sequences */
+        };
+        /* the place of the bytes: the enterprise id, the type, a field, a key, the time */
+        static const char *const at[] = {
+                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1%s\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\"}",
+                "{\"event_id\":\"x%u\",\"event_type\":\"samp%sling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\"}",
+                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"item\":\"%s\"}",
+                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"it%sem\":1}",
+                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z%s\"}",
+        };
+        RuleSet *rs = load();
+        Buf in = {0}, want = {0};
+        unsigned k = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(at); i++)
+                for (size_t j = 0; j < ARRAY_SIZE(bad); j++) {
+                        buf_printf(&in, at[i], k++, bad[j]);
+                        buf_putc(&in, '\n');
+                }
+        buf_puts(&in, "{\"event_id\":\"y1\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                      "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"item\":\"\\ud800\"}\n");
+        buf_puts(&in, "{\"event_id\":\"y2\",\"event_type\":\"sampl\\u0000ing\",\"enterprise\":{\"uscc\":\"E1\"},"
+                      "\"occurred_at\":\"2025-01-01T00:00:00Z\"}\n");
+        buf_puts(&in, "{\"event_id\":\"y3\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                      "\"occurred_at\":\"2025-01-01\\u0000T00:00:00Z\"}\n");
+        /* valid UTF-8 beyond ASCII is applied: not a dead letter */
+        buf_puts(&in, "{\"event_id\":\"ok\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                      "\"occurred_at\":\"2025-01-02T00:00:00Z\",\"item\":\"\xe9\x93\x85 \xf0\x9f\x8d\x9c \xf4\x8f\xbf\xbf\"}\n");
+        RawDead d = {0};
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink_raw, &d), 0);
+        uint32_t lines = 0;
+        for (const char *p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                if (lines < k) /* the bytes of every line with bytes that are not UTF-8 */
+                        buf_put(&want, p, (size_t)(nl - p) + 1);
+                lines++;
+                p = nl + 1;
+        }
+        engine_flush(e);
+        cr_assert_eq(d.n, k + 3, "%u dead letters for %u bad lines:\n%s", d.n, k + 3, d.reasons.p);
+        cr_assert_eq(d.bad_detail, 0, "%u details are not strict UTF-8", d.bad_detail);
+        /* handed on byte for byte, in order */
+        cr_assert(d.orig.len >= want.len && memcmp(d.orig.p, want.p, want.len) == 0);
+        for (const char *p = d.reasons.p; *p; p = strchr(p, '\n') + 1)
+                cr_assert(strncmp(p, "malformed_json\n", 15) == 0 || strncmp(p, "bad_timestamp\n", 14) == 0 ||
+                                  strncmp(p, "unknown_type\n", 13) == 0,
+                          "%s", d.reasons.p);
+        /* the first k are malformed JSON: the bytes themselves */
+        const char *p = d.reasons.p;
+        for (unsigned i = 0; i < k; i++, p = strchr(p, '\n') + 1)
+                cr_assert(strncmp(p, "malformed_json\n", 15) == 0, "line %u: %s", i, d.reasons.p);
+        engine_free(e);
+        buf_free(&d.orig);
+        buf_free(&d.reasons);
+        buf_free(&in);
+        buf_free(&want);
+        rules_unref(rs);
+}
+
 static int reject_index(const char *name)
 {
         for (int i = 0; i < ENGINE_NREJECT; i++)
