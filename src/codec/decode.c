@@ -228,7 +228,25 @@ static void char_name(char c, char *out, size_t size)
 static int ident_uscc(const char *s, size_t n, char *why, size_t size)
 {
         if (n != 18) {
-                snprintf(why, size, "a USCC has 18 characters, not %zu", n);
+                /* characters, not bytes: "18 characters, not 19" of an
+                 * 18-character code with one CJK character would mislead */
+                size_t chars = 0, first = n, at = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (first == n && (uint8_t)s[i] >= 0x80) {
+                                first = i;
+                                at = chars + 1;
+                        }
+                        chars += ((uint8_t)s[i] & 0xc0) != 0x80;
+                }
+                if (chars == 18) { /* the value is valid UTF-8 (decoded): name the character */
+                        size_t k = first + 1;
+                        while (k < n && ((uint8_t)s[k] & 0xc0) == 0x80)
+                                k++;
+                        snprintf(why, size, "character %zu, '%.*s', is not in the USCC alphabet (0-9, A-Z without "
+                                 "I O S V Z)", at, (int)(k - first), s + first);
+                } else {
+                        snprintf(why, size, "a USCC has 18 characters, not %zu", chars);
+                }
                 return -EINVAL;
         }
         unsigned sum = 0;

@@ -1329,6 +1329,10 @@ Test(decode, uscc_malformed)
         cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEK200"), "a USCC has 18 characters, not 19");
         cr_assert_str_eq(why_of(FF_USCC, ""), "a USCC has 18 characters, not 0");
         cr_assert_str_eq(why_of(FF_USCC, "E1"), "a USCC has 18 characters, not 2");
+        /* characters, not bytes */
+        cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEK2\xc3\xa9"),
+                         "character 18, '\xc3\xa9', is not in the USCC alphabet (0-9, A-Z without I O S V Z)");
+        cr_assert_str_eq(why_of(FF_USCC, "\xe7\xbb\x9f\xe4\xb8\x80"), "a USCC has 18 characters, not 2");
         cr_assert_str_eq(why_of(FF_USCC, "91410184maX3GNEK20"),
                          "character 9, 'm', is not in the USCC alphabet (letters are upper case)");
         cr_assert_str_eq(why_of(FF_USCC, "91410184MAX3GNEKI0"),
