@@ -331,7 +331,7 @@ struct Engine {
 /* When ks's timer should act, TIME_UNSET: it has none. */
 static inline int64_t ks_due(const Engine *e, const KeyState *ks)
 {
-        return ks->armed ? ks->at + e->ri[ks->rule].due_after : TIME_UNSET;
+        return ks->armed ? time_add_sat(ks->at, e->ri[ks->rule].due_after) : TIME_UNSET;
 }
 
 /* The enterprise in table slot i, NULL none. */

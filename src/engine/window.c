@@ -37,7 +37,7 @@ static void drop_front(Engine *e, Win *w, uint32_t nrow)
 
 static void evict(Engine *e, Win *w, const Aggregate *a, int64_t now)
 {
-        while (w->n && row_time(w, 0) <= now - a->window_ms)
+        while (w->n && row_time(w, 0) <= time_sub_sat(now, a->window_ms))
                 drop_front(e, w, a->nrow_slots);
 }
 

@@ -1148,3 +1148,59 @@ Test(engine, shared_conditions_answer_as_their_own)
         rules_unref(shared);
         rules_unref(ref);
 }
+
+/* A rule set loaded before riskctl check refused durations past 36500d
+ * (or built by other means) may still hold one: the engine saturates
+ * event time + duration at "never" instead of wrapping into the past,
+ * where points never counted, for: fired at once and the cooldown was
+ * ignored (UBSan: signed overflow).  The durations are set after loading,
+ * past what the loader accepts. */
+Test(engine, durations_past_the_int64_range_saturate)
+{
+        static const char r[] =
+                "rules:\n"
+                "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\"\n"
+                "    score: 20\n    expires: 90d\n    flags: { problem_lead: 30d }\n"
+                "  - id: sampling.again\n    on: sampling\n    when: result == \"fail\"\n    cooldown: 1d\n"
+                "  - id: coldchain.warm\n    on: coldchain\n    when: temp_c > 8\n    for: 30m\n    per: device_id\n";
+        RuleSet *rs = load_with(schema, r);
+        const int64_t huge = 106751991167LL * 86400000LL; /* 106751991167d: parses, t + it overflows */
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                Rule *ru = &rs->rules[i];
+                if (strcmp(ru->id, "sampling.fail") == 0) {
+                        ru->expires_ms = huge;
+                        ru->flags[0].lifetime_ms = huge;
+                } else if (strcmp(ru->id, "sampling.again") == 0) {
+                        ru->cooldown_ms = huge;
+                } else if (strcmp(ru->id, "coldchain.warm") == 0) {
+                        ru->for_ms = huge;
+                }
+        }
+        Buf in = {0};
+        ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\"");
+        ev(&in, "s2", "E1", 20, "sampling", "\"result\":\"fail\"");
+        for (int m = 30; m < 200; m++) {
+                char id[16];
+                snprintf(id, sizeof(id), "c%d", m);
+                ev(&in, id, "E1", m, "coldchain", "\"device_id\":\"d1\",\"temp_c\":12");
+        }
+        /* ten years on */
+        Out o = run(rs, in.p, 0, 3650LL * 24 * 60);
+        /* the points never expire: 2 x 20 = 40, C, and the flag holds */
+        cr_assert_not_null(strstr(o.all.p, "\"E1\""), "%s", o.all.p);
+        cr_assert_null(strstr(o.all.p, "\"cause\":\"expiry\""), "%s", o.all.p);
+        const char *g = strstr(o.all.p, "--grades--");
+        cr_assert_not_null(g);
+        cr_assert_not_null(strstr(g, "\"grade\":\"B\",\"mode\":\"flying_inspection\""), "%s", g);
+        /* the cooldown holds: sampling.again once; for: never comes */
+        uint32_t again = 0;
+        for (const char *p = o.all.p; (p = strstr(p, "\"rule_id\":\"sampling.again\"")); p++)
+                again++;
+        cr_assert_eq(again, 1, "%s", o.all.p);
+        cr_assert_null(strstr(o.all.p, "\"rule_id\":\"coldchain.warm\""), "%s", o.all.p);
+        /* the alert says never, as the state does */
+        cr_assert_not_null(strstr(o.all.p, "\"flags\":[{\"name\":\"problem_lead\",\"until\":null}]"), "%s", o.all.p);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs);
+}
