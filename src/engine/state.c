@@ -521,7 +521,8 @@ static int held_qcmp(const void *a, const void *b)
  * heap. */
 static void meta_write(Engine *e, int64_t next, Buf *b)
 {
-        qsort(e->held, e->nheld, sizeof(Held), held_qcmp);
+        if (e->nheld > 1) /* held is NULL when nothing was ever held: qsort takes no NULL */
+                qsort(e->held, e->nheld, sizeof(Held), held_qcmp);
         buf_putc(b, ENGINE_STATE_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);
