@@ -155,7 +155,7 @@ int main(int argc, char **argv)
         if (runs < 1 || runs > 16)
                 runs = 5;
         static const uint32_t sizes[] = {10, 1000, 100000};
-        printf("events/s, median of %d, one core; windows hold N rows, every event adds and retracts one\n", runs);
+        printf("events/s (readings and ticks), median of %d, one core; windows hold N rows, each reading adds one and retracts one\n", runs);
         printf("%-10s %22s %22s %22s\n", "N rows", "running (6 aggregates)", "rescan (6 aggregates)", "$ where (1, per row)");
         for (uint32_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
                 uint32_t n = sizes[i];
