@@ -1458,3 +1458,39 @@ Test(engine, running_aggregates_answer_as_a_rescan)
                 }
         rules_unref(rs);
 }
+
+/* 0.1 added and retracted 20,000 times over a window of ten: the sum is
+ * ten 0.1s rounded once, 1, every time (a running double drifts; adding
+ * the ten in order gives 0.9999999999999999), running and rescanning. */
+Test(engine, sums_of_tenths_do_not_drift)
+{
+        static const char r[] =
+                "rules:\n"
+                "  - id: p.one\n    on: probe\n    when: sum(r.v where ok within 10s) == 1 and avg(r.v where ok within 10s) == 0.1\n"
+                "  - id: p.flag\n    on: probe\n    when: c < 0\n    flags: { problem_lead: 1d }\n";
+        RuleSet *rs = load_with(agg_schema, r);
+        Buf in = {0};
+        uint32_t probes = 0;
+        for (uint32_t i = 0; i < 20000; i++) {
+                char ts[40];
+                time_format(1735689600000LL + (int64_t)i * 1000, ts, sizeof(ts));
+                buf_printf(&in, "{\"event_id\":\"r%u\",\"event_type\":\"r\",\"enterprise\":{\"uscc\":\"E1\"},"
+                                "\"occurred_at\":\"%s\",\"v\":0.1,\"ok\":true}\n", i, ts);
+                if (i >= 9 && i % 97 == 0) {
+                        buf_printf(&in, "{\"event_id\":\"p%u\",\"event_type\":\"probe\",\"enterprise\":{\"uscc\":\"E1\"},"
+                                        "\"occurred_at\":\"%s\"}\n", i, ts);
+                        probes++;
+                }
+        }
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        for (int rescan = 0; rescan < 2; rescan++) {
+                cfg.agg_rescan = rescan;
+                Out o = run_cfg(rs, in.p, &cfg);
+                cr_assert_eq(count_rule(&o, "p.one"), probes, "rescan %d: %u of %u", rescan, count_rule(&o, "p.one"),
+                             probes);
+                out_free(&o);
+        }
+        buf_free(&in);
+        rules_unref(rs);
+}
