@@ -179,10 +179,13 @@ typedef struct RunMM {
         uint32_t dq[];          /* cap ids, a ring from dh */
 } RunMM;
 
+/* A value as distinct() tells values apart: its tag and 8 bytes (a
+ * string's interned copy, one per text, so its address; a number's bits
+ * with -0 as 0; the integer of the others). */
 typedef struct DEnt {
-        Value v;                /* a string is a row's interned copy */
+        uint64_t key;
         uint32_t count;         /* rows holding it; 0: empty slot */
-        uint32_t pad;
+        uint32_t tag;
 } DEnt;
 
 typedef struct RunDist {
@@ -250,14 +253,11 @@ static const Value *row_value(const Win *w, const Aggregate *a, uint32_t i)
         return &row(w, a->nrow_slots, i)[value_pos(a)];
 }
 
-/* Equal as distinct() counts them; a number's -0 is 0. */
-static bool value_same(const Value *a, const Value *b);
-
-static uint64_t dist_hash(const Value *v)
+static uint64_t dist_key(const Value *v)
 {
         uint64_t x;
         switch (v->tag) {
-        case VT_STR: x = (uint64_t)(uintptr_t)v->s.p; break; /* interned: one copy per text */
+        case VT_STR: x = (uint64_t)(uintptr_t)v->s.p; break; /* a row's: interned */
         case VT_NUM: {
                 double d = v->n == 0 ? 0 : v->n;
                 memcpy(&x, &d, sizeof(x));
@@ -267,30 +267,25 @@ static uint64_t dist_hash(const Value *v)
         case VT_ENUM: x = (uint64_t)(uint32_t)v->e; break;
         default: x = (uint64_t)v->ms; break;
         }
-        x ^= (uint64_t)v->tag << 56;
-        x *= 0x9e3779b97f4a7c15ULL;
-        return x ^ x >> 29;
+        return x;
 }
 
-static bool dist_eq(const Value *a, const Value *b)
+static uint32_t dist_hash(uint64_t key, uint32_t tag)
 {
-        if (a->tag != b->tag)
-                return false;
-        if (a->tag == VT_NUM)
-                return a->n == b->n;
-        return value_same(a, b);
+        uint64_t x = (key ^ (uint64_t)tag << 56) * 0x9e3779b97f4a7c15ULL;
+        return (uint32_t)(x ^ x >> 29);
 }
 
 static void dist_grow(Engine *e, RunDist *d)
 {
-        uint32_t oc = d->cap, nc = oc ? oc * 2 : 8;
+        uint32_t oc = d->cap, nc = oc ? oc * 2 : 4;
         DEnt *old = d->tab;
         d->tab = pool_calloc(&e->pool, nc * sizeof(DEnt));
         d->cap = nc;
         for (uint32_t i = 0; i < oc; i++) {
                 if (!old[i].count)
                         continue;
-                uint32_t j = (uint32_t)dist_hash(&old[i].v) & (nc - 1);
+                uint32_t j = dist_hash(old[i].key, old[i].tag) & (nc - 1);
                 while (d->tab[j].count)
                         j = (j + 1) & (nc - 1);
                 d->tab[j] = old[i];
@@ -302,21 +297,22 @@ static void dist_add(Engine *e, RunDist *d, const Value *v)
 {
         if ((d->n + 1) * 2 > d->cap)
                 dist_grow(e, d);
-        uint32_t mask = d->cap - 1, j = (uint32_t)dist_hash(v) & mask;
+        uint64_t key = dist_key(v);
+        uint32_t mask = d->cap - 1, j = dist_hash(key, v->tag) & mask;
         for (; d->tab[j].count; j = (j + 1) & mask)
-                if (dist_eq(&d->tab[j].v, v)) {
+                if (d->tab[j].key == key && d->tab[j].tag == v->tag) {
                         d->tab[j].count++;
                         return;
                 }
-        d->tab[j].v = *v;
-        d->tab[j].count = 1;
+        d->tab[j] = (DEnt){.key = key, .count = 1, .tag = v->tag};
         d->n++;
 }
 
 static void dist_del(RunDist *d, const Value *v)
 {
-        uint32_t mask = d->cap - 1, j = (uint32_t)dist_hash(v) & mask;
-        while (d->tab[j].count && !dist_eq(&d->tab[j].v, v))
+        uint64_t key = dist_key(v);
+        uint32_t mask = d->cap - 1, j = dist_hash(key, v->tag) & mask;
+        while (d->tab[j].count && !(d->tab[j].key == key && d->tab[j].tag == v->tag))
                 j = (j + 1) & mask;
         if (!d->tab[j].count || --d->tab[j].count)
                 return;
@@ -324,7 +320,7 @@ static void dist_del(RunDist *d, const Value *v)
         d->n--;
         uint32_t hole = j;
         for (uint32_t k = (j + 1) & mask; d->tab[k].count; k = (k + 1) & mask) {
-                uint32_t home = (uint32_t)dist_hash(&d->tab[k].v) & mask;
+                uint32_t home = dist_hash(d->tab[k].key, d->tab[k].tag) & mask;
                 /* k may move into the hole unless its home lies in (hole, k] */
                 if (((k - home) & mask) >= ((k - hole) & mask)) {
                         d->tab[hole] = d->tab[k];
