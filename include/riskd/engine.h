@@ -82,6 +82,9 @@ typedef struct EngineConfig {
         uint32_t max_keys;           /* per: keys per enterprise per rule; over_limit beyond */
         uint32_t max_held;           /* events held for reordering; the oldest is released early beyond */
         uint32_t max_event_bytes;    /* longer events: too_large */
+        /* tests and bench/: every aggregate reads its rows at every
+         * evaluation, the reference the running aggregates answer as */
+        bool agg_rescan;
 } EngineConfig;
 
 void engine_config_default(EngineConfig *c);

@@ -90,6 +90,33 @@ int duration_parse(const char *s, size_t n, int64_t *ms);
 /* Shortest exact spelling of a duration ("90m" -> "90m", 86400000 -> "1d"). */
 void duration_format(int64_t ms, char *out, size_t size);
 
+/* The longest duration a rule may state (expires, for, cooldown, rectify,
+ * a flag's lifetime, the grading dwell): 100 years, 36500d.  riskctl check
+ * refuses a longer one (E061), so no event time plus a rule's duration
+ * comes near the int64 range; the engine still saturates (time_add_sat). */
+#define DURATION_MAX_MS (36500LL * 86400000LL)
+
+/* Time arithmetic that saturates instead of wrapping: a time plus a
+ * duration past the int64 range is INT64_MAX (TIME_FOREVER: never),
+ * below it INT64_MIN.  Every event time + duration in the engine goes
+ * through these, so a huge duration means "later than anything", never
+ * "long ago". */
+static inline int64_t time_add_sat(int64_t t, int64_t d)
+{
+        int64_t r;
+        if (__builtin_add_overflow(t, d, &r))
+                return d > 0 ? INT64_MAX : INT64_MIN;
+        return r;
+}
+
+static inline int64_t time_sub_sat(int64_t t, int64_t d)
+{
+        int64_t r;
+        if (__builtin_sub_overflow(t, d, &r))
+                return d < 0 ? INT64_MAX : INT64_MIN;
+        return r;
+}
+
 /* RFC 3339 timestamps with offset ("2025-03-02T10:15:00+08:00", fraction
  * optional, 'Z' allowed).  Returns 0, -EINVAL, or -ERANGE for a valid time
  * finer than the millisecond ("...00.0004Z": digits after the third

@@ -711,7 +711,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
 {
         ent->grade_clean = 0;
         if (r->cooldown_ms && ks) {
-                if (ks->last_fire != TIME_UNSET && t < ks->last_fire + r->cooldown_ms)
+                if (ks->last_fire != TIME_UNSET && t < time_add_sat(ks->last_fire, r->cooldown_ms))
                         return;
                 ks->last_fire = t;
         }
@@ -736,8 +736,8 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                         c->rule = (uint16_t)r->index;
                         c->points = delta;
                         c->since = t;
-                        c->expires = r->expires_ms ? t + r->expires_ms : TIME_FOREVER;
-                        c->rectify = r->rectify_ms ? t + r->rectify_ms : TIME_UNSET;
+                        c->expires = r->expires_ms ? time_add_sat(t, r->expires_ms) : TIME_FOREVER;
+                        c->rectify = r->rectify_ms ? time_add_sat(t, r->rectify_ms) : TIME_UNSET;
                         c->event_id = intern_get(&e->in, evid, (uint32_t)evlen);
                         if (c->expires != TIME_FOREVER)
                                 timer_want(e, ent, c->expires, false);
@@ -746,7 +746,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
         if (!shadow)
                 for (uint32_t i = 0; i < r->nflags; i++)
                         flag_set(e, ent, r->flags[i].flag,
-                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER, false);
+                                 r->flags[i].lifetime_ms ? time_add_sat(t, r->flags[i].lifetime_ms) : TIME_FOREVER, false);
         Str key = ks ? ks_key(ks) : (Str){NULL, 0};
         out_alert(e, ent, r, t, timer, ks && ks->keyed ? &key : NULL, ev, evid, evlen, delta);
 }
@@ -848,7 +848,7 @@ static bool event_test(Engine *e, uint32_t prog, const Value *ev, int64_t t)
 /* The key's cooldown still runs at t: its state must stay. */
 static bool cooldown_running(const Rule *r, const KeyState *ks, int64_t t)
 {
-        return r->cooldown_ms && ks->last_fire != TIME_UNSET && t < ks->last_fire + r->cooldown_ms;
+        return r->cooldown_ms && ks->last_fire != TIME_UNSET && t < time_add_sat(ks->last_fire, r->cooldown_ms);
 }
 
 static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t,
@@ -879,7 +879,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         return;
                 }
                 snapshot(e, ks, ri, ev, id);
-                ks->at = t + ri->absent_ms;
+                ks->at = time_add_sat(t, ri->absent_ms);
                 ks->armed = 1;
                 timer_want(e, ent, ks->at, true);
                 return;
@@ -924,9 +924,9 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                         ks->at = t;
                         ks->fired = 0;
                         ks->armed = 1;
-                        timer_want(e, ent, t + r->for_ms, false);
+                        timer_want(e, ent, time_add_sat(t, r->for_ms), false);
                 }
-                if (!ks->fired && t - ks->at >= r->for_ms) {
+                if (!ks->fired && time_sub_sat(t, ks->at) >= r->for_ms) {
                         ks->fired = 1;
                         fire(e, ent, r, ks, t, false, ev, id->p, id->len);
                 }
@@ -971,7 +971,7 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                         if (r->status != RULE_SHADOW) {
                                 for (uint32_t i = 0; i < r->nflags; i++)
                                         flag_set(e, ent, r->flags[i].flag,
-                                                 r->flags[i].lifetime_ms ? t + r->flags[i].lifetime_ms : TIME_FOREVER,
+                                                 r->flags[i].lifetime_ms ? time_add_sat(t, r->flags[i].lifetime_ms) : TIME_FOREVER,
                                                  true);
                         }
                         /* a profile rule's points show in the adjustment; it
@@ -1076,7 +1076,7 @@ static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
         for (uint32_t k = 0; k < x->r->nf; k++)
                 if (x->r->f[k].until < at && x->r->f[k].until > after)
                         at = x->r->f[k].until;
-        int64_t dw = x->r->below_since + e->rs->grading.dwell_ms;
+        int64_t dw = time_add_sat(x->r->below_since, e->rs->grading.dwell_ms);
         if (x->r->below_since != TIME_UNSET && dw < at && dw > after)
                 at = dw;
         for (uint32_t k = 0; k < x->nks; k++) {
@@ -1154,7 +1154,7 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
                         grade_update(e, x, now, CAUSE_EXPIRY, NULL, 0);
                         engine_profile_clear(e);
                 }
-                if (x->r->below_since != TIME_UNSET && x->r->below_since + e->rs->grading.dwell_ms <= now) {
+                if (x->r->below_since != TIME_UNSET && time_add_sat(x->r->below_since, e->rs->grading.dwell_ms) <= now) {
                         engine_profile_fill(e, x);
                         grade_update(e, x, now, CAUSE_DWELL, NULL, 0);
                         engine_profile_clear(e);
@@ -1443,7 +1443,7 @@ static void push_decoded(Engine *e, const char *bytes, size_t len, const SourceP
         }
         if (e->max_time == TIME_UNSET || t > e->max_time) {
                 e->max_time = t;
-                e->wm = t - e->cfg.grace_ms;
+                e->wm = time_sub_sat(t, e->cfg.grace_ms);
         }
         if (e->cfg.grace_ms == 0) {
                 apply(e, ev, ent_hash, bytes, len, src);

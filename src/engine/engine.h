@@ -75,8 +75,11 @@ typedef struct FlagState {
 
 typedef struct Win {
         uint16_t agg;
+        uint8_t run;            /* the running aggregate after the rows is built (window.c) */
         uint32_t head, n, cap;  /* ring of rows */
-        int64_t *t;             /* cap times, then cap * nrow_slots values (win_v): one pool object */
+        /* cap times, then cap * nrow_slots values (win_v), then the running
+         * aggregate (window_alloc): one pool object */
+        int64_t *t;
 } Win;
 
 static inline Value *win_v(const Win *w)
@@ -341,7 +344,7 @@ struct Engine {
 /* When ks's timer should act, TIME_UNSET: it has none. */
 static inline int64_t ks_due(const Engine *e, const KeyState *ks)
 {
-        return ks->armed ? ks->at + e->ri[ks->rule].due_after : TIME_UNSET;
+        return ks->armed ? time_add_sat(ks->at, e->ri[ks->rule].due_after) : TIME_UNSET;
 }
 
 /* The enterprise in table slot i, NULL none. */
@@ -480,6 +483,9 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
 int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Value *ret);
 void window_free(Engine *e, Win *w);
 size_t window_bytes(const Engine *e, const Win *w);
+/* A zeroed ring of cap rows for aggregate a, with room for its running
+ * aggregate (built from the rows on first use: Win.run 0). */
+int64_t *window_alloc(Engine *e, const Aggregate *a, uint32_t cap);
 
 /* grade.c */
 typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER, CAUSE_RELOAD } GradeCause;

@@ -97,9 +97,9 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 /* dwell 0: no hysteresis, the band falls at once */
                 if (ent->r->below_since == TIME_UNSET && g->dwell_ms) {
                         ent_below_set(e, ent, now);
-                        timer_want(e, ent, now + g->dwell_ms, false);
+                        timer_want(e, ent, time_add_sat(now, g->dwell_ms), false);
                 }
-                if (!g->dwell_ms || now - ent->r->below_since >= g->dwell_ms) {
+                if (!g->dwell_ms || time_sub_sat(now, ent->r->below_since) >= g->dwell_ms) {
                         ent->held = (int16_t)band;
                         ent_below_set(e, ent, TIME_UNSET);
                 }

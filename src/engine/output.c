@@ -241,8 +241,9 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                 buf_puts(b, "{\"name\":");
                 str_or_null(b, e->rs->flags[r->flags[i].flag]);
                 buf_puts(b, ",\"until\":");
-                if (r->flags[i].lifetime_ms)
-                        out_time(b, t + r->flags[i].lifetime_ms);
+                /* a lifetime past the int64 range saturates: never, as the state has it */
+                if (r->flags[i].lifetime_ms && time_add_sat(t, r->flags[i].lifetime_ms) != TIME_FOREVER)
+                        out_time(b, time_add_sat(t, r->flags[i].lifetime_ms));
                 else
                         buf_puts(b, "null");
                 buf_putc(b, '}');
@@ -253,8 +254,8 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, "],\"basis\":");
         str_or_null(b, r->basis);
         buf_puts(b, ",\"rectify_deadline\":");
-        if (r->rectify_ms && !shadow)
-                out_time(b, t + r->rectify_ms);
+        if (r->rectify_ms && !shadow && time_add_sat(t, r->rectify_ms) != TIME_FOREVER)
+                out_time(b, time_add_sat(t, r->rectify_ms));
         else
                 buf_puts(b, "null");
         buf_puts(b, ",\"rules_version\":\"");
@@ -472,7 +473,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         if (ent->held >= 0 && ent->held != band) {
                 buf_printf(b, ", band %s is held", g->bands[ent->held].grade);
                 if (ent->r->below_since != TIME_UNSET) {
-                        time_format(ent->r->below_since + g->dwell_ms, t, sizeof(t));
+                        time_format(time_add_sat(ent->r->below_since, g->dwell_ms), t, sizeof(t));
                         buf_printf(b, " until %s unless the score rises (hysteresis)", t);
                 }
         }

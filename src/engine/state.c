@@ -539,7 +539,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         memset(w, 0, sizeof(*w));
                         w->agg = (uint16_t)agg;
                         w->cap = (uint32_t)(rows < e->cfg.max_window_rows ? rows : e->cfg.max_window_rows);
-                        w->t = pool_calloc(&e->pool, win_size(w->cap, nrow));
+                        w->t = window_alloc(e, a, w->cap); /* running aggregates: rebuilt from the rows */
                 }
                 for (uint64_t q = 0; q < rows && !r->bad; q++) {
                         int64_t t = get_i(r);

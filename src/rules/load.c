@@ -135,6 +135,12 @@ bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero
                 diag_add(L->dl, DIAG_E007, ynode_pos(n), if_zero, "'%s': this duration must be positive", n->str);
                 return false;
         }
+        if (*ms > DURATION_MAX_MS) {
+                /* a longer one reads as "never": say so instead */
+                diag_add(L->dl, DIAG_E061, ynode_pos(n), "a duration is at most 36500d (100 years)",
+                         "'%s' is longer than 36500d, the longest duration supported", n->str);
+                return false;
+        }
         return true;
 }
 

@@ -4,6 +4,7 @@
  * small in-memory directories; outputs are collected from the sink.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1593,4 +1594,349 @@ Test(engine, shared_conditions_answer_as_their_own)
         buf_free(&in);
         rules_unref(shared);
         rules_unref(ref);
+}
+
+/* A rule set loaded before riskctl check refused durations past 36500d
+ * (or built by other means) may still hold one: the engine saturates
+ * event time + duration at "never" instead of wrapping into the past,
+ * where points never counted, for: fired at once and the cooldown was
+ * ignored (UBSan: signed overflow).  The durations are set after loading,
+ * past what the loader accepts. */
+Test(engine, durations_past_the_int64_range_saturate)
+{
+        static const char r[] =
+                "rules:\n"
+                "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\"\n"
+                "    score: 20\n    expires: 90d\n    flags: { problem_lead: 30d }\n"
+                "  - id: sampling.again\n    on: sampling\n    when: result == \"fail\"\n    cooldown: 1d\n"
+                "  - id: coldchain.warm\n    on: coldchain\n    when: temp_c > 8\n    for: 30m\n    per: device_id\n";
+        RuleSet *rs = load_with(schema, r);
+        const int64_t huge = 106751991167LL * 86400000LL; /* 106751991167d: parses, t + it overflows */
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                Rule *ru = &rs->rules[i];
+                if (strcmp(ru->id, "sampling.fail") == 0) {
+                        ru->expires_ms = huge;
+                        ru->flags[0].lifetime_ms = huge;
+                } else if (strcmp(ru->id, "sampling.again") == 0) {
+                        ru->cooldown_ms = huge;
+                } else if (strcmp(ru->id, "coldchain.warm") == 0) {
+                        ru->for_ms = huge;
+                }
+        }
+        Buf in = {0};
+        ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\"");
+        ev(&in, "s2", "E1", 20, "sampling", "\"result\":\"fail\"");
+        for (int m = 30; m < 200; m++) {
+                char id[16];
+                snprintf(id, sizeof(id), "c%d", m);
+                ev(&in, id, "E1", m, "coldchain", "\"device_id\":\"d1\",\"temp_c\":12");
+        }
+        /* ten years on */
+        Out o = run(rs, in.p, 0, 3650LL * 24 * 60);
+        /* the points never expire: 2 x 20 = 40, C, and the flag holds */
+        cr_assert_not_null(strstr(o.all.p, "\"E1\""), "%s", o.all.p);
+        cr_assert_null(strstr(o.all.p, "\"cause\":\"expiry\""), "%s", o.all.p);
+        const char *g = strstr(o.all.p, "--grades--");
+        cr_assert_not_null(g);
+        cr_assert_not_null(strstr(g, "\"grade\":\"B\",\"mode\":\"flying_inspection\""), "%s", g);
+        /* the cooldown holds: sampling.again once; for: never comes */
+        uint32_t again = 0;
+        for (const char *p = o.all.p; (p = strstr(p, "\"rule_id\":\"sampling.again\"")); p++)
+                again++;
+        cr_assert_eq(again, 1, "%s", o.all.p);
+        cr_assert_null(strstr(o.all.p, "\"rule_id\":\"coldchain.warm\""), "%s", o.all.p);
+        /* the alert says never, as the state does */
+        cr_assert_not_null(strstr(o.all.p, "\"flags\":[{\"name\":\"problem_lead\",\"until\":null}]"), "%s", o.all.p);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* ---- running aggregates against a model and a rescan ---- */
+
+static const char agg_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { category: [dairy, meat] } }\n"
+        "  r: { fields: { v: number, k: string, ok: bool, d: duration } }\n"
+        "  probe: { fields: { k: string, c: number, s: number, a: number, mn: number, mx: number, dk: number,\n"
+        "                     sd: duration, sk: number } }\n";
+/* Each probe rule fires when the engine's aggregate equals what the
+ * model computed (a null expectation is left out: no firing); the *_some
+ * rules fire when the engine's answer is not null. */
+static const char agg_rules[] =
+        "rules:\n"
+        "  - id: p.c\n    on: probe\n    when: count(r where ok within 10m) == c\n"
+        "  - id: p.s\n    on: probe\n    when: sum(r.v where ok within 10m) == s\n"
+        "  - id: p.a\n    on: probe\n    when: avg(r.v where ok within 10m) == a\n"
+        "  - id: p.a_some\n    on: probe\n    when: avg(r.v where ok within 10m) > -1e300\n"
+        "  - id: p.mn\n    on: probe\n    when: min(r.v where ok within 10m) == mn\n"
+        "  - id: p.mn_some\n    on: probe\n    when: min(r.v where ok within 10m) > -1e300\n"
+        "  - id: p.mx\n    on: probe\n    when: max(r.v where ok within 10m) == mx\n"
+        "  - id: p.mx_some\n    on: probe\n    when: max(r.v where ok within 10m) > -1e300\n"
+        "  - id: p.dk\n    on: probe\n    when: distinct(r.k where ok within 10m) == dk\n"
+        "  - id: p.sd\n    on: probe\n    when: sum(r.d where ok within 10m) == sd\n"
+        "  - id: p.sk\n    on: probe\n    when: sum(r.v where ok and k == $k within 10m) == sk\n"
+        "  - id: p.flag\n    on: probe\n    when: c < 0\n    flags: { problem_lead: 1d }\n";
+
+enum { M_C, M_S, M_A, M_MN, M_MX, M_DK, M_SD, M_SK, M_N };
+
+/* A model row: the time and the fields a window keeps. */
+typedef struct MRow {
+        int64_t t;
+        bool hasv, hask, ok;
+        double v;
+        int k;
+        int64_t d;
+} MRow;
+
+typedef struct MWin {
+        MRow r[4096];
+        uint32_t n;
+} MWin;
+
+static void mwin_evict(MWin *w, int64_t now)
+{
+        uint32_t drop = 0;
+        while (drop < w->n && w->r[drop].t <= now - 600000)
+                drop++;
+        memmove(w->r, w->r + drop, (w->n - drop) * sizeof(MRow));
+        w->n -= drop;
+}
+
+/* dedupe (min, max, distinct keep one row per tuple among the last 8:
+ * src/engine/window.c): same tells whether two rows hold the same tuple */
+static void mwin_insert(MWin *w, const MRow *x, uint32_t cap, int dedupe)
+{
+        mwin_evict(w, x->t);
+        for (uint32_t back = 1; dedupe && back <= 8 && back <= w->n; back++) {
+                MRow *o = &w->r[w->n - back];
+                bool same = dedupe == 1 ? (o->hasv == x->hasv && (!o->hasv || o->v == x->v))
+                                        : (o->hask == x->hask && (!o->hask || o->k == x->k));
+                if (!same)
+                        continue;
+                MRow keep = *o;
+                keep.t = x->t;
+                memmove(o, o + 1, (back - 1) * sizeof(MRow));
+                w->r[w->n - 1] = keep;
+                return;
+        }
+        if (w->n == cap) {
+                memmove(w->r, w->r + 1, (w->n - 1) * sizeof(MRow));
+                w->n--;
+        }
+        w->r[w->n++] = *x;
+}
+
+/* The exact sum of doubles that are multiples of 2^-60, rounded once. */
+static double exact_sum(const MWin *w, int k)
+{
+        __int128 s = 0;
+        for (uint32_t i = 0; i < w->n; i++)
+                if (w->r[i].hasv && (k < 0 || (w->r[i].ok && w->r[i].hask && w->r[i].k == k)))
+                        s += (__int128)ldexp(w->r[i].v, 60);
+        return ldexp((double)s, -60);
+}
+
+/* A random stream of r events (values like 0.1 added and retracted for
+ * hours, ties, nulls, rows the where refuses) and probes carrying the
+ * model's answers; expect[rule] counts the probes each rule must fire on. */
+static void agg_stream(Buf *b, uint32_t seed, uint32_t nev, uint32_t cap, uint32_t expect[M_N + 3])
+{
+        static MWin win[3][M_N]; /* per enterprise: one per aggregate (count, sum, ... as the rules) */
+        memset(win, 0, sizeof(win));
+        memset(expect, 0, (M_N + 3) * sizeof(uint32_t));
+        uint64_t x = seed * 2654435761u + 1;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+        int64_t t = 1735689600000LL;
+        for (uint32_t i = 0; i < nev; i++) {
+                uint32_t gap = (uint32_t)(RND() % 4);
+                t += gap == 0 ? 0 : (int64_t)(RND() % 90000); /* a quarter are ties */
+                int ent = (int)(RND() % 3);
+                char ts[40], id[32];
+                time_format(t, ts, sizeof(ts));
+                snprintf(id, sizeof(id), "e%u", i);
+                Buf fb = {0};
+                if (RND() % 5) {
+                        MRow r = {.t = t};
+                        bool ok = RND() % 6 != 0, okset = RND() % 10 != 0;
+                        r.hasv = RND() % 8 != 0;
+                        uint64_t pick = RND() % 10;
+                        /* tenths mostly, a few large values among them */
+                        r.v = pick == 0 ? 1e6 + 0.1 * (double)(RND() % 7) : 0.1 * (double)((int)(RND() % 61) - 30);
+                        r.hask = RND() % 7 != 0;
+                        r.k = (int)(RND() % 12);
+                        r.d = (int64_t)(RND() % 100000);
+                        buf_printf(&fb, "\"d\":\"%lldms\"", (long long)r.d);
+                        if (okset)
+                                buf_printf(&fb, ",\"ok\":%s", ok ? "true" : "false");
+                        if (r.hasv)
+                                buf_printf(&fb, ",\"v\":%.17g", r.v);
+                        if (r.hask)
+                                buf_printf(&fb, ",\"k\":\"k%d\"", r.k);
+                        /* a where with $ is decided at evaluation: its window keeps every row */
+                        r.ok = ok && okset;
+                        for (int m = 0; m < M_N; m++)
+                                if (r.ok || m == M_SK)
+                                        mwin_insert(&win[ent][m], &r, cap,
+                                                    m == M_MN || m == M_MX ? 1 : m == M_DK ? 2 : 0);
+                                else
+                                        mwin_evict(&win[ent][m], t);
+                        buf_printf(b, "{\"event_id\":\"%s\",\"event_type\":\"r\",\"enterprise\":{\"uscc\":\"E%d\"},"
+                                      "\"occurred_at\":\"%s\",%s}\n", id, ent, ts, fb.p);
+                } else {
+                        int pk = (int)(RND() % 12);
+                        for (int m = 0; m < M_N; m++)
+                                mwin_evict(&win[ent][m], t);
+                        MWin *w = win[ent];
+                        buf_printf(&fb, "\"k\":\"k%d\",\"c\":%u", pk, w[M_C].n);
+                        expect[M_C]++;
+                        buf_printf(&fb, ",\"s\":%.17g", exact_sum(&w[M_S], -1));
+                        expect[M_S]++;
+                        uint32_t nn = 0;
+                        double mn = 0, mx = 0;
+                        for (uint32_t q = 0; q < w[M_A].n; q++)
+                                nn += w[M_A].r[q].hasv;
+                        if (nn) {
+                                buf_printf(&fb, ",\"a\":%.17g", exact_sum(&w[M_A], -1) / nn);
+                                expect[M_A]++;
+                                expect[M_N]++;
+                        }
+                        bool any = false;
+                        for (uint32_t q = 0; q < w[M_MN].n; q++)
+                                if (w[M_MN].r[q].hasv && (!any || w[M_MN].r[q].v < mn))
+                                        mn = w[M_MN].r[q].v, any = true;
+                        if (any) {
+                                buf_printf(&fb, ",\"mn\":%.17g", mn);
+                                expect[M_MN]++;
+                                expect[M_N + 1]++;
+                        }
+                        any = false;
+                        for (uint32_t q = 0; q < w[M_MX].n; q++)
+                                if (w[M_MX].r[q].hasv && (!any || w[M_MX].r[q].v > mx))
+                                        mx = w[M_MX].r[q].v, any = true;
+                        if (any) {
+                                buf_printf(&fb, ",\"mx\":%.17g", mx);
+                                expect[M_MX]++;
+                                expect[M_N + 2]++;
+                        }
+                        bool seen[12] = {0};
+                        uint32_t dk = 0;
+                        for (uint32_t q = 0; q < w[M_DK].n; q++)
+                                if (w[M_DK].r[q].hask && !seen[w[M_DK].r[q].k])
+                                        seen[w[M_DK].r[q].k] = true, dk++;
+                        buf_printf(&fb, ",\"dk\":%u", dk);
+                        expect[M_DK]++;
+                        int64_t sd = 0;
+                        for (uint32_t q = 0; q < w[M_SD].n; q++)
+                                sd += w[M_SD].r[q].d;
+                        buf_printf(&fb, ",\"sd\":\"%lldms\"", (long long)sd);
+                        expect[M_SD]++;
+                        buf_printf(&fb, ",\"sk\":%.17g", exact_sum(&w[M_SK], pk));
+                        expect[M_SK]++;
+                        buf_printf(b, "{\"event_id\":\"%s\",\"event_type\":\"probe\",\"enterprise\":{\"uscc\":\"E%d\"},"
+                                      "\"occurred_at\":\"%s\",%s}\n", id, ent, ts, fb.p);
+                }
+                buf_free(&fb);
+        }
+#undef RND
+}
+
+static Out run_cfg(RuleSet *rs, const char *text, const EngineConfig *cfg)
+{
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, cfg, sink, &o), 0);
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t l = nl ? (size_t)(nl - p) : strlen(p);
+                engine_push(e, p, l, NULL);
+                p += l + (nl ? 1 : 0);
+        }
+        engine_flush(e);
+        engine_free(e);
+        return o;
+}
+
+static uint32_t count_rule(const Out *o, const char *id)
+{
+        char pat[64];
+        snprintf(pat, sizeof(pat), "\"rule_id\":\"%s\"", id);
+        uint32_t n = 0;
+        for (const char *p = o->all.p; p && (p = strstr(p, pat)); p++)
+                n++;
+        return n;
+}
+
+Test(engine, running_aggregates_answer_as_a_rescan)
+{
+        RuleSet *rs = load_with(agg_schema, agg_rules);
+        static const char *const ids[M_N + 3] = {"p.c", "p.s", "p.a", "p.mn", "p.mx", "p.dk", "p.sd", "p.sk",
+                                                 "p.a_some", "p.mn_some", "p.mx_some"};
+        /* default rows, then a ring of 7 that drops its oldest (max_window_rows) */
+        const uint32_t caps[] = {100000, 7};
+        for (uint32_t seed = 1; seed <= 4; seed++)
+                for (uint32_t ci = 0; ci < 2; ci++) {
+                        uint32_t expect[M_N + 3];
+                        Buf in = {0};
+                        agg_stream(&in, seed, 6000, caps[ci], expect);
+                        EngineConfig cfg;
+                        engine_config_default(&cfg);
+                        cfg.max_window_rows = caps[ci];
+                        Out run = run_cfg(rs, in.p, &cfg);
+                        cfg.agg_rescan = true;
+                        Out scan = run_cfg(rs, in.p, &cfg);
+                        /* the model's answers */
+                        for (uint32_t m = 0; m < M_N + 3; m++) {
+                                cr_assert_gt(expect[m], 50);
+                                cr_assert_eq(count_rule(&run, ids[m]), expect[m], "seed %u cap %u %s: %u of %u",
+                                             seed, caps[ci], ids[m], count_rule(&run, ids[m]), expect[m]);
+                        }
+                        /* and the rescan's, byte for byte */
+                        cr_assert_eq(run.all.len, scan.all.len, "seed %u cap %u", seed, caps[ci]);
+                        cr_assert_eq(memcmp(run.all.p, scan.all.p, run.all.len), 0);
+                        out_free(&run);
+                        out_free(&scan);
+                        if (ci == 0) /* aborts and a restore rebuild the running state from the rows */
+                                batches(rs, in.p, 97, 3, 2500, 0);
+                        buf_free(&in);
+                }
+        rules_unref(rs);
+}
+
+/* 0.1 added and retracted 20,000 times over a window of ten: the sum is
+ * ten 0.1s rounded once, 1, every time (a running double drifts; adding
+ * the ten in order gives 0.9999999999999999), running and rescanning. */
+Test(engine, sums_of_tenths_do_not_drift)
+{
+        static const char r[] =
+                "rules:\n"
+                "  - id: p.one\n    on: probe\n    when: sum(r.v where ok within 10s) == 1 and avg(r.v where ok within 10s) == 0.1\n"
+                "  - id: p.flag\n    on: probe\n    when: c < 0\n    flags: { problem_lead: 1d }\n";
+        RuleSet *rs = load_with(agg_schema, r);
+        Buf in = {0};
+        uint32_t probes = 0;
+        for (uint32_t i = 0; i < 20000; i++) {
+                char ts[40];
+                time_format(1735689600000LL + (int64_t)i * 1000, ts, sizeof(ts));
+                buf_printf(&in, "{\"event_id\":\"r%u\",\"event_type\":\"r\",\"enterprise\":{\"uscc\":\"E1\"},"
+                                "\"occurred_at\":\"%s\",\"v\":0.1,\"ok\":true}\n", i, ts);
+                if (i >= 9 && i % 97 == 0) {
+                        buf_printf(&in, "{\"event_id\":\"p%u\",\"event_type\":\"probe\",\"enterprise\":{\"uscc\":\"E1\"},"
+                                        "\"occurred_at\":\"%s\"}\n", i, ts);
+                        probes++;
+                }
+        }
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        for (int rescan = 0; rescan < 2; rescan++) {
+                cfg.agg_rescan = rescan;
+                Out o = run_cfg(rs, in.p, &cfg);
+                cr_assert_eq(count_rule(&o, "p.one"), probes, "rescan %d: %u of %u", rescan, count_rule(&o, "p.one"),
+                             probes);
+                out_free(&o);
+        }
+        buf_free(&in);
+        rules_unref(rs);
 }
