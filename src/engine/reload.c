@@ -64,7 +64,12 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 double f = x->per_year;
                 int64_t below = x->r->below_since;
                 uint16_t nc = x->r->nc, nf = x->r->nf;
+                OffState off = x->r->o ? *x->r->o : (OffState){0};
+                bool had_off = x->r->o != NULL;
                 grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
+                /* the official state a new cycle or first assessment moved */
+                bool off_moved = (x->r->o != NULL) != had_off ||
+                                 (had_off && memcmp(&off, x->r->o, sizeof(off)) != 0);
                 rep->rescored += ox && grade_score(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
                 if (!regraded && x->reload_rescored && x->grade >= 0) {
@@ -73,12 +78,12 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                          * dashboard cannot learn it otherwise */
                         double s = grade_score(n, x, now);
                         out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
-                                       grade_band(&n->rs->grading, s), s);
+                                       grade_band(&n->rs->grading, s), s, x->held);
                         regraded = true;
                 }
                 rep->regraded += regraded;
                 if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
-                    x->r->nf != nf)
+                    x->r->nf != nf || off_moved)
                         rep->records++;
                 else
                         state_untouch(n, x);
