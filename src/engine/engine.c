@@ -741,12 +741,17 @@ static void fire_official(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         if (r->raise || r->lower) {
                 grade_cycle_roll(e, ent, t);
                 OffState *o = ent_off(e, ent);
+                int8_t before = (int8_t)(o->raise - o->lower);
                 if (r->raise)
                         o->raise = (int8_t)(o->raise + r->raise > of->max_raise ? of->max_raise : o->raise + r->raise);
                 else
                         o->lower = (int8_t)(o->lower + r->lower > of->max_lower ? of->max_lower : o->lower + r->lower);
-                o->basis = (int16_t)r->index;
-                o->basis_time = t;
+                /* the basis is of the latest step taken: one the cap
+                 * swallowed moves nothing */
+                if (o->raise - o->lower != before) {
+                        o->basis = (int16_t)r->index;
+                        o->basis_time = t;
+                }
         }
 }
 

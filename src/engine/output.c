@@ -399,6 +399,10 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         h = hash64(k, sizeof(k), h);
         h = hash64(&pf, sizeof(pf), h);
         h = hash64(&ent->per_year, sizeof(double), h);
+        if (g->official.declared) { /* an index band's move is an adjustment too */
+                int64_t ib[] = {pheld, ent->held};
+                h = hash64(ib, sizeof(ib), h);
+        }
         buf_puts(b, "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"enterprise_id\":");
