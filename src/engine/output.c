@@ -669,7 +669,9 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         /* which overrides hold now */
         VmState st;
         engine_vmstate(e, ent, now, &st);
-        st.grade = ent->held;
+        /* the grade the overrides start from: the official one (after its
+         * steps) under the official model, else the held band */
+        st.grade = g->official.declared ? ent->grade : ent->held;
         engine_profile_fill(e, ent);
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
