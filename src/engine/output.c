@@ -403,7 +403,10 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 int64_t ib[] = {pheld, ent->held};
                 h = hash64(ib, sizeof(ib), h);
         }
-        buf_puts(b, "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
+        /* the official model changes what current follows and when an
+         * adjustment is emitted: version 2 (docs/outputs.md §2.1) */
+        buf_puts(b, g->official.declared ? "{\"schema\":\"riskd.adjustment/2\",\"adjustment_id\":"
+                                         : "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
