@@ -107,6 +107,9 @@ typedef struct OffState {
         int64_t dyn_time;       /* the latest dynamic evaluation's time, TIME_UNSET none */
         double dyn;             /* its points, capped at dynamic_max */
         int64_t basis_time;     /* when the latest raise or lower fired */
+        int64_t cycle_end;      /* the next cycle's start, once cycle is known to be a start
+                                 * under the rules in force (grade_cycle_roll); TIME_UNSET:
+                                 * not yet (not in the record) */
         int16_t assessed;       /* band index assessed for the cycle (carry included), -1 none */
         int16_t basis;          /* rule index of the latest raise or lower, -1 none */
         int16_t dyn_rule;       /* rule index of the latest evaluation, -1 none */
@@ -477,7 +480,7 @@ static inline OffState *ent_off(Engine *e, Ent *x)
         if (!r->o) {
                 r->o = pool_alloc(&e->pool, sizeof(OffState));
                 *r->o = (OffState){.cycle = TIME_UNSET, .dyn_time = TIME_UNSET, .basis_time = TIME_UNSET,
-                                   .assessed = -1, .basis = -1, .dyn_rule = -1};
+                                   .cycle_end = TIME_UNSET, .assessed = -1, .basis = -1, .dyn_rule = -1};
         }
         return r->o;
 }

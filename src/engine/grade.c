@@ -162,9 +162,14 @@ void grade_cycle_roll(Engine *e, Ent *x, int64_t now)
 {
         const Official *of = &e->rs->grading.official;
         OffState *o = ent_off(e, x);
-        int64_t c = grade_cycle_start(of, now);
-        if (o->cycle == c)
+        /* most regrades fall in the cycle last found: no calendar */
+        if (o->cycle_end != TIME_UNSET && now >= o->cycle && now < o->cycle_end)
                 return;
+        int64_t c = grade_cycle_start(of, now);
+        if (o->cycle == c) {
+                o->cycle_end = grade_cycle_next(of, c);
+                return;
+        }
         /* the steps of the cycle just ended carry into the next one's
          * assessment (M2016: 下一年度调高); after a cycle without a regrade,
          * or under a changed cycle, nothing carries */
@@ -172,9 +177,10 @@ void grade_cycle_roll(Engine *e, Ent *x, int64_t now)
         o->carry = next ? (int8_t)(o->raise - o->lower) : 0;
         o->raise = o->lower = 0;
         o->cycle = c;
+        o->cycle_end = grade_cycle_next(of, c);
         o->assess_due = 1;
         /* the next cycle's assessment comes by timer, with or without events */
-        timer_want(e, x, grade_cycle_next(of, c), false);
+        timer_want(e, x, o->cycle_end, false);
 }
 
 static int32_t clamp_band(const Grading *g, int32_t b)
@@ -229,10 +235,17 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 ent_below_set(e, ent, TIME_UNSET);
         }
         int32_t grade = ent->held, lo = 0, hi = (int32_t)g->nbands - 1;
+        bool base_same = ent->held == held_before;
         if (g->official.declared) {
-                /* the grade is the official one; the held band is the index's */
+                /* the grade is the official one; the held band is the
+                 * index's.  The overrides' results are reused while the
+                 * official grade they start from holds. */
+                const OffState *o = ent->r->o;
+                int32_t before = o && o->assessed >= 0 ? o->assessed + o->raise - o->lower : -1;
+                int16_t assessed_before = o ? o->assessed : -1;
                 grade = official_grade(e, ent, now, &lo, &hi);
-                ent->grade_clean = 0;
+                o = ent->r->o;
+                base_same = before == o->assessed + o->raise - o->lower && assessed_before == o->assessed;
         }
         int32_t mode = (int32_t)g->bands[grade].mode;
         double per_year = g->bands[grade].per_year;
@@ -245,7 +258,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
          * override before it deciding the same), decides the same: its
          * result is reused.  The first one that decides differently ends
          * the reuse for the rest of the chain. */
-        bool reuse = e->ov_reuse && ent->grade_clean && ent->held == held_before;
+        bool reuse = e->ov_reuse && ent->grade_clean && base_same;
         uint16_t bits = 0;
         for (uint32_t i = 0; i < g->noverrides; i++) {
                 const Override *o = &g->overrides[i];

@@ -21,6 +21,15 @@ static void into(void *ud, const char *key, size_t klen, const void *val, size_t
         engine_restore_record(ud, key, klen, val, vlen);
 }
 
+/* The official state as its record has it (cycle_end is derived). */
+static bool off_same(const OffState *a, const OffState *b)
+{
+        return a->cycle == b->cycle && a->dyn_time == b->dyn_time && a->dyn == b->dyn &&
+               a->basis_time == b->basis_time && a->assessed == b->assessed && a->basis == b->basis &&
+               a->dyn_rule == b->dyn_rule && a->raise == b->raise && a->lower == b->lower && a->carry == b->carry &&
+               a->provisional == b->provisional && a->assess_due == b->assess_due;
+}
+
 static int ent_cmp(const void *a, const void *b)
 {
         return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
@@ -68,8 +77,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 bool had_off = x->r->o != NULL;
                 grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
                 /* the official state a new cycle or first assessment moved */
-                bool off_moved = (x->r->o != NULL) != had_off ||
-                                 (had_off && memcmp(&off, x->r->o, sizeof(off)) != 0);
+                bool off_moved = (x->r->o != NULL) != had_off || (had_off && !off_same(&off, x->r->o));
                 rep->rescored += ox && grade_score(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
                 if (!regraded && x->reload_rescored && x->grade >= 0) {

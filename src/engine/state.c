@@ -353,7 +353,7 @@ static void off_read(Engine *e, Ent *x, Rd *r)
         if (r->bad || r->p >= r->end || *r->p != 'O')
                 return;
         r->p++;
-        OffState o = {.assessed = -1, .basis = -1, .dyn_rule = -1};
+        OffState o = {.assessed = -1, .basis = -1, .dyn_rule = -1, .cycle_end = TIME_UNSET};
         uint32_t n;
         const char *s;
         o.cycle = get_i(r);
