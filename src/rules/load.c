@@ -957,8 +957,10 @@ static void official_keys(Loader *L, RuleDef *rd, Rule *r, bool score_expr)
 static void rule_pitfalls(Loader *L, const RuleDef *rd, const Rule *r, const CheckCtx *cx)
 {
         const YNode *n = rd->node, *score = ynode_get(n, "score");
-        /* a static rule's points replace the previous static score */
-        if (score && r->score != 0 && !ynode_get(n, "expires") && !r->is_static)
+        /* a static rule's points replace the previous static score; an
+         * evaluation (part: dynamic) replaces the last; an expression
+         * score is warned of once it compiles (rule_build) */
+        if (score && r->score != 0 && !ynode_get(n, "expires") && !r->is_static && r->part != PART_DYNAMIC)
                 diag_add(L->dl, DIAG_W108, ynode_pos(score),
                          "add expires: for how long the points count, e.g. expires: 365d",
                          "rule '%s' scores without expires: its points never expire", r->id);
@@ -1174,6 +1176,10 @@ static void rule_build(Loader *L, RuleDef *rd)
                 if (!sc || L->dl->nerrors != nerr)
                         return;
                 r->score_prog = compile_program(L, sc, false);
+                if (!ynode_get(n, "expires") && r->part != PART_DYNAMIC)
+                        diag_add(L->dl, DIAG_W108, ynode_pos(score_expr),
+                                 "add expires: for how long the points count, e.g. expires: 365d",
+                                 "rule '%s' scores without expires: its points never expire", r->id);
         }
         r->fingerprint = compile_fingerprint(rs, r->when, HASH64_INIT);
         if (r->score_prog != PROG_NONE)
