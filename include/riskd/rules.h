@@ -177,8 +177,9 @@ typedef struct Rule {
         RuleStatus status;
         double score;          /* points; 0 = none */
         double max_score;      /* cap of live points; 0 = no cap */
-        uint32_t score_prog;   /* score: an expression (a number from the event), PROG_NONE:
-                                * the constant score */
+        bool score_expr;       /* score: is an expression (a number from the event), the
+                                * program score_prog; else the constant score */
+        uint32_t score_prog;
         uint8_t part;          /* RulePart */
         bool replaces;         /* its contribution replaces the rule's previous one */
         int8_t raise, lower;   /* official grade steps within the cycle, 0 none */

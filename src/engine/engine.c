@@ -727,7 +727,7 @@ static void fire_official(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         const Official *of = &e->rs->grading.official;
         if (r->part == PART_DYNAMIC) {
                 double v = r->score;
-                if (r->score_prog != PROG_NONE && !score_value(e, ent, r, ev, t, &v))
+                if (r->score_expr && !score_value(e, ent, r, ev, t, &v))
                         return;
                 if (r->max_score > 0 && v > r->max_score)
                         v = r->max_score;
@@ -769,12 +769,12 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
         bool shadow = r->status == RULE_SHADOW;
         double points = r->score;
         bool scores = r->score != 0;
-        if (__builtin_expect(r->part == PART_DYNAMIC || r->raise || r->lower || r->score_prog != PROG_NONE, 0)) {
+        if (__builtin_expect(r->part == PART_DYNAMIC || r->raise || r->lower || r->score_expr, 0)) {
                 if (!shadow)
                         fire_official(e, ent, r, ev, t);
                 if (r->part == PART_DYNAMIC)
                         scores = false; /* the evaluation is not index points */
-                else if (r->score_prog != PROG_NONE)
+                else if (r->score_expr)
                         scores = !shadow && score_value(e, ent, r, ev, t, &points) && points != 0;
         }
         if (!shadow && scores && r->replaces && ent->r->nc) {
@@ -1770,13 +1770,13 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                         if (ru->per_slot >= 0)
                                 add_slot(&ri->snap_slots, &ri->nsnap, &cap, (uint32_t)ru->per_slot);
                 }
-                if ((ru->timer_driven || ru->for_ms) && ru->score_prog != PROG_NONE) {
+                if ((ru->timer_driven || ru->for_ms) && ru->score_expr) {
                         scan_prog(rs, ru->score_prog, OP_CUR, &ri->snap_slots, &ri->nsnap, &cap);
                         scan_prog(rs, ru->score_prog, OP_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
                 }
                 uint32_t *pv = NULL, np = 0, pvcap = 0;
                 scan_prog(rs, ru->when, OP_PROFILE, &pv, &np, &pvcap);
-                if (ru->score_prog != PROG_NONE)
+                if (ru->score_expr)
                         scan_prog(rs, ru->score_prog, OP_PROFILE, &pv, &np, &pvcap);
                 free(pv);
                 ri->reads_profile = np > 0;

@@ -459,7 +459,7 @@ void rules_disasm_rule(const RuleSet *rs, const Rule *r, Buf *out)
 
         buf_printf(out, "when (prog %u):\n", r->when);
         rules_disasm_prog(rs, r->when, out);
-        if (r->score_prog != PROG_NONE) {
+        if (r->score_expr) {
                 buf_printf(out, "score (prog %u):\n", r->score_prog);
                 rules_disasm_prog(rs, r->score_prog, out);
         }

@@ -1036,7 +1036,6 @@ static void rule_build(Loader *L, RuleDef *rd)
                         diag_add(L->dl, DIAG_E006, ynode_pos(v), "one of: enabled, shadow, disabled",
                                  "unknown status '%s'", v->str);
         }
-        r->score_prog = PROG_NONE;
         const YNode *score_expr = NULL;
         if ((v = ynode_get(n, "score")) && loader_expect(L, v, Y_SCALAR, "points, or a numeric expression")) {
                 /* a number is the points; anything else is an expression
@@ -1176,13 +1175,14 @@ static void rule_build(Loader *L, RuleDef *rd)
                 if (!sc || L->dl->nerrors != nerr)
                         return;
                 r->score_prog = compile_program(L, sc, false);
+                r->score_expr = true;
                 if (!ynode_get(n, "expires") && r->part != PART_DYNAMIC)
                         diag_add(L->dl, DIAG_W108, ynode_pos(score_expr),
                                  "add expires: for how long the points count, e.g. expires: 365d",
                                  "rule '%s' scores without expires: its points never expire", r->id);
         }
         r->fingerprint = compile_fingerprint(rs, r->when, HASH64_INIT);
-        if (r->score_prog != PROG_NONE)
+        if (r->score_expr)
                 r->fingerprint = compile_fingerprint(rs, r->score_prog, r->fingerprint);
         r->index = rs->nrules;
         rs->nrules++;
