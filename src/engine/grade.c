@@ -189,8 +189,9 @@ static int32_t clamp_band(const Grading *g, int32_t b)
 }
 
 /* The official grade before the overrides: the cycle's assessment (made
- * at the first regrade of a cycle, and again at the first evaluation of
- * one assessed without) moved by the steps within the cycle; lo and hi
+ * at the first regrade of a cycle; while provisional, without an
+ * evaluation, at every regrade, so that it follows the static part until
+ * the first evaluation) moved by the steps within the cycle; lo and hi
  * bound what relative overrides may do. */
 static int32_t official_grade(Engine *e, Ent *ent, int64_t now, int32_t *lo, int32_t *hi)
 {
@@ -198,7 +199,7 @@ static int32_t official_grade(Engine *e, Ent *ent, int64_t now, int32_t *lo, int
         const Official *of = &g->official;
         grade_cycle_roll(e, ent, now);
         OffState *o = ent->r->o;
-        if (o->assess_due || o->assessed < 0 || (o->provisional && o->dyn_time != TIME_UNSET)) {
+        if (o->assess_due || o->assessed < 0 || o->provisional) {
                 o->assessed = (int16_t)clamp_band(g, grade_band(g, grade_official_score(e, ent)) + o->carry);
                 o->provisional = o->dyn_time == TIME_UNSET;
                 o->assess_due = 0;
