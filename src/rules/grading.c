@@ -1,6 +1,7 @@
 /*
  * grading.yaml: score bands (grade, upper bound, mode, inspections a year),
- * overrides applied in order after the bands, and the hysteresis dwell.
+ * overrides applied in order after the bands, the hysteresis dwell, and
+ * official: the 2016 model's cycle, maxima and steps (docs/rules.md §7.5).
  *
  * Bands are read before the rule files so that state.grade and state.mode
  * are typed enums in rule conditions; override conditions are compiled last,
@@ -59,8 +60,8 @@ static void official_load(Loader *L, const YNode *o)
         *of = (Official){.declared = true, .cycle_months = 12, .start_month = 1, .start_day = 1,
                          .static_max = 40, .dynamic_max = 60, .max_raise = 2, .max_lower = 1,
                          .scale_static = true};
-        if (ynode_is_null(o))
-                return;
+        if (ynode_is_null(o) || (o->kind == Y_SCALAR && strcmp(o->str, "true") == 0))
+                return; /* every default */
         if (!loader_expect(L, o, Y_MAP, "a mapping such as { cycle: 1y, cycle_start: \"01-01\", offset: \"+08:00\" }")) {
                 of->declared = false;
                 return;
