@@ -720,8 +720,8 @@ static bool score_value(Engine *e, Ent *ent, const Rule *r, const Value *ev, int
 }
 
 /* The official model's part of a firing: the dynamic evaluation (the
- * latest replaces the last, capped), the grade steps within the cycle
- * (capped), the flags it clears. */
+ * latest replaces the last, capped) and the grade steps within the cycle
+ * (capped); fire() does the rest (points, clears:, flags). */
 static void fire_official(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t)
 {
         const Official *of = &e->rs->grading.official;
