@@ -47,9 +47,12 @@
         X(E044, unknown_rule, E)         /* append names no rule */         \
         X(E045, bad_exception, E)        /* exception shape or values wrong */ \
         X(E046, not_constant, E)         /* a list item or regex must be a literal */ \
+        X(E047, conflicting_keys, E)     /* rule keys that cannot go together */ \
         X(E050, band_order, E)           /* grading bands not ascending */  \
         X(E051, bad_grade, E)            /* unknown grade or relative step */ \
         X(E052, bad_grading, E)          /* other grading.yaml problem */   \
+        X(E053, bad_official, E)         /* grading.yaml official: problem */ \
+        X(E054, no_official, E)          /* part: dynamic, raise:, lower: without official: */ \
         X(E060, bad_schema, E)           /* schema.yaml problem */          \
         X(E061, limit_exceeded, E)       /* too many rules/fields/constants */ \
         X(W101, unknown_key, W)          /* a key riskd does not know */    \

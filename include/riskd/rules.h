@@ -181,6 +181,11 @@ typedef struct RuleFlag {
 
 typedef enum RuleStatus { RULE_ENABLED, RULE_SHADOW, RULE_DISABLED } RuleStatus;
 
+/* Which score a rule's points feed (part:).  The index is the continuous
+ * advisory score; the dynamic part is the official grade's latest on-site
+ * evaluation (docs/rules.md, "The two scores"). */
+typedef enum RulePart { PART_INDEX, PART_STATIC, PART_DYNAMIC } RulePart;
+
 typedef struct Rule {
         char *id, *desc, *basis;
         uint32_t index;
@@ -190,6 +195,14 @@ typedef struct Rule {
         RuleStatus status;
         double score;          /* points; 0 = none */
         double max_score;      /* cap of live points; 0 = no cap */
+        bool score_expr;       /* score: is an expression (a number from the event), the
+                                * program score_prog; else the constant score */
+        uint32_t score_prog;
+        uint8_t part;          /* RulePart */
+        bool replaces;         /* its contribution replaces the rule's previous one */
+        int8_t raise, lower;   /* official grade steps within the cycle, 0 none */
+        uint32_t *clears;      /* flag ids cleared when it fires */
+        uint32_t nclears;
         int64_t expires_ms;    /* 0 = points never expire */
         int64_t cooldown_ms, for_ms, rectify_ms;
         int32_t per_slot;      /* per: field slot, -1 = per enterprise */
@@ -228,6 +241,19 @@ typedef struct Override {
         SrcPos pos;
 } Override;
 
+/* grading.yaml official: the 2016 model (docs/rules.md, "The two
+ * scores").  Absent (declared false): one grade from the index, as before. */
+typedef struct Official {
+        bool declared;
+        uint32_t cycle_months; /* 12: yearly; divides 12 */
+        uint32_t start_month, start_day; /* 1-12, 1-28: where a cycle begins */
+        int64_t offset_ms;     /* of the local time the start date is in */
+        double static_max, dynamic_max;
+        int32_t max_raise, max_lower;  /* steps within one cycle */
+        bool scale_static;     /* no evaluation yet: static scaled to the whole scale
+                                * (unassessed: scaled), else static alone */
+} Official;
+
 typedef struct Grading {
         GradeBand *bands;
         uint32_t nbands;
@@ -236,6 +262,7 @@ typedef struct Grading {
         Override *overrides;
         uint32_t noverrides;
         int64_t dwell_ms;      /* hysteresis: how long below before falling */
+        Official official;
 } Grading;
 
 typedef struct ConstSet {

@@ -399,7 +399,7 @@ typedef struct MKey {
 static const char *const triggers[] = {"event", "timer", NULL};
 static const char *const statuses[] = {"active", "shadow", NULL};
 static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
-static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", NULL};
+static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload", "cycle", NULL};
 static const char *const reasons[] = {"malformed_json", "not_an_object", "missing_field", "wrong_type",
                                       "unknown_type", "bad_timestamp", "too_large", "bad_identifier", "too_late",
                                       "duplicate", "over_limit", NULL};
@@ -438,6 +438,14 @@ static const MKey adj_keys[] = {
         {"band", "band", MT_STR, VC_GRADE, NULL},
         {"flags", "flags", MT_FLAGS, VC_NONE, NULL},
         {"rectify_deadline", "rectify_deadline", MT_TIME, VC_NONE, NULL},
+        /* the official model (grading.yaml official:, riskd.adjustment/2) */
+        {"official_score", "official.score", MT_NUM, VC_NONE, NULL},
+        {"dynamic", "official.dynamic", MT_NUM, VC_NONE, NULL},
+        {"assessed", "official.assessed", MT_STR, VC_GRADE, NULL},
+        {"raise", "official.raise", MT_NUM, VC_NONE, NULL},
+        {"lower", "official.lower", MT_NUM, VC_NONE, NULL},
+        {"carried", "official.carried", MT_NUM, VC_NONE, NULL},
+        {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
         {NULL, NULL, 0, 0, NULL},
 };
 
@@ -461,6 +469,13 @@ static const MKey grade_keys[] = {
         {"static_rules", "static_rules", MT_RULES, VC_RULE, NULL},
         {"contributions", "contributions", MT_RULES, VC_RULE, NULL},
         {"flags", "flags", MT_FLAGS, VC_NONE, NULL},
+        {"official_score", "official.score", MT_NUM, VC_NONE, NULL},
+        {"dynamic", "official.dynamic", MT_NUM, VC_NONE, NULL},
+        {"assessed", "official.assessed", MT_STR, VC_GRADE, NULL},
+        {"raise", "official.raise", MT_NUM, VC_NONE, NULL},
+        {"lower", "official.lower", MT_NUM, VC_NONE, NULL},
+        {"carried", "official.carried", MT_NUM, VC_NONE, NULL},
+        {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
         {NULL, NULL, 0, 0, NULL},
 };
 

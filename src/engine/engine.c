@@ -264,6 +264,7 @@ void engine_ent_clear(Engine *e, Ent *x)
                 intern_put(&e->in, x->r->c[i].event_id);
         pool_free(&e->pool, x->r->c, ENT_ARR(Contrib, x->r->cc));
         pool_free(&e->pool, x->r->f, ENT_ARR(FlagState, x->r->cf));
+        pool_free(&e->pool, x->r->o, sizeof(OffState));
         if (x->r != &rare_none)
                 pool_free(&e->pool, ent_rare(e, x), sizeof(EntRare));
         x->r = &rare_none;
@@ -705,6 +706,59 @@ timer:
                 timer_want(e, ent, until, false);
 }
 
+/* The points of a rule whose score: is an expression, on the event (or
+ * snapshot) ev; false: null, no contribution. */
+static bool score_value(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t, double *out)
+{
+        AggCtx ac = {e, ent};
+        VmState st;
+        engine_profile_need(e, ent);
+        engine_vmstate(e, ent, t, &st);
+        VmFrame f = {.event = ev, .cur = ev, .profile = e->profbuf, .state = &st, .now = t, .agg = window_agg,
+                     .agg_ud = &ac, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
+        Value v;
+        if (vm_run(e->rs, r->score_prog, &f, &v) != VM_OK || v.tag != VT_NUM || v.n != v.n)
+                return false;
+        *out = v.n;
+        return true;
+}
+
+/* The official model's part of a firing: the dynamic evaluation (the
+ * latest replaces the last, capped) and the grade steps within the cycle
+ * (capped); fire() does the rest (points, clears:, flags). */
+static void fire_official(Engine *e, Ent *ent, const Rule *r, const Value *ev, int64_t t)
+{
+        const Official *of = &e->rs->grading.official;
+        if (r->part == PART_DYNAMIC) {
+                double v = r->score;
+                if (r->score_expr && !score_value(e, ent, r, ev, t, &v))
+                        return;
+                if (r->max_score > 0 && v > r->max_score)
+                        v = r->max_score;
+                if (v > of->dynamic_max)
+                        v = of->dynamic_max;
+                OffState *o = ent_off(e, ent);
+                o->dyn = v < 0 ? 0 : v;
+                o->dyn_time = t;
+                o->dyn_rule = (int16_t)r->index;
+        }
+        if (r->raise || r->lower) {
+                grade_cycle_roll(e, ent, t);
+                OffState *o = ent_off(e, ent);
+                int8_t before = (int8_t)(o->raise - o->lower);
+                if (r->raise)
+                        o->raise = (int8_t)(o->raise + r->raise > of->max_raise ? of->max_raise : o->raise + r->raise);
+                else
+                        o->lower = (int8_t)(o->lower + r->lower > of->max_lower ? of->max_lower : o->lower + r->lower);
+                /* the basis is of the latest step taken: one the cap
+                 * swallowed moves nothing */
+                if (o->raise - o->lower != before) {
+                        o->basis = (int16_t)r->index;
+                        o->basis_time = t;
+                }
+        }
+}
+
 /* A rule fires: cooldown, points (capped), flags, the alert. */
 static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bool timer,
                  const Value *ev, const char *evid, size_t evlen)
@@ -717,8 +771,31 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
         }
         double delta = 0;
         bool shadow = r->status == RULE_SHADOW;
-        if (!shadow && r->score != 0) {
-                delta = r->score;
+        double points = r->score;
+        bool scores = r->score != 0;
+        if (__builtin_expect(r->part == PART_DYNAMIC || r->raise || r->lower || r->score_expr, 0)) {
+                if (!shadow)
+                        fire_official(e, ent, r, ev, t);
+                if (r->part == PART_DYNAMIC)
+                        scores = false; /* the evaluation is not index points */
+                else if (r->score_expr)
+                        scores = !shadow && score_value(e, ent, r, ev, t, &points) && points != 0;
+        }
+        if (!shadow && scores && r->replaces && ent->r->nc) {
+                /* the latest of its kind: the rule's earlier contributions go */
+                EntRare *rr = ent_rare(e, ent);
+                uint32_t k = 0;
+                for (uint32_t i = 0; i < rr->nc; i++) {
+                        if (rr->c[i].rule == r->index) {
+                                intern_put(&e->in, rr->c[i].event_id);
+                                continue;
+                        }
+                        rr->c[k++] = rr->c[i];
+                }
+                rr->nc = (uint16_t)k;
+        }
+        if (!shadow && scores) {
+                delta = points;
                 if (r->max_score > 0) {
                         double live = 0;
                         for (uint32_t i = 0; i < ent->r->nc; i++)
@@ -742,6 +819,19 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                         if (c->expires != TIME_FOREVER)
                                 timer_want(e, ent, c->expires, false);
                 }
+        }
+        if (!shadow && r->nclears && ent->r->nf) {
+                /* an answered lead: its flags go before this rule sets any */
+                EntRare *rr = ent_rare(e, ent);
+                uint32_t k = 0;
+                for (uint32_t i = 0; i < rr->nf; i++) {
+                        bool drop = false;
+                        for (uint32_t c = 0; c < r->nclears; c++)
+                                drop |= rr->f[i].flag == r->clears[c];
+                        if (!drop)
+                                rr->f[k++] = rr->f[i];
+                }
+                rr->nf = (uint16_t)k;
         }
         if (!shadow)
                 for (uint32_t i = 0; i < r->nflags; i++)
@@ -1079,6 +1169,12 @@ static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
         int64_t dw = time_add_sat(x->r->below_since, e->rs->grading.dwell_ms);
         if (x->r->below_since != TIME_UNSET && dw < at && dw > after)
                 at = dw;
+        if (x->r->o && x->r->o->cycle != TIME_UNSET && e->rs->grading.official.declared) {
+                /* the next cycle's assessment, with or without events */
+                int64_t nc = grade_cycle_next(&e->rs->grading.official, x->r->o->cycle);
+                if (nc < at && nc > after)
+                        at = nc;
+        }
         for (uint32_t k = 0; k < x->nks; k++) {
                 int64_t due = ks_due(e, &x->ks[k]);
                 if (due == TIME_UNSET)
@@ -1144,6 +1240,13 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
         state_touch(e, x);
         e->st.timers_fired++;
         if (!absent) {
+                const OffState *o = x->r->o;
+                if (o && o->cycle != TIME_UNSET && e->rs->grading.official.declared &&
+                    grade_cycle_next(&e->rs->grading.official, o->cycle) <= now && x->grade >= 0) {
+                        engine_profile_fill(e, x);
+                        grade_update(e, x, now, CAUSE_CYCLE, NULL, 0);
+                        engine_profile_clear(e);
+                }
                 bool expired = false;
                 for (uint32_t k = 0; k < x->r->nc && !expired; k++)
                         expired = x->r->c[k].expires <= now;
@@ -1671,8 +1774,14 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                         if (ru->per_slot >= 0)
                                 add_slot(&ri->snap_slots, &ri->nsnap, &cap, (uint32_t)ru->per_slot);
                 }
+                if ((ru->timer_driven || ru->for_ms) && ru->score_expr) {
+                        scan_prog(rs, ru->score_prog, OP_CUR, &ri->snap_slots, &ri->nsnap, &cap);
+                        scan_prog(rs, ru->score_prog, OP_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
+                }
                 uint32_t *pv = NULL, np = 0, pvcap = 0;
                 scan_prog(rs, ru->when, OP_PROFILE, &pv, &np, &pvcap);
+                if (ru->score_expr)
+                        scan_prog(rs, ru->score_prog, OP_PROFILE, &pv, &np, &pvcap);
                 free(pv);
                 ri->reads_profile = np > 0;
                 for (uint32_t k = 0; k < ru->message.nparts; k++)
@@ -1887,6 +1996,18 @@ void engine_grades_write(Engine *e, Buf *out)
                 out_num(out, x->per_year);
                 buf_puts(out, ",\"score\":");
                 out_num(out, grade_score(e, x, now));
+                if (g->official.declared) {
+                        buf_puts(out, ",\"official\":");
+                        out_official(e, out, x);
+                        buf_puts(out, ",\"index\":{\"score\":");
+                        out_num(out, grade_score(e, x, now));
+                        buf_puts(out, ",\"band\":");
+                        if (x->held >= 0)
+                                buf_json_str(out, g->bands[x->held].grade, strlen(g->bands[x->held].grade));
+                        else
+                                buf_puts(out, "null");
+                        buf_putc(out, '}');
+                }
                 buf_puts(out, "}\n");
         }
         free(v);

@@ -100,14 +100,38 @@ static inline uint32_t ring_at(const Win *w, uint32_t i)
         return at >= w->cap ? at - w->cap : at;
 }
 
+/* The official grade of the 2016 model (grading.yaml official:, see
+ * docs/rules.md "The two scores"): the cycle assessed, the latest dynamic
+ * evaluation and the steps within the cycle.  A pool object of its own,
+ * made at the first grading or evaluation under the official model: rules
+ * without it never make one. */
+typedef struct OffState {
+        int64_t cycle;          /* start of the cycle the steps belong to, TIME_UNSET none yet */
+        int64_t dyn_time;       /* the latest dynamic evaluation's time, TIME_UNSET none */
+        double dyn;             /* its points, capped at dynamic_max */
+        int64_t basis_time;     /* when the latest raise or lower fired */
+        int64_t cycle_end;      /* the next cycle's start, once cycle is known to be a start
+                                 * under the rules in force (grade_cycle_roll); TIME_UNSET:
+                                 * not yet (not in the record) */
+        int16_t assessed;       /* band index assessed for the cycle (carry included), -1 none */
+        int16_t basis;          /* rule index of the latest raise or lower, -1 none */
+        int16_t dyn_rule;       /* rule index of the latest evaluation, -1 none */
+        int8_t raise, lower;    /* steps this cycle, capped at max_raise / max_lower */
+        int8_t carry;           /* the last cycle's raise - lower, carried into this assessment */
+        uint8_t provisional : 1;        /* assessed before any dynamic evaluation */
+        uint8_t assess_due : 1;         /* a new cycle began: assess at the next regrade */
+} OffState;
+
 /* What most enterprises never hold (contributions, flags, the hysteresis
- * clock), in a pool object of its own; Ent.r points to rare_none (read
- * only, all empty) until something is stored (ent_rare). */
+ * clock, the official grade), in a pool object of its own; Ent.r points
+ * to rare_none (read only, all empty) until something is stored
+ * (ent_rare). */
 typedef struct EntRare {
         Contrib *c;
         FlagState *f;
         uint16_t nc, cc, nf, cf;
         int64_t below_since;    /* score below the held band since */
+        OffState *o;            /* NULL: no official state */
 } EntRare;
 
 extern const EntRare rare_none;
@@ -452,6 +476,18 @@ static inline void ent_below_set(Engine *e, Ent *x, int64_t t)
                 ent_rare(e, x)->below_since = t;
 }
 
+/* x's official state, to write to: made on first use. */
+static inline OffState *ent_off(Engine *e, Ent *x)
+{
+        EntRare *r = ent_rare(e, x);
+        if (!r->o) {
+                r->o = pool_alloc(&e->pool, sizeof(OffState));
+                *r->o = (OffState){.cycle = TIME_UNSET, .dyn_time = TIME_UNSET, .basis_time = TIME_UNSET,
+                                   .cycle_end = TIME_UNSET, .assessed = -1, .basis = -1, .dyn_rule = -1};
+        }
+        return r->o;
+}
+
 /* Store a snapshot and the event id in ks->snap after its key, reusing
  * its memory when the size class allows.  by_slot: the values are
  * ev[ri->snap_slots[i]] (an event laid out by slot), else ev[i]. */
@@ -488,8 +524,20 @@ size_t window_bytes(const Engine *e, const Win *w);
 int64_t *window_alloc(Engine *e, const Aggregate *a, uint32_t cap);
 
 /* grade.c */
-typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER, CAUSE_RELOAD } GradeCause;
+typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER, CAUSE_RELOAD,
+                          CAUSE_CYCLE } GradeCause;
 void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
+/* The official model (grading.yaml official:): the start of the cycle
+ * holding t, the start of the next one after cycle start c, and the
+ * official score of x (static capped + the latest evaluation, or the
+ * static part alone or scaled before any). */
+int64_t grade_cycle_start(const Official *of, int64_t t);
+int64_t grade_cycle_next(const Official *of, int64_t c);
+double grade_official_score(Engine *e, const Ent *x);
+double grade_static_capped(Engine *e, const Ent *x);
+/* A new cycle since the last one x was graded in: its steps are carried
+ * into the assessment the next regrade makes. */
+void grade_cycle_roll(Engine *e, Ent *x, int64_t now);
 double grade_score(Engine *e, Ent *ent, int64_t now);
 int32_t grade_band(const Grading *g, double score);
 uint64_t grade_live_flags(Ent *ent, int64_t now);
@@ -499,11 +547,13 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                const Value *ev, const char *evidence, size_t evlen, double delta);
 void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
                     size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,
-                    double score);
+                    double score, int16_t pheld);
 void out_time(Buf *b, int64_t ms);
 void out_num(Buf *b, double d);
 void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json);
 void out_explain(Engine *e, Ent *ent, Buf *b);
+/* The official grade's JSON object (grading.yaml official:). */
+void out_official(Engine *e, Buf *b, const Ent *ent);
 void out_explain_text(Engine *e, Ent *ent, Buf *b);
 
 #endif

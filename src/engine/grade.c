@@ -81,6 +81,135 @@ uint64_t grade_live_flags(Ent *ent, int64_t now)
         return bits;
 }
 
+/* ---- the official model's cycle ---- */
+
+#define DAY_MS 86400000LL
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+        int64_t q = a / b;
+        return q - ((a % b) != 0 && ((a < 0) != (b < 0)));
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil) and back. */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+        y -= m <= 2;
+        int64_t era = floor_div(y, 400);
+        int64_t yoe = y - era * 400;
+        int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
+{
+        z += 719468;
+        int64_t era = floor_div(z, 146097);
+        int64_t doe = z - era * 146097;
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        int64_t mp = (5 * doy + 2) / 153;
+        *m = mp < 10 ? mp + 3 : mp - 9;
+        *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* The start of the cycle beginning in month mi (months since year 0). */
+static int64_t month_start(const Official *of, int64_t mi)
+{
+        int64_t y = floor_div(mi, 12), m = mi - y * 12 + 1;
+        return days_from_civil(y, m, of->start_day) * DAY_MS - of->offset_ms;
+}
+
+static int64_t local_month(const Official *of, int64_t t)
+{
+        int64_t y, m;
+        civil_from_days(floor_div(t + of->offset_ms, DAY_MS), &y, &m);
+        return y * 12 + (m - 1);
+}
+
+int64_t grade_cycle_start(const Official *of, int64_t t)
+{
+        int64_t len = of->cycle_months, base = (int64_t)of->start_month - 1;
+        int64_t mi = base + floor_div(local_month(of, t) - base, len) * len;
+        int64_t c = month_start(of, mi);
+        return c > t ? month_start(of, mi - len) : c;
+}
+
+int64_t grade_cycle_next(const Official *of, int64_t c)
+{
+        return month_start(of, local_month(of, c) + of->cycle_months);
+}
+
+double grade_static_capped(Engine *e, const Ent *x)
+{
+        double s = ent_static_score(e, x), max = e->rs->grading.official.static_max;
+        return s > max ? max : s;
+}
+
+double grade_official_score(Engine *e, const Ent *x)
+{
+        const Official *of = &e->rs->grading.official;
+        double s = grade_static_capped(e, x);
+        const OffState *o = x->r->o;
+        if (o && o->dyn_time != TIME_UNSET)
+                return s + o->dyn;
+        return of->scale_static ? s * (of->static_max + of->dynamic_max) / of->static_max : s;
+}
+
+void grade_cycle_roll(Engine *e, Ent *x, int64_t now)
+{
+        const Official *of = &e->rs->grading.official;
+        OffState *o = ent_off(e, x);
+        /* most regrades fall in the cycle last found: no calendar */
+        if (o->cycle_end != TIME_UNSET && now >= o->cycle && now < o->cycle_end)
+                return;
+        int64_t c = grade_cycle_start(of, now);
+        if (o->cycle == c) {
+                o->cycle_end = grade_cycle_next(of, c);
+                return;
+        }
+        /* the steps of the cycle just ended carry into the next one's
+         * assessment (M2016: 下一年度调高); after a cycle without a regrade,
+         * or under a changed cycle, nothing carries */
+        bool next = o->cycle != TIME_UNSET && c > o->cycle && grade_cycle_next(of, o->cycle) == c;
+        o->carry = next ? (int8_t)(o->raise - o->lower) : 0;
+        o->raise = o->lower = 0;
+        o->cycle = c;
+        o->cycle_end = grade_cycle_next(of, c);
+        o->assess_due = 1;
+        /* the next cycle's assessment comes by timer, with or without events */
+        timer_want(e, x, o->cycle_end, false);
+}
+
+static int32_t clamp_band(const Grading *g, int32_t b)
+{
+        return b < 0 ? 0 : b >= (int32_t)g->nbands ? (int32_t)g->nbands - 1 : b;
+}
+
+/* The official grade before the overrides: the cycle's assessment (made
+ * at the first regrade of a cycle; while provisional, without an
+ * evaluation, at every regrade, so that it follows the static part until
+ * the first evaluation) moved by the steps within the cycle; lo and hi
+ * bound what relative overrides may do. */
+static int32_t official_grade(Engine *e, Ent *ent, int64_t now, int32_t *lo, int32_t *hi)
+{
+        const Grading *g = &e->rs->grading;
+        const Official *of = &g->official;
+        grade_cycle_roll(e, ent, now);
+        OffState *o = ent->r->o;
+        if (o->assess_due || o->assessed < 0 || o->provisional) {
+                o->assessed = (int16_t)clamp_band(g, grade_band(g, grade_official_score(e, ent)) + o->carry);
+                o->provisional = o->dyn_time == TIME_UNSET;
+                o->assess_due = 0;
+        }
+        *lo = clamp_band(g, o->assessed - of->max_lower);
+        *hi = clamp_band(g, o->assessed + of->max_raise);
+        int32_t grade = o->assessed + o->raise - o->lower;
+        return grade < *lo ? *lo : grade > *hi ? *hi : grade;
+}
+
 void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len)
 {
         const Grading *g = &e->rs->grading;
@@ -106,7 +235,19 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         } else {
                 ent_below_set(e, ent, TIME_UNSET);
         }
-        int32_t grade = ent->held;
+        int32_t grade = ent->held, lo = 0, hi = (int32_t)g->nbands - 1;
+        bool base_same = ent->held == held_before;
+        if (g->official.declared) {
+                /* the grade is the official one; the held band is the
+                 * index's.  The overrides' results are reused while the
+                 * official grade they start from holds. */
+                const OffState *o = ent->r->o;
+                int32_t before = o && o->assessed >= 0 ? o->assessed + o->raise - o->lower : -1;
+                int16_t assessed_before = o ? o->assessed : -1;
+                grade = official_grade(e, ent, now, &lo, &hi);
+                o = ent->r->o;
+                base_same = before == o->assessed + o->raise - o->lower && assessed_before == o->assessed;
+        }
         int32_t mode = (int32_t)g->bands[grade].mode;
         double per_year = g->bands[grade].per_year;
         VmState st = {.score = score, .grade = grade, .mode = mode, .per_year = per_year,
@@ -118,7 +259,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
          * override before it deciding the same), decides the same: its
          * result is reused.  The first one that decides differently ends
          * the reuse for the rest of the chain. */
-        bool reuse = e->ov_reuse && ent->grade_clean && ent->held == held_before;
+        bool reuse = e->ov_reuse && ent->grade_clean && base_same;
         uint16_t bits = 0;
         for (uint32_t i = 0; i < g->noverrides; i++) {
                 const Override *o = &g->overrides[i];
@@ -140,8 +281,15 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 int32_t ng = grade;
                 if (o->grade >= 0)
                         ng = o->grade;
-                else if (o->grade_step)
+                else if (o->grade_step) {
                         ng = grade + o->grade_step;
+                        /* under the official model a step stays within
+                         * the cycle's bounds (max_raise, max_lower) */
+                        if (ng > hi && o->grade_step > 0)
+                                ng = grade > hi ? grade : hi;
+                        if (ng < lo && o->grade_step < 0)
+                                ng = grade < lo ? grade : lo;
+                }
                 if (ng < 0)
                         ng = 0;
                 if (ng >= (int32_t)g->nbands)
@@ -163,12 +311,13 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         ent->ov_bits = bits;
         ent->grade_clean = e->ov_reuse;
         bool first = ent->grade < 0;
-        if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year)
+        bool index_moved = g->official.declared && ent->held != held_before && held_before >= 0;
+        if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year && !index_moved)
                 return;
         int16_t pg = ent->grade, pm = ent->mode;
         double pf = ent->per_year;
         ent->grade = (int16_t)grade;
         ent->mode = (int16_t)mode;
         ent->per_year = per_year;
-        out_adjustment(e, ent, now, cause, cause_id, cause_len, pg, pm, pf, first, band, score);
+        out_adjustment(e, ent, now, cause, cause_id, cause_len, pg, pm, pf, first, band, score, held_before);
 }

@@ -11,7 +11,7 @@
 
 #include "src/engine/engine.h"
 
-static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload"};
+static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload", "cycle"};
 
 void out_time(Buf *b, int64_t ms)
 {
@@ -328,9 +328,65 @@ static int64_t rectify_deadline(const Ent *ent, int64_t now)
         return best;
 }
 
+static void time_or_null(Buf *b, int64_t t)
+{
+        if (t != TIME_UNSET)
+                out_time(b, t);
+        else
+                buf_puts(b, "null");
+}
+
+/* The official grade's object (grading.yaml official:): the score and its
+ * parts, the cycle, the assessment and the steps within the cycle, and
+ * what made the latest step. */
+void out_official(Engine *e, Buf *b, const Ent *ent)
+{
+        const Grading *g = &e->rs->grading;
+        const OffState *o = ent->r->o;
+        buf_puts(b, "{\"grade\":");
+        str_or_null(b, ent->grade >= 0 ? g->bands[ent->grade].grade : NULL);
+        buf_puts(b, ",\"score\":");
+        out_num(b, grade_official_score(e, ent));
+        buf_puts(b, ",\"static\":");
+        out_num(b, grade_static_capped(e, ent));
+        buf_puts(b, ",\"dynamic\":");
+        if (o && o->dyn_time != TIME_UNSET)
+                out_num(b, o->dyn);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, ",\"dynamic_ts\":");
+        time_or_null(b, o ? o->dyn_time : TIME_UNSET);
+        buf_puts(b, ",\"dynamic_rule_id\":");
+        str_or_null(b, o && o->dyn_rule >= 0 ? e->rs->rules[o->dyn_rule].id : NULL);
+        buf_puts(b, ",\"provisional\":");
+        buf_puts(b, o && o->provisional ? "true" : "false");
+        buf_puts(b, ",\"cycle_start\":");
+        time_or_null(b, o ? o->cycle : TIME_UNSET);
+        buf_puts(b, ",\"cycle_end\":");
+        time_or_null(b, o && o->cycle != TIME_UNSET ? grade_cycle_next(&g->official, o->cycle) : TIME_UNSET);
+        buf_puts(b, ",\"assessed\":");
+        str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
+        buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
+                   o ? o->lower : 0);
+        buf_puts(b, ",\"basis\":");
+        if (o && o->basis >= 0) {
+                const Rule *r = &e->rs->rules[o->basis];
+                buf_puts(b, "{\"rule_id\":");
+                str_or_null(b, r->id);
+                buf_puts(b, ",\"ts\":");
+                time_or_null(b, o->basis_time);
+                buf_puts(b, ",\"basis\":");
+                str_or_null(b, r->basis);
+                buf_putc(b, '}');
+        } else {
+                buf_puts(b, "null");
+        }
+        buf_putc(b, '}');
+}
+
 void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
                     size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,
-                    double score)
+                    double score, int16_t pheld)
 {
         e->st.adjustments++;
         if (!e->emit)
@@ -344,7 +400,14 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         h = hash64(k, sizeof(k), h);
         h = hash64(&pf, sizeof(pf), h);
         h = hash64(&ent->per_year, sizeof(double), h);
-        buf_puts(b, "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
+        if (g->official.declared) { /* an index band's move is an adjustment too */
+                int64_t ib[] = {pheld, ent->held};
+                h = hash64(ib, sizeof(ib), h);
+        }
+        /* the official model changes what current follows and when an
+         * adjustment is emitted: version 2 (docs/outputs.md §2.1) */
+        buf_puts(b, g->official.declared ? "{\"schema\":\"riskd.adjustment/2\",\"adjustment_id\":"
+                                         : "{\"schema\":\"riskd.adjustment/1\",\"adjustment_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
@@ -380,6 +443,23 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 out_time(b, rd);
         else
                 buf_puts(b, "null");
+        if (g->official.declared) {
+                /* which of the two scores moved, and each as it is now */
+                bool off = first || pg != ent->grade || pm != ent->mode || pf != ent->per_year;
+                bool idx = first || pheld != ent->held;
+                buf_puts(b, ",\"changed\":[");
+                buf_puts(b, off ? "\"official\"" : "");
+                buf_puts(b, off && idx ? ",\"index\"" : idx ? "\"index\"" : "");
+                buf_puts(b, "],\"official\":");
+                out_official(e, b, ent);
+                buf_puts(b, ",\"index\":{\"score\":");
+                out_num(b, score);
+                buf_puts(b, ",\"band\":");
+                str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                buf_puts(b, ",\"previous_band\":");
+                str_or_null(b, !first && pheld >= 0 ? g->bands[pheld].grade : NULL);
+                buf_putc(b, '}');
+        }
         buf_puts(b, ",\"rules_version\":\"");
         buf_puts(b, e->rs->version);
         if (cause == CAUSE_RELOAD) { /* and the rules it replaced */
@@ -418,6 +498,15 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "null");
         buf_puts(b, ",\"current\":");
         grading_json(e, b, ent->grade, ent->mode, ent->per_year);
+        if (g->official.declared) {
+                buf_puts(b, ",\"official\":");
+                out_official(e, b, ent);
+                buf_puts(b, ",\"index\":{\"score\":");
+                out_num(b, score);
+                buf_puts(b, ",\"band\":");
+                str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                buf_putc(b, '}');
+        }
         buf_puts(b, ",\"static_rules\":[");
         bool any = false;
         for (uint32_t k = 0; k < e->nstatic; k++)
@@ -446,6 +535,49 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         else
                 buf_puts(b, "null");
         buf_puts(b, "}\n");
+}
+
+/* The official grade for people: its score, the cycle and its steps (the
+ * "score" line above it is the risk index). */
+static void official_text(Engine *e, Ent *ent, Buf *b)
+{
+        const Grading *g = &e->rs->grading;
+        const OffState *o = ent->r->o;
+        char t[48];
+        buf_puts(b, " (the risk index, advisory)\nofficial grade ");
+        buf_puts(b, ent->grade >= 0 ? g->bands[ent->grade].grade : "-");
+        buf_puts(b, ": score ");
+        out_num(b, grade_official_score(e, ent));
+        buf_puts(b, " = static ");
+        out_num(b, grade_static_capped(e, ent));
+        buf_puts(b, " (max ");
+        out_num(b, g->official.static_max);
+        buf_puts(b, ")");
+        if (o && o->dyn_time != TIME_UNSET) {
+                buf_puts(b, " + dynamic ");
+                out_num(b, o->dyn);
+                time_format(o->dyn_time, t, sizeof(t));
+                buf_printf(b, " (max ");
+                out_num(b, g->official.dynamic_max);
+                buf_printf(b, ", the latest evaluation: %s at %s)", o->dyn_rule >= 0 ? e->rs->rules[o->dyn_rule].id : "-", t);
+        } else {
+                buf_puts(b, g->official.scale_static ? ", no dynamic evaluation yet: static scaled to the whole scale"
+                                                     : ", no dynamic evaluation yet: static alone");
+        }
+        if (!o || o->cycle == TIME_UNSET)
+                return;
+        time_format(o->cycle, t, sizeof(t));
+        buf_printf(b, "\ncycle from %s", t);
+        time_format(grade_cycle_next(&g->official, o->cycle), t, sizeof(t));
+        buf_printf(b, " to %s: assessed %s%s", t, o->assessed >= 0 ? g->bands[o->assessed].grade : "-",
+                   o->provisional ? " (provisional: no evaluation)" : "");
+        if (o->carry)
+                buf_printf(b, " (%+d carried from the last cycle)", o->carry);
+        buf_printf(b, ", raised %d, lowered %d within the cycle", o->raise, o->lower);
+        if (o->basis >= 0) {
+                time_format(o->basis_time, t, sizeof(t));
+                buf_printf(b, "; the latest step: %s at %s", e->rs->rules[o->basis].id, t);
+        }
 }
 
 /* The explain view for people: why the enterprise has its grade. */
@@ -477,6 +609,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                         buf_printf(b, " until %s unless the score rises (hysteresis)", t);
                 }
         }
+        if (g->official.declared)
+                official_text(e, ent, b);
         buf_puts(b, "\n\nstatic part (profile rules that match):\n");
         bool any = false;
         for (uint32_t k = 0; k < e->nstatic; k++)
@@ -539,7 +673,9 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         /* which overrides hold now */
         VmState st;
         engine_vmstate(e, ent, now, &st);
-        st.grade = ent->held;
+        /* the grade the overrides start from: the official one (after its
+         * steps) under the official model, else the held band */
+        st.grade = g->official.declared ? ent->grade : ent->held;
         engine_profile_fill(e, ent);
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};

@@ -21,6 +21,15 @@ static void into(void *ud, const char *key, size_t klen, const void *val, size_t
         engine_restore_record(ud, key, klen, val, vlen);
 }
 
+/* The official state as its record has it (cycle_end is derived). */
+static bool off_same(const OffState *a, const OffState *b)
+{
+        return a->cycle == b->cycle && a->dyn_time == b->dyn_time && a->dyn == b->dyn &&
+               a->basis_time == b->basis_time && a->assessed == b->assessed && a->basis == b->basis &&
+               a->dyn_rule == b->dyn_rule && a->raise == b->raise && a->lower == b->lower && a->carry == b->carry &&
+               a->provisional == b->provisional && a->assess_due == b->assess_due;
+}
+
 static int ent_cmp(const void *a, const void *b)
 {
         return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
@@ -64,7 +73,11 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 double f = x->per_year;
                 int64_t below = x->r->below_since;
                 uint16_t nc = x->r->nc, nf = x->r->nf;
+                OffState off = x->r->o ? *x->r->o : (OffState){0};
+                bool had_off = x->r->o != NULL;
                 grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
+                /* the official state a new cycle or first assessment moved */
+                bool off_moved = (x->r->o != NULL) != had_off || (had_off && !off_same(&off, x->r->o));
                 rep->rescored += ox && grade_score(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
                 if (!regraded && x->reload_rescored && x->grade >= 0) {
@@ -73,12 +86,12 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                          * dashboard cannot learn it otherwise */
                         double s = grade_score(n, x, now);
                         out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
-                                       grade_band(&n->rs->grading, s), s);
+                                       grade_band(&n->rs->grading, s), s, x->held);
                         regraded = true;
                 }
                 rep->regraded += regraded;
                 if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
-                    x->r->nf != nf)
+                    x->r->nf != nf || off_moved)
                         rep->records++;
                 else
                         state_untouch(n, x);

@@ -323,6 +323,61 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_u(b, rs->rules[x->r->c[i].rule].fingerprint);
         for (uint32_t i = 0; i < x->nks; i++)
                 put_u(b, rs->rules[x->ks[i].rule].fingerprint);
+        /* the official grade's state (grading.yaml official:), after the
+         * fingerprints: a reader that predates it ignores it */
+        const OffState *o = x->r->o;
+        if (o && g->official.declared) {
+                buf_putc(b, 'O');
+                put_i(b, o->cycle);
+                put_cs(b, o->assessed >= 0 ? g->bands[o->assessed].grade : "");
+                put_i(b, o->carry);
+                put_i(b, o->raise);
+                put_i(b, o->lower);
+                put_u(b, (uint64_t)o->provisional | (uint64_t)o->assess_due << 1);
+                put_i(b, o->dyn_time);
+                put_f(b, o->dyn);
+                put_cs(b, o->dyn_rule >= 0 ? rs->rules[o->dyn_rule].id : "");
+                put_cs(b, o->basis >= 0 ? rs->rules[o->basis].id : "");
+                put_i(b, o->basis_time);
+        }
+}
+
+/* The official state after the fingerprints, if the record has one and the
+ * rules declare the official model; a rule named that no longer exists
+ * leaves its reference empty (the evaluation and the steps stay: they are
+ * facts of the cycle, not a rule's state). */
+static void off_read(Engine *e, Ent *x, Rd *r)
+{
+        const RuleSet *rs = e->rs;
+        const Grading *g = &rs->grading;
+        if (r->bad || r->p >= r->end || *r->p != 'O')
+                return;
+        r->p++;
+        OffState o = {.assessed = -1, .basis = -1, .dyn_rule = -1, .cycle_end = TIME_UNSET};
+        uint32_t n;
+        const char *s;
+        o.cycle = get_i(r);
+        s = get_s(r, &n);
+        o.assessed = (int16_t)grade_by_name(g, s, n);
+        o.carry = (int8_t)get_i(r);
+        o.raise = (int8_t)get_i(r);
+        o.lower = (int8_t)get_i(r);
+        uint64_t bits = get_u(r);
+        o.provisional = bits & 1;
+        o.assess_due = (bits >> 1) & 1;
+        o.dyn_time = get_i(r);
+        o.dyn = get_f(r);
+        s = get_s(r, &n);
+        o.dyn_rule = (int16_t)(n ? rule_by_id(e, s, n) : -1);
+        s = get_s(r, &n);
+        o.basis = (int16_t)(n ? rule_by_id(e, s, n) : -1);
+        o.basis_time = get_i(r);
+        if (r->bad || !g->official.declared)
+                return;
+        /* a grade the bands no longer have: assess again */
+        if (o.assessed < 0)
+                o.assess_due = 1;
+        *ent_off(e, x) = o;
 }
 
 /* The state of rules whose fingerprint in the record (fp, by index in the
@@ -571,6 +626,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         x->nrecent++;
         }
         bool points = nc < 65536 && nks < 65536 && drop_changed(e, x, r, nc, cat, nks, kat);
+        off_read(e, x, r);
         free(cat);
         free(kat);
         if (e->reload_dropped != dropped)

@@ -1009,3 +1009,19 @@ Node *check_condition(Loader *L, Node *n, CheckCtx *cx)
         }
         return r;
 }
+
+Node *check_value(Loader *L, Node *n, CheckCtx *cx)
+{
+        Scope sc = {.on = cx->on, .grading = cx->grading};
+        Node *r = check(L, n, &sc, cx);
+        if (!r)
+                return NULL;
+        if (r->type != VT_NUM) {
+                char d[96];
+                type_desc(r, d, sizeof(d));
+                err(L, r, DIAG_E033, "score: is a number: a numeric field such as dynamic_risk_score, or arithmetic on one",
+                    "the score of %s is %s, not a number", cx->what, d);
+                return NULL;
+        }
+        return r;
+}

@@ -435,6 +435,17 @@ void rules_disasm_rule(const RuleSet *rs, const Rule *r, Buf *out)
         }
         for (uint32_t i = 0; i < r->nactions; i++)
                 buf_printf(out, "%s%s", i ? "," : "  actions: ", r->actions[i]);
+        if (r->part == PART_DYNAMIC)
+                buf_puts(out, "  part: dynamic");
+        else if (r->replaces)
+                buf_puts(out, "  replaces");
+        if (r->raise)
+                buf_printf(out, "  raise: %d", r->raise);
+        if (r->lower)
+                buf_printf(out, "  lower: %d", r->lower);
+        for (uint32_t i = 0; i < r->nclears; i++)
+                buf_printf(out, "%s%s", i ? "," : "  clears: ",
+                           r->clears[i] < rs->nflags && rs->flags ? rs->flags[r->clears[i]] : "?");
         if (r->is_static)
                 buf_puts(out, "  static");
         if (r->timer_driven)
@@ -448,6 +459,10 @@ void rules_disasm_rule(const RuleSet *rs, const Rule *r, Buf *out)
 
         buf_printf(out, "when (prog %u):\n", r->when);
         rules_disasm_prog(rs, r->when, out);
+        if (r->score_expr) {
+                buf_printf(out, "score (prog %u):\n", r->score_prog);
+                rules_disasm_prog(rs, r->score_prog, out);
+        }
         for (uint32_t i = 0; i < r->naggs; i++) {
                 uint32_t a = r->aggs[i];
                 buf_printf(out, "aggregate %u: ", a);

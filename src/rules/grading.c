@@ -1,11 +1,13 @@
 /*
  * grading.yaml: score bands (grade, upper bound, mode, inspections a year),
- * overrides applied in order after the bands, and the hysteresis dwell.
+ * overrides applied in order after the bands, the hysteresis dwell, and
+ * official: the 2016 model's cycle, maxima and steps (docs/rules.md §7.5).
  *
  * Bands are read before the rule files so that state.grade and state.mode
  * are typed enums in rule conditions; override conditions are compiled last,
  * once every flag a rule sets is known.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,92 @@ static bool step_parse(const char *s, double *step)
         return true;
 }
 
+/* cycle: "1y" or "Nmo" with N dividing 12, so that every cycle starts on
+ * the same dates each year. */
+static bool cycle_parse(const char *s, uint32_t *months)
+{
+        char *end = NULL;
+        long n = strtol(s, &end, 10);
+        if (!end || end == s || n <= 0)
+                return false;
+        if (strcmp(end, "y") == 0 && n == 1)
+                *months = 12;
+        else if (strcmp(end, "mo") == 0 && n <= 12 && 12 % n == 0)
+                *months = (uint32_t)n;
+        else
+                return false;
+        return true;
+}
+
+/* official: the 2016 model's cycle, maxima and steps. */
+static void official_load(Loader *L, const YNode *o)
+{
+        Official *of = &L->rs->grading.official;
+        *of = (Official){.declared = true, .cycle_months = 12, .start_month = 1, .start_day = 1,
+                         .static_max = 40, .dynamic_max = 60, .max_raise = 2, .max_lower = 1,
+                         .scale_static = true};
+        if (ynode_is_null(o) || (o->kind == Y_SCALAR && strcmp(o->str, "true") == 0))
+                return; /* every default */
+        if (!loader_expect(L, o, Y_MAP, "a mapping such as { cycle: 1y, cycle_start: \"01-01\", offset: \"+08:00\" }")) {
+                of->declared = false;
+                return;
+        }
+        static const char *const known[] = {"cycle", "cycle_start", "offset", "static_max", "dynamic_max",
+                                            "max_raise", "max_lower", "unassessed", "desc"};
+        loader_unknown_keys(L, o, known, ARRAY_SIZE(known), "official:");
+        const YNode *v;
+        if ((v = ynode_get(o, "cycle")) && loader_expect(L, v, Y_SCALAR, "a cycle such as 1y or 6mo") &&
+            !cycle_parse(v->str, &of->cycle_months))
+                diag_add(L->dl, DIAG_E053, ynode_pos(v), "1y, or 1mo, 2mo, 3mo, 4mo or 6mo (a cycle divides the year)",
+                         "'%s' is not an assessment cycle", v->str);
+        if ((v = ynode_get(o, "cycle_start")) && loader_expect(L, v, Y_SCALAR, "a date \"MM-DD\"")) {
+                unsigned m = 0, d = 0;
+                char tail;
+                if (sscanf(v->str, "%2u-%2u%c", &m, &d, &tail) != 2 || v->len != 5 || m < 1 || m > 12 || d < 1 || d > 28)
+                        diag_add(L->dl, DIAG_E053, ynode_pos(v), "\"MM-DD\" with a day from 01 to 28, e.g. \"01-01\"",
+                                 "'%s' is not a cycle start date", v->str);
+                else
+                        of->start_month = m, of->start_day = d;
+        }
+        if ((v = ynode_get(o, "offset")) && loader_expect(L, v, Y_SCALAR, "an offset \"+08:00\"")) {
+                unsigned hh = 0, mm = 0;
+                char tail;
+                if ((v->str[0] != '+' && v->str[0] != '-') || v->len != 6 ||
+                    sscanf(v->str + 1, "%2u:%2u%c", &hh, &mm, &tail) != 2 || hh > 14 || mm > 59)
+                        diag_add(L->dl, DIAG_E053, ynode_pos(v), "\"+HH:MM\" or \"-HH:MM\", e.g. \"+08:00\" for China time",
+                                 "'%s' is not a UTC offset", v->str);
+                else
+                        of->offset_ms = (v->str[0] == '-' ? -1 : 1) * ((int64_t)hh * 60 + mm) * 60000;
+        }
+        const char *const maxk[] = {"static_max", "dynamic_max"};
+        double *maxv[] = {&of->static_max, &of->dynamic_max};
+        for (int i = 0; i < 2; i++)
+                if ((v = ynode_get(o, maxk[i])) && loader_number(L, v, maxv[i]) && *maxv[i] <= 0)
+                        diag_add(L->dl, DIAG_E053, ynode_pos(v), NULL, "%s must be positive", maxk[i]);
+        const char *const stepk[] = {"max_raise", "max_lower"};
+        int32_t *stepv[] = {&of->max_raise, &of->max_lower};
+        for (int i = 0; i < 2; i++) {
+                double d;
+                if ((v = ynode_get(o, stepk[i])) && loader_number(L, v, &d)) {
+                        if (d < 0 || d > 9 || d != (double)(int32_t)d)
+                                diag_add(L->dl, DIAG_E053, ynode_pos(v), "a whole number of grade steps, e.g. 2",
+                                         "%s must be a whole number from 0 to 9", stepk[i]);
+                        else
+                                *stepv[i] = (int32_t)d;
+                }
+        }
+        if ((v = ynode_get(o, "unassessed")) && loader_expect(L, v, Y_SCALAR, "scaled or static")) {
+                if (strcmp(v->str, "scaled") == 0)
+                        of->scale_static = true;
+                else if (strcmp(v->str, "static") == 0)
+                        of->scale_static = false;
+                else
+                        diag_add(L->dl, DIAG_E053, ynode_pos(v),
+                                 "scaled: static x (static_max + dynamic_max) / static_max; static: the static part alone",
+                                 "unassessed: '%s' is neither scaled nor static", v->str);
+        }
+}
+
 void grading_load_bands(Loader *L, const YNode *root)
 {
         Grading *g = &L->rs->grading;
@@ -41,11 +129,13 @@ void grading_load_bands(Loader *L, const YNode *root)
         if (!root || !loader_expect(L, root, Y_MAP, "a mapping with grades: and overrides:"))
                 return;
         L->grading_root = root;
-        static const char *const known[] = {"grades", "overrides", "dwell", "modes", "desc"};
+        static const char *const known[] = {"grades", "overrides", "dwell", "modes", "desc", "official"};
         loader_unknown_keys(L, root, known, ARRAY_SIZE(known), "grading.yaml");
         const YNode *v;
         if ((v = ynode_get(root, "dwell")))
                 loader_duration(L, v, &g->dwell_ms, NULL); /* 0: no hysteresis */
+        if ((v = ynode_get(root, "official")) && !(v->kind == Y_SCALAR && strcmp(v->str, "false") == 0))
+                official_load(L, v);
         if ((v = ynode_get(root, "modes")) && loader_expect(L, v, Y_SEQ, "a list of supervision modes"))
                 for (uint32_t i = 0; i < v->n; i++)
                         if (loader_expect(L, v->items[i], Y_SCALAR, "a mode name"))

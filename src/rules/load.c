@@ -8,6 +8,7 @@
  * so that `riskctl check` reports all problems at once.  A RuleSet is
  * returned only when there was no error.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -314,7 +315,7 @@ static void exceptions_load(Loader *L, RuleDef *rd, const YNode *seq)
 static const char *const rule_keys[] = {
         "id", "desc", "on", "when", "severity", "score", "expires", "max_score", "flags",
         "actions", "cooldown", "for", "per", "message", "basis", "status", "exceptions",
-        "rectify", "tags",
+        "rectify", "tags", "part", "replaces", "raise", "lower", "clears",
 };
 
 static void rule_collect(Loader *L, const YNode *n)
@@ -793,14 +794,179 @@ static void flags_collect(Loader *L)
         }
 }
 
+/* score: a bare word that names no field of the rule's event types is a
+ * number mistyped (score: ten), not an expression: E008 as before
+ * expressions were allowed, with the fields it might have meant. */
+static bool score_name_ok(Loader *L, const Rule *r, const YNode *v)
+{
+        for (const char *p = v->str; *p; p++)
+                if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.')
+                        return true;
+        int32_t slot;
+        if (!strchr(v->str, '.') && !check_field(L, r->on, v->str, &slot)) {
+                Buf h = {0};
+                buf_puts(&h, "write a plain number such as 20 or 2.5, or a numeric field of the event");
+                Buf sug = {0};
+                check_suggest_field(L, r->on, v->str, &sug);
+                if (sug.len)
+                        buf_printf(&h, " (%s)", sug.p);
+                diag_add(L->dl, DIAG_E008, ynode_pos(v), h.p, "'%s' is not a number nor a field of the rule's event types",
+                         v->str);
+                buf_free(&sug);
+                buf_free(&h);
+                return false;
+        }
+        return true;
+}
+
+static bool key_bool(Loader *L, const YNode *v, bool *b)
+{
+        if (!loader_expect(L, v, Y_SCALAR, "true or false"))
+                return false;
+        if (strcmp(v->str, "true") == 0 || strcmp(v->str, "false") == 0) {
+                *b = v->str[0] == 't';
+                return true;
+        }
+        diag_add(L->dl, DIAG_E006, ynode_pos(v), "true or false", "'%s' is not true or false", v->str);
+        return false;
+}
+
+/* raise: / lower: — whole grade steps, 1 to the grading file's maximum. */
+static void key_steps(Loader *L, const YNode *v, const char *key, int32_t max, int8_t *out)
+{
+        double d;
+        if (!loader_number(L, v, &d))
+                return;
+        if (d < 1 || d > 9 || d != (double)(int32_t)d) {
+                diag_add(L->dl, DIAG_E006, ynode_pos(v), "a whole number of grade steps: 1 or 2",
+                         "%s: %s is not a number of grade steps", key, v->str);
+                return;
+        }
+        if (L->rs->grading.official.declared && d > max) {
+                char *h = xasprintf("official: in grading.yaml allows at most %d (max_%s)", max, key);
+                diag_add(L->dl, DIAG_E006, ynode_pos(v), h, "%s: %s is more steps than a cycle allows", key, v->str);
+                free(h);
+                return;
+        }
+        *out = (int8_t)d;
+}
+
+/* The keys of the two scores (docs/rules.md, "The two scores"): part:,
+ * replaces:, raise:, lower:, clears:, and which of them go together. */
+static void official_keys(Loader *L, RuleDef *rd, Rule *r, bool score_expr)
+{
+        const YNode *n = rd->node, *v;
+        const Official *of = &L->rs->grading.official;
+        const YNode *part = ynode_get(n, "part"), *repl = ynode_get(n, "replaces"), *raise = ynode_get(n, "raise"),
+                    *lower = ynode_get(n, "lower");
+        r->part = r->is_static ? PART_STATIC : PART_INDEX;
+        if (part && loader_expect(L, part, Y_SCALAR, "index, static or dynamic")) {
+                if (strcmp(part->str, "index") == 0) {
+                        if (r->is_static)
+                                diag_add(L->dl, DIAG_E047, ynode_pos(part),
+                                         "a rule on the profile type is the static part of both scores: leave part: out",
+                                         "rule '%s' is on the profile type: its points are static, not part: index",
+                                         r->id);
+                } else if (strcmp(part->str, "static") == 0) {
+                        if (!r->is_static && r->on)
+                                diag_add(L->dl, DIAG_E047, ynode_pos(part),
+                                         "static points come from rules on the profile type (on: the profile event)",
+                                         "rule '%s' is not on the profile type, so it cannot be part: static", r->id);
+                } else if (strcmp(part->str, "dynamic") == 0) {
+                        r->part = PART_DYNAMIC;
+                        if (!of->declared)
+                                diag_add(L->dl, DIAG_E054, ynode_pos(part),
+                                         "declare the official model in grading.yaml: official: { cycle: 1y }",
+                                         "part: dynamic feeds the official grade, which grading.yaml does not declare");
+                        else if (r->is_static)
+                                diag_add(L->dl, DIAG_E047, ynode_pos(part),
+                                         "the dynamic evaluation comes from an event (e.g. on: inspection)",
+                                         "rule '%s' is on the profile type: it cannot be part: dynamic", r->id);
+                        else if (!ynode_get(n, "score"))
+                                diag_add(L->dl, DIAG_E004, ynode_pos(part), "e.g. score: dynamic_risk_score",
+                                         "rule '%s' is part: dynamic without score:", r->id);
+                } else {
+                        diag_add(L->dl, DIAG_E006, ynode_pos(part), "one of: index, static, dynamic",
+                                 "unknown part '%s'", part->str);
+                }
+        }
+        if (repl && key_bool(L, repl, &r->replaces)) {
+                if (r->is_static)
+                        diag_add(L->dl, DIAG_E047, ynode_pos(repl),
+                                 "a static rule's points are decided again at each profile update: leave replaces: out",
+                                 "rule '%s' is on the profile type: replaces: does not apply", r->id);
+                else if (r->part == PART_DYNAMIC && !r->replaces)
+                        diag_add(L->dl, DIAG_E047, ynode_pos(repl),
+                                 "each dynamic evaluation replaces the last: leave replaces: out",
+                                 "rule '%s' is part: dynamic, which always replaces", r->id);
+        }
+        if (r->part == PART_DYNAMIC)
+                r->replaces = true;
+        if (score_expr && r->is_static)
+                diag_add(L->dl, DIAG_E047, ynode_pos(ynode_get(n, "score")),
+                         "a static rule scores a fixed number of points",
+                         "rule '%s' is on the profile type: its score: must be a number", r->id);
+        const YNode *steps[] = {raise, lower};
+        const char *names[] = {"raise", "lower"};
+        int8_t *outs[] = {&r->raise, &r->lower};
+        int32_t maxs[] = {of->max_raise, of->max_lower};
+        for (int i = 0; i < 2; i++) {
+                if (!steps[i])
+                        continue;
+                if (!of->declared) {
+                        diag_add(L->dl, DIAG_E054, ynode_pos(steps[i]),
+                                 "declare the official model in grading.yaml: official: { cycle: 1y }",
+                                 "%s: moves the official grade, which grading.yaml does not declare", names[i]);
+                        continue;
+                }
+                if (r->is_static) {
+                        diag_add(L->dl, DIAG_E047, ynode_pos(steps[i]),
+                                 "grade steps come from events (triggers, downgrades), not from the profile",
+                                 "rule '%s' is on the profile type: it cannot %s the grade", r->id, names[i]);
+                        continue;
+                }
+                key_steps(L, steps[i], names[i], maxs[i], outs[i]);
+        }
+        if (raise && lower)
+                diag_add(L->dl, DIAG_E047, ynode_pos(lower), "make two rules: one raises, the other lowers",
+                         "rule '%s' has both raise: and lower:", r->id);
+        if (r->part == PART_DYNAMIC && (raise || lower))
+                diag_add(L->dl, DIAG_E047, ynode_pos(raise ? raise : lower),
+                         "the evaluation sets the dynamic score; a trigger is a rule of its own",
+                         "rule '%s' is part: dynamic and moves the grade by steps too", r->id);
+        if ((v = ynode_get(n, "clears")) && !ynode_is_null(v) &&
+            loader_expect(L, v, Y_SEQ, "a list of flag names ([problem_lead])")) {
+                r->clears = arena_alloc(L->ar, (v->n + 1) * sizeof(uint32_t));
+                for (uint32_t i = 0; i < v->n; i++) {
+                        const YNode *k = v->items[i];
+                        if (!loader_expect(L, k, Y_SCALAR, "a flag name"))
+                                continue;
+                        int32_t id = loader_flag(L, k->str, false);
+                        if (id < 0) {
+                                Buf h = {0};
+                                const char *sug = diag_suggest(k->str, (const char *const *)L->rs->flags, L->rs->nflags);
+                                if (sug)
+                                        buf_printf(&h, "did you mean '%s'? ", sug);
+                                buf_puts(&h, "clears: names flags that a rule sets with flags:");
+                                diag_add(L->dl, DIAG_E041, ynode_pos(k), h.p, "no rule sets flag '%s'", k->str);
+                                buf_free(&h);
+                                continue;
+                        }
+                        r->clears[r->nclears++] = (uint32_t)id;
+                }
+        }
+}
+
 /* Warnings for what docs/rules.md names as pitfalls of a rule that
  * compiles: points that never expire (W108), an absent() whose one wait per
  * enterprise mixes keys its condition tells apart (W109). */
 static void rule_pitfalls(Loader *L, const RuleDef *rd, const Rule *r, const CheckCtx *cx)
 {
         const YNode *n = rd->node, *score = ynode_get(n, "score");
-        /* a static rule's points replace the previous static score */
-        if (score && r->score != 0 && !ynode_get(n, "expires") && !r->is_static)
+        /* a static rule's points replace the previous static score; an
+         * evaluation (part: dynamic) replaces the last; an expression
+         * score is warned of once it compiles (rule_build) */
+        if (score && r->score != 0 && !ynode_get(n, "expires") && !r->is_static && r->part != PART_DYNAMIC)
                 diag_add(L->dl, DIAG_W108, ynode_pos(score),
                          "add expires: for how long the points count, e.g. expires: 365d",
                          "rule '%s' scores without expires: its points never expire", r->id);
@@ -876,8 +1042,17 @@ static void rule_build(Loader *L, RuleDef *rd)
                         diag_add(L->dl, DIAG_E006, ynode_pos(v), "one of: enabled, shadow, disabled",
                                  "unknown status '%s'", v->str);
         }
-        if ((v = ynode_get(n, "score")))
-                loader_number(L, v, &r->score);
+        const YNode *score_expr = NULL;
+        if ((v = ynode_get(n, "score")) && loader_expect(L, v, Y_SCALAR, "points, or a numeric expression")) {
+                /* a number is the points; anything else is an expression
+                 * whose value, at each firing, is the points */
+                char *end = NULL;
+                if (v->len && (strtod(v->str, &end), end && !*end) && (isdigit((unsigned char)v->str[0]) || v->str[0] == '-' ||
+                                               v->str[0] == '+' || v->str[0] == '.'))
+                        loader_number(L, v, &r->score);
+                else
+                        score_expr = v;
+        }
         if ((v = ynode_get(n, "max_score")) && loader_number(L, v, &r->max_score) && r->max_score <= 0)
                 diag_add(L->dl, DIAG_E008, ynode_pos(v), NULL, "max_score must be positive");
         if ((v = ynode_get(n, "expires")))
@@ -938,6 +1113,7 @@ static void rule_build(Loader *L, RuleDef *rd)
         }
         if ((v = ynode_get(n, "tags")) && !ynode_is_null(v))
                 loader_expect(L, v, Y_SEQ, "a list of tags");
+        official_keys(L, rd, r, score_expr != NULL);
         if (rd->bad || !r->on)
                 return;
 
@@ -996,7 +1172,24 @@ static void rule_build(Loader *L, RuleDef *rd)
                 if (arm)
                         r->arm_when = compile_program(L, arm, false);
         }
+        if (score_expr && !r->is_static && score_name_ok(L, r, score_expr)) {
+                Node *se = loader_parse(L, score_expr);
+                if (!se)
+                        return;
+                nerr = L->dl->nerrors;
+                Node *sc = check_value(L, se, &cx);
+                if (!sc || L->dl->nerrors != nerr)
+                        return;
+                r->score_prog = compile_program(L, sc, false);
+                r->score_expr = true;
+                if (!ynode_get(n, "expires") && r->part != PART_DYNAMIC)
+                        diag_add(L->dl, DIAG_W108, ynode_pos(score_expr),
+                                 "add expires: for how long the points count, e.g. expires: 365d",
+                                 "rule '%s' scores without expires: its points never expire", r->id);
+        }
         r->fingerprint = compile_fingerprint(rs, r->when, HASH64_INIT);
+        if (r->score_expr)
+                r->fingerprint = compile_fingerprint(rs, r->score_prog, r->fingerprint);
         r->index = rs->nrules;
         rs->nrules++;
 }
@@ -1016,6 +1209,14 @@ static uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r)
         h = hash64(nums, sizeof(nums), h);
         double d[] = {r->score, r->max_score};
         h = hash64(d, sizeof(d), h);
+        /* what feeds which score; nothing for a rule without these keys, so
+         * the fingerprints of rules written before them are unchanged */
+        if (r->part == PART_DYNAMIC || r->replaces || r->raise || r->lower || r->nclears) {
+                int32_t o[] = {r->part, r->replaces, r->raise, r->lower};
+                h = hash64(o, sizeof(o), h);
+                for (uint32_t i = 0; i < r->nclears; i++)
+                        h = hash64(rs->flags[r->clears[i]], strlen(rs->flags[r->clears[i]]) + 1, h);
+        }
         if (r->per_slot >= 0)
                 h = hash64(rs->schema.slot_path[r->per_slot], strlen(rs->schema.slot_path[r->per_slot]), h);
         for (uint32_t i = 0; i < r->nflags; i++) {

@@ -134,6 +134,8 @@ typedef struct CheckCtx {
         const char *event_field; /* a field of the current event read outside aggregates */
 } CheckCtx;
 Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
+/* Same for a number (score: an expression). */
+Node *check_value(Loader *L, Node *n, CheckCtx *cx);
 /* The fields common to every type in on, for suggestions and templates. */
 const Field *check_field(Loader *L, uint64_t on, const char *path, int32_t *slot);
 void check_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);

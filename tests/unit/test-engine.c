@@ -11,6 +11,7 @@
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "src/engine/engine.h"
 
 static const char schema[] =
         "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
@@ -830,6 +831,8 @@ static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort
         cr_assert_eq(engine_new(&e, rs, &cfg, sink, &ref), 0);
         for (uint32_t i = 0; i < n; i++)
                 engine_push(e, lines[i], strlen(lines[i]), NULL);
+        Buf ref_grades = {0};
+        engine_grades_write(e, &ref_grades);
         engine_free(e);
 
         Buf committed = {0};
@@ -868,9 +871,16 @@ static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort
                 buf_put(&committed, cur.all.p ? cur.all.p : "", cur.all.len);
                 i = end;
         }
+        /* and the state it ends in: the final grades (with the official
+         * grade's state, when the rules declare it) */
+        Buf grades = {0};
+        engine_grades_write(e, &grades);
         engine_free(e);
         cr_assert_eq(committed.len, ref.all.len, "committed %zu bytes, reference %zu", committed.len, ref.all.len);
         cr_assert_eq(memcmp(committed.p, ref.all.p, ref.all.len), 0);
+        cr_assert_str_eq(grades.p ? grades.p : "", ref_grades.p ? ref_grades.p : "");
+        buf_free(&grades);
+        buf_free(&ref_grades);
         buf_free(&committed);
         out_free(&cur);
         out_free(&ref);
@@ -951,6 +961,228 @@ Test(engine, restore_takes_the_slot_of_the_field_it_keeps)
         batches(rs, in.p, 2, 0, 3, 0);
         buf_free(&in);
         rules_unref(rs);
+}
+
+/* ---- the official grade (grading.yaml official:) ---- */
+
+static const char off_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { category: [dairy, catering], format: [producer, operator] } }\n"
+        "  inspection: { fields: { kind: [routine, lead], dynamic_risk_score: number } }\n"
+        "  sampling: { fields: { result: [pass, fail], measured: number, limit: number } }\n"
+        "  credit: { fields: { kind: [penalty, serious, gmp] } }\n";
+static const char off_grading[] =
+        "dwell: 3d\n"
+        "official: { cycle: 1mo, cycle_start: \"01-01\", offset: \"+08:00\" }\n"
+        "grades:\n"
+        "  - { grade: A, max: 30, mode: double_random, inspections_per_year: 1 }\n"
+        "  - { grade: B, max: 45, mode: double_random, inspections_per_year: 2 }\n"
+        "  - { grade: C, max: 60, mode: double_random, inspections_per_year: 3 }\n"
+        "  - { grade: D, mode: key_inspection, inspections_per_year: 4 }\n"
+        "overrides:\n"
+        "  - { when: state.grade == \"C\" and enterprise.format == \"producer\", mode: key_inspection }\n"
+        "  - { when: state.flags.problem_lead, mode: flying_inspection }\n";
+static const char off_rules[] =
+        "rules:\n"
+        "  - id: profile.dairy\n    on: enterprise\n    when: category == \"dairy\"\n    score: 30\n"
+        "  - id: profile.catering\n    on: enterprise\n    when: category == \"catering\"\n    score: 15\n"
+        "  - id: inspection.evaluation\n    on: inspection\n    when: exists(dynamic_risk_score)\n"
+        "    part: dynamic\n    score: dynamic_risk_score\n"
+        "  - id: inspection.lead_answered\n    on: inspection\n    when: kind == \"lead\"\n    clears: [problem_lead]\n"
+        "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\"\n    raise: 1\n"
+        "    score: (measured - limit) * 2\n    max_score: 15\n    replaces: true\n    expires: 20d\n"
+        "    flags: { problem_lead: 40d }\n"
+        "  - id: credit.serious\n    on: credit\n    when: kind == \"serious\"\n    raise: 2\n"
+        "  - id: credit.gmp\n    on: credit\n    when: kind == \"gmp\"\n    lower: 1\n";
+
+static RuleSet *load_official(void)
+{
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {off_schema, off_grading, off_rules};
+        size_t lens[] = {strlen(off_schema), strlen(off_grading), strlen(off_rules)};
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
+        if (r)
+                diag_print_text(stderr, &dl, false);
+        cr_assert_eq(r, 0);
+        diag_list_deinit(&dl);
+        return rs;
+}
+
+/* Three enterprises over fourteen months of a monthly cycle: profiles,
+ * evaluations that replace each other, triggers, downgrades, leads opened
+ * and answered, index points from event values, and months without
+ * events, whose boundaries re-assess by timer. */
+static void official_story(Buf *b)
+{
+        const int64_t day = 1440;
+        ev(b, "p1", "E1", 0, "enterprise", "\"category\":\"catering\",\"format\":\"producer\"");
+        ev(b, "p2", "E2", 1, "enterprise", "\"category\":\"dairy\",\"format\":\"operator\"");
+        ev(b, "p3", "E3", 2, "enterprise", "\"category\":\"catering\",\"format\":\"operator\"");
+        char id[32], f[128];
+        static const char *const ents[] = {"E1", "E2", "E3"};
+        for (int d = 3; d < 420; d += 3) {
+                const char *en = ents[d % 3];
+                snprintf(id, sizeof(id), "x%d", d);
+                switch ((d / 3) % 7) {
+                case 0:
+                        snprintf(f, sizeof(f), "\"kind\":\"routine\",\"dynamic_risk_score\":%d", (d * 7) % 70);
+                        ev(b, id, en, d * day, "inspection", f);
+                        break;
+                case 1:
+                        if (d % 2)
+                                break; /* a quiet spell */
+                        snprintf(f, sizeof(f), "\"result\":\"fail\",\"measured\":%d,\"limit\":2", d % 11);
+                        ev(b, id, en, d * day + 7, "sampling", f);
+                        break;
+                case 2: ev(b, id, en, d * day, "inspection", "\"kind\":\"lead\""); break;
+                case 3: ev(b, id, en, d * day, "credit", d % 4 ? "\"kind\":\"gmp\"" : "\"kind\":\"serious\""); break;
+                case 4: ev(b, id, en, d * day, "sampling", "\"result\":\"pass\""); break;
+                default: break;
+                }
+        }
+}
+
+Test(engine, official_grade_follows_the_cycle)
+{
+        RuleSet *rs = load_official();
+        Buf in = {0};
+        official_story(&in);
+        Out o = run(rs, in.p, 0, 0);
+        /* boundaries re-assess without events, and raises are capped */
+        cr_assert_not_null(strstr(o.all.p, "\"cause\":\"cycle\""), "%s", o.all.p);
+        cr_assert_not_null(strstr(o.all.p, "\"raise\":2"));
+        cr_assert_null(strstr(o.all.p, "\"raise\":3"));
+        cr_assert_null(strstr(o.all.p, "\"lower\":2"));
+        cr_assert_not_null(strstr(o.all.p, "\"official\":{\"grade\":"));
+        /* evaluations run up to 63: the dynamic part is capped at 60 */
+        for (int v = 61; v < 70; v++) {
+                char t[32];
+                snprintf(t, sizeof(t), "\"dynamic\":%d,", v);
+                cr_assert_null(strstr(o.all.p, t), "%s", t);
+        }
+        cr_assert_not_null(strstr(o.all.p, "\"dynamic\":60,"));
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+static int64_t utc(const char *s)
+{
+        int64_t ms = 0;
+        cr_assert_eq(time_parse(s, strlen(s), &ms), 0, "%s", s);
+        return ms;
+}
+
+/* Cycle starts: at 00:00 of the start date in the offset, the cycle
+ * holding an instant (a boundary belongs to the cycle it starts), the next
+ * one; half-years from 1 April in China time, months from the 15th at
+ * -05:00, and years before 1970. */
+Test(engine, official_cycles_start_on_their_dates)
+{
+        Official y = {.declared = true, .cycle_months = 12, .start_month = 1, .start_day = 1, .offset_ms = 8 * 3600000LL};
+        cr_assert_eq(grade_cycle_start(&y, utc("2025-06-01T00:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T16:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T15:59:59.999Z")), utc("2023-12-31T16:00:00Z"));
+        cr_assert_eq(grade_cycle_next(&y, utc("2024-12-31T16:00:00Z")), utc("2025-12-31T16:00:00Z"));
+        Official h = {.declared = true, .cycle_months = 6, .start_month = 4, .start_day = 1, .offset_ms = 8 * 3600000LL};
+        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T15:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&h, utc("2025-02-01T00:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(grade_cycle_next(&h, utc("2024-09-30T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        Official m = {.declared = true, .cycle_months = 1, .start_month = 1, .start_day = 15, .offset_ms = -5 * 3600000LL};
+        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T04:59:59Z")), utc("2025-02-15T05:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T05:00:00Z")), utc("2025-03-15T05:00:00Z"));
+        cr_assert_eq(grade_cycle_next(&m, utc("2024-12-15T05:00:00Z")), utc("2025-01-15T05:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&m, utc("1969-07-20T20:17:00Z")), utc("1969-07-15T05:00:00Z"));
+        cr_assert_eq(grade_cycle_start(&y, utc("1969-07-20T20:17:00Z")), utc("1968-12-31T16:00:00Z"));
+}
+
+/* The official state (cycle, assessment, steps, the latest evaluation)
+ * rolls back with an aborted batch and is restored from the changelog:
+ * the outputs and the final grades equal one uninterrupted run. */
+Test(engine, official_state_survives_abort_and_restore)
+{
+        RuleSet *rs = load_official();
+        Buf in = {0};
+        official_story(&in);
+        batches(rs, in.p, 7, 3, 0, 0);
+        batches(rs, in.p, 3, 2, 0, 0);
+        for (uint32_t at = 14; at < 150; at += 23)
+                batches(rs, in.p, 9, 0, at, 0);
+        batches(rs, in.p, 11, 4, 77, 0);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* A record with the official state restores into rules without the
+ * official model (the state is ignored) and back. */
+Test(engine, official_state_records_cross_rules)
+{
+        RuleSet *ro = load_official();
+        Buf in = {0};
+        official_story(&in);
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, ro, &cfg, sink, &o), 0);
+        engine_batch_begin(e);
+        for (const char *p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        Log log = {0};
+        engine_batch_changes(e, 1, log_record, &log);
+        engine_batch_commit(e);
+        Buf want = {0};
+        engine_grades_write(e, &want);
+        engine_free(e);
+        cr_assert_not_null(strstr(want.p, "\"official\""));
+        /* the same schema without official: in grading.yaml */
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        char *g2 = xstrdup(off_grading);
+        char *at = strstr(g2, "official:");
+        memset(at, ' ', strchr(at, '\n') - at);
+        static const char plain_rules[] =
+                "rules:\n  - id: profile.dairy\n    on: enterprise\n    when: category == \"dairy\"\n    score: 30\n"
+                "  - id: sampling.fail\n    on: sampling\n    when: result == \"fail\"\n    flags: { problem_lead: 40d }\n";
+        const char *texts[] = {off_schema, g2, plain_rules};
+        size_t lens[] = {strlen(off_schema), strlen(g2), strlen(plain_rules)};
+        DiagList dl = {0};
+        RuleSet *rp = NULL;
+        cr_assert_eq(rules_load_mem("t", names, texts, lens, 3, &dl, &rp), 0);
+        cr_assert_eq(engine_new(&e, rp, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(e);
+        Buf plain = {0};
+        engine_grades_write(e, &plain);
+        cr_assert_null(strstr(plain.p, "\"official\""));
+        engine_free(e);
+        /* and back: the official state is what it was */
+        cr_assert_eq(engine_new(&e, ro, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(e);
+        Buf back = {0};
+        engine_grades_write(e, &back);
+        cr_assert_str_eq(back.p, want.p);
+        engine_free(e);
+        buf_free(&back);
+        buf_free(&plain);
+        buf_free(&want);
+        free(g2);
+        diag_list_deinit(&dl);
+        rules_unref(rp);
+        log_free(&log);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(ro);
 }
 
 /* ---- live reload (engine_reload) ---- */
