@@ -76,7 +76,8 @@
         X(C009, bad_listen, E)           /* http_listen is not a numeric HOST:PORT */ \
         X(C010, kafka_property, E)       /* a kafka: property librdkafka or riskd refuses */ \
         X(C011, kafka_client, E)         /* librdkafka refuses a client built from the settings */ \
-        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */
+        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */ \
+        X(C020, config_mode, W)          /* the file is readable or writable by others */
 
 typedef enum DiagCode {
 #define X(code, name, lvl) DIAG_##code,

@@ -110,8 +110,18 @@ static void syntax_error(YParse *y)
         y->failed = true;
         if (y->p.error == YAML_READER_ERROR) {
                 /* bytes that are not UTF-8 (or a control character): the
-                 * reader says where by a byte offset, its marks stay at 1:1 */
-                diag_add(y->dl, DIAG_E001, srcfile_pos(y->f, y->p.problem_offset, 1),
+                 * reader says where by a byte offset, its marks stay at 1:1;
+                 * a bad trailing byte's offset is the byte after the lead
+                 * that began the character: point at that lead */
+                size_t off = y->p.problem_offset;
+                if (y->p.problem && strstr(y->p.problem, "trailing") && off <= y->f->len) {
+                        size_t b = off;
+                        while (b > 0 && off - b < 3 && ((unsigned char)y->f->text[b - 1] & 0xc0) == 0x80)
+                                b--;
+                        if (b > 0 && (unsigned char)y->f->text[b - 1] >= 0xc0)
+                                off = b - 1;
+                }
+                diag_add(y->dl, DIAG_E001, srcfile_pos(y->f, off, 1),
                          "save the file as UTF-8 text without control characters",
                          "YAML syntax error: %s", y->p.problem ? y->p.problem : "unreadable input");
                 return;
