@@ -63,7 +63,8 @@
         X(W109, absent_without_per, W)   /* absent() and event-specific tests, no per: */
 
 /* The daemon's configuration (riskd.yaml, src/daemon/config.c): codes of
- * their own, listed in riskd.yaml(5). */
+ * their own, listed in riskd.yaml(5); errors but for C020 (a warning).
+ * C013..C019 are reserved. */
 #define DIAG_CONFIG_CODE_LIST(X)                                            \
         X(C001, config_yaml, E)          /* the file is not valid YAML */    \
         X(C002, config_io, E)            /* the file cannot be read */       \
