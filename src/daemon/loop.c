@@ -49,6 +49,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,9 @@ struct Loop {
         int64_t next_tick, next_stats;
         int32_t fault_stall;     /* RISKD_FAULT_STALL (tests): this partition is paused behind the
                                   * loop's back once restored, as a lost fetch would leave it; -1 */
+        int64_t fault_crash_state; /* RISKD_FAULT_CRASH_STATE=N (tests): transactions off, riskd
+                                    * dies (SIGKILL) in its Nth batch once the enterprises'
+                                    * records are delivered, before the partition records; 0 */
 };
 
 static void fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -702,6 +706,10 @@ static bool idem_commit(Loop *l)
         flush_all(l);
         if (l->fatal || l->delivery_errors)
                 goto failed;
+        if (l->fault_crash_state > 0 && --l->fault_crash_state == 0) {
+                log_warning("RISKD_FAULT_CRASH_STATE: dying between the enterprises' records and the partition records");
+                raise(SIGKILL);
+        }
         stage = "partition records";
         for (uint32_t i = 0; i < l->ndeferred && !l->batch_failed && !l->fatal; i++) {
                 Deferred *d = &l->deferred[i];
@@ -1871,6 +1879,8 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         Loop *l = xcalloc(1, sizeof(*l));
         const char *fs = getenv("RISKD_FAULT_STALL");
         l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
+        const char *fc = getenv("RISKD_FAULT_CRASH_STATE");
+        l->fault_crash_state = fc && *fc ? atoll(fc) : 0;
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
