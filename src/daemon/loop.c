@@ -695,7 +695,8 @@ static bool idem_commit(Loop *l)
                 goto failed;
         replay_marks(l);
         flush_all(l);
-        if (l->fatal || l->delivery_errors)
+        /* no enterprise record without its replay mark delivered */
+        if (l->fatal || l->delivery_errors || l->batch_failed)
                 goto failed;
         stage = "changelog";
         l->defer_meta = true;
