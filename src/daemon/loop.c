@@ -31,10 +31,11 @@
  *              lost), the Parts freed.
  *
  * With transactions off the producer is idempotent and a batch ends with:
- * outputs delivered, then the enterprises' changelog records, then the
- * partition records (the resume offsets), then a plain offset commit; a
- * crash anywhere repeats work whose outputs carry the same ids
- * (effectively-once).
+ * outputs and the replay marks (REPLAY_KEY) delivered, then the
+ * enterprises' changelog records, then the partition records (the resume
+ * offsets), then a plain offset commit; a crash anywhere repeats work whose
+ * outputs carry the same ids (effectively-once), and the events a restored
+ * state already holds (below the replay mark) are counted, not dead letters.
  *
  * Invariants: a message is processed only for a Part in PART_ACTIVE whose
  * input is assigned, and only when its offset is at or past the input's
