@@ -66,7 +66,8 @@
         X(W109, absent_without_per, W)   /* absent() and event-specific tests, no per: */
 
 /* The daemon's configuration (riskd.yaml, src/daemon/config.c): codes of
- * their own, listed in riskd.yaml(5). */
+ * their own, listed in riskd.yaml(5); errors but for C020 (a warning).
+ * C013..C019 are reserved. */
 #define DIAG_CONFIG_CODE_LIST(X)                                            \
         X(C001, config_yaml, E)          /* the file is not valid YAML */    \
         X(C002, config_io, E)            /* the file cannot be read */       \
@@ -79,7 +80,8 @@
         X(C009, bad_listen, E)           /* http_listen is not a numeric HOST:PORT */ \
         X(C010, kafka_property, E)       /* a kafka: property librdkafka or riskd refuses */ \
         X(C011, kafka_client, E)         /* librdkafka refuses a client built from the settings */ \
-        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */
+        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */ \
+        X(C020, config_mode, W)          /* the file is readable or writable by others */
 
 typedef enum DiagCode {
 #define X(code, name, lvl) DIAG_##code,

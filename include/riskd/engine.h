@@ -59,6 +59,12 @@ typedef struct SourcePos {
         const char *topic;   /* or a file name */
         int32_t partition;   /* -1 for files */
         int64_t offset;      /* Kafka offset, or the line number of a file */
+        bool replay;         /* read again after a restore, below where the restored
+                              * state may reach (riskd, transactions off: a crash
+                              * between an enterprise's changelog record and the
+                              * partition record): a duplicate id is an expected
+                              * repeat, counted in EngineStats.replayed, not a
+                              * dead letter */
 } SourcePos;
 
 typedef struct OutMeta {
@@ -93,6 +99,8 @@ typedef struct EngineStats {
         uint64_t events_in, events_applied;
         uint64_t by_type[RULES_MAX_TYPES];
         uint64_t rejects[16];        /* by reason index, see engine_reject_names */
+        uint64_t replayed;           /* duplicates of SourcePos.replay events: expected
+                                      * repeats, skipped without a dead letter */
         uint64_t alerts, shadow_alerts, adjustments;
         uint64_t timers_fired;
         uint64_t window_rows_dropped; /* exactness lost to max_window_rows */

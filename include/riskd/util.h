@@ -154,6 +154,9 @@ uint64_t hash_fast(const void *p, size_t n);
 int file_read_all(const char *path, char **ret, size_t *ret_len);
 
 /* Number of UTF-8 code points in s[0..n), and display width (CJK = 2). */
+/* The length of the well-formed UTF-8 sequence at s[0..n) (no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+size_t utf8_seq(const unsigned char *s, size_t n);
 size_t utf8_len(const char *s, size_t n);
 size_t utf8_width(const char *s, size_t n);
 /* Byte offset of the col-th (1-based) code point of s, bounded by n. */

@@ -294,35 +294,6 @@ typedef struct Replay {
         bool later;              /* --until: an event later than TIME was read (and is held) */
 } Replay;
 
-/* The length of the well-formed UTF-8 sequence at s[0..n) (Unicode Table
- * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-        unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-        size_t k;
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
-                k = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                k = 3;
-                lo = c == 0xe0 ? 0xa0 : 0x80;
-                hi = c == 0xed ? 0x9f : 0xbf;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                k = 4;
-                lo = c == 0xf0 ? 0x90 : 0x80;
-                hi = c == 0xf4 ? 0x8f : 0xbf;
-        } else {
-                return 0;
-        }
-        if (n < k || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t j = 2; j < k; j++)
-                if ((s[j] & 0xc0) != 0x80)
-                        return 0;
-        return k;
-}
-
 static bool utf8_valid(const char *s, size_t n)
 {
         for (size_t i = 0, k; i < n; i += k)

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "include/riskd/value.h"
@@ -156,13 +157,22 @@ static const struct {
 
 static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug"};
 
-bool config_kafka_secret(const char *name)
+/* Words that make a name a secret's, and a line that holds one possibly
+ * part of a secret (a flow mapping: kafka: {sasl.password: ...}). */
+static bool secret_word(const char *s)
 {
-        static const char *const words[] = {"password", "secret", "sasl", "ssl.key"};
+        static const char *const words[] = {"password", "secret", "sasl", "token", "credential", "ssl.key"};
         for (size_t i = 0; i < ARRAY_SIZE(words); i++)
-                if (strcasestr(name, words[i]))
+                if (strcasestr(s, words[i]))
                         return true;
         return false;
+}
+
+bool config_kafka_secret(const char *name)
+{
+        /* librdkafka's names are dotted: "key" in one is a key's (ssl.key.pem,
+         * ssl.keystore.location, ssl_engine...); riskd's own (max_keys) are not */
+        return secret_word(name) || (strchr(name, '.') && strcasestr(name, "key"));
 }
 
 static const ConfigSetting *setting_find(const char *name)
@@ -347,23 +357,122 @@ typedef struct Loader {
         DiagList *dl;
         ConfigKafkaCheckFn check;
         SrcFile *f;
+        uint32_t *hide;        /* per line: the byte from which it is not shown; UINT32_MAX: shown */
+        char *shown;           /* line_lookup's last redacted line */
 } Loader;
 
 static const ConfigChecks no_checks;
 
-/* Source lines for the diagnostics: never a line that may hold a secret. */
+/* Steps over s[i..n) in the quoting state *q (0, '\'' or '"'): *q is the
+ * quote still open at the end.  A quote opens after a space, an indicator
+ * or the start (not inside a word: it's), '#' after a space ends the line. */
+static void quote_scan(const char *s, size_t i, size_t n, char *q)
+{
+        for (; i < n; i++) {
+                char c = s[i];
+                if (*q == '"') {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                *q = 0;
+                } else if (*q == '\'') {
+                        if (c == '\'' && i + 1 < n && s[i + 1] == '\'')
+                                i++;
+                        else if (c == '\'')
+                                *q = 0;
+                } else if (c == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) {
+                        return;
+                } else if ((c == '"' || c == '\'') && (i == 0 || strchr(" \t:,[{-", s[i - 1]))) {
+                        *q = c;
+                }
+        }
+}
+
+/*
+ * Which lines may show a secret, from the text alone (a syntax error
+ * leaves no tree to ask): a key that names a secret hides the rest of its
+ * line and every line after it up to the next one at the key's indentation
+ * or less, and on through a quote it opened wherever the quote closes; a
+ * line that names a secret elsewhere (a flow mapping) is hidden whole, with
+ * the lines that continue it.  Blank and comment lines inside a value
+ * belong to it (a block scalar's lines can look like either).
+ */
+static void secret_lines(Loader *L)
+{
+        const SrcFile *f = L->f;
+        L->hide = xmalloc((f->nlines ? f->nlines : 1) * sizeof(uint32_t));
+        bool in = false;
+        size_t rindent = 0;
+        char q = 0;
+        for (uint32_t i = 0; i < f->nlines; i++) {
+                uint32_t n = 0;
+                const char *l = srcfile_line(f, i + 1, &n);
+                size_t ind = 0;
+                while (ind < n && (l[ind] == ' ' || l[ind] == '\t'))
+                        ind++;
+                bool blank = ind == n || l[ind] == '#';
+                L->hide[i] = UINT32_MAX;
+                if (in && (q || blank || ind > rindent)) {
+                        L->hide[i] = (uint32_t)ind;
+                        quote_scan(l, ind, n, &q);
+                        continue;
+                }
+                in = false;
+                q = 0;
+                if (blank)
+                        continue;
+                /* the key: after "- ", quoted or up to ": " */
+                size_t k = ind, colon = n;
+                while (k + 1 < n && l[k] == '-' && l[k + 1] == ' ')
+                        for (k += 2; k < n && l[k] == ' '; k++)
+                                ;
+                size_t ks = k;
+                if (k < n && (l[k] == '"' || l[k] == '\'')) {
+                        char kq = 0;
+                        size_t e = k;
+                        quote_scan(l, k, k + 1, &kq);
+                        for (e = k + 1; e < n && kq; e++)
+                                quote_scan(l, e, e + 1, &kq);
+                        k = e;
+                }
+                for (; k < n; k++)
+                        if (l[k] == ':' && (k + 1 == n || l[k + 1] == ' ' || l[k + 1] == '\t')) {
+                                colon = k;
+                                break;
+                        }
+                char *line = xstrndup(l, n);
+                char *key = colon < n ? xstrndup(l + ks, colon - ks) : NULL;
+                if (key && config_kafka_secret(key)) {
+                        L->hide[i] = (uint32_t)colon + 1;
+                        in = true;
+                        rindent = ind;
+                        quote_scan(l, colon + 1, n, &q);
+                } else if (secret_word(line)) {
+                        L->hide[i] = (uint32_t)ind;
+                        in = true;
+                        rindent = ind;
+                        quote_scan(l, ind, n, &q);
+                }
+                free(key);
+                free(line);
+        }
+}
+
+/* Source lines for the diagnostics: never a part of a line that may hold
+ * a secret (secret_lines): "  sasl.password: ***", a continuation "    ***". */
 static const char *line_lookup(void *ud, const char *file, uint32_t line, uint32_t *len)
 {
         Loader *L = ud;
         if (!L->f || strcmp(file, L->f->path) != 0)
                 return NULL;
         const char *l = srcfile_line(L->f, line, len);
-        if (!l)
-                return NULL;
-        char *copy = xstrndup(l, *len);
-        bool secret = config_kafka_secret(copy);
-        free(copy);
-        return secret ? NULL : l;
+        if (!l || !L->hide || L->hide[line - 1] == UINT32_MAX)
+                return l;
+        uint32_t keep = L->hide[line - 1] < *len ? L->hide[line - 1] : *len;
+        free(L->shown);
+        L->shown = xasprintf("%.*s%s***", (int)keep, l, keep && l[keep - 1] == ':' ? " " : "");
+        *len = (uint32_t)strlen(L->shown);
+        return L->shown;
 }
 
 static const char *kind_name(YKind k)
@@ -705,6 +814,21 @@ static void check_whole(Loader *L, const ConfigChecks *ck, const YNode *root)
         }
 }
 
+/* The file may hold secrets (kafka: sasl.password): others must not read
+ * it.  A warning, not an error: the secrets may live elsewhere. */
+static void check_mode(Loader *L, const char *path)
+{
+        struct stat st;
+        if (stat(path, &st) < 0 || !(st.st_mode & (S_IROTH | S_IWOTH)))
+                return;
+        diag_add(L->dl, DIAG_C020, (SrcPos){.file = L->f->path},
+                 "chmod 0640 (root:riskd, as the install sets it): it may hold kafka: secrets",
+                 "the configuration is %s by others (mode %04o)",
+                 st.st_mode & S_IWOTH ? (st.st_mode & S_IROTH ? "readable and writable" : "writable")
+                                      : "readable",
+                 (unsigned)(st.st_mode & 07777));
+}
+
 int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Config **ret)
 {
         const ConfigChecks *ck = checks ? checks : &no_checks;
@@ -721,7 +845,9 @@ int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Conf
         c->path = arena_strdup(&c->arena, path);
         Loader L = {.c = c, .dl = dl, .check = ck->kafka_prop};
         L.f = srcfile_new(c->path, text, len); /* text now owned by the SrcFile */
+        secret_lines(&L);
         diag_set_line_source(line_lookup, &L);
+        check_mode(&L, path);
         uint32_t first = dl->n;
         srcfile_parse(L.f, dl);
         for (uint32_t i = first; i < dl->n; i++) /* the YAML parser's, in the configuration's codes */
@@ -742,6 +868,8 @@ int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Conf
         }
         diag_set_line_source(NULL, NULL);
         srcfile_free(L.f);
+        free(L.hide);
+        free(L.shown);
         diag_list_sort(dl);
         if (dl->nerrors > errors) {
                 config_free(c);

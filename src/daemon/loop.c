@@ -31,10 +31,11 @@
  *              lost), the Parts freed.
  *
  * With transactions off the producer is idempotent and a batch ends with:
- * outputs delivered, then the enterprises' changelog records, then the
- * partition records (the resume offsets), then a plain offset commit; a
- * crash anywhere repeats work whose outputs carry the same ids
- * (effectively-once).
+ * outputs and the replay marks (REPLAY_KEY) delivered, then the
+ * enterprises' changelog records, then the partition records (the resume
+ * offsets), then a plain offset commit; a crash anywhere repeats work whose
+ * outputs carry the same ids (effectively-once), and the events a restored
+ * state already holds (below the replay mark) are counted, not dead letters.
  *
  * Invariants: a message is processed only for a Part in PART_ACTIVE whose
  * input is assigned, and only when its offset is at or past the input's
@@ -49,6 +50,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,12 @@ volatile sig_atomic_t daemon_hup;
 /* The daemon's own changelog record with every input topic's offset
  * (only with several input topics): "topic offset\n" per topic. */
 #define OFFSETS_KEY "\x01riskd.offsets"
+/* Transactions off: where the state a batch writes may reach, written and
+ * delivered before the batch's enterprise records ("topic offset\n" per
+ * topic).  A crash before the partition record leaves records that reflect
+ * input past the partition record's offset; after a restore, a duplicate
+ * below this mark is that input read again (SourcePos.replay). */
+#define REPLAY_KEY "\x01riskd.replay"
 /* messages taken from the consumer per call */
 #define LOOP_MSGS 1024
 /* transactional calls retried this many times on retriable errors */
@@ -82,6 +90,8 @@ typedef struct Input {
         int64_t batch_pos;       /* pos when the batch began: an abort rewinds there; -1 unknown */
         bool rewound;            /* sought back while messages of the array in hand were past pos */
         int64_t refetch;         /* lowest offset handed out while the Part restored; -1 none */
+        int64_t replay_below;    /* offsets below it may repeat events the restored state
+                                  * holds (REPLAY_KEY); -1 none */
         uint64_t seen;           /* messages taken for it */
         uint64_t seen_check;     /* seen at the last stall check */
         int64_t idle_since;      /* when seen last moved (or the input was resumed, or sought) */
@@ -104,6 +114,9 @@ typedef struct Part {
         int64_t rs_t0, rs_retry_at;
         uint64_t rs_records, rs_bad;
         int64_t *rs_offsets;     /* [ninput_topics] from OFFSETS_KEY; -1 none */
+        int64_t *rs_replay;      /* [ninput_topics] from REPLAY_KEY; -1 none */
+        bool replay_open;        /* expected repeats may still come (replay_below ahead) */
+        uint64_t replayed;       /* expected repeats since the restore */
         EngineStats seen;        /* the Engine's counters already in the metrics */
 } Part;
 
@@ -119,7 +132,7 @@ typedef struct Deferred {
 typedef struct Metrics {
         Prom *p;
         PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
-                *restore_s, *restored, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
+                *restore_s, *restored, *replayed, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
                 *partitions, *http, *stalls, *reload_ents;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed;
 } Metrics;
@@ -174,6 +187,9 @@ struct Loop {
         int64_t next_tick, next_stats;
         int32_t fault_stall;     /* RISKD_FAULT_STALL (tests): this partition is paused behind the
                                   * loop's back once restored, as a lost fetch would leave it; -1 */
+        int64_t fault_crash_state; /* RISKD_FAULT_CRASH_STATE=N (tests): transactions off, riskd
+                                    * dies (SIGKILL) in its Nth batch once the enterprises'
+                                    * records are delivered, before the partition records; 0 */
 };
 
 static void fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -346,6 +362,11 @@ static void metrics_init(Loop *l)
                                    sizeof(restore_b) / sizeof(restore_b[0]));
         m->restored = prom_family(p, PROM_COUNTER, "riskd_restored_records_total",
                                   "Changelog records read by restores", NULL, NULL, 0);
+        m->replayed = prom_family(p, PROM_COUNTER, "riskd_replayed_total",
+                                  "Events read again after a restore that its state already held (transactions "
+                                  "off, a crash between the state and the partition record): skipped, not dead "
+                                  "letters",
+                                  NULL, NULL, 0);
         m->enterprises = prom_family(p, PROM_GAUGE, "riskd_enterprises", "Enterprises in state", NULL, NULL, 0);
         m->state_bytes = prom_family(p, PROM_GAUGE, "riskd_state_bytes",
                                      "Bytes of enterprise state, by kind (enterprise, window)", "kind", NULL, 0);
@@ -383,6 +404,10 @@ static void stats_fold(Loop *l, Part *pt)
                 if (st->rejects[i] != pt->seen.rejects[i])
                         prom_add(prom_series1(l->m.rejects, engine_reject_names[i]),
                                  (double)(st->rejects[i] - pt->seen.rejects[i]));
+        if (st->replayed > pt->seen.replayed) {
+                prom_add(prom_series(l->m.replayed, NULL), (double)(st->replayed - pt->seen.replayed));
+                pt->replayed += st->replayed - pt->seen.replayed;
+        }
         pt->seen = *st;
 }
 
@@ -503,6 +528,28 @@ static rd_kafka_topic_partition_list_t *positions(Loop *l)
                                         pt->in[i].pos;
         }
         return list;
+}
+
+/* Transactions off: each touched Part's REPLAY_KEY record, delivered with
+ * the outputs, before any enterprise record of the batch.  Never below a
+ * restored mark: records of the crashed run may still reach that far. */
+static void replay_marks(Loop *l)
+{
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (!pt || !pt->in_batch)
+                        continue;
+                Buf b = {0};
+                for (uint32_t i = 0; i < ninputs(l); i++) {
+                        const Input *in = &pt->in[i];
+                        int64_t mark = in->pos > in->replay_below ? in->pos : in->replay_below;
+                        buf_printf(&b, "%s %lld\n", l->cfg->input_topics[i], (long long)mark);
+                }
+                rd_kafka_resp_err_t err = produce(l, l->cfg->topics.changelog, pt->id, REPLAY_KEY, strlen(REPLAY_KEY),
+                                                  b.p, b.len, NULL);
+                (void)err; /* a failure is a delivery error: the batch rolls back */
+                buf_free(&b);
+        }
 }
 
 /* ---- batches ---- */
@@ -647,8 +694,10 @@ static bool idem_commit(Loop *l)
         const char *stage = "outputs";
         if (l->batch_failed)
                 goto failed;
+        replay_marks(l);
         flush_all(l);
-        if (l->fatal || l->delivery_errors)
+        /* no enterprise record without its replay mark delivered */
+        if (l->fatal || l->delivery_errors || l->batch_failed)
                 goto failed;
         stage = "changelog";
         l->defer_meta = true;
@@ -659,6 +708,10 @@ static bool idem_commit(Loop *l)
         flush_all(l);
         if (l->fatal || l->delivery_errors)
                 goto failed;
+        if (l->fault_crash_state > 0 && --l->fault_crash_state == 0) {
+                log_warning("RISKD_FAULT_CRASH_STATE: dying between the enterprises' records and the partition records");
+                raise(SIGKILL);
+        }
         stage = "partition records";
         for (uint32_t i = 0; i < l->ndeferred && !l->batch_failed && !l->fatal; i++) {
                 Deferred *d = &l->deferred[i];
@@ -741,6 +794,26 @@ typedef enum BatchEnd {
         BATCH_ABORT,             /* the assignment was lost: roll back */
 } BatchEnd;
 
+/* Once a restored Part's inputs are past its replay marks (or it goes):
+ * one notice with the expected repeats it skipped. */
+static void replay_check(Loop *l, Part *pt, bool leaving)
+{
+        if (!pt->replay_open)
+                return;
+        for (uint32_t i = 0; i < ninputs(l) && !leaving; i++) {
+                const Input *in = &pt->in[i];
+                if (in->assigned && in->pos < in->replay_below)
+                        return;
+        }
+        pt->replay_open = false;
+        uint64_t n = pt->replayed + (engine_stats(pt->e)->replayed - pt->seen.replayed);
+        if (n)
+                log_notice("partition %d: %llu event%s read again after the restore %s already in the restored "
+                           "state (a crash between its changelog records and its partition record, transactions "
+                           "off): skipped and counted in riskd_replayed_total, not dead letters",
+                           pt->id, (unsigned long long)n, n == 1 ? "" : "s", n == 1 ? "was" : "were");
+}
+
 /* Ends the open batch.  true: committed. */
 static bool batch_end(Loop *l, BatchEnd how)
 {
@@ -765,9 +838,11 @@ static bool batch_end(Loop *l, BatchEnd how)
                                 engine_batch_abort(pt->e); /* back to where batch_begin found it */
                         pt->in_batch = false;
                 }
-                if (committed)
+                if (committed) {
                         for (uint32_t i = 0; i < ninputs(l); i++)
                                 pt->in[i].batch_pos = pt->in[i].pos;
+                        replay_check(l, pt, false);
+                }
         }
         if (committed) {
                 l->st.batches++;
@@ -796,6 +871,7 @@ static bool batch_end(Loop *l, BatchEnd how)
 static void part_free(Loop *l, Part *pt)
 {
         stats_fold(l, pt);
+        replay_check(l, pt, true);
         if (pt->state != PART_ACTIVE)
                 l->nrestoring--;
         if (pt->state == PART_RESTORING)
@@ -803,6 +879,7 @@ static void part_free(Loop *l, Part *pt)
         engine_free(pt->e);
         free(pt->in);
         free(pt->rs_offsets);
+        free(pt->rs_replay);
         l->parts[pt->id] = NULL;
         free(pt);
 }
@@ -827,10 +904,13 @@ static Part *part_new(Loop *l, int32_t p)
         pt->e = e;
         pt->in = xcalloc(ninputs(l), sizeof(Input));
         pt->rs_offsets = xmalloc(ninputs(l) * sizeof(int64_t));
+        pt->rs_replay = xmalloc(ninputs(l) * sizeof(int64_t));
         for (uint32_t i = 0; i < ninputs(l); i++) {
                 pt->in[i].pos = pt->in[i].batch_pos = -1;
                 pt->in[i].refetch = -1;
+                pt->in[i].replay_below = -1;
                 pt->rs_offsets[i] = -1;
+                pt->rs_replay[i] = -1;
         }
         pt->rs_t0 = log_now_ms();
         l->parts[p] = pt;
@@ -862,12 +942,19 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
                 in->seen_check = in->seen;
                 rd_kafka_topic_partition_list_add(all, l->cfg->input_topics[i], pt->id);
                 in->pos = in->batch_pos = r;
+                /* the restored state may reach past r: repeats below the mark are expected */
+                in->replay_below = pt->rs_replay[i] >= 0 && (r < 0 || pt->rs_replay[i] > r) ? pt->rs_replay[i] : -1;
                 if (r >= 0) {
                         rd_kafka_topic_partition_list_add(seek, l->cfg->input_topics[i], pt->id)->offset = r;
                         buf_printf(&at, "%s%s offset %lld", at.len ? ", " : "", l->cfg->input_topics[i], (long long)r);
                 } else
                         buf_printf(&at, "%s%s at the committed offset (no partition record)", at.len ? ", " : "",
                                    l->cfg->input_topics[i]);
+                if (in->replay_below >= 0) {
+                        pt->replay_open = true;
+                        buf_printf(&at, " (events below offset %lld may repeat ones the state holds)",
+                                   (long long)in->replay_below);
+                }
         }
         if (seek->cnt) {
                 rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, seek, 10000);
@@ -909,7 +996,7 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         rd_kafka_topic_partition_list_destroy(all);
 }
 
-static void restore_offsets(Loop *l, Part *pt, const char *v, size_t n)
+static void restore_offsets(Loop *l, int64_t *out, const char *v, size_t n)
 {
         char *text = xstrndup(v, n);
         char *save = NULL;
@@ -920,7 +1007,7 @@ static void restore_offsets(Loop *l, Part *pt, const char *v, size_t n)
                 *sp = 0;
                 uint32_t i = topic_index(l, line);
                 if (i != UINT32_MAX)
-                        pt->rs_offsets[i] = strtoll(sp + 1, NULL, 10);
+                        out[i] = strtoll(sp + 1, NULL, 10);
         }
         free(text);
 }
@@ -935,7 +1022,11 @@ static void restore_record(void *ud, int32_t p, int64_t offset, const void *key,
         pt->rs_records++;
         int r = -EINVAL;
         if (key && klen == strlen(OFFSETS_KEY) && memcmp(key, OFFSETS_KEY, klen) == 0) {
-                restore_offsets(l, pt, val, vlen);
+                restore_offsets(l, pt->rs_offsets, val, vlen);
+                return;
+        }
+        if (key && klen == strlen(REPLAY_KEY) && memcmp(key, REPLAY_KEY, klen) == 0) {
+                restore_offsets(l, pt->rs_replay, val, vlen);
                 return;
         }
         if (key)
@@ -1225,7 +1316,8 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
         }
         if (in->batch_pos < 0)
                 in->batch_pos = m->offset;
-        SourcePos src = {.topic = l->cfg->input_topics[ti], .partition = m->partition, .offset = m->offset};
+        SourcePos src = {.topic = l->cfg->input_topics[ti], .partition = m->partition, .offset = m->offset,
+                         .replay = m->offset < in->replay_below};
         l->cur = m;
         engine_push(pt->e, m->payload ? m->payload : "", m->len, &src);
         l->cur = NULL;
@@ -1789,6 +1881,8 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         Loop *l = xcalloc(1, sizeof(*l));
         const char *fs = getenv("RISKD_FAULT_STALL");
         l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
+        const char *fc = getenv("RISKD_FAULT_CRASH_STATE");
+        l->fault_crash_state = fc && *fc ? atoll(fc) : 0;
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);

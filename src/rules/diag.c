@@ -49,7 +49,22 @@ static char *source_line(SrcPos pos)
                 return NULL;
         uint32_t n = 0;
         const char *l = line_fn(line_ud, pos.file, pos.line, &n);
-        return l ? xstrndup(l, n) : NULL;
+        if (!l)
+                return NULL;
+        /* a byte that is not part of well-formed UTF-8 (the line of a
+         * "not UTF-8" error) shows as U+FFFD: the text and JSON output stay
+         * UTF-8, and the caret's column still counts it as one character */
+        Buf b = {0};
+        for (size_t i = 0, k; i < n; i += k) {
+                k = utf8_seq((const unsigned char *)l + i, n - i);
+                if (k)
+                        buf_put(&b, l + i, k);
+                else {
+                        buf_puts(&b, "\xef\xbf\xbd");
+                        k = 1;
+                }
+        }
+        return b.p ? b.p : xstrdup("");
 }
 
 void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const char *fmt, ...)

@@ -108,6 +108,24 @@ static void syntax_error(YParse *y)
         if (y->failed)
                 return;
         y->failed = true;
+        if (y->p.error == YAML_READER_ERROR) {
+                /* bytes that are not UTF-8 (or a control character): the
+                 * reader says where by a byte offset, its marks stay at 1:1;
+                 * a bad trailing byte's offset is the byte after the lead
+                 * that began the character: point at that lead */
+                size_t off = y->p.problem_offset;
+                if (y->p.problem && strstr(y->p.problem, "trailing") && off <= y->f->len) {
+                        size_t b = off;
+                        while (b > 0 && off - b < 3 && ((unsigned char)y->f->text[b - 1] & 0xc0) == 0x80)
+                                b--;
+                        if (b > 0 && (unsigned char)y->f->text[b - 1] >= 0xc0)
+                                off = b - 1;
+                }
+                diag_add(y->dl, DIAG_E001, srcfile_pos(y->f, off, 1),
+                         "save the file as UTF-8 text without control characters",
+                         "YAML syntax error: %s", y->p.problem ? y->p.problem : "unreadable input");
+                return;
+        }
         yaml_mark_t m = y->p.problem_mark;
         /* At the end of the input the problem mark is past the last line:
          * the useful place is where the unclosed construct began ("while
@@ -164,6 +182,7 @@ static void anchor_add(YParse *y, const unsigned char *name, YNode *n)
 }
 
 static YNode *parse_node(YParse *y, yaml_event_t *ev, unsigned depth);
+static SrcPos scalar_map(const ExprSrc *es, uint32_t off, uint32_t len);
 
 static YNode *parse_children(YParse *y, YNode *n, bool is_map, unsigned depth)
 {
@@ -230,6 +249,16 @@ static YNode *parse_node(YParse *y, yaml_event_t *ev, unsigned depth)
                 case YAML_LITERAL_SCALAR_STYLE: n->style = YS_LITERAL; break;
                 case YAML_FOLDED_SCALAR_STYLE: n->style = YS_FOLDED; break;
                 default: n->style = YS_PLAIN; break;
+                }
+                if (memchr(n->str, 0, n->len)) {
+                        /* an escape (\0, \x00, \u0000) made a NUL: every
+                         * reader of the value would see it cut there */
+                        ExprSrc es = {.ud = n};
+                        uint32_t at = (uint32_t)((const char *)memchr(n->str, 0, n->len) - n->str);
+                        diag_add(y->dl, DIAG_E001, scalar_map(&es, at, 1), "remove the escape: a string cannot hold NUL",
+                                 "a NUL character (\\0, \\x00 or \\u0000) in a string");
+                        y->failed = true;
+                        return NULL;
                 }
                 anchor_add(y, ev->data.scalar.anchor, n);
                 return n;

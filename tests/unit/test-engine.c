@@ -489,6 +489,49 @@ Test(engine, every_dead_letter_reason)
         rules_unref(rs);
 }
 
+/* An event read again after a restore (SourcePos.replay, riskd with
+ * transactions off) whose id the state holds is counted and skipped; the
+ * same id not marked so is a duplicate dead letter; a replayed event the
+ * state does not hold is applied as any other. */
+Test(engine, replayed_duplicate_is_counted_not_dead_lettered)
+{
+        RuleSet *rs = load();
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        Buf a = {0}, b = {0}, c = {0};
+        ev(&a, "s1", "E1", 1, "sampling", "\"result\":\"fail\"");
+        ev(&b, "s2", "E1", 2, "sampling", "\"result\":\"fail\"");
+        ev(&c, "s1", "E1", 3, "sampling", "\"result\":\"pass\""); /* s1's id again, later */
+        SourcePos src = {.topic = "risk.events", .partition = 0, .offset = 7};
+        engine_push(e, a.p, a.len - 1, &src);
+        uint32_t outputs = o.alerts + o.adjustments;
+        cr_assert_gt(outputs, 0);
+        src.replay = true; /* the same event read again: the state has it */
+        engine_push(e, a.p, a.len - 1, &src);
+        cr_assert_eq(o.dead, 0, "%s", o.dlq.p);
+        cr_assert_eq(engine_stats(e)->replayed, 1);
+        cr_assert_eq(o.alerts + o.adjustments, outputs);
+        src.offset = 8; /* a replayed event the state does not hold: applied */
+        engine_push(e, b.p, b.len - 1, &src);
+        cr_assert_eq(engine_stats(e)->replayed, 1);
+        cr_assert_eq(engine_stats(e)->events_applied, 2);
+        src.replay = false; /* past the mark: a true duplicate */
+        src.offset = 9;
+        engine_push(e, c.p, c.len - 1, &src);
+        cr_assert_str_eq(o.dlq.p, "duplicate\n");
+        cr_assert_eq(engine_stats(e)->replayed, 1);
+        engine_free(e);
+        out_free(&o);
+        buf_free(&a);
+        buf_free(&b);
+        buf_free(&c);
+        buf_free(&c);
+        rules_unref(rs);
+}
+
 /* Strict UTF-8 (Unicode Table 3-7), written here from the definition so
  * the test does not share the code it checks. */
 static bool utf8_strict(const unsigned char *s, size_t n)
