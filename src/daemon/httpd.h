@@ -22,6 +22,7 @@
 #ifndef RISKD_DAEMON_HTTPD_H
 #define RISKD_DAEMON_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,14 @@ typedef struct HttpdOptions {
         size_t max_path;           /* default 512 */
         unsigned max_queue;        /* requests waiting for the main loop, default 4096 */
         unsigned queue_timeout_ms; /* longest wait for the main loop (then 503), default 10000 */
+        unsigned per_ip;           /* connections from one address, default 64 */
+        unsigned head_timeout_ms;  /* a request head (or the next one on a kept-alive
+                                    * connection) must be in within this, default 10000 */
+        /* names a Host (and a POST's Origin) may carry besides the listen
+         * address, NULL-terminated; NULL: none */
+        const char *const *hosts;
+        /* the bearer token of POST requests; NULL: POST is off (403) */
+        const char *token;
 } HttpdOptions;
 
 typedef void (*HttpdHandler)(void *ud, HttpReq *req);
@@ -68,5 +77,14 @@ void httpd_error(HttpReq *r, unsigned status, const char *message);
  * -1 when the path is not PREFIX/something, the id is empty, too long,
  * badly encoded, or has '/' or control characters. */
 int httpd_path_id(const char *path, const char *prefix, char *out, size_t size);
+
+/* Whether a Host header value (host[:port], [v6][:port]) names this server:
+ * its listen host, any address literal when it listens on every address
+ * (listen_any), or one of names (NULL-terminated, may be NULL); the port is
+ * not compared.  1 or 0. */
+int httpd_host_allowed(const char *host, const char *listen_host, bool listen_any, const char *const *names);
+/* Percent-decodes s in place as libmicrohttpd does (%XX; anything else
+ * kept); sets *nul when a %00 was decoded.  Returns the new length. */
+size_t httpd_unescape(char *s, bool *nul);
 
 #endif
