@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -758,4 +759,33 @@ Test(httpd, unescape)
         char b[] = "/v1/enterprises/ID%00junk";
         cr_assert_eq(httpd_unescape(b, &nul), strlen("/v1/enterprises/ID") + 5);
         cr_assert(nul);
+}
+
+/* Every input fuzz/fuzz-http found, and the malformed requests of issue
+ * 13, through the fuzzer's own entry point (a server of its own, the
+ * answers checked, a good request answered after each). */
+#include "fuzz/fuzz-http.c"
+
+Test(httpd, fuzz_regressions, .timeout = 120)
+{
+        const char *dir = SRCDIR "/tests/fuzz-regressions/http";
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d);
+        struct dirent *de;
+        unsigned n = 0;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char *p = xasprintf("%s/%s", dir, de->d_name);
+                char *text;
+                size_t len;
+                cr_assert_eq(file_read_all(p, &text, &len), 0);
+                cr_assert_eq(LLVMFuzzerTestOneInput((const uint8_t *)text, len), 0, "%s", p);
+                free(text);
+                free(p);
+                n++;
+        }
+        closedir(d);
+        cr_assert_geq(n, 5);
+        fz_h = httpd_free(fz_h);
 }
