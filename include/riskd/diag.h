@@ -76,7 +76,9 @@
         X(C009, bad_listen, E)           /* http_listen is not a numeric HOST:PORT */ \
         X(C010, kafka_property, E)       /* a kafka: property librdkafka or riskd refuses */ \
         X(C011, kafka_client, E)         /* librdkafka refuses a client built from the settings */ \
-        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */
+        X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */ \
+        X(C013, reload_token, E)         /* http_reload: no token file, or one that cannot be used */ \
+        X(C014, token_file_mode, E)      /* the token file is open to the group or others */
 
 typedef enum DiagCode {
 #define X(code, name, lvl) DIAG_##code,

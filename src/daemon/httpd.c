@@ -53,6 +53,7 @@ struct HttpReq {
         bool too_big;
         size_t dropped;          /* body bytes past max_body, read and dropped */
         bool suspended;          /* was queued: counted in nsuspended until completed */
+        uint64_t seq;            /* the order it was queued in, from 1 */
         int64_t queued_at;       /* monotonic ms */
         ReqState state;
         unsigned status;
@@ -75,6 +76,7 @@ struct Httpd {
         HttpReq *head, *tail;    /* queued for the main loop, oldest first */
         unsigned nqueued;
         unsigned nsuspended;     /* queued, or resumed but not yet completed */
+        uint64_t seq;            /* of the last request queued */
         bool stopping;
         bool timer_started;
         pthread_t timer;
@@ -355,6 +357,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->state = REQ_QUEUED;
         r->suspended = true;
         r->queued_at = mono_ms();
+        r->seq = ++h->seq;
         h->nsuspended++;
         if (h->tail)
                 h->tail->next = r;
@@ -756,6 +759,19 @@ Httpd *httpd_free(Httpd *h)
 unsigned httpd_port(const Httpd *h)
 {
         return h->port;
+}
+
+uint64_t httpd_seq(Httpd *h)
+{
+        pthread_mutex_lock(&h->lock);
+        uint64_t s = h->seq;
+        pthread_mutex_unlock(&h->lock);
+        return s;
+}
+
+uint64_t httpd_req_seq(const HttpReq *r)
+{
+        return r->seq;
 }
 
 const char *httpd_method(const HttpReq *r)

@@ -64,6 +64,13 @@ unsigned httpd_port(const Httpd *h);
 
 /* Main loop: answers every queued request; returns how many. */
 unsigned httpd_dispatch(Httpd *h);
+/* Requests are numbered from 1 as they are queued: the number of the
+ * last one queued so far (any thread), and a request's own.  A request
+ * whose number is at most httpd_seq() read at some moment was made before
+ * that moment (what the daemon uses to answer the reloads that waited
+ * while one ran with that one's result). */
+uint64_t httpd_seq(Httpd *h);
+uint64_t httpd_req_seq(const HttpReq *r);
 
 const char *httpd_method(const HttpReq *r);  /* "GET", "POST" */
 const char *httpd_path(const HttpReq *r);    /* as sent, without the query */
