@@ -43,6 +43,9 @@
  *   http_reload        bool      false       serve POST /v1/reload (with the token)
  *   http_reload_token_file string ""        the bearer token of POST /v1/reload: one line,
  *                                           mode 0600 or stricter (C013, C014)
+ *   http_connections_per_address integer 64  1 .. 1024 open connections from one address
+ *   http_head_timeout  duration  10s         100ms .. 5m: a request head (request line and
+ *                                           headers) must be in within this, however slow
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -149,6 +152,10 @@ static const ConfigSetting settings[] = {
         {"http_reload", CT_BOOL, OFF(http_reload), 0, "false", 0, 0, "serve POST /v1/reload (with the token)"},
         {"http_reload_token_file", CT_STRING, OFF(http_reload_token_file), 0, "", 0, 0,
          "the bearer token of POST /v1/reload, one line, mode 0600"},
+        {"http_connections_per_address", CT_UINT, OFF(http_per_address), 0, "64", 1, 1024,
+         "open HTTP connections from one client address"},
+        {"http_head_timeout", CT_DURATION, OFF(http_head_timeout_ms), 0, "10s", 100, 5 * MS_M,
+         "a request head must be in within this, however slowly its bytes come"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

@@ -1875,7 +1875,10 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 l->http_hosts = xcalloc(cfg->nhttp_hosts + 1, sizeof(char *));
                 for (uint32_t i = 0; i < cfg->nhttp_hosts; i++)
                         l->http_hosts[i] = cfg->http_hosts[i];
-                HttpdOptions ho = {.hosts = l->http_hosts, .token = cfg->http_reload ? cfg->http_reload_token : NULL};
+                HttpdOptions ho = {.hosts = l->http_hosts,
+                                   .token = cfg->http_reload ? cfg->http_reload_token : NULL,
+                                   .per_ip = (unsigned)cfg->http_per_address,
+                                   .head_timeout_ms = (unsigned)cfg->http_head_timeout_ms};
                 if (httpd_new(&l->http, cfg->http_listen, &ho, loop_http, loop_wake, l, &msg) < 0) {
                         log_err("cannot start the HTTP endpoint: %s", msg);
                         goto fail;
