@@ -387,6 +387,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         if (r->hc) { /* kept alive: the next head has its deadline */
                 r->hc->in_head = true;
                 r->hc->head_t0 = mono_ms();
+                r->hc->bad_target = false;
         }
         pthread_mutex_unlock(&h->lock);
         free(r->path);

@@ -3,16 +3,30 @@
  * checked on the server's own thread, then answered on the daemon's main
  * loop, between batches, so that handlers read engine state without locks:
  *
- *   server thread     checks method, path length and body size (4xx at
- *                     once, JSON errors), suspends the connection, queues
+ *   server thread     checks the head (below), method, path length and
+ *                     body size (4xx at once, JSON errors), suspends the
+ *                     connection, queues
  *                     the request and calls the owner's wake-up function;
  *   main loop         httpd_dispatch() hands each queued request to the
  *                     owner's handler, which answers with httpd_respond();
  *                     the connection is resumed and the answer sent by the
  *                     server thread.
  *
- * Limits: connections (MHD_OPTION_CONNECTION_LIMIT), an idle timeout,
- * memory per connection (headers beyond it: 431/413 by libmicrohttpd), the
+ * The head, before anything else, as nginx refuses it: 400 for HTTP/1.1
+ * without Host, two Host or Content-Length headers, a Content-Length that
+ * is not digits, Transfer-Encoding with Content-Length, a %00 in the
+ * target (it would cut the path short); 501 for a coding other than
+ * chunked.  Then the Host: the listen address, any address literal when
+ * it listens on every address, or one of opt.hosts (421 otherwise: DNS
+ * rebinding).  POST changes state: 403 without opt.token, else 403 for an
+ * Origin that is not ours and 401 without "Authorization: Bearer TOKEN".
+ *
+ * Limits: connections (MHD_OPTION_CONNECTION_LIMIT) and connections per
+ * client address (MHD_OPTION_PER_IP_CONNECTION_LIMIT: more are closed at
+ * once), an idle timeout, a deadline for the whole request head (the idle
+ * timeout is reset by every byte: the timer thread shuts down a
+ * connection whose head is not in after head_timeout_ms), memory per
+ * connection (headers beyond it: 431/413 by libmicrohttpd), the
  * path length (414), the body (413: at once from Content-Length; a chunked
  * body is read and dropped up to 1 MiB past the limit, then the connection
  * is closed), the queue (503 when full), the wait for the main loop (503

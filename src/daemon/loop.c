@@ -1583,6 +1583,8 @@ static void reload_ended(Loop *l, bool failed)
  * over HTTP). */
 static const char *rules_relative(const Loop *l, const char *file)
 {
+        if (!file)
+                return "";
         size_t n = strlen(l->cfg->rules);
         while (n > 1 && l->cfg->rules[n - 1] == '/')
                 n--;
