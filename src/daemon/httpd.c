@@ -281,7 +281,9 @@ static unsigned head_check(Httpd *h, HttpReq *r, const char *method, const char 
         if (hd.norigin) {
                 /* a browser's cross-origin request: only our own origin */
                 const char *o = hd.origin;
-                const char *rest = strncasecmp(o, "http://", 7) == 0 ? o + 7 : strncasecmp(o, "https://", 8) == 0 ? o + 8 : NULL;
+                const char *rest = strncasecmp(o, "http://", 7) == 0    ? o + 7
+                                   : strncasecmp(o, "https://", 8) == 0 ? o + 8
+                                                                        : NULL;
                 if (hd.norigin > 1 || !rest || strchr(rest, '/') ||
                     !httpd_host_allowed(rest, h->listen_host, h->listen_any, h->opt.hosts))
                         return *msg = "cross-origin request refused", 403;
@@ -439,7 +441,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 
 static int hexval(char c)
 {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
 }
 
 size_t httpd_unescape(char *s, bool *nul)

@@ -204,7 +204,8 @@ Test(httpd, answers_from_the_main_loop, .timeout = 60)
         cr_assert_not_null(strstr(r.head, "Content-Type: text/plain"));
         buf_free(&r.raw);
 
-        const char *post = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH "Content-Length: 5\r\n\r\nhello";
+        const char *post = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                           "Content-Length: 5\r\n\r\nhello";
         request(s->port, post, strlen(post), &r);
         cr_assert_eq(r.status, 200);
         cr_assert_str_eq(r.body, "POST /echo 5:hello");
@@ -272,7 +273,8 @@ Test(httpd, server_side_errors, .timeout = 60)
         buf_free(&r.raw);
 
         /* a declared body over the limit: 413 without reading it */
-        const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH "Content-Length: 100000000\r\n\r\n";
+        const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                          "Content-Length: 100000000\r\n\r\n";
         request(s->port, big, strlen(big), &r);
         cr_assert_eq(r.status, 413);
         cr_assert_not_null(strstr(r.body, "\"status\":413"));
@@ -706,7 +708,8 @@ Test(httpd, head_deadline, .timeout = 60)
         HttpdOptions opt = {.head_timeout_ms = 400, .timeout_s = 30};
         Server *s = server_start(&opt);
         int fd = connect_to(s->port);
-        const char *slow = "GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        const char *slow = "GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: "
+                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         int64_t t0 = now_ms();
         bool cut = false;
         for (size_t i = 0; slow[i] && now_ms() - t0 < 5000; i++) {
