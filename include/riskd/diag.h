@@ -67,7 +67,7 @@
 
 /* The daemon's configuration (riskd.yaml, src/daemon/config.c): codes of
  * their own, listed in riskd.yaml(5); errors but for C020 (a warning).
- * C013..C019 are reserved. */
+ * C015..C019 are reserved. */
 #define DIAG_CONFIG_CODE_LIST(X)                                            \
         X(C001, config_yaml, E)          /* the file is not valid YAML */    \
         X(C002, config_io, E)            /* the file cannot be read */       \
@@ -81,6 +81,8 @@
         X(C010, kafka_property, E)       /* a kafka: property librdkafka or riskd refuses */ \
         X(C011, kafka_client, E)         /* librdkafka refuses a client built from the settings */ \
         X(C012, bad_rules, E)            /* the rules directory cannot be read or has errors */ \
+        X(C013, reload_token, E)         /* http_reload: no token file, or one that cannot be used */ \
+        X(C014, token_file_mode, E)      /* the token file is open to the group or others */ \
         X(C020, config_mode, W)          /* the file is readable or writable by others */
 
 typedef enum DiagCode {

@@ -38,6 +38,14 @@
  *                                           holds records past it is sought again
  *   http_listen        string    ""          HOST:PORT of the HTTP endpoint (metrics, health,
  *                                           enterprises, rules, reload); empty = off
+ *   http_hosts         list      [localhost] names a Host header may carry besides the
+ *                                           listen address (others: 421, DNS rebinding)
+ *   http_reload        bool      false       serve POST /v1/reload (with the token)
+ *   http_reload_token_file string ""        the bearer token of POST /v1/reload: one line,
+ *                                           mode 0600 or stricter (C013, C014)
+ *   http_connections_per_address integer 64  1 .. 1024 open connections from one address
+ *   http_head_timeout  duration  10s         100ms .. 5m: a request head (request line and
+ *                                           headers) must be in within this, however slow
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -45,7 +53,9 @@
  * Durations are written like the rules' ("500ms", "10s", "5m", "1h", "1d");
  * "0" is 0.  Unknown keys and bad values are errors.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -71,6 +81,7 @@ typedef enum ConfType {
         CT_DURATION, /* int64_t ms */
         CT_UINT,     /* uint64_t */
         CT_LIST,     /* sequence of names: char **, count at off + sizeof(char **) ... see below */
+        CT_HOSTS,    /* sequence of host names, as CT_LIST; may be empty */
         CT_LOGLEVEL, /* int syslog priority */
         CT_GROUP,    /* a map of the settings named "<name>.*" */
         CT_KAFKA,    /* a map of strings */
@@ -136,6 +147,15 @@ static const ConfigSetting settings[] = {
          "nothing fetched this long from a partition that has records: seek again; 0 = off"},
         {"http_listen", CT_STRING, OFF(http_listen), 0, "", 0, 0,
          "HOST:PORT of the HTTP endpoint, e.g. 127.0.0.1:9464; empty = off"},
+        {"http_hosts", CT_HOSTS, OFF(http_hosts), OFF(nhttp_hosts), "localhost", 0, 0,
+         "names a Host header may carry besides the listen address"},
+        {"http_reload", CT_BOOL, OFF(http_reload), 0, "false", 0, 0, "serve POST /v1/reload (with the token)"},
+        {"http_reload_token_file", CT_STRING, OFF(http_reload_token_file), 0, "", 0, 0,
+         "the bearer token of POST /v1/reload, one line, mode 0600"},
+        {"http_connections_per_address", CT_UINT, OFF(http_per_address), 0, "64", 1, 1024,
+         "open HTTP connections from one client address"},
+        {"http_head_timeout", CT_DURATION, OFF(http_head_timeout_ms), 0, "10s", 100, 5 * MS_M,
+         "a request head must be in within this, however slowly its bytes come"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };
@@ -299,7 +319,7 @@ Config *config_new_default(void)
                 const ConfigSetting *s = &settings[i];
                 if (!s->def)
                         continue;
-                if (s->type == CT_LIST) {
+                if (s->type == CT_LIST || s->type == CT_HOSTS) {
                         char **items = arena_alloc(&c->arena, sizeof(char *));
                         items[0] = arena_strdup(&c->arena, s->def);
                         list_set(c, s, items, 1);
@@ -541,6 +561,22 @@ static bool topic_name_ok(const char *s)
         return true;
 }
 
+/* A DNS name or an address literal, as the host part of a Host header. */
+static bool host_name_ok(const char *s)
+{
+        size_t n = strlen(s);
+        if (!n || n > 253)
+                return false;
+        if (strchr(s, ':')) {
+                unsigned char a[16];
+                return inet_pton(AF_INET6, s, a) == 1;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+                        return false;
+        return s[0] != '.' && s[0] != '-';
+}
+
 static void load_kafka(Loader *L, const YNode *map)
 {
         Config *c = L->c;
@@ -681,6 +717,25 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 list_set(c, s, items, n);
                 return;
         }
+        case CT_HOSTS: {
+                if (!want_kind(L, s, v, Y_SEQ))
+                        return;
+                char **items = arena_alloc(&c->arena, (v->n + 1) * sizeof(char *));
+                uint32_t n = 0;
+                for (uint32_t i = 0; i < v->n; i++) {
+                        const YNode *it = v->items[i];
+                        if (it->kind != Y_SCALAR || ynode_is_null(it) || !host_name_ok(it->str)) {
+                                diag_add(L->dl, DIAG_C007, ynode_pos(it),
+                                         "a name or address as a Host header carries it, without the port: "
+                                         "riskd.example.net, 10.0.0.5, ::1",
+                                         "%s: expected a host name", s->name);
+                                continue;
+                        }
+                        items[n++] = arena_strndup(&c->arena, it->str, it->len);
+                }
+                list_set(c, s, items, n);
+                return;
+        }
         default:
                 break;
         }
@@ -775,6 +830,67 @@ static SrcPos clients_pos(Loader *L, const YNode *root, const char *msg)
         return k ? ynode_pos(k) : (SrcPos){.file = L->f->path};
 }
 
+/* The reload token (issue: a reload endpoint no one else can call), with
+ * http_reload: true: the file given, a regular file, readable by its owner
+ * only (0600, 0400: C014), one line of at least 16 printable characters
+ * (C013); kept in c->http_reload_token.  The token itself never appears in
+ * a diagnostic. */
+static void check_reload_token(Loader *L, const YNode *root)
+{
+        Config *c = L->c;
+        if (!c->http_reload)
+                return;
+        SrcPos at = setting_pos(L, root, "http_reload");
+        static const char *const make = "umask 077; head -c 32 /dev/urandom | base64 > /etc/riskd/reload-token";
+        if (!c->http_listen[0])
+                diag_add(L->dl, DIAG_C013, at, "set http_listen: (e.g. 127.0.0.1:9464), or http_reload: false",
+                         "http_reload: true, but there is no HTTP endpoint (http_listen is empty)");
+        const char *path = c->http_reload_token_file;
+        if (!path[0]) {
+                diag_add(L->dl, DIAG_C013, at, make,
+                         "http_reload: true needs http_reload_token_file (the bearer token of POST /v1/reload)");
+                return;
+        }
+        at = setting_pos(L, root, "http_reload_token_file");
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                diag_add(L->dl, DIAG_C013, at, errno == ENOENT ? make : NULL,
+                         "http_reload_token_file: cannot open %s: %s", path, strerror(errno));
+                return;
+        }
+        struct stat st;
+        char buf[4097];
+        ssize_t n = -1;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                diag_add(L->dl, DIAG_C013, at, NULL, "http_reload_token_file: %s is not a regular file", path);
+        } else if (st.st_mode & 077) {
+                diag_add(L->dl, DIAG_C014, at, arena_printf(&c->arena, "chmod 600 %s (or LoadCredential=)", path),
+                         "http_reload_token_file: %s is open to %s (mode %04o): the token would not be secret",
+                         path, st.st_mode & 070 ? "its group" : "others", (unsigned)(st.st_mode & 07777));
+        } else if ((n = read(fd, buf, sizeof(buf) - 1)) < 0) {
+                diag_add(L->dl, DIAG_C013, at, NULL, "http_reload_token_file: cannot read %s: %s", path,
+                         strerror(errno));
+        } else {
+                size_t len = (size_t)n;
+                if (len && buf[len - 1] == '\n')
+                        len--;
+                if (len && buf[len - 1] == '\r')
+                        len--;
+                bool ok = len >= 16 && len < sizeof(buf) - 2;
+                for (size_t i = 0; ok && i < len; i++)
+                        ok = buf[i] > 0x20 && buf[i] < 0x7f;
+                if (!ok)
+                        diag_add(L->dl, DIAG_C013, at, make,
+                                 "http_reload_token_file: %s must hold one line of 16 to 4094 printable "
+                                 "characters without spaces (the token)",
+                                 path);
+                else
+                        c->http_reload_token = arena_strndup(&c->arena, buf, len);
+        }
+        explicit_bzero(buf, sizeof(buf));
+        close(fd);
+}
+
 /* The checks that need every setting: the rules, the HTTP address, the
  * clients. */
 static void check_whole(Loader *L, const ConfigChecks *ck, const YNode *root)
@@ -862,6 +978,7 @@ int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Conf
                         if (root && root->kind == Y_MAP)
                                 load_map(&L, "", root);
                         check_all(&L, root && root->kind == Y_MAP ? root : NULL);
+                        check_reload_token(&L, root && root->kind == Y_MAP ? root : NULL);
                         if (dl->nerrors == errors)
                                 check_whole(&L, ck, root && root->kind == Y_MAP ? root : NULL);
                 }
@@ -905,7 +1022,8 @@ void config_describe(const Config *c, Buf *out)
                 case CT_LOGLEVEL:
                         buf_printf(out, "%s = %s\n", s->name, log_prio_name(*(int *)field(cc, s)));
                         break;
-                case CT_LIST: {
+                case CT_LIST:
+                case CT_HOSTS: {
                         char **v = *(char ***)field(cc, s);
                         uint32_t n = *(uint32_t *)((char *)cc + s->count_off);
                         buf_printf(out, "%s = [", s->name);

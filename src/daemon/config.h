@@ -47,6 +47,13 @@ typedef struct Config {
         int64_t shutdown_timeout_ms;
         int64_t stall_timeout_ms;        /* 0: no fetch stall watch */
         char *http_listen;
+        bool http_reload;                /* POST /v1/reload served (with the token) */
+        char *http_reload_token_file;
+        char **http_hosts;               /* names a Host header may carry */
+        uint32_t nhttp_hosts;
+        char *http_reload_token;         /* read from the file at load (secret) */
+        uint64_t http_per_address;       /* connections from one client address */
+        int64_t http_head_timeout_ms;    /* a request head must be in within this */
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;
         uint32_t nkafka;

@@ -10,6 +10,7 @@
  * again (on_completed frees it).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,7 +18,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,14 +32,28 @@
 
 typedef enum ReqState { REQ_NEW, REQ_QUEUED, REQ_ANSWERED } ReqState;
 
+/* A connection, from accept to close (MHD_OPTION_NOTIFY_CONNECTION): the
+ * timer thread closes one whose request head took longer than
+ * head_timeout_ms (libmicrohttpd's own timeout is reset by every byte). */
+typedef struct HttpConn {
+        int fd;
+        bool in_head;            /* waiting for (the rest of) a request head */
+        bool bad_target;         /* the target had a %00 (unescape) */
+        bool cut;                /* shut down by the timer thread */
+        int64_t head_t0;         /* monotonic ms: accepted, or the last request done */
+        struct HttpConn *prev, *next;
+} HttpConn;
+
 struct HttpReq {
         struct MHD_Connection *conn;
+        HttpConn *hc;
         char method[8];
         char *path;
         Buf body;
         bool too_big;
         size_t dropped;          /* body bytes past max_body, read and dropped */
         bool suspended;          /* was queued: counted in nsuspended until completed */
+        uint64_t seq;            /* the order it was queued in, from 1 */
         int64_t queued_at;       /* monotonic ms */
         ReqState state;
         unsigned status;
@@ -59,9 +76,14 @@ struct Httpd {
         HttpReq *head, *tail;    /* queued for the main loop, oldest first */
         unsigned nqueued;
         unsigned nsuspended;     /* queued, or resumed but not yet completed */
+        uint64_t seq;            /* of the last request queued */
         bool stopping;
         bool timer_started;
         pthread_t timer;
+        HttpConn *conns;         /* under lock: every open connection */
+        char listen_host[256];   /* of http_listen, lower case; "" for every address */
+        bool listen_any;         /* 0.0.0.0, ::, or no host: any address literal is ours */
+        uint64_t cut_heads;      /* connections closed for a slow head */
 };
 
 /* The body of a chunked request past the limit is drained up to this much
@@ -117,23 +139,185 @@ static enum MHD_Result send_answer(struct MHD_Connection *c, HttpReq *r)
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         if (r->status == 405)
                 MHD_add_response_header(resp, "Allow", "GET, POST");
+        if (r->status == 401)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"riskd\"");
+        if (r->status == 400 || r->status == 421 || r->status == 501)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
         MHD_destroy_response(resp);
         return ret;
+}
+
+/* ---- what is checked before a request reaches the main loop ---- */
+
+/* The headers the checks need, counted (a repeated one is refused). */
+typedef struct Heads {
+        const char *host, *origin, *authorization, *content_length, *transfer_encoding;
+        unsigned nhost, norigin, nauthorization, ncontent_length, ntransfer_encoding;
+} Heads;
+
+static enum MHD_Result head_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        Heads *hd = cls;
+        (void)kind;
+        static const struct {
+                const char *name;
+                size_t v, n;
+        } want[] = {
+                {MHD_HTTP_HEADER_HOST, offsetof(Heads, host), offsetof(Heads, nhost)},
+                {MHD_HTTP_HEADER_ORIGIN, offsetof(Heads, origin), offsetof(Heads, norigin)},
+                {MHD_HTTP_HEADER_AUTHORIZATION, offsetof(Heads, authorization), offsetof(Heads, nauthorization)},
+                {MHD_HTTP_HEADER_CONTENT_LENGTH, offsetof(Heads, content_length), offsetof(Heads, ncontent_length)},
+                {MHD_HTTP_HEADER_TRANSFER_ENCODING, offsetof(Heads, transfer_encoding),
+                 offsetof(Heads, ntransfer_encoding)},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+                if (strcasecmp(key, want[i].name) == 0) {
+                        unsigned *n = (unsigned *)((char *)hd + want[i].n);
+                        if (!(*n)++)
+                                *(const char **)((char *)hd + want[i].v) = value ? value : "";
+                }
+        return MHD_YES;
+}
+
+/* A numeric IPv4 or IPv6 address (without brackets). */
+static bool addr_literal(const char *s, size_t n)
+{
+        char tmp[64];
+        unsigned char out[16];
+        if (n == 0 || n >= sizeof(tmp))
+                return false;
+        memcpy(tmp, s, n);
+        tmp[n] = 0;
+        return inet_pton(AF_INET, tmp, out) == 1 || inet_pton(AF_INET6, tmp, out) == 1;
+}
+
+int httpd_host_allowed(const char *host, const char *listen_host, bool listen_any, const char *const *names)
+{
+        /* host[:port], [v6][:port]: the port is not checked (a name decides
+         * DNS rebinding; riskd may sit behind a port forward) */
+        const char *end;
+        const char *h = host;
+        size_t n;
+        if (h[0] == '[') {
+                end = strchr(h, ']');
+                if (!end || (end[1] && end[1] != ':'))
+                        return 0;
+                h++;
+                n = (size_t)(end - h);
+                end++;
+        } else {
+                end = strchr(h, ':');
+                n = end ? (size_t)(end - h) : strlen(h);
+                if (!end)
+                        end = h + n;
+        }
+        if (*end == ':') {
+                const char *p = end + 1;
+                if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+                        return 0;
+        }
+        if (!n)
+                return 0;
+        if (strlen(listen_host) == n && strncasecmp(h, listen_host, n) == 0)
+                return 1;
+        if (listen_any && addr_literal(h, n))
+                return 1;
+        for (size_t i = 0; names && names[i]; i++)
+                if (strlen(names[i]) == n && strncasecmp(h, names[i], n) == 0)
+                        return 1;
+        return 0;
+}
+
+/* Constant time in the length of the expected token. */
+static bool token_equal(const char *got, const char *want)
+{
+        size_t gl = strlen(got), wl = strlen(want);
+        unsigned char d = gl != wl;
+        for (size_t i = 0; i < wl; i++)
+                d |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
+        return d == 0;
+}
+
+/* Whether a Content-Length is digits only, as nginx takes it. */
+static bool length_ok(const char *v)
+{
+        size_t n = strlen(v);
+        return n && n <= 19 && strspn(v, "0123456789") == n;
+}
+
+/*
+ * The request head, as nginx would refuse it (400), then the Host (421), a
+ * POST's Origin (403) and token (401; 403 when POST is off).  Returns 0
+ * when the request may go on, else the status with *msg.
+ */
+static unsigned head_check(Httpd *h, HttpReq *r, const char *method, const char *version, const char **msg)
+{
+        Heads hd = {0};
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_cb, &hd);
+        bool http11 = strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
+        if (r->hc && r->hc->bad_target)
+                return *msg = "%00 in the request target", 400;
+        if (!hd.nhost && http11)
+                return *msg = "HTTP/1.1 request without a Host header", 400;
+        if (hd.nhost > 1)
+                return *msg = "more than one Host header", 400;
+        if (hd.ncontent_length > 1)
+                return *msg = "more than one Content-Length header", 400;
+        if (hd.ncontent_length && !length_ok(hd.content_length))
+                return *msg = "Content-Length is not a number", 400;
+        if (hd.ntransfer_encoding && hd.ncontent_length)
+                return *msg = "both Transfer-Encoding and Content-Length", 400;
+        if (hd.ntransfer_encoding > 1 || (hd.ntransfer_encoding && strcasecmp(hd.transfer_encoding, "chunked") != 0))
+                return *msg = "unsupported Transfer-Encoding (chunked only)", 501;
+        if (hd.nhost && !httpd_host_allowed(hd.host, h->listen_host, h->listen_any, h->opt.hosts))
+                return *msg = "Host is not this server's address or one of its names (http_hosts)", 421;
+        if (strcmp(method, "POST") != 0)
+                return 0;
+        if (!h->opt.token)
+                return *msg = "POST endpoints are off (http_reload: false)", 403;
+        if (!hd.nhost)
+                return *msg = "a POST needs a Host header", 400;
+        if (hd.norigin) {
+                /* a browser's cross-origin request: only our own origin */
+                const char *o = hd.origin;
+                const char *rest = strncasecmp(o, "http://", 7) == 0    ? o + 7
+                                   : strncasecmp(o, "https://", 8) == 0 ? o + 8
+                                                                        : NULL;
+                if (hd.norigin > 1 || !rest || strchr(rest, '/') ||
+                    !httpd_host_allowed(rest, h->listen_host, h->listen_any, h->opt.hosts))
+                        return *msg = "cross-origin request refused", 403;
+        }
+        const char *auth = hd.authorization;
+        if (hd.nauthorization != 1 || strncasecmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, h->opt.token))
+                return *msg = "a bearer token is required (Authorization: Bearer ...)", 401;
+        return 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
         Httpd *h = cls;
-        (void)version;
         HttpReq *r = *con_cls;
         if (!r) {
                 r = xcalloc(1, sizeof(*r));
                 r->conn = c;
                 snprintf(r->method, sizeof(r->method), "%s", method);
                 r->path = xstrndup(url, strnlen(url, h->opt.max_path + 1));
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                r->hc = ci ? ci->socket_context : NULL;
                 *con_cls = r;
+                if (r->hc) { /* the head is in */
+                        pthread_mutex_lock(&h->lock);
+                        r->hc->in_head = false;
+                        pthread_mutex_unlock(&h->lock);
+                }
+                const char *why = NULL;
+                unsigned st = head_check(h, r, method, version, &why);
+                if (st) {
+                        answer_error(r, st, why);
+                        return send_answer(c, r);
+                }
                 /* a declared body over the limit: 413 before reading it
                  * (libmicrohttpd then closes the connection) */
                 const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -175,6 +359,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->state = REQ_QUEUED;
         r->suspended = true;
         r->queued_at = mono_ms();
+        r->seq = ++h->seq;
         h->nsuspended++;
         if (h->tail)
                 h->tail->next = r;
@@ -196,18 +381,108 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         HttpReq *r = *con_cls;
         if (!r)
                 return;
+        pthread_mutex_lock(&h->lock);
         if (r->suspended) {
-                pthread_mutex_lock(&h->lock);
                 h->nsuspended--;
                 pthread_cond_broadcast(&h->cond);
-                pthread_mutex_unlock(&h->lock);
         }
+        if (r->hc) { /* kept alive: the next head has its deadline */
+                r->hc->in_head = true;
+                r->hc->head_t0 = mono_ms();
+                r->hc->bad_target = false;
+        }
+        pthread_mutex_unlock(&h->lock);
         free(r->path);
         buf_free(&r->body);
         free(r->ctype);
         free(r->resp);
         free(r);
         *con_cls = NULL;
+}
+
+/* Accept and close: the connection list the head deadline walks.  The
+ * list entry goes before libmicrohttpd closes the socket, under the lock
+ * the timer thread holds when it shuts one down: it never touches an fd
+ * that was closed (and maybe reused). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+        Httpd *h = cls;
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+                HttpConn *hc = xcalloc(1, sizeof(*hc));
+                hc->fd = ci ? ci->connect_fd : -1;
+                hc->in_head = true;
+                hc->head_t0 = mono_ms();
+                pthread_mutex_lock(&h->lock);
+                hc->next = h->conns;
+                if (h->conns)
+                        h->conns->prev = hc;
+                h->conns = hc;
+                pthread_cond_broadcast(&h->cond); /* the timer thread: a new deadline */
+                pthread_mutex_unlock(&h->lock);
+                *socket_context = hc;
+                return;
+        }
+        HttpConn *hc = *socket_context;
+        if (!hc)
+                return;
+        pthread_mutex_lock(&h->lock);
+        if (hc->prev)
+                hc->prev->next = hc->next;
+        else
+                h->conns = hc->next;
+        if (hc->next)
+                hc->next->prev = hc->prev;
+        pthread_mutex_unlock(&h->lock);
+        free(hc);
+        *socket_context = NULL;
+}
+
+static int hexval(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+size_t httpd_unescape(char *s, bool *nul)
+{
+        char *w = s;
+        for (const char *p = s; *p; p++) {
+                int hi, lo;
+                if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+                        char ch = (char)(hi * 16 + lo);
+                        if (!ch)
+                                *nul = true;
+                        *w++ = ch;
+                        p += 2;
+                } else
+                        *w++ = *p;
+        }
+        *w = 0;
+        return (size_t)(w - s);
+}
+
+/* libmicrohttpd's own decoding (RFC 3986 %XX; anything else as it is),
+ * but a %00, which would cut the path (and an id) short, marks the
+ * connection's request for a 400. */
+static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+        (void)cls;
+        bool nul = false;
+        size_t n = httpd_unescape(s, &nul);
+        if (nul) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                HttpConn *hc = ci ? ci->socket_context : NULL;
+                if (hc)
+                        hc->bad_target = true;
+        }
+        return n;
 }
 
 static void *expire(void *arg);
@@ -289,6 +564,26 @@ static int listen_socket(const char *spec, int *ret_fd, unsigned *ret_port, char
         return 0;
 }
 
+/* The host of http_listen, as a Host header would carry it: "127.0.0.1",
+ * "::1" (without brackets; httpd_host_allowed strips them), "" for every
+ * address. */
+static void listen_host(Httpd *h, const char *spec)
+{
+        const char *s = spec, *e;
+        if (s[0] == '[') {
+                s++;
+                e = strchr(s, ']');
+        } else
+                e = strrchr(s, ':');
+        size_t n = e ? (size_t)(e - s) : 0;
+        if (n >= sizeof(h->listen_host))
+                n = 0;
+        for (size_t i = 0; i < n; i++)
+                h->listen_host[i] = (char)tolower((unsigned char)s[i]);
+        h->listen_host[n] = 0;
+        h->listen_any = !n || strcmp(h->listen_host, "0.0.0.0") == 0 || strcmp(h->listen_host, "::") == 0;
+}
+
 int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,
               void *ud, char **ret_msg)
 {
@@ -304,6 +599,10 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
                 h->opt.max_path = 512;
         if (!h->opt.max_queue)
                 h->opt.max_queue = 4096;
+        if (!h->opt.per_ip)
+                h->opt.per_ip = 64;
+        if (!h->opt.head_timeout_ms)
+                h->opt.head_timeout_ms = 10000;
         h->handler = handler;
         h->wake = wake;
         h->ud = ud;
@@ -317,6 +616,7 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
         pthread_cond_init(&h->cond, &ca);
         pthread_condattr_destroy(&ca);
         int r = listen_socket(listen, &h->fd, &h->port, ret_msg);
+        listen_host(h, listen);
         if (r < 0) {
                 httpd_free(h);
                 return r;
@@ -324,8 +624,10 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
         h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
                                 NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd, MHD_OPTION_CONNECTION_LIMIT,
                                 h->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, h->opt.timeout_s,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->opt.per_ip,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED,
-                                on_completed, h, MHD_OPTION_END);
+                                on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+                                MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
         if (!h->d) {
                 *ret_msg = xasprintf("http_listen '%s': libmicrohttpd did not start", listen);
                 httpd_free(h);
@@ -343,14 +645,36 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
         return 0;
 }
 
+/* Under lock: shuts down each connection whose head is late (the server
+ * thread then sees the end of its stream and closes it); returns the next
+ * head deadline, or INT64_MAX. */
+static int64_t cut_slow_heads(Httpd *h, int64_t now)
+{
+        int64_t next = INT64_MAX;
+        for (HttpConn *hc = h->conns; hc; hc = hc->next) {
+                if (!hc->in_head || hc->cut || hc->fd < 0)
+                        continue;
+                int64_t due = hc->head_t0 + h->opt.head_timeout_ms;
+                if (now >= due) {
+                        shutdown(hc->fd, SHUT_RDWR);
+                        hc->cut = true;
+                        h->cut_heads++;
+                } else if (due < next)
+                        next = due;
+        }
+        return next;
+}
+
 /* The timer thread: answers 503 to what waited longer than
- * queue_timeout_ms (the queue is oldest first). */
+ * queue_timeout_ms (the queue is oldest first), and cuts connections whose
+ * request head is not in after head_timeout_ms. */
 static void *expire(void *arg)
 {
         Httpd *h = arg;
         pthread_mutex_lock(&h->lock);
         while (!h->stopping) {
                 int64_t now = mono_ms();
+                int64_t next_head = cut_slow_heads(h, now);
                 HttpReq *late = NULL, **tail = &late;
                 while (h->head && now - h->head->queued_at >= h->opt.queue_timeout_ms) {
                         HttpReq *r = h->head;
@@ -372,8 +696,9 @@ static void *expire(void *arg)
                         pthread_mutex_lock(&h->lock);
                         continue;
                 }
+                int64_t next = (h->head ? h->head->queued_at : now) + h->opt.queue_timeout_ms;
                 struct timespec ts;
-                deadline(&ts, (h->head ? h->head->queued_at : now) + h->opt.queue_timeout_ms);
+                deadline(&ts, next_head < next ? next_head : next);
                 pthread_cond_timedwait(&h->cond, &h->lock, &ts);
         }
         pthread_mutex_unlock(&h->lock);
@@ -443,6 +768,19 @@ Httpd *httpd_free(Httpd *h)
 unsigned httpd_port(const Httpd *h)
 {
         return h->port;
+}
+
+uint64_t httpd_seq(Httpd *h)
+{
+        pthread_mutex_lock(&h->lock);
+        uint64_t s = h->seq;
+        pthread_mutex_unlock(&h->lock);
+        return s;
+}
+
+uint64_t httpd_req_seq(const HttpReq *r)
+{
+        return r->seq;
 }
 
 const char *httpd_method(const HttpReq *r)

@@ -3,16 +3,30 @@
  * checked on the server's own thread, then answered on the daemon's main
  * loop, between batches, so that handlers read engine state without locks:
  *
- *   server thread     checks method, path length and body size (4xx at
- *                     once, JSON errors), suspends the connection, queues
+ *   server thread     checks the head (below), method, path length and
+ *                     body size (4xx at once, JSON errors), suspends the
+ *                     connection, queues
  *                     the request and calls the owner's wake-up function;
  *   main loop         httpd_dispatch() hands each queued request to the
  *                     owner's handler, which answers with httpd_respond();
  *                     the connection is resumed and the answer sent by the
  *                     server thread.
  *
- * Limits: connections (MHD_OPTION_CONNECTION_LIMIT), an idle timeout,
- * memory per connection (headers beyond it: 431/413 by libmicrohttpd), the
+ * The head, before anything else, as nginx refuses it: 400 for HTTP/1.1
+ * without Host, two Host or Content-Length headers, a Content-Length that
+ * is not digits, Transfer-Encoding with Content-Length, a %00 in the
+ * target (it would cut the path short); 501 for a coding other than
+ * chunked.  Then the Host: the listen address, any address literal when
+ * it listens on every address, or one of opt.hosts (421 otherwise: DNS
+ * rebinding).  POST changes state: 403 without opt.token, else 403 for an
+ * Origin that is not ours and 401 without "Authorization: Bearer TOKEN".
+ *
+ * Limits: connections (MHD_OPTION_CONNECTION_LIMIT) and connections per
+ * client address (MHD_OPTION_PER_IP_CONNECTION_LIMIT: more are closed at
+ * once), an idle timeout, a deadline for the whole request head (the idle
+ * timeout is reset by every byte: the timer thread shuts down a
+ * connection whose head is not in after head_timeout_ms), memory per
+ * connection (headers beyond it: 431/413 by libmicrohttpd), the
  * path length (414), the body (413: at once from Content-Length; a chunked
  * body is read and dropped up to 1 MiB past the limit, then the connection
  * is closed), the queue (503 when full), the wait for the main loop (503
@@ -22,6 +36,7 @@
 #ifndef RISKD_DAEMON_HTTPD_H
 #define RISKD_DAEMON_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +50,14 @@ typedef struct HttpdOptions {
         size_t max_path;           /* default 512 */
         unsigned max_queue;        /* requests waiting for the main loop, default 4096 */
         unsigned queue_timeout_ms; /* longest wait for the main loop (then 503), default 10000 */
+        unsigned per_ip;           /* connections from one address, default 64 */
+        unsigned head_timeout_ms;  /* a request head (or the next one on a kept-alive
+                                    * connection) must be in within this, default 10000 */
+        /* names a Host (and a POST's Origin) may carry besides the listen
+         * address, NULL-terminated; NULL: none */
+        const char *const *hosts;
+        /* the bearer token of POST requests; NULL: POST is off (403) */
+        const char *token;
 } HttpdOptions;
 
 typedef void (*HttpdHandler)(void *ud, HttpReq *req);
@@ -55,6 +78,13 @@ unsigned httpd_port(const Httpd *h);
 
 /* Main loop: answers every queued request; returns how many. */
 unsigned httpd_dispatch(Httpd *h);
+/* Requests are numbered from 1 as they are queued: the number of the
+ * last one queued so far (any thread), and a request's own.  A request
+ * whose number is at most httpd_seq() read at some moment was made before
+ * that moment (what the daemon uses to answer the reloads that waited
+ * while one ran with that one's result). */
+uint64_t httpd_seq(Httpd *h);
+uint64_t httpd_req_seq(const HttpReq *r);
 
 const char *httpd_method(const HttpReq *r);  /* "GET", "POST" */
 const char *httpd_path(const HttpReq *r);    /* as sent, without the query */
@@ -68,5 +98,14 @@ void httpd_error(HttpReq *r, unsigned status, const char *message);
  * -1 when the path is not PREFIX/something, the id is empty, too long,
  * badly encoded, or has '/' or control characters. */
 int httpd_path_id(const char *path, const char *prefix, char *out, size_t size);
+
+/* Whether a Host header value (host[:port], [v6][:port]) names this server:
+ * its listen host, any address literal when it listens on every address
+ * (listen_any), or one of names (NULL-terminated, may be NULL); the port is
+ * not compared.  1 or 0. */
+int httpd_host_allowed(const char *host, const char *listen_host, bool listen_any, const char *const *names);
+/* Percent-decodes s in place as libmicrohttpd does (%XX; anything else
+ * kept); sets *nul when a %00 was decoded.  Returns the new length. */
+size_t httpd_unescape(char *s, bool *nul);
 
 #endif

@@ -134,7 +134,7 @@ typedef struct Metrics {
         PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
                 *restore_s, *restored, *replayed, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
                 *partitions, *http, *stalls, *reload_ents;
-        PromSeries *committed, *aborted, *reload_ok, *reload_failed;
+        PromSeries *committed, *aborted, *reload_ok, *reload_failed, *reload_coalesced;
 } Metrics;
 
 typedef struct LoopStats {
@@ -181,7 +181,14 @@ struct Loop {
         int64_t reload_retry_at;
         Metrics m;
         Httpd *http;
+        const char **http_hosts; /* cfg's, NULL-terminated (HttpdOptions.hosts) */
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
+        /* POST /v1/reload requests queued up to this number (httpd_seq)
+         * were made before the last reload ended: they get its result
+         * (reload_last_failed) instead of one reload each */
+        uint64_t reload_seq;
+        bool reload_last_failed;
+        uint64_t reloads_coalesced;
         LoopStats st, st_last;
         LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce, ll_stall;
         int64_t next_tick, next_stats;
@@ -376,6 +383,11 @@ static void metrics_init(Loop *l)
                                  "result", NULL, 0);
         m->reload_ok = prom_series1(m->reloads, "ok");
         m->reload_failed = prom_series1(m->reloads, "failed");
+        m->reload_coalesced = prom_series(prom_family(p, PROM_COUNTER, "riskd_reload_requests_coalesced_total",
+                                                      "POST /v1/reload requests answered with the result of "
+                                                      "the reload that ran while they waited",
+                                                      NULL, NULL, 0),
+                                          NULL);
         m->reload_ents = prom_family(p, PROM_COUNTER, "riskd_reload_enterprises_total",
                                      "Enterprises a rule reload changed, by change: state (lost the state of a "
                                      "changed or removed rule), score, grade (an adjustment with cause reload)",
@@ -1651,6 +1663,29 @@ static void reload_apply(Loop *l)
  * applied twice; Parts still restoring finish their restore under the
  * rules of their records, and move to the new rules once restored.
  */
+/* A reload ended: the POSTs queued until now are answered with its
+ * result (serialised, since only the main loop reloads; coalesced). */
+static void reload_ended(Loop *l, bool failed)
+{
+        l->reload_seq = l->http ? httpd_seq(l->http) : 0;
+        l->reload_last_failed = failed;
+}
+
+/* A diagnostic's file, relative to the rules directory (no absolute path
+ * over HTTP). */
+static const char *rules_relative(const Loop *l, const char *file)
+{
+        if (!file)
+                return "";
+        size_t n = strlen(l->cfg->rules);
+        while (n > 1 && l->cfg->rules[n - 1] == '/')
+                n--;
+        if (strncmp(file, l->cfg->rules, n) == 0 && file[n] == '/')
+                return file + n + 1;
+        const char *slash = strrchr(file, '/');
+        return slash ? slash + 1 : file;
+}
+
 static void loop_reload(Loop *l)
 {
         notify_reloading();
@@ -1670,11 +1705,12 @@ static void loop_reload(Loop *l)
                         log_err("reload failed: %u error%s in %s; the rules in use (version %s) stay", dl.nerrors,
                                 dl.nerrors == 1 ? "" : "s", l->cfg->rules, l->rs->version);
                 free(l->reload_error);
-                l->reload_error = dl.n ? xasprintf("%s:%u:%u: %s", dl.v[0].file, dl.v[0].line, dl.v[0].col,
-                                                   dl.v[0].message)
-                                       : xasprintf("cannot read %s", l->cfg->rules);
+                l->reload_error = dl.n ? xasprintf("%s:%u:%u: %s", rules_relative(l, dl.v[0].file), dl.v[0].line,
+                                                   dl.v[0].col, dl.v[0].message)
+                                       : xasprintf("cannot read the rules directory: %s", strerror(-r));
                 diag_list_deinit(&dl);
                 rules_unref(rs);
+                reload_ended(l, true);
                 loop_notify(l);
                 return;
         }
@@ -1712,6 +1748,7 @@ static void loop_reload(Loop *l)
         free(l->reload_error);
         l->reload_error = NULL;
         reload_apply(l);
+        reload_ended(l, false);
         log_notice("reload done in %lld ms: rules version %s, %u rules, on %u partitions%s",
                    (long long)(log_now_ms() - t0), rs->version, rs->nrules, parts_active(l),
                    l->reload_due || l->nrestoring ? " (partitions restoring or whose reload was not committed "
@@ -1780,10 +1817,9 @@ static void rules_json(Loop *l, Buf *b)
         const RuleSet *rs = l->rs;
         buf_puts(b, "{\"version\":");
         buf_json_str(b, rs->version, strlen(rs->version));
-        buf_puts(b, ",\"directory\":");
-        buf_json_str(b, l->cfg->rules, strlen(l->cfg->rules));
-        buf_printf(b, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
-                   (unsigned long long)l->reloads_ok, (unsigned long long)l->reloads_failed);
+        buf_printf(b, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"coalesced\":%llu,\"last_error\":",
+                   (unsigned long long)l->reloads_ok, (unsigned long long)l->reloads_failed,
+                   (unsigned long long)l->reloads_coalesced);
         if (l->reload_error)
                 buf_json_str(b, l->reload_error, strlen(l->reload_error));
         else
@@ -1824,9 +1860,16 @@ static void loop_http(void *ud, HttpReq *req)
                 rules_json(l, &b);
                 httpd_respond(req, 200, "application/json", b.p, b.len);
         } else if (strcmp(path, "/v1/reload") == 0 && strcmp(method, "POST") == 0) {
-                uint64_t failed = l->reloads_failed;
-                loop_reload(l);
-                if (l->reloads_failed != failed) {
+                /* httpd.c let it through: http_reload is on, the token and
+                 * the Origin are right.  Made before the last reload ended:
+                 * that one's result. */
+                bool coalesced = httpd_req_seq(req) <= l->reload_seq;
+                if (coalesced) {
+                        l->reloads_coalesced++;
+                        prom_add(l->m.reload_coalesced, 1);
+                } else
+                        loop_reload(l);
+                if (l->reload_last_failed) {
                         status = 422;
                         buf_puts(&b, "{\"status\":\"failed\",\"error\":");
                         buf_json_str(&b, l->reload_error ? l->reload_error : "", l->reload_error ? strlen(l->reload_error) : 0);
@@ -1834,7 +1877,7 @@ static void loop_http(void *ud, HttpReq *req)
                 } else
                         buf_puts(&b, "{\"status\":\"ok\",\"version\":");
                 buf_json_str(&b, l->rs->version, strlen(l->rs->version));
-                buf_puts(&b, "}\n");
+                buf_printf(&b, ",\"coalesced\":%s}\n", coalesced ? "true" : "false");
                 httpd_respond(req, status, "application/json", b.p, b.len);
         } else if (strncmp(path, "/v1/enterprises/", 16) == 0 && get) {
                 if (httpd_path_id(path, "/v1/enterprises", id, sizeof(id)) < 0) {
@@ -1924,13 +1967,22 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         /* before the first wait for a broker: /healthz answers while riskd
          * waits (/readyz says 503 until the partitions are restored) */
         if (cfg->http_listen[0]) {
-                if (httpd_new(&l->http, cfg->http_listen, NULL, loop_http, loop_wake, l, &msg) < 0) {
+                /* the names, NULL-terminated, for httpd.c */
+                l->http_hosts = xcalloc(cfg->nhttp_hosts + 1, sizeof(char *));
+                for (uint32_t i = 0; i < cfg->nhttp_hosts; i++)
+                        l->http_hosts[i] = cfg->http_hosts[i];
+                HttpdOptions ho = {.hosts = l->http_hosts,
+                                   .token = cfg->http_reload ? cfg->http_reload_token : NULL,
+                                   .per_ip = (unsigned)cfg->http_per_address,
+                                   .head_timeout_ms = (unsigned)cfg->http_head_timeout_ms};
+                if (httpd_new(&l->http, cfg->http_listen, &ho, loop_http, loop_wake, l, &msg) < 0) {
                         log_err("cannot start the HTTP endpoint: %s", msg);
                         goto fail;
                 }
                 log_notice("http: listening on %s (port %u): /metrics /healthz /readyz /v1/rules "
-                           "/v1/enterprises/{id} POST /v1/reload",
-                           cfg->http_listen, httpd_port(l->http));
+                           "/v1/enterprises/{id}%s",
+                           cfg->http_listen, httpd_port(l->http),
+                           cfg->http_reload ? " POST /v1/reload (with the token)" : " (POST /v1/reload off)");
         }
         if (cfg->transactions) {
                 log_notice("connecting to brokers %s: initialising transactions (transactional_id %s), then joining "
@@ -2000,6 +2052,7 @@ Loop *loop_free(Loop *l)
                 rd_kafka_destroy(l->producer);
         free(l->props);
         free(l->reload_error);
+        free(l->http_hosts);
         rules_unref(l->rs);
         free(l);
         return NULL;

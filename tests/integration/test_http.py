@@ -12,10 +12,23 @@ kernel picks (http_listen "127.0.0.1:0"; riskd logs it):
   /v1/rules against docs/schemas/rules.schema.json; an unknown id is 404, a bad id 400, a wrong
   method 405, an overlong path 414, an oversized body 413, an unknown path
   404, each with a JSON error;
+- POST /v1/reload (issue 13 point 7) is off by default (403, even with a
+  token); riskd refuses to start with a token file others can read (C014,
+  exit 2); on, it takes the bearer token (401 without), refuses a foreign
+  Origin (a browser's cross-origin text/plain POST: 403) and a foreign Host
+  (421, DNS rebinding, on every endpoint); 16 concurrent POSTs are each
+  answered, with fewer reloads than requests (coalesced);
+- malformed heads (issue 13 point 8): HTTP/1.1 without Host, two
+  Content-Length headers (0 and 5: no reload), Transfer-Encoding with
+  Content-Length, %00 in an id: 400;
 - POST /v1/reload of a broken rule directory: 422, the old rules stay, the
-  failure in /v1/rules (last_error), /metrics (reloads failed) and the log;
-- 500 concurrent connections from a second process are all answered and
-  riskd goes on processing.
+  failure in /v1/rules (last_error, relative to the rules directory; no
+  absolute path), /metrics (reloads failed) and the log;
+- 500 concurrent connections from a second process (ten client addresses,
+  127.0.0.2-11) are all answered and riskd goes on processing;
+- 1,100 slow connections from one address (a byte every 300 ms) neither
+  keep /healthz and /metrics from answering nor live past the head
+  deadline (http_head_timeout).
 """
 import http.client
 import json
@@ -50,16 +63,20 @@ METRICS = ["riskd_events_total", "riskd_rejects_total", "riskd_alerts_total", "r
            "riskd_enterprises", "riskd_state_bytes", "riskd_reloads_total", "riskd_rules_info", "riskd_partitions"]
 
 LOAD = r"""
-import asyncio, sys
+import asyncio, resource, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * n + 64)), hard))
 async def one(i):
-    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+    # ten client addresses: fewer than http_connections_per_address each
+    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port,
+                                                          local_addr=(f"127.0.0.{2 + i % 10}", 0)), 30)
     return r, w
 async def main():
     conns = await asyncio.gather(*(one(i) for i in range(n)))
     # every connection is open before any request is sent
     for r, w in conns:
-        w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        w.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     async def answer(r, w):
         data = await asyncio.wait_for(r.read(), 60)
         w.close()
@@ -70,20 +87,79 @@ asyncio.run(main())
 """
 
 
-class Api:
-    def __init__(self, port):
-        self.port = port
+SLOW = r"""
+import asyncio, resource, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 64)), hard))
+t0 = time.monotonic()
+async def one(i):
+    # every connection from 127.0.0.2, a byte of a head every 300 ms
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0)), 10)
+    except Exception:
+        return "refused", 0
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+    try:
+        for b in head:
+            w.write(bytes([b]))
+            await w.drain()
+            try:
+                if not await asyncio.wait_for(r.read(1), 0.3):
+                    return "closed", time.monotonic() - t0
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() - t0 > secs:
+                return "open", 0
+        return "sent", 0
+    except (ConnectionError, OSError):
+        return "closed", time.monotonic() - t0
+async def main():
+    res = await asyncio.gather(*(one(i) for i in range(n)))
+    kinds = {}
+    for k, _ in res:
+        kinds[k] = kinds.get(k, 0) + 1
+    print(" ".join(f"{k}={v}" for k, v in sorted(kinds.items())), max(t for _, t in res))
+asyncio.run(main())
+"""
 
-    def req(self, method, path, body=None):
+
+def raw(port, data, timeout=10):
+    """The bytes of one connection, and the answer up to the server's close."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    while True:
+        try:
+            x = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not x:
+            break
+        out += x
+    s.close()
+    return out
+
+
+class Api:
+    def __init__(self, port, token=None):
+        self.port = port
+        self.token = token
+
+    def req(self, method, path, body=None, headers=None, auth=True):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request(method, path, body=body)
+        h = dict(headers or {})
+        if auth and self.token and method == "POST":
+            h["Authorization"] = "Bearer " + self.token
+        c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         data = r.read()
         c.close()
         return r.status, r.getheader("Content-Type"), data
 
-    def json(self, path, method="GET", expect=200):
-        st, ct, data = self.req(method, path)
+    def json(self, path, method="GET", expect=200, headers=None, auth=True):
+        st, ct, data = self.req(method, path, headers=headers, auth=auth)
         assert st == expect, f"{method} {path}: {st} {data[:300]!r}"
         assert ct == "application/json", f"{path}: Content-Type {ct}"
         return json.loads(data)
@@ -115,10 +191,35 @@ def test(wd):
     b = H.Broker(wd, partitions=4)
     rules = os.path.join(wd.path, "rules")
     shutil.copytree(H.RULES, rules, ignore=shutil.ignore_patterns("tests"))
-    r = H.Riskd(wd, b, name="riskd", rules=rules, http_listen="127.0.0.1:0")
+    token = "t-" + os.urandom(24).hex()
+    tokfile = wd.write("reload-token", (token + "\n").encode())
+
+    # by default POST /v1/reload is off: 403 whatever the token
+    r0 = H.Riskd(wd, b, name="riskd-default", rules=rules, http_listen="127.0.0.1:0")
+    r0.start()
+    r0.wait_log(r"http: listening on 127\.0\.0\.1:0 \(port \d+\).*POST /v1/reload off", 30)
+    api0 = Api(int(re.search(r"\(port (\d+)\)", r0.log_text()).group(1)), token)
+    res = api0.json("/v1/reload", method="POST", expect=403)
+    assert "http_reload: false" in res["error"], res
+    assert api0.json("/v1/rules")["reloads"]["ok"] == 0
+    assert r0.term() == 0, r0.log_tail()
+    H.log("POST /v1/reload is off by default: 403, no reload")
+
+    # a token file the group or others can read: no start (exit 2, C014)
+    os.chmod(tokfile, 0o644)
+    bad = H.Riskd(wd, b, name="riskd-badtoken", rules=rules, http_listen="127.0.0.1:0", http_reload=True,
+                  http_reload_token_file=tokfile)
+    bad.start()
+    assert bad.wait_exit(30) == 2, bad.log_tail()
+    assert "error[C014]" in bad.log_text() and token not in bad.log_text(), bad.log_tail()
+    os.chmod(tokfile, 0o600)
+    H.log("a token file open to others: riskd exits 2 with C014, the token not printed")
+
+    r = H.Riskd(wd, b, name="riskd", rules=rules, http_listen="127.0.0.1:0", http_reload=True,
+                http_reload_token_file=tokfile, http_head_timeout="2s")
     r.start()
     r.wait_log(r"http: listening on 127\.0\.0\.1:0 \(port \d+\)", 30)
-    api = Api(int(re.search(r"\(port (\d+)\)", r.log_text()).group(1)))
+    api = Api(int(re.search(r"\(port (\d+)\)", r.log_text()).group(1)), token)
 
     # ready only once restored
     end = H.deadline(60)
@@ -209,9 +310,61 @@ def test(wd):
     st, ct, data = api.req("POST", "/v1/reload", body=b"x" * 100000)
     assert st == 413 and json.loads(data)["status"] == 413, (st, data[:200])
 
+    # who may reload: the token, our own origin and host only
+    ok0 = api.json("/v1/rules")["reloads"]["ok"]
+    assert api.json("/v1/reload", method="POST", auth=False, expect=401)["status"] == 401
+    st, _, _ = api.req("POST", "/v1/reload", auth=False, headers={"Authorization": "Bearer " + token[:-1]})
+    assert st == 401, st
+    # a web page elsewhere: a "simple" cross-origin POST, with and without the token
+    page = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    for auth in (False, True):
+        res = api.json("/v1/reload", method="POST", auth=auth, headers=page, expect=403)
+        assert "cross-origin" in res["error"], res
+    # DNS rebinding: the page's name in Host, on every endpoint
+    for path, method in [("/v1/reload", "POST"), ("/metrics", "GET"), ("/v1/rules", "GET")]:
+        st, _, _ = api.req(method, path, headers={"Host": "evil.example:%d" % api.port})
+        assert st == 421, (path, st)
+    assert api.json("/v1/rules", headers={"Host": "localhost:%d" % api.port})["count"] > 50
+    assert api.json("/v1/rules")["reloads"]["ok"] == ok0, "a refused request reloaded"
+    H.log("POST /v1/reload: 401 without the token, 403 cross-origin, 421 for a foreign Host")
+
+    # malformed heads: 400, as nginx answers, and no reload
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+    for name, req in [
+            ("no Host", b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            ("two Content-Length", b"POST /v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+             b"Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello"),
+            ("Transfer-Encoding and Content-Length", b"POST /v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+             b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
+            ("%00 in an id", b"GET /v1/enterprises/" + ent.encode() + b"%00junk HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Connection: close\r\n\r\n")]:
+        out = raw(api.port, req)
+        assert out.startswith(b"HTTP/1.1 400 "), (name, out[:300])
+    assert api.json("/v1/rules")["reloads"]["ok"] == ok0, "a malformed request reloaded"
+    H.log("no Host, two Content-Length, Transfer-Encoding with Content-Length, %00 in an id: 400")
+
+    # concurrent reloads: each answered, fewer reloads than requests
+    import threading
+    results = []
+    def post():
+        results.append(api.json("/v1/reload", method="POST"))
+    ths = [threading.Thread(target=post) for _ in range(16)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(120)
+    assert len(results) == 16 and all(x["status"] == "ok" for x in results), results
+    rl = api.json("/v1/rules")["reloads"]
+    done = rl["ok"] - ok0
+    assert 1 <= done < 16 and done + rl["coalesced"] == 16, rl
+    assert sum(x["coalesced"] for x in results) == rl["coalesced"], (results, rl)
+    assert samples(api.metrics())["riskd_reload_requests_coalesced_total"] == rl["coalesced"]
+    H.log(f"16 concurrent POST /v1/reload: all 200, {done} reloads, {rl['coalesced']} coalesced")
+
     # a broken reload over HTTP
     rules0 = api.json("/v1/rules")
     assert rules0["count"] == len(rules0["rules"]) > 50 and rules0["reloads"]["failed"] == 0
+    assert H.SRC not in json.dumps(rules0) and wd.path not in json.dumps(rules0), rules0
     schema_valid("rules", rules0)
     with open(os.path.join(rules, "zz-broken.yaml"), "w") as f:
         f.write("rules:\n  - id: broken.rule\n    on: credit_record\n    when: no_such_field > 1\n")
@@ -220,15 +373,17 @@ def test(wd):
     assert res["version"] == rules0["version"]
     rules1 = api.json("/v1/rules")
     assert rules1["version"] == rules0["version"] and rules1["reloads"]["failed"] == 1
-    assert "zz-broken.yaml" in rules1["reloads"]["last_error"]
+    assert rules1["reloads"]["last_error"].startswith("zz-broken.yaml:4:"), rules1["reloads"]
+    assert wd.path not in json.dumps(rules1) and wd.path not in json.dumps(res), (rules1, res)
     schema_valid("rules", rules1)
     assert samples(api.metrics())['riskd_reloads_total{result="failed"}'] == 1
     assert re.search(r"zz-broken\.yaml:4:\d+: error\[E\d+\]", r.log_text()), "no diagnostic in the log"
     os.remove(os.path.join(rules, "zz-broken.yaml"))
     res = api.json("/v1/reload", method="POST")
-    assert res["status"] == "ok" and res["version"] == rules0["version"], res
+    assert res["status"] == "ok" and res["version"] == rules0["version"] and not res["coalesced"], res
     rules2 = api.json("/v1/rules")
-    assert rules2["reloads"] == {"ok": 1, "failed": 1, "last_error": None}, rules2["reloads"]
+    assert rules2["reloads"] == {"ok": rules1["reloads"]["ok"] + 1, "failed": 1, "last_error": None,
+                                 "coalesced": rules1["reloads"]["coalesced"]}, rules2["reloads"]
     schema_valid("rules", rules2)
     H.log("POST /v1/reload: broken -> 422, old rules kept, visible in /v1/rules and /metrics; fixed -> 200")
 
@@ -240,6 +395,28 @@ def test(wd):
     assert len(codes) == 500 and set(codes) == {"200"}, f"{len(codes)} answers: {sorted(set(codes))}"
     H.log(f"500 concurrent connections: all 200 in {time.monotonic() - t0:.2f}s")
     assert r.alive(), r.log_tail()
+
+    # 1,100 slow connections from one address: at most
+    # http_connections_per_address (64) held, each cut at the head deadline
+    # (2 s here); /healthz and /metrics answer meanwhile
+    slow = subprocess.Popen([sys.executable, "-c", SLOW, str(api.port), "1100", "8"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    time.sleep(1)
+    worst = 0
+    for i in range(20):
+        t1 = time.monotonic()
+        assert api.json("/healthz") == {"status": "ok"}
+        assert "riskd_events_total" in api.metrics()
+        worst = max(worst, time.monotonic() - t1)
+        time.sleep(0.2)
+    out, err = slow.communicate(timeout=120)
+    assert slow.returncode == 0, err.decode()[-2000:]
+    kinds = dict(x.split("=") for x in out.decode().split()[:-1])
+    assert "open" not in kinds and "sent" not in kinds, out
+    assert worst < 2, f"/healthz and /metrics took up to {worst:.2f}s under the slow connections"
+    assert float(out.split()[-1]) < 6, f"a slow connection lived {out.split()[-1]} s (head deadline 2 s)"
+    H.log(f"1,100 slow connections ({out.decode().strip()}): /healthz and /metrics answered in at most "
+          f"{worst:.3f}s")
     H.produce(b.bootstrap, tail, produced=produced)
     exp = H.replay(wd, produced.by_partition())
     rd.wait_for(exp, 120, "the outputs after the load")

@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -91,12 +92,23 @@ static void *loop_main(void *arg)
         return NULL;
 }
 
+/* The Host the tests send ("t") is one of the server's names, and POST
+ * takes the token TOKEN, unless the options say otherwise. */
+#define TOKEN "s3cret-token"
+#define AUTH "Authorization: Bearer " TOKEN "\r\n"
+static const char *const test_hosts[] = {"t", NULL};
+
 static Server *server_start(const HttpdOptions *opt)
 {
         Server *s = xcalloc(1, sizeof(*s));
         cr_assert_eq(pipe2(s->wake, O_CLOEXEC | O_NONBLOCK), 0);
         char *msg = NULL;
-        int r = httpd_new(&s->h, "127.0.0.1:0", opt, handler, on_wake, s, &msg);
+        HttpdOptions o = opt ? *opt : (HttpdOptions){0};
+        if (!o.hosts)
+                o.hosts = test_hosts;
+        if (!o.token)
+                o.token = TOKEN;
+        int r = httpd_new(&s->h, "127.0.0.1:0", &o, handler, on_wake, s, &msg);
         cr_assert_eq(r, 0, "httpd_new: %s", msg ? msg : "?");
         s->port = httpd_port(s->h);
         cr_assert_gt(s->port, 0);
@@ -192,7 +204,8 @@ Test(httpd, answers_from_the_main_loop, .timeout = 60)
         cr_assert_not_null(strstr(r.head, "Content-Type: text/plain"));
         buf_free(&r.raw);
 
-        const char *post = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello";
+        const char *post = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                           "Content-Length: 5\r\n\r\nhello";
         request(s->port, post, strlen(post), &r);
         cr_assert_eq(r.status, 200);
         cr_assert_str_eq(r.body, "POST /echo 5:hello");
@@ -260,14 +273,16 @@ Test(httpd, server_side_errors, .timeout = 60)
         buf_free(&r.raw);
 
         /* a declared body over the limit: 413 without reading it */
-        const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 100000000\r\n\r\n";
+        const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                          "Content-Length: 100000000\r\n\r\n";
         request(s->port, big, strlen(big), &r);
         cr_assert_eq(r.status, 413);
         cr_assert_not_null(strstr(r.body, "\"status\":413"));
         buf_free(&r.raw);
         /* a chunked one: read, dropped, 413 */
         Buf ch = {0};
-        buf_puts(&ch, "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
+        buf_puts(&ch, "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                          "Transfer-Encoding: chunked\r\n\r\n");
         for (int i = 0; i < 10; i++)
                 buf_puts(&ch, "10\r\n0123456789abcdef\r\n");
         buf_puts(&ch, "0\r\n\r\n");
@@ -277,7 +292,7 @@ Test(httpd, server_side_errors, .timeout = 60)
         buf_free(&ch);
         /* a chunked one that never ends: cut off after 1 MiB past the limit */
         int fd = connect_to(s->port);
-        const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\n" AUTH "Transfer-Encoding: chunked\r\n\r\n";
         send_all(fd, head, strlen(head));
         char chunk[4096 + 16];
         int hl = snprintf(chunk, sizeof(chunk), "1000\r\n");
@@ -378,7 +393,9 @@ Test(httpd, five_hundred_concurrent, .timeout = 120)
                 rl.rlim_cur = 2 * N + 64;
                 setrlimit(RLIMIT_NOFILE, &rl);
         }
-        Server *s = server_start(NULL);
+        /* one client address: the per-address limit raised for it */
+        HttpdOptions opt = {.per_ip = N};
+        Server *s = server_start(&opt);
         struct pollfd pfd[N];
         Buf in[N];
         size_t out[N];
@@ -497,4 +514,281 @@ Test(httpd, path_id)
         cr_assert_eq(httpd_path_id("/v1/enterprises/a\tb", "/v1/enterprises", id, sizeof(id)), -1);
         cr_assert_eq(httpd_path_id("/v1/enterprises/a\x7f", "/v1/enterprises", id, sizeof(id)), -1);
         cr_assert_eq(httpd_path_id("/v2/enterprises/a", "/v1/enterprises", id, sizeof(id)), -1);
+}
+
+/* Each malformed head nginx refuses gets a 400 (501 for a transfer coding
+ * it does not know) before the main loop sees it. */
+Test(httpd, malformed_heads_400, .timeout = 60)
+{
+        Server *s = server_start(NULL);
+        static const struct {
+                const char *raw;
+                int status;
+                const char *why;
+        } cases[] = {
+                {"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "without a Host"},
+                {"GET /echo HTTP/1.1\r\nHost: t\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "more than one Host"},
+                {"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                 "Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+                 400, "more than one Content-Length"},
+                {"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                 "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+                 400, "more than one Content-Length"},
+                {"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                 400, "both Transfer-Encoding and Content-Length"},
+                {"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH
+                 "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                 501, "Transfer-Encoding"},
+                {"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" AUTH "Content-Length: +5\r\n\r\nhello", 400,
+                 NULL},
+                {"GET /v1/enterprises/ID%00junk HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "%00"},
+                {"GET /echo%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "%00"},
+                {"GET /echo?x=%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "%00"},
+        };
+        Resp r;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                request(s->port, cases[i].raw, strlen(cases[i].raw), &r);
+                cr_assert_eq(r.status, cases[i].status, "case %zu: %s", i, r.raw.p ? r.raw.p : "(nothing)");
+                if (cases[i].why)
+                        cr_assert_not_null(strstr(r.body, cases[i].why), "case %zu: %s", i, r.body);
+                buf_free(&r.raw);
+        }
+        cr_assert_eq(atomic_load(&s->handled), 0);
+        /* HTTP/1.0 needs no Host; a good id still passes */
+        const char *ok10 = "GET /echo HTTP/1.0\r\n\r\n";
+        request(s->port, ok10, strlen(ok10), &r);
+        cr_assert_eq(r.status, 200, "%s", r.raw.p);
+        buf_free(&r.raw);
+        get(s->port, "GET", "/v1/enterprises/ID%41", &r);
+        cr_assert_eq(r.status, 200);
+        cr_assert_str_eq(r.body, "IDA");
+        buf_free(&r.raw);
+        cr_assert_eq(atomic_load(&s->handled), 2);
+        server_stop(s);
+}
+
+static void get_host(unsigned port, const char *host, Resp *r)
+{
+        char *raw = xasprintf("GET /echo HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+        request(port, raw, strlen(raw), r);
+        free(raw);
+}
+
+/* DNS rebinding: a name that is not the server's gets 421; the listen
+ * address and the configured names (any case, any port) pass. */
+Test(httpd, host_names, .timeout = 60)
+{
+        Server *s = server_start(NULL);
+        static const char *const good[] = {"t", "T", "t:9464", "127.0.0.1", "127.0.0.1:1"};
+        static const char *const bad[] = {"evil.example", "evil.example:9464", "t.evil", "127.0.0.2", "[::1]",
+                                          "t:x", "t:", "", "localhost"};
+        Resp r;
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+                get_host(s->port, good[i], &r);
+                cr_assert_eq(r.status, 200, "Host: %s: %s", good[i], r.raw.p);
+                buf_free(&r.raw);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                get_host(s->port, bad[i], &r);
+                cr_assert(r.status == 421 || r.status == 400, "Host: %s: %d", bad[i], r.status);
+                buf_free(&r.raw);
+        }
+        cr_assert_eq(atomic_load(&s->handled), ARRAY_SIZE(good));
+        server_stop(s);
+
+        /* every address: any address literal, names only as configured */
+        static const char *const names[] = {"riskd.internal", NULL};
+        cr_assert(httpd_host_allowed("10.1.2.3:9464", "", true, NULL));
+        cr_assert(httpd_host_allowed("[fe80::1]:9464", "::", true, NULL));
+        cr_assert(httpd_host_allowed("RISKD.internal", "0.0.0.0", true, names));
+        cr_assert_not(httpd_host_allowed("evil.example", "0.0.0.0", true, names));
+        cr_assert_not(httpd_host_allowed("[::1", "::", true, NULL));
+        cr_assert_not(httpd_host_allowed("[::1]x", "::", true, NULL));
+        cr_assert(httpd_host_allowed("[::1]", "::1", false, NULL));
+        cr_assert_not(httpd_host_allowed("10.1.2.3", "127.0.0.1", false, names));
+}
+
+static void post(unsigned port, const char *extra, Resp *r)
+{
+        char *raw = xasprintf("POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%sContent-Length: 2\r\n\r\nhi",
+                              extra);
+        request(port, raw, strlen(raw), r);
+        free(raw);
+}
+
+/* POST: off without a token (403); with one, the bearer token (401
+ * otherwise, with WWW-Authenticate) and no foreign Origin (403). */
+Test(httpd, post_token_and_origin, .timeout = 60)
+{
+        Server *s = server_start(NULL);
+        Resp r;
+        post(s->port, AUTH, &r);
+        cr_assert_eq(r.status, 200, "%s", r.raw.p);
+        cr_assert_str_eq(r.body, "POST /echo 2:hi");
+        buf_free(&r.raw);
+        post(s->port, "Authorization: bearer " TOKEN "\r\nOrigin: http://t:9464\r\n", &r);
+        cr_assert_eq(r.status, 200, "%s", r.raw.p);
+        buf_free(&r.raw);
+        static const char *const unauth[] = {"", "Authorization: Bearer wrong\r\n",
+                                             "Authorization: Bearer " TOKEN "x\r\n",
+                                             "Authorization: Bearer s3cret\r\n", "Authorization: Basic dDp0\r\n",
+                                             "Authorization: Bearer \r\n",
+                                             AUTH AUTH};
+        for (size_t i = 0; i < ARRAY_SIZE(unauth); i++) {
+                post(s->port, unauth[i], &r);
+                cr_assert_eq(r.status, 401, "case %zu: %s", i, r.raw.p);
+                cr_assert_not_null(strstr(r.head, "WWW-Authenticate: Bearer"), "%s", r.head);
+                buf_free(&r.raw);
+        }
+        /* a browser page elsewhere: its text/plain POST carries its Origin */
+        static const char *const foreign[] = {"Origin: http://evil.example\r\n", "Origin: null\r\n",
+                                              "Origin: http://t.evil\r\n", "Origin: file://\r\n",
+                                              "Origin: http://t/x\r\n",
+                                              "Origin: http://t\r\nOrigin: http://t\r\n"};
+        for (size_t i = 0; i < ARRAY_SIZE(foreign); i++) {
+                char *extra = xasprintf(AUTH "Content-Type: text/plain\r\n%s", foreign[i]);
+                post(s->port, extra, &r);
+                free(extra);
+                cr_assert_eq(r.status, 403, "case %zu: %s", i, r.raw.p);
+                cr_assert_not_null(strstr(r.body, "cross-origin"));
+                buf_free(&r.raw);
+        }
+        cr_assert_eq(atomic_load(&s->handled), 2);
+        server_stop(s);
+
+        /* no token: POST is off; GET goes on */
+        s = xcalloc(1, sizeof(*s));
+        cr_assert_eq(pipe2(s->wake, O_CLOEXEC | O_NONBLOCK), 0);
+        char *msg = NULL;
+        HttpdOptions o = {.hosts = test_hosts};
+        cr_assert_eq(httpd_new(&s->h, "127.0.0.1:0", &o, handler, on_wake, s, &msg), 0);
+        s->port = httpd_port(s->h);
+        cr_assert_eq(pthread_create(&s->loop, NULL, loop_main, s), 0);
+        post(s->port, AUTH, &r);
+        cr_assert_eq(r.status, 403);
+        cr_assert_not_null(strstr(r.body, "http_reload: false"), "%s", r.body);
+        buf_free(&r.raw);
+        get(s->port, "GET", "/echo", &r);
+        cr_assert_eq(r.status, 200);
+        buf_free(&r.raw);
+        cr_assert_eq(atomic_load(&s->handled), 1);
+        server_stop(s);
+}
+
+/* Connections from one address beyond per_ip are closed at once; the
+ * others go on being answered. */
+Test(httpd, per_address_limit, .timeout = 60)
+{
+        HttpdOptions opt = {.per_ip = 4};
+        Server *s = server_start(&opt);
+        int idle[4];
+        for (int i = 0; i < 4; i++)
+                idle[i] = connect_to(s->port);
+        usleep(200 * 1000); /* accepted by the server thread */
+        Resp r;
+        get(s->port, "GET", "/echo", &r);
+        cr_assert_eq(r.status, -1, "a fifth connection was answered: %s", r.raw.p);
+        buf_free(&r.raw);
+        close(idle[0]);
+        usleep(200 * 1000);
+        get(s->port, "GET", "/echo", &r);
+        cr_assert_eq(r.status, 200);
+        buf_free(&r.raw);
+        for (int i = 1; i < 4; i++)
+                close(idle[i]);
+        server_stop(s);
+}
+
+/* A head sent a byte at a time is cut at head_timeout_ms, however often
+ * the bytes come (the idle timeout alone would wait forever); a kept-alive
+ * connection has the same deadline for its next head. */
+Test(httpd, head_deadline, .timeout = 60)
+{
+        HttpdOptions opt = {.head_timeout_ms = 400, .timeout_s = 30};
+        Server *s = server_start(&opt);
+        int fd = connect_to(s->port);
+        const char *slow = "GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: "
+                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        int64_t t0 = now_ms();
+        bool cut = false;
+        for (size_t i = 0; slow[i] && now_ms() - t0 < 5000; i++) {
+                if (send(fd, slow + i, 1, MSG_NOSIGNAL) != 1) {
+                        cut = true;
+                        break;
+                }
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                if (poll(&p, 1, 50) > 0) {
+                        char c;
+                        if (recv(fd, &c, 1, 0) <= 0) {
+                                cut = true;
+                                break;
+                        }
+                }
+        }
+        int64_t took = now_ms() - t0;
+        close(fd);
+        cr_assert(cut, "the slow head was not cut in %lld ms", (long long)took);
+        cr_assert(took >= 350 && took < 3000, "cut after %lld ms", (long long)took);
+        /* a whole head in time is answered */
+        Resp r;
+        get(s->port, "GET", "/echo", &r);
+        cr_assert_eq(r.status, 200);
+        buf_free(&r.raw);
+        /* kept alive, then silent: closed at the deadline */
+        fd = connect_to(s->port);
+        const char *one = "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n";
+        send_all(fd, one, strlen(one));
+        char buf[1024];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        cr_assert_gt(n, 0);
+        t0 = now_ms();
+        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+                ;
+        took = now_ms() - t0;
+        close(fd);
+        cr_assert(took < 3000, "a kept-alive connection stayed %lld ms", (long long)took);
+        server_stop(s);
+}
+
+/* httpd_unescape: what libmicrohttpd's decoding does, and the %00 mark. */
+Test(httpd, unescape)
+{
+        char a[] = "/a%41%2f%zz%4";
+        bool nul = false;
+        cr_assert_eq(httpd_unescape(a, &nul), strlen("/aA/%zz%4"));
+        cr_assert_str_eq(a, "/aA/%zz%4");
+        cr_assert_not(nul);
+        char b[] = "/v1/enterprises/ID%00junk";
+        cr_assert_eq(httpd_unescape(b, &nul), strlen("/v1/enterprises/ID") + 5);
+        cr_assert(nul);
+}
+
+/* Every input fuzz/fuzz-http found, and the malformed requests of issue
+ * 13, through the fuzzer's own entry point (a server of its own, the
+ * answers checked, a good request answered after each). */
+#include "fuzz/fuzz-http.c"
+
+Test(httpd, fuzz_regressions, .timeout = 120)
+{
+        const char *dir = SRCDIR "/tests/fuzz-regressions/http";
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d);
+        struct dirent *de;
+        unsigned n = 0;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char *p = xasprintf("%s/%s", dir, de->d_name);
+                char *text;
+                size_t len;
+                cr_assert_eq(file_read_all(p, &text, &len), 0);
+                cr_assert_eq(LLVMFuzzerTestOneInput((const uint8_t *)text, len), 0, "%s", p);
+                free(text);
+                free(p);
+                n++;
+        }
+        closedir(d);
+        cr_assert_geq(n, 5);
+        fz_h = httpd_free(fz_h);
 }
