@@ -258,9 +258,10 @@ typedef struct EngineReload {
         uint64_t enterprises;      /* in state */
         uint64_t state_dropped;    /* enterprises that lost state of a changed or removed rule */
         uint64_t rescored;         /* enterprises whose score changed */
-        uint64_t regraded;         /* an adjustment each: grade, mode or frequency changed, or the
-                                    * score did (a changed or removed rule's live points dropped,
-                                    * a static rule's new score) */
+        uint64_t regraded;         /* grade, mode or frequency changed */
+        uint64_t adjusted;         /* an adjustment with cause reload each: the regraded, and those
+                                    * whose score alone the reload changed (a changed or removed
+                                    * rule's live points dropped, a static rule's new score) */
         uint64_t records;          /* enterprises touched in n's batch (their records rewritten) */
 } EngineReload;
 

@@ -390,7 +390,7 @@ static void metrics_init(Loop *l)
                                           NULL);
         m->reload_ents = prom_family(p, PROM_COUNTER, "riskd_reload_enterprises_total",
                                      "Enterprises a rule reload changed, by change: state (lost the state of a "
-                                     "changed or removed rule), score, grade (an adjustment with cause reload)",
+                                     "changed or removed rule), score, grade (grade, mode or frequency)",
                                      "change", NULL, 0);
         m->rules_info = prom_family(p, PROM_GAUGE, "riskd_rules_info", "The rules in use: 1 for their version",
                                     "version", NULL, 0);
@@ -1617,6 +1617,7 @@ static void reload_apply(Loop *l)
                 sum.state_dropped += rep.state_dropped;
                 sum.rescored += rep.rescored;
                 sum.regraded += rep.regraded;
+                sum.adjusted += rep.adjusted;
                 sum.records += rep.records;
         }
         bool committed = batch_end(l, BATCH_COMMIT) && !l->fatal;
@@ -1638,12 +1639,12 @@ static void reload_apply(Loop *l)
                 prom_add(prom_series1(l->m.reload_ents, "score"), (double)sum.rescored);
                 prom_add(prom_series1(l->m.reload_ents, "grade"), (double)sum.regraded);
                 log_notice("rules %s -> %s applied to partition%s %s in %lld ms: %llu enterprises, %llu lost the "
-                           "state of changed or removed rules, %llu re-scored, %llu re-graded (adjustments with "
-                           "cause reload), %llu records rewritten",
+                           "state of changed or removed rules, %llu re-scored, %llu re-graded, %llu adjustments with "
+                           "cause reload, %llu records rewritten",
                            from.p, l->rs->version, due == 1 ? "" : "s", parts.p, (long long)(log_now_ms() - t0),
                            (unsigned long long)sum.enterprises, (unsigned long long)sum.state_dropped,
                            (unsigned long long)sum.rescored, (unsigned long long)sum.regraded,
-                           (unsigned long long)sum.records);
+                           (unsigned long long)sum.adjusted, (unsigned long long)sum.records);
         } else if (!l->fatal) {
                 log_warning("the reload of partition%s %s was not committed: they keep the state of rules %s; "
                             "retrying in 1 s",

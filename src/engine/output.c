@@ -400,6 +400,15 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         h = hash64(k, sizeof(k), h);
         h = hash64(&pf, sizeof(pf), h);
         h = hash64(&ent->per_year, sizeof(double), h);
+        if (cause == CAUSE_RELOAD) {
+                /* two reloads at one watermark give two adjustments of the
+                 * same grades: the rules they moved between, and the score,
+                 * tell them apart (a consumer that keeps the first of an id
+                 * would otherwise keep the first reload's score) */
+                h = hash64(e->reload_from, strlen(e->reload_from), h);
+                h = hash64(e->rs->version, strlen(e->rs->version), h);
+                h = hash64(&score, sizeof(score), h);
+        }
         if (g->official.declared) { /* an index band's move is an adjustment too */
                 int64_t ib[] = {pheld, ent->held};
                 h = hash64(ib, sizeof(ib), h);

@@ -75,21 +75,24 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 uint16_t nc = x->r->nc, nf = x->r->nf;
                 OffState off = x->r->o ? *x->r->o : (OffState){0};
                 bool had_off = x->r->o != NULL;
+                uint64_t adjustments = n->st.adjustments;
                 grade_update(n, x, now, CAUSE_RELOAD, NULL, 0);
+                bool adjusted = n->st.adjustments != adjustments;
                 /* the official state a new cycle or first assessment moved */
                 bool off_moved = (x->r->o != NULL) != had_off || (had_off && !off_same(&off, x->r->o));
                 rep->rescored += ox && grade_score(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
-                if (!regraded && x->reload_rescored && x->grade >= 0) {
+                if (!adjusted && x->reload_rescored && x->grade >= 0) {
                         /* the grade holds, but the score the last adjustment
                          * gave is no longer true: say so at once, as a
                          * dashboard cannot learn it otherwise */
                         double s = grade_score(n, x, now);
                         out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
                                        grade_band(&n->rs->grading, s), s, x->held);
-                        regraded = true;
+                        adjusted = true;
                 }
                 rep->regraded += regraded;
+                rep->adjusted += adjusted;
                 if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
                     x->r->nf != nf || off_moved)
                         rep->records++;

@@ -107,8 +107,9 @@ def check_reload_adjustments(got, by_partition, before, vold, vnew, new_bands, r
 
 
 def regraded_in_log(text):
-    """The enterprises re-graded by every move to new rules the log reports."""
-    return sum(int(n) for n in re.findall(r"applied to partitions? .* (\d+) re-graded", text))
+    """The adjustments with cause reload of every move to new rules the log
+    reports (grade, mode or frequency changed, or the score alone)."""
+    return sum(int(n) for n in re.findall(r"applied to partitions? .* (\d+) adjustments with cause reload", text))
 
 
 def test(wd):

@@ -592,26 +592,35 @@ Test(engine, bytes_that_are_not_utf8_are_dead_letters_with_a_clean_detail)
                 "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", /* beyond U+10FFFF, bad leads */
                 "\x80", "\xe4\xb8", "\xc3(",                    /* lone continuation, cut sequences */
         };
-        /* the place of the bytes: the enterprise id, the type, a field, a key, the time */
+        /* the place of the bytes (where "@" is): the enterprise id, the type,
+         * a value, a key, the time; "#" is the line's number */
         static const char *const at[] = {
-                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1%s\"},"
+                "{\"event_id\":\"x#\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1@\"},"
                 "\"occurred_at\":\"2025-01-01T00:00:00Z\"}",
-                "{\"event_id\":\"x%u\",\"event_type\":\"samp%sling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "{\"event_id\":\"x#\",\"event_type\":\"samp@ling\",\"enterprise\":{\"uscc\":\"E1\"},"
                 "\"occurred_at\":\"2025-01-01T00:00:00Z\"}",
-                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
-                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"item\":\"%s\"}",
-                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
-                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"it%sem\":1}",
-                "{\"event_id\":\"x%u\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
-                "\"occurred_at\":\"2025-01-01T00:00:00Z%s\"}",
+                "{\"event_id\":\"x#\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"item\":\"@\"}",
+                "{\"event_id\":\"x#\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"it@em\":1}",
+                "{\"event_id\":\"x#\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
+                "\"occurred_at\":\"2025-01-01T00:00:00Z@\"}",
         };
         RuleSet *rs = load();
         Buf in = {0}, want = {0};
         unsigned k = 0;
         for (size_t i = 0; i < ARRAY_SIZE(at); i++)
                 for (size_t j = 0; j < ARRAY_SIZE(bad); j++) {
-                        buf_printf(&in, at[i], k++, bad[j]);
+                        for (const char *c = at[i]; *c; c++) {
+                                if (*c == '#')
+                                        buf_printf(&in, "%u", k);
+                                else if (*c == '@')
+                                        buf_puts(&in, bad[j]);
+                                else
+                                        buf_putc(&in, *c);
+                        }
                         buf_putc(&in, '\n');
+                        k++;
                 }
         buf_puts(&in, "{\"event_id\":\"y1\",\"event_type\":\"sampling\",\"enterprise\":{\"uscc\":\"E1\"},"
                       "\"occurred_at\":\"2025-01-01T00:00:00Z\",\"item\":\"\\ud800\"}\n");
@@ -1335,6 +1344,82 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
         buf_free(&r2);
         out_free(&o);
         buf_free(&in);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
+
+/* Two reloads at one watermark, each dropping points of a rule it changed:
+ * two adjustments with cause reload for E1, at the same time and with the
+ * same grades, that a consumer de-duplicating by adjustment_id must keep
+ * apart (the second carries the score in force). */
+Test(engine, two_reloads_at_one_watermark_give_two_adjustment_ids)
+{
+        RuleSet *rs = load();
+        char *t2 = xstrdup(rules);
+        char *at = strstr(t2, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 25", 9);
+        RuleSet *rs2 = load_rules(t2);
+        char *t3 = xstrdup(t2);
+        at = strstr(t3, "score: 5\n    expires: 30d");
+        cr_assert_not_null(at);
+        memcpy(at, "score: 6", 8);
+        RuleSet *rs3 = load_rules(t3);
+
+        Buf in = {0};
+        story(&in);
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(in.p, &n, &copy);
+        uint32_t cut = 0; /* after E2's failed sample s3: E1 holds both rules' points */
+        while (cut < n && !strstr(lines[cut], "\"s3\""))
+                cut++;
+        cr_assert_lt(cut, n);
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL, *e2 = NULL, *e3 = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        engine_batch_begin(e);
+        for (uint32_t k = 0; k <= cut; k++)
+                engine_push(e, lines[k], strlen(lines[k]), NULL);
+        engine_batch_commit(e);
+        o.all.len = 0;
+        cr_assert_eq(engine_reload(e, rs2, &e2, NULL), 0);
+        engine_batch_commit(e2);
+        cr_assert_eq(engine_reload(e2, rs3, &e3, NULL), 0);
+        engine_batch_commit(e3);
+        /* E1's reload adjustments, in order */
+        char ids[2][17], ts[2][32];
+        double score[2];
+        int k = 0;
+        for (const char *p = o.all.p; p && *p && k < 3; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+                if (strncmp(p, "{\"schema\":\"riskd.adjustment/", 28) || !strstr(p, "\"cause\":\"reload\"") ||
+                    strncmp(strstr(p, "\"enterprise_id\":") + 16, "\"E1\"", 4))
+                        continue;
+                cr_assert_lt(k, 2, "more than two reload adjustments for E1:\n%s", o.all.p);
+                const char *q = strstr(p, "\"adjustment_id\":\"") + 17;
+                memcpy(ids[k], q, 16);
+                ids[k][16] = 0;
+                q = strstr(p, "\"ts\":\"") + 6;
+                snprintf(ts[k], sizeof(ts[k]), "%.*s", (int)(strchr(q, '"') - q), q);
+                score[k] = strtod(strstr(p, "\"score\":") + 8, NULL);
+                k++;
+        }
+        cr_assert_eq(k, 2, "E1's reload adjustments:\n%s", o.all.p);
+        cr_assert_str_eq(ts[0], ts[1]);
+        cr_assert_str_neq(ids[0], ids[1], "one id for two reloads: %s", ids[0]);
+        cr_assert_lt(score[1], score[0], "the second reload dropped coldchain.warm's points too");
+        engine_free(e);
+        engine_free(e2);
+        engine_free(e3);
+        free(lines);
+        free(copy);
+        free(t2);
+        free(t3);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs3);
         rules_unref(rs2);
         rules_unref(rs);
 }
