@@ -528,8 +528,26 @@ int httpd_listen_check(const char *spec, char **ret_msg)
 {
         struct addrinfo *ai = NULL;
         int r = listen_parse(spec, &ai, ret_msg);
-        if (ai)
-                freeaddrinfo(ai);
+        if (r < 0) {
+                if (ai)
+                        freeaddrinfo(ai);
+                return r;
+        }
+        /* An address this host does not have can never be bound: a
+         * configuration problem (exit 2), not one a restart cures.  A port
+         * in use or a privileged one is left to the start (exit 1): another
+         * riskd may hold it now, the service may have the capability. */
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+                int one = 1;
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRNOTAVAIL) {
+                        *ret_msg = xasprintf("http_listen '%s': not an address of this host", spec);
+                        r = -EINVAL;
+                }
+                close(fd);
+        }
+        freeaddrinfo(ai);
         return r;
 }
 

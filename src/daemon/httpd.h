@@ -68,8 +68,9 @@ typedef void (*HttpdWake)(void *ud);
  * *ret_msg (malloc'd). */
 int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHandler handler, HttpdWake wake,
               void *ud, char **ret_msg);
-/* Whether httpd_new can use listen as an address (the form and a numeric
- * host; not whether it is free or local): 0, or -EINVAL with *ret_msg. */
+/* Whether httpd_new can use listen as an address (the form, a numeric
+ * host, an address of this host; not whether the port is free): 0, or
+ * -EINVAL with *ret_msg. */
 int httpd_listen_check(const char *listen, char **ret_msg);
 /* Answers what is still queued with 503 (waiting up to a second for those
  * answers to be sent), then stops. */
