@@ -224,6 +224,16 @@ static size_t lex_number(Lexer *lx, size_t i)
                                 letters = false;
                 int64_t ms;
                 if (letters && duration_parse(s + start, i - start, &ms) == 0) {
+                        if (ms > DURATION_MAX_MS) {
+                                /* time + a longer one leaves the range of times:
+                                 * null, and every comparison with it false */
+                                diag_add(lx->dl, DIAG_E061, lex_pos(lx, start, i - start),
+                                         "a duration is at most 36500d (100 years)",
+                                         "'%.*s' is longer than 36500d, the longest duration supported",
+                                         (int)(i - start), s + start);
+                                lex_push(lx, T_ERROR, start, i - start)->num = LEX_ERROR_LITERAL;
+                                return i;
+                        }
                         t.kind = T_DURATION;
                         t.ms = ms;
                         ok = true;
