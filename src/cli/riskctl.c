@@ -292,7 +292,18 @@ typedef struct Replay {
         uint64_t *by_rule;       /* alerts per rule index */
         BtRun *bt;               /* diff: every output kept; NULL: not kept */
         bool later;              /* --until: an event later than TIME was read (and is held) */
+        bool reloaded;           /* --reload happened (after line reload_after): what it did */
+        uint64_t reload_after;
+        EngineReload rep;
+        Buf changed, added, removed; /* rule ids, each as a JSON string and a comma */
 } Replay;
+
+static void replay_free_ids(Replay *rp)
+{
+        buf_free(&rp->changed);
+        buf_free(&rp->added);
+        buf_free(&rp->removed);
+}
 
 static bool utf8_valid(const char *s, size_t n)
 {
@@ -537,13 +548,30 @@ static int replay_reload(Engine **e, const ReplayOpts *o, Replay *rp)
         if (!rs)
                 return -EINVAL;
         Engine *n = NULL;
-        int r = engine_reload(*e, rs, &n, NULL);
+        int r = engine_reload(*e, rs, &n, &rp->rep);
         if (r < 0) {
                 fprintf(stderr, "riskctl replay: reload: %s\n", strerror(-r));
                 rules_unref(rs);
                 return r;
         }
         engine_batch_commit(n); /* no changelog here: the reload's batch ends at once */
+        /* the rules it changed, added and removed, by id (SPEC: a changed
+         * rule starts fresh "and this is reported"), as riskd logs them */
+        rp->reloaded = true;
+        rp->reload_after = o->reload_after;
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                const Rule *old = rules_find(rp->rs, rs->rules[i].id);
+                Buf *b = !old ? &rp->added : old->fingerprint != rs->rules[i].fingerprint ? &rp->changed : NULL;
+                if (b) {
+                        buf_json_str(b, rs->rules[i].id, strlen(rs->rules[i].id));
+                        buf_putc(b, ',');
+                }
+        }
+        for (uint32_t i = 0; i < rp->rs->nrules; i++)
+                if (!rules_find(rs, rp->rs->rules[i].id)) {
+                        buf_json_str(&rp->removed, rp->rs->rules[i].id, strlen(rp->rs->rules[i].id));
+                        buf_putc(&rp->removed, ',');
+                }
         /* alerts by rule go on under the new rules' indexes */
         uint64_t *by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
         for (uint32_t i = 0; i < rs->nrules; i++) {
@@ -746,7 +774,25 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
                         buf_printf(&b, ",\"status\":\"%s\",\"firings\":%llu}", rule_status_names[rs->rules[i].status],
                                    (unsigned long long)rp->by_rule[i]);
                 }
-                buf_printf(&b, "],\"rejects\":{\"total\":%llu,\"by_reason\":{", (unsigned long long)rej);
+                buf_puts(&b, "],\"reload\":");
+                if (rp->reloaded) {
+                        const EngineReload *r = &rp->rep;
+                        buf_printf(&b, "{\"rules_version_before\":\"%s\",\"after_line\":%llu,\"unchanged\":%u,", r->rules_before,
+                                   (unsigned long long)rp->reload_after, r->rules_kept);
+                        const Buf *ids[] = {&rp->changed, &rp->added, &rp->removed};
+                        const char *names[] = {"changed", "added", "removed"};
+                        for (int k = 0; k < 3; k++)
+                                buf_printf(&b, "\"%s\":[%.*s],", names[k], ids[k]->len ? (int)ids[k]->len - 1 : 0,
+                                           ids[k]->len ? ids[k]->p : "");
+                        buf_printf(&b, "\"enterprises\":%llu,\"state_dropped\":%llu,\"rescored\":%llu,\"regraded\":%llu,"
+                                       "\"adjustments\":%llu}",
+                                   (unsigned long long)r->enterprises, (unsigned long long)r->state_dropped,
+                                   (unsigned long long)r->rescored, (unsigned long long)r->regraded,
+                                   (unsigned long long)r->adjusted);
+                } else {
+                        buf_puts(&b, "null");
+                }
+                buf_printf(&b, ",\"rejects\":{\"total\":%llu,\"by_reason\":{", (unsigned long long)rej);
                 for (int i = 1; i < ENGINE_NREJECT; i++)
                         buf_printf(&b, "%s\"%s\":%llu", i > 1 ? "," : "", engine_reject_names[i],
                                    (unsigned long long)st->rejects[i]);
@@ -793,6 +839,25 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
                         rp->by_rule[i] ? "" : "  never fired");
         }
         fprintf(f, "  %u of %u rules never fired\n", never, rs->nrules);
+        if (rp->reloaded) {
+                const EngineReload *r = &rp->rep;
+                const Buf *ids[] = {&rp->changed, &rp->added, &rp->removed};
+                fprintf(f, "reload after line %llu: rules %s -> %s: %u unchanged", (unsigned long long)rp->reload_after,
+                        r->rules_before, rs->version, r->rules_kept);
+                const char *names[] = {"changed", "added", "removed"};
+                for (int k = 0; k < 3; k++) {
+                        uint32_t n = 0;
+                        for (size_t j = 0; j < ids[k]->len; j++)
+                                n += ids[k]->p[j] == ',';
+                        fprintf(f, ", %u %s%s%.*s%s", n, names[k], n ? " (" : "", n ? (int)ids[k]->len - 1 : 0,
+                                n ? ids[k]->p : "", n ? ")" : "");
+                }
+                fprintf(f, "; %llu enterprises, %llu lost the state of changed or removed rules, %llu re-scored, "
+                           "%llu re-graded, %llu adjustments with cause reload\n",
+                        (unsigned long long)r->enterprises, (unsigned long long)r->state_dropped,
+                        (unsigned long long)r->rescored, (unsigned long long)r->regraded,
+                        (unsigned long long)r->adjusted);
+        }
         fprintf(f, "rejects: %llu\n", (unsigned long long)rej);
         for (int i = 1; i < ENGINE_NREJECT; i++)
                 if (st->rejects[i])
@@ -832,6 +897,7 @@ static int cmd_replay(int argc, char **argv)
         if (o.dlq && !(rp.dlq = fopen(o.dlq, "we"))) {
                 fprintf(stderr, "riskctl replay: cannot write %s: %s\n", o.dlq, strerror(errno));
                 free(rp.by_rule);
+                replay_free_ids(&rp);
                 rules_unref(rs);
                 return 2;
         }
@@ -862,6 +928,7 @@ static int cmd_replay(int argc, char **argv)
                 fclose(rp.dlq);
         fflush(stdout);
         free(rp.by_rule);
+        replay_free_ids(&rp);
         rules_unref(rs);
         return status;
 }
@@ -898,6 +965,7 @@ static int cmd_explain(int argc, char **argv)
                 engine_free(e);
         }
         free(rp.by_rule);
+        replay_free_ids(&rp);
         rules_unref(rs);
         return status;
 }
@@ -927,6 +995,7 @@ static int cmd_diff(int argc, char **argv)
                         engine_free(e);
                 }
                 free(rp.by_rule);
+                replay_free_ids(&rp);
                 rules_unref(rs);
         }
         if (!status)
