@@ -93,6 +93,13 @@ typedef struct EngineConfig {
         bool agg_rescan;
 } EngineConfig;
 
+/* The bounds riskd.yaml(5) states, which riskd's configuration and
+ * riskctl's options both apply (a riskctl run is then one riskd can make):
+ * grace at most 30d; at most 65535 remembered ids; at least one
+ * enterprise, window row and held event. */
+#define ENGINE_GRACE_MAX_MS (30LL * 86400000LL)
+#define ENGINE_RECENT_IDS_MAX 65535
+
 void engine_config_default(EngineConfig *c);
 
 typedef struct EngineStats {

@@ -475,8 +475,9 @@ static int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
                         if (strcmp(optarg, "0") == 0)
                                 o->cfg.grace_ms = 0;
                         else
-                                bad = duration_parse(optarg, strlen(optarg), &o->cfg.grace_ms) < 0;
-                        what = "grace";
+                                bad = duration_parse(optarg, strlen(optarg), &o->cfg.grace_ms) < 0 ||
+                                      o->cfg.grace_ms > ENGINE_GRACE_MAX_MS;
+                        what = "grace (0 to 30d, as riskd.yaml(5))";
                         break;
                 case 'u':
                 case 'a':
@@ -484,16 +485,22 @@ static int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
                         o->has_until = true;
                         what = c == 'a' ? "at" : "until";
                         break;
-                case 'E': bad = parse_u32(optarg, &o->cfg.max_enterprises) < 0; what = "max-enterprises"; break;
-                case 'R': bad = parse_u32(optarg, &o->cfg.recent_ids) < 0; what = "recent-ids"; break;
+                case 'E':
+                        bad = parse_u32(optarg, &o->cfg.max_enterprises) < 0 || !o->cfg.max_enterprises;
+                        what = "max-enterprises (at least 1)";
+                        break;
+                case 'R':
+                        bad = parse_u32(optarg, &o->cfg.recent_ids) < 0 || o->cfg.recent_ids > ENGINE_RECENT_IDS_MAX;
+                        what = "recent-ids (0 to 65535)";
+                        break;
                 case 'W':
                         bad = parse_u32(optarg, &o->cfg.max_window_rows) < 0 || !o->cfg.max_window_rows;
-                        what = "max-window-rows";
+                        what = "max-window-rows (at least 1)";
                         break;
                 case 'K': bad = parse_u32(optarg, &o->cfg.max_keys) < 0; what = "max-keys"; break;
                 case 'H':
                         bad = parse_u32(optarg, &o->cfg.max_held) < 0 || !o->cfg.max_held;
-                        what = "max-held";
+                        what = "max-held (at least 1)";
                         break;
                 case 'L': o->reload = optarg; break;
                 case 'A': {
