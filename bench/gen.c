@@ -2672,11 +2672,13 @@ static int run_random(Opts *opt, Out *out)
 /* ------------------------------------------------------------ story */
 
 /*
- * The story of examples/events.jsonl (told in examples/README.md): three
- * enterprises over 14 months of event time.  A (dairy) degrades to D and
- * gets a flying inspection; B (condiment) rises to C on moderate problems
- * early in 2025 and falls back to A once their points expire and the 30-day
- * dwell has passed; C (frozen food, HACCP) stays clean.  Cold-chain
+ * The story of examples/events.jsonl (told in examples/README.md, the grades
+ * a regulator expects in examples/story.md): three enterprises over 15
+ * months of event time, from their profiles and 2024 on-site evaluations in
+ * December 2024.  A (dairy) is found adding melamine: two grade steps, a
+ * recall, transfer to the police, licence revocation; B (condiment) has
+ * moderate problems early in 2025 and a risk-monitoring problem sample that
+ * does not change its official grade; C (frozen food, HACCP) stays clean.  Cold-chain
  * telemetry comes in bursts.  Field values are chosen against the `when:`
  * conditions of the rule files in rules/.  The background noise comes from a fixed
  * seed: --seed and the other options do not change the story.
@@ -2751,7 +2753,7 @@ static void jraw(Buf *b, const char *k, const char *raw)
         buf_puts(b, raw);
 }
 
-static void st_profile(Story *s, int who, int64_t t, int64_t clean_since)
+static void st_profile(Story *s, int who, int64_t t, int64_t clean_since, const char *license_status)
 {
         const Ent *e = &s->ent[who];
         Buf *b = &s->b;
@@ -2765,10 +2767,30 @@ static void st_profile(Story *s, int who, int64_t t, int64_t clean_since)
         jbool(b, "haccp", e->haccp);
         jbool(b, "gmp", e->gmp);
         jbool(b, "special_food", e->special);
-        jstr(b, "license_status", "valid");
+        jstr(b, "license_status", license_status);
         jtime(b, "licensed_at", (int64_t)e->licensed_day * MS_D - TZ_MS);
         if (clean_since)
                 jtime(b, "clean_record_since", clean_since);
+        st_end(s, t);
+}
+
+/* a level-1 recall ordered by the regulator: started, or completed */
+static void st_recall(Story *s, int who, int64_t t, const char *no, int64_t known, int64_t started, int64_t completed,
+                      int quantity, int recovered)
+{
+        Buf *b = &s->b;
+        st_begin(s, T_RECALL, &s->ent[who], t, "ENTERPRISE_PORTAL", no, "county");
+        jstr(b, "recall_no", no);
+        jstr(b, "recall_level", "level_1");
+        jstr(b, "reason", "检出三聚氰胺 (非食品原料)");
+        jstr(b, "initiated_by", "ordered");
+        jstr(b, "status", completed ? "completed" : "started");
+        jtime(b, "risk_known_at", known);
+        jtime(b, "started_at", started);
+        if (completed)
+                jtime(b, "completed_at", completed);
+        jint(b, "quantity", quantity);
+        jint(b, "recovered_quantity", recovered);
         st_end(s, t);
 }
 
@@ -3053,16 +3075,32 @@ static int run_story(Out *out)
         story_setup(&s);
         const char *zz_county_lab = "河南省食品检验研究院";
 
-        /* ---- profiles ---- */
-        st_profile(&s, SA, cst(2025, 1, 2, 9, 0), 0);
-        st_profile(&s, SB, cst(2025, 1, 2, 9, 10), 0);
-        st_profile(&s, SC, cst(2025, 1, 2, 9, 20), cst(2019, 1, 1, 0, 0));
+        /* ---- profiles, and each one's 2024 on-site evaluation (the 2025 grade) ---- */
+        st_profile(&s, SA, cst(2024, 12, 2, 9, 0), 0, "valid");
+        st_profile(&s, SB, cst(2024, 12, 2, 9, 10), 0, "valid");
+        st_profile(&s, SC, cst(2024, 12, 2, 9, 20), cst(2019, 1, 1, 0, 0), "valid");
+        st_inspection(&s, SA, cst(2024, 12, 10, 10, 0),
+                      &(InspSpec){.no = "JC20241210-A00", .kind = "routine", .trigger = "annual_plan",
+                                  .level = "county", .result = "compliant", .disposition = "none",
+                                  .announced = true, .full = true, .inspectors = 2, .items = 48, .dyn10 = 100,
+                                  .completed = -1});
+        st_inspection(&s, SB, cst(2024, 12, 11, 10, 0),
+                      &(InspSpec){.no = "JC20241211-B00", .kind = "routine", .trigger = "annual_plan",
+                                  .level = "county", .result = "compliant", .disposition = "none",
+                                  .announced = true, .full = true, .inspectors = 2, .items = 44, .dyn10 = 140,
+                                  .completed = -1});
+        st_inspection(&s, SC, cst(2024, 12, 12, 10, 0),
+                      &(InspSpec){.no = "JC20241212-C00", .kind = "routine", .trigger = "annual_plan",
+                                  .level = "municipal", .result = "compliant", .disposition = "none",
+                                  .announced = true, .full = true, .inspectors = 2, .items = 56, .dyn10 = 50,
+                                  .completed = -1});
 
-        /* ---- monthly 月调度 minutes, Feb 2025 – Feb 2026 ---- */
+        /* ---- monthly 月调度 minutes, Feb 2025 – Feb 2026 (A's until its licence is revoked) ---- */
         for (int k = 0; k < 13; k++) {
                 int64_t y = 2025 + (1 + k) / 12;
                 unsigned m = (unsigned)((1 + k) % 12 + 1);
-                st_monthly(&s, SA, cst(y, m, 3, 16, 0));
+                if (k < 5)
+                        st_monthly(&s, SA, cst(y, m, 3, 16, 0));
                 st_monthly(&s, SB, cst(y, m, 4, 17, 0));
                 st_monthly(&s, SC, cst(y, m, 3, 9, 30));
         }
@@ -3170,6 +3208,11 @@ static int run_story(Out *out)
         sa.case_no = "HC25410000000000087";
         sa.case_opened = cst(2025, 5, 16, 9, 0);
         st_sampling(&s, SA, sa.case_opened, &sa);
+        /* the ordered level-1 recall: started within 24 hours, completed in 10 days */
+        st_recall(&s, SA, cst(2025, 5, 16, 15, 0), "ZH2025410184000087", cst(2025, 5, 16, 9, 0),
+                  cst(2025, 5, 16, 15, 0), 0, 18600, 0);
+        st_recall(&s, SA, cst(2025, 5, 26, 17, 0), "ZH2025410184000087", cst(2025, 5, 16, 9, 0),
+                  cst(2025, 5, 16, 15, 0), cst(2025, 5, 26, 17, 0), 18600, 17940);
         ta.verification = "substantiated";
         ta.case_filed = 0;
         ta.closed = cst(2025, 5, 20, 16, 0);
@@ -3180,7 +3223,7 @@ static int run_story(Out *out)
         st_complaint(&s, SA, tr.received, &tr);
         st_inspection(&s, SA, cst(2025, 5, 27, 8, 30),
                       &(InspSpec){.no = "FX20250527-A03", .kind = "flying", .trigger = "sampling_failure",
-                                  .level = "provincial", .result = "noncompliant", .disposition = "case_filed",
+                                  .level = "provincial", .result = "noncompliant", .disposition = "transfer_police",
                                   .announced = false, .full = false, .inspectors = 4, .items = 22, .key = 1,
                                   .gen = 3, .dyn10 = 360, .deadline = cst(2025, 6, 11, 0, 0), .completed = -1});
         tr.acceptance = "accepted";
@@ -3201,7 +3244,7 @@ static int run_story(Out *out)
                 jstr(b, "record_type", "administrative_penalty");
                 PUT(b, ",\"penalty\":{\"decision_no\":\"郑市监罚〔2025〕236号\"");
                 jstr(b, "legal_basis", "食品安全法第一百二十三条第一款第(一)项");
-                jstr(b, "most_severe", "confiscation");
+                jstr(b, "most_severe", "revoke");
                 jint(b, "fine_cny", 580000);
                 jint(b, "goods_value_cny", 29000);
                 jbool(b, "intentional", true);
@@ -3210,12 +3253,11 @@ static int run_story(Out *out)
                 jtime(b, "valid_from", t);
                 st_end(&s, t);
         }
+        /* the licensing system records the revocation (FSL Art.123) */
+        st_profile(&s, SA, cst(2025, 6, 23, 10, 0), 0, "revoked");
         sa.traced = true;
         sa.closed = cst(2025, 7, 25, 17, 0);
         st_sampling(&s, SA, sa.closed, &sa);
-        int64_t a_doors[] = {cst(2025, 9, 17, 7, 10)};
-        st_burst(&s, 1, cst(2025, 9, 17, 6, 0), cst(2025, 9, 17, 8, 0), 10, 0, NULL, 0, a_doors, N_(a_doors));
-        st_burst(&s, 0, cst(2025, 12, 10, 10, 0), cst(2025, 12, 10, 11, 0), 10, 0, NULL, 0, NULL, 0);
 
         /* ---- C: clean throughout ---- */
         int64_t c_doors1[] = {cst(2025, 3, 6, 14, 0)};

@@ -8,7 +8,9 @@ partition, N being the number of that partition's events before the
 reload: no event lost or applied twice, unchanged rules keep their state,
 the changed and the new rule start fresh.  The reload grades every
 enterprise again at once: those the new band A no longer holds rise to B
-with an adjustment whose cause is `reload`, carrying both rules versions,
+(the risk index's band: the pack declares the official model, whose
+official grade keeps its assessment) with an adjustment whose cause is
+`reload`, carrying both rules versions,
 the score without the dropped credit.class_b points, at the partition's
 watermark (its last event before the reload), and the log counts them.
 The reload's transaction is aborted once (an injected EndTxn error): riskd
@@ -17,7 +19,8 @@ Then a broken rule file: riskd keeps the rules it has (the failure in its
 log), and the stream goes on under them.  Last, riskd stops, band B ends at
 40 instead of 45, and riskd starts again: once restored, every partition
 moves from the rules of its changelog to the new ones as a reload does,
-enterprises between 40 and 45 rising from B to C with cause reload.
+enterprises whose index is between 40 and 45 rising from B to C with cause
+reload.
 
 The reload happens between batches once every event before it was
 committed: the test knows it from riskd's debug log ("batch committed: N
@@ -78,7 +81,8 @@ def check_reload_adjustments(got, by_partition, before, vold, vnew, new_bands, r
     of the changed rule `dropped`, at the partition's watermark (grace 0:
     its last event before the move; before: events per partition, None:
     all); rise: (grade before, grade after, lowest score excluded, highest
-    score): some enterprise must have risen so by the new bands."""
+    score): some enterprise must have risen so by the new bands (its grade,
+    or under the official model its risk index's band)."""
     wm, part = {}, {}
     for p, lines in by_partition.items():
         for line in lines[:before.get(p, 0)] if before is not None else lines:
@@ -99,7 +103,13 @@ def check_reload_adjustments(got, by_partition, before, vold, vnew, new_bands, r
         assert d["score"] == d["static_score"] + sum(c["points"] for c in d["contributions"]), d
         # every firing of the changed rule so far was before the reload: dropped
         assert not any(c["rule_id"] == dropped for c in d["contributions"]), d
-        rises += ((d["previous"]["grade"], d["current"]["grade"]) == rise[:2] and rise[2] < d["score"] <= rise[3])
+        # under the official model (the shipped pack) the bands move the risk
+        # index's band at once; the official grade keeps its assessment
+        if "official" in d:
+            moved = (d["index"]["previous_band"], d["index"]["band"])
+        else:
+            moved = (d["previous"]["grade"], d["current"]["grade"])
+        rises += moved == rise[:2] and rise[2] < d["score"] <= rise[3]
     assert rises, f"no enterprise rose from {rise[0]} to {rise[1]} by the new bands"
     assert not [d for d in got.adjustments if d["cause"] != "reload" and "rules_version_before" in d]
     H.log(f"{len(rel)} adjustments with cause reload to {vnew}, {rises} of them {rise[0]} -> {rise[1]} by the new bands")
