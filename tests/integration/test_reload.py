@@ -103,13 +103,14 @@ def check_reload_adjustments(got, by_partition, before, vold, vnew, new_bands, r
         assert d["score"] == d["static_score"] + sum(c["points"] for c in d["contributions"]), d
         # every firing of the changed rule so far was before the reload: dropped
         assert not any(c["rule_id"] == dropped for c in d["contributions"]), d
-        # under the official model (the shipped pack) the bands move the risk
-        # index's band at once; the official grade keeps its assessment
+        # under the official model (the shipped pack) new bands move the risk
+        # index's band at once, and the official grade where it is assessed
+        # again (a changed grading file): either score, in the band's range
+        moves = [((d["previous"]["grade"], d["current"]["grade"]), d["score"])]
         if "official" in d:
-            moved = (d["index"]["previous_band"], d["index"]["band"])
-        else:
-            moved = (d["previous"]["grade"], d["current"]["grade"])
-        rises += moved == rise[:2] and rise[2] < d["score"] <= rise[3]
+            moves = [((d["index"]["previous_band"], d["index"]["band"]), d["score"]),
+                     ((d["previous"]["grade"], d["current"]["grade"]), d["official"]["score"])]
+        rises += any(m == rise[:2] and rise[2] < s <= rise[3] for m, s in moves)
     assert rises, f"no enterprise rose from {rise[0]} to {rise[1]} by the new bands"
     assert not [d for d in got.adjustments if d["cause"] != "reload" and "rules_version_before" in d]
     H.log(f"{len(rel)} adjustments with cause reload to {vnew}, {rises} of them {rise[0]} -> {rise[1]} by the new bands")
