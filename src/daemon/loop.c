@@ -1396,6 +1396,11 @@ static void loop_notify(Loop *l)
                 return;
         }
         uint32_t active = parts_active(l);
+        if (l->reload_job) { /* RELOADING=1 until it ends */
+                notify_status("reloading the rules (compiling in the background); %u partition%s; %llu events",
+                              active, active == 1 ? "" : "s", (unsigned long long)s->events);
+                return;
+        }
         if (!notify_is_ready())
                 log_notice("ready: %u partition%s restored", active, active == 1 ? "" : "s");
         notify_ready("%u partition%s; %llu events, %llu alerts, %llu adjustments, %llu dead letters; %llu "
@@ -1681,40 +1686,58 @@ static void reload_apply(Loop *l)
  * it (the files may have changed since they were read), a POST during a
  * compile gets that compile's result.
  */
+enum { RELOAD_RUNNING, RELOAD_DONE, RELOAD_ABANDONED };
+
 typedef struct ReloadJob {
         Loop *l;
         pthread_t thread;
         bool threaded;           /* thread runs (else the compile ran in reload_start) */
-        const char *dir;         /* cfg's */
+        char *dir;
         int64_t t0;
         DiagList dl;             /* the worker's until done */
         RuleSet *rs;
         int r;
-        atomic_bool done;
+        /* RUNNING -> DONE (the worker: the result is in) or -> ABANDONED
+         * (the main loop, stopping: the worker frees the job when done,
+         * without touching the Loop) */
+        atomic_int state;
 } ReloadJob;
 
 static void loop_wake(void *ud);
+
+static void reload_job_drop(ReloadJob *j)
+{
+        diag_list_deinit(&j->dl);
+        rules_unref(j->rs);
+        free(j->dir);
+        free(j);
+}
 
 static void *reload_run(void *arg)
 {
         ReloadJob *j = arg;
         j->r = rules_load(j->dir, &j->dl, &j->rs);
-        atomic_store(&j->done, true);
-        loop_wake(j->l); /* out of the consumer's wait */
+        if (atomic_exchange(&j->state, RELOAD_DONE) == RELOAD_ABANDONED)
+                reload_job_drop(j); /* detached: riskd is stopping */
+        else
+                loop_wake(j->l); /* out of the consumer's wait */
         return NULL;
 }
 
-/* The compile's thread joined and its results dropped (a stop while the
- * rules compile: the thread is waited for, it has no way to be cut short). */
+/* Stopping: a compile still running is abandoned (its thread detached; it
+ * frees its result when done, or dies with the process), one done is
+ * joined and dropped: a stop does not wait for the rules to compile. */
 static ReloadJob *reload_job_free(ReloadJob *j)
 {
         if (!j)
                 return NULL;
+        if (j->threaded && atomic_exchange(&j->state, RELOAD_ABANDONED) == RELOAD_RUNNING) {
+                pthread_detach(j->thread);
+                return NULL;
+        }
         if (j->threaded)
                 pthread_join(j->thread, NULL);
-        diag_list_deinit(&j->dl);
-        rules_unref(j->rs);
-        free(j);
+        reload_job_drop(j);
         return NULL;
 }
 
@@ -1785,9 +1808,9 @@ static void reload_start(Loop *l)
         notify_reloading();
         ReloadJob *j = xcalloc(1, sizeof(*j));
         j->l = l;
-        j->dir = l->cfg->rules;
+        j->dir = xstrdup(l->cfg->rules);
         j->t0 = log_now_ms();
-        atomic_init(&j->done, false);
+        atomic_init(&j->state, RELOAD_RUNNING);
         l->reload_job = j;
         log_notice("reloading the rules from %s (compiling in the background)", l->cfg->rules);
         int r = pthread_create(&j->thread, NULL, reload_run, j);
@@ -1806,14 +1829,13 @@ static void reload_finish(Loop *l)
         l->reload_job = NULL;
         if (j->threaded)
                 pthread_join(j->thread, NULL);
-        j->threaded = false;
         int64_t t0 = j->t0;
         int r = j->r;
         RuleSet *rs = j->rs;
         DiagList dl = j->dl;
         j->rs = NULL;
         j->dl = (DiagList){0};
-        reload_job_free(j);
+        reload_job_drop(j);
         log_diags(&dl);
         if (r != 0 || !rs) {
                 l->reloads_failed++;
@@ -1882,7 +1904,7 @@ static void reload_finish(Loop *l)
  * reload a SIGHUP asked for while it ran. */
 static bool reload_poll(Loop *l)
 {
-        if (!l->reload_job || !atomic_load(&l->reload_job->done))
+        if (!l->reload_job || atomic_load(&l->reload_job->state) != RELOAD_DONE)
                 return false;
         reload_finish(l);
         if (l->reload_again && !l->fatal) {
@@ -2207,7 +2229,7 @@ static int loop_shutdown(Loop *l)
 {
         notify_stopping();
         if (l->reload_job) {
-                log_notice("stopping: waiting for the rules compiling for a reload (dropped)");
+                log_notice("stopping: the reload compiling in the background is dropped");
                 l->reload_job = reload_job_free(l->reload_job);
         }
         reload_waiters_drop(l);
