@@ -14,7 +14,8 @@ riskd's "reloading the rules" and "reload done" log lines:
   compiled" (what follows, the move of each partition's state to the new
   rules between two batches, is on the main loop as before);
 - a POST /v1/reload made during the compile is held and answered when the
-  reload ends, with its result (200, the new version, coalesced).
+  reload ends, with its result (200, the new version, coalesced);
+- a second SIGHUP during the compile gives one more reload after it.
 
 Then the new rules are in use (/v1/rules), and a SIGTERM during a second
 slow compile stops riskd without waiting for it (exit 0 within
@@ -109,6 +110,8 @@ def test(wd):
         post["t"] = time.monotonic()
     poster = threading.Thread(target=do_post)
     poster.start()
+    # a second SIGHUP during the compile: one more reload after it
+    r.proc.send_signal(signal.SIGHUP)
 
     H.produce(b.bootstrap, second, produced=produced)
     exp2 = H.replay(wd, produced.by_partition())
@@ -155,8 +158,12 @@ def test(wd):
     assert max(gaps) < 2.0, f"a gap of {max(gaps):.2f}s between watchdog pings while the rules compiled"
     early = [g for t, g in ns.got if g.get("READY") == "1" and t_hup <= t < t_compiled - 0.1]
     assert not early, f"READY=1 while the rules compiled (RELOADING=1 holds until the reload ends): {early}"
+    r.wait_log(r"reload done(.|\n)*reloading the rules from(.|\n)*reload done", 120, start=mark)
+    assert r.log_text()[mark:].count("reloading the rules from") == 2, r.log_tail()
     st, data = get(port, "/v1/rules")
-    assert st == 200 and json.loads(data)["version"] == vnew, data[:300]
+    doc = json.loads(data)
+    assert st == 200 and doc["version"] == vnew and doc["reloads"]["ok"] == 2, data[:300]
+    H.log("the SIGHUP during the compile: one more reload after it")
 
     # a stop during a slow compile: clean
     slow_rules(os.path.join(rules, "zz-slow.yaml"), SLOW_RULES, salt="b")
