@@ -56,6 +56,7 @@ struct HttpReq {
         uint64_t seq;            /* the order it was queued in, from 1 */
         int64_t queued_at;       /* monotonic ms */
         ReqState state;
+        bool held;               /* the handler answers it later (httpd_hold) */
         unsigned status;
         char *ctype;
         char *resp;
@@ -745,6 +746,8 @@ unsigned httpd_dispatch(Httpd *h)
                 next = r->next;
                 r->next = NULL;
                 h->handler(h->ud, r);
+                if (r->held) /* httpd_release resumes it */
+                        continue;
                 if (r->state != REQ_ANSWERED)
                         answer_error(r, 500, "no answer");
                 MHD_resume_connection(r->conn);
@@ -820,6 +823,18 @@ const char *httpd_body(const HttpReq *r, size_t *len)
 void httpd_respond(HttpReq *r, unsigned status, const char *content_type, const char *body, size_t len)
 {
         answer(r, status, content_type, body, len);
+}
+
+void httpd_hold(HttpReq *r)
+{
+        r->held = true;
+}
+
+void httpd_release(HttpReq *r)
+{
+        if (r->state != REQ_ANSWERED)
+                answer_error(r, 500, "no answer");
+        MHD_resume_connection(r->conn);
 }
 
 void httpd_error(HttpReq *r, unsigned status, const char *message)

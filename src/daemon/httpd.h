@@ -92,6 +92,12 @@ const char *httpd_path(const HttpReq *r);    /* as sent, without the query */
 const char *httpd_body(const HttpReq *r, size_t *len);
 /* Answers (once); body is copied. */
 void httpd_respond(HttpReq *r, unsigned status, const char *content_type, const char *body, size_t len);
+/* Main loop, in the handler: the handler keeps r and answers it later
+ * (httpd_respond), then hands it back with httpd_release, on the main loop,
+ * before httpd_free; meanwhile the connection stays suspended (neither the
+ * queue's wait limit nor the idle timeout applies). */
+void httpd_hold(HttpReq *r);
+void httpd_release(HttpReq *r);
 /* {"error": message, "status": status} */
 void httpd_error(HttpReq *r, unsigned status, const char *message);
 

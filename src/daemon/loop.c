@@ -50,7 +50,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +191,15 @@ struct Loop {
         uint64_t reload_seq;
         bool reload_last_failed;
         uint64_t reloads_coalesced;
+        struct ReloadJob *reload_job; /* the rules compiling on a worker thread; NULL: none */
+        bool reload_again;       /* a SIGHUP while they compiled: one more reload once it ends */
+        /* POST /v1/reload requests held until the running reload ends
+         * (httpd_hold), answered with its result */
+        struct ReloadWaiter {
+                HttpReq *req;
+                bool coalesced;  /* joined a reload another request or SIGHUP started */
+        } *reload_waiters;
+        uint32_t nreload_waiters, reload_waiters_cap;
         LoopStats st, st_last;
         LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce, ll_stall;
         int64_t next_tick, next_stats;
@@ -1385,6 +1396,11 @@ static void loop_notify(Loop *l)
                 return;
         }
         uint32_t active = parts_active(l);
+        if (l->reload_job) { /* RELOADING=1 until it ends */
+                notify_status("reloading the rules (compiling in the background); %u partition%s; %llu events",
+                              active, active == 1 ? "" : "s", (unsigned long long)s->events);
+                return;
+        }
         if (!notify_is_ready())
                 log_notice("ready: %u partition%s restored", active, active == 1 ? "" : "s");
         notify_ready("%u partition%s; %llu events, %llu alerts, %llu adjustments, %llu dead letters; %llu "
@@ -1657,19 +1673,113 @@ static void reload_apply(Loop *l)
 }
 
 /*
- * SIGHUP: the rules directory compiled beside the running rules; broken,
- * the old rules go on (the diagnostics in the log, the failure counted);
- * good, the open batch is committed and every active Engine moves its
- * state to the new rules (reload_apply), so that no event is lost or
+ * SIGHUP (or POST /v1/reload): the rules directory is compiled on a worker
+ * thread (reload_start) while the main loop goes on consuming, answering
+ * HTTP and feeding the watchdog, whatever the rules cost to compile; the
+ * loop looks for the result each turn (reload_poll).  Broken, the old rules
+ * go on (the diagnostics in the log, the failure counted); good, between
+ * two batches: the open batch is committed and every active Engine moves
+ * its state to the new rules (reload_apply), so that no event is lost or
  * applied twice; Parts still restoring finish their restore under the
  * rules of their records, and move to the new rules once restored.
+ * One reload at a time: a SIGHUP during a compile asks for one more after
+ * it (the files may have changed since they were read), a POST during a
+ * compile gets that compile's result.
  */
-/* A reload ended: the POSTs queued until now are answered with its
- * result (serialised, since only the main loop reloads; coalesced). */
+enum { RELOAD_RUNNING, RELOAD_DONE, RELOAD_ABANDONED };
+
+typedef struct ReloadJob {
+        Loop *l;
+        pthread_t thread;
+        bool threaded;           /* thread runs (else the compile ran in reload_start) */
+        char *dir;
+        int64_t t0;
+        DiagList dl;             /* the worker's until done */
+        RuleSet *rs;
+        int r;
+        /* RUNNING -> DONE (the worker: the result is in) or -> ABANDONED
+         * (the main loop, stopping: the worker frees the job when done,
+         * without touching the Loop) */
+        atomic_int state;
+} ReloadJob;
+
+static void loop_wake(void *ud);
+
+static void reload_job_drop(ReloadJob *j)
+{
+        diag_list_deinit(&j->dl);
+        rules_unref(j->rs);
+        free(j->dir);
+        free(j);
+}
+
+static void *reload_run(void *arg)
+{
+        ReloadJob *j = arg;
+        j->r = rules_load(j->dir, &j->dl, &j->rs);
+        if (atomic_exchange(&j->state, RELOAD_DONE) == RELOAD_ABANDONED)
+                reload_job_drop(j); /* detached: riskd is stopping */
+        else
+                loop_wake(j->l); /* out of the consumer's wait */
+        return NULL;
+}
+
+/* Stopping: a compile still running is abandoned (its thread detached; it
+ * frees its result when done, or dies with the process), one done is
+ * joined and dropped: a stop does not wait for the rules to compile. */
+static ReloadJob *reload_job_free(ReloadJob *j)
+{
+        if (!j)
+                return NULL;
+        if (j->threaded && atomic_exchange(&j->state, RELOAD_ABANDONED) == RELOAD_RUNNING) {
+                pthread_detach(j->thread);
+                return NULL;
+        }
+        if (j->threaded)
+                pthread_join(j->thread, NULL);
+        reload_job_drop(j);
+        return NULL;
+}
+
+/* The answer of a POST /v1/reload: the last reload's result. */
+static void reload_respond(Loop *l, HttpReq *req, bool coalesced)
+{
+        Buf b = {0};
+        unsigned status = 200;
+        if (l->reload_last_failed) {
+                status = 422;
+                buf_puts(&b, "{\"status\":\"failed\",\"error\":");
+                buf_json_str(&b, l->reload_error ? l->reload_error : "", l->reload_error ? strlen(l->reload_error) : 0);
+                buf_puts(&b, ",\"version\":");
+        } else
+                buf_puts(&b, "{\"status\":\"ok\",\"version\":");
+        buf_json_str(&b, l->rs->version, strlen(l->rs->version));
+        buf_printf(&b, ",\"coalesced\":%s}\n", coalesced ? "true" : "false");
+        httpd_respond(req, status, "application/json", b.p, b.len);
+        buf_free(&b);
+}
+
+/* A reload ended: the POSTs held while it ran, and those queued until
+ * now, are answered with its result (serialised, coalesced). */
 static void reload_ended(Loop *l, bool failed)
 {
         l->reload_seq = l->http ? httpd_seq(l->http) : 0;
         l->reload_last_failed = failed;
+        for (uint32_t i = 0; i < l->nreload_waiters; i++) {
+                reload_respond(l, l->reload_waiters[i].req, l->reload_waiters[i].coalesced);
+                httpd_release(l->reload_waiters[i].req);
+        }
+        l->nreload_waiters = 0;
+}
+
+/* Stopping: the held POSTs get 503 (before httpd_free). */
+static void reload_waiters_drop(Loop *l)
+{
+        for (uint32_t i = 0; i < l->nreload_waiters; i++) {
+                httpd_error(l->reload_waiters[i].req, 503, "shutting down");
+                httpd_release(l->reload_waiters[i].req);
+        }
+        l->nreload_waiters = 0;
 }
 
 /* A diagnostic's file, relative to the rules directory (no absolute path
@@ -1687,14 +1797,45 @@ static const char *rules_relative(const Loop *l, const char *file)
         return slash ? slash + 1 : file;
 }
 
-static void loop_reload(Loop *l)
+/* Starts compiling the rules directory on a worker thread; a compile
+ * already running: one more reload once it ends. */
+static void reload_start(Loop *l)
 {
+        if (l->reload_job) {
+                l->reload_again = true;
+                return;
+        }
         notify_reloading();
-        int64_t t0 = log_now_ms();
-        log_notice("reloading the rules from %s", l->cfg->rules);
-        DiagList dl = {0};
-        RuleSet *rs = NULL;
-        int r = rules_load(l->cfg->rules, &dl, &rs);
+        ReloadJob *j = xcalloc(1, sizeof(*j));
+        j->l = l;
+        j->dir = xstrdup(l->cfg->rules);
+        j->t0 = log_now_ms();
+        atomic_init(&j->state, RELOAD_RUNNING);
+        l->reload_job = j;
+        log_notice("reloading the rules from %s (compiling in the background)", l->cfg->rules);
+        int r = pthread_create(&j->thread, NULL, reload_run, j);
+        if (r != 0) {
+                log_warning("reload: cannot start a thread (%s): compiling the rules on the main loop",
+                            strerror(r));
+                reload_run(j);
+        } else
+                j->threaded = true;
+}
+
+/* The compile ended: its result taken in between two batches. */
+static void reload_finish(Loop *l)
+{
+        ReloadJob *j = l->reload_job;
+        l->reload_job = NULL;
+        if (j->threaded)
+                pthread_join(j->thread, NULL);
+        int64_t t0 = j->t0;
+        int r = j->r;
+        RuleSet *rs = j->rs;
+        DiagList dl = j->dl;
+        j->rs = NULL;
+        j->dl = (DiagList){0};
+        reload_job_drop(j);
         log_diags(&dl);
         if (r != 0 || !rs) {
                 l->reloads_failed++;
@@ -1715,6 +1856,7 @@ static void loop_reload(Loop *l)
                 loop_notify(l);
                 return;
         }
+        log_info("reload: rules compiled in %lld ms", (long long)(log_now_ms() - t0));
         diag_list_deinit(&dl);
         if (l->batch_open)
                 batch_end(l, BATCH_COMMIT);
@@ -1756,6 +1898,20 @@ static void loop_reload(Loop *l)
                                                     "move to them later)"
                                                   : "");
         loop_notify(l);
+}
+
+/* Main loop, each turn: the compile's result once it is in; then the
+ * reload a SIGHUP asked for while it ran. */
+static bool reload_poll(Loop *l)
+{
+        if (!l->reload_job || atomic_load(&l->reload_job->state) != RELOAD_DONE)
+                return false;
+        reload_finish(l);
+        if (l->reload_again && !l->fatal) {
+                l->reload_again = false;
+                reload_start(l);
+        }
+        return true;
 }
 
 /* ---- HTTP (httpd.h): answered here, on the main loop, between batches ---- */
@@ -1852,7 +2008,9 @@ static void loop_http(void *ud, HttpReq *req)
                 buf_puts(&b, "{\"status\":\"ok\"}\n");
                 httpd_respond(req, 200, "application/json", b.p, b.len);
         } else if (strcmp(path, "/readyz") == 0 && get) {
-                bool ready = notify_is_ready() && l->assigned_once && !l->nrestoring;
+                /* a reload compiling in the background leaves riskd ready:
+                 * it goes on consuming under the rules it has */
+                bool ready = (notify_is_ready() || l->reload_job) && l->assigned_once && !l->nrestoring;
                 buf_printf(&b, "{\"status\":\"%s\",\"partitions\":%u,\"restoring\":%u}\n",
                            ready ? "ready" : "not ready", parts_active(l), l->nrestoring);
                 status = ready ? 200 : 503;
@@ -1864,22 +2022,27 @@ static void loop_http(void *ud, HttpReq *req)
                 /* httpd.c let it through: http_reload is on, the token and
                  * the Origin are right.  Made before the last reload ended:
                  * that one's result. */
-                bool coalesced = httpd_req_seq(req) <= l->reload_seq;
+                bool coalesced = httpd_req_seq(req) <= l->reload_seq, held = !coalesced;
+                if (held) {
+                        /* held until the reload ends: the one it starts,
+                         * or the one compiling now (then coalesced) */
+                        coalesced = l->reload_job != NULL;
+                        if (!coalesced)
+                                reload_start(l);
+                        if (l->nreload_waiters == l->reload_waiters_cap) {
+                                l->reload_waiters_cap = l->reload_waiters_cap ? 2 * l->reload_waiters_cap : 8;
+                                l->reload_waiters = xrealloc(l->reload_waiters, l->reload_waiters_cap *
+                                                                                       sizeof(*l->reload_waiters));
+                        }
+                        l->reload_waiters[l->nreload_waiters++] = (struct ReloadWaiter){req, coalesced};
+                        httpd_hold(req);
+                }
                 if (coalesced) {
                         l->reloads_coalesced++;
                         prom_add(l->m.reload_coalesced, 1);
-                } else
-                        loop_reload(l);
-                if (l->reload_last_failed) {
-                        status = 422;
-                        buf_puts(&b, "{\"status\":\"failed\",\"error\":");
-                        buf_json_str(&b, l->reload_error ? l->reload_error : "", l->reload_error ? strlen(l->reload_error) : 0);
-                        buf_puts(&b, ",\"version\":");
-                } else
-                        buf_puts(&b, "{\"status\":\"ok\",\"version\":");
-                buf_json_str(&b, l->rs->version, strlen(l->rs->version));
-                buf_printf(&b, ",\"coalesced\":%s}\n", coalesced ? "true" : "false");
-                httpd_respond(req, status, "application/json", b.p, b.len);
+                }
+                if (!held)
+                        reload_respond(l, req, coalesced);
         } else if (strncmp(path, "/v1/enterprises/", 16) == 0 && get) {
                 if (httpd_path_id(path, "/v1/enterprises", id, sizeof(id)) < 0) {
                         status = 400;
@@ -2036,6 +2199,9 @@ Loop *loop_free(Loop *l)
 {
         if (!l)
                 return NULL;
+        l->reload_job = reload_job_free(l->reload_job);
+        reload_waiters_drop(l);
+        free(l->reload_waiters);
         httpd_free(l->http);
         for (uint32_t p = 0; p < l->nparts; p++)
                 if (l->parts[p])
@@ -2062,6 +2228,11 @@ Loop *loop_free(Loop *l)
 static int loop_shutdown(Loop *l)
 {
         notify_stopping();
+        if (l->reload_job) {
+                log_notice("stopping: the reload compiling in the background is dropped");
+                l->reload_job = reload_job_free(l->reload_job);
+        }
+        reload_waiters_drop(l);
         l->http = httpd_free(l->http); /* queued requests: 503 */
         if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
                 alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
@@ -2113,9 +2284,10 @@ int loop_run(Loop *l)
         while (!l->fatal && !daemon_stop) {
                 if (daemon_hup) {
                         daemon_hup = 0;
-                        loop_reload(l);
-                        continue;
+                        reload_start(l);
                 }
+                if (reload_poll(l))
+                        continue;
                 rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
                 now = log_now_ms();
                 if (l->reload_due && now >= l->reload_retry_at) {
@@ -2123,7 +2295,7 @@ int loop_run(Loop *l)
                         continue;
                 }
                 notify_watchdog(now);
-                if (!notify_is_ready() && l->assigned_once && !l->nrestoring)
+                if (!notify_is_ready() && l->assigned_once && !l->nrestoring && !l->reload_job)
                         loop_notify(l);
                 if (now >= l->next_tick)
                         loop_tick(l, now);

@@ -34,8 +34,9 @@ DiagLevel diag_code_level(DiagCode c)
         return c < _DIAG_CODE_MAX && codes[c].level == 'W' ? DIAG_LEVEL_WARNING : DIAG_LEVEL_ERROR;
 }
 
-static DiagLineFn line_fn;
-static void *line_ud;
+/* per thread: riskd compiles a reload on a worker thread */
+static _Thread_local DiagLineFn line_fn;
+static _Thread_local void *line_ud;
 
 void diag_set_line_source(DiagLineFn fn, void *ud)
 {

@@ -23,6 +23,12 @@ typedef struct YParse {
         Anchor anchors[YAML_MAX_ANCHORS];
         uint32_t nanchors;
         bool failed;
+        /* the last mark converted to a byte offset: libyaml's marks mostly
+         * come in increasing order, so the next one on the same line
+         * continues from here instead of from the line's start (a one-line
+         * list of n items was O(n^2)) */
+        size_t mark_line, mark_col, mark_off;
+        bool mark_known;
 } YParse;
 
 SrcPos srcfile_pos(const SrcFile *f, size_t off, size_t len)
@@ -62,14 +68,30 @@ const char *srcfile_line(const SrcFile *f, uint32_t line, uint32_t *len)
         return f->text + s;
 }
 
-/* libyaml marks count columns in characters: convert to a byte offset. */
-static size_t mark_byte(const SrcFile *f, yaml_mark_t m)
+/* libyaml marks count columns in characters (code points): convert to a
+ * byte offset, continuing from the previous mark when this one is on the
+ * same line and not left of it, else scanning from the line's start.
+ * Either way the offset is the one utf8_offset gives from the line's start. */
+static size_t mark_byte(YParse *y, yaml_mark_t m)
 {
+        const SrcFile *f = y->f;
         if (m.line >= f->nlines)
                 return f->len;
         size_t ls = f->lines[m.line];
         size_t le = m.line + 1 < f->nlines ? f->lines[m.line + 1] : f->len;
-        return ls + utf8_offset(f->text + ls, le - ls, (uint32_t)m.column + 1);
+        size_t col = 0, off = 0;
+        if (y->mark_known && y->mark_line == m.line && y->mark_col <= m.column) {
+                col = y->mark_col;
+                off = y->mark_off;
+        }
+        off += utf8_offset(f->text + ls + off, le - ls - off, (uint32_t)(m.column - col) + 1);
+        /* past the line's end the offset stays at its end; remember the
+         * column asked for so a later mark further right continues from it */
+        y->mark_known = true;
+        y->mark_line = m.line;
+        y->mark_col = m.column;
+        y->mark_off = off;
+        return ls + off;
 }
 
 static YNode *node_new(YParse *y, YKind kind, yaml_mark_t start, yaml_mark_t end)
@@ -79,8 +101,8 @@ static YNode *node_new(YParse *y, YKind kind, yaml_mark_t start, yaml_mark_t end
         n->src = y->f;
         n->line = (uint32_t)start.line + 1;
         n->col = (uint32_t)start.column + 1;
-        n->start = mark_byte(y->f, start);
-        n->end = mark_byte(y->f, end);
+        n->start = mark_byte(y, start);
+        n->end = mark_byte(y, end);
         return n;
 }
 
@@ -192,7 +214,7 @@ static YNode *parse_children(YParse *y, YNode *n, bool is_map, unsigned depth)
                 if (!next_event(y, &ev))
                         return NULL;
                 if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
-                        n->end = mark_byte(y->f, ev.end_mark);
+                        n->end = mark_byte(y, ev.end_mark);
                         yaml_event_delete(&ev);
                         break;
                 }
