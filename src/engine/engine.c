@@ -1031,6 +1031,34 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         fire(e, ent, r, ks, t, false, ev, id->p, id->len);
 }
 
+/* The points of static rule k (score: an expression) for x: its value
+ * over x's kept profile, which the profile update that set the rule's bit
+ * wrote, so the value is the update's and travels with the profile
+ * (record, undo log, restore).  The expression reads only the profile
+ * event's fields (the loader refuses state, clock and aggregates); null
+ * contributes nothing; max_score caps it.  Its own buffer: the evaluation
+ * leaves profbuf (and whose profile it holds) alone. */
+double engine_static_expr(const Engine *ce, const Ent *x, uint32_t k)
+{
+        Engine *e = (Engine *)(uintptr_t)ce;    /* only the scratch buffers are written */
+        const Rule *r = &e->rs->rules[e->static_rules[k]];
+        for (uint32_t j = 0; j < e->static_npi[k]; j++) {
+                uint32_t pi = e->static_pi[k][j];
+                prof_load(e, x, pi, &e->sexprbuf[e->prof_slots[pi]]);
+        }
+        VmState st = {0};
+        char scratch[512];      /* not vmscratch: a caller's evaluation may hold strings there */
+        VmFrame f = {.event = e->sexprbuf, .cur = e->sexprbuf, .profile = e->sexprbuf, .state = &st,
+                     .now = TIME_UNSET, .scratch = scratch, .scratch_size = sizeof(scratch)};
+        Value v;
+        double out = 0;
+        if (vm_run(e->rs, r->score_prog, &f, &v) == VM_OK && v.tag == VT_NUM && v.n == v.n)
+                out = r->max_score > 0 && v.n > r->max_score ? r->max_score : v.n;
+        for (uint32_t j = 0; j < e->static_npi[k]; j++)
+                e->sexprbuf[e->prof_slots[e->static_pi[k][j]]] = value_null();
+        return out;
+}
+
 static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, const Str *id, AggCtx *ac)
 {
         ent->grade_clean = 0;
@@ -1069,7 +1097,7 @@ static void profile_update(Engine *e, Ent *ent, const Value *ev, int64_t t, cons
                          * asks for something: actions or flags */
                         if (!was && (r->nactions || r->nflags))
                                 out_alert(e, ent, r, t, false, NULL, ev, id->p, id->len,
-                                          r->status == RULE_SHADOW ? 0 : r->score);
+                                          ent_static_points(e, ent, k));
                 } else {
                         ent_static(e, ent)[k / 64] &= ~(1ull << (k % 64));
                 }
@@ -1746,6 +1774,13 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 for (uint32_t k = 0; k < rs->rules[i].message.nparts; k++)
                         if (rs->rules[i].message.parts[k].kind == TPL_PROFILE)
                                 add_slot(&e->prof_slots, &e->nprof, &pcap, rs->rules[i].message.parts[k].slot);
+        /* a static rule's score expression is evaluated from the kept
+         * profile (engine_static_expr): keep the fields it reads */
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                if (rs->rules[i].is_static && rs->rules[i].score_expr) {
+                        scan_prog(rs, rs->rules[i].score_prog, OP_FIELD, &e->prof_slots, &e->nprof, &pcap);
+                        scan_prog(rs, rs->rules[i].score_prog, OP_CUR, &e->prof_slots, &e->nprof, &pcap);
+                }
         prof_layout(e);
 
         uint32_t nt = rs->schema.ntypes ? rs->schema.ntypes : 1;
@@ -1803,6 +1838,29 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         for (uint32_t k = 0; k < e->nstatic; k++) {
                 const Rule *sr = &rs->rules[e->static_rules[k]];
                 e->static_points[k] = sr->status == RULE_SHADOW ? 0 : sr->score;
+        }
+        e->static_expr = xcalloc(e->nstatic + 1, 1);
+        e->static_pi = xcalloc(e->nstatic + 1, sizeof(uint32_t *));
+        e->static_npi = xcalloc(e->nstatic + 1, sizeof(uint32_t));
+        e->sexprbuf = xcalloc(ns, sizeof(Value));
+        for (uint32_t k = 0; k < e->nstatic; k++) {
+                const Rule *sr = &rs->rules[e->static_rules[k]];
+                if (!sr->score_expr || sr->status == RULE_SHADOW)
+                        continue;
+                e->static_expr[k] = 1;
+                if (k < 64)
+                        e->static_expr_mask |= 1ull << k;
+                uint32_t *sv = NULL, nsv = 0, scap2 = 0;
+                scan_prog(rs, sr->score_prog, OP_FIELD, &sv, &nsv, &scap2);
+                scan_prog(rs, sr->score_prog, OP_CUR, &sv, &nsv, &scap2);
+                scan_prog(rs, sr->score_prog, OP_PROFILE, &sv, &nsv, &scap2);
+                /* slots to profile indexes */
+                for (uint32_t j = 0; j < nsv; j++)
+                        for (uint32_t pi = 0; pi < e->nprof; pi++)
+                                if (e->prof_slots[pi] == sv[j])
+                                        sv[j] = pi, pi = e->nprof;
+                e->static_pi[k] = sv;
+                e->static_npi[k] = nsv;
         }
         e->agg_fp = xcalloc(rs->naggs + 1, sizeof(uint64_t));
         e->agg_profile = xcalloc(rs->naggs + 1, 1);
@@ -1874,6 +1932,12 @@ Engine *engine_free(Engine *e)
         free(e->naggs_by_type);
         free(e->static_rules);
         free(e->static_points);
+        for (uint32_t k = 0; k < e->nstatic; k++)
+                free(e->static_pi[k]);
+        free(e->static_pi);
+        free(e->static_npi);
+        free(e->static_expr);
+        free(e->sexprbuf);
         free(e->when_epoch);
         free(e->when_val);
         for (uint32_t i = 0; i < e->rs->nrules; i++) {

@@ -304,6 +304,15 @@ struct Engine {
         uint32_t *static_rules;
         uint32_t nstatic;
         double *static_points;  /* per static rule: its points, 0 for a shadow rule */
+        /* per static rule whose score: is an expression (static_expr[k]):
+         * the profile indexes it reads (static_pi[k], static_npi[k]); its
+         * points are evaluated from the kept profile (ent_static_points),
+         * so the record, the undo log and restore carry them as the profile */
+        uint8_t *static_expr;
+        uint32_t **static_pi;
+        uint32_t *static_npi;
+        uint64_t static_expr_mask;      /* the expression rules among the first 64 (the cache skips them) */
+        Value *sexprbuf;                /* an expression's profile laid out by slot (all null between uses) */
         /* ent_static_score of a set of static bits (one word), direct-mapped:
          * most enterprises match one of a few sets */
         struct {
@@ -393,6 +402,16 @@ static inline uint64_t *ent_static(const Engine *e, const Ent *x)
         return ent_recent(e, x) + e->cfg.recent_ids;
 }
 
+double engine_static_expr(const Engine *e, const Ent *x, uint32_t k);
+
+/* The points of static rule k for x (its bit set): a number, or the
+ * value of its score expression over the kept profile (capped by
+ * max_score; null contributes nothing). */
+static inline double ent_static_points(const Engine *e, const Ent *x, uint32_t k)
+{
+        return e->static_expr[k] ? engine_static_expr(e, x, k) : e->static_points[k];
+}
+
 /* The static part of the score: the points of the static rules matching at
  * the last profile update (the bits of ent_static), summed in rule order. */
 static inline double ent_static_score(const Engine *e, const Ent *x)
@@ -401,7 +420,7 @@ static inline double ent_static_score(const Engine *e, const Ent *x)
         const uint64_t *bits = ent_static(e, x);
         for (uint32_t w = 0; w < ent_static_words(e); w++)
                 for (uint64_t m = bits[w]; m; m &= m - 1)
-                        s += e->static_points[w * 64 + (uint32_t)__builtin_ctzll(m)];
+                        s += ent_static_points(e, x, w * 64 + (uint32_t)__builtin_ctzll(m));
         return s;
 }
 

@@ -55,7 +55,7 @@ static void prune(Engine *e, Ent *ent, int64_t now)
 double grade_score(Engine *e, Ent *ent, int64_t now)
 {
         double s;
-        if (ent_static_words(e) == 1) {
+        if (ent_static_words(e) == 1 && !(ent_static(e, ent)[0] & e->static_expr_mask)) {
                 uint64_t bits = ent_static(e, ent)[0];
                 uint32_t i = (uint32_t)((bits * 0x9e3779b97f4a7c15ULL) >> 58);
                 if (e->sscache[i].bits != bits) {

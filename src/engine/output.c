@@ -527,7 +527,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                         buf_puts(b, "{\"rule_id\":");
                         str_or_null(b, r->id);
                         buf_puts(b, ",\"points\":");
-                        out_num(b, r->status == RULE_SHADOW ? 0 : r->score);
+                        out_num(b, ent_static_points(e, ent, k));
                         buf_puts(b, ",\"desc\":");
                         str_or_null(b, r->desc);
                         buf_puts(b, ",\"basis\":");
@@ -626,7 +626,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
                         const Rule *r = &e->rs->rules[e->static_rules[k]];
                         buf_puts(b, "  +");
-                        out_num(b, r->status == RULE_SHADOW ? 0 : r->score);
+                        out_num(b, ent_static_points(e, ent, k));
                         buf_printf(b, "  %s  %s\n", r->id, r->desc ? r->desc : "");
                         if (r->basis)
                                 buf_printf(b, "        basis: %s\n", r->basis);

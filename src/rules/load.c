@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "src/rules/load.h"
+#include "src/rules/opcodes.h"
 #include "src/rules/vm.h"
 
 static const char *const severities[] = {"info", "low", "medium", "high", "critical"};
@@ -819,6 +820,27 @@ static bool score_name_ok(Loader *L, const Rule *r, const YNode *v)
         return true;
 }
 
+/* A static rule's score expression is evaluated again from the kept
+ * profile whenever the static part is read (docs/rules.md §5.2), so it may
+ * read only the profile event's fields: not the state, the clock or an
+ * aggregate, which would change its value between profile updates. */
+static bool static_score_ok(Loader *L, const Rule *r, const YNode *v)
+{
+        const Program *p = &L->rs->progs[r->score_prog];
+        for (uint32_t i = 0; i < p->len; i++) {
+                Opcode op = INSN_OP(L->rs->code[p->start + i]);
+                if (op == OP_SCORE || op == OP_GRADE || op == OP_MODE || op == OP_PER_YEAR || op == OP_FLAG ||
+                    op == OP_NOW || op == OP_AGG) {
+                        diag_add(L->dl, DIAG_E047, ynode_pos(v),
+                                 "a static rule's score reads the profile event's fields only, e.g. score: static_score",
+                                 "rule '%s' is on the profile type: its score: cannot read the state, now or an aggregate",
+                                 r->id);
+                        return false;
+                }
+        }
+        return true;
+}
+
 static bool key_bool(Loader *L, const YNode *v, bool *b)
 {
         if (!loader_expect(L, v, Y_SCALAR, "true or false"))
@@ -853,7 +875,7 @@ static void key_steps(Loader *L, const YNode *v, const char *key, int32_t max, i
 
 /* The keys of the two scores (docs/rules.md, "The two scores"): part:,
  * replaces:, raise:, lower:, clears:, and which of them go together. */
-static void official_keys(Loader *L, RuleDef *rd, Rule *r, bool score_expr)
+static void official_keys(Loader *L, RuleDef *rd, Rule *r)
 {
         const YNode *n = rd->node, *v;
         const Official *of = &L->rs->grading.official;
@@ -902,10 +924,6 @@ static void official_keys(Loader *L, RuleDef *rd, Rule *r, bool score_expr)
         }
         if (r->part == PART_DYNAMIC)
                 r->replaces = true;
-        if (score_expr && r->is_static)
-                diag_add(L->dl, DIAG_E047, ynode_pos(ynode_get(n, "score")),
-                         "a static rule scores a fixed number of points",
-                         "rule '%s' is on the profile type: its score: must be a number", r->id);
         const YNode *steps[] = {raise, lower};
         const char *names[] = {"raise", "lower"};
         int8_t *outs[] = {&r->raise, &r->lower};
@@ -1113,7 +1131,7 @@ static void rule_build(Loader *L, RuleDef *rd)
         }
         if ((v = ynode_get(n, "tags")) && !ynode_is_null(v))
                 loader_expect(L, v, Y_SEQ, "a list of tags");
-        official_keys(L, rd, r, score_expr != NULL);
+        official_keys(L, rd, r);
         if (rd->bad || !r->on)
                 return;
 
@@ -1172,7 +1190,7 @@ static void rule_build(Loader *L, RuleDef *rd)
                 if (arm)
                         r->arm_when = compile_program(L, arm, false);
         }
-        if (score_expr && !r->is_static && score_name_ok(L, r, score_expr)) {
+        if (score_expr && score_name_ok(L, r, score_expr)) {
                 Node *se = loader_parse(L, score_expr);
                 if (!se)
                         return;
@@ -1182,7 +1200,9 @@ static void rule_build(Loader *L, RuleDef *rd)
                         return;
                 r->score_prog = compile_program(L, sc, false);
                 r->score_expr = true;
-                if (!ynode_get(n, "expires") && r->part != PART_DYNAMIC)
+                if (r->is_static && !static_score_ok(L, r, score_expr))
+                        return;
+                if (!ynode_get(n, "expires") && r->part != PART_DYNAMIC && !r->is_static)
                         diag_add(L->dl, DIAG_W108, ynode_pos(score_expr),
                                  "add expires: for how long the points count, e.g. expires: 365d",
                                  "rule '%s' scores without expires: its points never expire", r->id);

@@ -2300,3 +2300,75 @@ Test(engine, sums_of_tenths_do_not_drift)
         buf_free(&in);
         rules_unref(rs);
 }
+
+/* A static rule whose score: is an expression over the profile event
+ * (the licensing system's annex score, exact, capped at 40): its value
+ * travels with the kept profile, so an aborted batch rolls it back and a
+ * restore from the changelog continues exactly; a null annex contributes
+ * nothing. */
+static const char annex_schema[] =
+        "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+        "profile: enterprise\n"
+        "types:\n"
+        "  enterprise: { fields: { category: [dairy, catering], annex: number } }\n"
+        "  inspection: { fields: { kind: [routine, lead], dynamic_risk_score: number } }\n";
+static const char annex_grading[] =
+        "dwell: 3d\n"
+        "official: { cycle: 1mo, cycle_start: \"01-01\", offset: \"+08:00\" }\n"
+        "grades:\n"
+        "  - { grade: A, max: 30, mode: double_random, inspections_per_year: 1 }\n"
+        "  - { grade: B, max: 45, mode: double_random, inspections_per_year: 2 }\n"
+        "  - { grade: C, max: 60, mode: double_random, inspections_per_year: 3 }\n"
+        "  - { grade: D, mode: key_inspection, inspections_per_year: 4 }\n";
+static const char annex_rules[] =
+        "rules:\n"
+        "  - id: profile.annex\n    on: enterprise\n    when: category == \"catering\"\n"
+        "    score: annex\n    max_score: 40\n"
+        "  - id: profile.dairy\n    on: enterprise\n    when: category == \"dairy\"\n    score: 30\n"
+        "  - id: inspection.evaluation\n    on: inspection\n    when: exists(dynamic_risk_score)\n"
+        "    part: dynamic\n    score: dynamic_risk_score\n";
+
+Test(engine, static_expression_survives_abort_and_restore)
+{
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {annex_schema, annex_grading, annex_rules};
+        size_t lens[] = {strlen(annex_schema), strlen(annex_grading), strlen(annex_rules)};
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        int r = rules_load_mem("t", names, texts, lens, 3, &dl, &rs);
+        if (r)
+                diag_print_text(stderr, &dl, false);
+        cr_assert_eq(r, 0);
+        diag_list_deinit(&dl);
+        const int64_t day = 1440;
+        static const char *const annex[] = {"\"annex\":13.5", "", "\"annex\":47", "\"annex\":22.25", "\"annex\":7"};
+        Buf in = {0};
+        char id[32], f[96];
+        for (int d = 0; d < 200; d += 2) {
+                const char *en = d % 4 ? "E1" : "E2";
+                snprintf(id, sizeof(id), "x%d", d);
+                if ((d / 2) % 3 == 0) {
+                        snprintf(f, sizeof(f), "\"category\":\"%s\"%s%s", d % 14 == 12 ? "dairy" : "catering",
+                                 *annex[(d / 6) % 5] ? "," : "", annex[(d / 6) % 5]);
+                        ev(&in, id, en, d * day, "enterprise", f);
+                } else {
+                        snprintf(f, sizeof(f), "\"kind\":\"routine\",\"dynamic_risk_score\":%d", (d * 7) % 61);
+                        ev(&in, id, en, d * day, "inspection", f);
+                }
+        }
+        Out o = run(rs, in.p, 0, 0);
+        /* exact, capped, and null as nothing */
+        cr_assert_not_null(strstr(o.all.p, "\"static\":13.5,"), "%s", o.all.p);
+        cr_assert_not_null(strstr(o.all.p, "\"static\":22.25,"));
+        cr_assert_not_null(strstr(o.all.p, "\"static\":40,"));
+        cr_assert_null(strstr(o.all.p, "\"static\":47,"));
+        cr_assert_not_null(strstr(o.all.p, "\"static\":0,"));
+        out_free(&o);
+        batches(rs, in.p, 7, 3, 0, 0);
+        batches(rs, in.p, 3, 2, 0, 0);
+        for (uint32_t at = 8; at < 100; at += 13)
+                batches(rs, in.p, 6, 0, at, 0);
+        batches(rs, in.p, 5, 4, 41, 0);
+        buf_free(&in);
+        rules_unref(rs);
+}
