@@ -297,7 +297,7 @@ typedef struct RuleSet {
         uint32_t nconsts;
         ConstSet *sets;
         uint32_t nsets;
-        void **regexes;        /* pcre2_code * */
+        void **regexes;        /* VmRegex * (src/rules/vm.h) */
         char **regex_src;
         uint32_t nregexes;
 

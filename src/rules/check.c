@@ -546,7 +546,14 @@ static bool check_regex(Loader *L, Node *n)
                 if (at.off >= b->off + b->len && b->len)
                         at.off = b->off + b->len - 1;
                 at.len = 1;
-                err(L, &at, DIAG_E022, "PCRE2 syntax: escape literal ( ) [ ] . * + ? with a backslash",
+                /* the engine matches in linear time: what would need
+                 * backtracking is refused, and the help says what to do */
+                bool unsupported = strstr(emsg, "support") || strstr(emsg, "Zero-width");
+                err(L, &at, DIAG_E022,
+                    unsupported ? "matches runs in time linear in the text: no back-references, lookaround, "
+                                  "atomic groups, possessive quantifiers, conditionals, \\b, \\G, \\K, \\C, \\X "
+                                  "or $ before the end (docs/rules.md 6.4)"
+                                : "PCRE syntax: escape literal ( ) [ ] . * + ? with a backslash",
                     "bad regular expression: %s", emsg);
                 return false;
         }

@@ -7,7 +7,7 @@
  * Invariants:
  * - vm_run never allocates and never writes to the RuleSet or the frame.
  *   The only mutable state it touches is the caller's scratch buffer
- *   (lower()) and each regex's match data (MATCH), which is why a RuleSet
+ *   (lower()) and each regex's scratch and error count (MATCH), which is why a RuleSet
  *   is evaluated by one thread at a time (see src/rules/vm.h).
  * - The code is trusted: the compiler computes Program.max_stack exactly
  *   and the loader runs vm_verify() on every program once, so the loop
@@ -18,54 +18,83 @@
  * - A string result may point into f->scratch: it lives until the caller
  *   reuses the scratch buffer.
  */
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include <hs.h>
 
 #include "include/riskd/util.h"
 #include "src/rules/opcodes.h"
 #include "src/rules/vm.h"
 
-/* Backtracking bounds of one match: a pathological pattern on a long
- * subject stops with "no match" instead of stalling the consumer. */
-#define VM_REGEX_MATCH_LIMIT 1000000u
-#define VM_REGEX_DEPTH_LIMIT 100000u
-#define VM_REGEX_HEAP_LIMIT_KIB 16384u
-
+/*
+ * Rule regexes run on Hyperscan's API (Debian's libvectorscan): automata
+ * without backtracking, so a match costs time linear in the subject
+ * whatever the pattern (`(a+)+$` included), and a construct that would
+ * need backtracking (back-references, lookaround, atomic groups, ...) is
+ * refused when the rules are loaded instead of stalling the consumer.
+ */
 typedef struct VmRegex {
-        pcre2_code *code;
-        pcre2_match_data *md;      /* reused by every match: one thread at a time */
-        pcre2_match_context *mc;   /* the limits above */
+        hs_database_t *db;
+        hs_scratch_t *scratch;     /* written by every match: one thread at a time */
+        uint64_t errors;           /* matches that ended in an engine error */
 } VmRegex;
+
+/* The flags of every pattern: UTF-8 with Unicode properties (\d, \w and
+ * [[:alpha:]] take Chinese text as PCRE2's UCP mode did), one match is
+ * enough, and a pattern that matches the empty string is allowed (it
+ * matches every subject, as in PCRE2). */
+#define VM_REGEX_FLAGS (HS_FLAG_UTF8 | HS_FLAG_UCP | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY)
+
+/* "... at index N." in a Hyperscan message: the byte offset of the
+ * problem; none (the start) when the message names no place. */
+static uint32_t vm_regex_err_index(const char *msg, size_t len)
+{
+        const char *at = strstr(msg, "at index ");
+        if (!at)
+                return 0;
+        unsigned long i = strtoul(at + 9, NULL, 10);
+        return i > len ? (uint32_t)len : (uint32_t)i;
+}
 
 void *vm_regex_new(const char *pattern, size_t len, char *err, size_t errsize, uint32_t *erroff)
 {
-        int ec = 0;
-        PCRE2_SIZE eo = 0;
-        pcre2_code *code = pcre2_compile((PCRE2_SPTR)(pattern ? pattern : ""), len, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
-        if (!code) {
-                if (err && errsize) {
-                        if (pcre2_get_error_message(ec, (PCRE2_UCHAR *)err, errsize) < 0 && errsize > 0)
-                                err[errsize - 1] = 0; /* truncated; PCRE2 still NUL-terminates */
-                }
+        /* hs_compile takes a C string: a NUL in the pattern would cut it */
+        const char *nul = pattern ? memchr(pattern, 0, len) : NULL;
+        if (nul) {
+                if (err && errsize)
+                        snprintf(err, errsize, "a NUL character in the pattern (write \\x00)");
                 if (erroff)
-                        *erroff = eo > UINT32_MAX ? UINT32_MAX : (uint32_t)eo;
+                        *erroff = (uint32_t)(nul - pattern);
                 return NULL;
         }
-        (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* an interpreter fallback is fine */
-
+        char *z = xmalloc(len + 1);
+        if (len)
+                memcpy(z, pattern, len);
+        z[len] = 0;
+        hs_database_t *db = NULL;
+        hs_compile_error_t *ce = NULL;
+        hs_error_t rc = hs_compile(z, VM_REGEX_FLAGS, HS_MODE_BLOCK, NULL, &db, &ce);
+        free(z);
+        if (rc != HS_SUCCESS) {
+                const char *msg = ce && ce->message ? ce->message : "the regex engine refused it";
+                size_t ml = strlen(msg);
+                if (ml && msg[ml - 1] == '.')
+                        ml--; /* the diagnostic adds no full stop */
+                if (err && errsize)
+                        snprintf(err, errsize, "%.*s", (int)ml, msg);
+                if (erroff)
+                        *erroff = vm_regex_err_index(msg, len);
+                hs_free_compile_error(ce);
+                return NULL;
+        }
         VmRegex *re = xcalloc(1, sizeof(*re));
-        re->code = code;
-        re->md = pcre2_match_data_create_from_pattern(code, NULL);
-        re->mc = pcre2_match_context_create(NULL);
-        if (!re->md || !re->mc)
+        re->db = db;
+        if (hs_alloc_scratch(db, &re->scratch) != HS_SUCCESS)
                 abort(); /* out of memory: the same policy as xmalloc */
-        pcre2_set_match_limit(re->mc, VM_REGEX_MATCH_LIMIT);
-        pcre2_set_depth_limit(re->mc, VM_REGEX_DEPTH_LIMIT);
-        pcre2_set_heap_limit(re->mc, VM_REGEX_HEAP_LIMIT_KIB);
         return re;
 }
 
@@ -74,20 +103,63 @@ void vm_regex_free(void *p)
         VmRegex *re = p;
         if (!re)
                 return;
-        pcre2_match_context_free(re->mc);
-        pcre2_match_data_free(re->md);
-        pcre2_code_free(re->code);
+        hs_free_scratch(re->scratch);
+        hs_free_database(re->db);
         free(re);
 }
 
-bool vm_regex_match(void *p, const char *s, size_t n)
+uint64_t vm_regex_errors(const void *p)
+{
+        const VmRegex *re = p;
+        return re ? re->errors : 0;
+}
+
+/* Whether s[0..n) is well-formed UTF-8; ASCII bytes take the fast path. */
+static bool vm_utf8_valid(const char *s, size_t n)
+{
+        const unsigned char *u = (const unsigned char *)s;
+        size_t i = 0;
+        while (i < n) {
+                if (u[i] < 0x80) {
+                        i++;
+                        continue;
+                }
+                size_t k = utf8_seq(u + i, n - i);
+                if (!k)
+                        return false;
+                i += k;
+        }
+        return true;
+}
+
+/* Stops the scan at the first match: hs_scan then returns
+ * HS_SCAN_TERMINATED, which is how a match is told. */
+static int vm_regex_on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                             unsigned int flags, void *ctx)
+{
+        (void)id, (void)from, (void)to, (void)flags, (void)ctx;
+        return 1;
+}
+
+int vm_regex_match(void *p, const char *s, size_t n)
 {
         VmRegex *re = p;
         if (!re)
-                return false;
-        /* PCRE2 rejects a NULL subject even when empty */
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)(s ? s : ""), n, 0, 0, re->md, re->mc);
-        return rc >= 0;
+                return VM_REGEX_ERROR;
+        /* The engine's UTF-8 mode is undefined on malformed input.  The
+         * decoder refuses it, so this is a subject from elsewhere (a
+         * restored record, a caller's bug): an error, counted. */
+        if (n > UINT_MAX || !vm_utf8_valid(s, n)) {
+                re->errors++;
+                return VM_REGEX_ERROR;
+        }
+        hs_error_t rc = hs_scan(re->db, n ? s : "", (unsigned int)n, 0, re->scratch, vm_regex_on_match, NULL);
+        if (rc == HS_SCAN_TERMINATED)
+                return 1;
+        if (rc == HS_SUCCESS)
+                return 0;
+        re->errors++;
+        return VM_REGEX_ERROR;
 }
 
 /* ---- sets ---- */
@@ -280,7 +352,9 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 case OP_ENDSWITH: VM_STRPRED(value_endswith); break;
                 case OP_MATCH: {
                         Value *a = &sp[-1];
-                        VM_SETBOOL(a, a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len));
+                        /* an engine error is false here and counted in the
+                         * regex (vm_regex_errors): never a silent miss */
+                        VM_SETBOOL(a, a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len) == 1);
                         break;
                 }
                 case OP_ADD: VM_ARITH('+'); break;
