@@ -49,15 +49,48 @@ typedef struct VmRegex {
  * matches every subject, as in PCRE2). */
 #define VM_REGEX_FLAGS (HS_FLAG_UTF8 | HS_FLAG_UCP | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY)
 
-/* "... at index N." in a Hyperscan message: the byte offset of the
- * problem; none (the start) when the message names no place. */
-static uint32_t vm_regex_err_index(const char *msg, size_t len)
+/* Where the construct a message refuses first appears in p[0..len),
+ * outside escapes ("Back-references are unsupported" names no place), or
+ * len when it does not. */
+static uint32_t vm_regex_find_construct(const char *msg, const char *p, size_t len)
+{
+        bool backref = strstr(msg, "Back-reference"), look = strstr(msg, "Zero-width"),
+             atomic = strstr(msg, "Atomic"), possessive = strstr(msg, "Possessive");
+        for (size_t i = 0; i < len; i++) {
+                char c = p[i], d = i + 1 < len ? p[i + 1] : 0;
+                if (c == '\\') {
+                        if (backref && ((d >= '1' && d <= '9') || d == 'g' || d == 'k'))
+                                return (uint32_t)i;
+                        i++; /* an escaped character is itself */
+                        continue;
+                }
+                if (c == '(' && d == '?' && i + 2 < len) {
+                        char e = p[i + 2], f = i + 3 < len ? p[i + 3] : 0;
+                        if (look && (e == '=' || e == '!' || (e == '<' && (f == '=' || f == '!'))))
+                                return (uint32_t)i;
+                        if (atomic && e == '>')
+                                return (uint32_t)i;
+                        if (backref && e == 'P' && f == '=')
+                                return (uint32_t)i;
+                }
+                if (possessive && d == '+' && (c == '+' || c == '*' || c == '?' || c == '}'))
+                        return (uint32_t)i + 1;
+        }
+        return (uint32_t)len;
+}
+
+/* The byte offset of the problem: "... at index N." in a Hyperscan
+ * message, else the refused construct found in the pattern, else 0 (the
+ * start). */
+static uint32_t vm_regex_err_index(const char *msg, const char *p, size_t len)
 {
         const char *at = strstr(msg, "at index ");
-        if (!at)
-                return 0;
-        unsigned long i = strtoul(at + 9, NULL, 10);
-        return i > len ? (uint32_t)len : (uint32_t)i;
+        if (at) {
+                unsigned long i = strtoul(at + 9, NULL, 10);
+                return i > len ? (uint32_t)len : (uint32_t)i;
+        }
+        uint32_t i = vm_regex_find_construct(msg, p, len);
+        return i < len ? i : 0;
 }
 
 void *vm_regex_new(const char *pattern, size_t len, char *err, size_t errsize, uint32_t *erroff)
@@ -87,7 +120,7 @@ void *vm_regex_new(const char *pattern, size_t len, char *err, size_t errsize, u
                 if (err && errsize)
                         snprintf(err, errsize, "%.*s", (int)ml, msg);
                 if (erroff)
-                        *erroff = vm_regex_err_index(msg, len);
+                        *erroff = vm_regex_err_index(msg, pattern ? pattern : "", len);
                 hs_free_compile_error(ce);
                 return NULL;
         }
