@@ -501,7 +501,7 @@ static bool check_strop(Loader *L, Node *n)
         return true;
 }
 
-static bool check_regex(Loader *L, Node *n)
+static bool check_regex(Loader *L, Node *n, const CheckCtx *cx)
 {
         Node *b = n->b;
         if (n->a->type != VT_STR) {
@@ -561,7 +561,10 @@ static bool check_regex(Loader *L, Node *n)
         if (rs->nregexes % 16 == 0) {
                 rs->regexes = xrealloc(rs->regexes, (rs->nregexes + 16) * sizeof(void *));
                 rs->regex_src = xrealloc(rs->regex_src, (rs->nregexes + 16) * sizeof(char *));
+                rs->regex_rule = xrealloc(rs->regex_rule, (rs->nregexes + 16) * sizeof(char *));
         }
+        /* its engine errors are counted under this rule (a grading override's under "grading") */
+        rs->regex_rule[rs->nregexes] = arena_strdup(L->ar, cx && cx->rule ? cx->rule->id : "grading");
         rs->regexes[rs->nregexes] = re;
         rs->regex_src[rs->nregexes] = arena_strndup(L->ar, b->lit.s.p, b->lit.s.len);
         n->slot = (int32_t)rs->nregexes++;
@@ -973,7 +976,7 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         n->type = VT_BOOL;
                         break;
                 case T_MATCHES:
-                        if (!check_regex(L, n))
+                        if (!check_regex(L, n, cx))
                                 return NULL;
                         n->type = VT_BOOL;
                         return n;

@@ -41,6 +41,7 @@ typedef struct VmRegex {
         hs_database_t *db;
         hs_scratch_t *scratch;     /* written by every match: one thread at a time */
         uint64_t errors;           /* matches that ended in an engine error */
+        uint64_t taken;            /* errors already returned by vm_regex_errors_take */
 } VmRegex;
 
 /* The flags of every pattern: UTF-8 with Unicode properties (\d, \w and
@@ -145,6 +146,16 @@ uint64_t vm_regex_errors(const void *p)
 {
         const VmRegex *re = p;
         return re ? re->errors : 0;
+}
+
+uint64_t vm_regex_errors_take(void *p)
+{
+        VmRegex *re = p;
+        if (!re)
+                return 0;
+        uint64_t n = re->errors - re->taken;
+        re->taken = re->errors;
+        return n;
 }
 
 /* Whether s[0..n) is well-formed UTF-8; ASCII bytes take the fast path. */

@@ -44,6 +44,8 @@ void vm_regex_free(void *re);
 int vm_regex_match(void *re, const char *s, size_t n);
 /* The engine errors counted by this regex since it was compiled. */
 uint64_t vm_regex_errors(const void *re);
+/* The errors since the last call (all of them at the first). */
+uint64_t vm_regex_errors_take(void *re);
 
 /*
  * Check program prog once, after compilation: every opcode known, every
