@@ -1,5 +1,6 @@
 /*
- * Private interface of the rule VM (src/rules/vm.c) towards the loader:
+ * Private interface of the rule VM (src/rules/vm.c, its regexes in
+ * src/rules/regex.c) towards the loader:
  * compiled regular expressions and a one-time check of compiled code.
  * The evaluation entry points (vm_run, vm_test) are public, in
  * include/riskd/rules.h.
