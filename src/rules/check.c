@@ -551,7 +551,7 @@ static bool check_regex(Loader *L, Node *n, const CheckCtx *cx)
                 bool unsupported = strstr(emsg, "support") || strstr(emsg, "Zero-width");
                 err(L, &at, DIAG_E022,
                     unsupported ? "matches runs in time linear in the text: no back-references, lookaround, "
-                                  "atomic groups, possessive quantifiers, conditionals, \\b, \\G, \\K, \\C, \\X "
+                                  "atomic groups, possessive quantifiers, conditionals, \\b, \\B, \\G, \\K, \\C, \\X "
                                   "or $ before the end (docs/rules.md 6.4)"
                                 : "PCRE syntax: escape literal ( ) [ ] . * + ? with a backslash",
                     "bad regular expression: %s", emsg);
