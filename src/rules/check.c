@@ -549,11 +549,14 @@ static bool check_regex(Loader *L, Node *n, const CheckCtx *cx)
                 /* the engine matches in linear time: what would need
                  * backtracking is refused, and the help says what to do */
                 bool unsupported = strstr(emsg, "support") || strstr(emsg, "Zero-width");
+                bool costly = strstr(emsg, "too costly") || strstr(emsg, "too large");
                 err(L, &at, DIAG_E022,
-                    unsupported ? "matches runs in time linear in the text: no back-references, lookaround, "
-                                  "atomic groups, possessive quantifiers, conditionals, \\b, \\B, \\G, \\K, \\C, \\X "
-                                  "or $ before the end (docs/rules.md 6.4)"
-                                : "PCRE syntax: escape literal ( ) [ ] . * + ? with a backslash",
+                    costly ? "write a shorter bounded repeat, + or * instead, or a range such as "
+                             "[\\x{4e00}-\\x{9fff}] instead of a Unicode property (docs/rules.md 6.4)"
+                    : unsupported ? "matches runs in time linear in the text: no back-references, lookaround, "
+                                    "atomic groups, possessive quantifiers, conditionals, \\G, \\K, \\C, \\X "
+                                    "or $ before the end (docs/rules.md 6.4)"
+                                  : "PCRE syntax: escape literal ( ) [ ] . * + ? with a backslash",
                     "bad regular expression: %s", emsg);
                 return false;
         }

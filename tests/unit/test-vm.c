@@ -465,10 +465,10 @@ Test(vm, match_chinese)
                 {"冷链运输不合格", true, false},
                 {"冷链温度正常", false, false},
                 {"常温超标", false, false},
-                {"食品12", false, true},   /* \p{Han} with UCP: two Han characters */
+                {"食品12", false, true},   /* \p{Han}: two Han characters */
                 {"食12", false, false},
                 {"ab12", false, false},
-                {"食品１２", false, true},  /* UCP: \d matches fullwidth digits */
+                {"食品１２", false, false}, /* \d is ASCII: not full-width digits */
                 {"", false, false},
         };
         for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -531,7 +531,7 @@ Test(vm, regex_refuses_backtracking_constructs)
                 {"(?<!a)b", "Zero-width assertion", 0},
                 {"x(?>a+)b", "Atomic group", 1},
                 {"a++b", "Possessive quantifier", 2},
-                {"\\bab\\b", "\\b", 0},
+                {"a\\Kb", "\\K", 1},
                 {"a$b", "end anchor", 0},
         };
         for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -540,6 +540,56 @@ Test(vm, regex_refuses_backtracking_constructs)
                 cr_assert_null(vm_regex_new(c[i].pat, strlen(c[i].pat), err, sizeof(err), &off), "%s", c[i].pat);
                 cr_assert(strstr(err, c[i].named), "%s: '%s' does not name %s", c[i].pat, err, c[i].named);
                 cr_assert_eq(off, c[i].off, "%s: at %u", c[i].pat, off);
+        }
+}
+
+/* \b \d \w are ASCII (no Unicode-property mode, whose automata took
+ * seconds to build), so \b is allowed; Chinese text is matched with
+ * \p{Han} or the characters themselves. */
+Test(vm, regex_ascii_classes_and_word_boundary)
+{
+        char err[256];
+        uint32_t off;
+        void *b = vm_regex_new("\\bPb\\b", 6, err, sizeof(err), &off);
+        cr_assert_not_null(b, "%s", err);
+        cr_assert_eq(vm_regex_match(b, "铅(Pb)超标", strlen("铅(Pb)超标")), 1);
+        cr_assert_eq(vm_regex_match(b, "铅Pb超标", strlen("铅Pb超标")), 1, "Chinese is not a word character");
+        cr_assert_eq(vm_regex_match(b, "PbO", 3), 0);
+        vm_regex_free(b);
+        void *w = vm_regex_new("^\\w{18}$", 8, err, sizeof(err), &off);
+        cr_assert_not_null(w, "%s", err);
+        cr_assert_eq(vm_regex_match(w, "91410184MAX3GNEK20", 18), 1);
+        cr_assert_eq(vm_regex_match(w, "食品", strlen("食品")), 0);
+        vm_regex_free(w);
+}
+
+/* A pattern whose automaton would take seconds to build is refused before
+ * the engine sees it: bounded repeats unroll, Unicode classes cost more
+ * (\p{L}{30} took 15 s, (\p{L}|\p{N}){30} 34 s). */
+Test(vm, regex_refuses_costly_patterns)
+{
+        static const char *const costly[] = {
+                "\\p{L}{30}", "(\\p{L}|\\p{N}){30}", "\\p{Han}{300}", "(\\w{10}){1000}",
+                "a{\\p{L}{30}", /* a '{' that is no repeat is a literal */
+                "x\\w{99999999999999999999}", "((((a{10}){10}){10}){10})",
+        };
+        for (size_t i = 0; i < sizeof(costly) / sizeof(costly[0]); i++) {
+                char err[256] = "";
+                uint32_t off = 9;
+                cr_assert_null(vm_regex_new(costly[i], strlen(costly[i]), err, sizeof(err), &off), "%s", costly[i]);
+                cr_assert(strstr(err, "too costly"), "%s: %s", costly[i], err);
+                cr_assert_eq(off, 0);
+        }
+        static const char *const fine[] = {
+                "^\\w{18}$", "\\w{1000}", ".{128}", "\\p{L}{8}", "食{1000}", "^[0-9A-HJ-NPQRTUWXY]{2}\\d{6}[0-9A-Z]{10}$",
+                "\\p{Han}{2,}", "\\Q\\p{L}{999}\\E",
+        };
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                char err[256] = "";
+                uint32_t off;
+                void *re = vm_regex_new(fine[i], strlen(fine[i]), err, sizeof(err), &off);
+                cr_assert_not_null(re, "%s: %s", fine[i], err);
+                vm_regex_free(re);
         }
 }
 
