@@ -28,7 +28,7 @@
         X(E012, bad_identifier, E)       /* an id or name with bad characters */ \
         X(E020, syntax_error, E)         /* expression does not parse */    \
         X(E021, unterminated_string, E)  /* a string literal is not closed */ \
-        X(E022, bad_regex, E)            /* PCRE2 rejected the pattern */    \
+        X(E022, bad_regex, E)            /* the regex engine refused the pattern */    \
         X(E023, bad_literal, E)          /* malformed number/duration/time literal */ \
         X(E030, unknown_event_type, E)   /* on:, aggregate or append names no type */ \
         X(E031, unknown_field, E)        /* no such field of the event type */ \

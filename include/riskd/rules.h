@@ -297,8 +297,9 @@ typedef struct RuleSet {
         uint32_t nconsts;
         ConstSet *sets;
         uint32_t nsets;
-        void **regexes;        /* pcre2_code * */
+        void **regexes;        /* VmRegex * (src/rules/vm.h) */
         char **regex_src;
+        char **regex_rule;     /* the id of the rule whose condition holds it, or "grading" */
         uint32_t nregexes;
 
         struct Arena *arena;   /* owns every string above */
@@ -317,6 +318,14 @@ RuleSet *rules_ref(RuleSet *rs);
 RuleSet *rules_unref(RuleSet *rs);
 
 const Rule *rules_find(const RuleSet *rs, const char *id);
+/*
+ * The engine errors of regex i (a `matches` whose engine failed: the
+ * condition took it as false, docs/rules.md 6.4) since the rules were
+ * loaded, and since the last rules_regex_errors_take (which the daemon's
+ * metric uses).  Call them on the thread that evaluates the rules.
+ */
+uint64_t rules_regex_errors(const RuleSet *rs, uint32_t i);
+uint64_t rules_regex_errors_take(const RuleSet *rs, uint32_t i);
 int32_t rules_type_id(const RuleSet *rs, const char *name);
 int32_t rules_flag_id(const RuleSet *rs, const char *name);
 

@@ -747,6 +747,34 @@ static int run_engine(RuleSet *rs, const ReplayOpts *o, const char *file, Replay
 
 static const char *const rule_status_names[] = {"enabled", "shadow", "disabled"};
 
+/* The regex engine errors of rule id's matches in this run (each made its
+ * condition false, docs/rules.md 6.4). */
+static uint64_t rule_regex_errors(const RuleSet *rs, const char *id)
+{
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < rs->nregexes; i++)
+                if (rs->regex_rule && strcmp(rs->regex_rule[i], id) == 0)
+                        n += rules_regex_errors(rs, i);
+        return n;
+}
+
+/* The rules whose matches had regex engine errors, one line each, after a
+ * heading; nothing when there were none. */
+static void print_regex_errors(FILE *f, const RuleSet *rs)
+{
+        bool any = false;
+        for (uint32_t i = 0; i <= rs->nrules; i++) {
+                const char *id = i < rs->nrules ? rs->rules[i].id : "grading";
+                uint64_t n = rule_regex_errors(rs, id);
+                if (!n)
+                        continue;
+                if (!any)
+                        fprintf(f, "regex engine errors (each made its matches false):\n");
+                any = true;
+                fprintf(f, "  %-44s %llu\n", id, (unsigned long long)n);
+        }
+}
+
 /* The back-test summary of a replay: events, alerts and firings of every
  * rule (also those that never fired), rejects, grades at the end, state. */
 static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtFormat format)
@@ -778,8 +806,9 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
                 for (uint32_t i = 0; i < rs->nrules; i++) {
                         buf_puts(&b, i ? ",{\"rule_id\":" : "{\"rule_id\":");
                         buf_json_str(&b, rs->rules[i].id, strlen(rs->rules[i].id));
-                        buf_printf(&b, ",\"status\":\"%s\",\"firings\":%llu}", rule_status_names[rs->rules[i].status],
-                                   (unsigned long long)rp->by_rule[i]);
+                        buf_printf(&b, ",\"status\":\"%s\",\"firings\":%llu,\"regex_errors\":%llu}",
+                                   rule_status_names[rs->rules[i].status], (unsigned long long)rp->by_rule[i],
+                                   (unsigned long long)rule_regex_errors(rs, rs->rules[i].id));
                 }
                 buf_puts(&b, "],\"reload\":");
                 if (rp->reloaded) {
@@ -846,6 +875,7 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
                         rp->by_rule[i] ? "" : "  never fired");
         }
         fprintf(f, "  %u of %u rules never fired\n", never, rs->nrules);
+        print_regex_errors(f, rs);
         if (rp->reloaded) {
                 const EngineReload *r = &rp->rep;
                 const Buf *ids[] = {&rp->changed, &rp->added, &rp->removed};
@@ -968,6 +998,10 @@ static int cmd_explain(int argc, char **argv)
                 } else {
                         fputs(j, stdout);
                         free(j);
+                        /* what the explanation may miss: a condition an
+                         * engine error made false (on standard error with
+                         * --format json, which stays one document) */
+                        print_regex_errors(o.format == BT_JSON ? stderr : stdout, engine_rules(e));
                 }
                 engine_free(e);
         }

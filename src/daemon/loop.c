@@ -135,7 +135,7 @@ typedef struct Metrics {
         Prom *p;
         PromFamily *events, *rejects, *alerts, *shadow, *adjustments, *batch_s, *alert_latency, *lag, *txn,
                 *restore_s, *restored, *replayed, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
-                *partitions, *http, *stalls, *reload_ents;
+                *partitions, *http, *stalls, *reload_ents, *regex_errors;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed, *reload_coalesced;
 } Metrics;
 
@@ -406,6 +406,9 @@ static void metrics_init(Loop *l)
         m->rules_info = prom_family(p, PROM_GAUGE, "riskd_rules_info", "The rules in use: 1 for their version",
                                     "version", NULL, 0);
         m->rules = prom_family(p, PROM_GAUGE, "riskd_rules", "Rules loaded, by status", "status", NULL, 0);
+        m->regex_errors = prom_family(p, PROM_COUNTER, "riskd_regex_errors_total",
+                                      "Regex engine errors of matches, by rule (each made its condition false)", "rule",
+                                      NULL, 0);
         m->http = prom_family(p, PROM_COUNTER, "riskd_http_requests_total", "HTTP requests by status code",
                               "code", NULL, 0);
         m->stalls = prom_family(p, PROM_COUNTER, "riskd_fetch_stalls_total",
@@ -838,6 +841,23 @@ static void replay_check(Loop *l, Part *pt, bool leaving)
 }
 
 /* Ends the open batch.  true: committed. */
+/* Adds the regex engine errors counted since the last fold to
+ * riskd_regex_errors_total{rule}, from the rules every partition runs (two
+ * sets during a reload); a rule with a regex has its series from the start,
+ * at 0.  On the loop thread, which evaluates the rules. */
+static void regex_errors_fold(Loop *l)
+{
+        for (uint32_t p = 0; p <= l->nparts; p++) {
+                Part *pt = p < l->nparts ? l->parts[p] : NULL;
+                const RuleSet *rs = p == l->nparts ? l->rs : pt && pt->e ? engine_rules(pt->e) : NULL;
+                if (!rs || (p < l->nparts && rs == l->rs))
+                        continue; /* l->rs once, last */
+                for (uint32_t i = 0; i < rs->nregexes; i++)
+                        prom_add(prom_series1(l->m.regex_errors, rs->regex_rule[i]),
+                                 (double)rules_regex_errors_take(rs, i));
+        }
+}
+
 static bool batch_end(Loop *l, BatchEnd how)
 {
         if (!l->batch_open)
@@ -884,6 +904,7 @@ static bool batch_end(Loop *l, BatchEnd how)
         l->batch_open = false;
         l->batch_failed = false;
         l->batch_events = 0;
+        regex_errors_fold(l);
         /* an array of messages may hold many batches: ping between them */
         notify_watchdog(log_now_ms());
         return committed;
@@ -1964,6 +1985,7 @@ static void metrics_render(Loop *l, Buf *out)
         prom_set(prom_series1(m->rules, "enabled"), by_status[RULE_ENABLED]);
         prom_set(prom_series1(m->rules, "shadow"), by_status[RULE_SHADOW]);
         prom_set(prom_series1(m->rules, "disabled"), by_status[RULE_DISABLED]);
+        regex_errors_fold(l);
         prom_render(m->p, out);
 }
 

@@ -501,7 +501,7 @@ static bool check_strop(Loader *L, Node *n)
         return true;
 }
 
-static bool check_regex(Loader *L, Node *n)
+static bool check_regex(Loader *L, Node *n, const CheckCtx *cx)
 {
         Node *b = n->b;
         if (n->a->type != VT_STR) {
@@ -546,7 +546,17 @@ static bool check_regex(Loader *L, Node *n)
                 if (at.off >= b->off + b->len && b->len)
                         at.off = b->off + b->len - 1;
                 at.len = 1;
-                err(L, &at, DIAG_E022, "PCRE2 syntax: escape literal ( ) [ ] . * + ? with a backslash",
+                /* the engine matches in linear time: what would need
+                 * backtracking is refused, and the help says what to do */
+                bool unsupported = strstr(emsg, "support") || strstr(emsg, "Zero-width");
+                bool costly = strstr(emsg, "too costly") || strstr(emsg, "too large");
+                err(L, &at, DIAG_E022,
+                    costly ? "write a shorter bounded repeat, + or * instead, or a range such as "
+                             "[\\x{4e00}-\\x{9fff}] instead of a Unicode property (docs/rules.md 6.4)"
+                    : unsupported ? "matches runs in time linear in the text: no back-references, lookaround, "
+                                    "atomic groups, possessive quantifiers, conditionals, \\G, \\K, \\C, \\X "
+                                    "or $ before the end (docs/rules.md 6.4)"
+                                  : "PCRE syntax: escape literal ( ) [ ] . * + ? with a backslash",
                     "bad regular expression: %s", emsg);
                 return false;
         }
@@ -554,7 +564,10 @@ static bool check_regex(Loader *L, Node *n)
         if (rs->nregexes % 16 == 0) {
                 rs->regexes = xrealloc(rs->regexes, (rs->nregexes + 16) * sizeof(void *));
                 rs->regex_src = xrealloc(rs->regex_src, (rs->nregexes + 16) * sizeof(char *));
+                rs->regex_rule = xrealloc(rs->regex_rule, (rs->nregexes + 16) * sizeof(char *));
         }
+        /* its engine errors are counted under this rule (a grading override's under "grading") */
+        rs->regex_rule[rs->nregexes] = arena_strdup(L->ar, cx && cx->rule ? cx->rule->id : "grading");
         rs->regexes[rs->nregexes] = re;
         rs->regex_src[rs->nregexes] = arena_strndup(L->ar, b->lit.s.p, b->lit.s.len);
         n->slot = (int32_t)rs->nregexes++;
@@ -966,7 +979,7 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         n->type = VT_BOOL;
                         break;
                 case T_MATCHES:
-                        if (!check_regex(L, n))
+                        if (!check_regex(L, n, cx))
                                 return NULL;
                         n->type = VT_BOOL;
                         return n;

@@ -1317,6 +1317,7 @@ static void ruleset_free(RuleSet *rs)
                 vm_regex_free(rs->regexes[i]);
         free(rs->regexes);
         free(rs->regex_src);
+        free(rs->regex_rule);
         for (uint32_t i = 0; i < rs->nsets; i++) {
                 free(rs->sets[i].v);
                 free(rs->sets[i].bits);
@@ -1347,6 +1348,16 @@ RuleSet *rules_unref(RuleSet *rs)
         if (rs && --rs->refs <= 0)
                 ruleset_free(rs);
         return NULL;
+}
+
+uint64_t rules_regex_errors(const RuleSet *rs, uint32_t i)
+{
+        return i < rs->nregexes ? vm_regex_errors(rs->regexes[i]) : 0;
+}
+
+uint64_t rules_regex_errors_take(const RuleSet *rs, uint32_t i)
+{
+        return i < rs->nregexes ? vm_regex_errors_take(rs->regexes[i]) : 0;
 }
 
 const Rule *rules_find(const RuleSet *rs, const char *id)

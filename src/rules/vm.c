@@ -7,7 +7,7 @@
  * Invariants:
  * - vm_run never allocates and never writes to the RuleSet or the frame.
  *   The only mutable state it touches is the caller's scratch buffer
- *   (lower()) and each regex's match data (MATCH), which is why a RuleSet
+ *   (lower()) and each regex's scratch and error count (MATCH), which is why a RuleSet
  *   is evaluated by one thread at a time (see src/rules/vm.h).
  * - The code is trusted: the compiler computes Program.max_stack exactly
  *   and the loader runs vm_verify() on every program once, so the loop
@@ -22,73 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "include/riskd/util.h"
 #include "src/rules/opcodes.h"
 #include "src/rules/vm.h"
-
-/* Backtracking bounds of one match: a pathological pattern on a long
- * subject stops with "no match" instead of stalling the consumer. */
-#define VM_REGEX_MATCH_LIMIT 1000000u
-#define VM_REGEX_DEPTH_LIMIT 100000u
-#define VM_REGEX_HEAP_LIMIT_KIB 16384u
-
-typedef struct VmRegex {
-        pcre2_code *code;
-        pcre2_match_data *md;      /* reused by every match: one thread at a time */
-        pcre2_match_context *mc;   /* the limits above */
-} VmRegex;
-
-void *vm_regex_new(const char *pattern, size_t len, char *err, size_t errsize, uint32_t *erroff)
-{
-        int ec = 0;
-        PCRE2_SIZE eo = 0;
-        pcre2_code *code = pcre2_compile((PCRE2_SPTR)(pattern ? pattern : ""), len, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
-        if (!code) {
-                if (err && errsize) {
-                        if (pcre2_get_error_message(ec, (PCRE2_UCHAR *)err, errsize) < 0 && errsize > 0)
-                                err[errsize - 1] = 0; /* truncated; PCRE2 still NUL-terminates */
-                }
-                if (erroff)
-                        *erroff = eo > UINT32_MAX ? UINT32_MAX : (uint32_t)eo;
-                return NULL;
-        }
-        (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* an interpreter fallback is fine */
-
-        VmRegex *re = xcalloc(1, sizeof(*re));
-        re->code = code;
-        re->md = pcre2_match_data_create_from_pattern(code, NULL);
-        re->mc = pcre2_match_context_create(NULL);
-        if (!re->md || !re->mc)
-                abort(); /* out of memory: the same policy as xmalloc */
-        pcre2_set_match_limit(re->mc, VM_REGEX_MATCH_LIMIT);
-        pcre2_set_depth_limit(re->mc, VM_REGEX_DEPTH_LIMIT);
-        pcre2_set_heap_limit(re->mc, VM_REGEX_HEAP_LIMIT_KIB);
-        return re;
-}
-
-void vm_regex_free(void *p)
-{
-        VmRegex *re = p;
-        if (!re)
-                return;
-        pcre2_match_context_free(re->mc);
-        pcre2_match_data_free(re->md);
-        pcre2_code_free(re->code);
-        free(re);
-}
-
-bool vm_regex_match(void *p, const char *s, size_t n)
-{
-        VmRegex *re = p;
-        if (!re)
-                return false;
-        /* PCRE2 rejects a NULL subject even when empty */
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)(s ? s : ""), n, 0, 0, re->md, re->mc);
-        return rc >= 0;
-}
 
 /* ---- sets ---- */
 
@@ -280,7 +216,9 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                 case OP_ENDSWITH: VM_STRPRED(value_endswith); break;
                 case OP_MATCH: {
                         Value *a = &sp[-1];
-                        VM_SETBOOL(a, a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len));
+                        /* an engine error is false here and counted in the
+                         * regex (vm_regex_errors): never a silent miss */
+                        VM_SETBOOL(a, a->tag == VT_STR && vm_regex_match(rs->regexes[arg], a->s.p, a->s.len) == 1);
                         break;
                 }
                 case OP_ADD: VM_ARITH('+'); break;

@@ -145,7 +145,8 @@ Test(check, lists_functions_and_references)
         diag_list_deinit(&dl);
         one(&dl, "  - { id: r, on: sampling, when: $measured > 1 }\n", DIAG_E040, 34, NULL);
         diag_list_deinit(&dl);
-        one(&dl, "  - { id: r, on: sampling, when: item matches \"(\" }\n", DIAG_E022, 49, NULL);
+        /* at the group the engine finds unclosed */
+        one(&dl, "  - { id: r, on: sampling, when: item matches \"(\" }\n", DIAG_E022, 48, NULL);
         diag_list_deinit(&dl);
 }
 

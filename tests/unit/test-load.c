@@ -401,6 +401,49 @@ Test(load, regex_and_template_errors)
         diag_list_deinit(&dl);
 }
 
+/* A matches whose engine fails is false and counted under its rule: the
+ * count the daemon's riskd_regex_errors_total{rule} and riskctl's summary
+ * read (the decoder refuses malformed UTF-8, so the subject here is made
+ * by hand). */
+Test(load, regex_errors_counted_by_rule)
+{
+        DiagList dl = {0};
+        RuleSet *rs = NULL;
+        Dir d = dir3(schema, plain_grading,
+                     "rules:\n"
+                     "  - id: sampling.lead\n    on: sampling\n    when: item matches \"^铅(a+)+$\"\n"
+                     "  - id: complaint.lead\n    on: complaint\n    when: not (item matches \"铅\")\n");
+        cr_assert_eq(load(&d, &dl, &rs), 0);
+        cr_assert_eq(rs->nregexes, 2);
+        cr_assert_str_eq(rs->regex_rule[0], "sampling.lead");
+        cr_assert_str_eq(rs->regex_rule[1], "complaint.lead");
+        Value *ev = calloc(rs->schema.nslots, sizeof(Value));
+        VmFrame f = {.event = ev, .cur = ev};
+        const Rule *r = rules_find(rs, "sampling.lead");
+        int32_t item = slot_of(rs, "sampling", "item");
+        static char s[4004];
+        memcpy(s, "铅", 3);
+        memset(s + 3, 'a', 4000);
+        ev[item] = value_str(s, 4003);
+        cr_assert(vm_test(rs, r->when, &f));
+        s[4003] = 'b';
+        ev[item] = value_str(s, 4004);
+        cr_assert(!vm_test(rs, r->when, &f));
+        cr_assert_eq(rules_regex_errors(rs, 0), 0);
+        ev[item] = value_str("铅a\xff", 5);
+        cr_assert(!vm_test(rs, r->when, &f), "an engine error is false");
+        cr_assert(!vm_test(rs, r->when, &f));
+        cr_assert_eq(rules_regex_errors(rs, 0), 2, "and counted");
+        cr_assert_eq(rules_regex_errors(rs, 1), 0, "under its rule only");
+        cr_assert_eq(rules_regex_errors_take(rs, 0), 2);
+        cr_assert_eq(rules_regex_errors_take(rs, 0), 0, "take returns what is new");
+        cr_assert_eq(rules_regex_errors(rs, 0), 2, "the total stays");
+        cr_assert_eq(rules_regex_errors(rs, 2), 0, "out of range");
+        free(ev);
+        rules_unref(rs);
+        diag_list_deinit(&dl);
+}
+
 Test(load, warnings)
 {
         DiagList dl = broken("lists:\n  unused: [a]\nmacros:\n  m: confirmed\n"

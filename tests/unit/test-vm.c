@@ -2,7 +2,7 @@
  * Unit tests of the rule VM (src/rules/vm.c) and the disassembler
  * (src/rules/disasm.c) on a RuleSet assembled by hand: every opcode, null
  * in every operand position, short-circuit evaluation (an aggregate hook
- * that must not run), sets of each kind, PCRE2 with Chinese text, lower()
+ * that must not run), sets of each kind, regexes with Chinese text, lower()
  * with a small scratch buffer, stack limits, code verification, and the
  * exact disassembly lines.
  *
@@ -465,10 +465,10 @@ Test(vm, match_chinese)
                 {"冷链运输不合格", true, false},
                 {"冷链温度正常", false, false},
                 {"常温超标", false, false},
-                {"食品12", false, true},   /* \p{Han} with UCP: two Han characters */
+                {"食品12", false, true},   /* \p{Han}: two Han characters */
                 {"食12", false, false},
                 {"ab12", false, false},
-                {"食品１２", false, true},  /* UCP: \d matches fullwidth digits */
+                {"食品１２", false, false}, /* \d is ASCII: not full-width digits */
                 {"", false, false},
         };
         for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -480,7 +480,8 @@ Test(vm, match_chinese)
         ev[S_NAME] = value_str("冷链温度超标XYZ", (uint32_t)strlen("冷链温度超标"));
         expect_bool(p0, &f, true, "bounded subject");
         ev[S_NAME] = value_str("冷链\xff超标", (uint32_t)strlen("冷链\xff超标"));
-        expect_bool(p0, &f, false, "invalid UTF-8 subject: no match, no crash");
+        expect_bool(p0, &f, false, "invalid UTF-8 subject: false, no crash");
+        cr_assert_eq(vm_regex_errors(regexes[0]), 1, "and counted as an engine error");
         ev[S_NAME] = value_str(NULL, 0);
         expect_bool(p1, &f, false, "empty subject with a NULL pointer");
         ev[S_NAME] = value_null();
@@ -496,29 +497,151 @@ Test(vm, regex_new_errors)
         uint32_t off = 999;
         cr_assert_null(vm_regex_new("ab(c", 4, err, sizeof(err), &off));
         cr_assert(strlen(err) > 0);
-        cr_assert_eq(off, 4, "offset %u", off);
+        cr_assert_eq(off, 2, "offset %u: the group's '('", off);
         err[0] = 0;
         cr_assert_null(vm_regex_new("食品[", strlen("食品["), err, sizeof(err), &off));
         cr_assert(strlen(err) > 0);
-        cr_assert_eq(off, strlen("食品["), "a byte offset");
+        cr_assert_eq(off, strlen("食品"), "a byte offset: %u", off);
         char tiny[8];
         cr_assert_null(vm_regex_new("(", 1, tiny, sizeof(tiny), &off));
         cr_assert(strlen(tiny) < sizeof(tiny), "the message is truncated and terminated");
-        void *re = vm_regex_new("ab\0c", 4, err, sizeof(err), &off); /* length, not NUL */
-        cr_assert_not_null(re);
-        cr_assert(vm_regex_match(re, "xab\0c", 5));
-        cr_assert(!vm_regex_match(re, "xab", 3));
+        /* the engine takes a C string: a NUL inside is refused, not cut */
+        cr_assert_null(vm_regex_new("ab\0c", 4, err, sizeof(err), &off));
+        cr_assert_eq(off, 2);
+        cr_assert(strstr(err, "NUL"), "%s", err);
+        void *re = vm_regex_new("ab\\x00c", 7, err, sizeof(err), &off);
+        cr_assert_not_null(re, "%s", err);
+        cr_assert_eq(vm_regex_match(re, "xab\0c", 5), 1);
+        cr_assert_eq(vm_regex_match(re, "xab", 3), 0);
         vm_regex_free(re);
         vm_regex_free(NULL);
-        /* catastrophic backtracking stops at a match limit: "no match" */
-        re = vm_regex_new("^(a+)+$", 7, err, sizeof(err), &off);
+}
+
+/* What needs backtracking is refused, with the construct named in the
+ * message (E022's text in riskctl check). */
+Test(vm, regex_refuses_backtracking_constructs)
+{
+        static const struct {
+                const char *pat, *named;
+                uint32_t off; /* the construct's byte offset */
+        } c[] = {
+                {"(a)\\1", "Back-reference", 3},
+                {"\\\\1(a)\\1", "Back-reference", 6}, /* \\1 is a backslash and a 1 */
+                {"a(?=b)", "Zero-width assertion", 1},
+                {"(?<!a)b", "Zero-width assertion", 0},
+                {"x(?>a+)b", "Atomic group", 1},
+                {"a++b", "Possessive quantifier", 2},
+                {"a\\Kb", "\\K", 1},
+                {"a$b", "end anchor", 0},
+        };
+        for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+                char err[256] = "";
+                uint32_t off = 999;
+                cr_assert_null(vm_regex_new(c[i].pat, strlen(c[i].pat), err, sizeof(err), &off), "%s", c[i].pat);
+                cr_assert(strstr(err, c[i].named), "%s: '%s' does not name %s", c[i].pat, err, c[i].named);
+                cr_assert_eq(off, c[i].off, "%s: at %u", c[i].pat, off);
+        }
+}
+
+/* \b \d \w are ASCII (no Unicode-property mode, whose automata took
+ * seconds to build), so \b is allowed; Chinese text is matched with
+ * \p{Han} or the characters themselves. */
+Test(vm, regex_ascii_classes_and_word_boundary)
+{
+        char err[256];
+        uint32_t off;
+        void *b = vm_regex_new("\\bPb\\b", 6, err, sizeof(err), &off);
+        cr_assert_not_null(b, "%s", err);
+        cr_assert_eq(vm_regex_match(b, "铅(Pb)超标", strlen("铅(Pb)超标")), 1);
+        cr_assert_eq(vm_regex_match(b, "铅Pb超标", strlen("铅Pb超标")), 1, "Chinese is not a word character");
+        cr_assert_eq(vm_regex_match(b, "PbO", 3), 0);
+        vm_regex_free(b);
+        void *w = vm_regex_new("^\\w{18}$", 8, err, sizeof(err), &off);
+        cr_assert_not_null(w, "%s", err);
+        cr_assert_eq(vm_regex_match(w, "91410184MAX3GNEK20", 18), 1);
+        cr_assert_eq(vm_regex_match(w, "食品", strlen("食品")), 0);
+        vm_regex_free(w);
+}
+
+/* A pattern whose automaton would take seconds to build is refused before
+ * the engine sees it: bounded repeats unroll, Unicode classes cost more
+ * (\p{L}{30} took 15 s, (\p{L}|\p{N}){30} 34 s). */
+Test(vm, regex_refuses_costly_patterns)
+{
+        static const char *const costly[] = {
+                "\\p{L}{30}", "(\\p{L}|\\p{N}){30}", "\\p{Han}{300}", "(\\w{10}){1000}",
+                "a{\\p{L}{30}", /* a '{' that is no repeat is a literal */
+                "x\\w{99999999999999999999}", "((((a{10}){10}){10}){10})",
+        };
+        for (size_t i = 0; i < sizeof(costly) / sizeof(costly[0]); i++) {
+                char err[256] = "";
+                uint32_t off = 9;
+                cr_assert_null(vm_regex_new(costly[i], strlen(costly[i]), err, sizeof(err), &off), "%s", costly[i]);
+                cr_assert(strstr(err, "too costly"), "%s: %s", costly[i], err);
+                cr_assert_eq(off, 0);
+        }
+        static const char *const fine[] = {
+                "^\\w{18}$", "\\w{1000}", ".{128}", "\\p{L}{8}", "食{1000}", "^[0-9A-HJ-NPQRTUWXY]{2}\\d{6}[0-9A-Z]{10}$",
+                "\\p{Han}{2,}", "\\Q\\p{L}{999}\\E",
+        };
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                char err[256] = "";
+                uint32_t off;
+                void *re = vm_regex_new(fine[i], strlen(fine[i]), err, sizeof(err), &off);
+                cr_assert_not_null(re, "%s: %s", fine[i], err);
+                vm_regex_free(re);
+        }
+}
+
+/* The patterns that backtracked catastrophically under PCRE2 (issue 13:
+ * `(a+)+$` at 273 events/s, `^(a+)+b$|^a*c$` silently false for a^n c
+ * from n = 20): right answers at every length, no error. */
+Test(vm, regex_catastrophic_patterns_are_exact)
+{
+        char err[256];
+        uint32_t off;
+        void *nested = vm_regex_new("(a+)+$", 6, err, sizeof(err), &off);
+        void *alt = vm_regex_new("^(a+)+b$|^a*c$", 14, err, sizeof(err), &off);
+        cr_assert_not_null(nested);
+        cr_assert_not_null(alt);
+        static char subj[10002];
+        static const size_t ns[] = {1, 19, 20, 21, 30, 31, 100, 1000, 10000};
+        for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+                size_t n = ns[i];
+                memset(subj, 'a', n);
+                subj[n] = 'c';
+                cr_assert_eq(vm_regex_match(alt, subj, n + 1), 1, "a^%zu c", n);
+                subj[n] = 'b';
+                cr_assert_eq(vm_regex_match(alt, subj, n + 1), 1, "a^%zu b", n);
+                subj[n] = 'x';
+                cr_assert_eq(vm_regex_match(alt, subj, n + 1), 0, "a^%zu x", n);
+                cr_assert_eq(vm_regex_match(nested, subj, n + 1), 0, "a^%zu x: no a+ at the end", n);
+                cr_assert_eq(vm_regex_match(nested, subj, n), 1, "a^%zu", n);
+                subj[0] = 'x';
+                cr_assert_eq(vm_regex_match(nested, subj, n), n > 1, "x a^%zu: the a's at the end", n - 1);
+        }
+        cr_assert_eq(vm_regex_errors(nested), 0);
+        cr_assert_eq(vm_regex_errors(alt), 0);
+        vm_regex_free(nested);
+        vm_regex_free(alt);
+}
+
+/* An engine error is counted, never a silent "no match". */
+Test(vm, regex_errors_are_counted)
+{
+        char err[256];
+        uint32_t off;
+        void *re = vm_regex_new("超标", strlen("超标"), err, sizeof(err), &off);
         cr_assert_not_null(re);
-        char subj[4096];
-        memset(subj, 'a', sizeof(subj));
-        subj[sizeof(subj) - 1] = 'b';
-        cr_assert(!vm_regex_match(re, subj, sizeof(subj)));
-        cr_assert(vm_regex_match(re, subj, sizeof(subj) - 1));
+        cr_assert_eq(vm_regex_match(re, "温度超标", strlen("温度超标")), 1);
+        cr_assert_eq(vm_regex_errors(re), 0);
+        cr_assert_eq(vm_regex_match(re, "超标\xff", strlen("超标\xff")), VM_REGEX_ERROR);
+        cr_assert_eq(vm_regex_match(re, "\xe8\xb6", 2), VM_REGEX_ERROR, "a cut sequence");
+        cr_assert_eq(vm_regex_errors(re), 2);
+        cr_assert_eq(vm_regex_match(re, "", 0), 0);
+        cr_assert_eq(vm_regex_errors(re), 2);
         vm_regex_free(re);
+        cr_assert_eq(vm_regex_errors(NULL), 0);
 }
 
 Test(vm, lower_scratch)
