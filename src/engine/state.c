@@ -389,7 +389,7 @@ static void off_read(Engine *e, Ent *x, Rd *r)
         /* steps are counts within a cycle (8 bits): outside, the record
          * is refused; a band they reach is clamped to the grading's */
         int64_t carry = get_i(r), raise = get_i(r), lower = get_i(r);
-        if (carry < -INT8_MAX || carry > INT8_MAX || raise < 0 || raise > INT8_MAX || lower < 0 || lower > INT8_MAX)
+        if (carry < INT8_MIN || carry > INT8_MAX || raise < 0 || raise > INT8_MAX || lower < 0 || lower > INT8_MAX)
                 r->bad = true;
         o.carry = (int8_t)(r->bad ? 0 : carry);
         o.raise = (int8_t)(r->bad ? 0 : raise);
@@ -685,13 +685,13 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         w->cap = (uint32_t)(rows < e->cfg.max_window_rows ? rows : e->cfg.max_window_rows);
                         w->t = window_alloc(e, a, w->cap); /* running aggregates: rebuilt from the rows */
                 }
-                int64_t last = INT64_MIN;
                 for (uint64_t q = 0; q < rows && !r->bad; q++) {
+                        /* rows in arrival order, not necessarily in time
+                         * order (held events released early): any time but
+                         * none */
                         int64_t t = get_i(r);
-                        /* rows oldest first: the window drops from its head */
-                        if (t < last || t == TIME_UNSET)
+                        if (t == TIME_UNSET)
                                 r->bad = true;
-                        last = t;
                         Value tmp[64];
                         for (uint64_t k = 0; k < nrow; k++)
                                 tmp[k < 64 ? k : 63] = get_v(e, r, w ? (int32_t)a->row_slots[k] : -1);
@@ -776,9 +776,7 @@ static int64_t meta_read(Engine *e, Rd *r)
         }
         e->max_time = get_i(r);
         e->wm = get_i(r);
-        int64_t next = get_i(r);
-        if (next < 0)
-                r->bad = true; /* an input offset */
+        int64_t next = get_i(r); /* -1 or below: none (a reload's copy of a restore without one) */
         uint64_t n = get_u(r);
         for (uint32_t i = 0; i < e->nheld; i++) {
                 free(e->held[i].bytes);
