@@ -2643,3 +2643,40 @@ Test(engine, a_value_of_another_type_than_its_slot_is_refused)
         buf_free(&b);
         rules_unref(rs);
 }
+
+/* Every input fuzz/fuzz-records found (tests/fuzz-regressions/records/),
+ * and its seeds from real records (fuzz/records-seeds/), through the
+ * fuzzer's own entry point: restores, pushes, aborts, commits, explains,
+ * reloads and restarts, each record the engine wrote restoring again. */
+#define RULES_DIR SRCDIR "/rules"
+#define EVENTS_FILE SRCDIR "/examples/events.jsonl"
+#include "fuzz/fuzz-records.c"
+#include <dirent.h>
+
+static uint32_t replay_dir(const char *dir)
+{
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d, "%s", dir);
+        uint32_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || strcmp(de->d_name, "README") == 0)
+                        continue;
+                char *p = xasprintf("%s/%s", dir, de->d_name);
+                char *text;
+                size_t len;
+                cr_assert_eq(file_read_all(p, &text, &len), 0, "%s", p);
+                cr_assert_eq(LLVMFuzzerTestOneInput((const uint8_t *)text, len), 0, "%s", p);
+                free(text);
+                free(p);
+                n++;
+        }
+        closedir(d);
+        return n;
+}
+
+Test(engine, fuzz_record_regressions, .timeout = 300)
+{
+        cr_assert_gt(replay_dir(SRCDIR "/tests/fuzz-regressions/records"), 0);
+        cr_assert_gt(replay_dir(SRCDIR "/fuzz/records-seeds"), 0);
+}
