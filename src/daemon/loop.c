@@ -137,6 +137,7 @@ typedef struct Metrics {
                 *restore_s, *restored, *replayed, *enterprises, *state_bytes, *window_bytes, *reloads, *rules_info, *rules,
                 *partitions, *http, *stalls, *reload_ents, *regex_errors;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed, *reload_coalesced;
+        PromFamily *restore_refused; /* changelog records a restore refused, by reason */
 } Metrics;
 
 typedef struct LoopStats {
@@ -380,6 +381,13 @@ static void metrics_init(Loop *l)
                                    sizeof(restore_b) / sizeof(restore_b[0]));
         m->restored = prom_family(p, PROM_COUNTER, "riskd_restored_records_total",
                                   "Changelog records read by restores", NULL, NULL, 0);
+        m->restore_refused = prom_family(p, PROM_COUNTER, "riskd_restore_records_refused_total",
+                                         "Changelog records a restore refused (reason: decode, a record that does "
+                                         "not decode or holds a value out of bounds; over_limit, "
+                                         "limits.max_enterprises reached)",
+                                         "reason", NULL, 0);
+        prom_series1(m->restore_refused, "decode"); /* shown at 0 from the start */
+        prom_series1(m->restore_refused, "over_limit");
         m->replayed = prom_family(p, PROM_COUNTER, "riskd_replayed_total",
                                   "Events read again after a restore that its state already held (transactions "
                                   "off, a crash between the state and the partition record): skipped, not dead "
@@ -1077,11 +1085,14 @@ static void restore_record(void *ud, int32_t p, int64_t offset, const void *key,
                 r = engine_restore_record(pt->e, key, klen, val ? val : "", val ? vlen : 0);
         if (r < 0) {
                 pt->rs_bad++;
+                prom_add(prom_series1(l->m.restore_refused, r == -ENOSPC ? "over_limit" : "decode"), 1);
                 if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "changelog records skipped")) {
                         char kb[80];
                         log_warning("changelog %s[%d] offset %lld, key %s: skipped (%s)", l->cfg->topics.changelog, p,
                                     (long long)offset, key ? printable(key, klen, kb, sizeof(kb)) : "(none)",
-                                    r == -ENOSPC ? "limits.max_enterprises reached" : "does not decode");
+                                    r == -ENOSPC ? "limits.max_enterprises reached"
+                                                 : "refused: does not decode or holds a value out of bounds; the "
+                                                   "enterprise keeps what came before the fault");
                 }
         }
 }

@@ -228,7 +228,7 @@ static void put_num(Buf *b, double v)
                 buf_puts(b, "NaN");
         else if (isinf(v))
                 buf_puts(b, v > 0 ? "+Inf" : "-Inf");
-        else if (v == (double)(int64_t)v && fabs(v) < 1e15)
+        else if (fabs(v) < 1e15 && v == (double)(int64_t)v) /* the range first: a cast past int64 is undefined */
                 buf_printf(b, "%lld", (long long)v);
         else
                 buf_printf(b, "%.15g", v);

@@ -163,6 +163,9 @@ typedef struct Ent {
         uint8_t reload_rescored : 1;    /* ... and changed its score: a live contribution of a changed
                                          * or removed rule dropped, or the static part differs from
                                          * the record's; the re-grade reports it (reload.c) */
+        uint8_t grade_lost : 1;         /* its record named a grade or mode the grading does not
+                                         * have: restored ungraded, graded again by the re-grade
+                                         * (reload.c) */
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;

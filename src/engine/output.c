@@ -28,7 +28,8 @@ void out_num(Buf *b, double d)
                 buf_puts(b, "null");
                 return;
         }
-        if (d == (double)(int64_t)d && fabs(d) < 1e15) {
+        /* the range first: converting a double past int64 is undefined */
+        if (fabs(d) < 1e15 && d == (double)(int64_t)d) {
                 buf_put_i64(b, (int64_t)d);
                 return;
         }

@@ -59,7 +59,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 int64_t now = n->wm;
                 if (now == TIME_UNSET || x->last_time > now)
                         now = x->last_time;
-                if (x->grade < 0 || now == TIME_UNSET) {
+                if ((x->grade < 0 && !x->grade_lost) || now == TIME_UNSET) {
                         if (dirty) {
                                 state_touch(n, x);
                                 rep->records++;

@@ -11,6 +11,7 @@
  * that has the same rules; what no longer exists is dropped.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,19 @@ static double get_f(Rd *r)
         return d;
 }
 
+/* A double that must be a number: NaN or an infinity refuses the record
+ * (no state the engine writes holds one: scores, points and event numbers
+ * are finite). */
+static double get_fin(Rd *r)
+{
+        double d = get_f(r);
+        if (!isfinite(d)) {
+                r->bad = true;
+                return 0;
+        }
+        return d;
+}
+
 static const char *get_s(Rd *r, uint32_t *len)
 {
         uint64_t n = get_u(r);
@@ -170,20 +184,33 @@ static int32_t get_slot_in(Engine *e, Rd *r, const uint32_t *cand, uint32_t ncan
         return -1;
 }
 
-/* A value into state (strings interned); slot < 0: read and dropped. */
+/* The value tag of a field type (FieldType and ValueTag list the types in
+ * one order, VT_NULL first). */
+static uint8_t ft_tag(FieldType t)
+{
+        return (uint8_t)(t + 1);
+}
+
+/* A value into state (strings interned); slot < 0: read and dropped.  A
+ * value of another type than its slot's, or a number that is not finite,
+ * refuses the record: the rules read a slot's value as of its type. */
 static Value get_v(Engine *e, Rd *r, int32_t slot)
 {
         Value v = {.tag = get_b(r)};
         uint32_t n;
         const char *s;
+        if (slot >= 0 && v.tag != VT_NULL && v.tag != ft_tag(e->rs->schema.slot_type[slot])) {
+                r->bad = true;
+                return value_null();
+        }
         switch (v.tag) {
         case VT_NULL: break;
         case VT_BOOL: v.b = get_b(r) != 0; break;
-        case VT_NUM: v.n = get_f(r); break;
+        case VT_NUM: v.n = get_fin(r); break;
         case VT_STR:
                 s = get_s(r, &n);
                 v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
-                break;
+                return v;
         case VT_ENUM: {
                 s = get_s(r, &n);
                 const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
@@ -359,14 +386,21 @@ static void off_read(Engine *e, Ent *x, Rd *r)
         o.cycle = get_i(r);
         s = get_s(r, &n);
         o.assessed = (int16_t)grade_by_name(g, s, n);
-        o.carry = (int8_t)get_i(r);
-        o.raise = (int8_t)get_i(r);
-        o.lower = (int8_t)get_i(r);
+        /* steps are counts within a cycle (8 bits): outside, the record
+         * is refused; a band they reach is clamped to the grading's */
+        int64_t carry = get_i(r), raise = get_i(r), lower = get_i(r);
+        if (carry < INT8_MIN || carry > INT8_MAX || raise < 0 || raise > INT8_MAX || lower < 0 || lower > INT8_MAX)
+                r->bad = true;
+        o.carry = (int8_t)(r->bad ? 0 : carry);
+        o.raise = (int8_t)(r->bad ? 0 : raise);
+        o.lower = (int8_t)(r->bad ? 0 : lower);
         uint64_t bits = get_u(r);
+        if (bits > 3)
+                r->bad = true;
         o.provisional = bits & 1;
         o.assess_due = (bits >> 1) & 1;
         o.dyn_time = get_i(r);
-        o.dyn = get_f(r);
+        o.dyn = get_fin(r);
         s = get_s(r, &n);
         o.dyn_rule = (int16_t)(n ? rule_by_id(e, s, n) : -1);
         s = get_s(r, &n);
@@ -442,7 +476,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         uint32_t dropped = e->reload_dropped;
         /* the static score (ent_static_score, derived from the bits): under
          * other rules, a static rule's new score shows against it */
-        double static_before = get_f(r);
+        double static_before = get_fin(r);
         x->grade_clean = 0;
         /* a static rule's decision is kept under its id even when the rule
          * changed (it is decided again at the next profile update: the
@@ -458,13 +492,25 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         }
                 e->reload_dropped += !found;
         }
-        s = get_s(r, &n);
-        x->held = (int16_t)grade_by_name(g, s, n);
-        s = get_s(r, &n);
-        x->grade = (int16_t)grade_by_name(g, s, n);
-        s = get_s(r, &n);
-        x->mode = (int16_t)mode_by_name(g, s, n);
-        x->per_year = get_f(r);
+        /* the grading: a grade, held grade or mode the grading does not
+         * have (a band or mode renamed or removed since the record was
+         * written) restores the enterprise ungraded, to be graded again
+         * (Ent.grade_lost): never a grade without its mode */
+        uint32_t hn, gn, mn;
+        const char *hs = get_s(r, &hn), *gs = get_s(r, &gn), *ms = get_s(r, &mn);
+        int32_t held = grade_by_name(g, hs, hn), grade = grade_by_name(g, gs, gn), mode = mode_by_name(g, ms, mn);
+        double per_year = get_fin(r);
+        if (r->bad)
+                return;
+        if (grade >= 0 && mode >= 0 && (held >= 0 || !hn) && per_year >= 0) {
+                x->held = (int16_t)held;
+                x->grade = (int16_t)grade;
+                x->mode = (int16_t)mode;
+                x->per_year = per_year;
+        } else if (gn || mn || hn) {
+                x->grade_lost = 1;
+                x->reload_dirty = 1;
+        }
         ent_below_set(e, x, get_i(r));
         x->last_time = get_i(r);
         uint64_t np = get_u(r);
@@ -476,13 +522,17 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         intern_value_put(&e->in, v);
                 }
         }
+        /* counts past what an enterprise can hold (16 bits) refuse the
+         * record: no engine wrote it */
         uint64_t nc = get_u(r);
+        if (nc > UINT16_MAX)
+                r->bad = true;
         /* the record index of each one kept (at most 65535 are) */
         uint32_t *cat = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nc && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
-                Contrib c = {.points = get_f(r)};
+                Contrib c = {.points = get_fin(r)};
                 c.since = get_i(r);
                 c.expires = get_i(r);
                 c.rectify = get_i(r);
@@ -501,14 +551,23 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 rr->c[rr->nc++] = c;
         }
         uint64_t nf = get_u(r);
+        if (nf > UINT16_MAX)
+                r->bad = true;
         for (uint64_t i = 0; i < nf && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t flag = -1;
-                for (uint32_t k = 0; k < rs->nflags; k++)
+                for (uint32_t k = 0; k < rs->nflags && k < 64; k++) /* a flag is a bit of a uint64_t */
                         if (s_eq(s, n, rs->flags[k]))
                                 flag = (int32_t)k;
                 uint8_t fp = get_b(r);
                 int64_t until = get_i(r);
+                if (fp > 1)
+                        r->bad = true;
+                for (uint32_t k = 0; flag >= 0 && x->r != &rare_none && k < x->r->nf; k++)
+                        if (x->r->f[k].flag == flag)
+                                r->bad = true; /* a flag twice */
+                if (r->bad)
+                        break;
                 if (flag < 0) {
                         e->reload_dropped++;
                         continue;
@@ -520,17 +579,43 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
         }
         uint64_t nks = get_u(r);
+        if (nks > UINT16_MAX)
+                r->bad = true;
         uint32_t *kat = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint32_t));
+        /* key states kept per rule: no more than cfg.max_keys, as an event makes */
+        uint32_t *nkeys = xcalloc(rs->nrules + 1, sizeof(uint32_t));
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
                 s = get_s(r, &n);
                 int32_t rule = rule_by_id(e, s, n);
                 KeyState ks = {.rule = (uint16_t)(rule < 0 ? 0 : rule)};
-                if (get_b(r)) {
+                uint8_t keyed = get_b(r);
+                if (keyed > 1)
+                        r->bad = true;
+                /* a keyed state of a rule without per: (or the reverse) is
+                 * one no event can reach: dropped, as is a key the record
+                 * has twice or one past max_keys */
+                if (rule >= 0 && keyed != (e->rs->rules[rule].per_slot >= 0))
+                        rule = -1;
+                if (keyed && !r->bad) {
                         s = get_s(r, &n);
-                        if (rule >= 0 && !r->bad)
-                                engine_ks_key(e, &ks, s, n);
+                        if (rule >= 0 && !r->bad) {
+                                for (uint32_t k = 0; k < x->nks; k++)
+                                        if (x->ks[k].rule == rule && x->ks[k].keyed &&
+                                            str_order(ks_key(&x->ks[k]), (Str){s, n}) == 0)
+                                                rule = -1;
+                                if (rule >= 0)
+                                        engine_ks_key(e, &ks, s, n);
+                        }
+                } else if (rule >= 0) {
+                        for (uint32_t k = 0; k < x->nks; k++)
+                                if (x->ks[k].rule == rule)
+                                        rule = -1;
                 }
+                if (rule >= 0 && nkeys[rule] >= e->cfg.max_keys)
+                        rule = -1;
                 ks.fired = get_b(r);
+                if (ks.fired > 1)
+                        r->bad = true;
                 int64_t since = get_i(r);
                 ks.last_fire = get_i(r);
                 int64_t due = get_i(r);
@@ -568,6 +653,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 }
                 kat[x->nks] = (uint32_t)i;
                 x->ks[x->nks++] = ks;
+                nkeys[rule]++;
         }
         uint64_t nw = get_u(r);
         for (uint64_t i = 0; i < nw && !r->bad; i++) {
@@ -580,6 +666,9 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 const Aggregate *a = agg >= 0 ? &rs->aggs[agg] : NULL;
                 if (a && (nrow != a->nrow_slots || nrow > 64))
                         a = NULL;
+                for (uint32_t k = 0; a && k < x->nw; k++)
+                        if (x->w[k].agg == agg)
+                                a = NULL; /* a window twice: the first kept */
                 for (uint64_t k = 0; k < nrow && !r->bad; k++)
                         if (get_slot_in(e, r, a ? &a->row_slots[k] : NULL, a ? 1 : 0) < 0)
                                 a = NULL;
@@ -597,10 +686,20 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         w->t = window_alloc(e, a, w->cap); /* running aggregates: rebuilt from the rows */
                 }
                 for (uint64_t q = 0; q < rows && !r->bad; q++) {
+                        /* rows in arrival order, not necessarily in time
+                         * order (held events released early): any time but
+                         * none */
                         int64_t t = get_i(r);
+                        if (t == TIME_UNSET)
+                                r->bad = true;
                         Value tmp[64];
                         for (uint64_t k = 0; k < nrow; k++)
                                 tmp[k < 64 ? k : 63] = get_v(e, r, w ? (int32_t)a->row_slots[k] : -1);
+                        if (w && r->bad) { /* a row cut short: not kept */
+                                for (uint64_t k = 0; k < nrow; k++)
+                                        intern_value_put(&e->in, tmp[k]);
+                                break;
+                        }
                         if (!w)
                                 continue;
                         if (w->n == w->cap) { /* more rows than the limit: keep the newest */
@@ -629,6 +728,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         off_read(e, x, r);
         free(cat);
         free(kat);
+        free(nkeys);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {
@@ -676,7 +776,7 @@ static int64_t meta_read(Engine *e, Rd *r)
         }
         e->max_time = get_i(r);
         e->wm = get_i(r);
-        int64_t next = get_i(r);
+        int64_t next = get_i(r); /* -1 or below: none (a reload's copy of a restore without one) */
         uint64_t n = get_u(r);
         for (uint32_t i = 0; i < e->nheld; i++) {
                 free(e->held[i].bytes);
@@ -688,7 +788,10 @@ static int64_t meta_read(Engine *e, Rd *r)
                 const char *t = get_s(r, &tl);
                 char *topic = xstrndup(t, tl);
                 SourcePos src = {.topic = topic};
-                src.partition = (int32_t)get_i(r);
+                int64_t part = get_i(r);
+                if (part < INT32_MIN || part > INT32_MAX)
+                        r->bad = true;
+                src.partition = (int32_t)part;
                 src.offset = get_i(r);
                 const char *bytes = get_s(r, &bl);
                 if (!r->bad)
@@ -703,7 +806,7 @@ static int64_t meta_read(Engine *e, Rd *r)
                 if (!r->bad)
                         snprintf(e->state_rules, sizeof(e->state_rules), "%.*s", (int)vl, v);
         }
-        return next;
+        return r->bad ? -1 : next;
 }
 
 /* ---- batches ---- */
@@ -767,6 +870,7 @@ void engine_batch_commit(Engine *e)
                 e->touched[i]->touched = 0;
                 e->touched[i]->reload_dirty = 0; /* its record is written */
                 e->touched[i]->reload_rescored = 0;
+                e->touched[i]->grade_lost = 0;
         }
         e->regrade_open = false;
         e->in_batch = false;
@@ -815,6 +919,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         engine_ent_clear(e, x);
         x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         x->reload_rescored = 0;
+        x->grade_lost = 0;
         if (vlen == 0) { /* tombstone */
                 engine_ent_remove(e, x);
                 return 0;

@@ -60,6 +60,7 @@ def schema_valid(name, doc):
 METRICS = ["riskd_events_total", "riskd_rejects_total", "riskd_alerts_total", "riskd_adjustments_total",
            "riskd_batch_duration_seconds", "riskd_event_to_alert_seconds", "riskd_consumer_lag",
            "riskd_transactions_total", "riskd_restore_duration_seconds", "riskd_restored_records_total",
+           "riskd_restore_records_refused_total",
            "riskd_enterprises", "riskd_state_bytes", "riskd_reloads_total", "riskd_rules_info", "riskd_partitions",
            "riskd_regex_errors_total"]
 
