@@ -209,6 +209,9 @@ struct Loop {
         int64_t fault_crash_state; /* RISKD_FAULT_CRASH_STATE=N (tests): transactions off, riskd
                                     * dies (SIGKILL) in its Nth batch once the enterprises'
                                     * records are delivered, before the partition records; 0 */
+        const char *fault_reload_gate; /* RISKD_FAULT_RELOAD_GATE=PATH (tests): a compiled reload
+                                        * is handed to the loop only once PATH exists, so a
+                                        * test sees what riskd does while the rules compile */
 };
 
 static void fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1725,6 +1728,7 @@ typedef struct ReloadJob {
         pthread_t thread;
         bool threaded;           /* thread runs (else the compile ran in reload_start) */
         char *dir;
+        const char *gate;        /* Loop.fault_reload_gate */
         int64_t t0;
         DiagList dl;             /* the worker's until done */
         RuleSet *rs;
@@ -1749,6 +1753,8 @@ static void *reload_run(void *arg)
 {
         ReloadJob *j = arg;
         j->r = rules_load(j->dir, &j->dl, &j->rs);
+        while (j->gate && access(j->gate, F_OK) != 0 && atomic_load(&j->state) == RELOAD_RUNNING)
+                usleep(20000);
         if (atomic_exchange(&j->state, RELOAD_DONE) == RELOAD_ABANDONED)
                 reload_job_drop(j); /* detached: riskd is stopping */
         else
@@ -1841,6 +1847,7 @@ static void reload_start(Loop *l)
         ReloadJob *j = xcalloc(1, sizeof(*j));
         j->l = l;
         j->dir = xstrdup(l->cfg->rules);
+        j->gate = l->fault_reload_gate;
         j->t0 = log_now_ms();
         atomic_init(&j->state, RELOAD_RUNNING);
         l->reload_job = j;
@@ -1849,6 +1856,7 @@ static void reload_start(Loop *l)
         if (r != 0) {
                 log_warning("reload: cannot start a thread (%s): compiling the rules on the main loop",
                             strerror(r));
+                j->gate = NULL; /* nothing may hold the main loop */
                 reload_run(j);
         } else
                 j->threaded = true;
@@ -2123,6 +2131,10 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
         const char *fc = getenv("RISKD_FAULT_CRASH_STATE");
         l->fault_crash_state = fc && *fc ? atoll(fc) : 0;
+        const char *fg = getenv("RISKD_FAULT_RELOAD_GATE");
+        l->fault_reload_gate = fg && *fg ? fg : NULL;
+        if (l->fault_reload_gate)
+                log_warning("RISKD_FAULT_RELOAD_GATE: compiled reloads wait for %s to exist", fg);
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
