@@ -791,6 +791,12 @@ unsigned httpd_port(const Httpd *h)
         return h->port;
 }
 
+unsigned httpd_connections(const Httpd *h)
+{
+        const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        return i ? i->num_connections : 0;
+}
+
 uint64_t httpd_seq(Httpd *h)
 {
         pthread_mutex_lock(&h->lock);

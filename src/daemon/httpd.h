@@ -76,6 +76,8 @@ int httpd_listen_check(const char *listen, char **ret_msg);
  * answers to be sent), then stops. */
 Httpd *httpd_free(Httpd *h);
 unsigned httpd_port(const Httpd *h);
+/* The connections the server holds now (accepted, not yet closed). */
+unsigned httpd_connections(const Httpd *h);
 
 /* Main loop: answers every queued request; returns how many. */
 unsigned httpd_dispatch(Httpd *h);
