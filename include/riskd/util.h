@@ -10,6 +10,7 @@
 #define RISKD_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -157,6 +158,8 @@ int file_read_all(const char *path, char **ret, size_t *ret_len);
 /* The length of the well-formed UTF-8 sequence at s[0..n) (no overlong
  * forms, no surrogates, nothing above U+10FFFF), or 0. */
 size_t utf8_seq(const unsigned char *s, size_t n);
+/* Whether all of s[0..n) is well-formed UTF-8 (utf8_seq; ASCII fast). */
+bool utf8_valid(const char *s, size_t n);
 size_t utf8_len(const char *s, size_t n);
 size_t utf8_width(const char *s, size_t n);
 /* Byte offset of the col-th (1-based) code point of s, bounded by n. */

@@ -305,14 +305,6 @@ static void replay_free_ids(Replay *rp)
         buf_free(&rp->removed);
 }
 
-static bool utf8_valid(const char *s, size_t n)
-{
-        for (size_t i = 0, k; i < n; i += k)
-                if (!(k = utf8_seq((const unsigned char *)s + i, n - i)))
-                        return false;
-        return true;
-}
-
 /* s as a JSON string whatever its bytes: a byte that is not part of
  * well-formed UTF-8 becomes U+FFFD, so that a strict parser reads every
  * line of a dead-letter file (the record's own bytes go to original_base64

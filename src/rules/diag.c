@@ -68,6 +68,14 @@ static char *source_line(SrcPos pos)
         return b.p ? b.p : xstrdup("");
 }
 
+/* A diagnostic's or a note's message: fmt formatted, never NULL. */
+static char *message_v(const char *fmt, va_list ap)
+{
+        Buf b = {0};
+        buf_vprintf(&b, fmt, ap);
+        return b.p ? b.p : xstrdup("");
+}
+
 void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const char *fmt, ...)
 {
         DiagLevel lvl = diag_code_level(code);
@@ -85,12 +93,10 @@ void diag_add(DiagList *dl, DiagCode code, SrcPos pos, const char *hint, const c
         d->line = pos.line;
         d->col = pos.col;
         d->len = pos.len;
-        Buf b = {0};
         va_list ap;
         va_start(ap, fmt);
-        buf_vprintf(&b, fmt, ap);
+        d->message = message_v(fmt, ap);
         va_end(ap);
-        d->message = b.p ? b.p : xstrdup("");
         d->hint = hint ? xstrdup(hint) : NULL;
         d->srcline = source_line(pos);
         d->notes = NULL;
@@ -109,12 +115,10 @@ void diag_note(DiagList *dl, SrcPos pos, const char *fmt, ...)
         nt->line = pos.line;
         nt->col = pos.col;
         nt->len = pos.len;
-        Buf b = {0};
         va_list ap;
         va_start(ap, fmt);
-        buf_vprintf(&b, fmt, ap);
+        nt->message = message_v(fmt, ap);
         va_end(ap);
-        nt->message = b.p ? b.p : xstrdup("");
         nt->srcline = source_line(pos);
 }
 

@@ -312,24 +312,6 @@ uint64_t vm_regex_errors_take(void *p)
         return n;
 }
 
-/* Whether s[0..n) is well-formed UTF-8; ASCII bytes take the fast path. */
-static bool vm_utf8_valid(const char *s, size_t n)
-{
-        const unsigned char *u = (const unsigned char *)s;
-        size_t i = 0;
-        while (i < n) {
-                if (u[i] < 0x80) {
-                        i++;
-                        continue;
-                }
-                size_t k = utf8_seq(u + i, n - i);
-                if (!k)
-                        return false;
-                i += k;
-        }
-        return true;
-}
-
 /* Stops the scan at the first match: hs_scan then returns
  * HS_SCAN_TERMINATED, which is how a match is told. */
 static int vm_regex_on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -347,7 +329,7 @@ int vm_regex_match(void *p, const char *s, size_t n)
         /* The engine's UTF-8 mode is undefined on malformed input.  The
          * decoder refuses it, so this is a subject from elsewhere (a
          * restored record, a caller's bug): an error, counted. */
-        if (n > UINT_MAX || !vm_utf8_valid(s, n)) {
+        if (n > UINT_MAX || !utf8_valid(s, n)) {
                 re->errors++;
                 return VM_REGEX_ERROR;
         }

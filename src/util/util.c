@@ -520,6 +520,20 @@ static uint32_t utf8_next(const char *s, size_t n, size_t *i)
         return cp;
 }
 
+bool utf8_valid(const char *s, size_t n)
+{
+        const unsigned char *u = (const unsigned char *)s;
+        for (size_t i = 0, k; i < n; i += k) {
+                if (u[i] < 0x80) {
+                        k = 1;
+                        continue;
+                }
+                if (!(k = utf8_seq(u + i, n - i)))
+                        return false;
+        }
+        return true;
+}
+
 /* The length of the well-formed UTF-8 sequence at s[0..n) (Unicode Table
  * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
 size_t utf8_seq(const unsigned char *s, size_t n)

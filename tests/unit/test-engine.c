@@ -1245,6 +1245,26 @@ static RuleSet *load_rules(const char *rule_text)
         return load_with(schema, rule_text);
 }
 
+/* A copy of text where the first place that reads find starts with over
+ * instead (an edit of the same length, e.g. one rule's score). */
+static char *text_edited(const char *text, const char *find, const char *over)
+{
+        char *t = xstrdup(text);
+        char *at = strstr(t, find);
+        cr_assert_not_null(at, "'%s' not in the rules", find);
+        memcpy(at, over, strlen(over));
+        return t;
+}
+
+/* The index of the first line holding needle (n when none). */
+static uint32_t line_with(char **lines, uint32_t n, const char *needle)
+{
+        uint32_t i = 0;
+        while (i < n && !strstr(lines[i], needle))
+                i++;
+        return i;
+}
+
 /* The story's lines [0, at) with rs1, then a reload to rs2, then the rest;
  * the outputs, the final grades and E1's explanation at the reload. */
 static Out run_reloading(RuleSet *rs1, RuleSet *rs2, const char *text, uint32_t at, char **explain_before,
@@ -1306,10 +1326,7 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
         RuleSet *rs = load();
         /* sampling.fail scores 25 instead of 20: changed; every other rule
          * compiles as before; sampling.pass is new */
-        char *changed = xstrdup(rules);
-        char *at = strstr(changed, "score: 20\n    expires: 90d");
-        cr_assert_not_null(at);
-        memcpy(at, "score: 25", 9);
+        char *changed = text_edited(rules, "score: 20\n    expires: 90d", "score: 25");
         Buf r2 = {0};
         buf_puts(&r2, changed);
         buf_puts(&r2, "  - id: sampling.pass\n    on: sampling\n    when: result == \"pass\"\n");
@@ -1356,15 +1373,9 @@ Test(engine, reload_drops_only_the_state_of_changed_rules)
 Test(engine, two_reloads_at_one_watermark_give_two_adjustment_ids)
 {
         RuleSet *rs = load();
-        char *t2 = xstrdup(rules);
-        char *at = strstr(t2, "score: 20\n    expires: 90d");
-        cr_assert_not_null(at);
-        memcpy(at, "score: 25", 9);
+        char *t2 = text_edited(rules, "score: 20\n    expires: 90d", "score: 25");
         RuleSet *rs2 = load_rules(t2);
-        char *t3 = xstrdup(t2);
-        at = strstr(t3, "score: 5\n    expires: 30d");
-        cr_assert_not_null(at);
-        memcpy(at, "score: 6", 8);
+        char *t3 = text_edited(t2, "score: 5\n    expires: 30d", "score: 6");
         RuleSet *rs3 = load_rules(t3);
 
         Buf in = {0};
@@ -1372,9 +1383,7 @@ Test(engine, two_reloads_at_one_watermark_give_two_adjustment_ids)
         uint32_t n;
         char *copy;
         char **lines = split_lines(in.p, &n, &copy);
-        uint32_t cut = 0; /* after E2's failed sample s3: E1 holds both rules' points */
-        while (cut < n && !strstr(lines[cut], "\"s3\""))
-                cut++;
+        uint32_t cut = line_with(lines, n, "\"s3\""); /* after E2's failed sample s3: E1 holds both rules' points */
         cr_assert_lt(cut, n);
         EngineConfig cfg;
         engine_config_default(&cfg);
@@ -1431,10 +1440,7 @@ Test(engine, two_reloads_at_one_watermark_give_two_adjustment_ids)
 Test(engine, reload_records_restore_what_the_reload_left)
 {
         RuleSet *rs = load();
-        char *changed = xstrdup(rules);
-        char *at = strstr(changed, "score: 20\n    expires: 90d");
-        cr_assert_not_null(at);
-        memcpy(at, "score: 25", 9);
+        char *changed = text_edited(rules, "score: 20\n    expires: 90d", "score: 25");
         RuleSet *rs2 = load_rules(changed);
 
         Buf in = {0};
@@ -1442,10 +1448,7 @@ Test(engine, reload_records_restore_what_the_reload_left)
         uint32_t n;
         char *copy;
         char **lines = split_lines(in.p, &n, &copy);
-        uint32_t cut = 0; /* after E2's failed sample s3 (minute 220) */
-        while (cut < n && !strstr(lines[cut], "\"s3\""))
-                cut++;
-        cut += 3;
+        uint32_t cut = line_with(lines, n, "\"s3\"") + 3; /* after E2's failed sample s3 (minute 220) */
         cr_assert_lt(cut, n);
 
         EngineConfig cfg;
@@ -1526,11 +1529,8 @@ Test(engine, reload_records_restore_what_the_reload_left)
 Test(engine, restart_with_changed_rules_is_a_reload)
 {
         RuleSet *rs = load();
-        char *changed = xstrdup(rules);
-        char *at = strstr(changed, "score: 20\n    expires: 90d");
-        cr_assert_not_null(at);
-        memcpy(at, "score: 25", 9);
-        at = strstr(changed, "category == \"dairy\"\n    score: 20");
+        char *changed = text_edited(rules, "score: 20\n    expires: 90d", "score: 25");
+        char *at = strstr(changed, "category == \"dairy\"\n    score: 20");
         cr_assert_not_null(at);
         memcpy(strstr(at, "20"), "50", 2); /* the static rule: kept at its new score, E1 rises to C */
         RuleSet *rs2 = load_rules(changed);
@@ -1540,10 +1540,7 @@ Test(engine, restart_with_changed_rules_is_a_reload)
         uint32_t n;
         char *copy;
         char **lines = split_lines(in.p, &n, &copy);
-        uint32_t cut = 0;
-        while (cut < n && !strstr(lines[cut], "\"s3\""))
-                cut++;
-        cut += 3;
+        uint32_t cut = line_with(lines, n, "\"s3\"") + 3;
 
         EngineConfig cfg;
         engine_config_default(&cfg);
