@@ -91,20 +91,29 @@
 #include "include/riskd/rules.h"
 #include "include/riskd/value.h"
 
-/* The outcome of decoding one event; the names are the dead-letter reasons. */
+/* The outcome of decoding one event; the names are the dead-letter reasons
+ * (the engine's own follow them: ENGINE_REJECT_LIST in engine.h).  The one
+ * list the enum, decode_reason_str, the engine's names and riskctl test's
+ * vocabulary are made from. */
+#define DECODE_REASON_LIST(X) \
+        X(DECODE_OK, "ok") \
+        X(DECODE_MALFORMED_JSON, "malformed_json") \
+        X(DECODE_NOT_AN_OBJECT, "not_an_object")    /* valid JSON, not an object */ \
+        X(DECODE_MISSING_FIELD, "missing_field")    /* envelope or required field */ \
+        X(DECODE_WRONG_TYPE, "wrong_type")          /* wrong JSON kind, unknown enum value */ \
+        X(DECODE_UNKNOWN_TYPE, "unknown_type")      /* type not in the schema */ \
+        X(DECODE_BAD_TIMESTAMP, "bad_timestamp")    /* not RFC 3339, or finer than 1 ms */ \
+        X(DECODE_TOO_LARGE, "too_large")            /* document or scratch */ \
+        X(DECODE_BAD_IDENTIFIER, "bad_identifier")  /* a code that is not one (ident_check) */
+
 typedef enum DecodeReason {
-        DECODE_OK = 0,
-        DECODE_MALFORMED_JSON,  /* "malformed_json" */
-        DECODE_NOT_AN_OBJECT,   /* "not_an_object": valid JSON, not an object */
-        DECODE_MISSING_FIELD,   /* "missing_field": envelope or required field */
-        DECODE_WRONG_TYPE,      /* "wrong_type": wrong JSON kind, unknown enum value */
-        DECODE_UNKNOWN_TYPE,    /* "unknown_type": type not in the schema */
-        DECODE_BAD_TIMESTAMP,   /* "bad_timestamp": not RFC 3339, or finer than 1 ms */
-        DECODE_TOO_LARGE,       /* "too_large": document or scratch */
-        DECODE_BAD_IDENTIFIER,  /* "bad_identifier": a code that is not one (ident_check) */
+#define X(e, name) e,
+        DECODE_REASON_LIST(X)
+#undef X
+        DECODE_NREASON
 } DecodeReason;
 
-#define DECODE_REASON_MAX DECODE_BAD_IDENTIFIER
+#define DECODE_REASON_MAX (DECODE_NREASON - 1)
 
 /* "ok", "malformed_json", ...; "unknown" for a value out of range. */
 const char *decode_reason_str(DecodeReason r);

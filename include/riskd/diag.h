@@ -106,6 +106,23 @@ typedef struct SrcPos {
         uint32_t line, col, len;
 } SrcPos;
 
+/* A text taken from a file (an expression, a template) and how its byte
+ * offsets become file positions: the YAML tree fills it for a scalar
+ * (which may be quoted or folded: map maps an offset in the scalar's value
+ * to a line and column); without map the text is line 1 of file. */
+typedef struct ExprSrc {
+        uint32_t id;           /* stamped into Node.src_id by the parser */
+        const char *file;
+        const char *text;      /* the scalar value (NUL terminated) */
+        size_t len;
+        void *ud;
+        /* Position of byte offset off in text; len is in bytes and becomes
+         * a width in code points. */
+        SrcPos (*map)(const struct ExprSrc *src, uint32_t off, uint32_t len);
+} ExprSrc;
+
+SrcPos exprsrc_pos(const ExprSrc *src, uint32_t off, uint32_t len);
+
 /* A second place that explains a diagnostic ("note: the flow sequence
  * opened here"), with a position and source line of its own. */
 typedef struct DiagNote {

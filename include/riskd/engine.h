@@ -45,14 +45,41 @@ typedef enum OutKind {
         OUT_DEADLETTER,  /* data = the original bytes; meta has the reason */
 } OutKind;
 
-/* Dead-letter reasons beyond the decoder's (decode.h). */
-typedef enum RejectReason {
-        REJECT_NONE = 0,
-        REJECT_DECODE,      /* see OutMeta.decode */
-        REJECT_TOO_LATE,
-        REJECT_DUPLICATE,
-        REJECT_OVER_LIMIT,
-} RejectReason;
+/* Why an enterprise was graded again ("cause" in an adjustment): the one
+ * list the enum, the names and riskctl test's vocabulary are made from. */
+#define GRADE_CAUSE_LIST(X) \
+        X(CAUSE_EVENT, "event") \
+        X(CAUSE_PROFILE, "profile") \
+        X(CAUSE_EXPIRY, "expiry") \
+        X(CAUSE_DWELL, "dwell") \
+        X(CAUSE_TIMER, "timer") \
+        X(CAUSE_RELOAD, "reload") \
+        X(CAUSE_CYCLE, "cycle")
+
+typedef enum GradeCause {
+#define X(e, name) e,
+        GRADE_CAUSE_LIST(X)
+#undef X
+        CAUSE_COUNT
+} GradeCause;
+
+extern const char *const engine_cause_names[CAUSE_COUNT];
+
+/* Every dead-letter reason by index (EngineStats.rejects,
+ * engine_reject_names): the decoder's (DECODE_REASON_LIST; index 0, "ok",
+ * counts nothing), then the engine's own. */
+#define ENGINE_REJECT_LIST(X) \
+        X(RJ_TOO_LATE, "too_late")       /* older than the newest event minus the grace */ \
+        X(RJ_DUPLICATE, "duplicate")     /* an event id among the enterprise's recent ones */ \
+        X(RJ_OVER_LIMIT, "over_limit")   /* would grow the state past a configured limit */
+
+typedef enum EngineReject {
+        RJ_BEFORE_FIRST = DECODE_NREASON - 1,
+#define X(e, name) e,
+        ENGINE_REJECT_LIST(X)
+#undef X
+        ENGINE_NREJECT
+} EngineReject;
 
 /* Where an input came from: carried to dead letters. */
 typedef struct SourcePos {
@@ -105,7 +132,7 @@ void engine_config_default(EngineConfig *c);
 typedef struct EngineStats {
         uint64_t events_in, events_applied;
         uint64_t by_type[RULES_MAX_TYPES];
-        uint64_t rejects[16];        /* by reason index, see engine_reject_names */
+        uint64_t rejects[ENGINE_NREJECT]; /* by reason index, see engine_reject_names */
         uint64_t replayed;           /* duplicates of SourcePos.replay events: expected
                                       * repeats, skipped without a dead letter */
         uint64_t alerts, shadow_alerts, adjustments;
@@ -121,9 +148,8 @@ typedef struct EngineStats {
         int64_t watermark;
 } EngineStats;
 
-/* "malformed_json", ..., "bad_identifier", "too_late", "duplicate", "over_limit" by index. */
-extern const char *const engine_reject_names[];
-#define ENGINE_NREJECT 12
+/* Every reason's name by index: "ok", "malformed_json", ..., "over_limit". */
+extern const char *const engine_reject_names[ENGINE_NREJECT];
 
 typedef struct Engine Engine;
 

@@ -143,15 +143,29 @@ typedef struct Program {
         uint8_t result;        /* ValueTag the checker proved (VT_BOOL for conditions) */
 } Program;
 
+/* A rule's severity (severity: in a rule file, "severity" in an alert):
+ * the one list the enum, the names, the loader's check and riskctl test's
+ * vocabulary are made from. */
+#define SEVERITY_LIST(X) \
+        X(SEV_INFO, "info") \
+        X(SEV_LOW, "low") \
+        X(SEV_MEDIUM, "medium") \
+        X(SEV_HIGH, "high") \
+        X(SEV_CRITICAL, "critical")
+
 typedef enum Severity {
-        SEV_INFO,
-        SEV_LOW,
-        SEV_MEDIUM,
-        SEV_HIGH,
-        SEV_CRITICAL,
+#define X(e, name) e,
+        SEVERITY_LIST(X)
+#undef X
+        SEV_COUNT
 } Severity;
 
-const char *severity_str(Severity s);
+extern const char *const severity_names[SEV_COUNT];
+
+static inline const char *severity_str(Severity s)
+{
+        return (unsigned)s < SEV_COUNT ? severity_names[s] : "unknown";
+}
 
 /* A message template: literal text and value references, in order. */
 typedef enum TplKind { TPL_TEXT, TPL_FIELD, TPL_PROFILE, TPL_STATE_SCORE, TPL_STATE_GRADE, TPL_RULE_ID } TplKind;

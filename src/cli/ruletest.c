@@ -91,7 +91,7 @@
 #include "include/riskd/util.h"
 #include "include/riskd/value.h"
 #include "src/cli/ruletest.h"
-#include "src/rules/yaml.h"
+#include "src/util/yaml.h"
 
 /* ---- a small JSON reader for the engine's own documents ---- */
 
@@ -398,11 +398,12 @@ typedef struct MKey {
 
 static const char *const triggers[] = {"event", "timer", NULL};
 static const char *const statuses[] = {"active", "shadow", NULL};
-static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
-static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload", "cycle", NULL};
-static const char *const reasons[] = {"malformed_json", "not_an_object", "missing_field", "wrong_type",
-                                      "unknown_type", "bad_timestamp", "too_large", "bad_identifier", "too_late",
-                                      "duplicate", "over_limit", NULL};
+#define X(e, name) name,
+static const char *const severities[] = {SEVERITY_LIST(X) NULL};
+static const char *const causes[] = {GRADE_CAUSE_LIST(X) NULL};
+/* every dead-letter reason; a test names any but "ok" (&reasons[1]) */
+static const char *const reasons[] = {DECODE_REASON_LIST(X) ENGINE_REJECT_LIST(X) NULL};
+#undef X
 
 static const MKey alert_keys[] = {
         {"rule", "rule_id", MT_STR, VC_RULE, NULL},
@@ -450,7 +451,7 @@ static const MKey adj_keys[] = {
 };
 
 static const MKey dl_keys[] = {
-        {"reason", "reason", MT_STR, VC_LIST, reasons},
+        {"reason", "reason", MT_STR, VC_LIST, &reasons[1]},
         {"enterprise", "enterprise_id", MT_STR, VC_NONE, NULL},
         {"event", "event", MT_NUM, VC_NONE, NULL},
         {"detail", "detail", MT_STR, VC_NONE, NULL},

@@ -164,15 +164,9 @@ struct Decoder {
 const char *decode_reason_str(DecodeReason r)
 {
         static const char *const names[] = {
-                [DECODE_OK] = "ok",
-                [DECODE_MALFORMED_JSON] = "malformed_json",
-                [DECODE_NOT_AN_OBJECT] = "not_an_object",
-                [DECODE_MISSING_FIELD] = "missing_field",
-                [DECODE_WRONG_TYPE] = "wrong_type",
-                [DECODE_UNKNOWN_TYPE] = "unknown_type",
-                [DECODE_BAD_TIMESTAMP] = "bad_timestamp",
-                [DECODE_TOO_LARGE] = "too_large",
-                [DECODE_BAD_IDENTIFIER] = "bad_identifier",
+#define X(e, name) [e] = name,
+                DECODE_REASON_LIST(X)
+#undef X
         };
         if ((unsigned)r >= ARRAY_SIZE(names))
                 return "unknown";

@@ -68,7 +68,7 @@
 #include "include/riskd/value.h"
 #include "src/daemon/config.h"
 #include "src/daemon/log.h"
-#include "src/rules/yaml.h"
+#include "src/util/yaml.h"
 
 #ifndef RISKD_CONFDIR
 #define RISKD_CONFDIR "/etc/riskd"

@@ -22,16 +22,11 @@
 #include "src/engine/engine.h"
 #include "src/rules/opcodes.h"
 
-const char *const engine_reject_names[] = {
-        "ok", "malformed_json", "not_an_object", "missing_field", "wrong_type", "unknown_type",
-        "bad_timestamp", "too_large", "bad_identifier", "too_late", "duplicate", "over_limit",
+const char *const engine_reject_names[ENGINE_NREJECT] = {
+#define X(e, name) name,
+        DECODE_REASON_LIST(X) ENGINE_REJECT_LIST(X)
+#undef X
 };
-/* The first names are the DecodeReasons, in their order (decode_reason_str);
- * the same list is in src/cli/ruletest.c (reasons[]) and
- * docs/schemas/deadletter.schema.json: keep them in step. */
-_Static_assert(DECODE_REASON_MAX == 8, "a DecodeReason was added: name it in engine_reject_names");
-
-enum { RJ_TOO_LATE = 9, RJ_DUPLICATE = 10, RJ_OVER_LIMIT = 11 };
 
 void engine_config_default(EngineConfig *c)
 {

@@ -546,8 +546,6 @@ size_t window_bytes(const Engine *e, const Win *w);
 int64_t *window_alloc(Engine *e, const Aggregate *a, uint32_t cap);
 
 /* grade.c */
-typedef enum GradeCause { CAUSE_EVENT, CAUSE_PROFILE, CAUSE_EXPIRY, CAUSE_DWELL, CAUSE_TIMER, CAUSE_RELOAD,
-                          CAUSE_CYCLE } GradeCause;
 void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
 /* The official model (grading.yaml official:): the start of the cycle
  * holding t, the start of the next one after cycle start c, and the

@@ -11,7 +11,11 @@
 
 #include "src/engine/engine.h"
 
-static const char *const causes[] = {"event", "profile", "expiry", "dwell", "timer", "reload", "cycle"};
+const char *const engine_cause_names[CAUSE_COUNT] = {
+#define X(e, name) name,
+        GRADE_CAUSE_LIST(X)
+#undef X
+};
 
 void out_time(Buf *b, int64_t ms)
 {
@@ -424,7 +428,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
         buf_puts(b, ",\"cause\":\"");
-        buf_puts(b, causes[cause]);
+        buf_puts(b, engine_cause_names[cause]);
         buf_puts(b, "\",\"cause_event_id\":");
         if (cause_id && (cause == CAUSE_EVENT || cause == CAUSE_PROFILE || cause == CAUSE_TIMER))
                 buf_json_str(b, cause_id, cause_len);

@@ -33,7 +33,7 @@
 #include "include/riskd/diag.h"
 #include "include/riskd/util.h"
 #include "src/kafka/broker.h"
-#include "src/rules/yaml.h"
+#include "src/util/yaml.h"
 
 #define BROKER_MAX_BROKERS 32
 #define BROKER_MAX_PARTITIONS 1000

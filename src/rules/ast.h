@@ -98,24 +98,6 @@ struct Node {
         uint32_t src_id;       /* which ExprSrc it came from (macro bodies differ) */
 };
 
-/*
- * Where the expression text came from, so byte offsets become file
- * positions.  The YAML loader fills it (a scalar may be quoted or folded:
- * map_off maps an offset in the scalar's value to a line and column).
- */
-typedef struct ExprSrc {
-        uint32_t id;           /* stamped into Node.src_id by the parser */
-        const char *file;
-        const char *text;      /* the scalar value (NUL terminated) */
-        size_t len;
-        void *ud;
-        /* Position of byte offset off in text; len is in bytes and becomes
-         * a width in code points. */
-        SrcPos (*map)(const struct ExprSrc *src, uint32_t off, uint32_t len);
-} ExprSrc;
-
-SrcPos exprsrc_pos(const ExprSrc *src, uint32_t off, uint32_t len);
-
 /* lexer.c: tokenise the whole text into *ret (arena-allocated, ending with
  * T_EOF).  Errors (E021 unterminated_string, E023 bad_literal, E020 for an
  * unexpected character) are added to dl; the bad token becomes T_ERROR.

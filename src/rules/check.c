@@ -73,65 +73,6 @@ static void err(Loader *L, const Node *n, DiagCode c, const char *hint, const ch
         buf_free(&b);
 }
 
-const Field *check_field(Loader *L, uint64_t on, const char *path, int32_t *slot)
-{
-        const Schema *s = &L->rs->schema;
-        const Field *first = NULL;
-        for (uint32_t t = 0; t < s->ntypes; t++) {
-                if (!(on & (1ull << t)))
-                        continue;
-                const Field *f = schema_field(s, t, path);
-                if (!f)
-                        return NULL;
-                if (first && first->slot != f->slot)
-                        return NULL;
-                if (!first)
-                        first = f;
-        }
-        if (first && slot)
-                *slot = (int32_t)first->slot;
-        return first;
-}
-
-void check_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)
-{
-        const Schema *s = &L->rs->schema;
-        const char *cands[RULES_MAX_SLOTS + 64];
-        uint32_t nc = 0;
-        const char *in_some = NULL, *missing_in = NULL;
-        for (uint32_t t = 0; t < s->ntypes; t++) {
-                if (!(on & (1ull << t)))
-                        continue;
-                const EventType *et = &s->types[t];
-                if (schema_field(s, t, path))
-                        in_some = et->name;
-                else
-                        missing_in = et->name;
-                for (uint32_t i = 0; i < et->nfields && nc < ARRAY_SIZE(cands) - 64; i++)
-                        cands[nc++] = et->fields[i].path;
-        }
-        if (in_some && missing_in) {
-                buf_printf(hint, "'%s' is a field of %s but not of %s; a rule on several types can only read fields they all have",
-                           path, in_some, missing_in);
-                return;
-        }
-        uint32_t nfields = nc;
-        for (uint32_t i = 0; i < L->nmacros && nc < ARRAY_SIZE(cands); i++)
-                cands[nc++] = L->macros[i].name;
-        const char *sug = diag_suggest(path, cands, nc);
-        nc = nfields;
-        if (sug)
-                buf_printf(hint, "did you mean '%s'?", sug);
-        else {
-                buf_puts(hint, "fields:");
-                uint32_t shown = 0;
-                for (uint32_t i = 0; i < nc && shown < 24; i++, shown++)
-                        buf_printf(hint, " %s", cands[i]);
-                if (nc > 24)
-                        buf_puts(hint, " ...");
-        }
-}
-
 static Node *lit_node(Loader *L, const Node *at, Value v)
 {
         Node *n = arena_alloc(L->ar, sizeof(*n));
@@ -288,7 +229,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 const Field *f = schema_field(s, (uint32_t)s->profile_type, name + 11);
                 if (!f) {
                         Buf h = {0};
-                        check_suggest_field(L, 1ull << s->profile_type, name + 11, &h);
+                        schema_suggest_field(L, 1ull << s->profile_type, name + 11, &h);
                         err(L, n, DIAG_E031, h.p, "unknown profile field '%s' (of %s)", name + 11,
                             s->types[s->profile_type].name);
                         buf_free(&h);
@@ -303,7 +244,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
         uint64_t on = sc->in_agg ? 1ull << sc->row_type : sc->on;
         if (!sc->grading && on) {
                 int32_t slot;
-                const Field *f = check_field(L, on, name, &slot);
+                const Field *f = schema_field_on(L, on, name, &slot);
                 if (f) {
                         if (!sc->in_agg && !cx->event_field)
                                 cx->event_field = f->path;
@@ -344,7 +285,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 buf_puts(&h, "grading conditions read state.* and enterprise.* only");
                 err(L, n, DIAG_E031, h.p, "unknown name '%s' in a grading condition", name);
         } else {
-                check_suggest_field(L, on, name, &h);
+                schema_suggest_field(L, on, name, &h);
                 const char *tn = sc->in_agg ? s->types[sc->row_type].name : NULL;
                 if (tn)
                         err(L, n, DIAG_E031, h.len ? h.p : NULL, "unknown field '%s' of %s", name, tn);
@@ -781,7 +722,7 @@ static Node *check_agg(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 f = schema_field(s, (uint32_t)t, n->agg_field);
                 if (!f) {
                         Buf h = {0};
-                        check_suggest_field(L, 1ull << t, n->agg_field, &h);
+                        schema_suggest_field(L, 1ull << t, n->agg_field, &h);
                         err(L, &at, DIAG_E031, h.len ? h.p : NULL, "unknown field '%s' of %s", n->agg_field,
                             n->agg_type);
                         buf_free(&h);
@@ -889,10 +830,10 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         return NULL;
                 }
                 int32_t slot;
-                const Field *f = check_field(L, sc->on, n->name, &slot);
+                const Field *f = schema_field_on(L, sc->on, n->name, &slot);
                 if (!f) {
                         Buf h = {0};
-                        check_suggest_field(L, sc->on, n->name, &h);
+                        schema_suggest_field(L, sc->on, n->name, &h);
                         err(L, n, DIAG_E031, h.len ? h.p : NULL, "unknown field '$%s' of the current event", n->name);
                         buf_free(&h);
                         return NULL;

@@ -514,7 +514,7 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         if (!f) {
                                 Buf h = {0};
                                 if (sc->profile_type >= 0)
-                                        check_suggest_field(L, 1ull << sc->profile_type, name + 11, &h);
+                                        schema_suggest_field(L, 1ull << sc->profile_type, name + 11, &h);
                                 diag_add(L->dl, DIAG_E043, pos, h.len ? h.p : NULL,
                                          "message placeholder {%s} names no profile field", name);
                                 buf_free(&h);
@@ -526,9 +526,9 @@ void compile_template(Loader *L, Rule *r, const YNode *y)
                         p.slot = f ? f->slot : 0;
                 } else {
                         int32_t slot = 0;
-                        if (!*name || !check_field(L, r->on, name, &slot)) {
+                        if (!*name || !schema_field_on(L, r->on, name, &slot)) {
                                 Buf h = {0};
-                                check_suggest_field(L, r->on, name, &h);
+                                schema_suggest_field(L, r->on, name, &h);
                                 diag_add(L->dl, DIAG_E043, pos, h.len ? h.p : "placeholders name event fields, enterprise.FIELD, state.score, state.grade or rule.id",
                                          "message placeholder {%s} names no field of the rule's event types", name);
                                 buf_free(&h);

@@ -1,6 +1,6 @@
 /*
- * The disassembler (riskctl disasm, riskctl check --dump) and the opcode
- * tables generated from OPCODE_LIST in src/rules/opcodes.h.
+ * The disassembler (riskctl disasm, riskctl check --dump), over the
+ * opcode tables of opcodes.c.
  *
  * One line per instruction, its absolute index in RuleSet.code first so
  * that jump targets can be followed:
@@ -26,30 +26,6 @@
 #include "include/riskd/rules.h"
 #include "include/riskd/util.h"
 #include "src/rules/opcodes.h"
-
-static const struct {
-        const char *name;
-        int8_t has_arg, effect;
-} disasm_ops[] = {
-#define X(name, arg, eff) {#name, arg, eff},
-        OPCODE_LIST(X)
-#undef X
-};
-
-const char *opcode_name(Opcode op)
-{
-        return (unsigned)op < _OP_MAX ? disasm_ops[op].name : "???";
-}
-
-int opcode_has_arg(Opcode op)
-{
-        return (unsigned)op < _OP_MAX ? disasm_ops[op].has_arg : 0;
-}
-
-int opcode_stack_effect(Opcode op)
-{
-        return (unsigned)op < _OP_MAX ? disasm_ops[op].effect : 0;
-}
 
 /* ---- values ---- */
 

@@ -26,23 +26,6 @@
 
 #define LEX_ERROR_LITERAL 1.0
 
-SrcPos exprsrc_pos(const ExprSrc *src, uint32_t off, uint32_t len)
-{
-        if (src->map)
-                return src->map(src, off, len);
-        size_t n = src->len;
-        if (off > n)
-                off = (uint32_t)n;
-        if (len > n - off)
-                len = (uint32_t)(n - off);
-        return (SrcPos){
-                .file = src->file,
-                .line = 1,
-                .col = 1 + (uint32_t)utf8_len(src->text, off),
-                .len = (uint32_t)utf8_len(src->text + off, len),
-        };
-}
-
 const char *tok_kind_str(TokKind k)
 {
         switch (k) {

@@ -18,161 +18,6 @@
 #include "src/rules/opcodes.h"
 #include "src/rules/vm.h"
 
-static const char *const severities[] = {"info", "low", "medium", "high", "critical"};
-
-const char *severity_str(Severity s)
-{
-        return s <= SEV_CRITICAL ? severities[s] : "unknown";
-}
-
-/* ---- helpers shared by the stages ---- */
-
-static SrcPos fixed_map(const ExprSrc *es, uint32_t off, uint32_t len)
-{
-        return ynode_span(es->ud);
-}
-
-static ExprSrc *src_new(Loader *L)
-{
-        ExprSrc *es = arena_alloc(L->ar, sizeof(*es));
-        es->id = L->nsrcs;
-        VEC_PUSH(L->srcs, L->nsrcs, L->srccap) = es;
-        return es;
-}
-
-ExprSrc *loader_exprsrc(Loader *L, const YNode *n)
-{
-        ExprSrc *es = src_new(L);
-        uint32_t id = es->id;
-        ynode_exprsrc(n, id, es);
-        return es;
-}
-
-ExprSrc *loader_fixedsrc(Loader *L, const YNode *n)
-{
-        ExprSrc *es = src_new(L);
-        es->file = n->src->path;
-        es->text = n->kind == Y_SCALAR ? n->str : "";
-        es->len = n->kind == Y_SCALAR ? n->len : 0;
-        es->ud = (void *)n;
-        es->map = fixed_map;
-        return es;
-}
-
-SrcPos loader_node_pos(Loader *L, const Node *n)
-{
-        if (n->src_id >= L->nsrcs)
-                return (SrcPos){0};
-        return exprsrc_pos(L->srcs[n->src_id], n->off, n->len);
-}
-
-Node *loader_parse(Loader *L, const YNode *n)
-{
-        if (!loader_expect(L, n, Y_SCALAR, "an expression"))
-                return NULL;
-        ExprSrc *es = loader_exprsrc(L, n);
-        return expr_parse(L->ar, es, L->dl);
-}
-
-static const char *kind_str(YKind k)
-{
-        return k == Y_MAP ? "a mapping" : k == Y_SEQ ? "a list" : "a scalar";
-}
-
-bool loader_expect(Loader *L, const YNode *n, YKind kind, const char *what)
-{
-        if (n->kind == kind)
-                return true;
-        diag_add(L->dl, DIAG_E003, ynode_pos(n), NULL, "expected %s here, found %s", what,
-                 kind_str(n->kind));
-        return false;
-}
-
-void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, uint32_t nknown,
-                         const char *where)
-{
-        for (uint32_t i = 0; i < map->n; i++) {
-                const YNode *k = map->keys[i];
-                if (k->kind != Y_SCALAR) {
-                        diag_add(L->dl, DIAG_E003, ynode_pos(k), NULL, "a key must be a plain name");
-                        continue;
-                }
-                for (uint32_t j = 0; j < i; j++)
-                        if (map->keys[j]->kind == Y_SCALAR && strcmp(map->keys[j]->str, k->str) == 0) {
-                                diag_add(L->dl, DIAG_E005, ynode_pos(k), "remove one of them",
-                                         "key '%s' appears twice (first at line %u)", k->str,
-                                         map->keys[j]->line);
-                                break;
-                        }
-                bool ok = false;
-                for (uint32_t j = 0; j < nknown; j++)
-                        if (strcmp(k->str, known[j]) == 0)
-                                ok = true;
-                if (ok)
-                        continue;
-                const char *sug = diag_suggest(k->str, known, nknown);
-                Buf h = {0};
-                if (sug)
-                        buf_printf(&h, "did you mean '%s'? ", sug);
-                buf_puts(&h, "known keys:");
-                for (uint32_t j = 0; j < nknown; j++)
-                        buf_printf(&h, " %s", known[j]);
-                diag_add(L->dl, DIAG_W101, ynode_pos(k), h.p, "unknown key '%s' in %s (ignored)",
-                         k->str, where);
-                buf_free(&h);
-        }
-}
-
-bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero)
-{
-        if (!loader_expect(L, n, Y_SCALAR, "a duration"))
-                return false;
-        if (duration_parse(n->str, n->len, ms) < 0) {
-                diag_add(L->dl, DIAG_E007, ynode_pos(n),
-                         "a whole number followed by ms, s, m, h, d or w, e.g. 30m, 24h, 180d",
-                         "'%s' is not a duration", n->str);
-                return false;
-        }
-        if (*ms == 0 && if_zero) {
-                diag_add(L->dl, DIAG_E007, ynode_pos(n), if_zero, "'%s': this duration must be positive", n->str);
-                return false;
-        }
-        if (*ms > DURATION_MAX_MS) {
-                /* a longer one reads as "never": say so instead */
-                diag_add(L->dl, DIAG_E061, ynode_pos(n), "a duration is at most 36500d (100 years)",
-                         "'%s' is longer than 36500d, the longest duration supported", n->str);
-                return false;
-        }
-        return true;
-}
-
-bool loader_number(Loader *L, const YNode *n, double *v)
-{
-        if (!loader_expect(L, n, Y_SCALAR, "a number"))
-                return false;
-        char *end = NULL;
-        double d = n->len ? strtod(n->str, &end) : 0;
-        if (!n->len || !end || *end || d != d || d > 1e15 || d < -1e15) {
-                diag_add(L->dl, DIAG_E008, ynode_pos(n), "write a plain number such as 20 or 2.5",
-                         "'%s' is not a number", n->str);
-                return false;
-        }
-        *v = d;
-        return true;
-}
-
-int32_t loader_flag(Loader *L, const char *name, bool create)
-{
-        RuleSet *rs = L->rs;
-        for (uint32_t i = 0; i < rs->nflags; i++)
-                if (strcmp(rs->flags[i], name) == 0)
-                        return (int32_t)i;
-        if (!create || rs->nflags >= RULES_MAX_FLAGS)
-                return -1;
-        uint32_t cap = rs->nflags;
-        VEC_PUSH(rs->flags, rs->nflags, cap) = arena_strdup(L->ar, name);
-        return (int32_t)rs->nflags - 1;
-}
 
 static bool id_ok(const char *s)
 {
@@ -615,9 +460,9 @@ static Node *exception_build(Loader *L, const Rule *r, ExceptionDef *e)
                 bool profile = strncmp(fy->str, "enterprise.", 11) == 0 &&
                                L->rs->schema.profile_type >= 0 &&
                                schema_field(&L->rs->schema, (uint32_t)L->rs->schema.profile_type, fy->str + 11);
-                if (!profile && !check_field(L, r->on, fy->str, NULL)) {
+                if (!profile && !schema_field_on(L, r->on, fy->str, NULL)) {
                         Buf h = {0};
-                        check_suggest_field(L, r->on, fy->str, &h);
+                        schema_suggest_field(L, r->on, fy->str, &h);
                         diag_add(L->dl, DIAG_E031, ynode_pos(fy), h.len ? h.p : NULL,
                                  "exception %s: unknown field '%s' of the rule's event types", e->name, fy->str);
                         buf_free(&h);
@@ -804,11 +649,11 @@ static bool score_name_ok(Loader *L, const Rule *r, const YNode *v)
                 if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.')
                         return true;
         int32_t slot;
-        if (!strchr(v->str, '.') && !check_field(L, r->on, v->str, &slot)) {
+        if (!strchr(v->str, '.') && !schema_field_on(L, r->on, v->str, &slot)) {
                 Buf h = {0};
                 buf_puts(&h, "write a plain number such as 20 or 2.5, or a numeric field of the event");
                 Buf sug = {0};
-                check_suggest_field(L, r->on, v->str, &sug);
+                schema_suggest_field(L, r->on, v->str, &sug);
                 if (sug.len)
                         buf_printf(&h, " (%s)", sug.p);
                 diag_add(L->dl, DIAG_E008, ynode_pos(v), h.p, "'%s' is not a number nor a field of the rule's event types",
@@ -1036,11 +881,11 @@ static void rule_build(Loader *L, RuleDef *rd)
         }
         if ((v = ynode_get(n, "severity")) && loader_expect(L, v, Y_SCALAR, "a severity")) {
                 int k = -1;
-                for (uint32_t i = 0; i < ARRAY_SIZE(severities); i++)
-                        if (strcmp(v->str, severities[i]) == 0)
+                for (uint32_t i = 0; i < SEV_COUNT; i++)
+                        if (strcmp(v->str, severity_names[i]) == 0)
                                 k = (int)i;
                 if (k < 0) {
-                        const char *sug = diag_suggest(v->str, severities, ARRAY_SIZE(severities));
+                        const char *sug = diag_suggest(v->str, severity_names, SEV_COUNT);
                         char *hint = xasprintf("%s%s%sone of: info, low, medium, high, critical",
                                                sug ? "did you mean '" : "", sug ? sug : "", sug ? "'? " : "");
                         diag_add(L->dl, DIAG_E006, ynode_pos(v), hint, "unknown severity '%s'", v->str);
@@ -1137,9 +982,9 @@ static void rule_build(Loader *L, RuleDef *rd)
 
         if ((v = ynode_get(n, "per")) && loader_expect(L, v, Y_SCALAR, "a field name")) {
                 int32_t slot = -1;
-                if (!check_field(L, r->on, v->str, &slot)) {
+                if (!schema_field_on(L, r->on, v->str, &slot)) {
                         Buf h = {0};
-                        check_suggest_field(L, r->on, v->str, &h);
+                        schema_suggest_field(L, r->on, v->str, &h);
                         diag_add(L->dl, DIAG_E031, ynode_pos(v), h.len ? h.p : NULL,
                                  "per: unknown field '%s' of the rule's event types", v->str);
                         buf_free(&h);
@@ -1411,7 +1256,7 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
         rs->schema.profile_type = -1;
         L.rs = rs;
         L.ar = rs->arena;
-        src_new(&L); /* id 0: synthesized nodes with no source */
+        loader_src_new(&L); /* id 0: synthesized nodes with no source */
         diag_set_line_source(line_lookup, &L);
 
         /* deterministic order: by file name */

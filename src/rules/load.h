@@ -12,7 +12,7 @@
 
 #include "include/riskd/rules.h"
 #include "src/rules/ast.h"
-#include "src/rules/yaml.h"
+#include "src/util/yaml.h"
 
 typedef struct ListDef {
         char *name;
@@ -97,7 +97,8 @@ typedef struct Loader {
         uint32_t aggcap, constcap, setcap, codecap, progcap, regexcap, rulecap2;
 } Loader;
 
-/* load.c helpers shared by the stages */
+/* node.c: helpers shared by the stages */
+ExprSrc *loader_src_new(Loader *L);                       /* a new source id (0: synthesized nodes) */
 ExprSrc *loader_exprsrc(Loader *L, const YNode *n);        /* for a scalar's text */
 ExprSrc *loader_fixedsrc(Loader *L, const YNode *n);       /* every offset → n */
 SrcPos loader_node_pos(Loader *L, const Node *n);
@@ -115,6 +116,10 @@ int32_t loader_flag(Loader *L, const char *name, bool create);
 void schema_load(Loader *L, const YNode *root);
 const Field *schema_field(const Schema *s, uint32_t type, const char *path);
 void schema_deinit(Schema *s);
+/* The field common to every type in on (one slot), and the hint naming
+ * the fields when there is none: rules, templates, aggregates. */
+const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *slot);
+void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);
 
 /* grading.c */
 void grading_load_bands(Loader *L, const YNode *root);
@@ -136,9 +141,6 @@ typedef struct CheckCtx {
 Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
 /* Same for a number (score: an expression). */
 Node *check_value(Loader *L, Node *n, CheckCtx *cx);
-/* The fields common to every type in on, for suggestions and templates. */
-const Field *check_field(Loader *L, uint64_t on, const char *path, int32_t *slot);
-void check_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);
 
 /* compile.c */
 uint32_t compile_program(Loader *L, Node *n, bool in_agg);

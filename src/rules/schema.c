@@ -427,3 +427,65 @@ void schema_deinit(Schema *s)
         free(s->slot_path);
         free(s->enums);
 }
+
+/* The field at path in every event type of on (one slot in all of them),
+ * or NULL; and the hint when there is none: rules, templates and
+ * aggregates all name fields this way (load.h). */
+const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *slot)
+{
+        const Schema *s = &L->rs->schema;
+        const Field *first = NULL;
+        for (uint32_t t = 0; t < s->ntypes; t++) {
+                if (!(on & (1ull << t)))
+                        continue;
+                const Field *f = schema_field(s, t, path);
+                if (!f)
+                        return NULL;
+                if (first && first->slot != f->slot)
+                        return NULL;
+                if (!first)
+                        first = f;
+        }
+        if (first && slot)
+                *slot = (int32_t)first->slot;
+        return first;
+}
+
+void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)
+{
+        const Schema *s = &L->rs->schema;
+        const char *cands[RULES_MAX_SLOTS + 64];
+        uint32_t nc = 0;
+        const char *in_some = NULL, *missing_in = NULL;
+        for (uint32_t t = 0; t < s->ntypes; t++) {
+                if (!(on & (1ull << t)))
+                        continue;
+                const EventType *et = &s->types[t];
+                if (schema_field(s, t, path))
+                        in_some = et->name;
+                else
+                        missing_in = et->name;
+                for (uint32_t i = 0; i < et->nfields && nc < ARRAY_SIZE(cands) - 64; i++)
+                        cands[nc++] = et->fields[i].path;
+        }
+        if (in_some && missing_in) {
+                buf_printf(hint, "'%s' is a field of %s but not of %s; a rule on several types can only read fields they all have",
+                           path, in_some, missing_in);
+                return;
+        }
+        uint32_t nfields = nc;
+        for (uint32_t i = 0; i < L->nmacros && nc < ARRAY_SIZE(cands); i++)
+                cands[nc++] = L->macros[i].name;
+        const char *sug = diag_suggest(path, cands, nc);
+        nc = nfields;
+        if (sug)
+                buf_printf(hint, "did you mean '%s'?", sug);
+        else {
+                buf_puts(hint, "fields:");
+                uint32_t shown = 0;
+                for (uint32_t i = 0; i < nc && shown < 24; i++, shown++)
+                        buf_printf(hint, " %s", cands[i]);
+                if (nc > 24)
+                        buf_puts(hint, " ...");
+        }
+}

@@ -1,5 +1,5 @@
 /*
- * Unit tests of src/rules/diag.c: codes and levels, counting and the
+ * Unit tests of src/util/diag.c: codes and levels, counting and the
  * recording limit, the text form (file:line:col, the source line with a
  * caret under the token, wide characters and tabs, help), the JSON form,
  * sorting and the removal of duplicates, and did-you-mean suggestions.

@@ -1,5 +1,5 @@
 /*
- * Unit tests of src/rules/value.c: comparison and arithmetic over every
+ * Unit tests of src/util/value.c: comparison and arithmetic over every
  * pair of value types (null included) checked against explicit tables,
  * string predicates, durations and RFC 3339 timestamps (valid, invalid,
  * offsets, leap years, round trips against an independent day count).

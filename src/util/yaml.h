@@ -1,13 +1,14 @@
 /*
  * A YAML document as a small tree with source positions, built with
- * libyaml's event parser.  The rule loader walks it; every node knows its
+ * libyaml's event parser.  The rule loader, the daemon's configuration,
+ * riskctl's rule tests and the broker's topic list walk it; every node knows its
  * file, line and column so that any later error can point at it.
  *
  * Aliases resolve to the anchored node (shared, not copied); merge keys are
  * not supported.  Everything is owned by the SrcFile's arena.
  */
-#ifndef RISKD_RULES_YAML_H
-#define RISKD_RULES_YAML_H
+#ifndef RISKD_UTIL_YAML_H
+#define RISKD_UTIL_YAML_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,7 +16,6 @@
 
 #include "include/riskd/diag.h"
 #include "include/riskd/util.h"
-#include "src/rules/ast.h"
 
 typedef enum YKind { Y_SCALAR, Y_MAP, Y_SEQ } YKind;
 
@@ -45,7 +45,6 @@ struct SrcFile {
         uint32_t *lines;       /* byte offset of each line start */
         uint32_t nlines;
         YNode *root;           /* NULL: empty document or a syntax error */
-        ExprSrc *srcs;         /* expression sources made from this file's scalars */
         Arena arena;
 };
 

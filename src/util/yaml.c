@@ -6,7 +6,7 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "src/rules/yaml.h"
+#include "src/util/yaml.h"
 
 #define YAML_MAX_DEPTH 64
 #define YAML_MAX_ANCHORS 256

@@ -324,3 +324,20 @@ const char *diag_suggest(const char *word, const char *const *cands, uint32_t n)
         }
         return best;
 }
+
+SrcPos exprsrc_pos(const ExprSrc *src, uint32_t off, uint32_t len)
+{
+        if (src->map)
+                return src->map(src, off, len);
+        size_t n = src->len;
+        if (off > n)
+                off = (uint32_t)n;
+        if (len > n - off)
+                len = (uint32_t)(n - off);
+        return (SrcPos){
+                .file = src->file,
+                .line = 1,
+                .col = 1 + (uint32_t)utf8_len(src->text, off),
+                .len = (uint32_t)utf8_len(src->text + off, len),
+        };
+}
