@@ -155,6 +155,49 @@ uint64_t hash_fast(const void *p, size_t n);
 int file_read_all(const char *path, char **ret, size_t *ret_len);
 
 /* Number of UTF-8 code points in s[0..n), and display width (CJK = 2). */
+/* The UTF-8 bytes of code point cp (at most 0x10FFFF) at o; the end.  One
+ * encoder for the event decoder, the rule lexer and the JSON reader. */
+static inline unsigned char *utf8_encode(unsigned char *o, uint32_t cp)
+{
+        if (cp < 0x80) {
+                *o++ = (unsigned char)cp;
+        } else if (cp < 0x800) {
+                *o++ = (unsigned char)(0xc0 | cp >> 6);
+                *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+                *o++ = (unsigned char)(0xe0 | cp >> 12);
+                *o++ = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+        } else {
+                *o++ = (unsigned char)(0xf0 | cp >> 18);
+                *o++ = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+                *o++ = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+        }
+        return o;
+}
+
+/* A hex digit's value, -1 for any other byte. */
+static inline int hex_digit(unsigned char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        c |= 0x20;
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
+/* The value of the four hex digits at p (the caller checked that four bytes
+ * are there), -1 when one is not a hex digit: a \uXXXX escape. */
+static inline int hex4_value(const unsigned char *p)
+{
+        int a = hex_digit(p[0]), b = hex_digit(p[1]), c = hex_digit(p[2]), d = hex_digit(p[3]);
+        if ((a | b | c | d) < 0)
+                return -1;
+        return a << 12 | b << 8 | c << 4 | d;
+}
+
 /* The length of the well-formed UTF-8 sequence at s[0..n) (no overlong
  * forms, no surrogates, nothing above U+10FFFF), or 0. */
 size_t utf8_seq(const unsigned char *s, size_t n);

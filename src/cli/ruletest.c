@@ -91,289 +91,8 @@
 #include "include/riskd/util.h"
 #include "include/riskd/value.h"
 #include "src/cli/ruletest.h"
+#include "src/util/json.h"
 #include "src/util/yaml.h"
-
-/* ---- a small JSON reader for the engine's own documents ---- */
-
-typedef enum JKind { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JKind;
-
-typedef struct JVal JVal;
-struct JVal {
-        JKind kind;
-        bool b;
-        double num;
-        char *s;            /* J_STR, NUL terminated */
-        size_t len;
-        JVal **items;       /* J_ARR items, J_OBJ values */
-        char **keys;        /* J_OBJ */
-        uint32_t n;
-};
-
-typedef struct JParse {
-        const char *p, *end;
-        Arena *ar;
-} JParse;
-
-static void jws(JParse *j)
-{
-        while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-                j->p++;
-}
-
-static void utf8_put(Buf *b, uint32_t c)
-{
-        char u[4];
-        if (c < 0x80) {
-                buf_putc(b, (char)c);
-        } else if (c < 0x800) {
-                u[0] = (char)(0xc0 | c >> 6);
-                u[1] = (char)(0x80 | (c & 63));
-                buf_put(b, u, 2);
-        } else if (c < 0x10000) {
-                u[0] = (char)(0xe0 | c >> 12);
-                u[1] = (char)(0x80 | ((c >> 6) & 63));
-                u[2] = (char)(0x80 | (c & 63));
-                buf_put(b, u, 3);
-        } else {
-                u[0] = (char)(0xf0 | c >> 18);
-                u[1] = (char)(0x80 | ((c >> 12) & 63));
-                u[2] = (char)(0x80 | ((c >> 6) & 63));
-                u[3] = (char)(0x80 | (c & 63));
-                buf_put(b, u, 4);
-        }
-}
-
-static int hex4(const char *p, const char *end, uint32_t *ret)
-{
-        if (end - p < 4)
-                return -1;
-        uint32_t v = 0;
-        for (int i = 0; i < 4; i++) {
-                char c = p[i];
-                v <<= 4;
-                if (c >= '0' && c <= '9')
-                        v |= (uint32_t)(c - '0');
-                else if (c >= 'a' && c <= 'f')
-                        v |= (uint32_t)(c - 'a' + 10);
-                else if (c >= 'A' && c <= 'F')
-                        v |= (uint32_t)(c - 'A' + 10);
-                else
-                        return -1;
-        }
-        *ret = v;
-        return 0;
-}
-
-static char *jstring(JParse *j, size_t *ret_len)
-{
-        if (j->p >= j->end || *j->p != '"')
-                return NULL;
-        j->p++;
-        Buf b = {0};
-        while (j->p < j->end && *j->p != '"') {
-                char c = *j->p++;
-                if (c != '\\') {
-                        buf_putc(&b, c);
-                        continue;
-                }
-                if (j->p >= j->end)
-                        break;
-                c = *j->p++;
-                switch (c) {
-                case 'n': buf_putc(&b, '\n'); break;
-                case 't': buf_putc(&b, '\t'); break;
-                case 'r': buf_putc(&b, '\r'); break;
-                case 'b': buf_putc(&b, '\b'); break;
-                case 'f': buf_putc(&b, '\f'); break;
-                case 'u': {
-                        uint32_t u, lo;
-                        if (hex4(j->p, j->end, &u) < 0)
-                                goto bad;
-                        j->p += 4;
-                        if (u >= 0xd800 && u < 0xdc00 && j->end - j->p >= 6 && j->p[0] == '\\' &&
-                            j->p[1] == 'u' && hex4(j->p + 2, j->end, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-                                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-                                j->p += 6;
-                        }
-                        utf8_put(&b, u);
-                        break;
-                }
-                default: buf_putc(&b, c); break;
-                }
-        }
-        if (j->p >= j->end)
-                goto bad;
-        j->p++;
-        char *s = arena_strndup(j->ar, b.p ? b.p : "", b.len);
-        *ret_len = b.len;
-        buf_free(&b);
-        return s;
-bad:
-        buf_free(&b);
-        return NULL;
-}
-
-static JVal *jvalue(JParse *j, int depth)
-{
-        jws(j);
-        if (j->p >= j->end || depth > 64)
-                return NULL;
-        JVal *v = arena_alloc(j->ar, sizeof(JVal));
-        char c = *j->p;
-        if (c == '{' || c == '[') {
-                bool obj = c == '{';
-                v->kind = obj ? J_OBJ : J_ARR;
-                j->p++;
-                JVal **items = NULL;
-                char **keys = NULL;
-                uint32_t n = 0, cap = 0, nk = 0, kcap = 0;
-                jws(j);
-                if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-                        j->p++;
-                        return v;
-                }
-                for (;;) {
-                        jws(j);
-                        if (obj) {
-                                size_t kl;
-                                char *k = jstring(j, &kl);
-                                jws(j);
-                                if (!k || j->p >= j->end || *j->p != ':')
-                                        goto bad;
-                                j->p++;
-                                VEC_PUSH(keys, nk, kcap) = k;
-                        }
-                        JVal *x = jvalue(j, depth + 1);
-                        if (!x)
-                                goto bad;
-                        VEC_PUSH(items, n, cap) = x;
-                        jws(j);
-                        if (j->p < j->end && *j->p == ',') {
-                                j->p++;
-                                continue;
-                        }
-                        if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-                                j->p++;
-                                break;
-                        }
-                        goto bad;
-                }
-                /* move the vectors into the arena: one lifetime for the tree */
-                v->n = n;
-                v->items = arena_alloc(j->ar, (n ? n : 1) * sizeof(JVal *));
-                memcpy(v->items, items, n * sizeof(JVal *));
-                if (obj) {
-                        v->keys = arena_alloc(j->ar, (n ? n : 1) * sizeof(char *));
-                        memcpy(v->keys, keys, n * sizeof(char *));
-                }
-                free(items);
-                free(keys);
-                return v;
-        bad:
-                free(items);
-                free(keys);
-                return NULL;
-        }
-        if (c == '"') {
-                v->kind = J_STR;
-                v->s = jstring(j, &v->len);
-                return v->s ? v : NULL;
-        }
-        if (j->end - j->p >= 4 && memcmp(j->p, "null", 4) == 0) {
-                j->p += 4;
-                v->kind = J_NULL;
-                return v;
-        }
-        if (j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
-                j->p += 4;
-                v->kind = J_BOOL;
-                v->b = true;
-                return v;
-        }
-        if (j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {
-                j->p += 5;
-                v->kind = J_BOOL;
-                return v;
-        }
-        const char *s = j->p;
-        while (j->p < j->end && strchr("+-0123456789.eE", *j->p))
-                j->p++;
-        if (decode_number_parse(s, (size_t)(j->p - s), &v->num) < 0)
-                return NULL;
-        v->kind = J_NUM;
-        return v;
-}
-
-static JVal *json_parse(Arena *ar, const char *s, size_t len)
-{
-        JParse j = {.p = s, .end = s + len, .ar = ar};
-        JVal *v = jvalue(&j, 0);
-        jws(&j);
-        return v && j.p == j.end ? v : NULL;
-}
-
-static const JVal *jget1(const JVal *o, const char *k, size_t kl)
-{
-        if (!o || o->kind != J_OBJ)
-                return NULL;
-        for (uint32_t i = 0; i < o->n; i++)
-                if (strlen(o->keys[i]) == kl && memcmp(o->keys[i], k, kl) == 0)
-                        return o->items[i];
-        return NULL;
-}
-
-/* A dotted path ("current.grade"); NULL when a step is missing. */
-static const JVal *jget(const JVal *o, const char *path)
-{
-        while (o) {
-                const char *dot = strchr(path, '.');
-                size_t kl = dot ? (size_t)(dot - path) : strlen(path);
-                o = jget1(o, path, kl);
-                if (!dot || (o && o->kind == J_NULL))
-                        return o;
-                path = dot + 1;
-        }
-        return NULL;
-}
-
-static const char *jstr(const JVal *o, const char *path)
-{
-        const JVal *v = jget(o, path);
-        return v && v->kind == J_STR ? v->s : NULL;
-}
-
-static void jshow(Buf *b, const JVal *v)
-{
-        if (!v) {
-                buf_puts(b, "(missing)");
-                return;
-        }
-        switch (v->kind) {
-        case J_NULL: buf_puts(b, "null"); break;
-        case J_BOOL: buf_puts(b, v->b ? "true" : "false"); break;
-        case J_NUM: {
-                char t[40];
-                snprintf(t, sizeof(t), "%.15g", v->num);
-                buf_puts(b, t);
-                break;
-        }
-        case J_STR: buf_put(b, v->s, v->len); break;
-        case J_ARR:
-        case J_OBJ:
-                buf_putc(b, v->kind == J_ARR ? '[' : '{');
-                for (uint32_t i = 0; i < v->n; i++) {
-                        if (i)
-                                buf_puts(b, ", ");
-                        if (v->kind == J_OBJ) {
-                                buf_puts(b, v->keys[i]);
-                                buf_puts(b, ": ");
-                        }
-                        jshow(b, v->items[i]);
-                }
-                buf_putc(b, v->kind == J_ARR ? ']' : '}');
-                break;
-        }
-}
 
 /* ---- what a test may say about outputs ---- */
 
@@ -1215,7 +934,7 @@ static Sect sect_of(OutKind k)
 
 static bool is_shadow(const JVal *j)
 {
-        const char *s = jstr(j, "status");
+        const char *s = json_str(j, "status");
         return s && strcmp(s, "shadow") == 0;
 }
 
@@ -1226,43 +945,43 @@ static void out_line(Buf *b, const Output *o)
         switch (sect_of(o->kind)) {
         case S_ALERTS:
                 buf_puts(b, "alert  ");
-                jshow(b, jget(j, "ts"));
-                buf_printf(b, " %s %s", jstr(j, "enterprise_id"), jstr(j, "rule_id"));
-                buf_printf(b, " trigger=%s key=", jstr(j, "trigger"));
-                jshow(b, jget(j, "key"));
+                json_show(b, json_get(j, "ts"));
+                buf_printf(b, " %s %s", json_str(j, "enterprise_id"), json_str(j, "rule_id"));
+                buf_printf(b, " trigger=%s key=", json_str(j, "trigger"));
+                json_show(b, json_get(j, "key"));
                 buf_puts(b, " score_delta=");
-                jshow(b, jget(j, "score_delta"));
-                buf_printf(b, " severity=%s", jstr(j, "severity"));
+                json_show(b, json_get(j, "score_delta"));
+                buf_printf(b, " severity=%s", json_str(j, "severity"));
                 if (is_shadow(j))
                         buf_puts(b, " status=shadow");
                 break;
         case S_ADJ:
                 buf_puts(b, "adjust ");
-                jshow(b, jget(j, "ts"));
-                buf_printf(b, " %s ", jstr(j, "enterprise_id"));
-                if (jget(j, "previous") && jget(j, "previous")->kind == J_OBJ) {
-                        jshow(b, jget(j, "previous.grade"));
+                json_show(b, json_get(j, "ts"));
+                buf_printf(b, " %s ", json_str(j, "enterprise_id"));
+                if (json_get(j, "previous") && json_get(j, "previous")->kind == J_OBJ) {
+                        json_show(b, json_get(j, "previous.grade"));
                         buf_putc(b, '/');
-                        jshow(b, jget(j, "previous.mode"));
+                        json_show(b, json_get(j, "previous.mode"));
                         buf_putc(b, '/');
-                        jshow(b, jget(j, "previous.inspections_per_year"));
+                        json_show(b, json_get(j, "previous.inspections_per_year"));
                 } else {
                         buf_puts(b, "(first)");
                 }
                 buf_puts(b, " -> ");
-                jshow(b, jget(j, "current.grade"));
+                json_show(b, json_get(j, "current.grade"));
                 buf_putc(b, '/');
-                jshow(b, jget(j, "current.mode"));
+                json_show(b, json_get(j, "current.mode"));
                 buf_putc(b, '/');
-                jshow(b, jget(j, "current.inspections_per_year"));
+                json_show(b, json_get(j, "current.inspections_per_year"));
                 buf_puts(b, " score=");
-                jshow(b, jget(j, "score"));
-                buf_printf(b, " band=%s cause=%s", jstr(j, "band"), jstr(j, "cause"));
+                json_show(b, json_get(j, "score"));
+                buf_printf(b, " band=%s cause=%s", json_str(j, "band"), json_str(j, "cause"));
                 break;
         default:
                 buf_puts(b, "dead   event #");
-                jshow(b, jget(j, "event"));
-                buf_printf(b, " %s: %s", jstr(j, "reason"), jstr(j, "detail"));
+                json_show(b, json_get(j, "event"));
+                buf_printf(b, " %s: %s", json_str(j, "reason"), json_str(j, "detail"));
                 break;
         }
 }
@@ -1295,7 +1014,7 @@ static bool has_name(const JVal *arr, const YNode *w, const char *member)
         if (!arr || arr->kind != J_ARR)
                 return false;
         for (uint32_t i = 0; i < arr->n; i++) {
-                const JVal *x = member ? jget(arr->items[i], member) : arr->items[i];
+                const JVal *x = member ? json_get(arr->items[i], member) : arr->items[i];
                 if (x && x->kind == J_STR && x->len == w->len && memcmp(x->s, w->str, w->len) == 0)
                         return true;
         }
@@ -1366,7 +1085,7 @@ static uint32_t mismatches(const MKey *keys, const YNode *want, const JVal *o, B
         uint32_t n = 0;
         for (uint32_t i = 0; i < want->n; i++) {
                 const MKey *k = mkey_find(keys, want->keys[i]->str);
-                const JVal *g = jget(o, k->path);
+                const JVal *g = json_get(o, k->path);
                 if (key_match(k, want->items[i], g))
                         continue;
                 n++;
@@ -1379,11 +1098,11 @@ static uint32_t mismatches(const MKey *keys, const YNode *want, const JVal *o, B
                                 for (uint32_t x = 0; x < g->n; x++) {
                                         if (x)
                                                 buf_puts(diff, ", ");
-                                        jshow(diff, jget(g->items[x], k->type == MT_FLAGS ? "name" : "rule_id"));
+                                        json_show(diff, json_get(g->items[x], k->type == MT_FLAGS ? "name" : "rule_id"));
                                 }
                                 buf_putc(diff, ']');
                         } else {
-                                jshow(diff, g);
+                                json_show(diff, g);
                         }
                 }
         }
@@ -1413,9 +1132,9 @@ static void report_missing(Buf *b, Sect s, const YNode *want, const Run *r)
                         const Output *o = &r->v[i];
                         if (sect_of(o->kind) != s)
                                 continue;
-                        if (rule && pass == 0 && !scalar_eq_str(rule, jget(o->j, "rule_id")))
+                        if (rule && pass == 0 && !scalar_eq_str(rule, json_get(o->j, "rule_id")))
                                 continue;
-                        if (ent && !scalar_eq_str(ent, jget(o->j, "enterprise_id")))
+                        if (ent && !scalar_eq_str(ent, json_get(o->j, "enterprise_id")))
                                 continue;
                         idx[nc] = i;
                         miss[nc++] = mismatches(keys, want, o->j, NULL);
@@ -1424,7 +1143,7 @@ static void report_missing(Buf *b, Sect s, const YNode *want, const Run *r)
                 buf_printf(b, "      no %s at all%s%s\n", s == S_ALERTS ? "alert" : sect_names[s],
                            ent ? " for enterprise " : "", ent ? ent->str : "");
         } else {
-                if (rule && nc && !scalar_eq_str(rule, jget(r->v[idx[0]].j, "rule_id")))
+                if (rule && nc && !scalar_eq_str(rule, json_get(r->v[idx[0]].j, "rule_id")))
                         buf_printf(b, "      no alert of %s%s%s; other %s:\n", rule->str,
                                    ent ? " for " : "", ent ? ent->str : "", sect_names[s]);
                 else
@@ -1466,13 +1185,13 @@ static void grades_table(Buf *b, const GradeRow *g, uint32_t n)
                 buf_puts(b, "        (no enterprise)\n");
         for (uint32_t i = 0; i < n; i++) {
                 buf_printf(b, "        %-20s ", g[i].ent);
-                jshow(b, jget(g[i].j, "grade"));
+                json_show(b, json_get(g[i].j, "grade"));
                 buf_putc(b, ' ');
-                jshow(b, jget(g[i].j, "mode"));
+                json_show(b, json_get(g[i].j, "mode"));
                 buf_puts(b, " inspections_per_year=");
-                jshow(b, jget(g[i].j, "inspections_per_year"));
+                json_show(b, json_get(g[i].j, "inspections_per_year"));
                 buf_puts(b, " score=");
-                jshow(b, jget(g[i].j, "score"));
+                json_show(b, json_get(g[i].j, "score"));
                 buf_putc(b, '\n');
         }
 }
@@ -1519,8 +1238,8 @@ static bool test_run(Ctx *c, Test *t, const char *path, Buf *b, Buf *verbose)
                 const char *nl = strchr(p, '\n');
                 size_t n = nl ? (size_t)(nl - p) : strlen(p);
                 JVal *j = json_parse(&r.ar, p, n);
-                if (j && jstr(j, "enterprise_id"))
-                        VEC_PUSH(g, ng, cg) = (GradeRow){.ent = jstr(j, "enterprise_id"), .j = j};
+                if (j && json_str(j, "enterprise_id"))
+                        VEC_PUSH(g, ng, cg) = (GradeRow){.ent = json_str(j, "enterprise_id"), .j = j};
                 p += n + (nl != NULL);
         }
         buf_free(&gb);

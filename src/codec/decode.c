@@ -882,24 +882,6 @@ static const char *expected_name(FieldType t)
 
 /* ---- strings ---- */
 
-static inline int hexval(uint8_t c)
-{
-        if (is_digit(c))
-                return c - '0';
-        c |= 0x20;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
-static inline int hex4(const uint8_t *p)
-{
-        int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), e = hexval(p[3]);
-        if ((a | b | c | e) < 0)
-                return -1;
-        return a << 12 | b << 8 | c << 4 | e;
-}
-
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
@@ -955,7 +937,7 @@ __attribute__((noinline)) static const uint8_t *string_scan_slow(const uint8_t *
                                 *at = p;
                                 return NULL;
                         }
-                        int u = end - p >= 6 ? hex4(p + 2) : -1;
+                        int u = end - p >= 6 ? hex4_value(p + 2) : -1;
                         if (u < 0) {
                                 *what = "bad \\u escape in a string";
                                 *at = p;
@@ -967,7 +949,7 @@ __attribute__((noinline)) static const uint8_t *string_scan_slow(const uint8_t *
                                 return NULL;
                         }
                         if (u >= 0xd800 && u <= 0xdbff) {
-                                int lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+                                int lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4_value(p + 8) : -1;
                                 if (lo < 0xdc00 || lo > 0xdfff) {
                                         *what = "lone high surrogate escape in a string";
                                         *at = p;
@@ -1126,26 +1108,6 @@ static inline const uint8_t *string_scan(const uint8_t *p, const uint8_t *end, b
         return string_scan_slow(p, end, esc, what, at);
 }
 
-static inline uint8_t *utf8_put(uint8_t *o, uint32_t cp)
-{
-        if (cp < 0x80) {
-                *o++ = (uint8_t)cp;
-        } else if (cp < 0x800) {
-                *o++ = (uint8_t)(0xc0 | cp >> 6);
-                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
-        } else if (cp < 0x10000) {
-                *o++ = (uint8_t)(0xe0 | cp >> 12);
-                *o++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
-                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
-        } else {
-                *o++ = (uint8_t)(0xf0 | cp >> 18);
-                *o++ = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
-                *o++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
-                *o++ = (uint8_t)(0x80 | (cp & 0x3f));
-        }
-        return o;
-}
-
 /* Unescape the validated string body s[0..n) into out[0..cap); the length,
  * or -1 when it does not fit. */
 static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_t cap)
@@ -1170,9 +1132,9 @@ static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_
                 case 'r': cp = '\r'; break;
                 case 't': cp = '\t'; break;
                 case 'u':
-                        cp = (uint32_t)hex4(s + 2);
+                        cp = (uint32_t)hex4_value(s + 2);
                         if (cp >= 0xd800 && cp <= 0xdbff) {
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)hex4(s + 8) - 0xdc00);
+                                cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)hex4_value(s + 8) - 0xdc00);
                                 s += 6;
                         }
                         s += 4;
@@ -1182,7 +1144,7 @@ static int64_t string_unescape(const uint8_t *s, uint32_t n, uint8_t *out, size_
                 s += 2;
                 if (oend - o < (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4))
                         return -1;
-                o = utf8_put(o, cp);
+                o = utf8_encode(o, cp);
         }
         return o - out;
 }

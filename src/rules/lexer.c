@@ -239,54 +239,10 @@ static size_t lex_number(Lexer *lx, size_t i)
         return i;
 }
 
-static int lex_hex(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Four hex digits at s[i]; -1 when they are not there. */
 static int32_t lex_hex4(const char *s, size_t n, size_t i)
 {
-        if (i + 4 > n)
-                return -1;
-        int32_t v = 0;
-        for (size_t k = 0; k < 4; k++) {
-                int h = lex_hex(s[i + k]);
-                if (h < 0)
-                        return -1;
-                v = v * 16 + h;
-        }
-        return v;
-}
-
-static size_t lex_put_utf8(char *out, uint32_t c)
-{
-        if (c < 0x80) {
-                out[0] = (char)c;
-                return 1;
-        }
-        if (c < 0x800) {
-                out[0] = (char)(0xc0 | (c >> 6));
-                out[1] = (char)(0x80 | (c & 0x3f));
-                return 2;
-        }
-        if (c < 0x10000) {
-                out[0] = (char)(0xe0 | (c >> 12));
-                out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-                out[2] = (char)(0x80 | (c & 0x3f));
-                return 3;
-        }
-        out[0] = (char)(0xf0 | (c >> 18));
-        out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-        out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-        out[3] = (char)(0x80 | (c & 0x3f));
-        return 4;
+        return i + 4 <= n ? hex4_value((const unsigned char *)s + i) : -1;
 }
 
 /* A string literal starting with the quote at s[i].  Every bad escape is
@@ -319,7 +275,7 @@ static size_t lex_string(Lexer *lx, size_t i)
                         int32_t u = lex_hex4(s, n, i);
                         if (u < 0) {
                                 size_t e = i;
-                                while (e < n && e < i + 4 && lex_hex(s[e]) >= 0)
+                                while (e < n && e < i + 4 && hex_digit((unsigned char)s[e]) >= 0)
                                         e++;
                                 diag_add(lx->dl, DIAG_E023, lex_pos(lx, esc, e - esc),
                                          "write a code point as \\u and four hex digits, e.g. \\u4e2d",
@@ -346,7 +302,7 @@ static size_t lex_string(Lexer *lx, size_t i)
                                 bad = true;
                                 continue;
                         }
-                        o += lex_put_utf8(out + o, cp);
+                        o = (size_t)((char *)utf8_encode((unsigned char *)out + o, cp) - out);
                         continue;
                 }
                 default:
