@@ -64,6 +64,7 @@
 #include "include/riskd/util.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/memstats.h"
 #include "src/daemon/httpd.h"
 #include "src/daemon/notify.h"
 #include "src/daemon/prom.h"
@@ -426,6 +427,7 @@ static void metrics_init(Loop *l)
                                 "Input partitions sought again after stall_timeout without a fetched record "
                                 "while the broker held records past riskd's position",
                                 "topic,partition", NULL, 0);
+        memstats_register(p);
 }
 
 /* The Engine's counters since the last fold, into the metrics. */
@@ -2005,6 +2007,7 @@ static void metrics_render(Loop *l, Buf *out)
         prom_set(prom_series1(m->rules, "shadow"), by_status[RULE_SHADOW]);
         prom_set(prom_series1(m->rules, "disabled"), by_status[RULE_DISABLED]);
         regex_errors_fold(l);
+        memstats_refresh();
         prom_render(m->p, out);
 }
 
