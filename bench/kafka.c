@@ -2,7 +2,7 @@
  * bench-kafka: the references of bench/run-kafka (bench/kafka.md).
  *
  *   bench-kafka consume BOOTSTRAP TOPIC [-X PROP=VALUE]...
- *   bench-kafka produce BOOTSTRAP TOPIC FILE RATE [-X PROP=VALUE]...
+ *   bench-kafka produce BOOTSTRAP TOPIC FILE RATE [WARMUP] [-X PROP=VALUE]...
  *
  * consume: a bare librdkafka consumer, nothing but the fetching riskd's
  * consumer does.  The properties riskd's consumer sets (src/kafka/kafka.c:
@@ -22,10 +22,14 @@
  * (librdkafka's default partitioner on the key, as kcat -P -K), RATE
  * messages a second (0: as fast as librdkafka takes them), each stamped
  * with the time it is produced (CreateTime: the start of riskd's
- * event-to-alert latency).  Prints, once every message is delivered:
+ * event-to-alert latency).  With WARMUP, the first WARMUP messages go
+ * first, at once, then "warm" is printed and the rest waits for a line on
+ * stdin (bench/run-kafka sends it once riskd has committed them: its
+ * first transaction, which registers every partition, is then behind it).
+ * Prints:
  *
- *     start_unix T          (when the first message is due, CLOCK_REALTIME)
- *     produced N seconds S
+ *     start_unix T          (when the first paced message is due, CLOCK_REALTIME)
+ *     produced N seconds S  (once every message is delivered; S: the paced ones)
  *
  * Nothing here is asserted: the figures are read by bench/run-kafka.
  */
@@ -122,7 +126,10 @@ static int consume(int argc, char **argv)
         uint64_t n = 0, bytes = 0;
         int eof = 0;
         while (eof < nparts) {
-                ssize_t got = rd_kafka_consume_batch_queue(q, 1000, msgs, BATCH);
+                /* the call waits for a full array or the timeout: a short
+                 * one, so that the last array of the stream is not held
+                 * (riskd waits up to 100 ms, but then has a batch open) */
+                ssize_t got = rd_kafka_consume_batch_queue(q, 10, msgs, BATCH);
                 if (got < 0)
                         die("consume", rd_kafka_err2str(rd_kafka_last_error()));
                 for (ssize_t i = 0; i < got; i++) {
@@ -153,6 +160,8 @@ static int produce(int argc, char **argv)
 {
         const char *bootstrap = argv[2], *topic = argv[3], *file = argv[4];
         double rate = atof(argv[5]);
+        int opt = 6;
+        long warmup = argc > opt && strcmp(argv[opt], "-X") ? atol(argv[opt++]) : 0;
         FILE *f = fopen(file, "r");
         if (!f)
                 die(file, strerror(errno));
@@ -160,7 +169,7 @@ static int produce(int argc, char **argv)
         char err[512];
         set(conf, "client.id", "riskd-bench-producer");
         set(conf, "linger.ms", "5");
-        set_args(conf, argc, argv, 6);
+        set_args(conf, argc, argv, opt);
         set(conf, "bootstrap.servers", bootstrap);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         if (!rk)
@@ -170,26 +179,43 @@ static int produce(int argc, char **argv)
         size_t cap = 0;
         ssize_t len;
         uint64_t n = 0;
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        double t0 = mono();
-        /* the schedule's origin, for bench/run-kafka's latency figures */
-        printf("start_unix %.6f\n", (double)wall.tv_sec + (double)wall.tv_nsec / 1e9);
-        fflush(stdout);
+        double t0 = 0;
         while ((len = getline(&line, &cap, f)) > 0) {
+                if (n == (uint64_t)warmup) {
+                        if (warmup) {
+                                while (rd_kafka_outq_len(rk) > 0)
+                                        rd_kafka_flush(rk, 1000);
+                                printf("warm\n");
+                                fflush(stdout);
+                                char go[16];
+                                if (!fgets(go, sizeof(go), stdin))
+                                        die("stdin", "closed before the go");
+                        }
+                        struct timespec wall;
+                        clock_gettime(CLOCK_REALTIME, &wall);
+                        t0 = mono();
+                        /* the schedule's origin, for bench/run-kafka's latency figures */
+                        printf("start_unix %.6f\n", (double)wall.tv_sec + (double)wall.tv_nsec / 1e9);
+                        fflush(stdout);
+                }
                 if (line[len - 1] == '\n')
                         line[--len] = '\0';
                 char *tab = memchr(line, '\t', (size_t)len);
                 size_t klen = tab ? (size_t)(tab - line) : 0;
                 const char *val = tab ? tab + 1 : line;
                 size_t vlen = (size_t)len - (size_t)(val - line);
-                /* paced: the n-th message not before t0 + n / rate */
-                if (rate > 0)
+                /* paced: the i-th message after the warmup not before t0 + i / rate */
+                if (rate > 0 && n >= (uint64_t)warmup)
                         for (;;) {
-                                double ahead = t0 + (double)n / rate - mono();
+                                double ahead = t0 + (double)(n - (uint64_t)warmup) / rate - mono();
                                 if (ahead <= 0)
                                         break;
-                                rd_kafka_poll(rk, ahead > 0.001 ? 1 : 0);
+                                /* asleep, not spinning: riskd and the mock
+                                 * share the cores; what falls due meanwhile
+                                 * goes out back to back */
+                                rd_kafka_poll(rk, 0);
+                                struct timespec ts = {0, (long)(ahead * 1e9)};
+                                nanosleep(&ts, NULL);
                         }
                 rd_kafka_resp_err_t e;
                 while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(line, klen),
@@ -218,6 +244,6 @@ int main(int argc, char **argv)
         if (argc >= 6 && !strcmp(argv[1], "produce"))
                 return produce(argc, argv);
         fprintf(stderr, "usage: bench-kafka consume BOOTSTRAP TOPIC [-X PROP=VALUE]...\n"
-                        "       bench-kafka produce BOOTSTRAP TOPIC FILE RATE [-X PROP=VALUE]...\n");
+                        "       bench-kafka produce BOOTSTRAP TOPIC FILE RATE [WARMUP] [-X PROP=VALUE]...\n");
         return 2;
 }
