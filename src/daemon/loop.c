@@ -2171,6 +2171,9 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 log_err("cannot create the producer: %s", msg);
                 goto fail;
         }
+        const char *outs[] = {cfg->topics.alerts, cfg->topics.shadow, cfg->topics.adjustments,
+                              cfg->topics.dead_letters, cfg->topics.changelog, NULL};
+        kafka_producer_topics(l->producer, outs);
         l->queue = rd_kafka_queue_get_consumer(l->consumer);
         if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {
                 log_err("cannot create the changelog reader: %s", msg);
