@@ -29,6 +29,8 @@
  * Prints:
  *
  *     start_unix T          (when the first paced message is due, CLOCK_REALTIME)
+ *     sent I T              (every 1,000 paced messages: the I-th went at T; a
+ *                            busy machine can hold the producer behind its pace)
  *     produced N seconds S  (once every message is delivered; S: the paced ones)
  *
  * Nothing here is asserted: the figures are read by bench/run-kafka.
@@ -48,6 +50,13 @@ static double mono(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -191,11 +200,10 @@ static int produce(int argc, char **argv)
                                 if (!fgets(go, sizeof(go), stdin))
                                         die("stdin", "closed before the go");
                         }
-                        struct timespec wall;
-                        clock_gettime(CLOCK_REALTIME, &wall);
+                        double wall = wall_now();
                         t0 = mono();
                         /* the schedule's origin, for bench/run-kafka's latency figures */
-                        printf("start_unix %.6f\n", (double)wall.tv_sec + (double)wall.tv_nsec / 1e9);
+                        printf("start_unix %.6f\n", wall);
                         fflush(stdout);
                 }
                 if (line[len - 1] == '\n')
@@ -225,6 +233,8 @@ static int produce(int argc, char **argv)
                         rd_kafka_poll(rk, 10);
                 if (e)
                         die("produce", rd_kafka_err2str(e));
+                if (n >= (uint64_t)warmup && (n - (uint64_t)warmup) % 1000 == 0)
+                        printf("sent %" PRIu64 " %.6f\n", n - (uint64_t)warmup, wall_now());
                 n++;
                 rd_kafka_poll(rk, 0);
         }
