@@ -1,15 +1,16 @@
 /*
  * bench-kafka: the references of bench/run-kafka (bench/kafka.md).
  *
- *   bench-kafka consume BOOTSTRAP TOPIC [-X PROP=VALUE]...
+ *   bench-kafka consume BOOTSTRAP TOPIC[:PARTITION] [-X PROP=VALUE]...
  *   bench-kafka produce BOOTSTRAP TOPIC FILE RATE [WARMUP] [-X PROP=VALUE]...
  *
  * consume: a bare librdkafka consumer, nothing but the fetching riskd's
  * consumer does.  The properties riskd's consumer sets (src/kafka/kafka.c:
  * read_committed, no auto commit, auto.offset.reset earliest; everything
  * else librdkafka's defaults, as riskd leaves them) and the -X ones
- * (bench/run-kafka passes riskd's kafka: map); every partition of TOPIC
- * assigned from the beginning (no group join), messages taken as riskd
+ * (bench/run-kafka passes riskd's kafka: map); every partition of TOPIC,
+ * or the one named, assigned from the beginning (no group join; a
+ * changelog partition is what a restore reads), messages taken as riskd
  * takes them (rd_kafka_consume_batch_queue, 1024 a call) and destroyed,
  * until every partition is at its end.  Prints one line:
  *
@@ -89,7 +90,16 @@ static void set_args(rd_kafka_conf_t *conf, int argc, char **argv, int i)
 
 static int consume(int argc, char **argv)
 {
-        const char *bootstrap = argv[2], *topic = argv[3];
+        const char *bootstrap = argv[2];
+        char topic[256];
+        snprintf(topic, sizeof(topic), "%s", argv[3]);
+        /* topic names have no ':' (Kafka allows [a-zA-Z0-9._-]) */
+        char *colon = strchr(topic, ':');
+        int only = -1;
+        if (colon) {
+                *colon = '\0';
+                only = atoi(colon + 1);
+        }
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512];
         /* riskd's consumer: kafka.c's defaults, then the operator's map, then
@@ -121,9 +131,14 @@ static int consume(int argc, char **argv)
         rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(rkt);
 
+        if (only >= nparts)
+                die(argv[3], "no such partition");
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
         for (int p = 0; p < nparts; p++)
-                rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+                if (only < 0 || p == only)
+                        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        if (only >= 0)
+                nparts = 1; /* the ends to wait for */
         double t0 = mono(), t_first = 0, t_last = t0;
         e = rd_kafka_assign(rk, parts);
         rd_kafka_topic_partition_list_destroy(parts);
@@ -253,7 +268,7 @@ int main(int argc, char **argv)
                 return consume(argc, argv);
         if (argc >= 6 && !strcmp(argv[1], "produce"))
                 return produce(argc, argv);
-        fprintf(stderr, "usage: bench-kafka consume BOOTSTRAP TOPIC [-X PROP=VALUE]...\n"
+        fprintf(stderr, "usage: bench-kafka consume BOOTSTRAP TOPIC[:PARTITION] [-X PROP=VALUE]...\n"
                         "       bench-kafka produce BOOTSTRAP TOPIC FILE RATE [WARMUP] [-X PROP=VALUE]...\n");
         return 2;
 }
