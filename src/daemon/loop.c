@@ -64,6 +64,7 @@
 #include "include/riskd/util.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/memstats.h"
 #include "src/daemon/httpd.h"
 #include "src/daemon/notify.h"
 #include "src/daemon/prom.h"
@@ -426,6 +427,7 @@ static void metrics_init(Loop *l)
                                 "Input partitions sought again after stall_timeout without a fetched record "
                                 "while the broker held records past riskd's position",
                                 "topic,partition", NULL, 0);
+        memstats_register(p);
 }
 
 /* The Engine's counters since the last fold, into the metrics. */
@@ -2005,6 +2007,7 @@ static void metrics_render(Loop *l, Buf *out)
         prom_set(prom_series1(m->rules, "shadow"), by_status[RULE_SHADOW]);
         prom_set(prom_series1(m->rules, "disabled"), by_status[RULE_DISABLED]);
         regex_errors_fold(l);
+        memstats_refresh();
         prom_render(m->p, out);
 }
 
@@ -2168,6 +2171,9 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 log_err("cannot create the producer: %s", msg);
                 goto fail;
         }
+        const char *outs[] = {cfg->topics.alerts, cfg->topics.shadow, cfg->topics.adjustments,
+                              cfg->topics.dead_letters, cfg->topics.changelog, NULL};
+        kafka_producer_topics(l->producer, outs);
         l->queue = rd_kafka_queue_get_consumer(l->consumer);
         if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {
                 log_err("cannot create the changelog reader: %s", msg);

@@ -35,6 +35,7 @@
 #include "src/daemon/httpd.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
+#include "src/daemon/memstats.h"
 #include "src/daemon/notify.h"
 #include "src/kafka/kafka.h"
 
@@ -162,7 +163,8 @@ int main(int argc, char **argv)
                 case 'c': path = optarg; break;
                 case 'k': check = true; break;
                 case 'V':
-                        printf("riskd %s (librdkafka %s)\n", RISKD_VERSION, rd_kafka_version_str());
+                        printf("riskd %s (librdkafka %s%s%s)\n", RISKD_VERSION, rd_kafka_version_str(),
+                               memstats_allocator() ? ", " : "", memstats_allocator() ? memstats_allocator() : "");
                         return 0;
                 case 'h':
                         usage(stdout);

@@ -140,6 +140,17 @@ int kafka_producer_new(rd_kafka_t **ret, const KafkaSettings *s, const char *tra
         return handle_new(ret, RD_KAFKA_PRODUCER, conf, ret_msg);
 }
 
+void kafka_producer_topics(rd_kafka_t *rk, const char *const *topics)
+{
+        for (; *topics; topics++) {
+                /* the application's handle goes at once: librdkafka keeps
+                 * the topic (and the metadata request it sent) */
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, *topics, NULL);
+                if (rkt)
+                        rd_kafka_topic_destroy(rkt);
+        }
+}
+
 KafkaTxnStatus kafka_txn_status(rd_kafka_error_t *error, char **ret_msg)
 {
         if (!error)

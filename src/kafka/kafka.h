@@ -66,6 +66,15 @@ int kafka_consumer_new(rd_kafka_t **ret, const KafkaSettings *s, const char *gro
 int kafka_producer_new(rd_kafka_t **ret, const KafkaSettings *s, const char *transactional_id,
                        void (*dr_msg_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *), char **ret_msg);
 
+/* Asks the brokers, in the background, for the partitions of the topics
+ * (NULL-terminated) the producer will write to.  Without it a topic first
+ * named by rd_kafka_producev waits for librdkafka's 1-second topic scan
+ * before its messages can go (v2.0.2: producev creates the topic without
+ * the leader query rd_kafka_topic_new makes): the first transaction paid
+ * that wait once for the outputs and once more for the changelog, which is
+ * written after them (bench/kafka.md). */
+void kafka_producer_topics(rd_kafka_t *rk, const char *const *topics);
+
 /* What to do after a transactional call returned an error
  * (INTRODUCTION.md: "treat any error that has neither retriable,
  * abortable, or fatal set, as a fatal error"). */

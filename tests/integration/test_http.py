@@ -7,6 +7,8 @@ kernel picks (http_listen "127.0.0.1:0"; riskd logs it):
   guide names, and the counters move with the input: events by type,
   rejects by reason (malformed lines fed on purpose), transactions, lag back
   to 0, restores, alerts and adjustments equal to the outputs read back;
+  built with jemalloc, its figures are there and plausible (allocated > 0,
+  resident >= active >= allocated), without it they are absent;
 - /v1/enterprises/{id} is `riskctl explain --json` of the same events (that
   enterprise's partition) and valid against docs/schemas/enterprise.schema.json,
   /v1/rules against docs/schemas/rules.schema.json; an unknown id is 404, a bad id 400, a wrong
@@ -272,6 +274,21 @@ def test(wd):
     assert len(lag) == 4 and not any(lag.values()), lag
     H.log(f"/metrics: {len(s0)} samples, promtool ok; {int(total(s0, 'riskd_events_total'))} events, "
           f"{int(total(s0, 'riskd_alerts_total'))} alerts")
+
+    # the allocator's figures (issue 14 point 5): with jemalloc (riskd
+    # --version names it) plausible gauges, refreshed at the scrape;
+    # without it (the sanitizer build) absent, not zero
+    version = subprocess.run([H.riskd_path(), "--version"], check=True, capture_output=True, text=True).stdout
+    jem = {k: v for k, v in s0.items() if k.startswith("riskd_jemalloc_")}
+    if "jemalloc" in version:
+        a, act, res = (jem.get(f"riskd_jemalloc_{n}_bytes", -1) for n in ("allocated", "active", "resident"))
+        assert 0 < a <= act <= res, jem
+        assert abs(jem["riskd_jemalloc_fragmentation_ratio"] - (act / a - 1)) < 1e-6, jem
+        assert jem["riskd_jemalloc_retained_bytes"] >= 0 and jem["riskd_jemalloc_mapped_bytes"] >= act, jem
+        H.log(f"jemalloc in /metrics: {int(a)} bytes allocated, {int(act)} active, {int(res)} resident")
+    else:
+        assert not jem, jem
+        H.log(f"SKIP the jemalloc figures: riskd is built without it ({version.strip()}); none in /metrics")
 
     # the counters move: more events, malformed ones among them
     bad = [b'{"event_id": "x1", broken', b"[1,2,3]"]

@@ -9,7 +9,12 @@ listen(), so that connecting is refused and no one else can take it),
 - the HTTP endpoint answers at once: /healthz 200, /readyz 503 (not ready),
   /metrics 200, each within a few seconds of riskd's start;
 - riskd keeps waiting (it does not exit: the brokers may come back), and
-  SIGTERM stops it with status 0.
+  SIGTERM stops it with status 0;
+- with the brokers up, the producer knows the partitions of every topic it
+  writes (outputs, dead letters, changelog) before the first event comes
+  (issue 14: a topic first named when a record is produced waited for
+  librdkafka's 1-second topic scan, twice in the first transaction), seen
+  in librdkafka's topic debug lines; transactions on and off.
 """
 import http.client
 import os
@@ -68,8 +73,26 @@ def waiting(wd, closed, transactions):
     assert rc == 0, f"{name}: SIGTERM while waiting: exit {rc}\n{r.log_tail()}"
 
 
+def topics_known(wd, transactions):
+    b = H.Broker(wd, partitions=4)
+    name = "topics-tx" if transactions else "topics-idem"
+    r = H.Riskd(wd, b, name=name, transactions=transactions, log_level="debug", kafka={"debug": "topic"})
+    r.start()
+    r.wait_log(r"ready: 4 partitions restored", 60)
+    # no event was produced: whatever the producer knows, it asked for
+    topics = [r.cfg["topics"][k] for k in ("alerts", "shadow", "adjustments", "dead_letters", "changelog")]
+    for t in topics:
+        r.wait_log(r"riskd#producer-\d+: PARTCNT: .*Topic " + re.escape(t) + r" partition count changed from 0 to 4",
+                   30)
+    assert r.term() == 0, r.log_tail()
+    b.stop()
+    H.log(f"{name}: the producer knew {', '.join(topics)} before the first event")
+
+
 def test(wd):
     H.require_riskd()
+    topics_known(wd, transactions=True)
+    topics_known(wd, transactions=False)
     s = socket.socket()
     s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     try:
