@@ -181,6 +181,9 @@ void engine_flush(Engine *e);
 
 /* Counters and sizes; walks the state (O(enterprises)). */
 const EngineStats *engine_stats(Engine *e);
+/* The same in O(1): the counters, enterprises and those in compact form,
+ * the budget; the sizes as of the last engine_stats(). */
+const EngineStats *engine_counters(Engine *e);
 /* Enterprises in state, in O(1). */
 uint32_t engine_enterprises(const Engine *e);
 

@@ -2062,6 +2062,15 @@ const RuleSet *engine_rules(const Engine *e)
         return e->rs;
 }
 
+const EngineStats *engine_counters(Engine *e)
+{
+        e->st.enterprises = e->nents;
+        e->st.watermark = e->wm;
+        e->st.enterprises_compact = e->ncompact;
+        e->st.state_budget = e->budget;
+        return &e->st;
+}
+
 const EngineStats *engine_stats(Engine *e)
 {
         e->st.enterprises = e->nents;
