@@ -81,7 +81,7 @@ uint64_t budget_default(const char *root, char *from, size_t n)
                 if (lim != UINT64_MAX) {
                         snprintf(from, n, "%d%% of memory.max %" PRIu64 " of cgroup %s", BUDGET_DEFAULT_PERCENT, lim,
                                  at);
-                        return lim / 100 * BUDGET_DEFAULT_PERCENT;
+                        return lim / 100 * BUDGET_DEFAULT_PERCENT + lim % 100 * BUDGET_DEFAULT_PERCENT / 100;
                 }
         }
         long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
@@ -89,7 +89,7 @@ uint64_t budget_default(const char *root, char *from, size_t n)
                 uint64_t mem = (uint64_t)pages * (uint64_t)size;
                 snprintf(from, n, "%d%% of physical memory %" PRIu64 " (no cgroup memory.max)", BUDGET_DEFAULT_PERCENT,
                          mem);
-                return mem / 100 * BUDGET_DEFAULT_PERCENT;
+                return mem / 100 * BUDGET_DEFAULT_PERCENT + mem % 100 * BUDGET_DEFAULT_PERCENT / 100;
         }
         snprintf(from, n, "none: no cgroup memory.max and physical memory unknown");
         return 0;
