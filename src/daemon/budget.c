@@ -163,9 +163,15 @@ static uint64_t used_of(Engine *const *e, uint32_t n)
         return u;
 }
 
+static unsigned percent(uint64_t used, uint64_t bytes)
+{
+        return (unsigned)(used / (bytes / 100 ? bytes / 100 : 1));
+}
+
 void budget_tick(Budget *b, Engine *const *e, uint32_t n)
 {
-        uint64_t used = used_of(e, n);
+        uint64_t used = used_of(e, n), before = used;
+        bool compacted = false;
         if (b->bytes && used >= b->bytes / 100 * BUDGET_WARN_PERCENT &&
             used >= b->compacted_at + b->bytes / 100) {
                 /* every idle enterprise (engine_compact skips an Engine in a batch) */
@@ -173,22 +179,26 @@ void budget_tick(Budget *b, Engine *const *e, uint32_t n)
                         engine_compact(e[i], 0);
                 used = used_of(e, n);
                 b->compacted_at = used;
+                compacted = true;
         } else if (used < b->compacted_at) {
                 b->compacted_at = used; /* it fell: the next pass 1 % above this */
         }
         if (b->bytes) {
-                unsigned pct = (unsigned)(used / (b->bytes / 100 ? b->bytes / 100 : 1));
+                /* what the state reached, compaction or not */
+                unsigned pct = percent(before, b->bytes);
                 if (!b->warned && pct >= BUDGET_WARN_PERCENT) {
                         b->warned = true;
                         log_warning("state at %u%% of its budget (limits.max_state_bytes, %" PRIu64 " of %" PRIu64
-                                    " bytes): idle enterprises are compacted; at the budget, events of new "
-                                    "enterprises are dead letters (over_limit)",
-                                    pct, used, b->bytes);
+                                    " bytes)%s%u%%; at the budget, events of new enterprises are dead letters "
+                                    "(over_limit)",
+                                    pct, before, b->bytes,
+                                    compacted ? ": idle enterprises compacted, now " : ": idle enterprises already compact, ",
+                                    percent(used, b->bytes));
                 } else if (b->warned && pct < BUDGET_CLEAR_PERCENT) {
                         b->warned = false;
                         log_notice("state at %u%% of its budget (limits.max_state_bytes, %" PRIu64 " of %" PRIu64
                                    " bytes)",
-                                   pct, used, b->bytes);
+                                   pct, before, b->bytes);
                 }
                 /* each Engine: what it holds and a share of what is left */
                 uint64_t left = used < b->bytes ? b->bytes - used : 0;
