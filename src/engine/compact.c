@@ -73,8 +73,18 @@ static void dict_put(Buf *d, const char *s)
         buf_put(d, s, n);
 }
 
+/* A fingerprint as a record writes it (a varint). */
+static void dict_varint(Buf *d, uint64_t v)
+{
+        do {
+                buf_putc(d, (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0)));
+                v >>= 7;
+        } while (v);
+}
+
 /* The names a record holds, each as the record writes a string (its length
- * in one byte, the bytes): what most of an idle enterprise's record is. */
+ * in one byte, the bytes), and the rules' and aggregates' fingerprints:
+ * what most of an idle enterprise's record is. */
 static void lz_dict(Engine *e)
 {
         const RuleSet *rs = e->rs;
@@ -87,8 +97,12 @@ static void lz_dict(Engine *e)
                 dict_put(&d, rs->schema.slot_path[i]);
                 buf_putc(&d, (char)rs->schema.slot_type[i]);
         }
-        for (uint32_t i = 0; i < rs->nrules; i++)
+        for (uint32_t i = 0; i < rs->nrules; i++) {
                 dict_put(&d, rs->rules[i].id);
+                dict_varint(&d, rs->rules[i].fingerprint);
+        }
+        for (uint32_t i = 0; i < rs->naggs; i++) /* an empty window is its fingerprint and slots */
+                dict_varint(&d, e->agg_fp[i]);
         for (uint32_t i = 0; i < rs->nflags; i++)
                 dict_put(&d, rs->flags[i]);
         for (uint32_t i = 0; i < rs->grading.nbands; i++)
