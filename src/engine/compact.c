@@ -431,7 +431,8 @@ int engine_compact(Engine *e, uint64_t target)
                 n++;
         }
         buf_free(&b);
-        heap_pass(e);
+        if (n || e->ngone)
+                heap_pass(e);
         return n;
 }
 
