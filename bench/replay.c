@@ -175,7 +175,7 @@ int main(int argc, char **argv)
                         st = engine_stats(e);
                         uint64_t full = engine_state_bytes(e);
                         double ents = st->enterprises ? (double)st->enterprises : 1;
-                        int nc = engine_compact(e, 0);
+                        int nc = engine_compact(e, 0, 0);
                         uint64_t small = engine_state_bytes(e);
                         st = engine_stats(e);
                         printf("two years later: %.0f bytes/enterprise (state and windows: engine_state_bytes);"

@@ -97,7 +97,7 @@ typedef struct EngineConfig {
         /* tests and bench/: every aggregate reads its rows at every
          * evaluation, the reference the running aggregates answer as */
         bool agg_rescan;
-        /* tests and bench/: engine_compact(e, 0) after every compact_every
+        /* tests and bench/: engine_compact(e, 0, 0) after every compact_every
          * pushes outside a batch (0 never): the outputs are the same */
         uint32_t compact_every;
 } EngineConfig;
@@ -201,10 +201,12 @@ uint32_t engine_enterprises(const Engine *e);
  * in full form, from the record as a restore would make it, at its next
  * event, timer, explain or grades listing; the outputs are byte for byte
  * those of the full form.  engine_compact() compacts, between batches (it
- * returns -EBUSY inside one), idle enterprises not touched by the open
- * batch until engine_state_bytes() is at most target (0: every idle one),
- * skipping those whose record would not be smaller than their full form;
- * it returns how many it compacted.
+ * returns -EBUSY inside one), idle enterprises until engine_state_bytes()
+ * is at most target (0: every idle one), skipping those whose record
+ * would not be smaller than their full form, and at most max of them (0:
+ * no limit; a walk over the enterprises cut short by max goes on where it
+ * stopped at the next call, so that a caller can spread a pass over many
+ * calls); it returns how many it compacted.
  *
  * The budget (engine_budget_set, EngineConfig.max_state_bytes; 0: none):
  * an event that would make a new enterprise while the state is at or past
@@ -216,7 +218,7 @@ uint32_t engine_enterprises(const Engine *e);
  */
 uint64_t engine_state_bytes(const Engine *e);
 void engine_budget_set(Engine *e, uint64_t bytes);
-int engine_compact(Engine *e, uint64_t target);
+int engine_compact(Engine *e, uint64_t target, uint32_t max);
 const RuleSet *engine_rules(const Engine *e);
 
 /* explain: the state of one enterprise as a JSON document (score, band,

@@ -172,11 +172,19 @@ void budget_tick(Budget *b, Engine *const *e, uint32_t n)
 {
         uint64_t used = used_of(e, n), before = used;
         bool compacted = false;
-        if (b->bytes && used >= b->bytes / 100 * BUDGET_WARN_PERCENT &&
-            used >= b->compacted_at + b->bytes / 100) {
-                /* every idle enterprise (engine_compact skips an Engine in a batch) */
-                for (uint32_t i = 0; i < n; i++)
-                        engine_compact(e[i], 0);
+        int64_t t = log_now_ms();
+        if (b->bytes && n && used >= b->bytes / 100 * BUDGET_WARN_PERCENT &&
+            (b->pass_open || used >= b->compacted_at + b->bytes / 100) && t >= b->step_at) {
+                /* every idle enterprise, BUDGET_COMPACT_STEP a second (an
+                 * Engine in a batch is skipped: -EBUSY, done at the next step) */
+                uint32_t per = BUDGET_COMPACT_STEP / n > 100 ? BUDGET_COMPACT_STEP / n : 100;
+                bool cut = false;
+                for (uint32_t i = 0; i < n; i++) {
+                        int c = engine_compact(e[i], 0, per);
+                        cut |= c < 0 || (uint32_t)c == per;
+                }
+                b->pass_open = cut;
+                b->step_at = t + 1000;
                 used = used_of(e, n);
                 b->compacted_at = used;
                 compacted = true;

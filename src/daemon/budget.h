@@ -25,6 +25,11 @@
  * compacted between batches. */
 #define BUDGET_WARN_PERCENT 80
 #define BUDGET_CLEAR_PERCENT 70
+/* At most this many enterprises compacted per second, over all Engines: a
+ * compaction and the expansion that may follow cost ~12 us (bench/), so
+ * a pass over millions of idle enterprises is spread over ticks instead of
+ * holding the main loop (and the watchdog) for seconds. */
+#define BUDGET_COMPACT_STEP 20000
 
 /*
  * The default of limits.max_state_bytes: BUDGET_DEFAULT_PERCENT of the
@@ -46,7 +51,9 @@ typedef struct Budget {
         uint64_t bytes;         /* 0: none */
         uint64_t used;          /* at the last tick */
         bool warned;            /* BUDGET_WARN_PERCENT reached since use was last below BUDGET_CLEAR_PERCENT */
-        uint64_t compacted_at;  /* use after the last compaction pass: the next once use grew by 1 % */
+        uint64_t compacted_at;  /* use after the last compaction step: a new pass once use grew by 1 % */
+        bool pass_open;         /* the last step was cut short: the pass goes on at the next */
+        int64_t step_at;        /* log_now_ms() of the next step, at the earliest */
         Engine **engines;       /* budget_engines' array */
         uint32_t cengines;
         BudgetSeen *seen;       /* each Engine's counters at the last tick */

@@ -409,14 +409,21 @@ static void heap_pass(Engine *e)
         compact_gone_free(e);
 }
 
-int engine_compact(Engine *e, uint64_t target)
+int engine_compact(Engine *e, uint64_t target, uint32_t max)
 {
         if (e->in_batch)
                 return -EBUSY;
         engine_profile_clear(e);
         Buf b = {0};
         int n = 0;
-        for (uint32_t i = 0; i < e->tabcap && (!target || engine_state_bytes(e) > target); i++) {
+        /* one walk round the table, from where the last one stopped */
+        uint32_t start = e->compact_pos < e->tabcap ? e->compact_pos : 0;
+        for (uint32_t k = 0; k < e->tabcap && (!target || engine_state_bytes(e) > target); k++) {
+                uint32_t i = start + k < e->tabcap ? start + k : start + k - e->tabcap;
+                if (max && (uint32_t)n == max) {
+                        e->compact_pos = i;
+                        break;
+                }
                 Ent *x = tab_ent(e, i);
                 if (!x || !ent_idle(x))
                         continue;
@@ -480,7 +487,7 @@ bool compact_room(Engine *e)
         /* every idle enterprise, at most once per quarter of the
          * enterprises' count in events: a full table costs no scan per event */
         if (!e->in_batch && e->applying >= e->compact_after) {
-                engine_compact(e, 0);
+                engine_compact(e, 0, 0);
                 e->compact_after = e->applying + (e->nents / 4 > 1024 ? e->nents / 4 : 1024);
         }
         return engine_state_bytes(e) < e->budget;

@@ -1601,7 +1601,7 @@ static void compact_every(Engine *e)
 {
         if (e->cfg.compact_every && !e->in_batch && ++e->compact_count >= e->cfg.compact_every) {
                 e->compact_count = 0;
-                engine_compact(e, 0);
+                engine_compact(e, 0, 0);
         }
 }
 

@@ -398,6 +398,7 @@ struct Engine {
         uint64_t compact_after;         /* applying: the next budget-driven compaction pass */
         uint64_t compact_count;         /* applying at the last compact_every pass */
         uint32_t ncompact;              /* enterprises in compact form */
+        uint32_t compact_pos;           /* the table slot engine_compact goes on from */
         uint8_t refused;                /* why ent_get_h made none: 1 max_enterprises, 2 the budget */
         uint8_t *lz_dict;               /* compact.c's dictionary, made at the first compaction */
         uint32_t lz_dlen;

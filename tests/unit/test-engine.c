@@ -921,7 +921,7 @@ static void batches_ex(RuleSet *rs, const char *text, uint32_t size, uint32_t ab
                         int64_t next = engine_restore_finish(e);
                         cr_assert_eq(next, (int64_t)i, "resume offset %lld, expected %u", (long long)next, i);
                         if (compact)
-                                engine_compact(e, 0);
+                                engine_compact(e, 0, 0);
                         cur.all.len = 0;
                         continue;
                 }
@@ -932,13 +932,13 @@ static void batches_ex(RuleSet *rs, const char *text, uint32_t size, uint32_t ab
                 if (abort_every && ++batchno % abort_every == 0) {
                         engine_batch_abort(e); /* and the same events again */
                         if (compact)
-                                engine_compact(e, 0);
+                                engine_compact(e, 0, 0);
                         continue;
                 }
                 engine_batch_changes(e, end, log_record, &log);
                 engine_batch_commit(e);
                 if (compact)
-                        engine_compact(e, 0);
+                        engine_compact(e, 0, 0);
                 buf_put(&committed, cur.all.p ? cur.all.p : "", cur.all.len);
                 i = end;
         }
@@ -2921,20 +2921,24 @@ Test(engine, compact_form_is_smaller_and_comes_back_when_touched)
         char *before = engine_explain_json(e, "I003", 4);
         cr_assert_not_null(before);
         uint64_t full = engine_state_bytes(e);
-        int n = engine_compact(e, 0);
-        cr_assert_eq(n, 60, "%d compacted", n);
+        /* a pass spread over calls of at most 25 */
+        int n = engine_compact(e, 0, 25);
+        cr_assert_eq(n, 25, "%d compacted", n);
+        cr_assert_eq(engine_compact(e, 0, 25), 25);
+        cr_assert_eq(engine_compact(e, 0, 25), 10);
+        n = 60;
         uint64_t compact = engine_state_bytes(e);
         cr_assert_lt(compact, full, "%llu bytes compact, %llu full", (unsigned long long)compact,
                      (unsigned long long)full);
         cr_assert_eq(engine_counters(e)->enterprises_compact, 60);
-        cr_assert_eq(engine_compact(e, 0), 0); /* nothing left to compact */
+        cr_assert_eq(engine_compact(e, 0, 0), 0); /* nothing left to compact */
         char *after = engine_explain_json(e, "I003", 4);
         cr_assert_str_eq(after, before);
         cr_assert_eq(engine_counters(e)->enterprises_compact, 59);
         cr_assert_eq(engine_counters(e)->expansions, 1);
         /* not between batches: refused */
         engine_batch_begin(e);
-        cr_assert_eq(engine_compact(e, 0), -EBUSY);
+        cr_assert_eq(engine_compact(e, 0, 0), -EBUSY);
         engine_batch_commit(e);
         free(before);
         free(after);
