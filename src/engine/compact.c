@@ -55,7 +55,7 @@
 
 #define LZ_MIN 4
 #define LZ_MAX 131
-#define LZ_HBITS 12
+#define LZ_HBITS 14
 
 static uint32_t lz_hash(const uint8_t *p)
 {
@@ -117,6 +117,7 @@ static void lz_dict(Engine *e)
         e->lz_dict = (uint8_t *)d.p;
         e->lz_dlen = (uint32_t)d.len;
         e->lz_dhash = xmalloc(sizeof(int32_t) << LZ_HBITS);
+        e->lz_h = xcalloc(1u << LZ_HBITS, sizeof(uint64_t));
         for (uint32_t i = 0; i < 1u << LZ_HBITS; i++)
                 e->lz_dhash[i] = -1;
         for (uint32_t i = 0; i + LZ_MIN <= e->lz_dlen; i++)
@@ -139,15 +140,22 @@ static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
 {
         if (!e->lz_dhash)
                 lz_dict(e);
-        int32_t h[1u << LZ_HBITS]; /* positions in [dictionary, in] */
-        memcpy(h, e->lz_dhash, sizeof(h));
+        /* positions in this input: the epoch of the call in the high
+         * half, so that no call clears the table (a stale entry falls
+         * back to the dictionary's) */
+        uint64_t *h = e->lz_h;
+        uint64_t ep = ++e->lz_epoch;
+        if (ep >> 32) {
+                memset(h, 0, sizeof(uint64_t) << LZ_HBITS);
+                ep = e->lz_epoch = 1;
+        }
         const uint8_t *d = e->lz_dict;
         uint32_t dl = e->lz_dlen;
         size_t lit = 0, i = 0;
         while (i + LZ_MIN <= n) {
                 uint32_t hv = lz_hash(in + i);
-                int32_t c = h[hv];
-                h[hv] = (int32_t)(dl + i);
+                int64_t c = h[hv] >> 32 == ep ? (int64_t)(dl + (uint32_t)h[hv]) : e->lz_dhash[hv];
+                h[hv] = ep << 32 | (uint32_t)i;
                 size_t m = 0;
                 if (c >= 0) {
                         /* compare along the virtual [dictionary, in] */
@@ -172,7 +180,7 @@ static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
                         dist >>= 7;
                 } while (dist);
                 for (size_t k = 1; k < m && i + k + LZ_MIN <= n; k++)
-                        h[lz_hash(in + i + k)] = (int32_t)(dl + i + k);
+                        h[lz_hash(in + i + k)] = ep << 32 | (uint32_t)(i + k);
                 i += m;
                 lit = i;
         }
@@ -224,9 +232,15 @@ static StubRec *stub_rec(const Ent *x)
         return (StubRec *)(void *)((char *)ent_key(x) + ent_key_size(ent_key(x)->len));
 }
 
-static size_t stub_size(uint32_t klen, uint32_t rlen)
+/* The pool object of a compact Ent: len coded bytes after it, or none */
+static size_t stub_size(uint32_t klen, uint32_t len)
 {
-        return sizeof(Ent) + ent_key_size(klen) + sizeof(StubRec) + rlen;
+        return sizeof(Ent) + ent_key_size(klen) + sizeof(StubRec) + len;
+}
+
+static const uint8_t *stub_data(const StubRec *sr)
+{
+        return sr->ext ? sr->ext : sr->data;
 }
 
 static size_t psize(size_t n)
@@ -308,7 +322,9 @@ void compact_ent_free(Engine *e, Ent *x)
 {
         uint32_t klen = ent_key(x)->len;
         if (x->compact) {
-                pool_free(&e->pool, x, stub_size(klen, stub_rec(x)->len));
+                StubRec *sr = stub_rec(x);
+                pool_free(&e->pool, sr->ext, sr->len);
+                pool_free(&e->pool, x, stub_size(klen, sr->ext ? 0 : sr->len));
                 return;
         }
         /* a full Ent: gone ones were cleared when replaced */
@@ -329,7 +345,7 @@ static void tab_set(Engine *e, uint32_t i, Ent *x)
 void compact_record(Engine *e, const Ent *x, Buf *b)
 {
         const StubRec *sr = stub_rec(x);
-        lz_unpack(e, sr->data, sr->len, sr->raw, b);
+        lz_unpack(e, stub_data(sr), sr->len, sr->raw, b);
 }
 
 /* x's compact form, NULL when it would not be smaller; b: scratch. */
@@ -342,10 +358,14 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         lz_pack(e, (const uint8_t *)b->p, raw, &e->lz_buf);
         size_t packed = e->lz_buf.len;
         uint32_t klen = ent_key(x)->len;
-        size_t ss = stub_size(klen, (uint32_t)packed);
-        if (raw > UINT32_MAX || pool_size(ss) >= ent_bytes(e, x))
+        if (raw >= 1u << 31 || packed > UINT32_MAX)
                 return NULL;
-        Ent *s = pool_alloc(&e->pool, ss);
+        size_t one = pool_size(stub_size(klen, (uint32_t)packed));
+        size_t two = pool_size(stub_size(klen, 0)) + pool_size(packed);
+        bool ext = two < one;
+        if ((ext ? two : one) >= ent_bytes(e, x))
+                return NULL;
+        Ent *s = pool_alloc(&e->pool, stub_size(klen, ext ? 0 : (uint32_t)packed));
         memset(s, 0, sizeof(Ent));
         s->r = &rare_none;
         s->held = x->held;
@@ -362,8 +382,9 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         sr->rebuild_at = engine_timer_next(e, x, TIME_UNSET, false, &absent);
         sr->rebuild_absent = absent;
         sr->len = (uint32_t)packed;
-        sr->raw = (uint32_t)raw;
-        memcpy(sr->data, e->lz_buf.p, packed);
+        sr->raw = (uint32_t)raw & 0x7fffffff;
+        sr->ext = ext ? pool_alloc(&e->pool, packed) : NULL;
+        memcpy(ext ? sr->ext : sr->data, e->lz_buf.p, packed);
         return s;
 }
 

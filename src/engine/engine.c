@@ -1992,6 +1992,7 @@ Engine *engine_free(Engine *e)
         free(e->gone);
         free(e->lz_dict);
         free(e->lz_dhash);
+        free(e->lz_h);
         buf_free(&e->lz_buf);
         for (uint32_t i = 0; i < e->tabcap; i++)
                 if (tab_ent(e, i))

@@ -196,12 +196,16 @@ static inline size_t ent_key_size(uint32_t len)
 /* After the key of a compact Ent (Ent.compact): what its timers need
  * without the state (the entry engine_timers_rebuild would make for it in
  * full form), then its changelog record (state.c), the same bytes
- * engine_batch_changes would write for it, coded by compact.c. */
+ * engine_batch_changes would write for it, coded by compact.c: after the
+ * StubRec in the same pool object, or in one of its own (ext) when two
+ * objects round up to less than one (the pool's classes are 64 and 128
+ * bytes apart from 256 and 512 bytes). */
 typedef struct StubRec {
         int64_t rebuild_at;     /* TIME_UNSET: none */
-        uint32_t len;           /* of data: the record LZ-coded (compact.c) */
-        uint32_t raw;           /* of the record */
-        uint8_t rebuild_absent;
+        uint8_t *ext;           /* the coded record, NULL: in data */
+        uint32_t len;           /* of the coded record */
+        uint32_t raw : 31;      /* of the record */
+        uint32_t rebuild_absent : 1;
         uint8_t data[];
 } StubRec;
 
@@ -402,7 +406,9 @@ struct Engine {
         uint8_t refused;                /* why ent_get_h made none: 1 max_enterprises, 2 the budget */
         uint8_t *lz_dict;               /* compact.c's dictionary, made at the first compaction */
         uint32_t lz_dlen;
-        int32_t *lz_dhash;
+        int32_t *lz_dhash;              /* per hash of 4 bytes: the last dictionary position, -1 */
+        uint64_t *lz_h;                 /* per hash: lz_epoch << 32 | the last position in the input */
+        uint64_t lz_epoch;
         Buf lz_buf;                     /* a record decoded (transient) */
         int32_t kh_slot;
         uint32_t kh_hash;
