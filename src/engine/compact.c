@@ -5,8 +5,9 @@
  * An idle enterprise (ent_idle: nothing that acts with time but, under
  * the official model, its cycle timer) is kept as its changelog record
  * behind a header: an Ent struct (the grading fields, the key, the timer
- * entry's time) followed by a StubRec and the record's bytes, one pool
- * object.  Why the record and not a trimmed Ent:
+ * entry's time) followed by a StubRec and the record's coded bytes (in
+ * the same pool object, or in one of their own when that rounds up to
+ * less).  Why the record and not a trimmed Ent:
  *  - one codec: the record is what the changelog holds, written by
  *    state.c's encoder and read back by the restore path, which the
  *    restore, abort and reload tests already hold to "the same state";
