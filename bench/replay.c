@@ -10,8 +10,12 @@
  * state bytes per enterprise, without and with window rows.  The runs
  * push as riskd does, with ENGINE_AHEAD - 1 events hinted ahead
  * (engine_prefetch); RUNS more, alternating with them, push without hints,
- * and decoding alone is the reference.  Nothing is asserted: see
- * bench/README.md for how the figures are used.
+ * and RUNS more with hints compact every idle enterprise every
+ * COMPACT_EVERY events (environment, default 10000; 0: no such runs), and
+ * decoding alone is the reference.  After the first run, time is advanced
+ * two years (every point, flag and window row expires) and the bytes per
+ * enterprise are printed before and after compacting the idle ones.
+ * Nothing is asserted: see bench/README.md for how the figures are used.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,11 +92,17 @@ int main(int argc, char **argv)
          * reached its size; what a long-running daemon sees */
         double *half = xcalloc((size_t)runs, sizeof(double));
         double *plain = xcalloc((size_t)runs, sizeof(double));        /* without hints */
-        for (int rr = 0; rr < 2 * runs; rr++) {
-                int r = rr / 2;
-                bool ahead = rr % 2 == 0;
+        double *compacting = xcalloc((size_t)runs, sizeof(double));   /* with hints, compacting */
+        const char *ce = getenv("COMPACT_EVERY");
+        uint32_t compact_every = ce ? (uint32_t)strtoul(ce, NULL, 10) : 10000;
+        int kinds = compact_every ? 3 : 2;
+        for (int rr = 0; rr < kinds * runs; rr++) {
+                int r = rr / kinds;
+                bool ahead = rr % kinds != 1, compact = rr % kinds == 2;
                 EngineConfig cfg;
                 engine_config_default(&cfg);
+                if (compact)
+                        cfg.compact_every = compact_every;
                 Engine *e = NULL;
                 if (engine_new(&e, rs, &cfg, sink, NULL) < 0)
                         return 1;
@@ -131,6 +141,16 @@ int main(int argc, char **argv)
                         engine_free(e);
                         continue;
                 }
+                if (compact) {
+                        compacting[r] = secs > 0 ? n / secs : 0;
+                        const EngineStats *cs = engine_counters(e);
+                        printf("run %d compacting every %u events: %.0f events/s (%llu compactions, %llu expansions,"
+                               " %llu compact at the end)\n",
+                               r + 1, compact_every, compacting[r], (unsigned long long)cs->compactions,
+                               (unsigned long long)cs->expansions, (unsigned long long)cs->enterprises_compact);
+                        engine_free(e);
+                        continue;
+                }
                 rate[r] = secs > 0 ? n / secs : 0;
                 half[r] = t_end > t_half ? (n - n / 2) / (t_end - t_half) : 0;
                 const EngineStats *st = engine_stats(e);
@@ -149,6 +169,20 @@ int main(int argc, char **argv)
                                (double)st->window_bytes / ent, (unsigned long long)st->window_rows,
                                (unsigned long long)st->alerts, (unsigned long long)st->adjustments,
                                (unsigned long long)rej);
+                        printf("\n");
+                        /* idle enterprises: two years later everything that expires has */
+                        engine_advance(e, st->watermark + 730LL * 86400000LL);
+                        st = engine_stats(e);
+                        uint64_t full = engine_state_bytes(e);
+                        double ents = st->enterprises ? (double)st->enterprises : 1;
+                        int nc = engine_compact(e, 0, 0);
+                        uint64_t small = engine_state_bytes(e);
+                        st = engine_stats(e);
+                        printf("two years later: %.0f bytes/enterprise (state and windows: engine_state_bytes);"
+                               " %d of %llu enterprises compacted: %.0f bytes/enterprise (%.0f bytes less per"
+                               " compacted one)",
+                               (double)full / ents, nc, (unsigned long long)st->enterprises, (double)small / ents,
+                               nc ? (double)(full - small) / nc : 0.0);
                 }
                 printf("\n");
                 engine_free(e);
@@ -156,6 +190,7 @@ int main(int argc, char **argv)
         qsort(rate, (size_t)runs, sizeof(double), dcmp);
         qsort(half, (size_t)runs, sizeof(double), dcmp);
         qsort(plain, (size_t)runs, sizeof(double), dcmp);
+        qsort(compacting, (size_t)runs, sizeof(double), dcmp);
         /* the reference in the same run: decoding alone, same lines */
         double *drate = xcalloc((size_t)runs, sizeof(double));
         {
@@ -183,6 +218,10 @@ int main(int argc, char **argv)
                rate[runs / 2], runs, half[runs / 2], plain[runs / 2],
                plain[runs / 2] > 0 ? rate[runs / 2] / plain[runs / 2] : 0.0, drate[runs / 2],
                100.0 * rate[runs / 2] / drate[runs / 2]);
+        if (compact_every)
+                printf("median compacting every %u events: %.0f events/s (%.2fx the median with hints)\n", compact_every,
+                       compacting[runs / 2], rate[runs / 2] > 0 ? compacting[runs / 2] / rate[runs / 2] : 0.0);
+        free(compacting);
         free(plain);
         free(drate);
         free(half);

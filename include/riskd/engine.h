@@ -115,9 +115,18 @@ typedef struct EngineConfig {
         uint32_t max_keys;           /* per: keys per enterprise per rule; over_limit beyond */
         uint32_t max_held;           /* events held for reordering; the oldest is released early beyond */
         uint32_t max_event_bytes;    /* longer events: too_large */
+        /* the state budget in bytes (engine_state_bytes), 0 none: an event
+         * or record that would make a new enterprise beyond it is refused
+         * (over_limit) once compacting every idle enterprise left no room
+         * (engine_budget_set; riskd divides limits.max_state_bytes among
+         * its partitions) */
+        uint64_t max_state_bytes;
         /* tests and bench/: every aggregate reads its rows at every
          * evaluation, the reference the running aggregates answer as */
         bool agg_rescan;
+        /* tests and bench/: engine_compact(e, 0, 0) after every compact_every
+         * pushes outside a batch (0 never): the outputs are the same */
+        uint32_t compact_every;
 } EngineConfig;
 
 /* The bounds riskd.yaml(5) states, which riskd's configuration and
@@ -146,6 +155,11 @@ typedef struct EngineStats {
         uint64_t window_bytes;        /* window rows */
         uint64_t window_rows;
         int64_t watermark;
+        uint64_t enterprises_compact; /* of enterprises, those in compact form */
+        uint64_t compactions;         /* enterprises put in compact form */
+        uint64_t expansions;          /* ... and back in full form (an event, a timer, explain) */
+        uint64_t refused_budget;      /* of rejects[over_limit], those for the state budget */
+        uint64_t state_budget;        /* engine_budget_set, 0 none */
 } EngineStats;
 
 /* Every reason's name by index: "ok", "malformed_json", ..., "over_limit". */
@@ -193,8 +207,44 @@ void engine_flush(Engine *e);
 
 /* Counters and sizes; walks the state (O(enterprises)). */
 const EngineStats *engine_stats(Engine *e);
+/* The same in O(1): the counters, enterprises and those in compact form,
+ * the budget; the sizes as of the last engine_stats(). */
+const EngineStats *engine_counters(Engine *e);
 /* Enterprises in state, in O(1). */
 uint32_t engine_enterprises(const Engine *e);
+
+/*
+ * Memory.  engine_state_bytes() is, in O(1), what the Engine's state
+ * occupies: every enterprise's objects at their pool class sizes (window
+ * rows included), the enterprise table, the timer heap and the intern
+ * table (not held events, nor the fixed buffers of engine_new).
+ *
+ * An idle enterprise (no live contributions, flags, window rows, armed
+ * for:/absent() keys or hysteresis clock: its profile, grade, official
+ * state and remembered event ids, at most a cycle timer) may take a
+ * compact form: its changelog record (the bytes engine_batch_changes
+ * writes) behind a small header holding its key and timer.  It comes back
+ * in full form, from the record as a restore would make it, at its next
+ * event, timer, explain or grades listing; the outputs are byte for byte
+ * those of the full form.  engine_compact() compacts, between batches (it
+ * returns -EBUSY inside one), idle enterprises until engine_state_bytes()
+ * is at most target (0: every idle one), skipping those whose record
+ * would not be smaller than their full form, and at most max of them (0:
+ * no limit; a walk over the enterprises cut short by max goes on where it
+ * stopped at the next call, so that a caller can spread a pass over many
+ * calls); it returns how many it compacted.
+ *
+ * The budget (engine_budget_set, EngineConfig.max_state_bytes; 0: none):
+ * an event that would make a new enterprise while the state is at or past
+ * it first compacts every idle enterprise (outside a batch, at most once
+ * per quarter of the enterprises' count in events), then, still at the
+ * budget, is a dead letter over_limit (detail: "the state budget
+ * (limits.max_state_bytes, N bytes) is reached"), as is a restore record
+ * of a new enterprise (-ENOSPC).  Enterprises in state keep working.
+ */
+uint64_t engine_state_bytes(const Engine *e);
+void engine_budget_set(Engine *e, uint64_t bytes);
+int engine_compact(Engine *e, uint64_t target, uint32_t max);
 const RuleSet *engine_rules(const Engine *e);
 
 /* explain: the state of one enterprise as a JSON document (score, band,

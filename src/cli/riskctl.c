@@ -62,11 +62,14 @@ static const Command commands[] = {
          "  --format text|json    the summary as text (default) or one JSON document\n"
          "  --quiet               no summary\n"
          "  --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N  --max-held N\n"
-         "                        the engine's limits (riskd.yaml(5))\n"
+         "  --max-state-bytes N   the engine's limits (riskd.yaml(5)); N bytes as limits.max_state_bytes\n"
+         "                        (one engine: riskd divides its budget among its partitions)\n"
+         "  --compact-every N     compact every idle enterprise after every N lines (tests: the\n"
+         "                        outputs are the same)\n"
          "  --reload DIR --reload-after N\n"
          "                        switch to DIR's rules after N lines, as riskd does on SIGHUP\n"
          "exit status: 0 ok, 1 errors in the rules, 2 bad arguments or a file unreadable or unwritable\n",
-         "dguGqfERWKHLAh", 1u << BT_TEXT | 1u << BT_JSON},
+         "dguGqfERWKHMCLAh", 1u << BT_TEXT | 1u << BT_JSON},
         {"explain",
          "usage: riskctl explain DIR FILE ENTERPRISE [OPTIONS]\n"
          "  why an enterprise has its grade: score, contributions with their events and expiry, flags,\n"
@@ -429,6 +432,8 @@ static const struct option run_options[] = {
         {"max-window-rows", required_argument, NULL, 'W'},
         {"max-keys", required_argument, NULL, 'K'},
         {"max-held", required_argument, NULL, 'H'},
+        {"max-state-bytes", required_argument, NULL, 'M'},
+        {"compact-every", required_argument, NULL, 'C'},
         {"reload", required_argument, NULL, 'L'},
         {"reload-after", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
@@ -494,6 +499,14 @@ static int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
                         bad = parse_u32(optarg, &o->cfg.max_held) < 0 || !o->cfg.max_held;
                         what = "max-held (at least 1)";
                         break;
+                case 'M': {
+                        char *end;
+                        o->cfg.max_state_bytes = strtoull(optarg, &end, 10);
+                        bad = !*optarg || *end || *optarg == '-';
+                        what = "max-state-bytes";
+                        break;
+                }
+                case 'C': bad = parse_u32(optarg, &o->cfg.compact_every) < 0; what = "compact-every"; break;
                 case 'L': o->reload = optarg; break;
                 case 'A': {
                         char *end;
@@ -774,6 +787,7 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
         const EngineStats *st = engine_stats(e);
         const RuleSet *rs = engine_rules(e);
         const Grading *g = &rs->grading;
+        EngineStats compact = *st; /* before the grades expand every enterprise */
         Buf grades = {0};
         engine_grades_write(e, &grades);
         uint64_t *by_grade = xcalloc(g->nbands + 1, sizeof(uint64_t));
@@ -904,6 +918,12 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
         if (st->window_rows_dropped || st->held_forced)
                 fprintf(f, "limits: %llu window rows dropped, %llu held events released early\n",
                         (unsigned long long)st->window_rows_dropped, (unsigned long long)st->held_forced);
+        if (compact.compactions || compact.state_budget)
+                fprintf(f, "compact form: %llu enterprises at the end, %llu compactions, %llu expansions;"
+                           " budget %llu bytes, %llu events refused for it\n",
+                        (unsigned long long)compact.enterprises_compact, (unsigned long long)compact.compactions,
+                        (unsigned long long)compact.expansions, (unsigned long long)compact.state_budget,
+                        (unsigned long long)compact.refused_budget);
         free(by_grade);
 }
 

@@ -32,6 +32,10 @@
  *     max_keys         integer   4096        per: keys per enterprise per rule
  *     max_held         integer   1000000     events held for reordering
  *     max_event_bytes  integer   1048576     1 .. 67108864; longer events: too_large
+ *     max_state_bytes  integer   (computed)  all partitions' state together, bytes; past it
+ *                                           new enterprises: over_limit; 0 = none; default
+ *                                           50% of the cgroup's memory.max, else of
+ *                                           physical memory (src/daemon/budget.h)
  *   shutdown_timeout   duration  10s         1s .. 10m: SIGTERM to exit, else exit 1
  *   stall_timeout      duration  30s         0 (off) .. 1h: an input partition with
  *                                           nothing fetched this long while the broker
@@ -66,6 +70,7 @@
 #include <unistd.h>
 
 #include "include/riskd/value.h"
+#include "src/daemon/budget.h"
 #include "src/daemon/config.h"
 #include "src/daemon/log.h"
 #include "src/util/yaml.h"
@@ -141,6 +146,9 @@ static const ConfigSetting settings[] = {
          "events held for reordering"},
         {"limits.max_event_bytes", CT_UINT, OFF(limits.max_event_bytes), 0, "1048576", 1, 64 << 20,
          "longest event; longer: too_large"},
+        {"limits.max_state_bytes", CT_UINT, OFF(limits.max_state_bytes), 0, NULL, 0, INT64_MAX,
+         "state of all partitions together, bytes; new enterprises beyond: over_limit; 0 = none "
+         "(default: half the cgroup's memory.max, else of physical memory)"},
         {"shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), 0, "10s", MS_S, 10 * MS_M,
          "from SIGTERM to exit; exceeded: exit 1"},
         {"stall_timeout", CT_DURATION, OFF(stall_timeout_ms), 0, "30s", 0, 60 * MS_M,
@@ -337,6 +345,8 @@ Config *config_new_default(void)
                 snprintf(host, sizeof(host), "localhost");
         host[sizeof(host) - 1] = 0;
         c->transactional_id = arena_printf(&c->arena, "riskd-%s", host);
+        c->limits.max_state_bytes = CONFIG_AUTO;
+        c->limits.max_state_bytes_from = "riskd.yaml";
 
         /* the limits' defaults are the engine's */
         EngineConfig ec, dc;
@@ -992,6 +1002,14 @@ int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Conf
                 config_free(c);
                 return 1;
         }
+        if (c->limits.max_state_bytes == CONFIG_AUTO) {
+                /* RISKD_CGROUP_ROOT: tests only, a tree standing for /sys/fs/cgroup */
+                char from[512];
+                c->limits.max_state_bytes = budget_default(getenv("RISKD_CGROUP_ROOT"), from, sizeof(from));
+                c->limits.max_state_bytes_from = arena_strdup(&c->arena, from);
+        } else if (c->limits.max_state_bytes == 0) {
+                c->limits.max_state_bytes_from = "riskd.yaml: none";
+        }
         *ret = c;
         return 0;
 }
@@ -1017,7 +1035,10 @@ void config_describe(const Config *c, Buf *out)
                         buf_printf(out, "%s = %s\n", s->name, tmp);
                         break;
                 case CT_UINT:
-                        buf_printf(out, "%s = %llu\n", s->name, (unsigned long long)*(uint64_t *)field(cc, s));
+                        buf_printf(out, "%s = %llu", s->name, (unsigned long long)*(uint64_t *)field(cc, s));
+                        if (s->off == OFF(limits.max_state_bytes))
+                                buf_printf(out, " (%s)", c->limits.max_state_bytes_from);
+                        buf_putc(out, '\n');
                         break;
                 case CT_LOGLEVEL:
                         buf_printf(out, "%s = %s\n", s->name, log_prio_name(*(int *)field(cc, s)));

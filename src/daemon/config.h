@@ -43,6 +43,10 @@ typedef struct Config {
         int64_t grace_ms;
         struct {
                 uint64_t max_enterprises, recent_ids, max_window_rows, max_keys, max_held, max_event_bytes;
+                /* the process's, not a partition's (src/daemon/budget.h); CONFIG_AUTO
+                 * until config_load works out the default */
+                uint64_t max_state_bytes;
+                const char *max_state_bytes_from;     /* where its value came from */
         } limits;
         int64_t shutdown_timeout_ms;
         int64_t stall_timeout_ms;        /* 0: no fetch stall watch */
@@ -93,6 +97,9 @@ int config_load(const char *path, const ConfigChecks *checks, DiagList *dl, Conf
 /* The defaults alone (what an empty file gives, without the brokers check). */
 Config *config_new_default(void);
 Config *config_free(Config *c);
+
+/* limits.max_state_bytes not written: its default is computed */
+#define CONFIG_AUTO UINT64_MAX
 
 /* The engine limits and grace of c. */
 void config_engine(const Config *c, EngineConfig *ret);

@@ -62,6 +62,7 @@
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "src/daemon/budget.h"
 #include "src/daemon/log.h"
 #include "src/daemon/loop.h"
 #include "src/daemon/memstats.h"
@@ -184,6 +185,7 @@ struct Loop {
         bool reload_due;         /* an active Part's Engine runs other rules than rs (reload_apply) */
         int64_t reload_retry_at;
         Metrics m;
+        Budget budget;           /* limits.max_state_bytes (budget.c) */
         Httpd *http;
         const char **http_hosts; /* cfg's, NULL-terminated (HttpdOptions.hosts) */
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
@@ -388,7 +390,7 @@ static void metrics_init(Loop *l)
         m->restore_refused = prom_family(p, PROM_COUNTER, "riskd_restore_records_refused_total",
                                          "Changelog records a restore refused (reason: decode, a record that does "
                                          "not decode or holds a value out of bounds; over_limit, "
-                                         "limits.max_enterprises reached)",
+                                         "limits.max_enterprises or limits.max_state_bytes reached)",
                                          "reason", NULL, 0);
         prom_series1(m->restore_refused, "decode"); /* shown at 0 from the start */
         prom_series1(m->restore_refused, "over_limit");
@@ -871,6 +873,18 @@ static void regex_errors_fold(Loop *l)
         }
 }
 
+/* The state budget over every partition's Engine (budget.c): at each
+ * batch's end, each tick and each new partition. */
+static void loop_budget(Loop *l)
+{
+        Engine **v = budget_engines(&l->budget, l->nparts);
+        uint32_t n = 0;
+        for (uint32_t p = 0; p < l->nparts; p++)
+                if (l->parts[p])
+                        v[n++] = l->parts[p]->e;
+        budget_tick(&l->budget, v, n);
+}
+
 static bool batch_end(Loop *l, BatchEnd how)
 {
         if (!l->batch_open)
@@ -918,6 +932,7 @@ static bool batch_end(Loop *l, BatchEnd how)
         l->batch_failed = false;
         l->batch_events = 0;
         regex_errors_fold(l);
+        loop_budget(l);
         /* an array of messages may hold many batches: ping between them */
         notify_watchdog(log_now_ms());
         return committed;
@@ -972,6 +987,7 @@ static Part *part_new(Loop *l, int32_t p)
         pt->rs_t0 = log_now_ms();
         l->parts[p] = pt;
         l->nrestoring++;
+        loop_budget(l); /* its share before its restore */
         return pt;
 }
 
@@ -1095,7 +1111,7 @@ static void restore_record(void *ud, int32_t p, int64_t offset, const void *key,
                         char kb[80];
                         log_warning("changelog %s[%d] offset %lld, key %s: skipped (%s)", l->cfg->topics.changelog, p,
                                     (long long)offset, key ? printable(key, klen, kb, sizeof(kb)) : "(none)",
-                                    r == -ENOSPC ? "limits.max_enterprises reached"
+                                    r == -ENOSPC ? "limits.max_enterprises or limits.max_state_bytes reached"
                                                  : "refused: does not decode or holds a value out of bounds; the "
                                                    "enterprise keeps what came before the fault");
                 }
@@ -1440,11 +1456,13 @@ static void loop_notify(Loop *l)
         }
         if (!notify_is_ready())
                 log_notice("ready: %u partition%s restored", active, active == 1 ? "" : "s");
+        char bs[96];
+        budget_status(&l->budget, bs, sizeof(bs));
         notify_ready("%u partition%s; %llu events, %llu alerts, %llu adjustments, %llu dead letters; %llu "
-                     "transactions committed, %llu aborted",
+                     "transactions committed, %llu aborted%s",
                      active, active == 1 ? "" : "s", (unsigned long long)s->events, (unsigned long long)s->alerts,
                      (unsigned long long)s->adjustments, (unsigned long long)s->deadletters,
-                     (unsigned long long)s->batches, (unsigned long long)s->aborts);
+                     (unsigned long long)s->batches, (unsigned long long)s->aborts, bs);
 }
 
 /* Where an input with nothing applied yet starts: its committed offset, or
@@ -1537,6 +1555,7 @@ static void stall_watch(Loop *l, int64_t now)
 static void loop_tick(Loop *l, int64_t now)
 {
         stall_watch(l, now);
+        loop_budget(l);
         loop_notify(l);
         log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
         log_limit_flush(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors");
@@ -2143,6 +2162,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         config_engine(cfg, &l->ecfg);
         l->changelog_partitions = -1;
         metrics_init(l);
+        budget_init(&l->budget, cfg->limits.max_state_bytes, cfg->limits.max_state_bytes_from, l->m.p);
         l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_kafka = (LogLimit)LOG_LIMIT_INIT(10000, 10);
@@ -2258,6 +2278,7 @@ Loop *loop_free(Loop *l)
                 if (l->parts[p])
                         part_free(l, l->parts[p]);
         free(l->parts);
+        budget_deinit(&l->budget);
         prom_free(l->m.p);
         deferred_clear(l);
         free(l->deferred);

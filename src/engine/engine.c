@@ -70,10 +70,13 @@ static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
         return i;
 }
 
+/* An enterprise in state (in full form), NULL none. */
 static Ent *ent_find(Engine *e, const char *k, uint32_t len)
 {
         uint64_t h = hash_fast(k, len);
-        return tab_ent(e, ent_slot(e, k, len, h));
+        uint32_t i = ent_slot(e, k, len, h);
+        Ent *x = tab_ent(e, i);
+        return x && x->compact ? compact_expand(e, i, x, true) : x;
 }
 
 static uint64_t ent_hash(const void *x)
@@ -88,14 +91,34 @@ static size_t ent_size(const Engine *e, uint32_t len)
                e->cfg.recent_ids * sizeof(uint64_t) + ent_static_words(e) * sizeof(uint64_t);
 }
 
-/* h: hash_fast(k, len) */
+size_t engine_ent_size(const Engine *e, uint32_t len)
+{
+        return ent_size(e, len);
+}
+
+uint32_t engine_ent_slot(Engine *e, const Ent *x)
+{
+        return ent_slot(e, ent_key(x)->s, ent_key(x)->len, ent_hash(x));
+}
+
+/* h: hash_fast(k, len).  A compact enterprise comes back in full form;
+ * NULL: none made, e->refused says why. */
 static Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t i = ent_slot(e, k, len, h);
-        if (e->tab[i])
-                return tab_ent(e, i);
-        if (e->nents >= e->cfg.max_enterprises)
+        if (e->tab[i]) {
+                Ent *x = tab_ent(e, i);
+                return x->compact ? compact_expand(e, i, x, true) : x;
+        }
+        if (e->nents >= e->cfg.max_enterprises) {
+                e->refused = 1;
                 return NULL;
+        }
+        if (e->budget && !compact_room(e)) {
+                e->refused = 2;
+                return NULL;
+        }
+        i = ent_slot(e, k, len, h); /* compact_room may have untagged the table */
         Ent *x = pool_calloc(&e->pool, ent_size(e, len));
         ent_key(x)->len = len;
         memcpy(ent_key(x)->s, k, len);
@@ -282,6 +305,10 @@ void engine_ent_clear(Engine *e, Ent *x)
 
 static void ent_free(Engine *e, Ent *x)
 {
+        if (x->compact) {
+                compact_ent_free(e, x);
+                return;
+        }
         engine_ent_clear(e, x);
         pool_free(&e->pool, x, ent_size(e, ent_key(x)->len));
 }
@@ -319,7 +346,7 @@ static inline Ent *timer_ent(const Timer *t)
         return (Ent *)(t->ent & ~(uintptr_t)1);
 }
 
-static bool timer_less(const Timer *a, const Timer *b)
+bool engine_timer_less(const Timer *a, const Timer *b)
 {
         if (a->time != b->time)
                 return a->time < b->time;
@@ -345,7 +372,7 @@ void timer_want(Engine *e, Ent *x, int64_t time, bool absent)
         uint32_t i = e->ntm++;
         while (i > 0) {
                 uint32_t p = (i - 1) / 2;
-                if (!timer_less(&t, &e->tm[p]))
+                if (!engine_timer_less(&t, &e->tm[p]))
                         break;
                 e->tm[i] = e->tm[p];
                 i = p;
@@ -361,11 +388,11 @@ static Timer timer_pop(Engine *e)
         for (;;) {
                 uint32_t l = 2 * i + 1, r = l + 1, m = i;
                 const Timer *mt = &last;
-                if (l < e->ntm && timer_less(&e->tm[l], mt)) {
+                if (l < e->ntm && engine_timer_less(&e->tm[l], mt)) {
                         m = l;
                         mt = &e->tm[l];
                 }
-                if (r < e->ntm && timer_less(&e->tm[r], mt))
+                if (r < e->ntm && engine_timer_less(&e->tm[r], mt))
                         m = r;
                 if (m == i)
                         break;
@@ -1141,7 +1168,15 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
         Ent *ent = ent_hash ? ent_get_h(e, ev->enterprise.p, ev->enterprise.len, *ent_hash)
                             : ent_get(e, ev->enterprise.p, ev->enterprise.len);
         if (!ent) {
-                dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, "the enterprise limit (max_enterprises) is reached", &ev->enterprise);
+                char d[160];
+                if (e->refused == 2) {
+                        e->st.refused_budget++;
+                        snprintf(d, sizeof(d), "the state budget (limits.max_state_bytes, %llu bytes) is reached",
+                                 (unsigned long long)e->budget);
+                } else {
+                        snprintf(d, sizeof(d), "the enterprise limit (max_enterprises) is reached");
+                }
+                dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, d, &ev->enterprise);
                 return;
         }
         state_touch(e, ent);
@@ -1183,7 +1218,7 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
  * what the entry that just acted covered (TIME_UNSET: nothing yet); an
  * item left due by then (a contribution that no regrade prunes, without
  * grade bands) is not come back to. */
-static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
+int64_t engine_timer_next(Engine *e, const Ent *x, int64_t done, bool done_absent, bool *ret_absent)
 {
         int64_t at = TIME_FOREVER;
         bool absent = false;
@@ -1215,7 +1250,15 @@ static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
                         absent = ab;
                 }
         }
-        if (at != TIME_FOREVER)
+        *ret_absent = absent;
+        return at == TIME_FOREVER ? TIME_UNSET : at;
+}
+
+static void timer_schedule(Engine *e, Ent *x, int64_t done, bool done_absent)
+{
+        bool absent;
+        int64_t at = engine_timer_next(e, x, done, done_absent, &absent);
+        if (at != TIME_UNSET)
                 timer_want(e, x, at, absent);
 }
 
@@ -1319,8 +1362,11 @@ static void fire_timers(Engine *e, int64_t upto, bool final)
                 Timer tm = timer_pop(e);
                 Ent *x = timer_ent(&tm);
                 bool absent = tm.ent & 1;
-                if (x->tm_at == tm.time && x->tm_absent == absent)
-                        timer_act(e, x, tm.time, absent);
+                if (x->tm_at != tm.time || x->tm_absent != absent)
+                        continue;
+                if (x->compact) /* its entry came up: acted on at once, no entry pushed */
+                        x = compact_expand(e, engine_ent_slot(e, x), x, false);
+                timer_act(e, x, tm.time, absent);
         }
 }
 
@@ -1400,8 +1446,17 @@ void engine_timers_rebuild(Engine *e)
                 if (!x)
                         continue;
                 x->tm_at = TIME_UNSET;
+                if (x->compact) {
+                        /* the entry its full form would get, kept when it was compacted */
+                        const StubRec *sr = (const StubRec *)(const void *)((const char *)ent_key(x) +
+                                                                            ent_key_size(ent_key(x)->len));
+                        if (sr->rebuild_at != TIME_UNSET)
+                                timer_want(e, x, sr->rebuild_at, sr->rebuild_absent);
+                        continue;
+                }
                 timer_schedule(e, x, TIME_UNSET, false);
         }
+        compact_gone_free(e); /* no entry names them now */
 }
 
 static void release_upto(Engine *e, int64_t upto, bool final)
@@ -1534,6 +1589,17 @@ static void ahead_stage(Engine *e)
 static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
                          const DecodedEvent *ev, const uint64_t *ent_hash);
 
+/* EngineConfig.compact_every: tests and bench/ compact every idle
+ * enterprise after every n pushes (outside batches), to show the compact
+ * form changes no output. */
+static void compact_every(Engine *e)
+{
+        if (e->cfg.compact_every && !e->in_batch && ++e->compact_count >= e->cfg.compact_every) {
+                e->compact_count = 0;
+                engine_compact(e, 0, 0);
+        }
+}
+
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
         e->st.events_in++;
@@ -1542,6 +1608,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
                 push_decoded(e, bytes, len, src, rc, &ev, NULL);
+                compact_every(e);
                 return 0;
         }
         /* the hinted event's slots stand in for e->slots while it applies */
@@ -1550,6 +1617,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
         ahead_stage(e);
         push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
+        compact_every(e);
         return 0;
 }
 
@@ -1732,6 +1800,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 engine_config_default(&e->cfg);
         if (!e->cfg.max_event_bytes)
                 e->cfg.max_event_bytes = 1 << 20;
+        e->budget = e->cfg.max_state_bytes;
         if (e->cfg.grace_ms < 0 || !e->cfg.max_held || !e->cfg.max_window_rows) {
                 free(e);
                 return -EINVAL;
@@ -1913,6 +1982,13 @@ Engine *engine_free(Engine *e)
                 free(e->held[i].topic);
         }
         free(e->held);
+        e->ntm = 0;
+        compact_gone_free(e);
+        free(e->gone);
+        free(e->lz_dict);
+        free(e->lz_dhash);
+        free(e->lz_h);
+        buf_free(&e->lz_buf);
         for (uint32_t i = 0; i < e->tabcap; i++)
                 if (tab_ent(e, i))
                         ent_free(e, tab_ent(e, i));
@@ -1982,6 +2058,15 @@ const RuleSet *engine_rules(const Engine *e)
         return e->rs;
 }
 
+const EngineStats *engine_counters(Engine *e)
+{
+        e->st.enterprises = e->nents;
+        e->st.watermark = e->wm;
+        e->st.enterprises_compact = e->ncompact;
+        e->st.state_budget = e->budget;
+        return &e->st;
+}
+
 const EngineStats *engine_stats(Engine *e)
 {
         e->st.enterprises = e->nents;
@@ -2004,6 +2089,8 @@ const EngineStats *engine_stats(Engine *e)
         e->st.state_bytes = sb + e->pool.bytes - wb;
         e->st.window_bytes = wb;
         e->st.window_rows = rows;
+        e->st.enterprises_compact = e->ncompact;
+        e->st.state_budget = e->budget;
         return &e->st;
 }
 
@@ -2034,6 +2121,7 @@ static int ent_cmp(const void *a, const void *b)
 
 void engine_grades_write(Engine *e, Buf *out)
 {
+        compact_expand_all(e); /* the score and the official state are in the records */
         Ent **v = xmalloc((e->nents + 1) * sizeof(Ent *));
         uint32_t n = 0;
         for (uint32_t i = 0; i < e->tabcap; i++)

@@ -147,7 +147,10 @@ extern const EntRare rare_none;
  * point to come from Engine.pool too. */
 typedef struct Ent {
         const EntRare *r;       /* written through ent_rare */
-        KeyState *ks;
+        union {
+                KeyState *ks;
+                struct Ent *to; /* Ent.gone: the Ent that replaced it, NULL none (compact.c) */
+        };
         Win *w;
         uint16_t nks, cks, nw, cw;
         uint16_t nrecent, recent_pos;
@@ -166,6 +169,10 @@ typedef struct Ent {
         uint8_t grade_lost : 1;         /* its record named a grade or mode the grading does not
                                          * have: restored ungraded, graded again by the re-grade
                                          * (reload.c) */
+        uint8_t compact : 1;    /* compact form (compact.c): the struct's grading fields, tm_at
+                                 * and tm_absent, the key, then a StubRec and the enterprise's
+                                 * record; nothing else (r is rare_none, no arrays) */
+        uint8_t gone : 1;       /* replaced (compact.c): freed once no timer entry names it */
         uint16_t ov_bits;
         uint8_t tm_absent;      /* the class of its live timer entry (Timer) */
         double per_year;
@@ -185,6 +192,22 @@ static inline size_t ent_key_size(uint32_t len)
 {
         return (sizeof(EntKey) + len + 1 + 7) & ~(size_t)7;
 }
+
+/* After the key of a compact Ent (Ent.compact): what its timers need
+ * without the state (the entry engine_timers_rebuild would make for it in
+ * full form), then its changelog record (state.c), the same bytes
+ * engine_batch_changes would write for it, coded by compact.c: after the
+ * StubRec in the same pool object, or in one of its own (ext) when two
+ * objects round up to less than one (the pool's classes are 64 and 128
+ * bytes apart from 256 and 512 bytes). */
+typedef struct StubRec {
+        int64_t rebuild_at;     /* TIME_UNSET: none */
+        uint8_t *ext;           /* the coded record, NULL: in data */
+        uint32_t len;           /* of the coded record */
+        uint32_t raw : 31;      /* of the record */
+        uint32_t rebuild_absent : 1;
+        uint8_t data[];
+} StubRec;
 
 static inline EntKey *ent_key(const Ent *x)
 {
@@ -371,6 +394,22 @@ struct Engine {
         uint64_t *when_epoch;   /* per rule: applying when when_val was set */
         uint8_t *when_val;
         uint64_t kh_event;      /* 0: none */
+        /* compact.c: replaced Ents (Ent.gone) a timer entry may still name,
+         * freed at the next heap pass; the state budget (0 none) */
+        Ent **gone;
+        uint32_t ngone, cgone;
+        uint64_t budget;
+        uint64_t compact_after;         /* applying: the next budget-driven compaction pass */
+        uint64_t compact_count;         /* applying at the last compact_every pass */
+        uint32_t ncompact;              /* enterprises in compact form */
+        uint32_t compact_pos;           /* the table slot engine_compact goes on from */
+        uint8_t refused;                /* why ent_get_h made none: 1 max_enterprises, 2 the budget */
+        uint8_t *lz_dict;               /* compact.c's dictionary, made at the first compaction */
+        uint32_t lz_dlen;
+        int32_t *lz_dhash;              /* per hash of 4 bytes: the last dictionary position, -1 */
+        uint64_t *lz_h;                 /* per hash: lz_epoch << 32 | the last position in the input */
+        uint64_t lz_epoch;
+        Buf lz_buf;                     /* a record decoded (transient) */
         int32_t kh_slot;
         uint32_t kh_hash;
         Buf out;                /* output document being built */
@@ -454,6 +493,8 @@ static inline void engine_profile_need(Engine *e, Ent *ent)
 /* Only the values of the prof indexes in mask (an override that reads a
  * few of them, decided again at every event). */
 void engine_profile_need_some(Engine *e, Ent *ent, uint64_t mask);
+/* The timer heap's order (time, class, key). */
+bool engine_timer_less(const Timer *a, const Timer *b);
 /* x has an item due at time (absent: of an absent() rule): its timer
  * entry comes up by then. */
 void timer_want(Engine *e, Ent *x, int64_t time, bool absent);
@@ -530,8 +571,37 @@ const char *engine_snap_id(const KeyState *ks, char buf[40], size_t *len);
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);
 
+/* The enterprise's next timer entry after (done, done_absent), TIME_UNSET
+ * none, as engine_timers_rebuild and the timers make it. */
+int64_t engine_timer_next(Engine *e, const Ent *x, int64_t done, bool done_absent, bool *absent);
+/* The pool object of a full Ent with a key of len bytes. */
+size_t engine_ent_size(const Engine *e, uint32_t len);
+/* The table slot of x (in the table). */
+uint32_t engine_ent_slot(Engine *e, const Ent *x);
+/* compact.c */
+/* The full form of compact x, in table slot i (tab[i] names x), x freed
+ * (or kept for the heap pass, Ent.gone); push: give it its timer entry
+ * (not when the caller acts on it at once, the entry having come up). */
+Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push);
+/* Every compact enterprise in full form (operations that walk them all). */
+void compact_expand_all(Engine *e);
+/* The changelog record of compact x, appended to b. */
+void compact_record(Engine *e, const Ent *x, Buf *b);
+/* Free x, full or compact. */
+void compact_ent_free(Engine *e, Ent *x);
+/* After the timer heap was rebuilt from the table: no entry names a gone
+ * Ent any more. */
+void compact_gone_free(Engine *e);
+/* A new enterprise may be made: below the budget, after compacting if
+ * that is allowed now. */
+bool compact_room(Engine *e);
+
 /* state.c */
 void state_touch(Engine *e, Ent *ent);
+/* x's changelog record into b; x's state from a record (0, -EINVAL: it did
+ * not decode, x holds what did). */
+void state_ent_write(Engine *e, const Ent *x, Buf *b);
+int state_ent_read(Engine *e, Ent *x, const void *val, size_t len);
 /* ent is the last one touched: take it out of the batch again (a change
  * that turned out to be none), its undo record with it. */
 void state_untouch(Engine *e, Ent *ent);

@@ -42,6 +42,7 @@ static int ent_cmp(const void *a, const void *b)
  * their score before; NULL none. */
 static void regrade(Engine *n, Engine *o, EngineReload *rep)
 {
+        compact_expand_all(n); /* graded again in full form */
         Ent **v = xmalloc((n->nents + 1) * sizeof(Ent *));
         uint32_t nv = 0;
         for (uint32_t i = 0; i < n->tabcap; i++)
@@ -140,6 +141,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         int r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
         if (r < 0)
                 return r;
+        n->budget = 0; /* every enterprise of e finds room (in full form); e's budget after */
 
         uint32_t kept = 0, changed = 0, added = 0, removed = 0;
         for (uint32_t i = 0; i < rs->nrules; i++) {
@@ -187,6 +189,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
                         s->by_type[nt] += o->by_type[t];
         }
         regrade_batch(n, e, rep);
+        n->budget = e->budget;
         rep->rules_kept = kept;
         rep->rules_changed = changed;
         rep->rules_added = added;

@@ -257,6 +257,10 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
 {
         const RuleSet *rs = e->rs;
         const Grading *g = &rs->grading;
+        if (x->compact) { /* it holds its record (compact.c) */
+                compact_record(e, x, b);
+                return;
+        }
         buf_putc(b, ENGINE_STATE_VERSION);
         put_f(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
         uint32_t nst = 0;
@@ -735,6 +739,18 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 x->reload_dirty = 1;
                 x->reload_rescored = 1;
         }
+}
+
+void state_ent_write(Engine *e, const Ent *x, Buf *b)
+{
+        ent_write(e, x, b);
+}
+
+int state_ent_read(Engine *e, Ent *x, const void *val, size_t len)
+{
+        Rd r = {val, (const unsigned char *)val + len, false};
+        ent_read(e, x, &r);
+        return r.bad ? -EINVAL : 0;
 }
 
 /* ---- the partition record ---- */

@@ -64,7 +64,8 @@ METRICS = ["riskd_events_total", "riskd_rejects_total", "riskd_alerts_total", "r
            "riskd_transactions_total", "riskd_restore_duration_seconds", "riskd_restored_records_total",
            "riskd_restore_records_refused_total",
            "riskd_enterprises", "riskd_state_bytes", "riskd_reloads_total", "riskd_rules_info", "riskd_partitions",
-           "riskd_regex_errors_total"]
+           "riskd_regex_errors_total", "riskd_state_budget_bytes", "riskd_enterprises_by_form",
+           "riskd_compactions_total", "riskd_expansions_total"]
 
 LOAD = r"""
 import asyncio, resource, sys

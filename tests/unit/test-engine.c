@@ -870,8 +870,20 @@ static void log_free(Log *l)
  * batch is aborted and replayed; at event `crash_at` the engine is dropped
  * and a new one restored from the changelog resumes.  The committed outputs
  * must equal one uninterrupted run, byte for byte. */
+static void batches_ex(RuleSet *rs, const char *text, uint32_t size, uint32_t abort_every, uint32_t crash_at,
+                       int64_t grace, bool compact, Log *log_out, EngineStats *st_out);
+
 static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort_every, uint32_t crash_at,
                     int64_t grace)
+{
+        batches_ex(rs, text, size, abort_every, crash_at, grace, false, NULL, NULL);
+}
+
+/* The same; compact: every idle enterprise compacted after every commit,
+ * abort and restore (engine_compact); the changelog records into
+ * *log_out and the engine's counters at the end into *st_out if not NULL. */
+static void batches_ex(RuleSet *rs, const char *text, uint32_t size, uint32_t abort_every, uint32_t crash_at,
+                       int64_t grace, bool compact, Log *log_out, EngineStats *st_out)
 {
         uint32_t n;
         char *copy;
@@ -908,6 +920,8 @@ static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort
                                 cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
                         int64_t next = engine_restore_finish(e);
                         cr_assert_eq(next, (int64_t)i, "resume offset %lld, expected %u", (long long)next, i);
+                        if (compact)
+                                engine_compact(e, 0, 0);
                         cur.all.len = 0;
                         continue;
                 }
@@ -917,16 +931,22 @@ static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort
                         engine_push(e, lines[k], strlen(lines[k]), NULL);
                 if (abort_every && ++batchno % abort_every == 0) {
                         engine_batch_abort(e); /* and the same events again */
+                        if (compact)
+                                engine_compact(e, 0, 0);
                         continue;
                 }
                 engine_batch_changes(e, end, log_record, &log);
                 engine_batch_commit(e);
+                if (compact)
+                        engine_compact(e, 0, 0);
                 buf_put(&committed, cur.all.p ? cur.all.p : "", cur.all.len);
                 i = end;
         }
         /* and the state it ends in: the final grades (with the official
          * grade's state, when the rules declare it) */
         Buf grades = {0};
+        if (st_out)
+                *st_out = *engine_stats(e);
         engine_grades_write(e, &grades);
         engine_free(e);
         cr_assert_eq(committed.len, ref.all.len, "committed %zu bytes, reference %zu", committed.len, ref.all.len);
@@ -937,7 +957,10 @@ static void batches(RuleSet *rs, const char *text, uint32_t size, uint32_t abort
         buf_free(&committed);
         out_free(&cur);
         out_free(&ref);
-        log_free(&log);
+        if (log_out)
+                *log_out = log;
+        else
+                log_free(&log);
         free(lines);
         free(copy);
 }
@@ -2747,4 +2770,273 @@ Test(engine, fuzz_record_regressions, .timeout = 300)
 {
         cr_assert_gt(replay_dir(SRCDIR "/tests/fuzz-regressions/records"), 0);
         cr_assert_gt(replay_dir(SRCDIR "/fuzz/records-seeds"), 0);
+}
+
+/* ---- the compact form and the state budget (compact.c) ---- */
+
+/* n enterprises under the official rules (monthly cycles: each graded one
+ * keeps a cycle timer) registered at minute i; a third fail a sampling
+ * (points for 20 days, a lead for 40), a third get an evaluation; then
+ * nothing for months (they go idle) until day 120, when every other one
+ * is evaluated again and its profile event comes again (a duplicate: the
+ * remembered ids outlive the compact form); one enterprise is new then. */
+static void idle_story(Buf *b, int n)
+{
+        const int64_t day = 1440;
+        char id[32], en[16], f[128];
+        for (int i = 0; i < n; i++) {
+                snprintf(en, sizeof(en), "I%03d", i);
+                snprintf(id, sizeof(id), "ip%d", i);
+                ev(b, id, en, i, "enterprise",
+                   i % 2 ? "\"category\":\"catering\",\"format\":\"producer\"" : "\"category\":\"dairy\",\"format\":\"operator\"");
+        }
+        for (int i = 0; i < n; i++) {
+                snprintf(en, sizeof(en), "I%03d", i);
+                snprintf(id, sizeof(id), "is%d", i);
+                if (i % 3 == 0) {
+                        snprintf(f, sizeof(f), "\"result\":\"fail\",\"measured\":%d,\"limit\":2", 3 + i % 5);
+                        ev(b, id, en, 2 * day + i, "sampling", f);
+                } else if (i % 3 == 1) {
+                        snprintf(f, sizeof(f), "\"kind\":\"routine\",\"dynamic_risk_score\":%d", (i * 7) % 60);
+                        ev(b, id, en, 2 * day + i, "inspection", f);
+                }
+        }
+        for (int i = 0; i < n; i += 2) {
+                snprintf(en, sizeof(en), "I%03d", i);
+                snprintf(id, sizeof(id), "ir%d", i);
+                snprintf(f, sizeof(f), "\"kind\":\"routine\",\"dynamic_risk_score\":%d", (i * 11) % 70);
+                ev(b, id, en, 120 * day + i, "inspection", f);
+                snprintf(id, sizeof(id), "ip%d", i);
+                ev(b, id, en, 120 * day + i, "enterprise", "\"category\":\"dairy\",\"format\":\"operator\"");
+        }
+        ev(b, "late-new", "I999", 121 * day, "enterprise", "\"category\":\"dairy\",\"format\":\"operator\"");
+}
+
+static Out run_graded(RuleSet *rs, const char *text, const EngineConfig *cfg, EngineStats *st)
+{
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, cfg, sink, &o), 0);
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t l = nl ? (size_t)(nl - p) : strlen(p);
+                engine_push(e, p, l, NULL);
+                p += l + (nl ? 1 : 0);
+        }
+        engine_flush(e);
+        if (st)
+                *st = *engine_stats(e);
+        buf_puts(&o.all, "--grades--\n");
+        engine_grades_write(e, &o.all);
+        engine_free(e);
+        return o;
+}
+
+/* Every idle enterprise compacted after every event, or after every
+ * batch with aborts and a restore between: the alerts, adjustments, dead
+ * letters, final grades and the changelog records are byte for byte those
+ * of the full form; enterprises were compacted and came back (events,
+ * cycle timers, a duplicate). */
+Test(engine, compact_form_changes_no_output)
+{
+        RuleSet *rs = load_official();
+        Buf in = {0};
+        idle_story(&in, 60);
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        EngineStats sa, sb;
+        Out a = run_graded(rs, in.p, &cfg, &sa);
+        cfg.compact_every = 1;
+        Out b = run_graded(rs, in.p, &cfg, &sb);
+        cr_assert_eq(sa.compactions, 0);
+        cr_assert_gt(sb.compactions, 60, "%llu", (unsigned long long)sb.compactions);
+        cr_assert_gt(sb.expansions, 30, "%llu", (unsigned long long)sb.expansions);
+        cr_assert_gt(sb.timers_fired, 0);
+        cr_assert_eq(sa.timers_fired, sb.timers_fired);
+        cr_assert_str_eq(a.all.p, b.all.p);
+        cr_assert_str_eq(a.dlq.p, b.dlq.p);
+        cr_assert_not_null(strstr(a.dlq.p, "duplicate"));
+        cr_assert_not_null(strstr(a.all.p, "\"cause\":\"cycle\""));
+        out_free(&a);
+        out_free(&b);
+
+        /* in batches, aborts and a crash: the records too */
+        Log la = {0}, lb = {0};
+        batches_ex(rs, in.p, 7, 3, 0, 0, false, &la, &sa);
+        batches_ex(rs, in.p, 7, 3, 0, 0, true, &lb, &sb);
+        cr_assert_gt(sb.compactions, 0);
+        cr_assert_eq(la.n, lb.n);
+        for (uint32_t i = 0; i < la.n; i++) {
+                cr_assert_str_eq(la.key[i], lb.key[i]);
+                cr_assert_eq(la.vlen[i], lb.vlen[i], "record %u of %s", i, la.key[i]);
+                cr_assert_eq(memcmp(la.val[i], lb.val[i], la.vlen[i]), 0, "record %u of %s", i, la.key[i]);
+        }
+        log_free(&la);
+        log_free(&lb);
+        batches_ex(rs, in.p, 5, 0, 97, 0, true, NULL, NULL);
+        batches_ex(rs, in.p, 9, 4, 140, 0, true, NULL, NULL);
+        buf_free(&in);
+        rules_unref(rs);
+
+        /* the other rules: windows, for:, absent() and cooldowns */
+        rs = load();
+        story(&in);
+        engine_config_default(&cfg);
+        a = run_graded(rs, in.p, &cfg, NULL);
+        cfg.compact_every = 1;
+        b = run_graded(rs, in.p, &cfg, &sb);
+        cr_assert_str_eq(a.all.p, b.all.p);
+        cr_assert_str_eq(a.dlq.p ? a.dlq.p : "", b.dlq.p ? b.dlq.p : "");
+        batches_ex(rs, in.p, 37, 3, 0, 0, true, NULL, NULL);
+        batches_ex(rs, in.p, 40, 4, 333, 3600000, true, NULL, NULL);
+        out_free(&a);
+        out_free(&b);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* Idle enterprises take less room compact; one comes back, as it was, when
+ * it is looked at (explain), the others stay compact. */
+Test(engine, compact_form_is_smaller_and_comes_back_when_touched)
+{
+        RuleSet *rs = load_official();
+        Buf in = {0};
+        idle_story(&in, 60);
+        /* up to day 60: every point and lead has expired */
+        const char *cut = strstr(in.p, "\"event_id\":\"ir0\"");
+        cr_assert_not_null(cut);
+        while (cut > in.p && cut[-1] != '\n')
+                cut--;
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (const char *p = in.p; p < cut;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        char *before = engine_explain_json(e, "I003", 4);
+        cr_assert_not_null(before);
+        uint64_t full = engine_state_bytes(e);
+        /* a pass spread over calls of at most 25 */
+        int n = engine_compact(e, 0, 25);
+        cr_assert_eq(n, 25, "%d compacted", n);
+        cr_assert_eq(engine_compact(e, 0, 25), 25);
+        cr_assert_eq(engine_compact(e, 0, 25), 10);
+        n = 60;
+        uint64_t compact = engine_state_bytes(e);
+        cr_assert_lt(compact, full, "%llu bytes compact, %llu full", (unsigned long long)compact,
+                     (unsigned long long)full);
+        cr_assert_eq(engine_counters(e)->enterprises_compact, 60);
+        cr_assert_eq(engine_compact(e, 0, 0), 0); /* nothing left to compact */
+        char *after = engine_explain_json(e, "I003", 4);
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(engine_counters(e)->enterprises_compact, 59);
+        cr_assert_eq(engine_counters(e)->expansions, 1);
+        /* not between batches: refused */
+        engine_batch_begin(e);
+        cr_assert_eq(engine_compact(e, 0, 0), -EBUSY);
+        engine_batch_commit(e);
+        free(before);
+        free(after);
+        engine_free(e);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* At the budget, an event that would make a new enterprise is a dead
+ * letter over_limit naming limits.max_state_bytes, once compacting every
+ * idle one left no room; nothing is lost: every event pushed is applied
+ * or a dead letter; enterprises in state keep working; a restore refuses
+ * records of new enterprises beyond the budget (-ENOSPC). */
+Test(engine, the_budget_refuses_new_enterprises_and_loses_nothing)
+{
+        RuleSet *rs = load_official();
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Buf in = {0};
+        char id[32], en[16];
+        for (int i = 0; i < 400; i++) {
+                snprintf(en, sizeof(en), "B%03d", i);
+                snprintf(id, sizeof(id), "b%d", i);
+                ev(&in, id, en, i, "enterprise", "\"category\":\"dairy\",\"format\":\"operator\"");
+        }
+        /* the budget: what 100 of them hold in full form */
+        Engine *e = NULL;
+        Buf dl = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, NULL, NULL), 0);
+        const char *p = in.p;
+        for (int i = 0; i < 100; i++) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        uint64_t budget = engine_state_bytes(e);
+        engine_free(e);
+
+        cfg.max_state_bytes = budget;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink_detail, &dl), 0);
+        uint64_t pushed = 0;
+        for (p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                pushed++;
+                p = nl + 1;
+        }
+        /* an enterprise in state still takes its events */
+        Buf more = {0};
+        ev(&more, "b0-again", "B000", 500, "inspection", "\"kind\":\"routine\",\"dynamic_risk_score\":40");
+        engine_push(e, more.p, more.len - 1, NULL);
+        pushed++;
+        const EngineStats *st = engine_stats(e);
+        uint64_t over = st->rejects[reject_index("over_limit")];
+        cr_assert_gt(over, 0);
+        cr_assert_gt(st->enterprises, 100, "compacting made room: %llu", (unsigned long long)st->enterprises);
+        cr_assert_lt(st->enterprises, 400);
+        cr_assert_gt(st->compactions, 0);
+        cr_assert_eq(st->refused_budget, over);
+        cr_assert_eq(st->events_applied + over, pushed, "%llu applied, %llu refused, %llu pushed",
+                     (unsigned long long)st->events_applied, (unsigned long long)over, (unsigned long long)pushed);
+        cr_assert_not_null(strstr(dl.p, "over_limit: the state budget (limits.max_state_bytes, "));
+        char *x = engine_explain_json(e, "B000", 4);
+        cr_assert_not_null(strstr(x, "\"dynamic\":40"), "%s", x);
+        free(x);
+
+        /* a restore into the same budget: records of new enterprises past it are refused */
+        Log log = {0};
+        Engine *big = NULL;
+        engine_config_default(&cfg);
+        cr_assert_eq(engine_new(&big, rs, &cfg, NULL, NULL), 0);
+        engine_batch_begin(big);
+        for (p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(big, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        engine_batch_changes(big, 400, log_record, &log);
+        engine_batch_commit(big);
+        engine_free(big);
+        Engine *r = NULL;
+        cfg.max_state_bytes = budget;
+        cr_assert_eq(engine_new(&r, rs, &cfg, NULL, NULL), 0);
+        uint32_t refused = 0;
+        for (uint32_t i = 0; i < log.n; i++) {
+                int rc = engine_restore_record(r, log.key[i], log.klen[i], log.val[i], log.vlen[i]);
+                cr_assert(rc == 0 || rc == -ENOSPC, "%d", rc);
+                refused += rc == -ENOSPC;
+        }
+        engine_restore_finish(r);
+        cr_assert_gt(refused, 0);
+        cr_assert_eq(engine_enterprises(r) + refused, 400);
+        engine_free(r);
+        log_free(&log);
+        engine_free(e);
+        buf_free(&more);
+        buf_free(&dl);
+        buf_free(&in);
+        rules_unref(rs);
 }
