@@ -2748,3 +2748,78 @@ Test(engine, fuzz_record_regressions, .timeout = 300)
         cr_assert_gt(replay_dir(SRCDIR "/tests/fuzz-regressions/records"), 0);
         cr_assert_gt(replay_dir(SRCDIR "/fuzz/records-seeds"), 0);
 }
+
+/* Records of format 1 (ENGINE_STATE_VERSION 1, one record naming every rule,
+ * field and aggregate), as the writer of 2715ace wrote them for story() and
+ * official_story(): a daemon upgraded in place restores its changelog. */
+typedef struct FixRecord {
+        const char *key;
+        size_t klen;
+        const char *val;
+        size_t vlen;
+} FixRecord;
+#include "tests/unit/records-v1.h"
+
+static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const char *grades, const char *const *keys,
+                            const char *const *explain)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (size_t k = 0; k < n; k++)
+                cr_assert_eq(engine_restore_record(e, fx[k].key, fx[k].klen, fx[k].val, fx[k].vlen), 0, "record %zu", k);
+        engine_restore_finish(e);
+        cr_assert_not(engine_regrade_due(e));
+        Buf g = {0};
+        engine_grades_write(e, &g);
+        buf_putc(&g, 0);
+        cr_assert_str_eq(g.p, grades);
+        for (size_t k = 0; keys[k]; k++) {
+                char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                cr_assert_str_eq(j, explain[k]);
+                free(j);
+        }
+        /* and it goes on: its next record restores the same */
+        Log log = {0};
+        engine_batch_begin(e);
+        for (uint32_t i = 0; i < e->tabcap; i++)
+                if (e->tab[i])
+                        state_touch(e, tab_ent(e, i));
+        engine_batch_changes(e, 1, log_record, &log);
+        engine_batch_commit(e);
+        engine_free(e);
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(e);
+        g.len = 0;
+        engine_grades_write(e, &g);
+        buf_putc(&g, 0);
+        cr_assert_str_eq(g.p, grades);
+        for (size_t k = 0; keys[k]; k++) {
+                char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                cr_assert_str_eq(j, explain[k]);
+                free(j);
+        }
+        engine_free(e);
+        log_free(&log);
+        buf_free(&g);
+        out_free(&o);
+}
+
+Test(engine, records_of_format_1_restore)
+{
+        RuleSet *rs = load();
+        const char *keys[] = {"E1", "E2", NULL};
+        const char *story_explain[] = {v1_story_E1, v1_story_E2};
+        restore_fixture(rs, v1_story, sizeof(v1_story) / sizeof(v1_story[0]), v1_story_grades, keys, story_explain);
+        rules_unref(rs);
+        RuleSet *ro = load_official();
+        const char *okeys[] = {"E1", "E2", "E3", NULL};
+        const char *off_explain[] = {v1_official_E1, v1_official_E2, v1_official_E3};
+        restore_fixture(ro, v1_official, sizeof(v1_official) / sizeof(v1_official[0]), v1_official_grades, okeys,
+                        off_explain);
+        rules_unref(ro);
+}
