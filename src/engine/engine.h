@@ -358,6 +358,7 @@ struct Engine {
         uint32_t reload_dropped;        /* rule state ent_read left behind (a changed or removed
                                          * rule's, a removed flag's or aggregate's) */
         char state_rules[24];           /* the rules version of the partition record read last, "" none */
+        struct StateDicts *dicts;       /* the changelog's dictionaries (state.c), NULL none yet */
         char reload_from[24];           /* the rules version before a reload, for its adjustments */
         bool regrade_due;               /* restored from records of other rules: engine_regrade */
         bool regrade_open;              /* the open batch holds the regrade: an abort makes it due again */
@@ -530,8 +531,19 @@ const char *engine_snap_id(const KeyState *ks, char buf[40], size_t *len);
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 void engine_timers_rebuild(Engine *e);
 
+/* A canonical lowercase UUID (8-4-4-4-12) into 16 bytes, and back. */
+bool uuid_pack(const char *s, uint32_t n, uint8_t out[16]);
+void uuid_text(const uint8_t in[16], char out[37]);
+
 /* state.c */
 void state_touch(Engine *e, Ent *ent);
+void state_dicts_free(Engine *e);
+/* reload.c: n reads the records of e (e's dictionary given to n), and
+ * knows the dictionaries e knows to be in the changelog; then e's records
+ * to fn as engine_batch_changes gives them, without e's dictionary (it is
+ * not written to the changelog: n writes its own if it has to). */
+void state_dict_handover(Engine *e, Engine *n);
+void state_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
 /* ent is the last one touched: take it out of the batch again (a change
  * that turned out to be none), its undo record with it. */
 void state_untouch(Engine *e, Ent *ent);
