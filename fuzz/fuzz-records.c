@@ -66,7 +66,8 @@ static struct {
         uint32_t nkeys;
 } fr;
 
-/* The latest committed record of each key (a compacted changelog). */
+/* The latest committed record of each key, in the order they were
+ * written (a compacted changelog). */
 typedef struct FrLog {
         char *key[FR_MAXKEYS + 8];
         size_t klen[FR_MAXKEYS + 8];
@@ -103,6 +104,20 @@ static void fr_log_record(void *ud, const char *key, size_t klen, const void *va
         g->val[i] = xmalloc(vlen + 1);
         memcpy(g->val[i], val, vlen);
         g->vlen[i] = vlen;
+        /* compaction keeps a key's latest record where it was written: after
+         * the dictionary it uses (written before the first record that uses it) */
+        char *k = g->key[i], *v = g->val[i];
+        size_t kl = g->klen[i], vl = g->vlen[i];
+        for (; i + 1 < g->n; i++) {
+                g->key[i] = g->key[i + 1];
+                g->klen[i] = g->klen[i + 1];
+                g->val[i] = g->val[i + 1];
+                g->vlen[i] = g->vlen[i + 1];
+        }
+        g->key[i] = k;
+        g->klen[i] = kl;
+        g->val[i] = v;
+        g->vlen[i] = vl;
 }
 
 static void fr_log_free(FrLog *g)

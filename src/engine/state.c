@@ -70,15 +70,18 @@ static void put_cs(Buf *b, const char *s)
 }
 
 /* A time against the record's base: 0 none (TIME_UNSET), 1 the time
- * itself follows (its distance from the base does not fit), else the
- * distance zigzagged plus 2. */
+ * itself follows (its distance from the base does not fit), else 2 plus
+ * the distance zigzagged, shifted left by one, its low bit set when the
+ * distance is in whole seconds (then counted in seconds). */
 static void put_t(Buf *b, int64_t t, int64_t base)
 {
         int64_t d;
         if (t == TIME_UNSET) {
                 put_u(b, 0);
-        } else if (!__builtin_sub_overflow(t, base, &d) && zigzag(d) < UINT64_MAX - 2) {
-                put_u(b, zigzag(d) + 2);
+        } else if (!__builtin_sub_overflow(t, base, &d) && d % 1000 == 0) {
+                put_u(b, (zigzag(d / 1000) << 1 | 1) + 2); /* |d / 1000| < 2^54: fits */
+        } else if (!__builtin_sub_overflow(t, base, &d) && zigzag(d) < (UINT64_MAX >> 1) - 2) {
+                put_u(b, (zigzag(d) << 1) + 2);
         } else {
                 put_u(b, 1);
                 put_i(b, t);
@@ -140,6 +143,10 @@ static void put_v(Buf *b, const Value *v, int64_t base)
         }
 }
 
+/* A snapshot's string value that is its key (the per: field), not
+ * written twice: a tag no value has. */
+#define SNAP_IS_KEY 0x80
+
 /* ---- reading ---- */
 
 /* A name in a dictionary record (StateDict.raw). */
@@ -200,6 +207,7 @@ typedef struct Rd {
         bool bad;
         const StateDict *d;     /* format 2: the record's dictionary; NULL format 1 */
         int64_t base;
+        Str key;                /* the key of the key state read, for SNAP_IS_KEY; {NULL, 0} none */
 } Rd;
 
 static uint64_t get_u(Rd *r)
@@ -289,7 +297,9 @@ static int64_t get_t(Rd *r)
                 return TIME_UNSET;
         if (c == 1)
                 return get_i(r);
-        return (int64_t)((uint64_t)r->base + (uint64_t)unzigzag(c - 2));
+        c -= 2;
+        uint64_t d = (uint64_t)unzigzag(c >> 1) * (c & 1 ? 1000 : 1);
+        return (int64_t)((uint64_t)r->base + d);
 }
 
 static const char *get_s(Rd *r, uint32_t *len)
@@ -394,8 +404,15 @@ static uint8_t ft_tag(FieldType t)
 static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
 {
         Value v = {.tag = get_b(r)};
-        uint32_t n;
-        const char *s;
+        uint32_t n = 0;
+        const char *s = "";
+        if (v.tag == SNAP_IS_KEY && r->d && r->key.p) {
+                s = r->key.p;
+                n = r->key.len;
+                v.tag = VT_STR;
+        } else if (v.tag == VT_STR) {
+                s = get_s(r, &n);
+        }
         if (slot >= 0 && v.tag != VT_NULL && v.tag != ft_tag(e->rs->schema.slot_type[slot])) {
                 r->bad = true;
                 return value_null();
@@ -405,7 +422,6 @@ static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
         case VT_BOOL: v.b = get_b(r) != 0; break;
         case VT_NUM: v.n = get_fin(r); break;
         case VT_STR:
-                s = get_s(r, &n);
                 v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
                 return v;
         case VT_ENUM: {
@@ -966,8 +982,14 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 /* the snapshot's values in the order of the rule's slots (the dictionary's) */
                 put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
                 engine_snap_values(ks, ri, e->snapvals);
-                for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++)
-                        put_v(b, &e->snapvals[k], base);
+                for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
+                        const Value *v = &e->snapvals[k];
+                        Str key = ks_key(ks);
+                        if (ks->keyed && v->tag == VT_STR && str_order(v->s, key) == 0)
+                                buf_putc(b, (char)SNAP_IS_KEY); /* the per: field: the key again */
+                        else
+                                put_v(b, v, base);
+                }
                 size_t idlen;
                 char idbuf[40];
                 const char *id = engine_snap_id(ks, idbuf, &idlen);
@@ -1272,8 +1294,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                  * has twice or one past max_keys */
                 if (rule >= 0 && keyed != (e->rs->rules[rule].per_slot >= 0))
                         rule = -1;
+                r->key = (Str){NULL, 0};
                 if (keyed && !r->bad) {
                         s = get_s(r, &n);
+                        r->key = (Str){s, n};
                         if (rule >= 0 && !r->bad) {
                                 for (uint32_t k = 0; k < x->nks; k++)
                                         if (x->ks[k].rule == rule && x->ks[k].keyed &&
@@ -1320,6 +1344,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                 vals[at] = v;
                         }
                 }
+                r->key = (Str){NULL, 0};
                 s = get_id(r, &n, idbuf);
                 if (ri && rule >= 0 && !r->bad && (nsnap || n))
                         engine_snap_set(e, &ks, ri, vals, false, s, n);
