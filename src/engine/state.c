@@ -200,6 +200,14 @@ typedef struct StateDicts {
         uint64_t *known;        /* ids of the dictionaries in the changelog */
         uint32_t nknown;
         bool pending;           /* its own given by the open batch */
+        /* ent_read's arrays, kept from record to record (a restore reads
+         * millions): per contribution and key state read, its fingerprint
+         * and the record index of each kept; key states kept per rule */
+        uint64_t *cfp, *kfp;
+        uint32_t *cat, *kat;
+        size_t ccap, kcap;
+        uint32_t *nkeys;
+        uint32_t nkcap;
 } StateDicts;
 
 typedef struct Rd {
@@ -617,6 +625,11 @@ void state_dicts_free(Engine *e)
                 dict_free(ds->d[i]);
         free(ds->d);
         free(ds->known);
+        free(ds->cfp);
+        free(ds->kfp);
+        free(ds->cat);
+        free(ds->kat);
+        free(ds->nkeys);
         buf_free(&ds->own);
         free(ds);
         e->dicts = NULL;
@@ -1216,9 +1229,16 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->bad = true;
         /* each one's fingerprint as written, contributions then key states
          * (format 2: the dictionary's; 1: read at the end) */
-        uint64_t *cfp = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint64_t));
+        StateDicts *sd = dicts(e);
+        size_t want = (nc < 65536 ? nc : 65536) + 1;
+        if (want > sd->ccap) {
+                sd->ccap = want;
+                sd->cfp = xrealloc(sd->cfp, want * sizeof(uint64_t));
+                sd->cat = xrealloc(sd->cat, want * sizeof(uint32_t));
+        }
+        uint64_t *cfp = sd->cfp;
         /* the record index of each one kept (at most 65535 are) */
-        uint32_t *cat = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint32_t));
+        uint32_t *cat = sd->cat;
         for (uint64_t i = 0; i < nc && !r->bad; i++) {
                 uint64_t rfp = 0;
                 int32_t rule = get_rule(e, r, &rfp);
@@ -1268,10 +1288,21 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         uint64_t nks = get_u(r);
         if (nks > UINT16_MAX)
                 r->bad = true;
-        uint32_t *kat = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint32_t));
-        uint64_t *kfp = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint64_t));
+        want = (nks < 65536 ? nks : 65536) + 1;
+        if (want > sd->kcap) {
+                sd->kcap = want;
+                sd->kfp = xrealloc(sd->kfp, want * sizeof(uint64_t));
+                sd->kat = xrealloc(sd->kat, want * sizeof(uint32_t));
+        }
+        uint32_t *kat = sd->kat;
+        uint64_t *kfp = sd->kfp;
         /* key states kept per rule: no more than cfg.max_keys, as an event makes */
-        uint32_t *nkeys = xcalloc(rs->nrules + 1, sizeof(uint32_t));
+        if (rs->nrules + 1 > sd->nkcap) {
+                sd->nkcap = rs->nrules + 1;
+                sd->nkeys = xrealloc(sd->nkeys, sd->nkcap * sizeof(uint32_t));
+        }
+        uint32_t *nkeys = sd->nkeys;
+        memset(nkeys, 0, (rs->nrules + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
                 /* format 2: the rule's snapshot slots are the dictionary's */
                 const DRule *dr = NULL;
@@ -1453,11 +1484,6 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         if (!r->bad && (d || fp_read(r, cfp, nc, kfp, nks)))
                 points = drop_changed(e, x, cfp, cat, kfp, kat);
         off_read(e, x, r);
-        free(cfp);
-        free(kfp);
-        free(cat);
-        free(kat);
-        free(nkeys);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {
