@@ -170,6 +170,10 @@ typedef struct DSlot {
         uint32_t nenum;
         DName *enums;
         int32_t prof;           /* its index among e->prof_slots, -1 none */
+        /* its enum values in the enum of the slot they were read into last
+         * (en_for), by name: a slot's values mapped once, not per value */
+        const EnumDef *en_for;
+        int32_t *en_map;
 } DSlot;
 
 typedef struct DAgg {
@@ -213,7 +217,7 @@ typedef struct StateDicts {
 typedef struct Rd {
         const unsigned char *p, *end;
         bool bad;
-        const StateDict *d;     /* format 2: the record's dictionary; NULL format 1 */
+        StateDict *d;           /* format 2: the record's dictionary; NULL format 1 */
         int64_t base;
         Str key;                /* the key of the key state read, for SNAP_IS_KEY; {NULL, 0} none */
 } Rd;
@@ -433,19 +437,31 @@ static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
                 v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
                 return v;
         case VT_ENUM: {
+                const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
                 if (r->d) {
                         uint64_t k = get_u(r);
-                        const DSlot *ds = dslot >= 0 ? &r->d->slots[dslot] : NULL;
+                        DSlot *ds = dslot >= 0 ? &r->d->slots[dslot] : NULL;
                         if (!ds || k > ds->nenum) {
                                 r->bad = true;
                                 break;
                         }
-                        s = k ? ds->enums[k - 1].p : "";
-                        n = k ? ds->enums[k - 1].n : 0;
-                } else {
-                        s = get_s(r, &n);
+                        v.e = -1;
+                        if (!k || !en)
+                                break;
+                        if (ds->en_for != en) {
+                                ds->en_map = xrealloc(ds->en_map, (ds->nenum + 1) * sizeof(int32_t));
+                                for (uint32_t q = 0; q < ds->nenum; q++) {
+                                        ds->en_map[q] = -1;
+                                        for (uint32_t i = 0; i < en->nvalues; i++)
+                                                if (s_eq(ds->enums[q].p, ds->enums[q].n, en->values[i]))
+                                                        ds->en_map[q] = (int32_t)i;
+                                }
+                                ds->en_for = en;
+                        }
+                        v.e = ds->en_map[k - 1];
+                        break;
                 }
-                const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
+                s = get_s(r, &n);
                 v.e = -1;
                 for (uint32_t i = 0; en && n && i < en->nvalues; i++)
                         if (s_eq(s, n, en->values[i]))
@@ -602,8 +618,10 @@ static void dict_free(StateDict *d)
                 free(d->rules[i].snap);
                 free(d->rules[i].snap_at);
         }
-        for (uint32_t i = 0; i < d->nslots; i++)
+        for (uint32_t i = 0; i < d->nslots; i++) {
                 free(d->slots[i].enums);
+                free(d->slots[i].en_map);
+        }
         for (uint32_t i = 0; i < d->naggs; i++)
                 free(d->aggs[i].rows);
         free(d->rules);
@@ -817,7 +835,7 @@ bad:
         return NULL;
 }
 
-static const StateDict *dict_find(Engine *e, uint64_t id)
+static StateDict *dict_find(Engine *e, uint64_t id)
 {
         StateDicts *ds = dicts(e);
         for (uint32_t i = 0; i < ds->nd; i++)
