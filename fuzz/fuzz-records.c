@@ -123,6 +123,14 @@ static void fr_log_record(void *ud, const char *key, size_t klen, const void *va
         g->vlen[i] = vl;
 }
 
+static bool fr_log_has(const FrLog *g, const char *key, size_t klen)
+{
+        for (uint32_t i = 0; i < g->n; i++)
+                if (g->klen[i] == klen && memcmp(g->key[i], key, klen) == 0)
+                        return true;
+        return false;
+}
+
 static void fr_log_free(FrLog *g)
 {
         for (uint32_t i = 0; i < g->n; i++) {
@@ -373,6 +381,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 fr_commit(&f);
                                 engine_free(f.e);
                                 fr_new(&f);
+                                /* from another changelog: the one committed
+                                 * so far is not read (the engine would not
+                                 * know the dictionary it holds) */
+                                fr_log_free(&f.log);
                         }
                         /* the dictionary under the key its bytes give, so that
                          * fuzzed dictionaries are read (a key that does not
@@ -388,8 +400,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         if (r != 0 && r != -EINVAL && r != -ENOSPC)
                                 abort();
                         /* a dictionary restored is in the changelog: the
-                         * engine does not write it again, a restart reads it */
-                        if (r == 0 && key == dk)
+                         * engine does not write it again, a restart reads it
+                         * (where it was first: read again, it was not
+                         * written again) */
+                        if (r == 0 && key == dk && !fr_log_has(&f.log, key, klen))
                                 fr_log_record(&f.log, key, klen, p, l);
                         p += l;
                         break;
