@@ -409,11 +409,12 @@ static uint8_t ft_tag(FieldType t)
         return (uint8_t)(t + 1);
 }
 
-/* A value into state (strings interned); slot < 0: read and dropped.  A
+/* A value into state (strings interned, or pointing into the record if
+ * !intern); slot < 0: read and dropped.  A
  * value of another type than its slot's, or a number that is not finite,
  * refuses the record: the rules read a slot's value as of its type.
  * dslot: the dictionary's slot the value is of (format 2). */
-static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
+static Value get_v_as(Engine *e, Rd *r, int32_t dslot, int32_t slot, bool intern)
 {
         Value v = {.tag = get_b(r)};
         uint32_t n = 0;
@@ -434,8 +435,9 @@ static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
         case VT_BOOL: v.b = get_b(r) != 0; break;
         case VT_NUM: v.n = get_fin(r); break;
         case VT_STR:
-                v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
-                return v;
+                if (slot < 0 || r->bad)
+                        return value_null();
+                return intern ? intern_value(&e->in, value_str(s, n)) : value_str(s, n);
         case VT_ENUM: {
                 const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
                 if (r->d) {
@@ -473,6 +475,11 @@ static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
         default: r->bad = true; v.tag = VT_NULL; break;
         }
         return slot >= 0 ? v : value_null();
+}
+
+static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
+{
+        return get_v_as(e, r, dslot, slot, true);
 }
 
 static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
@@ -1234,11 +1241,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 } else {
                         at = get_slot_in(e, r, e->prof_slots, e->nprof);
                 }
-                Value v = get_v(e, r, ds, at >= 0 ? (int32_t)e->prof_slots[at] : -1);
-                if (at >= 0) {
+                /* a string as the record has it: the profile keeps a copy */
+                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->prof_slots[at] : -1, false);
+                if (at >= 0)
                         engine_prof_set(e, x, (uint32_t)at, v);
-                        intern_value_put(&e->in, v);
-                }
         }
         /* counts past what an enterprise can hold (16 bits) refuse the
          * record: no engine wrote it */
