@@ -2,7 +2,7 @@
  * bench-replay: the engine's throughput on a file of events, with the
  * shipped rules, as riskctl replay runs it but without I/O in the timing.
  *
- *   bench-replay RULES_DIR EVENTS.jsonl [RUNS]
+ *   bench-replay RULES_DIR EVENTS.jsonl [RUNS [COMMIT_EVERY]]
  *
  * Prints, per run and as the median of RUNS (default 5) fresh engines:
  * events/s on one core; allocations per event in the steady state (the
@@ -12,10 +12,15 @@
  * (engine_prefetch); RUNS more, alternating with them, push without hints,
  * and RUNS more with hints compact every idle enterprise every
  * COMPACT_EVERY events (environment, default 10000; 0: no such runs), and
- * decoding alone is the reference.  After the first run, time is advanced
- * two years (every point, flag and window row expires) and the bytes per
- * enterprise are printed before and after compacting the idle ones.
- * Nothing is asserted: see bench/README.md for how the figures are used.
+ * decoding alone is the reference.  With COMMIT_EVERY > 0, RUNS more
+ * push in batches of that many events as riskd does (engine_batch_begin,
+ * the events, engine_batch_changes, engine_batch_commit): their rate, and
+ * what the changelog of those batches holds (records and bytes, keys and
+ * values, per event).  After the first run, time is advanced two years
+ * (every point, flag and window row expires) and the bytes per enterprise
+ * are printed before and after compacting the idle ones.  Nothing is
+ * asserted: see bench/README.md and bench/kafka.md for how the figures are
+ * used.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +40,20 @@ static void sink(void *ud, OutKind kind, const char *data, size_t len, const Out
         (void)data;
         (void)m;
         outputs += len;
+}
+
+/* What engine_batch_changes gives, counted. */
+typedef struct Changes {
+        uint64_t records, bytes;
+} Changes;
+
+static void count_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        Changes *c = ud;
+        (void)key;
+        (void)val;
+        c->records++;
+        c->bytes += klen + vlen;
 }
 
 static double cpu_now(void)
@@ -59,6 +78,7 @@ int main(int argc, char **argv)
         int runs = argc > 3 ? atoi(argv[3]) : 5;
         if (runs < 1)
                 runs = 1;
+        long commit_every = argc > 4 ? atol(argv[4]) : 0;
         DiagList dl = {0};
         RuleSet *rs = NULL;
         if (rules_load(argv[1], &dl, &rs) != 0) {
@@ -187,6 +207,44 @@ int main(int argc, char **argv)
                 printf("\n");
                 engine_free(e);
         }
+        /* in batches, as riskd commits them: the changelog they write */
+        double *crate = xcalloc((size_t)runs, sizeof(double));
+        Changes ch = {0};
+        for (int r = 0; commit_every > 0 && r < runs; r++) {
+                EngineConfig cfg;
+                engine_config_default(&cfg);
+                Engine *e = NULL;
+                if (engine_new(&e, rs, &cfg, sink, NULL) < 0)
+                        return 1;
+                Changes c = {0};
+                uint64_t batches = 0;
+                double t0 = cpu_now();
+                engine_batch_begin(e);
+                for (uint32_t i = 0; i < n; i++) {
+                        for (uint32_t k = i ? i + ENGINE_AHEAD - 1 : 0; k < i + ENGINE_AHEAD && k < n; k++)
+                                engine_prefetch(e, line[k], llen[k]);
+                        if (i + 2 * ENGINE_AHEAD - 1 < n)
+                                engine_prefetch_bytes(line[i + 2 * ENGINE_AHEAD - 1], llen[i + 2 * ENGINE_AHEAD - 1]);
+                        engine_push(e, line[i], llen[i], NULL);
+                        if ((i + 1) % (uint64_t)commit_every == 0 || i + 1 == n) {
+                                engine_batch_changes(e, (int64_t)i + 1, count_record, &c);
+                                engine_batch_commit(e);
+                                batches++;
+                                if (i + 1 < n)
+                                        engine_batch_begin(e);
+                        }
+                }
+                double secs = cpu_now() - t0;
+                crate[r] = secs > 0 ? n / secs : 0;
+                printf("run %d committing every %ld events: %.0f events/s; %llu batches, %llu changelog records"
+                       " (%.3f per event), %llu bytes (%.1f per event, %.1f per record)\n",
+                       r + 1, commit_every, crate[r], (unsigned long long)batches, (unsigned long long)c.records,
+                       n ? (double)c.records / n : 0.0, (unsigned long long)c.bytes, n ? (double)c.bytes / n : 0.0,
+                       c.records ? (double)c.bytes / (double)c.records : 0.0);
+                ch = c;
+                engine_free(e);
+        }
+        qsort(crate, (size_t)runs, sizeof(double), dcmp);
         qsort(rate, (size_t)runs, sizeof(double), dcmp);
         qsort(half, (size_t)runs, sizeof(double), dcmp);
         qsort(plain, (size_t)runs, sizeof(double), dcmp);
@@ -222,6 +280,13 @@ int main(int argc, char **argv)
                 printf("median compacting every %u events: %.0f events/s (%.2fx the median with hints)\n", compact_every,
                        compacting[runs / 2], rate[runs / 2] > 0 ? compacting[runs / 2] / rate[runs / 2] : 0.0);
         free(compacting);
+        if (commit_every > 0)
+                printf("committing every %ld events: %.0f events/s (%.2fx the run without commits);"
+                       " changelog %.1f bytes/event, %.3f records/event, %.1f bytes/record\n",
+                       commit_every, crate[runs / 2], rate[runs / 2] > 0 ? crate[runs / 2] / rate[runs / 2] : 0.0,
+                       n ? (double)ch.bytes / n : 0.0, n ? (double)ch.records / n : 0.0,
+                       ch.records ? (double)ch.bytes / (double)ch.records : 0.0);
+        free(crate);
         free(plain);
         free(drate);
         free(half);

@@ -11,7 +11,8 @@
  * always restore.
  *
  * Each operation is a byte (its value modulo FR_NOPS) and its operands:
- *   FR_RESTORE  key (byte), length (2 bytes, little-endian), the value
+ *   FR_RESTORE  key (byte: an enterprise, the partition record or the
+ *               dictionary, fr_key), length (2 bytes, little-endian), the value
  *   FR_PUSH     event (byte: a line of examples/events.jsonl)
  *   FR_EXPLAIN_TEXT, FR_EXPLAIN_JSON  key (byte)
  *   FR_ADVANCE  days (byte)
@@ -64,9 +65,12 @@ static struct {
         char *key[FR_MAXKEYS];
         size_t klen[FR_MAXKEYS];
         uint32_t nkeys;
+        char *dkey;          /* the dictionary of the first rule set */
+        size_t dklen;
 } fr;
 
-/* The latest committed record of each key (a compacted changelog). */
+/* The latest committed record of each key, in the order they were
+ * written (a compacted changelog). */
 typedef struct FrLog {
         char *key[FR_MAXKEYS + 8];
         size_t klen[FR_MAXKEYS + 8];
@@ -103,6 +107,28 @@ static void fr_log_record(void *ud, const char *key, size_t klen, const void *va
         g->val[i] = xmalloc(vlen + 1);
         memcpy(g->val[i], val, vlen);
         g->vlen[i] = vlen;
+        /* compaction keeps a key's latest record where it was written: after
+         * the dictionary it uses (written before the first record that uses it) */
+        char *k = g->key[i], *v = g->val[i];
+        size_t kl = g->klen[i], vl = g->vlen[i];
+        for (; i + 1 < g->n; i++) {
+                g->key[i] = g->key[i + 1];
+                g->klen[i] = g->klen[i + 1];
+                g->val[i] = g->val[i + 1];
+                g->vlen[i] = g->vlen[i + 1];
+        }
+        g->key[i] = k;
+        g->klen[i] = kl;
+        g->val[i] = v;
+        g->vlen[i] = vl;
+}
+
+static bool fr_log_has(const FrLog *g, const char *key, size_t klen)
+{
+        for (uint32_t i = 0; i < g->n; i++)
+                if (g->klen[i] == klen && memcmp(g->key[i], key, klen) == 0)
+                        return true;
+        return false;
 }
 
 static void fr_log_free(FrLog *g)
@@ -119,6 +145,11 @@ static void fr_keys(void *ud, const char *key, size_t klen, const void *val, siz
         (void)ud;
         (void)val;
         (void)vlen;
+        if (klen >= strlen(ENGINE_DICT_KEY) && memcmp(key, ENGINE_DICT_KEY, strlen(ENGINE_DICT_KEY)) == 0) {
+                fr.dkey = xstrndup(key, klen);
+                fr.dklen = klen;
+                return;
+        }
         if (fr.nkeys == FR_MAXKEYS)
                 return;
         fr.key[fr.nkeys] = xmalloc(klen + 1);
@@ -229,7 +260,7 @@ static void fr_init(void)
         engine_batch_changes(e, 1, fr_keys, NULL);
         engine_batch_commit(e);
         engine_free(e);
-        if (!fr.nkeys)
+        if (!fr.nkeys || !fr.dkey)
                 abort();
 }
 
@@ -304,15 +335,23 @@ static void fr_restart(Fr *f)
         fr_run(f);
 }
 
+/* The enterprises, then the partition record, then the dictionary (the
+ * seeds of format 1 had no dictionary: their keys are what they were). */
 static void fr_key(uint8_t k, const char **key, size_t *klen)
 {
-        if (k % (fr.nkeys + 1) == fr.nkeys) {
+        uint32_t i = k % (fr.nkeys + 2);
+        if (i == fr.nkeys + 1) {
+                *key = fr.dkey;
+                *klen = fr.dklen;
+                return;
+        }
+        if (i == fr.nkeys) {
                 *key = ENGINE_META_KEY;
                 *klen = sizeof(ENGINE_META_KEY) - 1;
                 return;
         }
-        *key = fr.key[k % (fr.nkeys + 1)];
-        *klen = fr.klen[k % (fr.nkeys + 1)];
+        *key = fr.key[i];
+        *klen = fr.klen[i];
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -342,10 +381,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 fr_commit(&f);
                                 engine_free(f.e);
                                 fr_new(&f);
+                                /* from another changelog: the one committed
+                                 * so far is not read (the engine would not
+                                 * know the dictionary it holds) */
+                                fr_log_free(&f.log);
+                        }
+                        /* the dictionary under the key its bytes give, so that
+                         * fuzzed dictionaries are read (a key that does not
+                         * match is refused before anything is) */
+                        char dk[48];
+                        if (key == fr.dkey) {
+                                snprintf(dk, sizeof(dk), "%s%016llx", ENGINE_DICT_KEY,
+                                         (unsigned long long)hash_fast(p, l));
+                                key = dk;
+                                klen = strlen(dk);
                         }
                         int r = engine_restore_record(f.e, key, klen, p, l);
                         if (r != 0 && r != -EINVAL && r != -ENOSPC)
                                 abort();
+                        /* a dictionary restored is in the changelog: the
+                         * engine does not write it again, a restart reads it
+                         * (where it was first: read again, it was not
+                         * written again) */
+                        if (r == 0 && key == dk && !fr_log_has(&f.log, key, klen))
+                                fr_log_record(&f.log, key, klen, p, l);
                         p += l;
                         break;
                 }
@@ -450,10 +509,12 @@ int main(int argc, char **argv)
                         uint32_t k = 0;
                         while (k < fr.nkeys && !(fr.klen[k] == log.klen[i] && memcmp(fr.key[k], log.key[i], log.klen[i]) == 0))
                                 k++;
+                        if (log.klen[i] == fr.dklen && memcmp(log.key[i], fr.dkey, fr.dklen) == 0)
+                                k = fr.nkeys + 1;
                         if (log.vlen[i] > 0xffff)
                                 continue;
                         buf_putc(&b, FR_RESTORE);
-                        buf_putc(&b, (char)k); /* k == nkeys: the partition record */
+                        buf_putc(&b, (char)k); /* k == nkeys: the partition record; nkeys + 1 the dictionary */
                         buf_putc(&b, (char)(log.vlen[i] & 0xff));
                         buf_putc(&b, (char)(log.vlen[i] >> 8));
                         buf_put(&b, log.val[i], log.vlen[i]);

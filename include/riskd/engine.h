@@ -288,13 +288,25 @@ void engine_grades_write(Engine *e, struct Buf *out);
  * the timers and returns the input offset to resume from (-1: no partition
  * record, start from the committed offset).
  *
- * Records are versioned (first byte ENGINE_STATE_VERSION) and name rules
- * and flags by id, not by index, so a rule set with the same rules restores
+ * Records are versioned (first byte ENGINE_STATE_VERSION).  An enterprise's
+ * record names rules, flags, grades, fields and aggregates by their index
+ * in a dictionary: a record of its own (key ENGINE_DICT_KEY followed by the
+ * dictionary's hash in 16 hex digits) that lists the names (ids, paths,
+ * fingerprints) of one rule set.  engine_batch_changes gives it before the
+ * first record that uses it, once per engine and rules version: a changelog
+ * restored in log order has it before its records, and compaction keeps it
+ * (no other record has its key).  A restore maps each dictionary's names to
+ * the engine's rules once, so a rule set with the same rules restores
  * exactly; state of a rule that no longer exists, or whose fingerprint
- * differs from the one in the record, is dropped (see engine_regrade).
+ * differs from the dictionary's, is dropped (see engine_regrade).  Records
+ * of version 1 (before the dictionary: each names everything itself) are
+ * still read.  docs/state.md has the format.
  */
-#define ENGINE_STATE_VERSION 1
+#define ENGINE_STATE_VERSION 2
+#define ENGINE_STATE_VERSION_1 1        /* still read */
+#define ENGINE_META_VERSION 1           /* the partition record's format */
 #define ENGINE_META_KEY "\x01riskd.partition"
+#define ENGINE_DICT_KEY "\x01riskd.dict."
 
 typedef void (*EngineRecordFn)(void *ud, const char *key, size_t klen, const void *val, size_t vlen);
 
@@ -302,7 +314,8 @@ void engine_batch_begin(Engine *e);
 void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
 void engine_batch_commit(Engine *e);
 void engine_batch_abort(Engine *e);
-/* 0, or -EINVAL for a record that does not decode (it is skipped). */
+/* 0, or -EINVAL for a record that does not decode (it is skipped): among
+ * them one whose dictionary was not restored before it. */
 int engine_restore_record(Engine *e, const char *key, size_t klen, const void *val, size_t vlen);
 int64_t engine_restore_finish(Engine *e);
 

@@ -505,7 +505,7 @@ static const uint8_t hexdig[256] = {
 };
 
 /* A canonical lowercase UUID (8-4-4-4-12) into 16 bytes. */
-static bool uuid_pack(const char *s, uint32_t n, uint8_t out[16])
+bool uuid_pack(const char *s, uint32_t n, uint8_t out[16])
 {
         if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
                 return false;
@@ -519,7 +519,7 @@ static bool uuid_pack(const char *s, uint32_t n, uint8_t out[16])
         return !(bad & 0xf0);
 }
 
-static void uuid_text(const uint8_t in[16], char out[37])
+void uuid_text(const uint8_t in[16], char out[37])
 {
         static const char hex[] = "0123456789abcdef";
         char *p = out;
@@ -1975,6 +1975,7 @@ Engine *engine_free(Engine *e)
 {
         if (!e)
                 return NULL;
+        state_dicts_free(e);
         free(e->tm);
         free(e->due);
         for (uint32_t i = 0; i < e->nheld; i++) {

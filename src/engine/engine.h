@@ -381,6 +381,7 @@ struct Engine {
         uint32_t reload_dropped;        /* rule state ent_read left behind (a changed or removed
                                          * rule's, a removed flag's or aggregate's) */
         char state_rules[24];           /* the rules version of the partition record read last, "" none */
+        struct StateDicts *dicts;       /* the changelog's dictionaries (state.c), NULL none yet */
         char reload_from[24];           /* the rules version before a reload, for its adjustments */
         bool regrade_due;               /* restored from records of other rules: engine_regrade */
         bool regrade_open;              /* the open batch holds the regrade: an abort makes it due again */
@@ -578,6 +579,10 @@ int64_t engine_timer_next(Engine *e, const Ent *x, int64_t done, bool done_absen
 size_t engine_ent_size(const Engine *e, uint32_t len);
 /* The table slot of x (in the table). */
 uint32_t engine_ent_slot(Engine *e, const Ent *x);
+/* A canonical lowercase UUID (8-4-4-4-12) into 16 bytes, and back. */
+bool uuid_pack(const char *s, uint32_t n, uint8_t out[16]);
+void uuid_text(const uint8_t in[16], char out[37]);
+
 /* compact.c */
 /* The full form of compact x, in table slot i (tab[i] names x), x freed
  * (or kept for the heap pass, Ent.gone); push: give it its timer entry
@@ -598,6 +603,13 @@ bool compact_room(Engine *e);
 
 /* state.c */
 void state_touch(Engine *e, Ent *ent);
+void state_dicts_free(Engine *e);
+/* reload.c: n reads the records of e (e's dictionary given to n), and
+ * knows the dictionaries e knows to be in the changelog; then e's records
+ * to fn as engine_batch_changes gives them, without e's dictionary (it is
+ * not written to the changelog: n writes its own if it has to). */
+void state_dict_handover(Engine *e, Engine *n);
+void state_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
 /* x's changelog record into b; x's state from a record (0, -EINVAL: it did
  * not decode, x holds what did). */
 void state_ent_write(Engine *e, const Ent *x, Buf *b);

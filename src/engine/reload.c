@@ -159,7 +159,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         for (uint32_t i = 0; i < e->tabcap; i++)
                 if (e->tab[i])
                         state_touch(e, tab_ent(e, i));
-        engine_batch_changes(e, e->restore_next, into, n);
+        state_dict_handover(e, n);
+        state_changes(e, e->restore_next, into, n);
         engine_batch_commit(e);
         n->restore_next = e->restore_next;
         engine_restore_finish(n);

@@ -1,14 +1,23 @@
 /*
  * Engine state as records: the changelog value of an enterprise, the
- * partition record (watermark, held events, resume offset), and the undo
- * log that lets a batch be aborted (include/riskd/engine.h).
+ * dictionary its names are coded by, the partition record (watermark, held
+ * events, resume offset), and the undo log that lets a batch be aborted
+ * (include/riskd/engine.h).  docs/state.md describes the formats.
  *
- * Format (ENGINE_STATE_VERSION 1): a version byte, then fields in a fixed
- * order; integers as LEB128 varints (signed ones zigzag), doubles as 8
- * little-endian bytes, strings as a length and the bytes.  Rules, flags,
- * fields and aggregates are named by id, path or fingerprint, never by an
- * index of one compiled rule set, so a record restores into any rule set
- * that has the same rules; what no longer exists is dropped.
+ * An enterprise's record (ENGINE_STATE_VERSION 2): a version byte, the
+ * dictionary's id (8 bytes), a base time, then fields in a fixed order.
+ * Integers are LEB128 varints (signed ones zigzag); times are varints
+ * relative to the base (0: none); numbers a varint of their decimal digits
+ * when that gives them back exactly, else 8 little-endian bytes; strings a
+ * length and the bytes, an event id that is a UUID 16 bytes.  Rules,
+ * flags, grades, modes, fields, enum values and aggregates are numbers in
+ * the dictionary, a record of its own (ENGINE_DICT_KEY) that names them by
+ * id, path or fingerprint, never by an index of one compiled rule set: a
+ * restore maps a dictionary to the rules once, so a record restores into
+ * any rule set that has the same rules; what no longer exists is dropped.
+ *
+ * Records of version 1 name everything in the record itself (the same
+ * fields, in the same order); they are read as they always were.
  */
 #include <errno.h>
 #include <math.h>
@@ -31,15 +40,18 @@ static void put_u(Buf *b, uint64_t v)
         buf_put(b, t, (size_t)n);
 }
 
-static void put_i(Buf *b, int64_t v)
+static uint64_t zigzag(int64_t v)
 {
-        put_u(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+        return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-static void put_f(Buf *b, double d)
+static void put_i(Buf *b, int64_t v)
 {
-        uint64_t u;
-        memcpy(&u, &d, 8);
+        put_u(b, zigzag(v));
+}
+
+static void put_8(Buf *b, uint64_t u)
+{
         char t[8];
         for (int i = 0; i < 8; i++)
                 t[i] = (char)(u >> (8 * i));
@@ -57,36 +69,157 @@ static void put_cs(Buf *b, const char *s)
         put_s(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* A value of slot: enums by name, so that reordered enums restore right. */
-static void put_v(Engine *e, Buf *b, const Value *v, uint32_t slot)
+/* A time against the record's base: 0 none (TIME_UNSET), 1 the time
+ * itself follows (its distance from the base does not fit), else 2 plus
+ * the distance zigzagged, shifted left by one, its low bit set when the
+ * distance is in whole seconds (then counted in seconds). */
+static void put_t(Buf *b, int64_t t, int64_t base)
+{
+        int64_t d;
+        if (t == TIME_UNSET) {
+                put_u(b, 0);
+        } else if (!__builtin_sub_overflow(t, base, &d) && d % 1000 == 0) {
+                put_u(b, (zigzag(d / 1000) << 1 | 1) + 2); /* |d / 1000| < 2^54: fits */
+        } else if (!__builtin_sub_overflow(t, base, &d) && zigzag(d) < (UINT64_MAX >> 1) - 2) {
+                put_u(b, (zigzag(d) << 1) + 2);
+        } else {
+                put_u(b, 1);
+                put_i(b, t);
+        }
+}
+
+static const double pow10_tab[3] = {1, 10, 100};
+
+/* A number: the scores, points and readings the engine keeps are mostly
+ * integers or have a digit or two after the point.  m * 4 + k for the
+ * number m / 10^k (k < 3) when that division gives it back bit for bit
+ * (so -0, NaN and the rest take the other way), else 3 and the 8 bytes. */
+static void put_d(Buf *b, double d)
+{
+        for (int k = 0; k < 3 && isfinite(d); k++) {
+                double m = d * pow10_tab[k];
+                if (!(fabs(m) < 9007199254740992.0)) /* 2^53 */
+                        break;
+                double mr = nearbyint(m);
+                double back = mr / pow10_tab[k];
+                if (memcmp(&back, &d, sizeof(d)) == 0) {
+                        put_u(b, zigzag((int64_t)mr) << 2 | (uint64_t)k);
+                        return;
+                }
+        }
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        put_u(b, 3);
+        put_8(b, u);
+}
+
+/* An event id: 0 and 16 bytes for a canonical lowercase UUID, else its
+ * length plus one and the bytes. */
+static void put_id(Buf *b, const char *s, size_t n)
+{
+        uint8_t u[16];
+        if (uuid_pack(s, (uint32_t)n, u)) {
+                put_u(b, 0);
+                buf_put(b, (const char *)u, 16);
+                return;
+        }
+        put_u(b, n + 1);
+        buf_put(b, s, n);
+}
+
+/* A value of slot: enums by their index in the dictionary's list of the
+ * slot's values (by name in the dictionary: reordered enums restore right). */
+static void put_v(Buf *b, const Value *v, int64_t base)
 {
         buf_putc(b, (char)v->tag);
         switch (v->tag) {
         case VT_BOOL: buf_putc(b, v->b ? 1 : 0); break;
-        case VT_NUM: put_f(b, v->n); break;
+        case VT_NUM: put_d(b, v->n); break;
         case VT_STR: put_s(b, v->s.p, v->s.len); break;
-        case VT_ENUM: {
-                const EnumDef *en = e->rs->schema.slot_enum[slot];
-                put_cs(b, en && v->e >= 0 && (uint32_t)v->e < en->nvalues ? en->values[v->e] : "");
-                break;
-        }
-        case VT_TIME:
+        case VT_ENUM: put_u(b, (uint64_t)(int64_t)v->e + 1); break; /* -1 (unknown): 0 */
+        case VT_TIME: put_t(b, v->ms, base); break;
         case VT_DUR: put_i(b, v->ms); break;
         default: break;
         }
 }
 
-static void put_slot(Engine *e, Buf *b, uint32_t slot)
-{
-        put_cs(b, e->rs->schema.slot_path[slot]);
-        buf_putc(b, (char)e->rs->schema.slot_type[slot]);
-}
+/* A snapshot's string value that is its key (the per: field), not
+ * written twice: a tag no value has. */
+#define SNAP_IS_KEY 0x80
 
 /* ---- reading ---- */
+
+/* A name in a dictionary record (StateDict.raw). */
+typedef struct DName {
+        const char *p;
+        uint32_t n;
+} DName;
+
+typedef struct DRule {
+        DName id;
+        uint64_t fp;
+        int32_t to;             /* the engine's rule of that id, -1 none */
+        uint32_t nsnap;
+        uint32_t *snap;         /* its snapshot's slots (the dictionary's) */
+        int32_t *snap_at;       /* each one's index among e->ri[to].snap_slots, -1 none */
+} DRule;
+
+typedef struct DSlot {
+        DName path;
+        uint8_t type;
+        uint32_t nenum;
+        DName *enums;
+        int32_t prof;           /* its index among e->prof_slots, -1 none */
+        /* its enum values in the enum of the slot they were read into last
+         * (en_for), by name: a slot's values mapped once, not per value */
+        const EnumDef *en_for;
+        int32_t *en_map;
+} DSlot;
+
+typedef struct DAgg {
+        int32_t to;             /* the engine's aggregate (same fingerprint and rows), -1 none */
+        uint32_t nrow;
+        uint32_t *rows;         /* the dictionary's slots */
+} DAgg;
+
+/* A dictionary record, mapped to the engine's rules. */
+typedef struct StateDict {
+        uint64_t id;
+        char *raw;
+        DRule *rules;
+        uint32_t nrules;
+        int32_t *flag_to, *band_to, *mode_to;
+        uint32_t nflags, nbands, nmodes;
+        DSlot *slots;
+        uint32_t nslots;
+        DAgg *aggs;
+        uint32_t naggs;
+} StateDict;
+
+typedef struct StateDicts {
+        Buf own;                /* this engine's dictionary record, built on first use */
+        uint64_t own_id;
+        StateDict **d;          /* those read (restored, or its own for the undo log) */
+        uint32_t nd;
+        uint64_t *known;        /* ids of the dictionaries in the changelog */
+        uint32_t nknown;
+        bool pending;           /* its own given by the open batch */
+        /* ent_read's arrays, kept from record to record (a restore reads
+         * millions): per contribution and key state read, its fingerprint
+         * and the record index of each kept; key states kept per rule */
+        uint64_t *cfp, *kfp;
+        uint32_t *cat, *kat;
+        size_t ccap, kcap;
+        uint32_t *nkeys;
+        uint32_t nkcap;
+} StateDicts;
 
 typedef struct Rd {
         const unsigned char *p, *end;
         bool bad;
+        StateDict *d;           /* format 2: the record's dictionary; NULL format 1 */
+        int64_t base;
+        Str key;                /* the key of the key state read, for SNAP_IS_KEY; {NULL, 0} none */
 } Rd;
 
 static uint64_t get_u(Rd *r)
@@ -106,13 +239,17 @@ static uint64_t get_u(Rd *r)
         return 0;
 }
 
-static int64_t get_i(Rd *r)
+static int64_t unzigzag(uint64_t u)
 {
-        uint64_t u = get_u(r);
         return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
 
-static double get_f(Rd *r)
+static int64_t get_i(Rd *r)
+{
+        return unzigzag(get_u(r));
+}
+
+static uint64_t get_8(Rd *r)
 {
         if (r->end - r->p < 8) {
                 r->bad = true;
@@ -122,9 +259,31 @@ static double get_f(Rd *r)
         for (int i = 0; i < 8; i++)
                 u |= (uint64_t)r->p[i] << (8 * i);
         r->p += 8;
+        return u;
+}
+
+static double get_f(Rd *r)
+{
+        uint64_t u = get_8(r);
         double d;
         memcpy(&d, &u, 8);
         return d;
+}
+
+/* A number (put_d; format 1: the 8 bytes). */
+static double get_d(Rd *r)
+{
+        if (!r->d)
+                return get_f(r);
+        uint64_t c = get_u(r);
+        if ((c & 3) == 3)
+                return c == 3 ? get_f(r) : (r->bad = true, 0);
+        int64_t m = unzigzag(c >> 2);
+        if (m > 9007199254740992LL || m < -9007199254740992LL) {
+                r->bad = true;
+                return 0;
+        }
+        return (double)m / pow10_tab[c & 3];
 }
 
 /* A double that must be a number: NaN or an infinity refuses the record
@@ -132,12 +291,27 @@ static double get_f(Rd *r)
  * are finite). */
 static double get_fin(Rd *r)
 {
-        double d = get_f(r);
+        double d = get_d(r);
         if (!isfinite(d)) {
                 r->bad = true;
                 return 0;
         }
         return d;
+}
+
+/* A time (put_t; format 1: the time itself). */
+static int64_t get_t(Rd *r)
+{
+        if (!r->d)
+                return get_i(r);
+        uint64_t c = get_u(r);
+        if (c == 0)
+                return TIME_UNSET;
+        if (c == 1)
+                return get_i(r);
+        c -= 2;
+        uint64_t d = (uint64_t)unzigzag(c >> 1) * (c & 1 ? 1000 : 1);
+        return (int64_t)((uint64_t)r->base + d);
 }
 
 static const char *get_s(Rd *r, uint32_t *len)
@@ -151,6 +325,34 @@ static const char *get_s(Rd *r, uint32_t *len)
         const char *s = (const char *)r->p;
         r->p += n;
         *len = (uint32_t)n;
+        return s;
+}
+
+/* An event id (put_id; format 1: a string); a UUID's text into buf. */
+static const char *get_id(Rd *r, uint32_t *len, char buf[40])
+{
+        if (!r->d)
+                return get_s(r, len);
+        uint64_t n = get_u(r);
+        if (n == 0) {
+                if (r->end - r->p < 16) {
+                        r->bad = true;
+                        *len = 0;
+                        return "";
+                }
+                uuid_text(r->p, buf);
+                r->p += 16;
+                *len = 36;
+                return buf;
+        }
+        if (r->bad || n - 1 > (uint64_t)(r->end - r->p)) {
+                r->bad = true;
+                *len = 0;
+                return "";
+        }
+        const char *s = (const char *)r->p;
+        r->p += n - 1;
+        *len = (uint32_t)(n - 1);
         return s;
 }
 
@@ -172,16 +374,32 @@ static bool s_eq(const char *s, uint32_t n, const char *z)
  * caller keeps, cand[0 .. ncand), -1 none.  Not a lookup in the whole
  * schema: fields of one path and type but other enums have slots of their
  * own (schema.c), and the first of them need not be the one kept. */
-static int32_t get_slot_in(Engine *e, Rd *r, const uint32_t *cand, uint32_t ncand)
+static int32_t slot_in(Engine *e, const char *p, uint32_t n, uint8_t t, const uint32_t *cand, uint32_t ncand)
 {
-        uint32_t n;
-        const char *p = get_s(r, &n);
-        uint8_t t = get_b(r);
         const Schema *s = &e->rs->schema;
         for (uint32_t i = 0; i < ncand; i++)
                 if (s->slot_type[cand[i]] == t && s_eq(p, n, s->slot_path[cand[i]]))
                         return (int32_t)i;
         return -1;
+}
+
+static int32_t get_slot_in(Engine *e, Rd *r, const uint32_t *cand, uint32_t ncand)
+{
+        uint32_t n;
+        const char *p = get_s(r, &n);
+        uint8_t t = get_b(r);
+        return slot_in(e, p, n, t, cand, ncand);
+}
+
+/* A dictionary slot (format 2), its index checked; -1 out of range. */
+static int32_t get_dslot(Rd *r)
+{
+        uint64_t i = get_u(r);
+        if (i >= r->d->nslots) {
+                r->bad = true;
+                return -1;
+        }
+        return (int32_t)i;
 }
 
 /* The value tag of a field type (FieldType and ValueTag list the types in
@@ -191,14 +409,23 @@ static uint8_t ft_tag(FieldType t)
         return (uint8_t)(t + 1);
 }
 
-/* A value into state (strings interned); slot < 0: read and dropped.  A
+/* A value into state (strings interned, or pointing into the record if
+ * !intern); slot < 0: read and dropped.  A
  * value of another type than its slot's, or a number that is not finite,
- * refuses the record: the rules read a slot's value as of its type. */
-static Value get_v(Engine *e, Rd *r, int32_t slot)
+ * refuses the record: the rules read a slot's value as of its type.
+ * dslot: the dictionary's slot the value is of (format 2). */
+static Value get_v_as(Engine *e, Rd *r, int32_t dslot, int32_t slot, bool intern)
 {
         Value v = {.tag = get_b(r)};
-        uint32_t n;
-        const char *s;
+        uint32_t n = 0;
+        const char *s = "";
+        if (v.tag == SNAP_IS_KEY && r->d && r->key.p) {
+                s = r->key.p;
+                n = r->key.len;
+                v.tag = VT_STR;
+        } else if (v.tag == VT_STR) {
+                s = get_s(r, &n);
+        }
         if (slot >= 0 && v.tag != VT_NULL && v.tag != ft_tag(e->rs->schema.slot_type[slot])) {
                 r->bad = true;
                 return value_null();
@@ -208,23 +435,51 @@ static Value get_v(Engine *e, Rd *r, int32_t slot)
         case VT_BOOL: v.b = get_b(r) != 0; break;
         case VT_NUM: v.n = get_fin(r); break;
         case VT_STR:
-                s = get_s(r, &n);
-                v = slot >= 0 && !r->bad ? intern_value(&e->in, value_str(s, n)) : value_null();
-                return v;
+                if (slot < 0 || r->bad)
+                        return value_null();
+                return intern ? intern_value(&e->in, value_str(s, n)) : value_str(s, n);
         case VT_ENUM: {
-                s = get_s(r, &n);
                 const EnumDef *en = slot >= 0 ? e->rs->schema.slot_enum[slot] : NULL;
+                if (r->d) {
+                        uint64_t k = get_u(r);
+                        DSlot *ds = dslot >= 0 ? &r->d->slots[dslot] : NULL;
+                        if (!ds || k > ds->nenum) {
+                                r->bad = true;
+                                break;
+                        }
+                        v.e = -1;
+                        if (!k || !en)
+                                break;
+                        if (ds->en_for != en) {
+                                ds->en_map = xrealloc(ds->en_map, (ds->nenum + 1) * sizeof(int32_t));
+                                for (uint32_t q = 0; q < ds->nenum; q++) {
+                                        ds->en_map[q] = -1;
+                                        for (uint32_t i = 0; i < en->nvalues; i++)
+                                                if (s_eq(ds->enums[q].p, ds->enums[q].n, en->values[i]))
+                                                        ds->en_map[q] = (int32_t)i;
+                                }
+                                ds->en_for = en;
+                        }
+                        v.e = ds->en_map[k - 1];
+                        break;
+                }
+                s = get_s(r, &n);
                 v.e = -1;
-                for (uint32_t i = 0; en && i < en->nvalues; i++)
+                for (uint32_t i = 0; en && n && i < en->nvalues; i++)
                         if (s_eq(s, n, en->values[i]))
                                 v.e = (int32_t)i;
                 break;
         }
-        case VT_TIME:
+        case VT_TIME: v.ms = get_t(r); break;
         case VT_DUR: v.ms = get_i(r); break;
         default: r->bad = true; v.tag = VT_NULL; break;
         }
         return slot >= 0 ? v : value_null();
+}
+
+static Value get_v(Engine *e, Rd *r, int32_t dslot, int32_t slot)
+{
+        return get_v_as(e, r, dslot, slot, true);
 }
 
 static int32_t rule_by_id(Engine *e, const char *s, uint32_t n)
@@ -251,6 +506,450 @@ static int32_t mode_by_name(const Grading *g, const char *s, uint32_t n)
         return -1;
 }
 
+static int32_t flag_by_name(const RuleSet *rs, const char *s, uint32_t n)
+{
+        int32_t flag = -1;
+        for (uint32_t k = 0; k < rs->nflags && k < 64; k++) /* a flag is a bit of a uint64_t */
+                if (s_eq(s, n, rs->flags[k]))
+                        flag = (int32_t)k;
+        return flag;
+}
+
+/* A rule: its index in the engine's rules, -1 none (removed); fp, if not
+ * NULL, its fingerprint as the dictionary has it (format 2). */
+static int32_t get_rule(Engine *e, Rd *r, uint64_t *fp)
+{
+        if (!r->d) {
+                uint32_t n;
+                const char *s = get_s(r, &n);
+                return rule_by_id(e, s, n);
+        }
+        uint64_t i = get_u(r);
+        if (i >= r->d->nrules) {
+                r->bad = true;
+                return -1;
+        }
+        if (fp)
+                *fp = r->d->rules[i].fp;
+        return r->d->rules[i].to;
+}
+
+/* A rule, a grade, a mode or a flag that may be none: *present whether the
+ * record names one (format 1: a name not empty; 2: an index plus one). */
+static int32_t get_opt(Engine *e, Rd *r, const int32_t *to, uint32_t nto, int32_t (*by_name)(Engine *, const char *, uint32_t),
+                       bool *present)
+{
+        if (!r->d) {
+                uint32_t n;
+                const char *s = get_s(r, &n);
+                *present = n != 0;
+                return n ? by_name(e, s, n) : -1;
+        }
+        uint64_t i = get_u(r);
+        *present = i != 0;
+        if (i > nto) {
+                r->bad = true;
+                return -1;
+        }
+        return i ? to[i - 1] : -1;
+}
+
+static int32_t grade_of(Engine *e, const char *s, uint32_t n)
+{
+        return grade_by_name(&e->rs->grading, s, n);
+}
+
+static int32_t mode_of(Engine *e, const char *s, uint32_t n)
+{
+        return mode_by_name(&e->rs->grading, s, n);
+}
+
+static int32_t flag_of(Engine *e, const char *s, uint32_t n)
+{
+        return flag_by_name(e->rs, s, n);
+}
+
+static int32_t get_grade(Engine *e, Rd *r, bool *present)
+{
+        return get_opt(e, r, r->d ? r->d->band_to : NULL, r->d ? r->d->nbands : 0, grade_of, present);
+}
+
+static int32_t get_mode(Engine *e, Rd *r, bool *present)
+{
+        return get_opt(e, r, r->d ? r->d->mode_to : NULL, r->d ? r->d->nmodes : 0, mode_of, present);
+}
+
+static int32_t get_flag(Engine *e, Rd *r)
+{
+        bool present;
+        if (!r->d)
+                return get_opt(e, r, NULL, 0, flag_of, &present);
+        uint64_t i = get_u(r); /* format 2: an index, never none */
+        if (i >= r->d->nflags) {
+                r->bad = true;
+                return -1;
+        }
+        return r->d->flag_to[i];
+}
+
+/* A rule that may be none (the official state's references). */
+static int32_t get_rule_opt(Engine *e, Rd *r)
+{
+        if (!r->d) {
+                uint32_t n;
+                const char *s = get_s(r, &n);
+                return n ? rule_by_id(e, s, n) : -1;
+        }
+        uint64_t i = get_u(r);
+        if (i > r->d->nrules) {
+                r->bad = true;
+                return -1;
+        }
+        return i ? r->d->rules[i - 1].to : -1;
+}
+
+/* ---- the dictionary ---- */
+
+static StateDicts *dicts(Engine *e)
+{
+        if (!e->dicts)
+                e->dicts = xcalloc(1, sizeof(StateDicts));
+        return e->dicts;
+}
+
+static void dict_free(StateDict *d)
+{
+        if (!d)
+                return;
+        for (uint32_t i = 0; i < d->nrules; i++) {
+                free(d->rules[i].snap);
+                free(d->rules[i].snap_at);
+        }
+        for (uint32_t i = 0; i < d->nslots; i++) {
+                free(d->slots[i].enums);
+                free(d->slots[i].en_map);
+        }
+        for (uint32_t i = 0; i < d->naggs; i++)
+                free(d->aggs[i].rows);
+        free(d->rules);
+        free(d->flag_to);
+        free(d->band_to);
+        free(d->mode_to);
+        free(d->slots);
+        free(d->aggs);
+        free(d->raw);
+        free(d);
+}
+
+void state_dicts_free(Engine *e)
+{
+        StateDicts *ds = e->dicts;
+        if (!ds)
+                return;
+        for (uint32_t i = 0; i < ds->nd; i++)
+                dict_free(ds->d[i]);
+        free(ds->d);
+        free(ds->known);
+        free(ds->cfp);
+        free(ds->kfp);
+        free(ds->cat);
+        free(ds->kat);
+        free(ds->nkeys);
+        buf_free(&ds->own);
+        free(ds);
+        e->dicts = NULL;
+}
+
+/* The names of the engine's rule set: every rule (id, fingerprint, its
+ * snapshot's slots), flag, grade, mode, slot of the schema (path, type,
+ * enum values) and aggregate (fingerprint, row slots), each numbered by
+ * its index in the rule set, so that writing a record codes nothing. */
+static void dict_build(Engine *e, Buf *b)
+{
+        const RuleSet *rs = e->rs;
+        const Schema *s = &rs->schema;
+        const Grading *g = &rs->grading;
+        buf_putc(b, ENGINE_STATE_VERSION);
+        buf_putc(b, 'D');
+        put_u(b, rs->nrules);
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                put_cs(b, rs->rules[i].id);
+                put_u(b, rs->rules[i].fingerprint);
+                put_u(b, e->ri[i].nsnap);
+                for (uint32_t k = 0; k < e->ri[i].nsnap; k++)
+                        put_u(b, e->ri[i].snap_slots[k]);
+        }
+        put_u(b, rs->nflags);
+        for (uint32_t i = 0; i < rs->nflags; i++)
+                put_cs(b, rs->flags[i]);
+        put_u(b, g->nbands);
+        for (uint32_t i = 0; i < g->nbands; i++)
+                put_cs(b, g->bands[i].grade);
+        put_u(b, g->nmodes);
+        for (uint32_t i = 0; i < g->nmodes; i++)
+                put_cs(b, g->modes[i]);
+        put_u(b, s->nslots);
+        for (uint32_t i = 0; i < s->nslots; i++) {
+                put_cs(b, s->slot_path[i]);
+                buf_putc(b, (char)s->slot_type[i]);
+                const EnumDef *en = s->slot_enum[i];
+                put_u(b, en ? en->nvalues : 0);
+                for (uint32_t k = 0; en && k < en->nvalues; k++)
+                        put_cs(b, en->values[k]);
+        }
+        put_u(b, rs->naggs);
+        for (uint32_t i = 0; i < rs->naggs; i++) {
+                const Aggregate *a = &rs->aggs[i];
+                put_u(b, e->agg_fp[i]);
+                put_u(b, a->nrow_slots);
+                for (uint32_t k = 0; k < a->nrow_slots; k++)
+                        put_u(b, a->row_slots[k]);
+        }
+}
+
+static StateDicts *dict_own(Engine *e)
+{
+        StateDicts *ds = dicts(e);
+        if (!ds->own.len) {
+                dict_build(e, &ds->own);
+                ds->own_id = hash_fast(ds->own.p, ds->own.len);
+        }
+        return ds;
+}
+
+/* A count of entries that take at least a byte each: past the bytes left,
+ * the record is refused before anything is allocated for them. */
+static uint32_t get_count(Rd *r)
+{
+        uint64_t n = get_u(r);
+        if (n > (uint64_t)(r->end - r->p)) {
+                r->bad = true;
+                return 0;
+        }
+        return (uint32_t)n;
+}
+
+static DName get_name(Rd *r)
+{
+        DName d;
+        d.p = get_s(r, &d.n);
+        return d;
+}
+
+/* A dictionary record read and mapped to the engine's rules: each rule by
+ * id, flag, grade and mode by name, slot by path and type, aggregate by
+ * fingerprint and rows; NULL if it does not decode. */
+static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id)
+{
+        const RuleSet *rs = e->rs;
+        StateDict *d = xcalloc(1, sizeof(*d));
+        d->id = id;
+        d->raw = xmalloc(len + 1);
+        memcpy(d->raw, val, len);
+        Rd r = {(const unsigned char *)d->raw, (const unsigned char *)d->raw + len, false, NULL, 0};
+        if (get_b(&r) != ENGINE_STATE_VERSION || get_b(&r) != 'D')
+                goto bad;
+        d->nrules = get_count(&r);
+        d->rules = xcalloc(d->nrules + 1, sizeof(DRule));
+        for (uint32_t i = 0; i < d->nrules && !r.bad; i++) {
+                DRule *x = &d->rules[i];
+                x->id = get_name(&r);
+                x->fp = get_u(&r);
+                x->nsnap = get_count(&r);
+                x->snap = xcalloc(x->nsnap + 1, sizeof(uint32_t));
+                x->snap_at = xcalloc(x->nsnap + 1, sizeof(int32_t));
+                for (uint32_t k = 0; k < x->nsnap; k++) {
+                        uint64_t v = get_u(&r);
+                        x->snap[k] = v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
+                }
+                x->to = r.bad ? -1 : rule_by_id(e, x->id.p, x->id.n);
+        }
+        d->nflags = get_count(&r);
+        d->flag_to = xcalloc(d->nflags + 1, sizeof(int32_t));
+        for (uint32_t i = 0; i < d->nflags && !r.bad; i++) {
+                DName n = get_name(&r);
+                d->flag_to[i] = flag_by_name(rs, n.p, n.n);
+        }
+        d->nbands = get_count(&r);
+        d->band_to = xcalloc(d->nbands + 1, sizeof(int32_t));
+        for (uint32_t i = 0; i < d->nbands && !r.bad; i++) {
+                DName n = get_name(&r);
+                d->band_to[i] = grade_by_name(&rs->grading, n.p, n.n);
+        }
+        d->nmodes = get_count(&r);
+        d->mode_to = xcalloc(d->nmodes + 1, sizeof(int32_t));
+        for (uint32_t i = 0; i < d->nmodes && !r.bad; i++) {
+                DName n = get_name(&r);
+                d->mode_to[i] = mode_by_name(&rs->grading, n.p, n.n);
+        }
+        d->nslots = get_count(&r);
+        d->slots = xcalloc(d->nslots + 1, sizeof(DSlot));
+        for (uint32_t i = 0; i < d->nslots && !r.bad; i++) {
+                DSlot *x = &d->slots[i];
+                x->path = get_name(&r);
+                x->type = get_b(&r);
+                x->nenum = get_count(&r);
+                x->enums = xcalloc(x->nenum + 1, sizeof(DName));
+                for (uint32_t k = 0; k < x->nenum; k++)
+                        x->enums[k] = get_name(&r);
+                x->prof = r.bad ? -1 : slot_in(e, x->path.p, x->path.n, x->type, e->prof_slots, e->nprof);
+        }
+        d->naggs = get_count(&r);
+        d->aggs = xcalloc(d->naggs + 1, sizeof(DAgg));
+        for (uint32_t i = 0; i < d->naggs && !r.bad; i++) {
+                DAgg *x = &d->aggs[i];
+                uint64_t fp = get_u(&r);
+                x->nrow = get_count(&r);
+                x->rows = xcalloc(x->nrow + 1, sizeof(uint32_t));
+                x->to = -1;
+                for (uint32_t k = 0; k < rs->naggs; k++)
+                        if (e->agg_fp[k] == fp)
+                                x->to = (int32_t)k;
+                const Aggregate *a = x->to >= 0 ? &rs->aggs[x->to] : NULL;
+                if (a && (x->nrow != a->nrow_slots || x->nrow > 64))
+                        a = NULL;
+                for (uint32_t k = 0; k < x->nrow; k++) {
+                        uint64_t v = get_u(&r);
+                        if (v >= d->nslots) {
+                                r.bad = true;
+                                break;
+                        }
+                        x->rows[k] = (uint32_t)v;
+                        const DSlot *ds = &d->slots[v];
+                        if (a && slot_in(e, ds->path.p, ds->path.n, ds->type, &a->row_slots[k], 1) < 0)
+                                a = NULL;
+                }
+                if (!a)
+                        x->to = -1;
+        }
+        if (r.bad || r.p != r.end)
+                goto bad;
+        /* each rule's snapshot slots among those of the engine's rule */
+        for (uint32_t i = 0; i < d->nrules; i++) {
+                DRule *x = &d->rules[i];
+                for (uint32_t k = 0; k < x->nsnap; k++) {
+                        if (x->snap[k] >= d->nslots)
+                                goto bad;
+                        const DSlot *ds = &d->slots[x->snap[k]];
+                        x->snap_at[k] = x->to < 0 ? -1
+                                                  : slot_in(e, ds->path.p, ds->path.n, ds->type, e->ri[x->to].snap_slots,
+                                                            e->ri[x->to].nsnap);
+                }
+        }
+        return d;
+bad:
+        dict_free(d);
+        return NULL;
+}
+
+static StateDict *dict_find(Engine *e, uint64_t id)
+{
+        StateDicts *ds = dicts(e);
+        for (uint32_t i = 0; i < ds->nd; i++)
+                if (ds->d[i]->id == id)
+                        return ds->d[i];
+        /* its own, for the undo log */
+        dict_own(e);
+        if (id != ds->own_id)
+                return NULL;
+        StateDict *d = dict_parse(e, ds->own.p, ds->own.len, id);
+        if (!d)
+                abort(); /* what dict_build writes decodes */
+        ds->d = xrealloc(ds->d, (ds->nd + 1) * sizeof(*ds->d));
+        ds->d[ds->nd++] = d;
+        return d;
+}
+
+static void dict_known(StateDicts *ds, uint64_t id)
+{
+        for (uint32_t i = 0; i < ds->nknown; i++)
+                if (ds->known[i] == id)
+                        return;
+        ds->known = xrealloc(ds->known, (ds->nknown + 1) * sizeof(uint64_t));
+        ds->known[ds->nknown++] = id;
+}
+
+static bool dict_is_known(const StateDicts *ds, uint64_t id)
+{
+        for (uint32_t i = 0; i < ds->nknown; i++)
+                if (ds->known[i] == id)
+                        return true;
+        return false;
+}
+
+/* ENGINE_DICT_KEY and the id in 16 hex digits. */
+static size_t dict_key(uint64_t id, char key[48])
+{
+        return (size_t)snprintf(key, 48, "%s%016llx", ENGINE_DICT_KEY, (unsigned long long)id);
+}
+
+/* A dictionary record restored: kept (a second copy of one already read
+ * changes nothing), and known to be in the changelog, so that the engine
+ * does not write it again (a later copy of its key would let compaction
+ * drop the earlier one, which records before the later one need). */
+static int dict_restore(Engine *e, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        uint64_t id = hash_fast(val, vlen);
+        char want[48];
+        if (klen != dict_key(id, want) || memcmp(key, want, klen) != 0)
+                return -EINVAL; /* not the bytes its key names */
+        StateDicts *ds = dicts(e);
+        for (uint32_t i = 0; i < ds->nd; i++)
+                if (ds->d[i]->id == id) {
+                        dict_known(ds, id);
+                        return 0;
+                }
+        StateDict *d = dict_parse(e, val, vlen, id);
+        if (!d)
+                return -EINVAL;
+        ds->d = xrealloc(ds->d, (ds->nd + 1) * sizeof(*ds->d));
+        ds->d[ds->nd++] = d;
+        dict_known(ds, id);
+        return 0;
+}
+
+/* The engine's dictionary to fn before the first record that uses it, if
+ * the changelog does not have it yet. */
+static void dict_changes(Engine *e, EngineRecordFn fn, void *ud)
+{
+        StateDicts *ds = dict_own(e);
+        if (ds->pending || dict_is_known(ds, ds->own_id))
+                return;
+        char key[48];
+        size_t klen = dict_key(ds->own_id, key);
+        fn(ud, key, klen, ds->own.p, ds->own.len);
+        ds->pending = true;
+}
+
+void state_dict_handover(Engine *e, Engine *n)
+{
+        StateDicts *ds = dict_own(e), *nd = dicts(n);
+        StateDict *d = dict_parse(n, ds->own.p, ds->own.len, ds->own_id);
+        if (!d)
+                abort(); /* what dict_build writes decodes */
+        nd->d = xrealloc(nd->d, (nd->nd + 1) * sizeof(*nd->d));
+        nd->d[nd->nd++] = d;
+        for (uint32_t i = 0; i < ds->nknown; i++)
+                dict_known(nd, ds->known[i]);
+}
+
+/* The open batch committed: the dictionary it gave is in the changelog. */
+static void state_dict_committed(Engine *e)
+{
+        StateDicts *ds = e->dicts;
+        if (ds && ds->pending) {
+                dict_known(ds, ds->own_id);
+                ds->pending = false;
+        }
+}
+
+/* The open batch aborted: the dictionary it gave is not in the changelog. */
+static void state_dict_aborted(Engine *e)
+{
+        if (e->dicts)
+                e->dicts->pending = false;
+}
+
 /* ---- an enterprise ---- */
 
 static void ent_write(Engine *e, const Ent *x, Buf *b)
@@ -261,135 +960,134 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 compact_record(e, x, b);
                 return;
         }
+        StateDicts *ds = dict_own(e);
         buf_putc(b, ENGINE_STATE_VERSION);
-        put_f(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
+        put_8(b, ds->own_id);
+        int64_t base = x->last_time == TIME_UNSET ? 0 : x->last_time;
+        put_i(b, base);
+        put_d(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
         uint32_t nst = 0;
         for (uint32_t k = 0; k < e->nstatic; k++)
                 nst += e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
         put_u(b, nst);
         for (uint32_t k = 0; k < e->nstatic; k++)
                 if (e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
-                        put_cs(b, rs->rules[e->static_rules[k]].id);
-        put_cs(b, x->held >= 0 ? g->bands[x->held].grade : "");
-        put_cs(b, x->grade >= 0 ? g->bands[x->grade].grade : "");
-        put_cs(b, x->mode >= 0 ? g->modes[x->mode] : "");
-        put_f(b, x->per_year);
-        put_i(b, x->r->below_since);
-        put_i(b, x->last_time);
-        put_u(b, e->nprof);
+                        put_u(b, e->static_rules[k]);
+        put_u(b, (uint64_t)(x->held + 1));
+        put_u(b, (uint64_t)(x->grade + 1));
+        put_u(b, (uint64_t)(x->mode + 1));
+        put_d(b, x->per_year);
+        put_t(b, x->r->below_since, base);
+        put_t(b, x->last_time, base);
+        /* the profile values that are not null, each with its slot */
+        uint32_t np = 0;
+        for (uint32_t i = 0; i < e->nprof; i++)
+                np += engine_prof_get(e, x, i).tag != VT_NULL;
+        put_u(b, np);
         for (uint32_t i = 0; i < e->nprof; i++) {
-                put_slot(e, b, e->prof_slots[i]);
                 Value v = engine_prof_get(e, x, i);
-                put_v(e, b, &v, e->prof_slots[i]);
+                if (v.tag == VT_NULL)
+                        continue;
+                put_u(b, e->prof_slots[i]);
+                put_v(b, &v, base);
         }
         put_u(b, x->r->nc);
         for (uint32_t i = 0; i < x->r->nc; i++) {
                 const Contrib *c = &x->r->c[i];
-                put_cs(b, rs->rules[c->rule].id);
-                put_f(b, c->points);
-                put_i(b, c->since);
-                put_i(b, c->expires);
-                put_i(b, c->rectify);
-                put_s(b, c->event_id->s, c->event_id->len);
+                put_u(b, c->rule);
+                put_d(b, c->points);
+                put_t(b, c->since, base);
+                put_t(b, c->expires, base);
+                put_t(b, c->rectify, base);
+                put_id(b, c->event_id->s, c->event_id->len);
         }
         put_u(b, x->r->nf);
         for (uint32_t i = 0; i < x->r->nf; i++) {
-                put_cs(b, rs->flags[x->r->f[i].flag]);
+                put_u(b, x->r->f[i].flag);
                 buf_putc(b, (char)x->r->f[i].from_profile);
-                put_i(b, x->r->f[i].until);
+                put_t(b, x->r->f[i].until, base);
         }
         put_u(b, x->nks);
         for (uint32_t i = 0; i < x->nks; i++) {
                 const KeyState *ks = &x->ks[i];
                 const RuleInfo *ri = &e->ri[ks->rule];
-                put_cs(b, rs->rules[ks->rule].id);
+                put_u(b, ks->rule);
                 buf_putc(b, (char)ks->keyed);
                 if (ks->keyed) {
                         Str key = ks_key(ks);
                         put_s(b, key.p, key.len);
                 }
                 buf_putc(b, (char)ks->fired);
-                put_i(b, rs->rules[ks->rule].timer_driven ? TIME_UNSET : ks->at); /* since */
-                put_i(b, ks->last_fire);
-                put_i(b, ks_due(e, ks));
+                put_t(b, rs->rules[ks->rule].timer_driven ? TIME_UNSET : ks->at, base); /* since */
+                put_t(b, ks->last_fire, base);
+                put_t(b, ks_due(e, ks), base);
+                /* the snapshot's values in the order of the rule's slots (the dictionary's) */
                 put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
                 engine_snap_values(ks, ri, e->snapvals);
                 for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
-                        put_slot(e, b, ri->snap_slots[k]);
-                        put_v(e, b, &e->snapvals[k], ri->snap_slots[k]);
+                        const Value *v = &e->snapvals[k];
+                        Str key = ks_key(ks);
+                        if (ks->keyed && v->tag == VT_STR && str_order(v->s, key) == 0)
+                                buf_putc(b, (char)SNAP_IS_KEY); /* the per: field: the key again */
+                        else
+                                put_v(b, v, base);
                 }
                 size_t idlen;
                 char idbuf[40];
                 const char *id = engine_snap_id(ks, idbuf, &idlen);
-                put_s(b, id, (uint32_t)idlen);
+                put_id(b, id, idlen);
         }
         put_u(b, x->nw);
         for (uint32_t i = 0; i < x->nw; i++) {
                 const Win *w = &x->w[i];
                 const Aggregate *a = &rs->aggs[w->agg];
-                put_u(b, e->agg_fp[w->agg]);
-                put_u(b, a->nrow_slots);
-                for (uint32_t k = 0; k < a->nrow_slots; k++)
-                        put_slot(e, b, a->row_slots[k]);
+                put_u(b, w->agg);
                 put_u(b, w->n);
                 for (uint32_t r = 0; r < w->n; r++) {
                         uint32_t at = (w->head + r) % w->cap;
-                        put_i(b, w->t[at]);
+                        put_t(b, w->t[at], base);
                         for (uint32_t k = 0; k < a->nrow_slots; k++)
-                                put_v(e, b, &win_v(w)[(size_t)at * a->nrow_slots + k], a->row_slots[k]);
+                                put_v(b, &win_v(w)[(size_t)at * a->nrow_slots + k], base);
                 }
         }
         put_u(b, x->nrecent);
         for (uint32_t i = 0; i < x->nrecent; i++) {
                 /* oldest first */
                 uint32_t at = (x->recent_pos + e->cfg.recent_ids - x->nrecent + i) % e->cfg.recent_ids;
-                put_u(b, ent_recent(e, x)[at]);
+                put_8(b, ent_recent(e, x)[at]);
         }
-        /* the fingerprint of each contribution's and key state's rule, so
-         * that a restore under rules where it changed drops them, as a
-         * reload does (docs/rules.md §5.9); a reader that predates it
-         * ignores it */
-        buf_putc(b, 'F');
-        for (uint32_t i = 0; i < x->r->nc; i++)
-                put_u(b, rs->rules[x->r->c[i].rule].fingerprint);
-        for (uint32_t i = 0; i < x->nks; i++)
-                put_u(b, rs->rules[x->ks[i].rule].fingerprint);
-        /* the official grade's state (grading.yaml official:), after the
-         * fingerprints: a reader that predates it ignores it */
+        /* the official grade's state (grading.yaml official:) */
         const OffState *o = x->r->o;
         if (o && g->official.declared) {
                 buf_putc(b, 'O');
-                put_i(b, o->cycle);
-                put_cs(b, o->assessed >= 0 ? g->bands[o->assessed].grade : "");
+                put_t(b, o->cycle, base);
+                put_u(b, (uint64_t)(o->assessed + 1));
                 put_i(b, o->carry);
                 put_i(b, o->raise);
                 put_i(b, o->lower);
                 put_u(b, (uint64_t)o->provisional | (uint64_t)o->assess_due << 1);
-                put_i(b, o->dyn_time);
-                put_f(b, o->dyn);
-                put_cs(b, o->dyn_rule >= 0 ? rs->rules[o->dyn_rule].id : "");
-                put_cs(b, o->basis >= 0 ? rs->rules[o->basis].id : "");
-                put_i(b, o->basis_time);
+                put_t(b, o->dyn_time, base);
+                put_d(b, o->dyn);
+                put_u(b, (uint64_t)(o->dyn_rule + 1));
+                put_u(b, (uint64_t)(o->basis + 1));
+                put_t(b, o->basis_time, base);
         }
 }
 
-/* The official state after the fingerprints, if the record has one and the
+/* The official state at the end of the record, if it has one and the
  * rules declare the official model; a rule named that no longer exists
  * leaves its reference empty (the evaluation and the steps stay: they are
  * facts of the cycle, not a rule's state). */
 static void off_read(Engine *e, Ent *x, Rd *r)
 {
-        const RuleSet *rs = e->rs;
-        const Grading *g = &rs->grading;
+        const Grading *g = &e->rs->grading;
         if (r->bad || r->p >= r->end || *r->p != 'O')
                 return;
         r->p++;
         OffState o = {.assessed = -1, .basis = -1, .dyn_rule = -1, .cycle_end = TIME_UNSET};
-        uint32_t n;
-        const char *s;
-        o.cycle = get_i(r);
-        s = get_s(r, &n);
-        o.assessed = (int16_t)grade_by_name(g, s, n);
+        bool present;
+        o.cycle = get_t(r);
+        o.assessed = (int16_t)get_grade(e, r, &present);
         /* steps are counts within a cycle (8 bits): outside, the record
          * is refused; a band they reach is clamped to the grading's */
         int64_t carry = get_i(r), raise = get_i(r), lower = get_i(r);
@@ -403,13 +1101,11 @@ static void off_read(Engine *e, Ent *x, Rd *r)
                 r->bad = true;
         o.provisional = bits & 1;
         o.assess_due = (bits >> 1) & 1;
-        o.dyn_time = get_i(r);
+        o.dyn_time = get_t(r);
         o.dyn = get_fin(r);
-        s = get_s(r, &n);
-        o.dyn_rule = (int16_t)(n ? rule_by_id(e, s, n) : -1);
-        s = get_s(r, &n);
-        o.basis = (int16_t)(n ? rule_by_id(e, s, n) : -1);
-        o.basis_time = get_i(r);
+        o.dyn_rule = (int16_t)get_rule_opt(e, r);
+        o.basis = (int16_t)get_rule_opt(e, r);
+        o.basis_time = get_t(r);
         if (r->bad || !g->official.declared)
                 return;
         /* a grade the bands no longer have: assess again */
@@ -418,29 +1114,20 @@ static void off_read(Engine *e, Ent *x, Rd *r)
         *ent_off(e, x) = o;
 }
 
-/* The state of rules whose fingerprint in the record (fp, by index in the
- * record; at[i]: the record index of the i-th kept item) differs from the
- * rule's now: dropped, as a reload drops a changed rule's. */
-static bool drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *cat, uint64_t nks,
+/* The state of rules whose fingerprint as written (cfp of the
+ * contributions, kfp of the key states, by index in the record; cat[i],
+ * kat[i]: the record index of the i-th kept) differs from the rule's now: dropped, as a reload
+ * drops a changed rule's.  Returns whether points were dropped. */
+static bool drop_changed(Engine *e, Ent *x, const uint64_t *cfp, const uint32_t *cat, const uint64_t *kfp,
                          const uint32_t *kat)
 {
         bool points = false;
-        if (r->bad || r->p >= r->end || *r->p != 'F')
-                return false; /* written before fingerprints were: kept by id */
-        r->p++;
-        uint64_t *fp = xmalloc((nc + nks + 1) * sizeof(uint64_t));
-        for (uint64_t i = 0; i < nc + nks; i++)
-                fp[i] = get_u(r);
-        if (r->bad) {
-                free(fp);
-                return false;
-        }
         const RuleSet *rs = e->rs;
         if (x->r != &rare_none) {
                 EntRare *rr = ent_rare(e, x);
                 uint32_t k = 0;
                 for (uint32_t i = 0; i < rr->nc; i++) {
-                        if (fp[cat[i]] != rs->rules[rr->c[i].rule].fingerprint) {
+                        if (cfp[cat[i]] != rs->rules[rr->c[i].rule].fingerprint) {
                                 intern_put(&e->in, rr->c[i].event_id);
                                 e->reload_dropped++;
                                 /* a record holds no expired contribution
@@ -455,7 +1142,7 @@ static bool drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *
         }
         uint32_t k = 0;
         for (uint32_t i = 0; i < x->nks; i++) {
-                if (fp[nc + kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
+                if (kfp[kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
                         engine_ks_free(e, &x->ks[i]);
                         e->reload_dropped++;
                         continue;
@@ -463,20 +1150,53 @@ static bool drop_changed(Engine *e, Ent *x, Rd *r, uint64_t nc, const uint32_t *
                 x->ks[k++] = x->ks[i];
         }
         x->nks = (uint16_t)k;
-        free(fp);
         return points;
+}
+
+/* Format 1: the fingerprints after the recent ids ('F'), if the record has
+ * them (one written before they were keeps its state by id). */
+static bool fp_read(Rd *r, uint64_t *cfp, uint64_t nc, uint64_t *kfp, uint64_t nks)
+{
+        if (r->bad || r->p >= r->end || *r->p != 'F')
+                return false;
+        r->p++;
+        for (uint64_t i = 0; i < nc; i++)
+                cfp[i] = get_u(r);
+        for (uint64_t i = 0; i < nks; i++)
+                kfp[i] = get_u(r);
+        return !r->bad;
+}
+
+/* The header: format 1 its version byte; format 2 the version, the
+ * dictionary (known, else the record is refused) and the base time. */
+static void ent_head(Engine *e, Rd *r)
+{
+        uint8_t v = get_b(r);
+        if (v == ENGINE_STATE_VERSION_1)
+                return;
+        if (v != ENGINE_STATE_VERSION) {
+                r->bad = true;
+                return;
+        }
+        uint64_t id = get_8(r);
+        r->d = r->bad ? NULL : dict_find(e, id);
+        if (!r->d) {
+                r->bad = true;
+                return;
+        }
+        r->base = get_i(r);
 }
 
 static void ent_read(Engine *e, Ent *x, Rd *r)
 {
         const RuleSet *rs = e->rs;
-        const Grading *g = &rs->grading;
         uint32_t n;
         const char *s;
-        if (get_b(r) != ENGINE_STATE_VERSION) {
-                r->bad = true;
+        char idbuf[40];
+        ent_head(e, r);
+        if (r->bad)
                 return;
-        }
+        const StateDict *d = r->d;
         uint32_t dropped = e->reload_dropped;
         /* the static score (ent_static_score, derived from the bits): under
          * other rules, a static rule's new score shows against it */
@@ -487,22 +1207,21 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
          * fields it read are not all kept) */
         uint64_t nst = get_u(r);
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
-                s = get_s(r, &n);
+                int32_t rule = get_rule(e, r, NULL);
                 bool found = false;
-                for (uint32_t k = 0; k < e->nstatic; k++)
-                        if (s_eq(s, n, rs->rules[e->static_rules[k]].id)) {
+                for (uint32_t k = 0; rule >= 0 && k < e->nstatic; k++)
+                        if (e->static_rules[k] == (uint32_t)rule) {
                                 ent_static(e, x)[k / 64] |= 1ull << (k % 64);
                                 found = true;
                         }
-                e->reload_dropped += !found;
+                e->reload_dropped += !found && !r->bad;
         }
         /* the grading: a grade, held grade or mode the grading does not
          * have (a band or mode renamed or removed since the record was
          * written) restores the enterprise ungraded, to be graded again
          * (Ent.grade_lost): never a grade without its mode */
-        uint32_t hn, gn, mn;
-        const char *hs = get_s(r, &hn), *gs = get_s(r, &gn), *ms = get_s(r, &mn);
-        int32_t held = grade_by_name(g, hs, hn), grade = grade_by_name(g, gs, gn), mode = mode_by_name(g, ms, mn);
+        bool hn, gn, mn;
+        int32_t held = get_grade(e, r, &hn), grade = get_grade(e, r, &gn), mode = get_mode(e, r, &mn);
         double per_year = get_fin(r);
         if (r->bad)
                 return;
@@ -515,32 +1234,48 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 x->grade_lost = 1;
                 x->reload_dirty = 1;
         }
-        ent_below_set(e, x, get_i(r));
-        x->last_time = get_i(r);
+        ent_below_set(e, x, get_t(r));
+        x->last_time = get_t(r);
         uint64_t np = get_u(r);
         for (uint64_t i = 0; i < np && !r->bad; i++) {
-                int32_t at = get_slot_in(e, r, e->prof_slots, e->nprof);
-                Value v = get_v(e, r, at >= 0 ? (int32_t)e->prof_slots[at] : -1);
-                if (at >= 0) {
-                        engine_prof_set(e, x, (uint32_t)at, v);
-                        intern_value_put(&e->in, v);
+                int32_t ds = -1, at;
+                if (d) {
+                        ds = get_dslot(r);
+                        at = ds >= 0 ? d->slots[ds].prof : -1;
+                } else {
+                        at = get_slot_in(e, r, e->prof_slots, e->nprof);
                 }
+                /* a string as the record has it: the profile keeps a copy */
+                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->prof_slots[at] : -1, false);
+                if (at >= 0)
+                        engine_prof_set(e, x, (uint32_t)at, v);
         }
         /* counts past what an enterprise can hold (16 bits) refuse the
          * record: no engine wrote it */
         uint64_t nc = get_u(r);
         if (nc > UINT16_MAX)
                 r->bad = true;
+        /* each one's fingerprint as written, contributions then key states
+         * (format 2: the dictionary's; 1: read at the end) */
+        StateDicts *sd = dicts(e);
+        size_t want = (nc < 65536 ? nc : 65536) + 1;
+        if (want > sd->ccap) {
+                sd->ccap = want;
+                sd->cfp = xrealloc(sd->cfp, want * sizeof(uint64_t));
+                sd->cat = xrealloc(sd->cat, want * sizeof(uint32_t));
+        }
+        uint64_t *cfp = sd->cfp;
         /* the record index of each one kept (at most 65535 are) */
-        uint32_t *cat = xmalloc(((nc < 65536 ? nc : 65536) + 1) * sizeof(uint32_t));
+        uint32_t *cat = sd->cat;
         for (uint64_t i = 0; i < nc && !r->bad; i++) {
-                s = get_s(r, &n);
-                int32_t rule = rule_by_id(e, s, n);
+                uint64_t rfp = 0;
+                int32_t rule = get_rule(e, r, &rfp);
+                cfp[i] = rfp;
                 Contrib c = {.points = get_fin(r)};
-                c.since = get_i(r);
-                c.expires = get_i(r);
-                c.rectify = get_i(r);
-                s = get_s(r, &n);
+                c.since = get_t(r);
+                c.expires = get_t(r);
+                c.rectify = get_t(r);
+                s = get_id(r, &n, idbuf);
                 if (rule < 0 || r->bad) {
                         e->reload_dropped += !r->bad;
                         continue;
@@ -558,14 +1293,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         if (nf > UINT16_MAX)
                 r->bad = true;
         for (uint64_t i = 0; i < nf && !r->bad; i++) {
-                s = get_s(r, &n);
-                int32_t flag = -1;
-                for (uint32_t k = 0; k < rs->nflags && k < 64; k++) /* a flag is a bit of a uint64_t */
-                        if (s_eq(s, n, rs->flags[k]))
-                                flag = (int32_t)k;
-                uint8_t fp = get_b(r);
-                int64_t until = get_i(r);
-                if (fp > 1)
+                int32_t flag = get_flag(e, r);
+                uint8_t fpr = get_b(r);
+                int64_t until = get_t(r);
+                if (fpr > 1)
                         r->bad = true;
                 for (uint32_t k = 0; flag >= 0 && x->r != &rare_none && k < x->r->nf; k++)
                         if (x->r->f[k].flag == flag)
@@ -580,17 +1311,39 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (rr->nf == rr->cf) {
                         rr->f = ent_grow(e, rr->f, &rr->cf, sizeof(FlagState));
                 }
-                rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fp, .until = until};
+                rr->f[rr->nf++] = (FlagState){.flag = (uint16_t)flag, .from_profile = fpr, .until = until};
         }
         uint64_t nks = get_u(r);
         if (nks > UINT16_MAX)
                 r->bad = true;
-        uint32_t *kat = xmalloc(((nks < 65536 ? nks : 65536) + 1) * sizeof(uint32_t));
+        want = (nks < 65536 ? nks : 65536) + 1;
+        if (want > sd->kcap) {
+                sd->kcap = want;
+                sd->kfp = xrealloc(sd->kfp, want * sizeof(uint64_t));
+                sd->kat = xrealloc(sd->kat, want * sizeof(uint32_t));
+        }
+        uint32_t *kat = sd->kat;
+        uint64_t *kfp = sd->kfp;
         /* key states kept per rule: no more than cfg.max_keys, as an event makes */
-        uint32_t *nkeys = xcalloc(rs->nrules + 1, sizeof(uint32_t));
+        if (rs->nrules + 1 > sd->nkcap) {
+                sd->nkcap = rs->nrules + 1;
+                sd->nkeys = xrealloc(sd->nkeys, sd->nkcap * sizeof(uint32_t));
+        }
+        uint32_t *nkeys = sd->nkeys;
+        memset(nkeys, 0, (rs->nrules + 1) * sizeof(uint32_t));
         for (uint64_t i = 0; i < nks && !r->bad; i++) {
-                s = get_s(r, &n);
-                int32_t rule = rule_by_id(e, s, n);
+                /* format 2: the rule's snapshot slots are the dictionary's */
+                const DRule *dr = NULL;
+                int32_t rule;
+                if (d) {
+                        uint64_t di = get_u(r);
+                        dr = di < d->nrules ? &d->rules[di] : NULL;
+                        r->bad |= !dr;
+                        rule = dr ? dr->to : -1;
+                        kfp[i] = dr ? dr->fp : 0;
+                } else {
+                        rule = get_rule(e, r, NULL);
+                }
                 KeyState ks = {.rule = (uint16_t)(rule < 0 ? 0 : rule)};
                 uint8_t keyed = get_b(r);
                 if (keyed > 1)
@@ -600,8 +1353,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                  * has twice or one past max_keys */
                 if (rule >= 0 && keyed != (e->rs->rules[rule].per_slot >= 0))
                         rule = -1;
+                r->key = (Str){NULL, 0};
                 if (keyed && !r->bad) {
                         s = get_s(r, &n);
+                        r->key = (Str){s, n};
                         if (rule >= 0 && !r->bad) {
                                 for (uint32_t k = 0; k < x->nks; k++)
                                         if (x->ks[k].rule == rule && x->ks[k].keyed &&
@@ -620,27 +1375,36 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 ks.fired = get_b(r);
                 if (ks.fired > 1)
                         r->bad = true;
-                int64_t since = get_i(r);
-                ks.last_fire = get_i(r);
-                int64_t due = get_i(r);
+                int64_t since = get_t(r);
+                ks.last_fire = get_t(r);
+                int64_t due = get_t(r);
                 /* a for: key's timer is due for_ms after since, by construction */
                 ks.at = rule >= 0 && e->rs->rules[rule].timer_driven ? due : since;
                 ks.armed = due != TIME_UNSET;
                 uint64_t nsnap = get_u(r);
+                if (d && (!dr || (nsnap && nsnap != dr->nsnap)))
+                        r->bad = true; /* format 2: all of the rule's slots, or none */
                 const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
                 /* by snapshot index; slots the record lacks stay null */
                 Value *vals = e->snapvals;
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
                         vals[q] = value_null();
                 for (uint64_t k = 0; k < nsnap && !r->bad; k++) {
-                        int32_t at = ri ? get_slot_in(e, r, ri->snap_slots, ri->nsnap) : get_slot_in(e, r, NULL, 0);
-                        Value v = get_v(e, r, at >= 0 ? (int32_t)ri->snap_slots[at] : -1);
+                        int32_t ds = -1, at;
+                        if (d) {
+                                ds = (int32_t)dr->snap[k];
+                                at = ri ? dr->snap_at[k] : -1;
+                        } else {
+                                at = ri ? get_slot_in(e, r, ri->snap_slots, ri->nsnap) : get_slot_in(e, r, NULL, 0);
+                        }
+                        Value v = get_v(e, r, ds, at >= 0 ? (int32_t)ri->snap_slots[at] : -1);
                         if (at >= 0) {
                                 intern_value_put(&e->in, vals[at]);
                                 vals[at] = v;
                         }
                 }
-                s = get_s(r, &n);
+                r->key = (Str){NULL, 0};
+                s = get_id(r, &n, idbuf);
                 if (ri && rule >= 0 && !r->bad && (nsnap || n))
                         engine_snap_set(e, &ks, ri, vals, false, s, n);
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++) {
@@ -661,21 +1425,36 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         }
         uint64_t nw = get_u(r);
         for (uint64_t i = 0; i < nw && !r->bad; i++) {
-                uint64_t fp = get_u(r);
                 int32_t agg = -1;
-                for (uint32_t k = 0; k < rs->naggs; k++)
-                        if (e->agg_fp[k] == fp)
-                                agg = (int32_t)k;
-                uint64_t nrow = get_u(r);
-                const Aggregate *a = agg >= 0 ? &rs->aggs[agg] : NULL;
-                if (a && (nrow != a->nrow_slots || nrow > 64))
-                        a = NULL;
+                uint64_t nrow;
+                const DAgg *da = NULL;
+                const Aggregate *a = NULL;
+                if (d) {
+                        uint64_t di = get_u(r);
+                        if (di >= d->naggs) {
+                                r->bad = true;
+                                break;
+                        }
+                        da = &d->aggs[di];
+                        agg = da->to;
+                        nrow = da->nrow;
+                        a = agg >= 0 ? &rs->aggs[agg] : NULL;
+                } else {
+                        uint64_t afp = get_u(r);
+                        for (uint32_t k = 0; k < rs->naggs; k++)
+                                if (e->agg_fp[k] == afp)
+                                        agg = (int32_t)k;
+                        nrow = get_u(r);
+                        a = agg >= 0 ? &rs->aggs[agg] : NULL;
+                        if (a && (nrow != a->nrow_slots || nrow > 64))
+                                a = NULL;
+                        for (uint64_t k = 0; k < nrow && !r->bad; k++)
+                                if (get_slot_in(e, r, a ? &a->row_slots[k] : NULL, a ? 1 : 0) < 0)
+                                        a = NULL;
+                }
                 for (uint32_t k = 0; a && k < x->nw; k++)
                         if (x->w[k].agg == agg)
                                 a = NULL; /* a window twice: the first kept */
-                for (uint64_t k = 0; k < nrow && !r->bad; k++)
-                        if (get_slot_in(e, r, a ? &a->row_slots[k] : NULL, a ? 1 : 0) < 0)
-                                a = NULL;
                 uint64_t rows = get_u(r);
                 e->reload_dropped += !a && rows;
                 Win *w = NULL;
@@ -693,12 +1472,13 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         /* rows in arrival order, not necessarily in time
                          * order (held events released early): any time but
                          * none */
-                        int64_t t = get_i(r);
+                        int64_t t = get_t(r);
                         if (t == TIME_UNSET)
                                 r->bad = true;
                         Value tmp[64];
                         for (uint64_t k = 0; k < nrow; k++)
-                                tmp[k < 64 ? k : 63] = get_v(e, r, w ? (int32_t)a->row_slots[k] : -1);
+                                tmp[k < 64 ? k : 63] = get_v(e, r, da ? (int32_t)da->rows[k] : -1,
+                                                             w ? (int32_t)a->row_slots[k] : -1);
                         if (w && r->bad) { /* a row cut short: not kept */
                                 for (uint64_t k = 0; k < nrow; k++)
                                         intern_value_put(&e->in, tmp[k]);
@@ -720,7 +1500,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         }
         uint64_t nr = get_u(r);
         for (uint64_t i = 0; i < nr && !r->bad; i++) {
-                uint64_t h = get_u(r);
+                uint64_t h = d ? get_8(r) : get_u(r);
                 if (!e->cfg.recent_ids)
                         continue;
                 ent_recent(e, x)[x->recent_pos] = h;
@@ -728,11 +1508,10 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 if (x->nrecent < e->cfg.recent_ids)
                         x->nrecent++;
         }
-        bool points = nc < 65536 && nks < 65536 && drop_changed(e, x, r, nc, cat, nks, kat);
+        bool points = false;
+        if (!r->bad && (d || fp_read(r, cfp, nc, kfp, nks)))
+                points = drop_changed(e, x, cfp, cat, kfp, kat);
         off_read(e, x, r);
-        free(cat);
-        free(kat);
-        free(nkeys);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {
@@ -767,7 +1546,7 @@ static int held_qcmp(const void *a, const void *b)
 static void meta_write(Engine *e, int64_t next, Buf *b)
 {
         xsort(e->held, e->nheld, sizeof(Held), held_qcmp);
-        buf_putc(b, ENGINE_STATE_VERSION);
+        buf_putc(b, ENGINE_META_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);
         put_i(b, next);
@@ -786,7 +1565,7 @@ static void meta_write(Engine *e, int64_t next, Buf *b)
 
 static int64_t meta_read(Engine *e, Rd *r)
 {
-        if (get_b(r) != ENGINE_STATE_VERSION) {
+        if (get_b(r) != ENGINE_META_VERSION) {
                 r->bad = true;
                 return -1;
         }
@@ -867,6 +1646,12 @@ void engine_batch_begin(Engine *e)
 
 void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud)
 {
+        dict_changes(e, fn, ud);
+        state_changes(e, next_offset, fn, ud);
+}
+
+void state_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud)
+{
         Buf b = {0};
         for (uint32_t i = 0; i < e->ntouched; i++) {
                 Ent *x = e->touched[i];
@@ -882,6 +1667,7 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
 
 void engine_batch_commit(Engine *e)
 {
+        state_dict_committed(e);
         for (uint32_t i = 0; i < e->ntouched; i++) {
                 e->touched[i]->touched = 0;
                 e->touched[i]->reload_dirty = 0; /* its record is written */
@@ -901,6 +1687,7 @@ void engine_batch_abort(Engine *e)
                 return;
         if (e->regrade_open)
                 e->regrade_due = true;
+        state_dict_aborted(e);
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
@@ -929,6 +1716,8 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
                 e->restore_next = meta_read(e, &r);
                 return r.bad ? -EINVAL : 0;
         }
+        if (klen >= sizeof(ENGINE_DICT_KEY) - 1 && memcmp(key, ENGINE_DICT_KEY, sizeof(ENGINE_DICT_KEY) - 1) == 0)
+                return dict_restore(e, key, klen, val, vlen);
         Ent *x = engine_ent_get(e, key, (uint32_t)klen);
         if (!x)
                 return -ENOSPC;

@@ -854,6 +854,24 @@ static void log_record(void *ud, const char *key, size_t klen, const void *val, 
         l->n++;
 }
 
+/* Records of format 1 (ENGINE_STATE_VERSION 1, one record naming every rule,
+ * field and aggregate), as the writer of 2715ace wrote them for story() and
+ * official_story(): a daemon upgraded in place restores its changelog. */
+typedef struct FixRecord {
+        const char *key;
+        size_t klen;
+        const char *val;
+        size_t vlen;
+} FixRecord;
+#include "tests/unit/records-v1.h"
+
+/* The fixture's records as a log (values writable). */
+static void log_fixture(Log *l, const FixRecord *fx, size_t n)
+{
+        for (size_t k = 0; k < n; k++)
+                log_record(l, fx[k].key, fx[k].klen, fx[k].val, fx[k].vlen);
+}
+
 static void log_free(Log *l)
 {
         for (uint32_t i = 0; i < l->n; i++) {
@@ -1503,8 +1521,10 @@ Test(engine, reload_records_restore_what_the_reload_left)
         uint32_t nlog = log.n;
         engine_batch_changes(nx, cut, log_record, &log);
         engine_batch_commit(nx);
-        cr_assert_eq(log.n - nlog, rep.records + 1, "%u records for %llu enterprises and the partition", log.n - nlog,
-                     (unsigned long long)rep.records);
+        /* and the dictionary of the new rules, before them */
+        cr_assert_eq(log.n - nlog, rep.records + 2, "%u records for %llu enterprises, the partition and the dictionary",
+                     log.n - nlog, (unsigned long long)rep.records);
+        cr_assert_eq(memcmp(log.key[nlog], ENGINE_DICT_KEY, strlen(ENGINE_DICT_KEY)), 0);
         engine_free(e);
 
         Engine *r = NULL;
@@ -2482,7 +2502,9 @@ Test(engine, a_record_with_an_unknown_mode_restores_ungraded)
 {
         RuleSet *rs = load();
         Log log = {0};
-        story_records(rs, &log);
+        /* format 1 names the mode in the record (format 2 in the
+         * dictionary: the renamed mode below) */
+        log_fixture(&log, v1_story, sizeof(v1_story) / sizeof(v1_story[0]));
         uint32_t i = log_find(&log, "E1");
         char *m = (char *)find_str(log.val[i], log.vlen[i], "flying_inspection");
         cr_assert_not_null(m);
@@ -2610,7 +2632,7 @@ static void rec_s(Buf *b, const char *s)
  * no static rules, grade D, mode key_inspection, per_year, no profile. */
 static void rec_head(Buf *b, double static_score, double per_year)
 {
-        buf_putc(b, ENGINE_STATE_VERSION);
+        buf_putc(b, ENGINE_STATE_VERSION_1);
         rec_f(b, static_score);
         rec_u(b, 0);
         rec_s(b, "D");
@@ -2670,7 +2692,7 @@ Test(engine, records_with_huge_counts_or_non_finite_numbers_are_refused)
         }
         /* a huge count of static rules or window rows: the bytes run out */
         b.len = 0;
-        buf_putc(&b, ENGINE_STATE_VERSION);
+        buf_putc(&b, ENGINE_STATE_VERSION_1);
         rec_f(&b, 0);
         rec_u(&b, UINT64_MAX);
         cr_assert_eq(restore_one(rs, &b, NULL), -EINVAL);
@@ -3038,5 +3060,183 @@ Test(engine, the_budget_refuses_new_enterprises_and_loses_nothing)
         buf_free(&more);
         buf_free(&dl);
         buf_free(&in);
+        rules_unref(rs);
+}
+
+
+static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const char *grades, const char *const *keys,
+                            const char *const *explain)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (size_t k = 0; k < n; k++)
+                cr_assert_eq(engine_restore_record(e, fx[k].key, fx[k].klen, fx[k].val, fx[k].vlen), 0, "record %zu", k);
+        engine_restore_finish(e);
+        cr_assert_not(engine_regrade_due(e));
+        Buf g = {0};
+        engine_grades_write(e, &g);
+        buf_putc(&g, 0);
+        cr_assert_str_eq(g.p, grades);
+        for (size_t k = 0; keys[k]; k++) {
+                char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                cr_assert_str_eq(j, explain[k]);
+                free(j);
+        }
+        /* and it goes on: its next record restores the same */
+        Log log = {0};
+        engine_batch_begin(e);
+        for (uint32_t i = 0; i < e->tabcap; i++)
+                if (e->tab[i])
+                        state_touch(e, tab_ent(e, i));
+        engine_batch_changes(e, 1, log_record, &log);
+        engine_batch_commit(e);
+        engine_free(e);
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(e);
+        g.len = 0;
+        engine_grades_write(e, &g);
+        buf_putc(&g, 0);
+        cr_assert_str_eq(g.p, grades);
+        for (size_t k = 0; keys[k]; k++) {
+                char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                cr_assert_str_eq(j, explain[k]);
+                free(j);
+        }
+        engine_free(e);
+        log_free(&log);
+        buf_free(&g);
+        out_free(&o);
+}
+
+Test(engine, records_of_format_1_restore)
+{
+        RuleSet *rs = load();
+        const char *keys[] = {"E1", "E2", NULL};
+        const char *story_explain[] = {v1_story_E1, v1_story_E2};
+        restore_fixture(rs, v1_story, sizeof(v1_story) / sizeof(v1_story[0]), v1_story_grades, keys, story_explain);
+        rules_unref(rs);
+        RuleSet *ro = load_official();
+        const char *okeys[] = {"E1", "E2", "E3", NULL};
+        const char *off_explain[] = {v1_official_E1, v1_official_E2, v1_official_E3};
+        restore_fixture(ro, v1_official, sizeof(v1_official) / sizeof(v1_official[0]), v1_official_grades, okeys,
+                        off_explain);
+        rules_unref(ro);
+}
+
+static char *text_replaced(const char *text, const char *from, const char *to)
+{
+        const char *at = strstr(text, from);
+        cr_assert_not_null(at, "%s", from);
+        return xasprintf("%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+}
+
+/* The records as restored into rs and graded again: explain of E1 and E2
+ * and the grades, one text. */
+static char *restored_under(RuleSet *rs, const Log *log)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log->n; k++)
+                cr_assert_eq(engine_restore_record(e, log->key[k], log->klen[k], log->val[k], log->vlen[k]), 0,
+                             "record %u", k);
+        engine_restore_finish(e);
+        cr_assert(engine_regrade_due(e));
+        EngineReload rep = {0};
+        cr_assert_eq(engine_regrade(e, &rep), 0);
+        engine_batch_commit(e);
+        Buf b = {0};
+        for (int i = 0; i < 2; i++) {
+                char *j = engine_explain_json(e, i ? "E2" : "E1", 2);
+                buf_puts(&b, j);
+                free(j);
+        }
+        engine_grades_write(e, &b);
+        buf_printf(&b, "dropped %llu rescored %llu regraded %llu\n", (unsigned long long)rep.state_dropped,
+                   (unsigned long long)rep.rescored, (unsigned long long)rep.regraded);
+        buf_putc(&b, 0);
+        engine_free(e);
+        out_free(&o);
+        return b.p;
+}
+
+/* The same under the rules they were written with (nothing graded again). */
+static char *restored_under_same(RuleSet *rs, const Log *log)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (uint32_t k = 0; k < log->n; k++)
+                cr_assert_eq(engine_restore_record(e, log->key[k], log->klen[k], log->val[k], log->vlen[k]), 0);
+        engine_restore_finish(e);
+        cr_assert_not(engine_regrade_due(e));
+        Buf b = {0};
+        for (int i = 0; i < 2; i++) {
+                char *j = engine_explain_json(e, i ? "E2" : "E1", 2);
+                buf_puts(&b, j);
+                free(j);
+        }
+        engine_grades_write(e, &b);
+        buf_putc(&b, 0);
+        engine_free(e);
+        out_free(&o);
+        return b.p;
+}
+
+/* Records of format 2 restore into changed rules as those of format 1 do
+ * (names mapped by name, through the dictionary): a rule's score changed
+ * (its state dropped), a rule removed (its window and key states gone), a
+ * mode renamed (graded again), an enum's values reordered. */
+Test(engine, records_of_format_2_restore_into_changed_rules_as_format_1)
+{
+        RuleSet *rs = load();
+        Log now = {0}, old = {0};
+        story_records(rs, &now);
+        cr_assert_eq(memcmp(now.key[0], ENGINE_DICT_KEY, strlen(ENGINE_DICT_KEY)), 0, "the dictionary first");
+        log_fixture(&old, v1_story, sizeof(v1_story) / sizeof(v1_story[0]));
+        /* the same state either way, under the same rules */
+        char *a = restored_under_same(rs, &now), *b = restored_under_same(rs, &old);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+
+        char *s1 = text_replaced(schema, "category: [dairy, meat]", "category: [meat, dairy]");
+        char *r1 = text_replaced(rules, "score: 5\n", "score: 6\n");
+        char *r2 = text_replaced(r1, "  - id: coldchain.hot_hour", "  - id: coldchain.hot_hour_gone\n    on: coldchain\n    when: false\n  - id: x.hot_hour");
+        char *g1 = text_replaced(grading, "flying_inspection", "flying_check");
+        const char *names[] = {"schema.yaml", "grading.yaml", "rules.yaml"};
+        const char *texts[] = {s1, g1, r2};
+        size_t lens[] = {strlen(s1), strlen(g1), strlen(r2)};
+        DiagList dl = {0};
+        RuleSet *rs2 = NULL;
+        int rc = rules_load_mem("t2", names, texts, lens, 3, &dl, &rs2);
+        if (rc)
+                diag_print_text(stderr, &dl, false);
+        cr_assert_eq(rc, 0);
+        a = restored_under(rs2, &now);
+        b = restored_under(rs2, &old);
+        cr_assert_str_eq(a, b);
+        cr_assert_not_null(strstr(a, "flying_check"), "%s", a);
+        cr_assert_null(strstr(a, "coldchain.warm"), "%s", a); /* changed: its points dropped */
+        cr_assert_null(strstr(a, "dropped 0 "), "%s", a);
+        free(a);
+        free(b);
+        rules_unref(rs2);
+        diag_list_deinit(&dl);
+        free(s1);
+        free(r1);
+        free(r2);
+        free(g1);
+        log_free(&now);
+        log_free(&old);
         rules_unref(rs);
 }
