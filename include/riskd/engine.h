@@ -206,6 +206,22 @@ void engine_grades_write(Engine *e, struct Buf *out);
  *                                    (enterprises, watermark, held events,
  *                                    timers); the daemon rewinds its input
  *
+ * So that the engine need not wait for the broker, a batch can be sealed
+ * once its records are taken, and the next one begun while its transaction
+ * commits:
+ *
+ *   engine_batch_changes(e, ...); engine_batch_seal(e)
+ *                                    batch N is closed; its undo is kept
+ *   engine_batch_begin(e) ... engine_push ... (batch N+1, its own undo)
+ *   engine_batch_commit(e)           N committed: N's undo dropped, N+1
+ *                                    stays open (or sealed)
+ *   engine_batch_abort(e)            N (or N+1) aborted: back to where N
+ *                                    began, N+1's work included
+ *
+ * engine_batch_commit commits the sealed batch if there is one, else the
+ * open one; engine_batch_abort always rolls back to the last commit.  One
+ * sealed batch at a time: sealing again before its commit merges the two.
+ *
  * Restore (on assignment): a fresh Engine, engine_restore_record() for every
  * changelog record of the partition in log order (a later record of a key
  * replaces the earlier one), then engine_restore_finish(), which rebuilds
@@ -224,6 +240,9 @@ typedef void (*EngineRecordFn)(void *ud, const char *key, size_t klen, const voi
 
 void engine_batch_begin(Engine *e);
 void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
+void engine_batch_seal(Engine *e);
+/* A sealed batch awaits its commit or abort. */
+bool engine_batch_sealed(const Engine *e);
 void engine_batch_commit(Engine *e);
 void engine_batch_abort(Engine *e);
 /* 0, or -EINVAL for a record that does not decode (it is skipped). */

@@ -1962,6 +1962,7 @@ Engine *engine_free(Engine *e)
         free(e->undo_off);
         buf_free(&e->undo);
         buf_free(&e->meta_undo);
+        buf_free(&e->meta_sealed);
         buf_free(&e->out);
         buf_free(&e->msg);
         decoder_free(e->dec);
