@@ -65,6 +65,11 @@ typedef struct SourcePos {
                               * partition record): a duplicate id is an expected
                               * repeat, counted in EngineStats.replayed, not a
                               * dead letter */
+        const char *key;     /* the message's key (Kafka), NULL none: a dead letter
+                              * carries it byte for byte; valid during engine_push
+                              * (an event held for the grace does not keep it) */
+        size_t key_len;
+        int64_t timestamp;   /* the message's timestamp (ms since the epoch), 0 unknown */
 } SourcePos;
 
 typedef struct OutMeta {
@@ -76,6 +81,8 @@ typedef struct OutMeta {
         const char *rule_id;      /* alerts */
         const char *severity;     /* alerts */
         const char *grade_from, *grade_to; /* adjustments (grade_from NULL first) */
+        int64_t timestamp;        /* alerts: SourcePos.timestamp of the event pushed when it
+                                   * was emitted (0 unknown) */
 } OutMeta;
 
 typedef void (*EngineEmitFn)(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *meta);

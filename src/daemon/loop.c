@@ -122,13 +122,63 @@ typedef struct Part {
         EngineStats seen;        /* the Engine's counters already in the metrics */
 } Part;
 
-/* A changelog record held back (transactions off: partition records go
- * last, once the enterprises' records are delivered). */
-typedef struct Deferred {
-        int32_t partition;
-        char *key, *val;
-        size_t klen, vlen;
-} Deferred;
+/* What a record of a batch is, in the order the committer produces them. */
+typedef enum RecKind {
+        REC_OUTPUT,              /* an alert, shadow alert or adjustment */
+        REC_DEADLETTER,          /* the original bytes and key; riskd.* headers */
+        REC_REPLAY,              /* transactions off: a replay mark, delivered with the outputs */
+        REC_STATE,               /* an enterprise's changelog record (no value: a tombstone) */
+        REC_META,                /* a partition record (ENGINE_META_KEY, OFFSETS_KEY): transactions
+                                  * off, written once the enterprises' are delivered */
+} RecKind;
+
+typedef struct Rec {
+        RecKind kind;
+        const char *topic;       /* the configuration's */
+        int32_t partition;       /* RD_KAFKA_PARTITION_UA: by key */
+        bool has_key, has_val;
+        size_t key, klen, val, vlen; /* the bytes: offsets in Batch.arena */
+        rd_kafka_headers_t *hdrs;
+} Rec;
+
+enum { BATCH_COMMITTED = 1, BATCH_ABORTED, BATCH_FATAL };
+
+/* A batch: open (the main loop adds the outputs of its events), then in
+ * flight (the committer produces its records in one transaction). */
+typedef struct Batch {
+        Rec *recs;
+        uint32_t nrecs, crecs;
+        Buf arena;
+        uint64_t bytes;          /* of keys and values */
+        uint64_t events;
+        rd_kafka_topic_partition_list_t *offsets; /* every active input's position at the seal */
+        rd_kafka_consumer_group_metadata_t *cgmd; /* taken at the seal (transactions on) */
+        /* the first event; ready to commit; handed to the committer; its
+         * commit began; ended */
+        int64_t t0, t_ready, t_seal, t_start, t_done;
+        int result;              /* BATCH_COMMITTED, BATCH_ABORTED, BATCH_FATAL */
+} Batch;
+
+/* The committer thread (committer_run) and what it alone touches. */
+typedef struct Committer {
+        pthread_t thread;
+        bool running;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        Batch *job;              /* handed over (under mu) */
+        bool done;               /* job's result is in (under mu) */
+        bool stop;               /* under mu */
+        /* the committer's own */
+        bool failed;             /* a record of the job could not be produced */
+        uint64_t delivery_errors; /* of the job */
+        LogLimit ll_delivery, ll_produce, ll_kafka;
+        int64_t fault_crash_state; /* RISKD_FAULT_CRASH_STATE=N (tests): transactions off, riskd
+                                    * dies (SIGKILL) in its Nth batch once the enterprises'
+                                    * records are delivered, before the partition records; 0 */
+        const char *fault_hold;  /* RISKD_FAULT_COMMIT_HOLD=PATH (tests): a commit waits, its records
+                                  * sent, until PATH exists (the engine goes on with the next batch) */
+        bool fault_kill;         /* RISKD_FAULT_COMMIT_KILL=1: and riskd dies there (SIGKILL) */
+} Committer;
 
 /* The metrics (/metrics): families, and the series every batch touches. */
 typedef struct Metrics {
@@ -160,22 +210,16 @@ struct Loop {
         uint32_t nparts;
         uint32_t nrestoring;     /* Parts not yet PART_ACTIVE */
 
-        /* the open batch */
-        bool batch_open, txn_open, batch_failed;
-        uint64_t batch_events;
-        int64_t batch_t0;
-        uint64_t delivery_errors;       /* since the batch began */
-        Deferred *deferred;
-        uint32_t ndeferred, cdeferred;
-        bool defer_meta;
-        Part *cl_part;           /* whose changelog records are being produced */
+        Batch *open;             /* the batch being processed; NULL none */
+        Batch *flight;           /* the batch being committed; NULL none */
+        Committer c;
+        Part *cl_part;           /* whose changelog records are being taken */
 
-        const rd_kafka_message_t *cur;  /* the message being pushed */
         rd_kafka_queue_t *queue;        /* the consumer's */
         bool rewound;                   /* some Input.rewound is set */
         rd_kafka_message_t *msgs[LOOP_MSGS];
 
-        bool fatal;
+        atomic_bool fatal;       /* set by either thread */
         bool assigned_once;      /* a first assignment came (READY=1 waits for it) */
         int64_t join_t0;         /* when the group was joined (subscribe), for the log */
         int64_t join_logged;     /* the last "still joining" line */
@@ -202,13 +246,10 @@ struct Loop {
         } *reload_waiters;
         uint32_t nreload_waiters, reload_waiters_cap;
         LoopStats st, st_last;
-        LogLimit ll_dlq, ll_consume, ll_kafka, ll_delivery, ll_restore, ll_produce, ll_stall;
+        LogLimit ll_dlq, ll_consume, ll_kafka, ll_restore, ll_stall;
         int64_t next_tick, next_stats;
         int32_t fault_stall;     /* RISKD_FAULT_STALL (tests): this partition is paused behind the
                                   * loop's back once restored, as a lost fetch would leave it; -1 */
-        int64_t fault_crash_state; /* RISKD_FAULT_CRASH_STATE=N (tests): transactions off, riskd
-                                    * dies (SIGKILL) in its Nth batch once the enterprises'
-                                    * records are delivered, before the partition records; 0 */
         const char *fault_reload_gate; /* RISKD_FAULT_RELOAD_GATE=PATH (tests): a compiled reload
                                         * is handed to the loop only once PATH exists, so a
                                         * test sees what riskd does while the rules compile */
@@ -259,40 +300,51 @@ static const char *printable(const void *s, size_t n, char *buf, size_t size)
         return buf;
 }
 
-/* ---- producing ---- */
+/* ---- the batch's records (produced by the committer) ---- */
 
-/* Produces one record (the bytes are copied; hdrs are taken on success and
- * destroyed on failure).  Queue full: serves delivery reports until there
- * is room.  Other errors fail the batch (or the daemon), except a record
- * too large, which the caller handles. */
-static rd_kafka_resp_err_t produce(Loop *l, const char *topic, int32_t partition, const void *key, size_t klen,
-                                   const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+/*
+ * A batch's outputs and changelog records are not produced as they come:
+ * the producer's transaction belongs to the batch being committed, so the
+ * open batch keeps its records in memory (Batch) and the committer thread
+ * produces them once the transaction before is over (commit_run).  The
+ * bytes live in the batch's arena; a record names them by offset.
+ */
+static Batch *batch_new(void)
 {
-        rd_kafka_resp_err_t err;
-        for (;;) {
-                err = rd_kafka_producev(l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                                        RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-                                        RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || l->fatal)
-                        break;
-                rd_kafka_poll(l->producer, 50);
-        }
-        if (!err)
-                return 0; /* hdrs now owned by the message */
-        if (hdrs)
-                rd_kafka_headers_destroy(hdrs);
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-                char *why = kafka_fatal_error(l->producer);
-                fatal(l, "producer: %s", why ? why : rd_kafka_err2str(err));
-                free(why);
-        } else if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-                l->batch_failed = true;
-                if (log_limit_pass(&l->ll_produce, LOG_PRIO_WARNING, "produce errors"))
-                        log_warning("cannot produce to %s: %s; the batch will be rolled back and retried", topic,
-                                    rd_kafka_err2str(err));
-        }
-        return err;
+        Batch *b = xcalloc(1, sizeof(*b));
+        b->t0 = log_now_ms();
+        return b;
+}
+
+static Batch *batch_free(Batch *b)
+{
+        if (!b)
+                return NULL;
+        for (uint32_t i = 0; i < b->nrecs; i++)
+                if (b->recs[i].hdrs)
+                        rd_kafka_headers_destroy(b->recs[i].hdrs);
+        free(b->recs);
+        buf_free(&b->arena);
+        if (b->offsets)
+                rd_kafka_topic_partition_list_destroy(b->offsets);
+        if (b->cgmd)
+                rd_kafka_consumer_group_metadata_destroy(b->cgmd);
+        free(b);
+        return NULL;
+}
+
+/* Keeps a record for the committer (bytes copied, hdrs taken). */
+static void rec_add(Batch *b, RecKind kind, const char *topic, int32_t partition, const void *key, size_t klen,
+                    const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+{
+        Rec *r = &VEC_PUSH(b->recs, b->nrecs, b->crecs);
+        *r = (Rec){.kind = kind, .topic = topic, .partition = partition, .has_key = key != NULL,
+                   .has_val = val != NULL, .klen = klen, .vlen = vlen, .hdrs = hdrs};
+        r->key = b->arena.len;
+        buf_put(&b->arena, key ? key : "", key ? klen : 0);
+        r->val = b->arena.len;
+        buf_put(&b->arena, val ? val : "", val ? vlen : 0);
+        b->bytes += klen + vlen;
 }
 
 static rd_kafka_headers_t *deadletter_headers(const OutMeta *m, const char *detail)
@@ -317,31 +369,19 @@ static void emit_deadletter(Loop *l, const char *data, size_t len, const OutMeta
         const SourcePos *src = m->source;
         const void *key = m->enterprise;
         size_t klen = m->enterprise ? m->enterprise_len : 0;
-        const rd_kafka_message_t *cur = l->cur;
-        if (cur && src && src->partition == cur->partition && src->offset == cur->offset &&
-            (!src->topic || strcmp(src->topic, rd_kafka_topic_name(cur->rkt)) == 0)) {
-                key = cur->key; /* the message's own key, byte for byte */
-                klen = cur->key_len;
+        if (src && src->key) {
+                key = src->key; /* the message's own key, byte for byte */
+                klen = src->key_len;
         }
-        const char *topic = l->cfg->topics.dead_letters;
-        rd_kafka_resp_err_t err = produce(l, topic, RD_KAFKA_PARTITION_UA, key, klen, data, len,
-                                          deadletter_headers(m, m->detail));
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-                /* the reason still travels; the bytes stay in the input topic */
-                char *detail = xasprintf("%s; the original (%zu bytes) is too large for %s: read it at the source "
-                                         "offset",
-                                         m->detail ? m->detail : "", len, topic);
-                err = produce(l, topic, RD_KAFKA_PARTITION_UA, key, klen, NULL, 0, deadletter_headers(m, detail));
-                free(detail);
-        }
+        rec_add(l->open, REC_DEADLETTER, l->cfg->topics.dead_letters, RD_KAFKA_PARTITION_UA, key, klen, data, len,
+                deadletter_headers(m, m->detail));
         l->st.deadletters++;
         if (log_limit_pass(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters")) {
                 char kb[80];
-                log_warning("dead letter: %s: %s (%s[%d] offset %lld, key %s)%s", m->reason ? m->reason : "?",
+                log_warning("dead letter: %s: %s (%s[%d] offset %lld, key %s)", m->reason ? m->reason : "?",
                             m->detail ? m->detail : "", src && src->topic ? src->topic : "?",
                             src ? src->partition : -1, src ? (long long)src->offset : -1LL,
-                            key ? printable(key, klen, kb, sizeof(kb)) : "(none)",
-                            err ? " - NOT written to the dead-letter topic" : "");
+                            key ? printable(key, klen, kb, sizeof(kb)) : "(none)");
         }
 }
 
@@ -455,7 +495,7 @@ static int64_t wall_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The Engine's sink: every output is produced at once, inside the batch. */
+/* The Engine's sink: every output kept in the open batch. */
 static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
 {
         Loop *l = ud;
@@ -465,12 +505,8 @@ static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, cons
                 topic = l->cfg->topics.alerts;
                 l->st.alerts++;
                 prom_add(prom_series2(l->m.alerts, m->rule_id ? m->rule_id : "", m->severity ? m->severity : ""), 1);
-                if (l->cur) {
-                        rd_kafka_timestamp_type_t tt;
-                        int64_t ts = rd_kafka_message_timestamp(l->cur, &tt);
-                        if (ts > 0)
-                                prom_observe(prom_series(l->m.alert_latency, NULL), (double)(wall_ms() - ts) / 1e3);
-                }
+                if (m->timestamp > 0)
+                        prom_observe(prom_series(l->m.alert_latency, NULL), (double)(wall_ms() - m->timestamp) / 1e3);
                 break;
         case OUT_SHADOW:
                 topic = l->cfg->topics.shadow;
@@ -490,44 +526,18 @@ static void loop_emit(void *ud, OutKind kind, const char *data, size_t len, cons
         default:
                 return;
         }
-        rd_kafka_resp_err_t err =
-                produce(l, topic, RD_KAFKA_PARTITION_UA, m->enterprise, m->enterprise ? m->enterprise_len : 0, data,
-                        len, NULL);
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && log_limit_pass(&l->ll_produce, LOG_PRIO_ERR, "produce errors"))
-                log_err("an output of %zu bytes is too large for %s and was not written: %.200s", len, topic, data);
+        rec_add(l->open, REC_OUTPUT, topic, RD_KAFKA_PARTITION_UA, m->enterprise,
+                m->enterprise ? m->enterprise_len : 0, data, len, NULL);
 }
 
-/* engine_batch_changes' sink: to the changelog partition of l->cl_part. */
+/* engine_batch_changes' sink: to the changelog partition of l->cl_part;
+ * the partition records (and OFFSETS_KEY) go last with transactions off. */
 static void changelog_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
 {
         Loop *l = ud;
-        int32_t p = l->cl_part->id;
-        if (l->defer_meta && klen && key[0] == '\x01') {
-                Deferred *d = &VEC_PUSH(l->deferred, l->ndeferred, l->cdeferred);
-                d->partition = p;
-                d->key = xstrndup(key, klen);
-                d->klen = klen;
-                d->val = xmalloc(vlen ? vlen : 1);
-                memcpy(d->val, val, vlen);
-                d->vlen = vlen;
-                return;
-        }
         /* an empty value is a tombstone: a null value, for compaction */
-        rd_kafka_resp_err_t err = produce(l, l->cfg->topics.changelog, p, key, klen, vlen ? val : NULL, vlen, NULL);
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-                /* the state of this enterprise cannot be saved: better stop than lose it */
-                fatal(l, "a changelog record of %zu bytes is too large for %s (raise its max.message.bytes and "
-                      "the producer's message.max.bytes)", vlen, l->cfg->topics.changelog);
-        }
-}
-
-static void deferred_clear(Loop *l)
-{
-        for (uint32_t i = 0; i < l->ndeferred; i++) {
-                free(l->deferred[i].key);
-                free(l->deferred[i].val);
-        }
-        l->ndeferred = 0;
+        rec_add(l->open, klen && key[0] == '\x01' ? REC_META : REC_STATE, l->cfg->topics.changelog, l->cl_part->id,
+                key, klen, vlen ? val : NULL, vlen, NULL);
 }
 
 /* Every touched Engine's records; with several input topics, the offsets
@@ -582,55 +592,100 @@ static void replay_marks(Loop *l)
                         int64_t mark = in->pos > in->replay_below ? in->pos : in->replay_below;
                         buf_printf(&b, "%s %lld\n", l->cfg->input_topics[i], (long long)mark);
                 }
-                rd_kafka_resp_err_t err = produce(l, l->cfg->topics.changelog, pt->id, REPLAY_KEY, strlen(REPLAY_KEY),
-                                                  b.p, b.len, NULL);
-                (void)err; /* a failure is a delivery error: the batch rolls back */
+                rec_add(l->open, REC_REPLAY, l->cfg->topics.changelog, pt->id, REPLAY_KEY, strlen(REPLAY_KEY), b.p,
+                        b.len, NULL);
                 buf_free(&b);
         }
 }
 
-/* ---- batches ---- */
+/* ---- the committer: one batch's transaction at a time, off the main loop ---- */
 
-static bool batch_begin(Loop *l)
+/* Produces one record (the bytes are copied; hdrs are taken on success and
+ * destroyed on failure).  Queue full: serves delivery reports until there
+ * is room.  Other errors fail the batch (or the daemon), except a record
+ * too large, which the caller handles.  On the committer thread. */
+static rd_kafka_resp_err_t produce(Loop *l, const char *topic, int32_t partition, const void *key, size_t klen,
+                                   const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
 {
-        if (l->cfg->transactions && !l->txn_open) {
-                char *msg = NULL;
-                KafkaTxnStatus st = kafka_txn_status(rd_kafka_begin_transaction(l->producer), &msg);
-                if (st != KAFKA_TXN_OK) {
-                        fatal(l, "begin_transaction: %s (%s)", msg, kafka_txn_status_name(st));
-                        free(msg);
-                        return false;
-                }
-                l->txn_open = true;
+        Committer *c = &l->c;
+        rd_kafka_resp_err_t err;
+        for (;;) {
+                err = rd_kafka_producev(l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                        RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                                        RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || l->fatal)
+                        break;
+                rd_kafka_poll(l->producer, 50);
         }
-        l->batch_open = true;
-        l->batch_failed = false;
-        l->batch_events = 0;
-        l->batch_t0 = log_now_ms();
-        l->delivery_errors = 0;
-        return true;
+        if (!err)
+                return 0; /* hdrs now owned by the message */
+        if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char *why = kafka_fatal_error(l->producer);
+                fatal(l, "producer: %s", why ? why : rd_kafka_err2str(err));
+                free(why);
+        } else if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                c->failed = true;
+                if (log_limit_pass(&c->ll_produce, LOG_PRIO_WARNING, "produce errors"))
+                        log_warning("cannot produce to %s: %s; the batch will be rolled back and retried", topic,
+                                    rd_kafka_err2str(err));
+        }
+        return err;
 }
 
-static void txn_abort(Loop *l)
+/* One record of the batch.  Too large: a dead letter goes without its
+ * bytes (the reason still travels; the bytes stay in the input topic), an
+ * output is logged and left out, a changelog record stops riskd (the state
+ * of that enterprise cannot be saved: better stop than lose it). */
+static void produce_rec(Loop *l, Batch *b, Rec *r)
 {
-        for (int attempt = 1;; attempt++) {
-                char *msg = NULL;
-                KafkaTxnStatus st = kafka_txn_status(rd_kafka_abort_transaction(l->producer, -1), &msg);
-                if (st == KAFKA_TXN_OK) {
-                        l->txn_open = false;
-                        break;
-                }
-                if (st != KAFKA_TXN_FATAL && attempt < TXN_RETRIES && !daemon_stop) {
-                        log_warning("abort_transaction: %s (%s); retrying", msg, kafka_txn_status_name(st));
-                        free(msg);
-                        continue;
-                }
-                fatal(l, "abort_transaction: %s (%s)", msg, kafka_txn_status_name(st));
-                free(msg);
+        const char *key = r->has_key ? b->arena.p + r->key : NULL;
+        const char *val = r->has_val ? b->arena.p + r->val : NULL;
+        rd_kafka_headers_t *hdrs = r->hdrs, *copy = NULL;
+        r->hdrs = NULL; /* taken by produce */
+        if (r->kind == REC_DEADLETTER && hdrs)
+                copy = rd_kafka_headers_copy(hdrs);
+        rd_kafka_resp_err_t err = produce(l, r->topic, r->partition, key, r->klen, val, r->vlen, hdrs);
+        if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                if (copy)
+                        rd_kafka_headers_destroy(copy);
+                return;
+        }
+        switch (r->kind) {
+        case REC_DEADLETTER: {
+                const void *old = NULL;
+                size_t n = 0;
+                rd_kafka_header_get_last(copy, "riskd.detail", &old, &n);
+                char *detail = xasprintf("%.*s; the original (%zu bytes) is too large for %s: read it at the source "
+                                         "offset",
+                                         (int)n, old ? (const char *)old : "", r->vlen, r->topic);
+                rd_kafka_header_remove(copy, "riskd.detail");
+                rd_kafka_header_add(copy, "riskd.detail", -1, detail, -1);
+                free(detail);
+                if (produce(l, r->topic, r->partition, key, r->klen, NULL, 0, copy))
+                        log_warning("a dead letter of %zu bytes was NOT written to %s", r->vlen, r->topic);
                 break;
         }
-        /* serve the purged messages' reports */
-        rd_kafka_poll(l->producer, 0);
+        case REC_OUTPUT:
+                if (log_limit_pass(&l->c.ll_produce, LOG_PRIO_ERR, "produce errors"))
+                        log_err("an output of %zu bytes is too large for %s and was not written: %.200s", r->vlen,
+                                r->topic, val ? val : "");
+                break;
+        default:
+                fatal(l, "a changelog record of %zu bytes is too large for %s (raise its max.message.bytes and "
+                      "the producer's message.max.bytes)", r->vlen, r->topic);
+                break;
+        }
+}
+
+/* The batch's records of the kinds in [from, to], in order. */
+static void produce_kinds(Loop *l, Batch *b, RecKind from, RecKind to)
+{
+        for (uint32_t i = 0; i < b->nrecs && !l->c.failed && !l->fatal; i++)
+                if (b->recs[i].kind >= from && b->recs[i].kind <= to)
+                        produce_rec(l, b, &b->recs[i]);
 }
 
 /* Waits until every record produced so far is delivered or failed. */
@@ -640,17 +695,87 @@ static void flush_all(Loop *l)
                 rd_kafka_flush(l->producer, 500);
 }
 
-/* Offsets and commit in the open transaction.  true: committed. */
-static bool txn_commit(Loop *l, bool must_abort)
+/* RISKD_FAULT_COMMIT_HOLD (tests): a commit waits here, its records sent,
+ * until the file exists; with RISKD_FAULT_COMMIT_KILL riskd then dies. */
+static void fault_hold(Loop *l, Batch *b)
 {
-        char *msg = NULL;
-        KafkaTxnStatus st = KAFKA_TXN_OK;
-        const char *what = "";
-        if (must_abort || l->batch_failed) {
-                st = KAFKA_TXN_ABORT;
-                msg = xstrdup(must_abort ? "the assignment was lost" : "a record could not be produced");
+        Committer *c = &l->c;
+        if (!c->fault_hold || access(c->fault_hold, F_OK) == 0)
+                return;
+        log_warning("RISKD_FAULT_COMMIT_HOLD: the commit of a batch of %llu events waits for %s",
+                    (unsigned long long)b->events, c->fault_hold);
+        while (access(c->fault_hold, F_OK) != 0 && !daemon_stop && !l->fatal) {
+                rd_kafka_poll(l->producer, 20);
+                usleep(20000);
         }
-        if (st == KAFKA_TXN_OK) {
+        if (c->fault_kill) {
+                log_warning("RISKD_FAULT_COMMIT_KILL: dying with the commit in flight");
+                raise(SIGKILL);
+        }
+}
+
+typedef struct TxnArgs {
+        Loop *l;
+        Batch *b;
+} TxnArgs;
+
+static rd_kafka_error_t *call_begin(const TxnArgs *a)
+{
+        return rd_kafka_begin_transaction(a->l->producer);
+}
+
+static rd_kafka_error_t *call_send_offsets(const TxnArgs *a)
+{
+        /* retriable, not resumable: the same offsets and metadata again */
+        return rd_kafka_send_offsets_to_transaction(a->l->producer, a->b->offsets, a->b->cgmd, -1);
+}
+
+static rd_kafka_error_t *call_commit(const TxnArgs *a)
+{
+        return rd_kafka_commit_transaction(a->l->producer, -1);
+}
+
+static rd_kafka_error_t *call_abort(const TxnArgs *a)
+{
+        return rd_kafka_abort_transaction(a->l->producer, -1);
+}
+
+/* The one retry helper of the transactional calls: a retriable error is
+ * retried (TXN_RETRIES times, not after a stop), and with `any` every
+ * error but a fatal one (an abort must end the transaction). */
+static KafkaTxnStatus txn_call(const TxnArgs *a, const char *what, rd_kafka_error_t *(*call)(const TxnArgs *), bool any,
+                               char **msg)
+{
+        for (int attempt = 1;; attempt++) {
+                *msg = NULL;
+                KafkaTxnStatus st = kafka_txn_status(call(a), msg);
+                bool again = any ? st != KAFKA_TXN_FATAL : st == KAFKA_TXN_RETRY;
+                if (st == KAFKA_TXN_OK || !again || attempt >= TXN_RETRIES || daemon_stop)
+                        return st;
+                log_warning("%s: %s (%s); retrying", what, *msg, kafka_txn_status_name(st));
+                free(*msg);
+        }
+}
+
+/* Transactions on: the outputs (flushed: delivered before the state that
+ * reflects them), the changelog records, the offsets, the commit; on an
+ * abortable error the transaction is aborted.  BATCH_COMMITTED,
+ * BATCH_ABORTED or BATCH_FATAL. */
+static int txn_run(Loop *l, Batch *b)
+{
+        Committer *c = &l->c;
+        TxnArgs a = {l, b};
+        char *msg = NULL;
+        const char *what = "begin_transaction";
+        KafkaTxnStatus st = txn_call(&a, what, call_begin, false, &msg);
+        if (st != KAFKA_TXN_OK) {
+                fatal(l, "begin_transaction: %s (%s)", msg, kafka_txn_status_name(st));
+                free(msg);
+                return BATCH_FATAL;
+        }
+        what = "";
+        produce_kinds(l, b, REC_OUTPUT, REC_DEADLETTER);
+        if (!c->failed && !l->fatal)
                 /* The outputs reach their partitions before the state that
                  * reflects them: a reader that sees uncommitted records (the
                  * mock cluster, which writes no markers; a read_uncommitted
@@ -658,126 +783,189 @@ static bool txn_commit(Loop *l, bool must_abort)
                  * missing.  On a real cluster the transaction alone makes
                  * both visible together; this costs one round trip a batch. */
                 flush_all(l);
-                if (l->fatal)
-                        return false;
-                if (l->delivery_errors) {
-                        st = KAFKA_TXN_ABORT;
-                        msg = xstrdup("an output was not delivered");
-                }
+        if (l->fatal)
+                return BATCH_FATAL;
+        if (c->failed || c->delivery_errors) {
+                st = KAFKA_TXN_ABORT;
+                msg = xstrdup(c->failed ? "a record could not be produced" : "an output was not delivered");
         }
         if (st == KAFKA_TXN_OK) {
-                batch_changes(l);
+                produce_kinds(l, b, REC_STATE, REC_META);
                 if (l->fatal)
-                        return false;
-                if (l->batch_failed) {
+                        return BATCH_FATAL;
+                if (c->failed) {
                         st = KAFKA_TXN_ABORT;
                         msg = xstrdup("a changelog record could not be produced");
                 }
         }
-        if (st == KAFKA_TXN_OK) {
-                rd_kafka_topic_partition_list_t *offsets = positions(l);
-                if (offsets->cnt) {
-                        /* fresh: it carries the group generation (KIP-447 fencing) */
-                        rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
-                        what = "send_offsets_to_transaction";
-                        for (int attempt = 1;; attempt++) {
-                                /* retriable, not resumable: the same offsets and metadata again */
-                                st = kafka_txn_status(
-                                        rd_kafka_send_offsets_to_transaction(l->producer, offsets, cgmd, -1), &msg);
-                                if (st != KAFKA_TXN_RETRY || attempt >= TXN_RETRIES || daemon_stop)
-                                        break;
-                                log_warning("%s: %s; retrying", what, msg);
-                                free(msg);
-                                msg = NULL;
-                        }
-                        rd_kafka_consumer_group_metadata_destroy(cgmd);
-                }
-                rd_kafka_topic_partition_list_destroy(offsets);
+        if (st == KAFKA_TXN_OK)
+                fault_hold(l, b);
+        if (st == KAFKA_TXN_OK && b->offsets->cnt) {
+                what = "send_offsets_to_transaction";
+                st = txn_call(&a, what, call_send_offsets, false, &msg);
         }
         if (st == KAFKA_TXN_OK) {
                 what = "commit_transaction";
-                for (int attempt = 1;; attempt++) {
-                        st = kafka_txn_status(rd_kafka_commit_transaction(l->producer, -1), &msg);
-                        if (st != KAFKA_TXN_RETRY || attempt >= TXN_RETRIES || daemon_stop)
-                                break;
-                        log_warning("%s: %s; retrying", what, msg);
-                        free(msg);
-                        msg = NULL;
-                }
+                st = txn_call(&a, what, call_commit, false, &msg);
         }
         if (st == KAFKA_TXN_RETRY) /* still failing: give the batch up and redo it */
                 st = KAFKA_TXN_ABORT;
         switch (st) {
         case KAFKA_TXN_OK:
-                l->txn_open = false;
-                return true;
+                return BATCH_COMMITTED;
         case KAFKA_TXN_ABORT:
                 log_warning("transaction aborted%s%s: %s; rolling back and re-reading the batch", *what ? " at " : "",
                             what, msg);
                 free(msg);
-                txn_abort(l);
-                return false;
+                st = txn_call(&a, "abort_transaction", call_abort, true, &msg);
+                if (st != KAFKA_TXN_OK) {
+                        fatal(l, "abort_transaction: %s (%s)", msg, kafka_txn_status_name(st));
+                        free(msg);
+                        return BATCH_FATAL;
+                }
+                free(msg);
+                rd_kafka_poll(l->producer, 0); /* the purged messages' reports */
+                return BATCH_ABORTED;
         default:
                 fatal(l, "%s: %s (%s)", *what ? what : "transaction", msg, kafka_txn_status_name(st));
                 free(msg);
-                return false;
+                return BATCH_FATAL;
         }
 }
 
-/* Transactions off: outputs, then state, then resume offsets, each
- * delivered before the next is written.  true: committed. */
-static bool idem_commit(Loop *l)
+/* Transactions off: outputs and replay marks, then state, then the
+ * partition records, each delivered before the next is written, then the
+ * offset commit.  BATCH_COMMITTED or BATCH_ABORTED (or BATCH_FATAL). */
+static int idem_run(Loop *l, Batch *b)
 {
+        Committer *c = &l->c;
         const char *stage = "outputs";
-        if (l->batch_failed)
-                goto failed;
-        replay_marks(l);
+        produce_kinds(l, b, REC_OUTPUT, REC_REPLAY);
         flush_all(l);
         /* no enterprise record without its replay mark delivered */
-        if (l->fatal || l->delivery_errors || l->batch_failed)
+        if (l->fatal || c->delivery_errors || c->failed)
                 goto failed;
         stage = "changelog";
-        l->defer_meta = true;
-        batch_changes(l);
-        l->defer_meta = false;
-        if (l->fatal || l->batch_failed)
+        produce_kinds(l, b, REC_STATE, REC_STATE);
+        if (l->fatal || c->failed)
                 goto failed;
         flush_all(l);
-        if (l->fatal || l->delivery_errors)
+        if (l->fatal || c->delivery_errors)
                 goto failed;
-        if (l->fault_crash_state > 0 && --l->fault_crash_state == 0) {
+        if (c->fault_crash_state > 0 && --c->fault_crash_state == 0) {
                 log_warning("RISKD_FAULT_CRASH_STATE: dying between the enterprises' records and the partition records");
                 raise(SIGKILL);
         }
         stage = "partition records";
-        for (uint32_t i = 0; i < l->ndeferred && !l->batch_failed && !l->fatal; i++) {
-                Deferred *d = &l->deferred[i];
-                produce(l, l->cfg->topics.changelog, d->partition, d->key, d->klen, d->val, d->vlen, NULL);
-        }
+        produce_kinds(l, b, REC_META, REC_META);
         flush_all(l);
-        if (l->fatal || l->delivery_errors || l->batch_failed)
+        if (l->fatal || c->delivery_errors || c->failed)
                 goto failed;
-        deferred_clear(l);
-
+        fault_hold(l, b);
         /* the group's offsets: for monitoring and lag; a restore resumes from
          * the partition records */
-        rd_kafka_topic_partition_list_t *offsets = positions(l);
-        if (offsets->cnt) {
-                rd_kafka_resp_err_t err = rd_kafka_commit(l->consumer, offsets, 0);
-                if (err && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
+        if (b->offsets->cnt) {
+                rd_kafka_resp_err_t err = rd_kafka_commit(l->consumer, b->offsets, 0);
+                if (err && log_limit_pass(&c->ll_produce, LOG_PRIO_WARNING, "produce errors"))
                         log_warning("offset commit: %s (the changelog has the resume offsets)", rd_kafka_err2str(err));
         }
-        rd_kafka_topic_partition_list_destroy(offsets);
-        return true;
+        return BATCH_COMMITTED;
 failed:
-        deferred_clear(l);
-        if (!l->fatal)
-                log_warning("batch not committed: %s %s; rolling back and re-reading the batch", stage,
-                            l->delivery_errors ? "not delivered" : "not produced");
-        return false;
+        if (l->fatal)
+                return BATCH_FATAL;
+        log_warning("batch not committed: %s %s; rolling back and re-reading the batch", stage,
+                    c->delivery_errors ? "not delivered" : "not produced");
+        return BATCH_ABORTED;
 }
 
-/* Seeks every input back to where the batch began. */
+/* The committer thread: takes a sealed batch, commits it, hands the result
+ * back (and wakes the main loop out of its wait on the consumer); idle, it
+ * serves the producer's reports and errors.  It owns the producer: the
+ * main loop never polls it while the thread runs. */
+static void *committer_run(void *arg)
+{
+        Loop *l = arg;
+        Committer *c = &l->c;
+        int64_t next_flush = log_now_ms() + 1000;
+        pthread_mutex_lock(&c->mu);
+        for (;;) {
+                while (!c->stop && (!c->job || c->done)) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += 100 * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+                        pthread_mutex_unlock(&c->mu);
+                        rd_kafka_poll(l->producer, 0);
+                        int64_t now = log_now_ms();
+                        if (now >= next_flush) {
+                                log_limit_flush(&c->ll_delivery, LOG_PRIO_WARNING, "delivery errors");
+                                log_limit_flush(&c->ll_produce, LOG_PRIO_WARNING, "produce errors");
+                                log_limit_flush(&c->ll_kafka, LOG_PRIO_WARNING, "kafka errors");
+                                next_flush = now + 1000;
+                        }
+                        pthread_mutex_lock(&c->mu);
+                }
+                if (c->job && !c->done) {
+                        Batch *b = c->job;
+                        pthread_mutex_unlock(&c->mu);
+                        b->t_start = log_now_ms();
+                        c->failed = false;
+                        c->delivery_errors = 0;
+                        rd_kafka_poll(l->producer, 0); /* reports of before, counted there */
+                        c->delivery_errors = 0;
+                        int r = l->fatal ? BATCH_FATAL : l->cfg->transactions ? txn_run(l, b) : idem_run(l, b);
+                        b->t_done = log_now_ms();
+                        pthread_mutex_lock(&c->mu);
+                        b->result = r;
+                        c->done = true;
+                        pthread_cond_broadcast(&c->cv);
+                        rd_kafka_queue_yield(l->queue); /* out of the main loop's wait */
+                        continue;
+                }
+                if (c->stop)
+                        break;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+}
+
+static int committer_start(Loop *l)
+{
+        Committer *c = &l->c;
+        int r = pthread_create(&c->thread, NULL, committer_run, l);
+        if (r != 0)
+                return -r;
+        c->running = true;
+        return 0;
+}
+
+/* Ends the thread (after the batch it commits, if any); the producer is
+ * the main loop's again. */
+static void committer_stop(Loop *l)
+{
+        Committer *c = &l->c;
+        if (!c->running)
+                return;
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+        c->running = false;
+}
+
+/* ---- batches (the main loop) ---- */
+
+static void batch_begin(Loop *l)
+{
+        l->open = batch_new();
+}
+
+/* Seeks every input back to where the last committed batch ended. */
 static void rewind_inputs(Loop *l)
 {
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
@@ -810,7 +998,7 @@ static void rewind_inputs(Loop *l)
                                         break;
                                 }
                 if (!l->fatal)
-                        log_info("rewound %d input partition(s) to the start of the aborted batch", list->cnt);
+                        log_info("rewound %d input partition(s) to the end of the last committed batch", list->cnt);
         }
         rd_kafka_topic_partition_list_destroy(list);
 }
@@ -824,12 +1012,6 @@ static void inputs_fresh(Loop *l)
                                 l->parts[p]->in[i].rewound = false;
         l->rewound = false;
 }
-
-typedef enum BatchEnd {
-        BATCH_COMMIT,            /* commit; on an abortable error roll back and rewind */
-        BATCH_COMMIT_NO_REWIND,  /* the same, the partitions are going away */
-        BATCH_ABORT,             /* the assignment was lost: roll back */
-} BatchEnd;
 
 /* Once a restored Part's inputs are past its replay marks (or it goes):
  * one notice with the expected repeats it skipped. */
@@ -851,7 +1033,6 @@ static void replay_check(Loop *l, Part *pt, bool leaving)
                            pt->id, (unsigned long long)n, n == 1 ? "" : "s", n == 1 ? "was" : "were");
 }
 
-/* Ends the open batch.  true: committed. */
 /* Adds the regex engine errors counted since the last fold to
  * riskd_regex_errors_total{rule}, from the rules every partition runs (two
  * sets during a reload); a rule with a regex has its series from the start,
@@ -869,56 +1050,202 @@ static void regex_errors_fold(Loop *l)
         }
 }
 
-static bool batch_end(Loop *l, BatchEnd how)
+/* Every Engine back to the last commit: the batch in flight and the open
+ * one rolled back, the open one's records dropped. */
+static void rollback_all(Loop *l)
 {
-        if (!l->batch_open)
-                return true;
-        bool committed = false;
-        int64_t t_commit = log_now_ms();
-        if (!l->fatal) {
-                if (l->cfg->transactions)
-                        committed = txn_commit(l, how == BATCH_ABORT);
-                else if (how != BATCH_ABORT)
-                        committed = idem_commit(l);
-        }
         for (uint32_t p = 0; p < l->nparts; p++) {
                 Part *pt = l->parts[p];
-                if (!pt)
-                        continue;
-                if (pt->in_batch) {
-                        if (committed)
-                                engine_batch_commit(pt->e);
-                        else
-                                engine_batch_abort(pt->e); /* back to where batch_begin found it */
+                if (pt && (pt->in_batch || engine_batch_sealed(pt->e)))
+                        engine_batch_abort(pt->e);
+                if (pt)
                         pt->in_batch = false;
-                }
-                if (committed) {
-                        for (uint32_t i = 0; i < ninputs(l); i++)
-                                pt->in[i].batch_pos = pt->in[i].pos;
-                        replay_check(l, pt, false);
-                }
         }
-        if (committed) {
+        l->open = batch_free(l->open);
+}
+
+/* The batch in flight ended (its result is in): committed, its Engines
+ * drop its undo and the inputs' rewind point moves to its end; aborted,
+ * every Engine goes back to the last commit, the open batch with it, and
+ * (rewind) every input is sought back there. */
+static void flight_done(Loop *l, bool rewind)
+{
+        Batch *b = l->flight;
+        l->flight = NULL;
+        if (b->result == BATCH_COMMITTED) {
+                for (uint32_t p = 0; p < l->nparts; p++) {
+                        Part *pt = l->parts[p];
+                        if (pt && engine_batch_sealed(pt->e))
+                                engine_batch_commit(pt->e);
+                }
+                for (int i = 0; i < b->offsets->cnt; i++) {
+                        const rd_kafka_topic_partition_t *o = &b->offsets->elems[i];
+                        uint32_t ti = topic_index(l, o->topic);
+                        Part *pt = part_find(l, o->partition);
+                        if (ti != UINT32_MAX && pt)
+                                pt->in[ti].batch_pos = o->offset;
+                }
+                for (uint32_t p = 0; p < l->nparts; p++)
+                        if (l->parts[p])
+                                replay_check(l, l->parts[p], false);
                 l->st.batches++;
                 prom_add(l->m.committed, 1);
-                prom_observe(prom_series(l->m.batch_s, NULL), (double)(log_now_ms() - l->batch_t0) / 1e3);
-                int64_t now = log_now_ms();
-                log_debug("batch committed: %llu events in %lld ms (%lld ms of them committing)",
-                          (unsigned long long)l->batch_events, (long long)(now - l->batch_t0),
-                          (long long)(now - t_commit));
-        } else if (!l->fatal) {
-                l->st.aborts++;
-                prom_add(l->m.aborted, 1);
-                if (how == BATCH_COMMIT)
-                        rewind_inputs(l);
+                prom_observe(prom_series(l->m.batch_s, NULL), (double)(b->t_done - b->t0) / 1e3);
+                log_debug("batch committed: %llu events in %lld ms (%lld ms of them committing; processed in %lld "
+                          "ms, then %lld ms waiting for the commit before it)",
+                          (unsigned long long)b->events, (long long)(b->t_done - b->t0),
+                          (long long)(b->t_done - b->t_start), (long long)(b->t_ready - b->t0),
+                          (long long)(b->t_seal - b->t_ready));
+        } else {
+                rollback_all(l);
+                if (!l->fatal) {
+                        l->st.aborts++;
+                        prom_add(l->m.aborted, 1);
+                        if (rewind)
+                                rewind_inputs(l);
+                }
         }
-        l->batch_open = false;
-        l->batch_failed = false;
-        l->batch_events = 0;
+        batch_free(b);
+        regex_errors_fold(l);
+}
+
+/* The batch in flight, if its result is in. */
+static void flight_poll(Loop *l)
+{
+        Committer *c = &l->c;
+        if (!l->flight)
+                return;
+        pthread_mutex_lock(&c->mu);
+        bool done = c->done;
+        if (done) {
+                c->job = NULL;
+                c->done = false;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (done)
+                flight_done(l, true);
+}
+
+/* Waits for the batch in flight to end: the main loop goes on answering
+ * HTTP and feeding the watchdog, but takes no more input (the open batch
+ * is full, or must end). */
+static void flight_wait(Loop *l, bool rewind)
+{
+        Committer *c = &l->c;
+        if (!l->flight)
+                return;
+        if (!c->running) { /* no thread: committed here */
+                l->flight->t_start = log_now_ms();
+                l->flight->result = l->fatal ? BATCH_FATAL
+                                    : l->cfg->transactions ? txn_run(l, l->flight)
+                                                           : idem_run(l, l->flight);
+                l->flight->t_done = log_now_ms();
+                flight_done(l, rewind);
+                return;
+        }
+        pthread_mutex_lock(&c->mu);
+        while (!c->done) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 100 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+                if (c->done)
+                        break;
+                pthread_mutex_unlock(&c->mu);
+                notify_watchdog(log_now_ms());
+                if (l->http)
+                        httpd_dispatch(l->http);
+                pthread_mutex_lock(&c->mu);
+        }
+        c->job = NULL;
+        c->done = false;
+        pthread_mutex_unlock(&c->mu);
+        flight_done(l, rewind);
+}
+
+/*
+ * Seals the open batch and hands it to the committer: its records are
+ * taken from the Engines now (they hold the batch's end state), then the
+ * batch before it, if still in flight, is waited for (one transaction at a
+ * time; this is where a full batch stops the input), and if that one
+ * aborted, this one is rolled back with it and dropped.  Otherwise the
+ * Engines seal their batch (its undo kept until the commit ends) and the
+ * next batch can begin at once.  false: nothing was handed over.
+ */
+static bool batch_submit(Loop *l, bool rewind)
+{
+        Batch *b = l->open;
+        if (!b)
+                return false;
+        if (!l->cfg->transactions)
+                replay_marks(l);
+        batch_changes(l);
+        b->offsets = positions(l);
+        /* fresh: it carries the group generation (KIP-447 fencing) */
+        if (l->cfg->transactions && b->offsets->cnt)
+                b->cgmd = rd_kafka_consumer_group_metadata(l->consumer);
+        b->t_ready = log_now_ms();
+        if (l->flight && !l->fatal) {
+                if (!l->c.done)
+                        log_debug("a batch of %llu events is ready; it waits for the commit of the one before",
+                                  (unsigned long long)b->events);
+                flight_wait(l, rewind);
+        }
+        if (!l->open || l->fatal) /* the batch before aborted (this one rolled back with it), or fatal */
+                return false;
+        for (uint32_t p = 0; p < l->nparts; p++) {
+                Part *pt = l->parts[p];
+                if (pt && pt->in_batch) {
+                        engine_batch_seal(pt->e);
+                        pt->in_batch = false;
+                }
+        }
+        l->open = NULL;
+        l->flight = b;
+        b->t_seal = log_now_ms();
+        if (l->c.running) {
+                pthread_mutex_lock(&l->c.mu);
+                l->c.job = b;
+                l->c.done = false;
+                pthread_cond_broadcast(&l->c.cv);
+                pthread_mutex_unlock(&l->c.mu);
+        }
         regex_errors_fold(l);
         /* an array of messages may hold many batches: ping between them */
         notify_watchdog(log_now_ms());
-        return committed;
+        return true;
+}
+
+typedef enum BatchEnd {
+        BATCH_COMMIT,            /* commit; on an abortable error roll back and rewind */
+        BATCH_COMMIT_NO_REWIND,  /* the same, the partitions are going away */
+        BATCH_ABORT,             /* the assignment was lost: roll back */
+} BatchEnd;
+
+/* Ends the open batch and waits for every commit: after it nothing is in
+ * flight.  true: everything committed (or there was nothing). */
+static bool batch_end(Loop *l, BatchEnd how)
+{
+        bool rewind = how == BATCH_COMMIT;
+        uint64_t aborts = l->st.aborts;
+        if (how == BATCH_ABORT || l->fatal) {
+                flight_wait(l, false);
+                if (l->open) {
+                        rollback_all(l);
+                        if (!l->fatal) {
+                                l->st.aborts++;
+                                prom_add(l->m.aborted, 1);
+                        }
+                }
+                return false;
+        }
+        batch_submit(l, rewind);
+        flight_wait(l, rewind);
+        return !l->fatal && l->st.aborts == aborts;
 }
 
 /* ---- restore ---- */
@@ -1236,8 +1563,8 @@ static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *
 
 static void on_revoke(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, bool lost)
 {
-        if (l->batch_open)
-                batch_end(l, lost ? BATCH_ABORT : BATCH_COMMIT_NO_REWIND);
+        /* the batch in flight ends first (committed or rolled back), then the open one */
+        batch_end(l, lost ? BATCH_ABORT : BATCH_COMMIT_NO_REWIND);
         for (int i = 0; parts && i < parts->cnt; i++) {
                 uint32_t ti = topic_index(l, parts->elems[i].topic);
                 Part *pt = part_find(l, parts->elems[i].partition);
@@ -1296,7 +1623,8 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const ch
         log_msg(prio, "kafka %s: %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
-/* From the poll calls, on the main thread. */
+/* From the poll calls: on the main thread, or the committer's for the
+ * producer (its own log limit). */
 static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         Loop *l = opaque;
@@ -1307,10 +1635,12 @@ static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaqu
                 return;
         }
         /* transient (a broker down, a timeout): librdkafka recovers by itself */
-        if (log_limit_pass(&l->ll_kafka, LOG_PRIO_WARNING, "kafka errors"))
+        LogLimit *ll = rk == l->producer && l->c.running ? &l->c.ll_kafka : &l->ll_kafka;
+        if (log_limit_pass(ll, LOG_PRIO_WARNING, "kafka errors"))
                 log_warning("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
 }
 
+/* From the committer's poll and flush calls (the main loop's at the end). */
 static void kafka_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         Loop *l = opaque;
@@ -1320,8 +1650,8 @@ static void kafka_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
                 log_debug("purged by an abort: a record for %s[%d]", rd_kafka_topic_name(m->rkt), m->partition);
                 return;
         }
-        l->delivery_errors++;
-        if (log_limit_pass(&l->ll_delivery, LOG_PRIO_WARNING, "delivery errors"))
+        l->c.delivery_errors++;
+        if (log_limit_pass(&l->c.ll_delivery, LOG_PRIO_WARNING, "delivery errors"))
                 log_warning("delivery to %s[%d] failed: %s", rd_kafka_topic_name(m->rkt), m->partition,
                             rd_kafka_err2str(m->err));
 }
@@ -1366,21 +1696,21 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
                 l->st.skipped++; /* fetched before a seek: already applied */
                 return;
         }
-        if (!l->batch_open && !batch_begin(l))
-                return;
+        if (!l->open)
+                batch_begin(l);
         if (!pt->in_batch) {
                 engine_batch_begin(pt->e);
                 pt->in_batch = true;
         }
         if (in->batch_pos < 0)
                 in->batch_pos = m->offset;
+        rd_kafka_timestamp_type_t tt;
         SourcePos src = {.topic = l->cfg->input_topics[ti], .partition = m->partition, .offset = m->offset,
-                         .replay = m->offset < in->replay_below};
-        l->cur = m;
+                         .replay = m->offset < in->replay_below, .key = m->key, .key_len = m->key_len,
+                         .timestamp = rd_kafka_message_timestamp(m, &tt)};
         engine_push(pt->e, m->payload ? m->payload : "", m->len, &src);
-        l->cur = NULL;
         in->pos = m->offset + 1;
-        l->batch_events++;
+        l->open->events++;
         l->st.events++;
 }
 
@@ -1539,9 +1869,7 @@ static void loop_tick(Loop *l, int64_t now)
         log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
         log_limit_flush(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors");
         log_limit_flush(&l->ll_kafka, LOG_PRIO_WARNING, "kafka errors");
-        log_limit_flush(&l->ll_delivery, LOG_PRIO_WARNING, "delivery errors");
         log_limit_flush(&l->ll_restore, LOG_PRIO_WARNING, "changelog problems");
-        log_limit_flush(&l->ll_produce, LOG_PRIO_WARNING, "produce errors");
         log_limit_flush(&l->ll_stall, LOG_PRIO_WARNING, "fetch stalls");
         if (now >= l->next_stats) {
                 const LoopStats *s = &l->st, *o = &l->st_last;
@@ -1635,10 +1963,10 @@ static void reload_apply(Loop *l)
                 due += part_reload_due(l, l->parts[p]);
         if (!due)
                 return;
-        if (l->batch_open)
-                batch_end(l, BATCH_COMMIT);
-        if (l->fatal || !batch_begin(l))
+        batch_end(l, BATCH_COMMIT); /* and the one in flight: a reload waits for it */
+        if (l->fatal)
                 return;
+        batch_begin(l);
         int64_t t0 = log_now_ms();
         Engine **old = xcalloc(l->nparts, sizeof(Engine *));
         EngineReload sum = {0};
@@ -1898,8 +2226,7 @@ static void reload_finish(Loop *l)
         }
         log_info("reload: rules compiled in %lld ms", (long long)(log_now_ms() - t0));
         diag_list_deinit(&dl);
-        if (l->batch_open)
-                batch_end(l, BATCH_COMMIT);
+        batch_end(l, BATCH_COMMIT); /* and the one in flight */
         if (l->fatal) {
                 rules_unref(rs);
                 return;
@@ -2130,7 +2457,16 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         const char *fs = getenv("RISKD_FAULT_STALL");
         l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
         const char *fc = getenv("RISKD_FAULT_CRASH_STATE");
-        l->fault_crash_state = fc && *fc ? atoll(fc) : 0;
+        l->c.fault_crash_state = fc && *fc ? atoll(fc) : 0;
+        const char *fh = getenv("RISKD_FAULT_COMMIT_HOLD");
+        l->c.fault_hold = fh && *fh ? fh : NULL;
+        const char *fk = getenv("RISKD_FAULT_COMMIT_KILL");
+        l->c.fault_kill = fk && *fk && strcmp(fk, "0") != 0;
+        if (l->c.fault_hold)
+                log_warning("RISKD_FAULT_COMMIT_HOLD: commits wait for %s to exist%s", fh,
+                            l->c.fault_kill ? ", then riskd dies (RISKD_FAULT_COMMIT_KILL)" : "");
+        pthread_mutex_init(&l->c.mu, NULL);
+        pthread_cond_init(&l->c.cv, NULL);
         const char *fg = getenv("RISKD_FAULT_RELOAD_GATE");
         l->fault_reload_gate = fg && *fg ? fg : NULL;
         if (l->fault_reload_gate)
@@ -2143,9 +2479,10 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_kafka = (LogLimit)LOG_LIMIT_INIT(10000, 10);
-        l->ll_delivery = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->c.ll_delivery = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->c.ll_kafka = (LogLimit)LOG_LIMIT_INIT(10000, 10);
+        l->c.ll_produce = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_restore = (LogLimit)LOG_LIMIT_INIT(10000, 10);
-        l->ll_produce = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_stall = (LogLimit)LOG_LIMIT_INIT(60000, 10);
 
         l->props = xcalloc(cfg->nkafka + 1, sizeof(KafkaProp));
@@ -2245,6 +2582,9 @@ Loop *loop_free(Loop *l)
         if (!l)
                 return NULL;
         l->reload_job = reload_job_free(l->reload_job);
+        committer_stop(l);
+        l->flight = batch_free(l->flight);
+        l->open = batch_free(l->open);
         reload_waiters_drop(l);
         free(l->reload_waiters);
         httpd_free(l->http);
@@ -2253,8 +2593,6 @@ Loop *loop_free(Loop *l)
                         part_free(l, l->parts[p]);
         free(l->parts);
         prom_free(l->m.p);
-        deferred_clear(l);
-        free(l->deferred);
         changelog_reader_free(l->reader);
         if (l->queue)
                 rd_kafka_queue_destroy(l->queue);
@@ -2266,6 +2604,8 @@ Loop *loop_free(Loop *l)
         free(l->reload_error);
         free(l->http_hosts);
         rules_unref(l->rs);
+        pthread_mutex_destroy(&l->c.mu);
+        pthread_cond_destroy(&l->c.cv);
         free(l);
         return NULL;
 }
@@ -2281,15 +2621,16 @@ static int loop_shutdown(Loop *l)
         l->http = httpd_free(l->http); /* queued requests: 503 */
         if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
                 alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
-        if (!l->fatal) {
+        if (!l->fatal)
                 log_notice("stopping: committing the open batch, leaving the group");
-                batch_end(l, BATCH_COMMIT_NO_REWIND);
-        }
+        /* after a fatal error: the batch in flight ends, nothing more is committed */
+        batch_end(l, BATCH_COMMIT_NO_REWIND);
         /* leaves the group: the revoke callback frees the Parts (and, after a
          * fatal error, commits nothing) */
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(l->consumer);
         if (err)
                 log_warning("leaving the group: %s", rd_kafka_err2str(err));
+        committer_stop(l); /* the producer is the main loop's again */
         if (!l->fatal) {
                 flush_all(l);
                 if (rd_kafka_outq_len(l->producer) > 0)
@@ -2323,6 +2664,10 @@ int loop_run(Loop *l)
                 log_err("subscribe: %s", rd_kafka_err2str(err));
                 return 1;
         }
+        int r = committer_start(l);
+        if (r < 0)
+                log_warning("cannot start the committer thread (%s): batches are committed on the main loop, "
+                            "which waits for each", strerror(-r));
         int64_t now = log_now_ms();
         l->next_tick = now + 1000;
         l->next_stats = now + 60000;
@@ -2333,7 +2678,9 @@ int loop_run(Loop *l)
                 }
                 if (reload_poll(l))
                         continue;
-                rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
+                if (!l->c.running)
+                        rd_kafka_poll(l->producer, 0); /* delivery reports, errors */
+                flight_poll(l);
                 now = log_now_ms();
                 if (l->reload_due && now >= l->reload_retry_at) {
                         reload_apply(l);
@@ -2344,16 +2691,19 @@ int loop_run(Loop *l)
                         loop_notify(l);
                 if (now >= l->next_tick)
                         loop_tick(l, now);
-                if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max ||
-                                      now - l->batch_t0 >= cfg->commit_interval_ms)) {
-                        batch_end(l, BATCH_COMMIT);
+                /* a batch due by time while the one before is still in flight
+                 * goes on taking events (up to batch_max): the commit is
+                 * not waited for before it must be */
+                if (l->open && (l->open->events >= cfg->batch_max ||
+                                (!l->flight && now - l->open->t0 >= cfg->commit_interval_ms))) {
+                        batch_submit(l, true);
                         continue;
                 }
                 int timeout = 100;
                 if (l->nrestoring && restore_poll(l))
                         timeout = 0; /* the restore waited; keep the group membership alive */
-                else if (l->batch_open) {
-                        int64_t left = l->batch_t0 + cfg->commit_interval_ms - now;
+                else if (l->open && !l->flight) {
+                        int64_t left = l->open->t0 + cfg->commit_interval_ms - now;
                         timeout = left < 0 ? 0 : left > 100 ? 100 : (int)left;
                 }
                 if (l->fatal)
@@ -2379,8 +2729,8 @@ int loop_run(Loop *l)
                                 engine_prefetch_bytes(later->payload, later->len);
                         if (!l->fatal) {
                                 loop_message(l, l->msgs[i]);
-                                if (l->batch_open && (l->batch_failed || l->batch_events >= cfg->batch_max))
-                                        batch_end(l, BATCH_COMMIT);
+                                if (l->open && l->open->events >= cfg->batch_max)
+                                        batch_submit(l, true);
                         }
                         rd_kafka_message_destroy(l->msgs[i]);
                 }

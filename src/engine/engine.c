@@ -1344,6 +1344,8 @@ static void held_push(Engine *e, const DecodedEvent *ev, const char *bytes, size
                 h.src = *src;
                 h.topic = src->topic ? xstrdup(src->topic) : NULL;
                 h.src.topic = h.topic;
+                h.src.key = NULL; /* the message goes: a dead letter of it keys by enterprise */
+                h.src.key_len = 0;
         }
         uint32_t i = e->nheld++;
         while (i > 0) {
@@ -1542,11 +1544,13 @@ static void push_decoded(Engine *e, const char *bytes, size_t len, const SourceP
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
         e->st.events_in++;
+        e->push_ts = src ? src->timestamp : 0;
         Ahead *a = e->nahead ? ahead_take(e, bytes, len) : NULL;
         if (!a) {
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
                 push_decoded(e, bytes, len, src, rc, &ev, NULL);
+                e->push_ts = 0;
                 return 0;
         }
         /* the hinted event's slots stand in for e->slots while it applies */
@@ -1555,6 +1559,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
         ahead_stage(e);
         push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
+        e->push_ts = 0;
         return 0;
 }
 

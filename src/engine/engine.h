@@ -346,6 +346,7 @@ struct Engine {
         uint32_t nheld, cheld;
         uint64_t seq;
 
+        int64_t push_ts;        /* SourcePos.timestamp of the engine_push running (OutMeta) */
         int64_t max_time;       /* highest event time seen, TIME_UNSET before any */
         int64_t wm;             /* watermark */
         /* batches (state.c): what to undo on abort.  touched[0..nsealed)
