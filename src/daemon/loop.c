@@ -695,13 +695,15 @@ static void flush_all(Loop *l)
                 rd_kafka_flush(l->producer, 500);
 }
 
-/* RISKD_FAULT_COMMIT_HOLD (tests): a commit waits here, its records sent,
- * until the file exists; with RISKD_FAULT_COMMIT_KILL riskd then dies. */
+/* RISKD_FAULT_COMMIT_HOLD (tests): a commit waits here, its records
+ * delivered, until the file exists; with RISKD_FAULT_COMMIT_KILL riskd
+ * then dies. */
 static void fault_hold(Loop *l, Batch *b)
 {
         Committer *c = &l->c;
         if (!c->fault_hold || access(c->fault_hold, F_OK) == 0)
                 return;
+        flush_all(l);
         log_warning("RISKD_FAULT_COMMIT_HOLD: the commit of a batch of %llu events waits for %s",
                     (unsigned long long)b->events, c->fault_hold);
         while (access(c->fault_hold, F_OK) != 0 && !daemon_stop && !l->fatal) {
