@@ -410,7 +410,8 @@ static void metrics_init(Loop *l)
                                  "Processing time of a committed batch, first event polled to commit", NULL,
                                  batch_b, sizeof(batch_b) / sizeof(batch_b[0]));
         m->alert_latency = prom_family(p, PROM_HISTOGRAM, "riskd_event_to_alert_seconds",
-                                       "From the input message's timestamp to its alert being produced", NULL,
+                                       "From the input message's timestamp to its alert being emitted (produced "
+                                       "with its batch's transaction)", NULL,
                                        latency_b, sizeof(latency_b) / sizeof(latency_b[0]));
         m->lag = prom_family(p, PROM_GAUGE, "riskd_consumer_lag",
                              "Messages of an assigned input partition not yet processed", "topic,partition", NULL,
