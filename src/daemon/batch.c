@@ -287,10 +287,12 @@ static void *committer_run(void *arg)
 int batch_committer_start(Loop *l)
 {
         Committer *c = &l->c;
+        c->running = true; /* before its first poll: kafka_error takes its log limit */
         int r = pthread_create(&c->thread, NULL, committer_run, l);
-        if (r != 0)
+        if (r != 0) {
+                c->running = false;
                 return -r;
-        c->running = true;
+        }
         return 0;
 }
 
