@@ -338,7 +338,7 @@ static void rewind_inputs(Loop *l)
                 }
         }
         if (list->cnt) {
-                rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, list, 10000);
+                rd_kafka_error_t *error = kafka_seek(l->consumer, list, 10000);
                 if (error) {
                         loop_fatal(l, "cannot rewind the input: %s", rd_kafka_error_string(error));
                         rd_kafka_error_destroy(error);

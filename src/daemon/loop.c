@@ -346,7 +346,7 @@ static void stall_watch(Loop *l, int64_t now)
                         rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
                         rd_kafka_topic_partition_list_add(one, topic, pt->id)->offset = at;
                         rd_kafka_resume_partitions(l->consumer, one);
-                        rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, one, 10000);
+                        rd_kafka_error_t *error = kafka_seek(l->consumer, one, 10000);
                         if (error) {
                                 log_warning("%s[%d]: cannot seek to %lld: %s", topic, pt->id, (long long)at,
                                             rd_kafka_error_string(error));

@@ -94,7 +94,7 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
                 }
         }
         if (seek->cnt) {
-                rd_kafka_error_t *error = rd_kafka_seek_partitions(l->consumer, seek, 10000);
+                rd_kafka_error_t *error = kafka_seek(l->consumer, seek, 10000);
                 if (error) {
                         loop_fatal(l, "partition %d: cannot seek to the restored offset: %s", pt->id,
                               rd_kafka_error_string(error));
