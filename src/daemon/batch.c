@@ -44,6 +44,8 @@ static rd_kafka_topic_partition_list_t *positions(Loop *l)
         return list;
 }
 
+/* ---- the committer: one batch's transaction at a time, off the main loop ---- */
+
 /* RISKD_FAULT_COMMIT_HOLD (tests): a commit waits here, its records
  * delivered, until the file exists; with RISKD_FAULT_COMMIT_KILL riskd
  * then dies. */

@@ -4,15 +4,14 @@
  */
 #include "src/daemon/loop_int.h"
 
-/* ---- the batch's records (produced by the committer) ---- */
-
 /*
  * A batch's outputs and changelog records are not produced as they come:
  * the producer's transaction belongs to the batch being committed, so the
  * open batch keeps its records in memory (Batch) and the committer thread
- * produces them once the transaction before is over (commit_run).  The
- * bytes live in the batch's arena; a record names them by offset.
+ * (batch.c) produces them once the transaction before is over.  The bytes
+ * live in the batch's arena; a record names them by offset.
  */
+
 /* Keeps a record for the committer (bytes copied, hdrs taken). */
 static void rec_add(Batch *b, RecKind kind, const char *topic, int32_t partition, const void *key, size_t klen,
                     const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
@@ -159,7 +158,7 @@ void sink_replay_marks(Loop *l)
         }
 }
 
-/* ---- the committer: one batch's transaction at a time, off the main loop ---- */
+/* ---- producing (on the committer thread) ---- */
 
 /* Produces one record (the bytes are copied; hdrs are taken on success and
  * destroyed on failure).  Queue full: serves delivery reports until there
