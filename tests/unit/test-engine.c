@@ -1069,6 +1069,8 @@ static void overlapped(RuleSet *rs, const char *text, uint32_t size, const char 
                 engine_batch_changes(e, a_end, log_record, &pend);
                 engine_batch_seal(e);
                 cr_assert(engine_batch_sealed(e));
+                /* a reload or a regrade waits for the commit in flight */
+                cr_assert_eq(engine_regrade(e, NULL), -EBUSY);
                 size_t a_len = cur.all.len;
                 uint32_t b_end = a_end + size < n ? a_end + size : n;
                 bool b_open = a_end < n;
