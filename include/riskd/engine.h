@@ -92,6 +92,11 @@ typedef struct SourcePos {
                               * partition record): a duplicate id is an expected
                               * repeat, counted in EngineStats.replayed, not a
                               * dead letter */
+        const char *key;     /* the message's key (Kafka), NULL none: a dead letter
+                              * carries it byte for byte; valid during engine_push
+                              * (an event held for the grace does not keep it) */
+        size_t key_len;
+        int64_t timestamp;   /* the message's timestamp (ms since the epoch), 0 unknown */
 } SourcePos;
 
 typedef struct OutMeta {
@@ -103,6 +108,8 @@ typedef struct OutMeta {
         const char *rule_id;      /* alerts */
         const char *severity;     /* alerts */
         const char *grade_from, *grade_to; /* adjustments (grade_from NULL first) */
+        int64_t timestamp;        /* alerts: SourcePos.timestamp of the event pushed when it
+                                   * was emitted (0 unknown) */
 } OutMeta;
 
 typedef void (*EngineEmitFn)(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *meta);
@@ -282,6 +289,22 @@ void engine_grades_write(Engine *e, struct Buf *out);
  *                                    (enterprises, watermark, held events,
  *                                    timers); the daemon rewinds its input
  *
+ * So that the engine need not wait for the broker, a batch can be sealed
+ * once its records are taken, and the next one begun while its transaction
+ * commits:
+ *
+ *   engine_batch_changes(e, ...); engine_batch_seal(e)
+ *                                    batch N is closed; its undo is kept
+ *   engine_batch_begin(e) ... engine_push ... (batch N+1, its own undo)
+ *   engine_batch_commit(e)           N committed: N's undo dropped, N+1
+ *                                    stays open (or sealed)
+ *   engine_batch_abort(e)            N (or N+1) aborted: back to where N
+ *                                    began, N+1's work included
+ *
+ * engine_batch_commit commits the sealed batch if there is one, else the
+ * open one; engine_batch_abort always rolls back to the last commit.  One
+ * sealed batch at a time: sealing again before its commit merges the two.
+ *
  * Restore (on assignment): a fresh Engine, engine_restore_record() for every
  * changelog record of the partition in log order (a later record of a key
  * replaces the earlier one), then engine_restore_finish(), which rebuilds
@@ -312,6 +335,9 @@ typedef void (*EngineRecordFn)(void *ud, const char *key, size_t klen, const voi
 
 void engine_batch_begin(Engine *e);
 void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
+void engine_batch_seal(Engine *e);
+/* A sealed batch awaits its commit or abort. */
+bool engine_batch_sealed(const Engine *e);
 void engine_batch_commit(Engine *e);
 void engine_batch_abort(Engine *e);
 /* 0, or -EINVAL for a record that does not decode (it is skipped): among

@@ -12,7 +12,7 @@
  *
  * Signals: SIGTERM and SIGINT stop it cleanly (the open batch committed,
  * the group left) within shutdown_timeout, else it exits 1; SIGHUP is
- * reloads the rules (loop.c: a broken rule set leaves the old one running).
+ * reloads the rules (reload.c: a broken rule set leaves the old one running).
  *
  * Exit status: 0 stopped by a signal; 1 a fatal runtime error (fenced,
  * a broken cluster setup) or a shutdown over its timeout: systemd restarts

@@ -31,9 +31,10 @@
  * Pointers to an Ent live in three places, each handled:
  *  - the enterprise table: the slot is rewritten in place (the key, so its
  *    hash and its slot, are the same);
- *  - the open batch's undo log (Engine.touched): compaction happens only
- *    between batches, and an expansion happens before the event touches
- *    the enterprise, so the log only ever names full Ents;
+ *  - the undo log (Engine.touched: the open batch's segment and the
+ *    sealed one whose transaction is in flight): an Ent in either is not
+ *    idle (Ent.touched, Ent.sealed), and an expansion happens before the
+ *    event touches the enterprise, so the log only ever names full Ents;
  *  - the timer heap (struct Timer): engine_compact forwards the entries of
  *    the Ents it replaced to their compact form in one pass over the heap
  *    (time and key are unchanged, so the heap order is too); an expansion
@@ -260,12 +261,15 @@ void engine_budget_set(Engine *e, uint64_t bytes)
         e->budget = bytes;
 }
 
-/* Nothing that acts with time but the cycle timer, nothing an open batch
- * or a reload still has to write (their flags are cleared at commit), and
- * not a fresh enterprise (an abort removes it: state_touch). */
+/* Nothing that acts with time but the cycle timer, nothing an open batch,
+ * a sealed batch whose transaction is in flight (an abort rolls it back
+ * through the Ent's undo record) or a reload still has to write (their
+ * flags are cleared at commit), and not a fresh enterprise (an abort
+ * removes it: state_touch). */
 static bool ent_idle(const Ent *x)
 {
-        if (x->compact || x->gone || x->touched || x->reload_dirty || x->reload_rescored || x->grade_lost)
+        if (x->compact || x->gone || x->touched || x->sealed || x->reload_dirty || x->reload_rescored ||
+            x->grade_lost)
                 return false;
         if (x->last_time == TIME_UNSET && x->grade < 0)
                 return false;

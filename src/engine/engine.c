@@ -1385,6 +1385,8 @@ static void held_push(Engine *e, const DecodedEvent *ev, const char *bytes, size
                 h.src = *src;
                 h.topic = src->topic ? xstrdup(src->topic) : NULL;
                 h.src.topic = h.topic;
+                h.src.key = NULL; /* the message goes: a dead letter of it keys by enterprise */
+                h.src.key_len = 0;
         }
         uint32_t i = e->nheld++;
         while (i > 0) {
@@ -1603,11 +1605,13 @@ static void compact_every(Engine *e)
 int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
         e->st.events_in++;
+        e->push_ts = src ? src->timestamp : 0;
         Ahead *a = e->nahead ? ahead_take(e, bytes, len) : NULL;
         if (!a) {
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
                 push_decoded(e, bytes, len, src, rc, &ev, NULL);
+                e->push_ts = 0;
                 compact_every(e);
                 return 0;
         }
@@ -1617,6 +1621,7 @@ int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
         ahead_stage(e);
         push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
+        e->push_ts = 0;
         compact_every(e);
         return 0;
 }
@@ -2034,6 +2039,7 @@ Engine *engine_free(Engine *e)
         free(e->undo_off);
         buf_free(&e->undo);
         buf_free(&e->meta_undo);
+        buf_free(&e->meta_sealed);
         buf_free(&e->out);
         buf_free(&e->msg);
         decoder_free(e->dec);

@@ -161,6 +161,8 @@ typedef struct Ent {
          * ov_bits; cleared by every change to them (grade.c) */
         uint8_t grade_clean;
         uint8_t touched : 1;    /* in the open batch's undo log (state.c) */
+        uint8_t sealed : 1;     /* in the sealed batch's undo log (state.c): logged again,
+                                 * never as new, when the open batch touches it */
         uint8_t reload_dirty : 1;       /* a restore under other rules dropped some of its state:
                                          * its record is written again (reload.c) */
         uint8_t reload_rescored : 1;    /* ... and changed its score: a live contribution of a changed
@@ -367,15 +369,23 @@ struct Engine {
         uint32_t nheld, cheld;
         uint64_t seq;
 
+        int64_t push_ts;        /* SourcePos.timestamp of the engine_push running (OutMeta) */
         int64_t max_time;       /* highest event time seen, TIME_UNSET before any */
         int64_t wm;             /* watermark */
-        /* batches (state.c): what to undo on abort */
+        /* batches (state.c): what to undo on abort.  touched[0..nsealed)
+         * and undo[0..undo_sealed) are the sealed batch's segment (its
+         * state when it began), the rest the open batch's (its state when
+         * it began: the sealed batch's end) */
         bool in_batch;
+        bool sealed;            /* a sealed batch awaits its commit or abort */
         Ent **touched;
-        uint32_t ntouched, ctouched;
+        uint32_t ntouched, ctouched, nsealed;
         uint64_t *undo_off;     /* per touched: offset in undo, or UINT64_MAX: new */
+        uint64_t undo_sealed;
         Buf undo;
-        Buf meta_undo;
+        Buf meta_undo;          /* the partition state when the open batch began */
+        Buf meta_sealed;        /* ... when the sealed batch began */
+        bool sealed_regrade;    /* the sealed batch holds the regrade */
         uint64_t *agg_fp;       /* rules_agg_fingerprint per aggregate */
         int64_t restore_next;   /* from the partition record, -1 none */
         uint32_t reload_dropped;        /* rule state ent_read left behind (a changed or removed

@@ -267,7 +267,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, e->rs->version);
         buf_puts(b, "\"}");
         OutMeta m = {.enterprise = ent_key(ent)->s, .enterprise_len = ent_key(ent)->len, .rule_id = r->id,
-                     .severity = severity_str(r->severity)};
+                     .severity = severity_str(r->severity), .timestamp = e->push_ts};
         e->emit(e->ud, shadow ? OUT_SHADOW : OUT_ALERT, b->p, b->len, &m);
 }
 

@@ -123,7 +123,7 @@ int engine_regrade(Engine *e, EngineReload *rep)
         if (!rep)
                 rep = &scratch;
         memset(rep, 0, sizeof(*rep));
-        if (e->in_batch)
+        if (e->in_batch || e->sealed)
                 return -EBUSY;
         regrade_batch(e, NULL, rep);
         return 0;
@@ -135,7 +135,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         if (!rep)
                 rep = &scratch;
         memset(rep, 0, sizeof(*rep));
-        if (e->in_batch)
+        if (e->in_batch || e->sealed)
                 return -EBUSY;
         Engine *n = NULL;
         int r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);

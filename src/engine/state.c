@@ -1606,9 +1606,21 @@ static int64_t meta_read(Engine *e, Rd *r)
 
 /* ---- batches ---- */
 
+/*
+ * Two batches may be uncommitted at once (engine_batch_seal): the sealed
+ * one, whose transaction the daemon commits while the next is processed,
+ * and the open one.  The undo log holds a segment per batch: the sealed
+ * batch's (each enterprise as that batch found it) then the open batch's
+ * (each as the sealed batch left it: seal clears the touched marks, so
+ * the open batch logs an enterprise again even if the sealed one did).
+ * Committing the sealed batch drops its segment; an abort rolls back the
+ * open segment, then the sealed one, newest first, and puts back the
+ * partition state (watermark, held events) of the oldest batch's start.
+ */
+
 void state_untouch(Engine *e, Ent *ent)
 {
-        if (!ent->touched || !e->ntouched || e->touched[e->ntouched - 1] != ent)
+        if (!ent->touched || e->ntouched <= e->nsealed || e->touched[e->ntouched - 1] != ent)
                 return;
         e->ntouched--;
         if (e->undo_off[e->ntouched] != UINT64_MAX)
@@ -1626,8 +1638,11 @@ void state_touch(Engine *e, Ent *ent)
                 e->touched = xrealloc(e->touched, e->ctouched * sizeof(Ent *));
                 e->undo_off = xrealloc(e->undo_off, e->ctouched * sizeof(uint64_t));
         }
-        /* a new enterprise (never graded, nothing held) is removed on abort */
-        bool fresh = ent->last_time == TIME_UNSET && ent->r->nc == 0 && ent->nw == 0 && ent->grade < 0;
+        /* a new enterprise (never graded, nothing held) is removed on abort;
+         * one the sealed batch logged is put back as that batch left it
+         * (its own segment removes it, if it was new there) */
+        bool fresh = !ent->sealed && ent->last_time == TIME_UNSET && ent->r->nc == 0 && ent->nw == 0 &&
+                     ent->grade < 0;
         e->touched[e->ntouched] = ent;
         e->undo_off[e->ntouched] = fresh ? UINT64_MAX : e->undo.len;
         e->ntouched++;
@@ -1638,8 +1653,8 @@ void state_touch(Engine *e, Ent *ent)
 void engine_batch_begin(Engine *e)
 {
         e->in_batch = true;
-        e->ntouched = 0;
-        e->undo.len = 0;
+        e->ntouched = e->nsealed;
+        e->undo.len = e->undo_sealed;
         e->meta_undo.len = 0;
         meta_write(e, 0, &e->meta_undo);
 }
@@ -1653,7 +1668,7 @@ void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, voi
 void state_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud)
 {
         Buf b = {0};
-        for (uint32_t i = 0; i < e->ntouched; i++) {
+        for (uint32_t i = e->nsealed; i < e->ntouched; i++) {
                 Ent *x = e->touched[i];
                 b.len = 0;
                 ent_write(e, x, &b);
@@ -1665,9 +1680,68 @@ void state_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud)
         buf_free(&b);
 }
 
+void engine_batch_seal(Engine *e)
+{
+        if (!e->in_batch)
+                return;
+        for (uint32_t i = e->nsealed; i < e->ntouched; i++) {
+                Ent *x = e->touched[i];
+                x->touched = 0;
+                x->sealed = 1;
+                x->reload_dirty = 0; /* its record is written */
+                x->reload_rescored = 0;
+                x->grade_lost = 0;
+        }
+        if (!e->sealed) { /* else the two merge: the older start stays */
+                Buf t = e->meta_sealed;
+                e->meta_sealed = e->meta_undo;
+                e->meta_undo = t;
+                e->sealed_regrade = false;
+        }
+        e->sealed_regrade |= e->regrade_open;
+        e->regrade_open = false;
+        e->sealed = true;
+        e->nsealed = e->ntouched;
+        e->undo_sealed = e->undo.len;
+        e->in_batch = false;
+        e->meta_undo.len = 0;
+}
+
+bool engine_batch_sealed(const Engine *e)
+{
+        return e->sealed;
+}
+
+/* The sealed batch committed: its segment goes, the open batch's stays. */
+static void sealed_commit(Engine *e)
+{
+        for (uint32_t i = 0; i < e->nsealed; i++)
+                e->touched[i]->sealed = 0;
+        uint32_t n = e->ntouched - e->nsealed;
+        if (n) /* (touched is NULL until an enterprise is) */
+                memmove(e->touched, e->touched + e->nsealed, n * sizeof(Ent *));
+        for (uint32_t i = 0; i < n; i++) {
+                uint64_t off = e->undo_off[e->nsealed + i];
+                e->undo_off[i] = off == UINT64_MAX ? off : off - e->undo_sealed;
+        }
+        if (e->undo.len > e->undo_sealed)
+                memmove(e->undo.p, e->undo.p + e->undo_sealed, e->undo.len - e->undo_sealed);
+        e->undo.len -= e->undo_sealed;
+        e->ntouched = n;
+        e->nsealed = 0;
+        e->undo_sealed = 0;
+        e->sealed = false;
+        e->sealed_regrade = false;
+        e->meta_sealed.len = 0;
+}
+
 void engine_batch_commit(Engine *e)
 {
         state_dict_committed(e);
+        if (e->sealed) {
+                sealed_commit(e);
+                return;
+        }
         for (uint32_t i = 0; i < e->ntouched; i++) {
                 e->touched[i]->touched = 0;
                 e->touched[i]->reload_dirty = 0; /* its record is written */
@@ -1683,11 +1757,12 @@ void engine_batch_commit(Engine *e)
 
 void engine_batch_abort(Engine *e)
 {
-        if (!e->in_batch)
+        if (!e->in_batch && !e->sealed)
                 return;
-        if (e->regrade_open)
+        if (e->regrade_open || e->sealed_regrade)
                 e->regrade_due = true;
         state_dict_aborted(e);
+        /* newest first: the open segment, then the sealed one */
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
@@ -1699,11 +1774,17 @@ void engine_batch_abort(Engine *e)
                         (const unsigned char *)e->undo.p + e->undo.len, false};
                 ent_read(e, x, &r);
                 x->touched = 0;
+                x->sealed = 0;
         }
-        e->ntouched = 0;        /* some were freed: nothing left for commit to clear */
-        Rd r = {(const unsigned char *)e->meta_undo.p, (const unsigned char *)e->meta_undo.p + e->meta_undo.len, false};
+        e->ntouched = e->nsealed = 0; /* some were freed: nothing left for commit to clear */
+        const Buf *m = e->sealed ? &e->meta_sealed : &e->meta_undo;
+        Rd r = {(const unsigned char *)m->p, (const unsigned char *)m->p + m->len, false};
         meta_read(e, &r);
         engine_timers_rebuild(e);
+        e->sealed = false;
+        e->sealed_regrade = false;
+        e->undo_sealed = 0;
+        e->meta_sealed.len = 0;
         engine_batch_commit(e);
 }
 

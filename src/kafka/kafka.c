@@ -5,6 +5,7 @@
  * errstr buffers and come out as messages that never quote a secret.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,4 +252,12 @@ int kafka_clients_check(const KafkaSettings *s, const char *group_id, const char
                 return -EINVAL;
         }
         return 0;
+}
+
+rd_kafka_error_t *kafka_seek(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int timeout_ms)
+{
+        /* before 2.1.0 the remaining time in ms is passed on as microseconds */
+        if (rd_kafka_version() < 0x020100ff && timeout_ms > 0)
+                timeout_ms = timeout_ms > INT_MAX / 1000 ? INT_MAX : timeout_ms * 1000;
+        return rd_kafka_seek_partitions(rk, parts, timeout_ms);
 }

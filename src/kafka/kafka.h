@@ -90,6 +90,12 @@ typedef enum KafkaTxnStatus {
 KafkaTxnStatus kafka_txn_status(rd_kafka_error_t *error, char **ret_msg);
 const char *kafka_txn_status_name(KafkaTxnStatus st);
 
+/* rd_kafka_seek_partitions waiting up to timeout_ms for the seeks'
+ * results.  librdkafka before 2.1.0 waits timeout_ms microseconds instead
+ * (librdkafka#4230): 10 ms for 10 s, so that a busy machine saw "Timed out
+ * waiting for N remaining partition seek(s)"; the wait is scaled for it. */
+rd_kafka_error_t *kafka_seek(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int timeout_ms);
+
 /* The handle's fatal error as "NAME: reason" (malloc'd), or NULL. */
 char *kafka_fatal_error(rd_kafka_t *rk);
 

@@ -1022,6 +1022,201 @@ Test(engine, held_ties_keep_their_order_through_abort_and_restore)
         rules_unref(rs);
 }
 
+/* ---- two batches in flight (engine_batch_seal) ---- */
+
+/* What the engine holds, for comparison: the grades, every graded
+ * enterprise explained, the watermark. */
+static void snapshot(Engine *e, Buf *b)
+{
+        Buf g = {0};
+        engine_grades_write(e, &g);
+        buf_put(b, g.p ? g.p : "", g.len);
+        for (const char *p = g.p; p && (p = strstr(p, "\"enterprise_id\":\""));) {
+                p += strlen("\"enterprise_id\":\"");
+                const char *q = strchr(p, '"');
+                char *doc = engine_explain_json(e, p, (size_t)(q - p));
+                buf_puts(b, doc ? doc : "(none)");
+                buf_putc(b, '\n');
+                free(doc);
+                p = q;
+        }
+        buf_printf(b, "watermark %lld\n", (long long)engine_stats(e)->watermark);
+        buf_free(&g);
+}
+
+/* The snapshot of a fresh engine fed lines[0..k). */
+static void replay_snapshot(RuleSet *rs, const EngineConfig *cfg, char **lines, uint32_t k, Buf *b)
+{
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, cfg, sink, &o), 0);
+        for (uint32_t i = 0; i < k; i++)
+                engine_push(e, lines[i], strlen(lines[i]), NULL);
+        snapshot(e, b);
+        engine_free(e);
+        out_free(&o);
+}
+
+static void snapshot_is_replay(Engine *e, RuleSet *rs, const EngineConfig *cfg, char **lines, uint32_t k)
+{
+        Buf got = {0}, want = {0};
+        snapshot(e, &got);
+        replay_snapshot(rs, cfg, lines, k, &want);
+        cr_assert_str_eq(got.p, want.p, "the state after %u events is not a replay's", k);
+        buf_free(&got);
+        buf_free(&want);
+}
+
+/*
+ * The daemon's pipeline: batch A sealed (its records taken), batch B
+ * processed while A's transaction is out; then, by `fates` in turn, A
+ * commits ('c': B becomes the batch in flight), A aborts ('a': A and B
+ * rolled back, A's events again), or A commits and B is aborted on its own
+ * ('o': a lost assignment; B's events again).  After every rollback the
+ * state is a replay's up to where it went back; the committed outputs are
+ * those of one uninterrupted run, and a restore from the committed records
+ * ends where that run ends.
+ */
+static void overlapped(RuleSet *rs, const char *text, uint32_t size, const char *fates, int64_t grace)
+{
+        uint32_t n;
+        char *copy;
+        char **lines = split_lines(text, &n, &copy);
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        cfg.grace_ms = grace;
+        Out ref = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &ref), 0);
+        for (uint32_t i = 0; i < n; i++)
+                engine_push(e, lines[i], strlen(lines[i]), NULL);
+        Buf ref_snap = {0};
+        snapshot(e, &ref_snap);
+        engine_free(e);
+
+        Buf committed = {0};
+        Log log = {0};
+        Out cur = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &cur), 0);
+        uint32_t a = 0, a_end = 0, turn = 0, rollbacks[3] = {0};
+        /* batch A: [a, a_end), its outputs the first a_len bytes of cur.all */
+        engine_batch_begin(e);
+        cur.all.len = 0;
+        a_end = a + size < n ? a + size : n;
+        for (uint32_t k = a; k < a_end; k++)
+                engine_push(e, lines[k], strlen(lines[k]), NULL);
+        while (a < n) {
+                Log pend = {0};
+                engine_batch_changes(e, a_end, log_record, &pend);
+                engine_batch_seal(e);
+                cr_assert(engine_batch_sealed(e));
+                /* a reload or a regrade waits for the commit in flight */
+                cr_assert_eq(engine_regrade(e, NULL), -EBUSY);
+                size_t a_len = cur.all.len;
+                uint32_t b_end = a_end + size < n ? a_end + size : n;
+                bool b_open = a_end < n;
+                if (b_open) {
+                        engine_batch_begin(e);
+                        for (uint32_t k = a_end; k < b_end; k++)
+                                engine_push(e, lines[k], strlen(lines[k]), NULL);
+                }
+                char fate = fates[turn++ % strlen(fates)];
+                if (fate == 'a' || (fate == 'o' && !b_open)) {
+                        engine_batch_abort(e); /* A and B */
+                        rollbacks[0]++;
+                        snapshot_is_replay(e, rs, &cfg, lines, a);
+                } else {
+                        engine_batch_commit(e); /* A */
+                        cr_assert(!engine_batch_sealed(e));
+                        buf_put(&committed, cur.all.p ? cur.all.p : "", a_len);
+                        for (uint32_t k = 0; k < pend.n; k++)
+                                log_record(&log, pend.key[k], pend.klen[k], pend.val[k], pend.vlen[k]);
+                        if (cur.all.len > a_len)
+                                memmove(cur.all.p, cur.all.p + a_len, cur.all.len - a_len);
+                        cur.all.len -= a_len;
+                        a = a_end;
+                        if (fate == 'o') {
+                                engine_batch_abort(e); /* B alone */
+                                rollbacks[1]++;
+                                snapshot_is_replay(e, rs, &cfg, lines, a);
+                        } else {
+                                rollbacks[2]++;
+                                a_end = b_end; /* B in flight next */
+                                log_free(&pend);
+                                continue;
+                        }
+                }
+                log_free(&pend);
+                /* again from a */
+                engine_batch_begin(e);
+                cur.all.len = 0;
+                a_end = a + size < n ? a + size : n;
+                for (uint32_t k = a; k < a_end; k++)
+                        engine_push(e, lines[k], strlen(lines[k]), NULL);
+        }
+        cr_assert(rollbacks[0] > 0 || !strchr(fates, 'a'));
+        cr_assert(rollbacks[1] > 0 || !strchr(fates, 'o'));
+        Buf snap = {0};
+        snapshot(e, &snap);
+        cr_assert_str_eq(snap.p, ref_snap.p);
+        engine_free(e);
+        cr_assert_eq(committed.len, ref.all.len, "committed %zu bytes, reference %zu", committed.len, ref.all.len);
+        cr_assert_eq(memcmp(committed.p, ref.all.p, ref.all.len), 0);
+        /* the committed records restore the end of the stream */
+        Out rest = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &rest), 0);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        cr_assert_eq(engine_restore_finish(e), (int64_t)n);
+        Buf rsnap = {0};
+        snapshot(e, &rsnap);
+        cr_assert_str_eq(rsnap.p, ref_snap.p);
+        engine_free(e);
+        buf_free(&snap);
+        buf_free(&rsnap);
+        buf_free(&ref_snap);
+        buf_free(&committed);
+        out_free(&cur);
+        out_free(&rest);
+        out_free(&ref);
+        log_free(&log);
+        free(lines);
+        free(copy);
+}
+
+/* A abort after the seal rolls back both batches, to the state a replay
+ * of the events before the sealed batch has. */
+Test(engine, abort_after_seal_rolls_back_both_batches)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        overlapped(rs, in.p, 37, "cca", 0);
+        overlapped(rs, in.p, 5, "ac", 0);
+        overlapped(rs, in.p, 50, "cac", 3600000); /* with held events */
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* The sealed batch committed, then the open one aborted: only the open
+ * one is rolled back, to the sealed batch's end. */
+Test(engine, commit_of_the_sealed_then_abort_of_the_open)
+{
+        RuleSet *rs = load();
+        Buf in = {0};
+        story(&in);
+        overlapped(rs, in.p, 37, "co", 0);
+        overlapped(rs, in.p, 11, "ocac", 0);
+        overlapped(rs, in.p, 50, "oc", 3600000);
+        buf_free(&in);
+        rules_unref(rs);
+        rs = load_with(schema, tie_rules);
+        tie_stream(&in);
+        overlapped(rs, in.p, 7, "caoc", 3600000);
+        buf_free(&in);
+        rules_unref(rs);
+}
+
 /* Fields of one name and type with other enums have slots of their own:
  * a record names a window's, the profile's and a snapshot's slots by name
  * and type, and the restore must take the one the aggregate (the profile,
