@@ -348,6 +348,35 @@ int32_t rules_flag_id(const RuleSet *rs, const char *name);
  * survives a restore or a reload. */
 uint64_t rules_agg_fingerprint(const RuleSet *rs, uint32_t agg);
 
+/* ---- what a program reads (src/rules/reads.c) ----
+ *
+ * What the engine derives from the rules once (engine_new: the profile
+ * fields it keeps, a timer's snapshot of the event, the conditions it may
+ * share between rules, the overrides it must decide again), answered here
+ * from the bytecode so that nothing outside src/rules reads it. */
+
+typedef enum ProgRead {
+        READ_FIELD,     /* the event's fields: slots */
+        READ_CUR,       /* $field, the triggering event's: slots */
+        READ_PROFILE,   /* the enterprise profile's fields: slots */
+        READ_AGG,       /* aggregates: indexes into RuleSet.aggs */
+} ProgRead;
+
+/* Adds to (*v)[0..*n) (a VEC: capacity *cap) each slot or aggregate of
+ * kind what that program prog reads and *v does not hold yet; for every
+ * kind but READ_AGG the where: programs of the aggregates it reads count
+ * too.  PROG_NONE reads nothing. */
+void rules_prog_reads(const RuleSet *rs, uint32_t prog, ProgRead what, uint32_t **v, uint32_t *n, uint32_t *cap);
+/* It reads the event alone (its fields, constants, the event time): no
+ * $field, profile, score, grade, mode, frequency, flag or aggregate, so it
+ * answers the same for every rule with the same code on the same event. */
+bool rules_prog_event_only(const RuleSet *rs, uint32_t prog);
+/* The same code, jumps compared by where they point within each. */
+bool rules_prog_same(const RuleSet *rs, uint32_t a, uint32_t b);
+/* It reads the clock or an aggregate: its answer may change with time
+ * alone, with no change of what else it reads. */
+bool rules_prog_volatile(const RuleSet *rs, uint32_t prog);
+
 /* Disassemble a program / a whole rule to text (riskctl disasm). */
 struct Buf;
 void rules_disasm_prog(const RuleSet *rs, uint32_t prog, struct Buf *out);

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "src/engine/engine.h"
-#include "src/rules/opcodes.h"
 
 const char *const engine_reject_names[ENGINE_NREJECT] = {
 #define X(e, name) name,
@@ -1685,26 +1684,6 @@ void engine_flush(Engine *e)
 
 /* ---- setup ---- */
 
-static void scan_prog(const RuleSet *rs, uint32_t prog, Opcode want, uint32_t **v, uint32_t *n, uint32_t *cap)
-{
-        if (prog == PROG_NONE)
-                return;
-        const Program *p = &rs->progs[prog];
-        for (uint32_t i = 0; i < p->len; i++) {
-                uint32_t insn = rs->code[p->start + i];
-                if (INSN_OP(insn) == OP_AGG && want != OP_AGG)
-                        scan_prog(rs, rs->aggs[INSN_ARG(insn)].where, want, v, n, cap);
-                if (INSN_OP(insn) != want)
-                        continue;
-                uint32_t a = INSN_ARG(insn);
-                bool have = false;
-                for (uint32_t k = 0; k < *n; k++)
-                        have |= (*v)[k] == a;
-                if (!have)
-                        VEC_PUSH(*v, *n, *cap) = a;
-        }
-}
-
 static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
 {
         for (uint32_t k = 0; k < *n; k++)
@@ -1713,23 +1692,9 @@ static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
         VEC_PUSH(*v, *n, *cap) = s;
 }
 
-/* A condition that reads only the event (its fields and constants, the
- * event time) answers the same for every rule with the same code on the
- * same event; RuleInfo.event_only and same_when, found here. */
-static bool prog_event_only(const RuleSet *rs, uint32_t prog)
-{
-        const Program *p = &rs->progs[prog];
-        for (uint32_t k = 0; k < p->len; k++)
-                switch (INSN_OP(rs->code[p->start + k])) {
-                case OP_CUR: case OP_PROFILE: case OP_SCORE: case OP_GRADE: case OP_MODE: case OP_PER_YEAR:
-                case OP_FLAG: case OP_AGG:
-                        return false;
-                default:
-                        break;
-                }
-        return true;
-}
-
+/* A condition that reads only the event answers the same for every rule
+ * with the same code on the same event (rules_prog_event_only,
+ * rules_prog_same): RuleInfo.event_only and same_when, found here. */
 static void when_sharing(Engine *e)
 {
         const RuleSet *rs = e->rs;
@@ -1740,24 +1705,13 @@ static void when_sharing(Engine *e)
                 RuleInfo *ri = &e->ri[i];
                 ri->same_when = i;
                 ri->event_only = r->status != RULE_DISABLED && !r->is_static && !r->timer_driven &&
-                                 prog_event_only(rs, r->when);
+                                 rules_prog_event_only(rs, r->when);
                 if (!ri->event_only)
                         continue;
-                const Program *p = &rs->progs[r->when];
                 for (uint32_t j = 0; j < i; j++) {
-                        const Program *q = &rs->progs[rs->rules[j].when];
-                        if (!e->ri[j].event_only || e->ri[j].same_when != j || q->len != p->len)
+                        if (!e->ri[j].event_only || e->ri[j].same_when != j)
                                 continue;
-                        /* the same code up to where its jumps point */
-                        bool same = true;
-                        for (uint32_t k = 0; k < p->len && same; k++) {
-                                uint32_t a = rs->code[p->start + k], b = rs->code[q->start + k];
-                                Opcode op = INSN_OP(a);
-                                if (op == OP_JF_KEEP || op == OP_JT_KEEP)
-                                        same = INSN_OP(b) == op && INSN_ARG(a) - p->start == INSN_ARG(b) - q->start;
-                                else
-                                        same = a == b;
-                        }
+                        bool same = rules_prog_same(rs, r->when, rs->rules[j].when);
                         if (same) {
                                 ri->same_when = j;
                                 break;
@@ -1789,7 +1743,7 @@ static void agg_keyed_find(Engine *e)
         const Grading *g = &rs->grading;
         uint32_t *used = NULL, nused = 0, cap = 0;
         for (uint32_t i = 0; i < g->noverrides; i++)
-                scan_prog(rs, g->overrides[i].when, OP_AGG, &used, &nused, &cap);
+                rules_prog_reads(rs, g->overrides[i].when, READ_AGG, &used, &nused, &cap);
         for (uint32_t k = 0; k < nused; k++)
                 if (used[k] < rs->naggs)
                         e->agg_keyed[used[k]] = 0;
@@ -1838,7 +1792,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         /* which profile slots anything reads */
         uint32_t pcap = 0;
         for (uint32_t i = 0; i < rs->nprogs; i++)
-                scan_prog(rs, i, OP_PROFILE, &e->prof_slots, &e->nprof, &pcap);
+                rules_prog_reads(rs, i, READ_PROFILE, &e->prof_slots, &e->nprof, &pcap);
         for (uint32_t i = 0; i < rs->nrules; i++)
                 for (uint32_t k = 0; k < rs->rules[i].message.nparts; k++)
                         if (rs->rules[i].message.parts[k].kind == TPL_PROFILE)
@@ -1847,8 +1801,8 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
          * profile (engine_static_expr): keep the fields it reads */
         for (uint32_t i = 0; i < rs->nrules; i++)
                 if (rs->rules[i].is_static && rs->rules[i].score_expr) {
-                        scan_prog(rs, rs->rules[i].score_prog, OP_FIELD, &e->prof_slots, &e->nprof, &pcap);
-                        scan_prog(rs, rs->rules[i].score_prog, OP_CUR, &e->prof_slots, &e->nprof, &pcap);
+                        rules_prog_reads(rs, rs->rules[i].score_prog, READ_FIELD, &e->prof_slots, &e->nprof, &pcap);
+                        rules_prog_reads(rs, rs->rules[i].score_prog, READ_CUR, &e->prof_slots, &e->nprof, &pcap);
                 }
         prof_layout(e);
 
@@ -1875,8 +1829,8 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                  * fields of the condition and of the message, the key */
                 uint32_t cap = 0;
                 if (ru->timer_driven || ru->for_ms) {
-                        scan_prog(rs, ru->when, OP_CUR, &ri->snap_slots, &ri->nsnap, &cap);
-                        scan_prog(rs, ru->when, OP_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
+                        rules_prog_reads(rs, ru->when, READ_CUR, &ri->snap_slots, &ri->nsnap, &cap);
+                        rules_prog_reads(rs, ru->when, READ_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
                         for (uint32_t k = 0; k < ru->message.nparts; k++)
                                 if (ru->message.parts[k].kind == TPL_FIELD)
                                         add_slot(&ri->snap_slots, &ri->nsnap, &cap, ru->message.parts[k].slot);
@@ -1884,13 +1838,13 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                                 add_slot(&ri->snap_slots, &ri->nsnap, &cap, (uint32_t)ru->per_slot);
                 }
                 if ((ru->timer_driven || ru->for_ms) && ru->score_expr) {
-                        scan_prog(rs, ru->score_prog, OP_CUR, &ri->snap_slots, &ri->nsnap, &cap);
-                        scan_prog(rs, ru->score_prog, OP_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
+                        rules_prog_reads(rs, ru->score_prog, READ_CUR, &ri->snap_slots, &ri->nsnap, &cap);
+                        rules_prog_reads(rs, ru->score_prog, READ_FIELD, &ri->snap_slots, &ri->nsnap, &cap);
                 }
                 uint32_t *pv = NULL, np = 0, pvcap = 0;
-                scan_prog(rs, ru->when, OP_PROFILE, &pv, &np, &pvcap);
+                rules_prog_reads(rs, ru->when, READ_PROFILE, &pv, &np, &pvcap);
                 if (ru->score_expr)
-                        scan_prog(rs, ru->score_prog, OP_PROFILE, &pv, &np, &pvcap);
+                        rules_prog_reads(rs, ru->score_prog, READ_PROFILE, &pv, &np, &pvcap);
                 free(pv);
                 ri->reads_profile = np > 0;
                 for (uint32_t k = 0; k < ru->message.nparts; k++)
@@ -1920,9 +1874,9 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 if (k < 64)
                         e->static_expr_mask |= 1ull << k;
                 uint32_t *sv = NULL, nsv = 0, scap2 = 0;
-                scan_prog(rs, sr->score_prog, OP_FIELD, &sv, &nsv, &scap2);
-                scan_prog(rs, sr->score_prog, OP_CUR, &sv, &nsv, &scap2);
-                scan_prog(rs, sr->score_prog, OP_PROFILE, &sv, &nsv, &scap2);
+                rules_prog_reads(rs, sr->score_prog, READ_FIELD, &sv, &nsv, &scap2);
+                rules_prog_reads(rs, sr->score_prog, READ_CUR, &sv, &nsv, &scap2);
+                rules_prog_reads(rs, sr->score_prog, READ_PROFILE, &sv, &nsv, &scap2);
                 /* slots to profile indexes */
                 for (uint32_t j = 0; j < nsv; j++)
                         for (uint32_t pi = 0; pi < e->nprof; pi++)
@@ -1935,7 +1889,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->agg_profile = xcalloc(rs->naggs + 1, 1);
         for (uint32_t a = 0; a < rs->naggs; a++) {
                 uint32_t *pv = NULL, np = 0, pvcap = 0;
-                scan_prog(rs, rs->aggs[a].where, OP_PROFILE, &pv, &np, &pvcap);
+                rules_prog_reads(rs, rs->aggs[a].where, READ_PROFILE, &pv, &np, &pvcap);
                 free(pv);
                 e->agg_profile[a] = np > 0;
         }
@@ -1952,17 +1906,13 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         const Grading *g = &rs->grading;
         e->ov_reuse = g->noverrides <= 16;
         for (uint32_t i = 0; e->ov_reuse && i < g->noverrides; i++) {
-                const Program *p = &rs->progs[g->overrides[i].when];
-                for (uint32_t k = 0; k < p->len; k++) {
-                        Opcode op = INSN_OP(rs->code[p->start + k]);
-                        if (op == OP_NOW || op == OP_AGG)
-                                e->ov_volatile |= (uint16_t)(1u << i);
-                }
+                if (rules_prog_volatile(rs, g->overrides[i].when))
+                        e->ov_volatile |= (uint16_t)(1u << i);
         }
         e->prof_all = e->nprof >= 64 ? ~0ull : (1ull << e->nprof) - 1;
         for (uint32_t i = 0; i < g->noverrides && i < 16; i++) {
                 uint32_t *pv = NULL, np = 0, pvcap = 0;
-                scan_prog(rs, g->overrides[i].when, OP_PROFILE, &pv, &np, &pvcap);
+                rules_prog_reads(rs, g->overrides[i].when, READ_PROFILE, &pv, &np, &pvcap);
                 for (uint32_t k = 0; k < np; k++) {
                         uint32_t pi = 0;
                         while (pi < e->nprof && e->prof_slots[pi] != pv[k])
