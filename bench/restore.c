@@ -155,9 +155,14 @@ int main(int argc, char **argv)
                 recs_add(&part, model.bytes.p + model.koff[last], model.klen[last], model.bytes.p + model.voff[last],
                          model.vlen[last]);
         double mb = (double)part.bytes.len / 1e6;
-        printf("bench-restore: %u events replayed into %u enterprise records (%.0f bytes each on average); a partition"
+#ifdef RISKD_JEMALLOC
+        const char *allocator = "jemalloc";
+#else
+        const char *allocator = "glibc malloc";
+#endif
+        printf("bench-restore (%s): %u events replayed into %u enterprise records (%.0f bytes each on average); a partition"
                " of %u records, %.1f MB (keys and values)\n",
-               nev, last - first, (double)(model.voff[last - 1] + model.vlen[last - 1] - model.koff[first]) / (last - first),
+               allocator, nev, last - first, (double)(model.voff[last - 1] + model.vlen[last - 1] - model.koff[first]) / (last - first),
                part.n, mb);
         double *rate = xcalloc((size_t)runs, sizeof(double)), *ref = xcalloc((size_t)runs, sizeof(double));
         for (int r = 0; r < runs; r++) {

@@ -363,6 +363,7 @@ struct Engine {
 
         Timer *tm;              /* min-heap */
         uint32_t ntm, ctm;
+        bool tm_bulk;           /* engine_timers_rebuild: appended, heapified at its end */
         uint32_t *due;          /* key states due at one timer entry (scratch) */
         uint32_t cdue;
         Held *held;             /* min-heap */

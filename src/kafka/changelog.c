@@ -155,6 +155,41 @@ void changelog_reader_stop(ChangelogReader *r, int32_t p)
         rp->started = false;
 }
 
+/* One message of the queue: a record passed on, or a partition's end. */
+static int reader_message(ChangelogReader *r, rd_kafka_message_t *m, const ChangelogSink *sink)
+{
+        int32_t p = m->partition;
+        ReaderPart *rp = part_get(r, p, false);
+        if (!rp || !rp->started) /* left over from a stopped partition */
+                return 0;
+        int n = 0;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (m->offset > rp->pos)
+                        rp->pos = m->offset;
+        } else if (m->err) {
+                if (sink->error)
+                        sink->error(sink->ud, p, rd_kafka_message_errstr(m));
+        } else {
+                sink->record(sink->ud, p, m->offset, m->key, m->key_len, m->payload, m->len);
+                if (m->offset + 1 > rp->pos)
+                        rp->pos = m->offset + 1;
+                n = 1;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && rp->pos < rp->end) {
+                /* markers past the last record: the fetcher's position */
+                rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(l, r->topic, p);
+                if (!rd_kafka_position(r->rk, l) && l->elems[0].offset > rp->pos)
+                        rp->pos = l->elems[0].offset;
+                rd_kafka_topic_partition_list_destroy(l);
+        }
+        if (rp->pos >= rp->end) {
+                changelog_reader_stop(r, p);
+                sink->done(sink->ud, p, rp->pos);
+        }
+        return n;
+}
+
 int changelog_reader_poll(ChangelogReader *r, int timeout_ms, const ChangelogSink *sink)
 {
         /* error and statistics callbacks of both handles */
@@ -162,42 +197,19 @@ int changelog_reader_poll(ChangelogReader *r, int timeout_ms, const ChangelogSin
         rd_kafka_poll(r->wm, 0);
         int64_t deadline = now_ms() + timeout_ms;
         int n = 0;
+        /* taken from the queue in batches, as riskd's consumer takes events
+         * (one lock of the queue per batch, not per record); a batch is
+         * served whole, so the slice may pass 20,000 records by one batch */
+        rd_kafka_message_t *ms[1024];
         for (;;) {
                 int64_t left = deadline - now_ms();
-                rd_kafka_message_t *m = rd_kafka_consume_queue(r->q, n ? 0 : (int)(left > 0 ? left : 0));
-                if (!m)
+                ssize_t got = rd_kafka_consume_batch_queue(r->q, n ? 0 : (int)(left > 0 ? left : 0), ms,
+                                                           sizeof(ms) / sizeof(ms[0]));
+                if (got <= 0)
                         break;
-                int32_t p = m->partition;
-                ReaderPart *rp = part_get(r, p, false);
-                if (!rp || !rp->started) { /* left over from a stopped partition */
-                        rd_kafka_message_destroy(m);
-                        continue;
-                }
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->offset > rp->pos)
-                                rp->pos = m->offset;
-                } else if (m->err) {
-                        if (sink->error)
-                                sink->error(sink->ud, p, rd_kafka_message_errstr(m));
-                } else {
-                        sink->record(sink->ud, p, m->offset, m->key, m->key_len, m->payload, m->len);
-                        if (m->offset + 1 > rp->pos)
-                                rp->pos = m->offset + 1;
-                        n++;
-                }
-                bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-                rd_kafka_message_destroy(m);
-                if (eof && rp->pos < rp->end) {
-                        /* markers past the last record: the fetcher's position */
-                        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-                        rd_kafka_topic_partition_list_add(l, r->topic, p);
-                        if (!rd_kafka_position(r->rk, l) && l->elems[0].offset > rp->pos)
-                                rp->pos = l->elems[0].offset;
-                        rd_kafka_topic_partition_list_destroy(l);
-                }
-                if (rp->pos >= rp->end) {
-                        changelog_reader_stop(r, p);
-                        sink->done(sink->ud, p, rp->pos);
+                for (ssize_t i = 0; i < got; i++) {
+                        n += reader_message(r, ms[i], sink);
+                        rd_kafka_message_destroy(ms[i]);
                 }
                 /* a bounded slice, so that the caller keeps polling its group consumer */
                 if (n >= 20000 || now_ms() >= deadline)

@@ -193,8 +193,23 @@ char *kafka_fatal_error(rd_kafka_t *rk)
 
 rd_kafka_conf_t *kafka_conf_reader(const KafkaSettings *s, const char *isolation, char **ret_msg)
 {
+        /* fetch.wait.max.ms: a restore reads up to a known end offset, so
+         * waiting at a partition's end for more never helps; and a
+         * partition started while a fetch of partitions at their end is
+         * in flight joins only the next fetch, after that whole wait
+         * (500 ms by default: most of a restore of 48 partitions of
+         * ~2,000 records each on the mock, bench/kafka.md).
+         * queued.min.messages: the partitions' fetch queues are forwarded
+         * to the reader's one queue, and librdkafka stops fetching a
+         * partition while that queue holds more than this many messages
+         * (100,000 by default), looking again about once a second: a
+         * restore of 64 partitions of ~5,700 records came in waves a
+         * second apart.  A million records (~300 MB at ~300 bytes) may now
+         * wait in the queue, less than the state they restore. */
         static const KV defaults[] = {
                 {"client.id", "riskd-restore"},
+                {"fetch.wait.max.ms", "10"},
+                {"queued.min.messages", "1000000"},
         };
         const KV required[] = {
                 {"isolation.level", isolation},
