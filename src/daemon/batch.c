@@ -136,6 +136,7 @@ static int txn_run(Loop *l, Batch *b)
                  * missing.  On a real cluster the transaction alone makes
                  * both visible together; this costs one round trip a batch. */
                 sink_flush(l);
+        b->t_outputs = log_now_ms();
         if (l->fatal)
                 return BATCH_FATAL;
         if (c->failed || c->delivery_errors) {
@@ -151,12 +152,14 @@ static int txn_run(Loop *l, Batch *b)
                         msg = xstrdup("a changelog record could not be produced");
                 }
         }
+        b->t_records = log_now_ms();
         if (st == KAFKA_TXN_OK)
                 fault_hold(l, b);
         if (st == KAFKA_TXN_OK && b->offsets->cnt) {
                 what = "send_offsets_to_transaction";
                 st = txn_call(&a, what, call_send_offsets, false, &msg);
         }
+        b->t_offsets = log_now_ms();
         if (st == KAFKA_TXN_OK) {
                 what = "commit_transaction";
                 st = txn_call(&a, what, call_commit, false, &msg);
@@ -195,11 +198,13 @@ static int idem_run(Loop *l, Batch *b)
         const char *stage = "outputs";
         sink_produce(l, b, REC_OUTPUT, REC_REPLAY);
         sink_flush(l);
+        b->t_outputs = log_now_ms();
         /* no enterprise record without its replay mark delivered */
         if (l->fatal || c->delivery_errors || c->failed)
                 goto failed;
         stage = "changelog";
         sink_produce(l, b, REC_STATE, REC_STATE);
+        b->t_records = log_now_ms();
         if (l->fatal || c->failed)
                 goto failed;
         sink_flush(l);
@@ -212,6 +217,7 @@ static int idem_run(Loop *l, Batch *b)
         stage = "partition records";
         sink_produce(l, b, REC_META, REC_META);
         sink_flush(l);
+        b->t_offsets = log_now_ms();
         if (l->fatal || c->delivery_errors || c->failed)
                 goto failed;
         fault_hold(l, b);
@@ -429,11 +435,20 @@ static void flight_done(Loop *l, bool rewind)
                 l->st.batches++;
                 prom_add(l->m.committed, 1);
                 prom_observe(prom_series(l->m.batch_s, NULL), (double)(b->t_done - b->t0) / 1e3);
+                /* the commit's parts: transactions on, the outputs
+                 * produced and delivered, the changelog records produced,
+                 * the offsets sent, EndTxn (which waits for the records'
+                 * delivery); off, the outputs and marks delivered, the
+                 * enterprises' records produced, they and the partition
+                 * records delivered, the offset commit */
                 log_debug("batch committed: %llu events in %lld ms (%lld ms of them committing; processed in %lld "
-                          "ms, then %lld ms waiting for the commit before it)",
+                          "ms, then %lld ms waiting for the commit before it; the commit: outputs %lld ms, records "
+                          "%lld ms, offsets %lld ms, end %lld ms; %u records, %llu bytes)",
                           (unsigned long long)b->events, (long long)(b->t_done - b->t0),
                           (long long)(b->t_done - b->t_start), (long long)(b->t_ready - b->t0),
-                          (long long)(b->t_seal - b->t_ready));
+                          (long long)(b->t_seal - b->t_ready), (long long)(b->t_outputs - b->t_start),
+                          (long long)(b->t_records - b->t_outputs), (long long)(b->t_offsets - b->t_records),
+                          (long long)(b->t_done - b->t_offsets), b->nrecs, (unsigned long long)b->bytes);
         } else {
                 rollback_all(l);
                 if (!l->fatal) {

@@ -114,6 +114,10 @@ typedef struct Batch {
         /* the first event; ready to commit; handed to the committer; its
          * commit began; ended */
         int64_t t0, t_ready, t_seal, t_start, t_done;
+        /* inside the commit (for the debug log): the outputs delivered,
+         * the changelog records produced (handed to librdkafka), the
+         * offsets sent (transactions on; else the last records delivered) */
+        int64_t t_outputs, t_records, t_offsets;
         int result;              /* BATCH_COMMITTED, BATCH_ABORTED, BATCH_FATAL */
 } Batch;
 
