@@ -20,13 +20,7 @@
 
 #include "include/riskd/util.h"
 #include "src/rules/vm.h"
-
-static double cpu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench/bench.h"
 
 /* n times c, then the tail */
 static char *run_of(char c, size_t n, const char *tail, size_t *len)

@@ -30,6 +30,7 @@
 #include "include/riskd/decode.h"
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "bench/bench.h"
 
 static uint64_t outputs;
 
@@ -54,19 +55,6 @@ static void count_record(void *ud, const char *key, size_t klen, const void *val
         (void)val;
         c->records++;
         c->bytes += klen + vlen;
-}
-
-static double cpu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int dcmp(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)

@@ -26,6 +26,7 @@
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "bench/bench.h"
 
 static void sink(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
 {
@@ -65,19 +66,6 @@ static void recs_add(Recs *r, const char *key, size_t klen, const void *val, siz
 static void model_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
 {
         recs_add(ud, key, klen, val, vlen);
-}
-
-static double cpu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int dcmp(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)

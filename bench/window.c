@@ -23,6 +23,7 @@
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "bench/bench.h"
 
 static void sink(void *ud, OutKind kind, const char *data, size_t len, const OutMeta *m)
 {
@@ -31,19 +32,6 @@ static void sink(void *ud, OutKind kind, const char *data, size_t len, const Out
         (void)data;
         (void)len;
         (void)m;
-}
-
-static double cpu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int dcmp(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
 }
 
 static const char schema[] =

@@ -241,6 +241,21 @@ failed:
  * back (and wakes the main loop out of its wait on the consumer); idle, it
  * serves the producer's reports and errors.  It owns the producer: the
  * main loop never polls it while the thread runs. */
+/* Wait on the committer's condition (its mutex held) for at most 100 ms:
+ * both sides poll something between waits (the producer's callbacks, the
+ * watchdog). */
+static void committer_wait(Committer *c)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+}
+
 static void *committer_run(void *arg)
 {
         Loop *l = arg;
@@ -249,14 +264,7 @@ static void *committer_run(void *arg)
         pthread_mutex_lock(&c->mu);
         for (;;) {
                 while (!c->stop && (!c->job || c->done)) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_nsec += 100 * 1000000L;
-                        if (ts.tv_nsec >= 1000000000L) {
-                                ts.tv_sec++;
-                                ts.tv_nsec -= 1000000000L;
-                        }
-                        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+                        committer_wait(c);
                         pthread_mutex_unlock(&c->mu);
                         rd_kafka_poll(l->producer, 0);
                         int64_t now = log_now_ms();
@@ -498,14 +506,7 @@ static void flight_wait(Loop *l, bool rewind)
         }
         pthread_mutex_lock(&c->mu);
         while (!c->done) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+                committer_wait(c);
                 if (c->done)
                         break;
                 pthread_mutex_unlock(&c->mu);

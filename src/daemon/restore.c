@@ -198,6 +198,15 @@ static void restore_error(void *ud, int32_t p, const char *msg)
                 log_warning("reading %s[%d]: %s", l->cfg->topics.changelog, p, msg);
 }
 
+/* The changelog cannot be read yet (msg, freed): try again in a second. */
+static void restore_retry(Loop *l, Part *pt, int64_t now, char *msg)
+{
+        if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "restore retries"))
+                log_warning("partition %d: restore waits: %s", pt->id, msg);
+        free(msg);
+        pt->rs_retry_at = now + 1000;
+}
+
 static void restore_start(Loop *l, Part *pt)
 {
         int64_t now = log_now_ms();
@@ -211,10 +220,7 @@ static void restore_start(Loop *l, Part *pt)
                         return;
                 }
                 if (r < 0) {
-                        if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "restore retries"))
-                                log_warning("partition %d: restore waits: %s", pt->id, msg);
-                        free(msg);
-                        pt->rs_retry_at = now + 1000;
+                        restore_retry(l, pt, now, msg);
                         return;
                 }
                 l->changelog_partitions = n;
@@ -228,10 +234,7 @@ static void restore_start(Loop *l, Part *pt)
         int64_t end = -1;
         int r = changelog_reader_start(l->reader, pt->id, 5000, &end, &msg);
         if (r < 0) {
-                if (log_limit_pass(&l->ll_restore, LOG_PRIO_WARNING, "restore retries"))
-                        log_warning("partition %d: restore waits: %s", pt->id, msg);
-                free(msg);
-                pt->rs_retry_at = now + 1000;
+                restore_retry(l, pt, now, msg);
                 return;
         }
         pt->rs_end = end;

@@ -374,17 +374,24 @@ int time_parse(const char *s, size_t n, int64_t *ms)
         return 0;
 }
 
-void time_format(int64_t ms, char *out, size_t size)
+/* The civil date of ms and the milliseconds into its day: floor division,
+ * so times before 1970 still have a 0..86399999 time of day. */
+static void time_civil_split(int64_t ms, int64_t *y, unsigned *m, unsigned *d, int64_t *rem)
 {
-        /* floor division: times before 1970 still have a 0..86399999 time of day */
-        int64_t days = ms / MS_PER_D, rem = ms % MS_PER_D;
-        if (rem < 0) {
-                rem += MS_PER_D;
+        int64_t days = ms / MS_PER_D;
+        *rem = ms % MS_PER_D;
+        if (*rem < 0) {
+                *rem += MS_PER_D;
                 days--;
         }
-        int64_t y;
+        time_civil_from_days(days, y, m, d);
+}
+
+void time_format(int64_t ms, char *out, size_t size)
+{
+        int64_t y, rem;
         unsigned m, d;
-        time_civil_from_days(days, &y, &m, &d);
+        time_civil_split(ms, &y, &m, &d, &rem);
         unsigned h = (unsigned)(rem / MS_PER_H), mi = (unsigned)(rem / MS_PER_M % 60),
                  s = (unsigned)(rem / MS_PER_S % 60), f = (unsigned)(rem % MS_PER_S);
         if (y >= 0 && y <= 9999 && size >= 25) {
@@ -439,14 +446,9 @@ void time_format_local(int64_t ms, int64_t offset_ms, bool clock, char *out, siz
         int64_t t;
         if (__builtin_add_overflow(ms, offset_ms, &t)) /* no RFC 3339 time is near; do not wrap */
                 t = ms < 0 ? INT64_MIN : INT64_MAX;
-        int64_t days = t / MS_PER_D, rem = t % MS_PER_D;
-        if (rem < 0) {
-                rem += MS_PER_D;
-                days--;
-        }
-        int64_t y;
+        int64_t y, rem;
         unsigned m, d;
-        time_civil_from_days(days, &y, &m, &d);
+        time_civil_split(t, &y, &m, &d, &rem);
         if (clock)
                 snprintf(out, size, "%04lld-%02u-%02u %02u:%02u", (long long)y, m, d, (unsigned)(rem / MS_PER_H),
                          (unsigned)(rem / MS_PER_M % 60));
