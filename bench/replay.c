@@ -67,18 +67,11 @@ int main(int argc, char **argv)
         if (runs < 1)
                 runs = 1;
         long commit_every = argc > 4 ? atol(argv[4]) : 0;
-        DiagList dl = {0};
         RuleSet *rs = NULL;
-        if (rules_load(argv[1], &dl, &rs) != 0) {
-                diag_print_text(stderr, &dl, false);
-                return 1;
-        }
         char *text;
         size_t len;
-        if (file_read_all(argv[2], &text, &len) < 0) {
-                perror(argv[2]);
+        if (bench_inputs(argv[1], argv[2], &rs, &text, &len))
                 return 1;
-        }
         /* split into lines once */
         uint32_t n = 0, cap = 0;
         const char **line = NULL;
@@ -283,6 +276,5 @@ int main(int argc, char **argv)
         free(llen);
         free(text);
         rules_unref(rs);
-        diag_list_deinit(&dl);
         return 0;
 }

@@ -78,18 +78,11 @@ int main(int argc, char **argv)
         int runs = argc > 4 ? atoi(argv[4]) : 5;
         if (runs < 1)
                 runs = 1;
-        DiagList dl = {0};
         RuleSet *rs = NULL;
-        if (rules_load(argv[1], &dl, &rs) != 0) {
-                diag_print_text(stderr, &dl, false);
-                return 1;
-        }
         char *text;
         size_t len;
-        if (file_read_all(argv[2], &text, &len) < 0) {
-                perror(argv[2]);
+        if (bench_inputs(argv[1], argv[2], &rs, &text, &len))
                 return 1;
-        }
         EngineConfig cfg;
         engine_config_default(&cfg);
         if (cfg.max_enterprises < want + 1)
@@ -202,6 +195,5 @@ int main(int argc, char **argv)
         free(part.klen);
         free(part.vlen);
         rules_unref(rs);
-        diag_list_deinit(&dl);
         return 0;
 }
