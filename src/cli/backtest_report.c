@@ -160,6 +160,18 @@ static void text_field_diff(Buf *b, const FieldDiff *fd)
         buf_putc(b, '\n');
 }
 
+/* A final grade and score ("none": the run never graded the enterprise). */
+static void text_final(Buf *b, const Final *f)
+{
+        if (f) {
+                grading_text(b, f->line);
+                buf_puts(b, " score ");
+                jtext(b, f->score);
+        } else {
+                buf_puts(b, "none");
+        }
+}
+
 void report_text(Buf *b, const Diff *d)
 {
         for (int k = 0; k < 2; k++) {
@@ -222,21 +234,9 @@ void report_text(Buf *b, const Diff *d)
                 }
                 if (e->final || e->score) {
                         buf_puts(b, "  at the end: old ");
-                        if (e->fo) {
-                                grading_text(b, e->fo->line);
-                                buf_puts(b, " score ");
-                                jtext(b, e->fo->score);
-                        } else {
-                                buf_puts(b, "none");
-                        }
+                        text_final(b, e->fo);
                         buf_puts(b, ", new ");
-                        if (e->fn) {
-                                grading_text(b, e->fn->line);
-                                buf_puts(b, " score ");
-                                jtext(b, e->fn->score);
-                        } else {
-                                buf_puts(b, "none");
-                        }
+                        text_final(b, e->fn);
                         buf_putc(b, '\n');
                 }
         }

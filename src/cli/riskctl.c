@@ -25,6 +25,9 @@
 #include "src/cli/ruletest.h"
 #include "src/kafka/broker.h"
 
+static int cmd_check(int argc, char **argv);
+static int cmd_disasm(int argc, char **argv);
+
 static const Command commands[] = {
         {"check",
          "usage: riskctl check DIR [--format text|json] [--dump]\n"
@@ -32,12 +35,12 @@ static const Command commands[] = {
          "  --format text|json   diagnostics as text (default) or one JSON document\n"
          "  --dump               also print the bytecode of every rule (text only)\n"
          "exit status: 0 no errors (warnings allowed), 1 errors in the rules, 2 bad arguments or DIR unreadable\n",
-         NULL, 0},
+         NULL, 0, cmd_check},
         {"disasm",
          "usage: riskctl disasm DIR [RULE_ID...]\n"
          "  the bytecode the rules compiled to (every rule and the grading overrides, or the rules named)\n"
          "exit status: 0 ok, 1 errors in the rules or a RULE_ID that does not exist, 2 bad arguments\n",
-         NULL, 0},
+         NULL, 0, cmd_disasm},
         {"replay",
          "usage: riskctl replay DIR [FILE|-] [OPTIONS]\n"
          "  run the engine over events (JSON lines; standard input for - or no FILE): alerts and\n"
@@ -57,7 +60,7 @@ static const Command commands[] = {
          "  --reload DIR --reload-after N\n"
          "                        switch to DIR's rules after N lines, as riskd does on SIGHUP\n"
          "exit status: 0 ok, 1 errors in the rules, 2 bad arguments or a file unreadable or unwritable\n",
-         "dguGqfERWKHMCLAh", 1u << BT_TEXT | 1u << BT_JSON},
+         "dguGqfERWKHMCLAh", 1u << BT_TEXT | 1u << BT_JSON, cmd_replay},
         {"explain",
          "usage: riskctl explain DIR FILE ENTERPRISE [OPTIONS]\n"
          "  why an enterprise has its grade: score, contributions with their events and expiry, flags,\n"
@@ -70,7 +73,7 @@ static const Command commands[] = {
          "  --grace DUR  --max-enterprises N  --recent-ids N  --max-window-rows N  --max-keys N  --max-held N\n"
          "                        as for replay\n"
          "exit status: 0 ok, 1 errors in the rules or no event of ENTERPRISE, 2 bad arguments or FILE unreadable\n",
-         "guafjERWKHh", 1u << BT_TEXT | 1u << BT_JSON},
+         "guafjERWKHh", 1u << BT_TEXT | 1u << BT_JSON, cmd_explain},
         {"diff",
          "usage: riskctl diff OLD_DIR NEW_DIR FILE [OPTIONS]\n"
          "  back-test: replay FILE under both rule sets and compare every output: per enterprise the\n"
@@ -84,7 +87,10 @@ static const Command commands[] = {
          "                        as for replay, the same for both runs\n"
          "exit status: 0 the report was made (whether or not there are differences), 1 errors in\n"
          "the rules, 2 bad arguments or FILE unreadable\n",
-         "gufERWKHh", 1u << BT_TEXT | 1u << BT_JSON | 1u << BT_CSV},
+         "gufERWKHh", 1u << BT_TEXT | 1u << BT_JSON | 1u << BT_CSV, cmd_diff},
+        /* their own usage: `riskctl test --help`, `riskctl broker --help` */
+        {"test", NULL, NULL, 0, ruletest_main},
+        {"broker", NULL, NULL, 0, broker_main},
 };
 
 const Command *command_find(const char *name)
@@ -297,34 +303,23 @@ int main(int argc, char **argv)
                 return 2;
         }
         const char *cmd = argv[1];
-        if (strcmp(cmd, "check") == 0)
-                return cmd_check(argc - 1, argv + 1);
-        if (strcmp(cmd, "disasm") == 0)
-                return cmd_disasm(argc - 1, argv + 1);
-        if (strcmp(cmd, "replay") == 0)
-                return cmd_replay(argc - 1, argv + 1);
-        if (strcmp(cmd, "explain") == 0)
-                return cmd_explain(argc - 1, argv + 1);
-        if (strcmp(cmd, "diff") == 0)
-                return cmd_diff(argc - 1, argv + 1);
-        if (strcmp(cmd, "test") == 0)
-                return ruletest_main(argc - 1, argv + 1);
-        if (strcmp(cmd, "broker") == 0)
-                return broker_main(argc - 1, argv + 1);
+        const Command *c = command_find(cmd);
+        if (c)
+                return c->run(argc - 1, argv + 1);
         if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
                 printf("riskctl %s\n", RISKD_VERSION);
                 return 0;
         }
         if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
                 if (argc > 2) { /* riskctl help COMMAND */
-                        const Command *c = command_find(argv[2]);
-                        if (c) {
+                        c = command_find(argv[2]);
+                        if (c && c->usage) {
                                 fputs(c->usage, stdout);
                                 return 0;
                         }
-                        if (strcmp(argv[2], "test") == 0 || strcmp(argv[2], "broker") == 0) {
+                        if (c) {
                                 char *a[] = {argv[2], "--help", NULL};
-                                return strcmp(argv[2], "test") == 0 ? ruletest_main(2, a) : broker_main(2, a);
+                                return c->run(2, a);
                         }
                         fprintf(stderr, "riskctl: unknown command '%s'\n", argv[2]);
                         usage(stderr);

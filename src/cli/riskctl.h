@@ -19,9 +19,10 @@
 
 typedef struct Command {
         const char *name;
-        const char *usage;       /* riskctl NAME --help */
+        const char *usage;       /* riskctl NAME --help; NULL: the command prints its own */
         const char *opts;        /* replay, explain, diff: the codes of run_options it takes */
         unsigned formats;        /* --format values it takes: bits of BtFormat */
+        int (*run)(int argc, char **argv); /* argv[0] is NAME */
 } Command;
 
 const Command *command_find(const char *name);
@@ -58,17 +59,20 @@ typedef struct ReplayOpts {
         uint64_t reload_after;   /* ... after this many lines (--reload-after N) */
 } ReplayOpts;
 
-/* The options of replay, explain, diff; returns the index of the first
- * positional argument left in argv (compacted), -1 after a usage error,
- * 0 after --help (printed). */
-int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd);
+/* The options of replay, explain, diff and between min and max positional
+ * arguments (else the usage error expected); returns the index of the
+ * first positional argument left in argv (compacted), -1 after a usage
+ * error, 0 after --help (printed). */
+int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd, int min, int max, const char *expected);
 /* The rules of dir, or NULL after their problems are reported (*status
  * 2: not readable, 1: errors). */
 RuleSet *load_or_report(const char *dir, const char *cmd, int *status);
-/* A new engine over rs fed every line of file (with --until, --reload);
- * 0 and *ret, or the exit status after the problem is reported. */
+/* A new engine over rs fed every line of file (with --until, --reload),
+ * rp counting its alerts per rule; 0 and *ret, or the exit status after
+ * the problem is reported. */
 int run_engine(RuleSet *rs, const ReplayOpts *o, const char *file, Replay *rp, Engine **ret);
-void replay_free_ids(Replay *rp);
+/* What a run left in rp (its counts, the ids of a reload). */
+void replay_deinit(Replay *rp);
 double now_sec(void);
 
 /* ---- riskctl_replay.c ---- */

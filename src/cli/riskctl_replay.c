@@ -192,24 +192,19 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
 
 int cmd_replay(int argc, char **argv)
 {
-        const Command *cmd = command_find("replay");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, cmd);
+        int i = replay_opts(argc, argv, &o, command_find("replay"), 1, 2, "expected DIR [FILE|-]");
         if (i <= 0)
                 return i < 0 ? 2 : 0;
-        if (argc - i < 1 || argc - i > 2)
-                return usage_error(cmd, "expected DIR [FILE|-]");
         const char *file = argc - i == 2 ? argv[i + 1] : "-";
         int status = 0;
         RuleSet *rs = load_or_report(argv[i], "replay", &status);
         if (!rs)
                 return status;
-        Replay rp = {.rs = rs, .out = stdout, .file = file};
-        rp.by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
+        Replay rp = {.out = stdout, .file = file};
         if (o.dlq && !(rp.dlq = fopen(o.dlq, "we"))) {
                 fprintf(stderr, "riskctl replay: cannot write %s: %s\n", o.dlq, strerror(errno));
-                free(rp.by_rule);
-                replay_free_ids(&rp);
+                replay_deinit(&rp);
                 rules_unref(rs);
                 return 2;
         }
@@ -239,27 +234,22 @@ int cmd_replay(int argc, char **argv)
         if (rp.dlq)
                 fclose(rp.dlq);
         fflush(stdout);
-        free(rp.by_rule);
-        replay_free_ids(&rp);
+        replay_deinit(&rp);
         rules_unref(rs);
         return status;
 }
 
 int cmd_explain(int argc, char **argv)
 {
-        const Command *cmd = command_find("explain");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, cmd);
+        int i = replay_opts(argc, argv, &o, command_find("explain"), 3, 3, "expected DIR FILE ENTERPRISE");
         if (i <= 0)
                 return i < 0 ? 2 : 0;
-        if (argc - i != 3)
-                return usage_error(cmd, "expected DIR FILE ENTERPRISE");
         int status = 0;
         RuleSet *rs = load_or_report(argv[i], "explain", &status);
         if (!rs)
                 return status;
-        Replay rp = {.rs = rs};
-        rp.by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
+        Replay rp = {0};
         Engine *e = NULL;
         status = run_engine(rs, &o, argv[i + 1], &rp, &e);
         if (e) {
@@ -280,21 +270,17 @@ int cmd_explain(int argc, char **argv)
                 }
                 engine_free(e);
         }
-        free(rp.by_rule);
-        replay_free_ids(&rp);
+        replay_deinit(&rp);
         rules_unref(rs);
         return status;
 }
 
 int cmd_diff(int argc, char **argv)
 {
-        const Command *cmd = command_find("diff");
         ReplayOpts o = {0};
-        int i = replay_opts(argc, argv, &o, cmd);
+        int i = replay_opts(argc, argv, &o, command_find("diff"), 3, 3, "expected OLD_DIR NEW_DIR FILE");
         if (i <= 0)
                 return i < 0 ? 2 : 0;
-        if (argc - i != 3)
-                return usage_error(cmd, "expected OLD_DIR NEW_DIR FILE");
         int status = 0;
         BtRun run[2] = {{0}, {0}};
         for (int k = 0; k < 2 && !status; k++) {
@@ -302,16 +288,14 @@ int cmd_diff(int argc, char **argv)
                 if (!rs)
                         break;
                 run[k].dir = argv[i + k];
-                Replay rp = {.rs = rs, .bt = &run[k]};
-                rp.by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
+                Replay rp = {.bt = &run[k]};
                 Engine *e = NULL;
                 status = run_engine(rs, &o, argv[i + 2], &rp, &e);
                 if (e) {
                         bt_run_finish(&run[k], e);
                         engine_free(e);
                 }
-                free(rp.by_rule);
-                replay_free_ids(&rp);
+                replay_deinit(&rp);
                 rules_unref(rs);
         }
         if (!status)

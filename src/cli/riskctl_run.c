@@ -18,8 +18,9 @@
 #include "include/riskd/value.h"
 #include "src/cli/riskctl.h"
 
-void replay_free_ids(Replay *rp)
+void replay_deinit(Replay *rp)
 {
+        free(rp->by_rule);
         buf_free(&rp->changed);
         buf_free(&rp->added);
         buf_free(&rp->removed);
@@ -146,7 +147,7 @@ static const struct option run_options[] = {
 };
 #define NRUN_OPTIONS (sizeof(run_options) / sizeof(run_options[0]))
 
-int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
+int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd, int min, int max, const char *expected)
 {
         struct option opts[NRUN_OPTIONS + 1];
         uint32_t n = 0;
@@ -232,6 +233,10 @@ int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd)
         }
         if (o->reload_after && !o->reload) {
                 usage_error(cmd, "--reload-after needs --reload DIR");
+                return -1;
+        }
+        if (argc - optind < min || argc - optind > max) {
+                usage_error(cmd, "%s", expected);
                 return -1;
         }
         return optind;
@@ -424,6 +429,8 @@ double now_sec(void)
 
 int run_engine(RuleSet *rs, const ReplayOpts *o, const char *file, Replay *rp, Engine **ret)
 {
+        rp->rs = rs;
+        rp->by_rule = xcalloc(rs->nrules + 1, sizeof(uint64_t));
         Engine *e = NULL;
         int r = engine_new(&e, rs, &o->cfg, replay_emit, rp);
         if (r < 0) {

@@ -24,6 +24,26 @@ static const char *const causes[] = {GRADE_CAUSE_LIST(X) NULL};
 static const char *const reasons[] = {DECODE_REASON_LIST(X) ENGINE_REJECT_LIST(X) NULL};
 #undef X
 
+/* The members an adjustment and the explain document (grades:) both
+ * have, at the same paths: the grading, the scores and the official model
+ * (grading.yaml official:, riskd.adjustment/2). */
+#define CURRENT_KEYS \
+        {"grade", "current.grade", MT_STR, VC_GRADE, NULL}, \
+        {"mode", "current.mode", MT_STR, VC_MODE, NULL}, \
+        {"inspections_per_year", "current.inspections_per_year", MT_NUM, VC_NONE, NULL},
+#define SCORE_KEYS \
+        {"score", "score", MT_NUM, VC_NONE, NULL}, \
+        {"static_score", "static_score", MT_NUM, VC_NONE, NULL}, \
+        {"band", "band", MT_STR, VC_GRADE, NULL},
+#define OFFICIAL_KEYS \
+        {"official_score", "official.score", MT_NUM, VC_NONE, NULL}, \
+        {"dynamic", "official.dynamic", MT_NUM, VC_NONE, NULL}, \
+        {"assessed", "official.assessed", MT_STR, VC_GRADE, NULL}, \
+        {"raise", "official.raise", MT_NUM, VC_NONE, NULL}, \
+        {"lower", "official.lower", MT_NUM, VC_NONE, NULL}, \
+        {"carried", "official.carried", MT_NUM, VC_NONE, NULL}, \
+        {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
+
 static const MKey alert_keys[] = {
         {"rule", "rule_id", MT_STR, VC_RULE, NULL},
         {"enterprise", "enterprise_id", MT_STR, VC_NONE, NULL},
@@ -47,25 +67,14 @@ static const MKey adj_keys[] = {
         {"at", "ts", MT_TIME, VC_NONE, NULL},
         {"cause", "cause", MT_STR, VC_LIST, causes},
         {"cause_event", "cause_event_id", MT_STR, VC_NONE, NULL},
-        {"grade", "current.grade", MT_STR, VC_GRADE, NULL},
-        {"mode", "current.mode", MT_STR, VC_MODE, NULL},
-        {"inspections_per_year", "current.inspections_per_year", MT_NUM, VC_NONE, NULL},
+        CURRENT_KEYS
         {"previous_grade", "previous.grade", MT_STR, VC_GRADE, NULL},
         {"previous_mode", "previous.mode", MT_STR, VC_MODE, NULL},
         {"previous_inspections_per_year", "previous.inspections_per_year", MT_NUM, VC_NONE, NULL},
-        {"score", "score", MT_NUM, VC_NONE, NULL},
-        {"static_score", "static_score", MT_NUM, VC_NONE, NULL},
-        {"band", "band", MT_STR, VC_GRADE, NULL},
+        SCORE_KEYS
         {"flags", "flags", MT_FLAGS, VC_NONE, NULL},
         {"rectify_deadline", "rectify_deadline", MT_TIME, VC_NONE, NULL},
-        /* the official model (grading.yaml official:, riskd.adjustment/2) */
-        {"official_score", "official.score", MT_NUM, VC_NONE, NULL},
-        {"dynamic", "official.dynamic", MT_NUM, VC_NONE, NULL},
-        {"assessed", "official.assessed", MT_STR, VC_GRADE, NULL},
-        {"raise", "official.raise", MT_NUM, VC_NONE, NULL},
-        {"lower", "official.lower", MT_NUM, VC_NONE, NULL},
-        {"carried", "official.carried", MT_NUM, VC_NONE, NULL},
-        {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
+        OFFICIAL_KEYS
         {NULL, NULL, 0, 0, NULL},
 };
 
@@ -79,25 +88,14 @@ static const MKey dl_keys[] = {
 };
 
 const MKey grade_keys[] = {
-        {"grade", "current.grade", MT_STR, VC_GRADE, NULL},
-        {"mode", "current.mode", MT_STR, VC_MODE, NULL},
-        {"inspections_per_year", "current.inspections_per_year", MT_NUM, VC_NONE, NULL},
-        {"score", "score", MT_NUM, VC_NONE, NULL},
-        {"static_score", "static_score", MT_NUM, VC_NONE, NULL},
-        {"band", "band", MT_STR, VC_GRADE, NULL},
+        CURRENT_KEYS
+        SCORE_KEYS
         {"static_rules", "static_rules", MT_RULES, VC_RULE, NULL},
         {"contributions", "contributions", MT_RULES, VC_RULE, NULL},
         {"flags", "flags", MT_FLAGS, VC_NONE, NULL},
-        {"official_score", "official.score", MT_NUM, VC_NONE, NULL},
-        {"dynamic", "official.dynamic", MT_NUM, VC_NONE, NULL},
-        {"assessed", "official.assessed", MT_STR, VC_GRADE, NULL},
-        {"raise", "official.raise", MT_NUM, VC_NONE, NULL},
-        {"lower", "official.lower", MT_NUM, VC_NONE, NULL},
-        {"carried", "official.carried", MT_NUM, VC_NONE, NULL},
-        {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
+        OFFICIAL_KEYS
         {NULL, NULL, 0, 0, NULL},
 };
-
 
 const char *const sect_names[NSECT] = {"alerts", "adjustments", "dead_letters"};
 const char *const sect_item[NSECT] = {"alert", "adjustment", "dead letter"};
@@ -110,7 +108,6 @@ const MKey *mkey_find(const MKey *t, const char *name)
                         return t;
         return NULL;
 }
-
 
 static bool is_plain(const YNode *n)
 {
