@@ -203,6 +203,10 @@ static inline int hex4_value(const unsigned char *p)
 size_t utf8_seq(const unsigned char *s, size_t n);
 /* Whether all of s[0..n) is well-formed UTF-8 (utf8_seq; ASCII fast). */
 bool utf8_valid(const char *s, size_t n);
+/* s[0..n) appended with U+FFFD for each byte that is not part of a
+ * well-formed UTF-8 sequence: text that a strict reader takes whatever
+ * the input's bytes (a diagnostic's source line, a dead letter's detail). */
+void buf_put_utf8(Buf *b, const char *s, size_t n);
 size_t utf8_len(const char *s, size_t n);
 size_t utf8_width(const char *s, size_t n);
 /* Byte offset of the col-th (1-based) code point of s, bounded by n. */

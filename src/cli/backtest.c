@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "src/cli/backtest_int.h"
+#include "src/util/json.h"
 
 int bt_format_parse(const char *s, unsigned allowed, BtFormat *ret)
 {
@@ -159,27 +160,7 @@ void jtext(Buf *b, Str v)
                 buf_put(b, v.p, v.len);
                 return;
         }
-        static const char esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
-        for (uint32_t i = 1; i + 1 < v.len; i++) {
-                char c = v.p[i];
-                if (c != '\\' || i + 2 >= v.len) {
-                        buf_putc(b, c);
-                        continue;
-                }
-                c = v.p[++i];
-                const char *e = strchr(esc, c);
-                if (c == 'u' && i + 5 < v.len) {
-                        char hex[5] = {v.p[i + 1], v.p[i + 2], v.p[i + 3], v.p[i + 4], 0};
-                        unsigned long x = strtoul(hex, NULL, 16);
-                        /* the engine escapes control characters only */
-                        buf_putc(b, x < 0x80 ? (char)x : '?');
-                        i += 4;
-                } else if (e && (e - esc) % 2 == 0) {
-                        buf_putc(b, e[1]);
-                } else {
-                        buf_putc(b, c);
-                }
-        }
+        json_unescape(b, v.p + 1, v.len - 2);
 }
 
 static int64_t jtime(Str v)

@@ -107,8 +107,8 @@ extern const char *const change_names[3];
 bool jnext_elem(const char **p, const char *end, Str *val);
 /* Member name of obj, or the JSON null. */
 Str jget_or_null(Str obj, const char *name);
-/* A string value's text (the engine escapes only '"', '\\' and control
- * characters), or the value's JSON text when it is not a string. */
+/* A string value's text (json_unescape), or the value's JSON text when
+ * it is not a string. */
 void jtext(Buf *b, Str v);
 /* "B/double_random/2" from {"grade":"B","mode":...,"inspections_per_year":2}
  * (an adjustment's current, or a line of the final grades). */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "src/cli/backtest_int.h"
+#include "src/util/json.h"
 
 /* A duration for people: "210d", "26d 5h 50m", "5m", "0s". */
 static void duration_text(Buf *b, int64_t ms)
@@ -375,10 +376,7 @@ void report_json(Buf *b, const Diff *d)
         buf_puts(b, "],\"grades\":[");
         for (uint32_t j = 0; j < d->ngrades; j++) {
                 buf_puts(b, j ? ",{\"grade\":" : "{\"grade\":");
-                if (d->grades[j])
-                        buf_json_str(b, d->grades[j], strlen(d->grades[j]));
-                else
-                        buf_puts(b, "null");
+                json_put_str_or_null(b, d->grades[j]);
                 buf_printf(b, ",\"old\":%llu,\"new\":%llu}", (unsigned long long)d->gcount[0][j],
                            (unsigned long long)d->gcount[1][j]);
         }

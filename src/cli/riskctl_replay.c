@@ -12,6 +12,7 @@
 #include "include/riskd/engine.h"
 #include "include/riskd/rules.h"
 #include "src/cli/riskctl.h"
+#include "src/util/json.h"
 
 static const char *const rule_status_names[] = {"enabled", "shadow", "disabled"};
 
@@ -104,10 +105,7 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
                 buf_puts(&b, "}},\"grades\":[");
                 for (uint32_t i = 0; i <= g->nbands; i++) {
                         buf_puts(&b, i ? ",{\"grade\":" : "{\"grade\":");
-                        if (i < g->nbands)
-                                buf_json_str(&b, g->bands[i].grade, strlen(g->bands[i].grade));
-                        else
-                                buf_puts(&b, "null");
+                        json_put_str_or_null(&b, i < g->nbands ? g->bands[i].grade : NULL);
                         buf_printf(&b, ",\"enterprises\":%llu}", (unsigned long long)by_grade[i]);
                 }
                 buf_printf(&b, "],\"enterprises\":%llu,\"watermark\":", (unsigned long long)st->enterprises);

@@ -17,6 +17,7 @@
 #include "include/riskd/decode.h"
 #include "include/riskd/value.h"
 #include "src/cli/riskctl.h"
+#include "src/util/json.h"
 
 void replay_deinit(Replay *rp)
 {
@@ -24,30 +25,6 @@ void replay_deinit(Replay *rp)
         buf_free(&rp->changed);
         buf_free(&rp->added);
         buf_free(&rp->removed);
-}
-
-/* s as a JSON string whatever its bytes: a byte that is not part of
- * well-formed UTF-8 becomes U+FFFD, so that a strict parser reads every
- * line of a dead-letter file (the record's own bytes go to original_base64
- * instead, untouched). */
-static void json_str_text(Buf *b, const char *s, size_t n)
-{
-        if (utf8_valid(s, n)) {
-                buf_json_str(b, s, n);
-                return;
-        }
-        Buf t = {0};
-        for (size_t i = 0, k; i < n; i += k) {
-                k = utf8_seq((const unsigned char *)s + i, n - i);
-                if (k) {
-                        buf_put(&t, s + i, k);
-                } else {
-                        buf_puts(&t, "\xef\xbf\xbd"); /* U+FFFD */
-                        k = 1;
-                }
-        }
-        buf_json_str(b, t.p, t.len);
-        buf_free(&t);
 }
 
 static void base64(Buf *b, const unsigned char *s, size_t n)
@@ -66,12 +43,12 @@ static void base64(Buf *b, const unsigned char *s, size_t n)
 static void deadletter_json(Buf *b, const char *data, size_t len, const OutMeta *m)
 {
         buf_puts(b, "{\"schema\":\"riskd.deadletter/1\",\"reason\":");
-        json_str_text(b, m->reason, strlen(m->reason));
+        json_put_text(b, m->reason, strlen(m->reason));
         buf_puts(b, ",\"detail\":");
-        json_str_text(b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
+        json_put_text(b, m->detail ? m->detail : "", m->detail ? strlen(m->detail) : 0);
         buf_puts(b, ",\"source\":{\"file\":");
         const char *f = m->source && m->source->topic ? m->source->topic : "-";
-        json_str_text(b, f, strlen(f));
+        json_put_text(b, f, strlen(f));
         buf_printf(b, ",\"line\":%lld},\"original\":", m->source ? (long long)m->source->offset : 0LL);
         if (utf8_valid(data, len)) {
                 buf_json_str(b, data, len);

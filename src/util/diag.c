@@ -56,15 +56,7 @@ static char *source_line(SrcPos pos)
          * "not UTF-8" error) shows as U+FFFD: the text and JSON output stay
          * UTF-8, and the caret's column still counts it as one character */
         Buf b = {0};
-        for (size_t i = 0, k; i < n; i += k) {
-                k = utf8_seq((const unsigned char *)l + i, n - i);
-                if (k)
-                        buf_put(&b, l + i, k);
-                else {
-                        buf_puts(&b, "\xef\xbf\xbd");
-                        k = 1;
-                }
-        }
+        buf_put_utf8(&b, l, n);
         return b.p ? b.p : xstrdup("");
 }
 

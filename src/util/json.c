@@ -1,5 +1,5 @@
 /*
- * The small JSON reader (json.h).
+ * The small JSON reader and the writer's helpers (json.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,53 +34,65 @@ static int hex4(const char *p, const char *end, uint32_t *ret)
         return 0;
 }
 
+int json_unescape(Buf *b, const char *s, size_t n)
+{
+        const char *p = s, *end = s + n;
+        while (p < end) {
+                char c = *p++;
+                if (c != '\\') {
+                        buf_putc(b, c);
+                        continue;
+                }
+                if (p >= end)
+                        return -1;
+                c = *p++;
+                switch (c) {
+                case 'n': buf_putc(b, '\n'); break;
+                case 't': buf_putc(b, '\t'); break;
+                case 'r': buf_putc(b, '\r'); break;
+                case 'b': buf_putc(b, '\b'); break;
+                case 'f': buf_putc(b, '\f'); break;
+                case 'u': {
+                        uint32_t u, lo;
+                        if (hex4(p, end, &u) < 0)
+                                return -1;
+                        p += 4;
+                        if (u >= 0xd800 && u < 0xdc00 && end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+                            hex4(p + 2, end, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+                                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+                                p += 6;
+                        }
+                        utf8_put(b, u);
+                        break;
+                }
+                default: buf_putc(b, c); break;
+                }
+        }
+        return 0;
+}
+
 static char *jstring(JParse *j, size_t *ret_len)
 {
         if (j->p >= j->end || *j->p != '"')
                 return NULL;
-        j->p++;
-        Buf b = {0};
+        const char *body = ++j->p;
+        /* the closing quote: the first one no backslash escapes */
         while (j->p < j->end && *j->p != '"') {
-                char c = *j->p++;
-                if (c != '\\') {
-                        buf_putc(&b, c);
-                        continue;
-                }
-                if (j->p >= j->end)
+                if (*j->p == '\\' && ++j->p == j->end)
                         break;
-                c = *j->p++;
-                switch (c) {
-                case 'n': buf_putc(&b, '\n'); break;
-                case 't': buf_putc(&b, '\t'); break;
-                case 'r': buf_putc(&b, '\r'); break;
-                case 'b': buf_putc(&b, '\b'); break;
-                case 'f': buf_putc(&b, '\f'); break;
-                case 'u': {
-                        uint32_t u, lo;
-                        if (hex4(j->p, j->end, &u) < 0)
-                                goto bad;
-                        j->p += 4;
-                        if (u >= 0xd800 && u < 0xdc00 && j->end - j->p >= 6 && j->p[0] == '\\' &&
-                            j->p[1] == 'u' && hex4(j->p + 2, j->end, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-                                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-                                j->p += 6;
-                        }
-                        utf8_put(&b, u);
-                        break;
-                }
-                default: buf_putc(&b, c); break;
-                }
+                j->p++;
         }
         if (j->p >= j->end)
-                goto bad;
+                return NULL;
+        Buf b = {0};
+        char *s = NULL;
+        if (json_unescape(&b, body, (size_t)(j->p - body)) == 0) {
+                s = arena_strndup(j->ar, b.p ? b.p : "", b.len);
+                *ret_len = b.len;
+        }
         j->p++;
-        char *s = arena_strndup(j->ar, b.p ? b.p : "", b.len);
-        *ret_len = b.len;
         buf_free(&b);
         return s;
-bad:
-        buf_free(&b);
-        return NULL;
 }
 
 static JVal *jvalue(JParse *j, int depth)
@@ -243,4 +255,26 @@ void json_show(Buf *b, const JVal *v)
                 buf_putc(b, v->kind == J_ARR ? ']' : '}');
                 break;
         }
+}
+
+/* ---- the writer ---- */
+
+void json_put_text(Buf *b, const char *s, size_t n)
+{
+        if (utf8_valid(s, n)) {
+                buf_json_str(b, s, n);
+                return;
+        }
+        Buf t = {0};
+        buf_put_utf8(&t, s, n);
+        buf_json_str(b, t.p, t.len);
+        buf_free(&t);
+}
+
+void json_put_str_or_null(Buf *b, const char *s)
+{
+        if (s)
+                buf_json_str(b, s, strlen(s));
+        else
+                buf_puts(b, "null");
 }

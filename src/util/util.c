@@ -520,6 +520,19 @@ static uint32_t utf8_next(const char *s, size_t n, size_t *i)
         return cp;
 }
 
+void buf_put_utf8(Buf *b, const char *s, size_t n)
+{
+        for (size_t i = 0, k; i < n; i += k) {
+                k = utf8_seq((const unsigned char *)s + i, n - i);
+                if (k) {
+                        buf_put(b, s + i, k);
+                } else {
+                        buf_puts(b, "\xef\xbf\xbd"); /* U+FFFD */
+                        k = 1;
+                }
+        }
+}
+
 bool utf8_valid(const char *s, size_t n)
 {
         const unsigned char *u = (const unsigned char *)s;

@@ -3,13 +3,16 @@
  * enterprise's state: the class sizes it charges (state bytes are counted
  * in them), alignment, that objects of neighbouring classes never overlap,
  * that a realloc keeps the contents, and that a freed object is handed out
- * again for the next of its class.
+ * again for the next of its class.  And of the JSON helpers the tools
+ * share (src/util/json.c): text whatever its bytes, the unescape that
+ * reverses buf_json_str, strings read back.
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "include/riskd/util.h"
+#include "src/util/json.h"
 
 /* Under AddressSanitizer the pool hands every object to malloc at its
  * exact size (so the sanitizer sees each one): no classes, no reuse. */
@@ -169,4 +172,120 @@ Test(tagtab, remove_grow_and_untag_keep_every_entry_findable)
         for (uint32_t i = 0; i < N; i++)
                 cr_assert_eq(tab_has(tab, cap, true, &o[i]), !gone[i], "entry %u untagged", i);
         free(tab);
+}
+
+static bool buf_is(const Buf *b, const char *want, size_t n)
+{
+        return b->len == n && memcmp(b->p, want, n) == 0;
+}
+
+/* Well-formed text is written exactly as buf_json_str writes it (the
+ * outputs' escape): json_put_text changes only what is not UTF-8. */
+Test(json, text_is_the_outputs_escape_on_utf8)
+{
+        static const char *const cases[] = {"", "plain", "a\"b\\c", "\n\r\t\x01\x1f\x7f", "冷柜-1 \"二号库\"",
+                                            "\xf0\x9f\x98\x80 \xc3\xa9"};
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                Buf a = {0}, b = {0};
+                json_put_text(&a, cases[i], strlen(cases[i]));
+                buf_json_str(&b, cases[i], strlen(cases[i]));
+                cr_assert(a.len == b.len && memcmp(a.p, b.p, a.len) == 0, "case %zu: %.*s", i, (int)a.len, a.p);
+                buf_free(&a);
+                buf_free(&b);
+        }
+}
+
+/* Each byte that is not part of a well-formed sequence (a stray byte, an
+ * overlong form, a surrogate, a cut sequence) becomes U+FFFD: the string
+ * is UTF-8 and a strict reader takes it. */
+Test(json, text_replaces_each_bad_byte)
+{
+#define FFFD "\xef\xbf\xbd"
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                {"a\xff" "b", "\"a" FFFD "b\""},
+                {"\xc0\x80\"", "\"" FFFD FFFD "\\\"\""},
+                {"\xed\xa0\x80", "\"" FFFD FFFD FFFD "\""},
+                {"x\xe4\xb8", "\"x" FFFD FFFD "\""},
+                {"\xe4\xb8\xad\x80\n", "\"\xe4\xb8\xad" FFFD "\\n\""},
+        };
+#undef FFFD
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                Buf b = {0};
+                json_put_text(&b, cases[i].in, strlen(cases[i].in));
+                cr_assert(buf_is(&b, cases[i].out, strlen(cases[i].out)), "case %zu: %.*s", i, (int)b.len, b.p);
+                cr_assert(utf8_valid(b.p, b.len));
+                Arena ar;
+                arena_init(&ar);
+                cr_assert_not_null(json_parse(&ar, b.p, b.len), "case %zu", i);
+                arena_deinit(&ar);
+                buf_free(&b);
+        }
+}
+
+Test(json, str_or_null)
+{
+        Buf b = {0};
+        json_put_str_or_null(&b, "A\"");
+        buf_putc(&b, ',');
+        json_put_str_or_null(&b, NULL);
+        cr_assert(buf_is(&b, "\"A\\\"\",null", 10), "%.*s", (int)b.len, b.p);
+        buf_free(&b);
+}
+
+/* json_unescape gives back every byte string buf_json_str wrote: all 256
+ * byte values, NUL and bytes that are not UTF-8 included. */
+Test(json, unescape_reverses_the_escape)
+{
+        char s[512];
+        for (int i = 0; i < 512; i++)
+                s[i] = (char)(i * 7 + (i >> 8));
+        Buf e = {0}, u = {0};
+        buf_json_str(&e, s, sizeof(s));
+        cr_assert_eq(json_unescape(&u, e.p + 1, e.len - 2), 0);
+        cr_assert(buf_is(&u, s, sizeof(s)));
+        buf_free(&e);
+        buf_free(&u);
+}
+
+Test(json, unescape_decodes_json_escapes)
+{
+        static const struct {
+                const char *in, *out;
+                int rc;
+        } cases[] = {
+                {"\\u00e9\\/\\b\\f", "\xc3\xa9/\b\f", 0},
+                {"\\ud83d\\ude00!", "\xf0\x9f\x98\x80!", 0},
+                {"\\u4E2D", "\xe4\xb8\xad", 0},
+                {"ok\\u12", "ok", -1},
+                {"\\uzzzz", "", -1},
+                {"end\\", "end", -1},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                Buf b = {0};
+                cr_assert_eq(json_unescape(&b, cases[i].in, strlen(cases[i].in)), cases[i].rc, "case %zu", i);
+                cr_assert(buf_is(&b, cases[i].out, strlen(cases[i].out)), "case %zu: %.*s", i, (int)b.len, b.p);
+                buf_free(&b);
+        }
+}
+
+/* The reader's strings: escaped quotes do not end them; an unterminated
+ * string or a bad \u is not JSON. */
+Test(json, reader_strings)
+{
+        Arena ar;
+        arena_init(&ar);
+        const char *doc = "{\"k\\\"ey\":\"a\\\"b\\\\\",\"u\":\"\\u00e9\"}";
+        JVal *v = json_parse(&ar, doc, strlen(doc));
+        cr_assert_not_null(v);
+        cr_assert_eq(v->n, 2);
+        cr_assert_str_eq(v->keys[0], "k\"ey");
+        cr_assert_str_eq(v->items[0]->s, "a\"b\\");
+        cr_assert_eq(v->items[0]->len, 4);
+        cr_assert_str_eq(json_str(v, "u"), "\xc3\xa9");
+        static const char *const bad[] = {"\"abc", "\"abc\\\"", "\"\\u12\"", "\"x\\", "[\"a\" \"b\"]"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                cr_assert_null(json_parse(&ar, bad[i], strlen(bad[i])), "%s", bad[i]);
+        arena_deinit(&ar);
 }
