@@ -9,6 +9,7 @@
 #ifndef RISKD_UTIL_H
 #define RISKD_UTIL_H
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -159,6 +160,7 @@ int file_read_all(const char *path, char **ret, size_t *ret_len);
  * encoder for the event decoder, the rule lexer and the JSON reader. */
 static inline unsigned char *utf8_encode(unsigned char *o, uint32_t cp)
 {
+        assert(cp <= 0x10ffff);
         if (cp < 0x80) {
                 *o++ = (unsigned char)cp;
         } else if (cp < 0x800) {

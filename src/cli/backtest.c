@@ -13,6 +13,7 @@
  * same outputs, for people.  What differs is collected in a Diff
  * (backtest_int.h), which backtest_report.c writes as text, JSON or CSV.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,8 @@ static void diff_match(Diff *d, Section s)
                 d->items[d->nitems++] = it;
                 d->count[s][it.ch]++;
         }
+        /* exhaustive: an output of either run is matched, gained or lost */
+        assert(n[0] - d->count[s][CH_LOST] == n[1] - d->count[s][CH_GAINED]);
         free(k[0]);
         free(k[1]);
 }

@@ -6,6 +6,7 @@
  * documents, a back-test's kept outputs).  What each command makes of the
  * run is in riskctl_replay.c.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -357,6 +358,7 @@ static int feed(Engine **ep, const char *path, const ReplayOpts *o, Replay *rp)
         UntilClock uc = {0};
         SourcePos src = {.topic = strcmp(path, "-") == 0 ? "-" : path, .partition = -1};
         for (;;) {
+                assert(ahead <= ENGINE_AHEAD && nq <= ahead); /* the ring of lines read ahead */
                 while (!eof && nq < ahead) {
                         Line *l = &q[(first + nq) % ENGINE_AHEAD];
                         l->n = getline(&l->p, &l->cap, f);

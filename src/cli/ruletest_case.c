@@ -6,6 +6,7 @@
  * pass by matching nothing; the compact events become their JSON lines
  * here, checked against schema.yaml.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,8 +303,10 @@ static bool item_read(Ctx *c, DiagList *dl, const YNode *n, const MKey *keys, co
         uint32_t before = dl->nerrors;
         const char *names[24];
         uint32_t nn = 0;
-        for (const MKey *k = keys; k->name; k++)
+        for (const MKey *k = keys; k->name; k++) {
+                assert(nn < ARRAY_SIZE(names));
                 names[nn++] = k->name;
+        }
         check_mapping_keys(dl, n, names, nn, what);
         for (uint32_t i = 0; i < n->n; i++) {
                 const MKey *k = mkey_find(keys, n->keys[i]->str);

@@ -5,6 +5,7 @@
  * is missing is reported with the closest outputs, so that a failing test
  * says what the engine did instead.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,7 @@ static uint32_t mismatches(const MKey *keys, const YNode *want, const JVal *o, B
         uint32_t n = 0;
         for (uint32_t i = 0; i < want->n; i++) {
                 const MKey *k = mkey_find(keys, want->keys[i]->str);
+                assert(k); /* item_read let no other key through */
                 const JVal *g = json_get(o, k->path);
                 if (key_match(k, want->items[i], g))
                         continue;

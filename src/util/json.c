@@ -1,6 +1,7 @@
 /*
  * The small JSON reader and the writer's helpers (json.h).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,7 @@ static JVal *jvalue(JParse *j, int depth)
                         goto bad;
                 }
                 /* move the vectors into the arena: one lifetime for the tree */
+                assert(!obj || nk == n); /* an object has a key for each value */
                 v->n = n;
                 v->items = arena_alloc(j->ar, (n ? n : 1) * sizeof(JVal *));
                 memcpy(v->items, items, n * sizeof(JVal *));

@@ -2,6 +2,7 @@
  * Implementation of include/riskd/util.h.  Nothing here knows about rules,
  * events or Kafka.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -240,6 +241,9 @@ void pool_free(Pool *p, void *ptr, size_t n)
         }
         size_t sz;
         uint32_t c = pool_class(n, &sz);
+        /* the caller passes the size back: one larger than it took would
+         * count more bytes freed than were handed out */
+        assert(p->bytes >= sz);
         p->bytes -= sz;
         *(void **)ptr = p->free[c];
         p->free[c] = ptr;
