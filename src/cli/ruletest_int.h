@@ -99,6 +99,7 @@ typedef struct Junit {
         uint32_t n, cap;
 } Junit;
 
+/* One run of riskctl test: the rules, where the report goes, the counts. */
 typedef struct Ctx {
         RuleSet *rs;
         FILE *out;
