@@ -93,24 +93,27 @@ int32_t state_rule_by_id(Engine *e, const char *s, uint32_t n)
         return -1;
 }
 
-int32_t state_grade_by_name(const Grading *g, const char *s, uint32_t n)
+int32_t state_grade_by_name(Engine *e, const char *s, uint32_t n)
 {
+        const Grading *g = &e->rs->grading;
         for (uint32_t i = 0; i < g->nbands; i++)
                 if (s_eq(s, n, g->bands[i].grade))
                         return (int32_t)i;
         return -1;
 }
 
-int32_t state_mode_by_name(const Grading *g, const char *s, uint32_t n)
+int32_t state_mode_by_name(Engine *e, const char *s, uint32_t n)
 {
+        const Grading *g = &e->rs->grading;
         for (uint32_t i = 0; i < g->nmodes; i++)
                 if (s_eq(s, n, g->modes[i]))
                         return (int32_t)i;
         return -1;
 }
 
-int32_t state_flag_by_name(const RuleSet *rs, const char *s, uint32_t n)
+int32_t state_flag_by_name(Engine *e, const char *s, uint32_t n)
 {
+        const RuleSet *rs = e->rs;
         int32_t flag = -1;
         for (uint32_t k = 0; k < rs->nflags && k < 64; k++) /* a flag is a bit of a uint64_t */
                 if (s_eq(s, n, rs->flags[k]))
@@ -194,6 +197,19 @@ static DName get_name(Rd *r)
         return d;
 }
 
+/* A list of names (flags, grades or modes), each mapped to the engine's
+ * by by_name (-1 none); its count into *n. */
+static int32_t *get_names(Engine *e, Rd *r, uint32_t *n, int32_t (*by_name)(Engine *, const char *, uint32_t))
+{
+        *n = get_count(r);
+        int32_t *to = xcalloc(*n + 1, sizeof(int32_t));
+        for (uint32_t i = 0; i < *n && !r->bad; i++) {
+                DName nm = get_name(r);
+                to[i] = by_name(e, nm.p, nm.n);
+        }
+        return to;
+}
+
 /* A dictionary record read and mapped to the engine's rules: each rule by
  * id, flag, grade and mode by name, slot by path and type, aggregate by
  * fingerprint and rows; NULL if it does not decode. */
@@ -222,24 +238,9 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                 }
                 x->to = r.bad ? -1 : state_rule_by_id(e, x->id.p, x->id.n);
         }
-        d->nflags = get_count(&r);
-        d->flag_to = xcalloc(d->nflags + 1, sizeof(int32_t));
-        for (uint32_t i = 0; i < d->nflags && !r.bad; i++) {
-                DName n = get_name(&r);
-                d->flag_to[i] = state_flag_by_name(rs, n.p, n.n);
-        }
-        d->nbands = get_count(&r);
-        d->band_to = xcalloc(d->nbands + 1, sizeof(int32_t));
-        for (uint32_t i = 0; i < d->nbands && !r.bad; i++) {
-                DName n = get_name(&r);
-                d->band_to[i] = state_grade_by_name(&rs->grading, n.p, n.n);
-        }
-        d->nmodes = get_count(&r);
-        d->mode_to = xcalloc(d->nmodes + 1, sizeof(int32_t));
-        for (uint32_t i = 0; i < d->nmodes && !r.bad; i++) {
-                DName n = get_name(&r);
-                d->mode_to[i] = state_mode_by_name(&rs->grading, n.p, n.n);
-        }
+        d->flag_to = get_names(e, &r, &d->nflags, state_flag_by_name);
+        d->band_to = get_names(e, &r, &d->nbands, state_grade_by_name);
+        d->mode_to = get_names(e, &r, &d->nmodes, state_mode_by_name);
         d->nslots = get_count(&r);
         d->slots = xcalloc(d->nslots + 1, sizeof(DSlot));
         for (uint32_t i = 0; i < d->nslots && !r.bad; i++) {

@@ -94,9 +94,9 @@ void state_dict_committed(Engine *e);
 void state_dict_aborted(Engine *e);
 int32_t state_slot_in(Engine *e, const char *p, uint32_t n, uint8_t t, const uint32_t *cand, uint32_t ncand);
 int32_t state_rule_by_id(Engine *e, const char *s, uint32_t n);
-int32_t state_grade_by_name(const Grading *g, const char *s, uint32_t n);
-int32_t state_mode_by_name(const Grading *g, const char *s, uint32_t n);
-int32_t state_flag_by_name(const RuleSet *rs, const char *s, uint32_t n);
+int32_t state_grade_by_name(Engine *e, const char *s, uint32_t n);
+int32_t state_mode_by_name(Engine *e, const char *s, uint32_t n);
+int32_t state_flag_by_name(Engine *e, const char *s, uint32_t n);
 
 /* state_write.c: the partition record */
 void state_meta_write(Engine *e, int64_t next, Buf *b);

@@ -157,36 +157,21 @@ static int32_t get_opt(Engine *e, Rd *r, const int32_t *to, uint32_t nto, int32_
         return i ? to[i - 1] : -1;
 }
 
-static int32_t grade_of(Engine *e, const char *s, uint32_t n)
-{
-        return state_grade_by_name(&e->rs->grading, s, n);
-}
-
-static int32_t mode_of(Engine *e, const char *s, uint32_t n)
-{
-        return state_mode_by_name(&e->rs->grading, s, n);
-}
-
-static int32_t flag_of(Engine *e, const char *s, uint32_t n)
-{
-        return state_flag_by_name(e->rs, s, n);
-}
-
 static int32_t get_grade(Engine *e, Rd *r, bool *present)
 {
-        return get_opt(e, r, r->d ? r->d->band_to : NULL, r->d ? r->d->nbands : 0, grade_of, present);
+        return get_opt(e, r, r->d ? r->d->band_to : NULL, r->d ? r->d->nbands : 0, state_grade_by_name, present);
 }
 
 static int32_t get_mode(Engine *e, Rd *r, bool *present)
 {
-        return get_opt(e, r, r->d ? r->d->mode_to : NULL, r->d ? r->d->nmodes : 0, mode_of, present);
+        return get_opt(e, r, r->d ? r->d->mode_to : NULL, r->d ? r->d->nmodes : 0, state_mode_by_name, present);
 }
 
 static int32_t get_flag(Engine *e, Rd *r)
 {
         bool present;
         if (!r->d)
-                return get_opt(e, r, NULL, 0, flag_of, &present);
+                return get_opt(e, r, NULL, 0, state_flag_by_name, &present);
         uint64_t i = get_u(r); /* format 2: an index, never none */
         if (i >= r->d->nflags) {
                 r->bad = true;
