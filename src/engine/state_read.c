@@ -309,6 +309,19 @@ static void ent_head(Engine *e, Rd *r)
         r->base = get_i(r);
 }
 
+/* Room in ent_read's arrays of fingerprints (*fp) and record indexes
+ * (*at) for the n contributions or key states of a record (a count past
+ * 65535 refuses it: no more are read). */
+static void fp_room(uint64_t **fp, uint32_t **at, size_t *cap, uint64_t n)
+{
+        size_t want = (n < 65536 ? n : 65536) + 1;
+        if (want > *cap) {
+                *cap = want;
+                *fp = xrealloc(*fp, want * sizeof(uint64_t));
+                *at = xrealloc(*at, want * sizeof(uint32_t));
+        }
+}
+
 static void ent_read(Engine *e, Ent *x, Rd *r)
 {
         const RuleSet *rs = e->rs;
@@ -380,12 +393,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         /* each one's fingerprint as written, contributions then key states
          * (format 2: the dictionary's; 1: read at the end) */
         StateDicts *sd = state_dicts(e);
-        size_t want = (nc < 65536 ? nc : 65536) + 1;
-        if (want > sd->ccap) {
-                sd->ccap = want;
-                sd->cfp = xrealloc(sd->cfp, want * sizeof(uint64_t));
-                sd->cat = xrealloc(sd->cat, want * sizeof(uint32_t));
-        }
+        fp_room(&sd->cfp, &sd->cat, &sd->ccap, nc);
         uint64_t *cfp = sd->cfp;
         /* the record index of each one kept (at most 65535 are) */
         uint32_t *cat = sd->cat;
@@ -438,12 +446,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         uint64_t nks = get_u(r);
         if (nks > UINT16_MAX)
                 r->bad = true;
-        want = (nks < 65536 ? nks : 65536) + 1;
-        if (want > sd->kcap) {
-                sd->kcap = want;
-                sd->kfp = xrealloc(sd->kfp, want * sizeof(uint64_t));
-                sd->kat = xrealloc(sd->kat, want * sizeof(uint32_t));
-        }
+        fp_room(&sd->kfp, &sd->kat, &sd->kcap, nks);
         uint32_t *kat = sd->kat;
         uint64_t *kfp = sd->kfp;
         /* key states kept per rule: no more than cfg.max_keys, as an event makes */
