@@ -331,6 +331,38 @@ static void load_map(Loader *L, const char *group, const YNode *map)
         }
 }
 
+/* An item of a list setting, its problem reported if it has one: a topic
+ * name not among the n items before it (CT_LIST), or a host name
+ * (CT_HOSTS). */
+static bool item_ok(Loader *L, const ConfigSetting *s, const YNode *it, char *const *items, uint32_t n)
+{
+        if (s->type == CT_HOSTS) {
+                if (it->kind == Y_SCALAR && !ynode_is_null(it) && host_name_ok(it->str))
+                        return true;
+                diag_add(L->dl, DIAG_C007, ynode_pos(it),
+                         "a name or address as a Host header carries it, without the port: "
+                         "riskd.example.net, 10.0.0.5, ::1",
+                         "%s: expected a host name", s->name);
+                return false;
+        }
+        if (it->kind != Y_SCALAR || ynode_is_null(it)) {
+                diag_add(L->dl, DIAG_C008, ynode_pos(it), NULL, "%s: expected a topic name", s->name);
+                return false;
+        }
+        if (!topic_name_ok(it->str)) {
+                diag_add(L->dl, DIAG_C008, ynode_pos(it), "letters, digits, '.', '_' and '-'",
+                         "'%s' is not a valid topic name", it->str);
+                return false;
+        }
+        for (uint32_t j = 0; j < n; j++)
+                if (strcmp(items[j], it->str) == 0) {
+                        diag_add(L->dl, DIAG_C005, ynode_pos(it), "remove one of them", "%s: '%s' is listed twice",
+                                 s->name, it->str);
+                        return false;
+                }
+        return true;
+}
+
 static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
 {
         Config *c = L->c;
@@ -355,39 +387,7 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 if (want_kind(L, s, v, Y_MAP))
                         load_kafka(L, v);
                 return;
-        case CT_LIST: {
-                if (!want_kind(L, s, v, Y_SEQ))
-                        return;
-                char **items = arena_alloc(&c->arena, (v->n + 1) * sizeof(char *));
-                uint32_t n = 0;
-                for (uint32_t i = 0; i < v->n; i++) {
-                        const YNode *it = v->items[i];
-                        if (it->kind != Y_SCALAR || ynode_is_null(it)) {
-                                diag_add(L->dl, DIAG_C008, ynode_pos(it), NULL, "%s: expected a topic name",
-                                         s->name);
-                                continue;
-                        }
-                        if (!topic_name_ok(it->str)) {
-                                diag_add(L->dl, DIAG_C008, ynode_pos(it), "letters, digits, '.', '_' and '-'",
-                                         "'%s' is not a valid topic name", it->str);
-                                continue;
-                        }
-                        bool dup = false;
-                        for (uint32_t j = 0; j < n; j++)
-                                dup |= strcmp(items[j], it->str) == 0;
-                        if (dup) {
-                                diag_add(L->dl, DIAG_C005, ynode_pos(it), "remove one of them",
-                                         "%s: '%s' is listed twice", s->name, it->str);
-                                continue;
-                        }
-                        items[n++] = arena_strndup(&c->arena, it->str, it->len);
-                }
-                if (v->n == 0)
-                        diag_add(L->dl, DIAG_C008, ynode_pos(v), "name at least one topic", "%s: empty list",
-                                 s->name);
-                config_list_set(c, s, items, n);
-                return;
-        }
+        case CT_LIST:
         case CT_HOSTS: {
                 if (!want_kind(L, s, v, Y_SEQ))
                         return;
@@ -395,15 +395,12 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 uint32_t n = 0;
                 for (uint32_t i = 0; i < v->n; i++) {
                         const YNode *it = v->items[i];
-                        if (it->kind != Y_SCALAR || ynode_is_null(it) || !host_name_ok(it->str)) {
-                                diag_add(L->dl, DIAG_C007, ynode_pos(it),
-                                         "a name or address as a Host header carries it, without the port: "
-                                         "riskd.example.net, 10.0.0.5, ::1",
-                                         "%s: expected a host name", s->name);
-                                continue;
-                        }
-                        items[n++] = arena_strndup(&c->arena, it->str, it->len);
+                        if (item_ok(L, s, it, items, n))
+                                items[n++] = arena_strndup(&c->arena, it->str, it->len);
                 }
+                if (v->n == 0 && s->type == CT_LIST)
+                        diag_add(L->dl, DIAG_C008, ynode_pos(v), "name at least one topic", "%s: empty list",
+                                 s->name);
                 config_list_set(c, s, items, n);
                 return;
         }
