@@ -24,6 +24,7 @@
  * This file keeps the undo log that lets a batch be aborted (two batches
  * in flight) and the restore's entry.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,6 +52,8 @@ void state_untouch(Engine *e, Ent *ent)
         if (!ent->touched || e->ntouched <= e->nsealed || e->touched[e->ntouched - 1] != ent)
                 return;
         e->ntouched--;
+        /* the open segment's: the sealed one is not cut */
+        assert(e->undo_off[e->ntouched] == UINT64_MAX || e->undo_off[e->ntouched] >= e->undo_sealed);
         if (e->undo_off[e->ntouched] != UINT64_MAX)
                 e->undo.len = e->undo_off[e->ntouched];
         ent->touched = 0;
@@ -60,6 +63,8 @@ void state_touch(Engine *e, Ent *ent)
 {
         if (!e->in_batch || ent->touched)
                 return;
+        /* the open batch's segment follows the sealed one's */
+        assert(e->nsealed <= e->ntouched && e->undo_sealed <= e->undo.len);
         ent->touched = 1;
         if (e->ntouched == e->ctouched) {
                 e->ctouched = e->ctouched ? e->ctouched * 2 : 64;
@@ -143,6 +148,7 @@ bool engine_batch_sealed(const Engine *e)
 /* The sealed batch committed: its segment goes, the open batch's stays. */
 static void sealed_commit(Engine *e)
 {
+        assert(e->nsealed <= e->ntouched && e->undo_sealed <= e->undo.len);
         for (uint32_t i = 0; i < e->nsealed; i++)
                 e->touched[i]->sealed = 0;
         uint32_t n = e->ntouched - e->nsealed;
@@ -150,6 +156,7 @@ static void sealed_commit(Engine *e)
                 memmove(e->touched, e->touched + e->nsealed, n * sizeof(Ent *));
         for (uint32_t i = 0; i < n; i++) {
                 uint64_t off = e->undo_off[e->nsealed + i];
+                assert(off == UINT64_MAX || (off >= e->undo_sealed && off < e->undo.len)); /* the open segment's */
                 e->undo_off[i] = off == UINT64_MAX ? off : off - e->undo_sealed;
         }
         if (e->undo.len > e->undo_sealed)
@@ -198,8 +205,11 @@ void engine_batch_abort(Engine *e)
                         continue;
                 }
                 engine_ent_clear(e, x);
-                /* what state_ent_write wrote: it decodes */
-                (void)state_ent_read(e, x, e->undo.p + e->undo_off[i], e->undo.len - e->undo_off[i]);
+                /* newest first: the open segment's records, then the sealed one's */
+                assert(e->undo_off[i] < (i >= e->nsealed ? e->undo.len : e->undo_sealed));
+                int r = state_ent_read(e, x, e->undo.p + e->undo_off[i], e->undo.len - e->undo_off[i]);
+                assert(r == 0); /* what state_ent_write wrote decodes */
+                (void)r;
                 x->touched = 0;
                 x->sealed = 0;
         }

@@ -11,6 +11,7 @@
  * Records of version 1 name everything in the record itself (the same
  * fields, in the same order); they are read as they always were.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -649,6 +650,7 @@ int state_ent_read(Engine *e, Ent *x, const void *val, size_t len)
 {
         Rd r = {val, (const unsigned char *)val + len, false};
         ent_read(e, x, &r);
+        assert(r.p <= r.end); /* the readers stop at the record's end */
         return r.bad ? -EINVAL : 0;
 }
 
