@@ -285,8 +285,10 @@ static void *committer_run(void *arg)
                         rd_kafka_poll(l->producer, 0); /* reports of before, counted there */
                         c->delivery_errors = 0;
                         int r = l->fatal ? BATCH_FATAL : l->cfg->transactions ? txn_run(l, b) : idem_run(l, b);
+                        assert(r == BATCH_COMMITTED || r == BATCH_ABORTED || r == BATCH_FATAL);
                         b->t_done = log_now_ms();
                         pthread_mutex_lock(&c->mu);
+                        assert(c->job == b); /* the main loop takes it back only once done */
                         b->result = r;
                         c->done = true;
                         pthread_cond_broadcast(&c->cv);
@@ -331,6 +333,7 @@ void batch_committer_stop(Loop *l)
 
 void batch_begin(Loop *l)
 {
+        assert(!l->open); /* one open batch: the last one was submitted or rolled back */
         l->open = batch_new();
 }
 
@@ -423,6 +426,7 @@ static void rollback_all(Loop *l)
 static void flight_done(Loop *l, bool rewind)
 {
         Batch *b = l->flight;
+        assert(b && (b->result == BATCH_COMMITTED || b->result == BATCH_ABORTED || b->result == BATCH_FATAL));
         l->flight = NULL;
         if (b->result == BATCH_COMMITTED) {
                 for (uint32_t p = 0; p < l->nparts; p++) {
@@ -479,6 +483,7 @@ void batch_poll(Loop *l)
         pthread_mutex_lock(&c->mu);
         bool done = c->done;
         if (done) {
+                assert(c->job == l->flight);
                 c->job = NULL;
                 c->done = false;
         }
@@ -505,6 +510,7 @@ static void flight_wait(Loop *l, bool rewind)
                 return;
         }
         pthread_mutex_lock(&c->mu);
+        assert(c->job == l->flight); /* handed over at the seal (the thread runs) */
         while (!c->done) {
                 committer_wait(c);
                 if (c->done)
@@ -558,11 +564,13 @@ bool batch_submit(Loop *l, bool rewind)
                         pt->in_batch = false;
                 }
         }
+        assert(!l->flight); /* one transaction at a time: the one before ended */
         l->open = NULL;
         l->flight = b;
         b->t_seal = log_now_ms();
         if (l->c.running) {
                 pthread_mutex_lock(&l->c.mu);
+                assert(!l->c.job && !l->c.done); /* the one before was taken back */
                 l->c.job = b;
                 l->c.done = false;
                 pthread_cond_broadcast(&l->c.cv);

@@ -608,25 +608,24 @@ int httpd_new(Httpd **ret, const char *listen, const HttpdOptions *opt, HttpdHan
 {
         Httpd *h = xcalloc(1, sizeof(*h));
         h->opt = opt ? *opt : (HttpdOptions){0};
-        if (!h->opt.max_connections)
-                h->opt.max_connections = 1024;
-        if (!h->opt.timeout_s)
-                h->opt.timeout_s = 30;
-        if (!h->opt.max_body)
-                h->opt.max_body = 4096;
-        if (!h->opt.max_path)
-                h->opt.max_path = 512;
-        if (!h->opt.max_queue)
-                h->opt.max_queue = 4096;
-        if (!h->opt.per_ip)
-                h->opt.per_ip = 64;
-        if (!h->opt.head_timeout_ms)
-                h->opt.head_timeout_ms = 10000;
+        /* an option left 0 takes its default (httpd.h) */
+#define OPT_DEFAULT(f, v) \
+        do { \
+                if (!h->opt.f) \
+                        h->opt.f = (v); \
+        } while (0)
+        OPT_DEFAULT(max_connections, 1024);
+        OPT_DEFAULT(timeout_s, 30);
+        OPT_DEFAULT(max_body, 4096);
+        OPT_DEFAULT(max_path, 512);
+        OPT_DEFAULT(max_queue, 4096);
+        OPT_DEFAULT(per_ip, 64);
+        OPT_DEFAULT(head_timeout_ms, 10000);
+        OPT_DEFAULT(queue_timeout_ms, 10000);
+#undef OPT_DEFAULT
         h->handler = handler;
         h->wake = wake;
         h->ud = ud;
-        if (!h->opt.queue_timeout_ms)
-                h->opt.queue_timeout_ms = 10000;
         h->fd = -1;
         pthread_mutex_init(&h->lock, NULL);
         pthread_condattr_t ca;

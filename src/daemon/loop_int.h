@@ -6,6 +6,7 @@
 #ifndef RISKD_DAEMON_LOOP_INT_H
 #define RISKD_DAEMON_LOOP_INT_H
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>

@@ -25,28 +25,31 @@ void notify_init(void)
         }
 }
 
-static void vstatus(char *out, size_t size, const char *fmt, va_list ap)
+/* STATUS= when it changed; with READY=1 the first time if make_ready
+ * (notify_ready). */
+static void vstatus(bool make_ready, const char *fmt, va_list ap)
 {
-        vsnprintf(out, size, fmt, ap);
+        char st[sizeof(last_status)];
+        vsnprintf(st, sizeof(st), fmt, ap);
         /* one line: sd_notify's fields are newline-separated */
-        for (char *p = out; *p; p++)
+        for (char *p = st; *p; p++)
                 if (*p == '\n')
                         *p = ' ';
+        if (make_ready && !ready) {
+                sd_notifyf(0, "READY=1\nSTATUS=%s", st);
+                ready = true;
+        } else if (strcmp(st, last_status) != 0) {
+                sd_notifyf(0, "STATUS=%s", st);
+        }
+        snprintf(last_status, sizeof(last_status), "%s", st);
 }
 
 void notify_ready(const char *fmt, ...)
 {
-        char st[sizeof(last_status)];
         va_list ap;
         va_start(ap, fmt);
-        vstatus(st, sizeof(st), fmt, ap);
+        vstatus(true, fmt, ap);
         va_end(ap);
-        if (!ready) {
-                sd_notifyf(0, "READY=1\nSTATUS=%s", st);
-                ready = true;
-        } else if (strcmp(st, last_status) != 0)
-                sd_notifyf(0, "STATUS=%s", st);
-        snprintf(last_status, sizeof(last_status), "%s", st);
 }
 
 bool notify_is_ready(void)
@@ -56,15 +59,10 @@ bool notify_is_ready(void)
 
 void notify_status(const char *fmt, ...)
 {
-        char st[sizeof(last_status)];
         va_list ap;
         va_start(ap, fmt);
-        vstatus(st, sizeof(st), fmt, ap);
+        vstatus(false, fmt, ap);
         va_end(ap);
-        if (strcmp(st, last_status) == 0)
-                return;
-        sd_notifyf(0, "STATUS=%s", st);
-        snprintf(last_status, sizeof(last_status), "%s", st);
 }
 
 void notify_reloading(void)

@@ -234,25 +234,15 @@ static void put_num(Buf *b, double v)
                 buf_printf(b, "%.15g", v);
 }
 
-static void put_label_value(Buf *b, const char *s)
+/* Backslashes and newlines escaped, and double quotes too in a label
+ * value (quote): the exposition format leaves them as they are in HELP. */
+static void put_escaped(Buf *b, const char *s, bool quote)
 {
         for (; *s; s++) {
                 if (*s == '\\')
                         buf_puts(b, "\\\\");
-                else if (*s == '"')
+                else if (*s == '"' && quote)
                         buf_puts(b, "\\\"");
-                else if (*s == '\n')
-                        buf_puts(b, "\\n");
-                else
-                        buf_putc(b, *s);
-        }
-}
-
-static void put_help(Buf *b, const char *s)
-{
-        for (; *s; s++) {
-                if (*s == '\\')
-                        buf_puts(b, "\\\\");
                 else if (*s == '\n')
                         buf_puts(b, "\\n");
                 else
@@ -268,7 +258,7 @@ static void put_labels(Buf *b, const PromFamily *f, const PromSeries *s, const c
         buf_putc(b, '{');
         for (uint32_t k = 0; k < f->nlabels; k++) {
                 buf_printf(b, "%s%s=\"", k ? "," : "", f->labels[k]);
-                put_label_value(b, s->values[k]);
+                put_escaped(b, s->values[k], true);
                 buf_putc(b, '"');
         }
         if (le)
@@ -282,7 +272,7 @@ void prom_render(const Prom *p, Buf *out)
         for (uint32_t i = 0; i < p->nfams; i++) {
                 const PromFamily *f = p->fams[i];
                 buf_printf(out, "# HELP %s ", f->name);
-                put_help(out, f->help);
+                put_escaped(out, f->help, false);
                 buf_printf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
                 for (uint32_t k = 0; k < f->nseries; k++) {
                         const PromSeries *s = f->series[k];

@@ -9,6 +9,7 @@ void restore_part_free(Loop *l, Part *pt)
 {
         status_fold(l, pt);
         batch_replay_check(l, pt, true);
+        assert(pt->state == PART_ACTIVE || l->nrestoring > 0);
         if (pt->state != PART_ACTIVE)
                 l->nrestoring--;
         if (pt->state == PART_RESTORING)
@@ -58,6 +59,7 @@ static Part *part_new(Loop *l, int32_t p)
 
 static void restore_done(Loop *l, Part *pt, int64_t position)
 {
+        assert(pt->state != PART_ACTIVE && l->nrestoring > 0); /* counted in nrestoring until now */
         int64_t resume = engine_restore_finish(pt->e);
         rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(4);
         rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(4);

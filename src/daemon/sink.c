@@ -201,6 +201,9 @@ static rd_kafka_resp_err_t produce(Loop *l, const char *topic, int32_t partition
  * of that enterprise cannot be saved: better stop than lose it). */
 static void produce_rec(Loop *l, Batch *b, Rec *r)
 {
+        /* the bytes are in the batch's arena */
+        assert(!r->has_key || r->key + r->klen <= b->arena.len);
+        assert(!r->has_val || r->val + r->vlen <= b->arena.len);
         const char *key = r->has_key ? b->arena.p + r->key : NULL;
         const char *val = r->has_val ? b->arena.p + r->val : NULL;
         rd_kafka_headers_t *hdrs = r->hdrs, *copy = NULL;

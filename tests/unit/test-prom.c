@@ -24,7 +24,7 @@ static Prom *sample(void)
 {
         Prom *p = prom_new();
         PromFamily *ev = prom_family(p, PROM_COUNTER, "t_events_total", "Events read, by type", "type", NULL, 0);
-        PromFamily *al = prom_family(p, PROM_COUNTER, "t_alerts_total", "Alerts by rule\nand \\severity",
+        PromFamily *al = prom_family(p, PROM_COUNTER, "t_alerts_total", "Alerts by \"rule\"\nand \\severity",
                                      "rule,severity", NULL, 0);
         PromFamily *lag = prom_family(p, PROM_GAUGE, "t_lag", "Consumer lag", "topic,partition", NULL, 0);
         PromFamily *up = prom_family(p, PROM_GAUGE, "t_up", "Whether it runs", NULL, NULL, 0);
@@ -56,7 +56,7 @@ static const char *const expected =
         "# TYPE t_events_total counter\n"
         "t_events_total{type=\"alert\"} 5\n"
         "t_events_total{type=\"filing\"} 1\n"
-        "# HELP t_alerts_total Alerts by rule\\nand \\\\severity\n"
+        "# HELP t_alerts_total Alerts by \"rule\"\\nand \\\\severity\n"
         "# TYPE t_alerts_total counter\n"
         "t_alerts_total{rule=\"R-\\\"01\\\"\",severity=\"a\\\\b\\nc\"} 1\n"
         "t_alerts_total{rule=\"风险\",severity=\"high\"} 4\n"

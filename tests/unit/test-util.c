@@ -5,7 +5,10 @@
  * that a realloc keeps the contents, and that a freed object is handed out
  * again for the next of its class.  And of the JSON helpers the tools
  * share (src/util/json.c): text whatever its bytes, the unescape that
- * reverses buf_json_str, strings read back.
+ * reverses buf_json_str, strings read back.  And the varints of
+ * src/util/varint.h (the changelog's records): the bytes each value takes,
+ * that every value reads back, and that a varint cut short or past ten
+ * bytes is refused.
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -13,6 +16,7 @@
 
 #include "include/riskd/util.h"
 #include "src/util/json.h"
+#include "src/util/varint.h"
 
 /* Under AddressSanitizer the pool hands every object to malloc at its
  * exact size (so the sanitizer sees each one): no classes, no reuse. */
@@ -288,4 +292,40 @@ Test(json, reader_strings)
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 cr_assert_null(json_parse(&ar, bad[i], strlen(bad[i])), "%s", bad[i]);
         arena_deinit(&ar);
+}
+
+Test(varint, values_read_back_in_the_bytes_they_take)
+{
+        /* the edges of each byte count, and signed values through zigzag */
+        uint64_t vals[] = {0, 1, 127, 128, 16383, 16384, UINT32_MAX, (uint64_t)1 << 56, UINT64_MAX};
+        for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+                uint8_t b[VARINT_MAX + 1];
+                uint8_t *end = varint_put(b, vals[i]);
+                size_t n = (size_t)(end - b);
+                cr_assert_eq(n, varint_len(vals[i]), "value %ju", (uintmax_t)vals[i]);
+                cr_assert_eq(n, i == 0 ? 1 : (size_t)(64 - __builtin_clzll(vals[i]) + 6) / 7);
+                const uint8_t *p = b;
+                uint64_t v;
+                cr_assert(varint_get(&p, end, &v));
+                cr_assert_eq(v, vals[i]);
+                cr_assert_eq(p, end, "it reads its own bytes only");
+                /* one byte short: refused */
+                p = b;
+                cr_assert_not(varint_get(&p, end - 1, &v));
+                cr_assert_eq(v, 0);
+        }
+        int64_t svals[] = {0, -1, 1, -64, 64, INT64_MIN, INT64_MAX};
+        for (size_t i = 0; i < sizeof(svals) / sizeof(svals[0]); i++)
+                cr_assert_eq(varint_unzigzag(varint_zigzag(svals[i])), svals[i]);
+        cr_assert_eq(varint_zigzag(-1), 1, "small negatives take small varints");
+}
+
+Test(varint, past_ten_bytes_is_refused)
+{
+        uint8_t b[12];
+        memset(b, 0x80, sizeof(b));
+        const uint8_t *p = b;
+        uint64_t v;
+        cr_assert_not(varint_get(&p, b + sizeof(b), &v));
+        cr_assert_eq(p, b + VARINT_MAX, "it stops after ten bytes");
 }
