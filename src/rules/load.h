@@ -4,8 +4,9 @@
  * the RuleSet being filled.  Private to src/rules/.
  *
  * Stages: schema.c (schema.yaml) → grading.c (grading.yaml, bands first)
- * → load.c (rule files, append) → check.c (names, types, folding) →
- * compile.c (bytecode) → grading.c (override conditions) → load.c (warnings).
+ * → rulefile.c (rule files, append) → rule.c (each rule's keys) → check.c
+ * (names, types, folding) → compile.c (bytecode) → grading.c (override
+ * conditions) → load.c (warnings).
  */
 #ifndef RISKD_RULES_LOAD_H
 #define RISKD_RULES_LOAD_H
@@ -111,6 +112,16 @@ void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, 
 bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero);
 bool loader_number(Loader *L, const YNode *n, double *v);
 int32_t loader_flag(Loader *L, const char *name, bool create);
+bool loader_id_ok(const char *s);                          /* letters, digits, '_', '.', '-' */
+
+/* rulefile.c: one rule file's lists:, macros:, rules: and append: */
+void rulefile_load(Loader *L, const SrcFile *f);
+
+/* rule.c: every flag any rule sets (before any condition is checked), then
+ * each collected rule built into rs->rules, then its fingerprint */
+void rule_flags_collect(Loader *L);
+void rule_build(Loader *L, RuleDef *rd);
+uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r);
 
 /* schema.c */
 void schema_load(Loader *L, const YNode *root);
