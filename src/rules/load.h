@@ -152,6 +152,21 @@ typedef struct CheckCtx {
 Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
 /* Same for a number (score: an expression). */
 Node *check_value(Loader *L, Node *n, CheckCtx *cx);
+/* check.c's helpers that operators.c shares */
+const char *check_type_str(uint8_t t);
+void check_type_desc(const Node *n, char *buf, size_t size);     /* "enum grade", "number" */
+void check_err(Loader *L, const Node *n, DiagCode c, const char *hint, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+Node *check_lit(Loader *L, const Node *at, Value v);              /* a literal in place of at */
+
+/* operators.c: an operator whose operands are checked; false (or n
+ * unchanged for check_fold) after reporting */
+bool check_in(Loader *L, Node *n);
+bool check_compare(Loader *L, Node *n);
+bool check_strop(Loader *L, Node *n);
+bool check_regex(Loader *L, Node *n, const CheckCtx *cx);
+bool check_arith(Loader *L, Node *n);
+Node *check_fold(Loader *L, Node *n);
 
 /* compile.c */
 uint32_t compile_program(Loader *L, Node *n, bool in_agg);
