@@ -59,6 +59,17 @@ static uint8_t ft_to_vt(FieldType t)
         return VT_NULL;
 }
 
+/* n names field f of the event (in slot) as ref: REF_FIELD, REF_CUR or
+ * REF_PROFILE. */
+static Node *field_ref(Node *n, RefKind ref, int32_t slot, const Field *f)
+{
+        n->ref = ref;
+        n->slot = slot;
+        n->type = ft_to_vt(f->type);
+        n->en = f->en;
+        return n;
+}
+
 void check_err(Loader *L, const Node *n, DiagCode c, const char *hint, const char *fmt, ...)
 {
         Buf b = {0};
@@ -169,11 +180,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         buf_free(&h);
                         return NULL;
                 }
-                n->ref = REF_PROFILE;
-                n->slot = (int32_t)f->slot;
-                n->type = ft_to_vt(f->type);
-                n->en = f->en;
-                return n;
+                return field_ref(n, REF_PROFILE, (int32_t)f->slot, f);
         }
         uint64_t on = sc->in_agg ? 1ull << sc->row_type : sc->on;
         if (!sc->grading && on) {
@@ -182,11 +189,7 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 if (f) {
                         if (!sc->in_agg && !cx->event_field)
                                 cx->event_field = f->path;
-                        n->ref = REF_FIELD;
-                        n->slot = slot;
-                        n->type = ft_to_vt(f->type);
-                        n->en = f->en;
-                        return n;
+                        return field_ref(n, REF_FIELD, slot, f);
                 }
         }
         for (uint32_t i = 0; i < L->nmacros; i++) {
@@ -317,21 +320,10 @@ static Node *check_agg(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
         Node at = *n;
         at.off = n->agg_target_off;
         at.len = n->agg_target_len;
-        int32_t t = -1;
-        for (uint32_t i = 0; i < s->ntypes; i++)
-                if (strcmp(s->types[i].name, n->agg_type) == 0)
-                        t = (int32_t)i;
+        int32_t t = rules_type_id(L->rs, n->agg_type);
         if (t < 0) {
-                const char *c[RULES_MAX_TYPES];
                 Buf h = {0};
-                for (uint32_t i = 0; i < s->ntypes; i++)
-                        c[i] = s->types[i].name;
-                const char *sug = diag_suggest(n->agg_type, c, s->ntypes);
-                if (sug)
-                        buf_printf(&h, "did you mean '%s'? ", sug);
-                buf_puts(&h, "event types:");
-                for (uint32_t i = 0; i < s->ntypes; i++)
-                        buf_printf(&h, " %s", c[i]);
+                schema_suggest_type(s, n->agg_type, &h);
                 at.len = (uint32_t)strlen(n->agg_type);
                 check_err(L, &at, DIAG_E030, h.p, "%s() over unknown event type '%s'", kname, n->agg_type);
                 buf_free(&h);
@@ -471,11 +463,7 @@ static Node *check(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                 }
                 if (!cx->cur_field)
                         cx->cur_field = f->path;
-                n->ref = REF_CUR;
-                n->slot = slot;
-                n->type = ft_to_vt(f->type);
-                n->en = f->en;
-                return n;
+                return field_ref(n, REF_CUR, slot, f);
         }
         case N_UNARY: {
                 Node *a = check(L, n->a, sc, cx);

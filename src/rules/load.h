@@ -131,6 +131,9 @@ void schema_deinit(Schema *s);
  * the fields when there is none: rules, templates, aggregates. */
 const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *slot);
 void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);
+/* The hint for an event type name the schema does not declare (on:, an
+ * aggregate's type): the closest name, then every type. */
+void schema_suggest_type(const Schema *s, const char *name, Buf *hint);
 
 /* grading.c */
 void grading_load_bands(Loader *L, const YNode *root);

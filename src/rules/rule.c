@@ -245,21 +245,10 @@ static void on_load(Loader *L, RuleDef *rd, Rule *r, const YNode *on)
                         rd->bad = true;
                         continue;
                 }
-                int32_t t = -1;
-                for (uint32_t k = 0; k < s->ntypes; k++)
-                        if (strcmp(s->types[k].name, one->str) == 0)
-                                t = (int32_t)k;
+                int32_t t = rules_type_id(L->rs, one->str);
                 if (t < 0) {
-                        const char *c[RULES_MAX_TYPES];
                         Buf h = {0};
-                        for (uint32_t k = 0; k < s->ntypes; k++)
-                                c[k] = s->types[k].name;
-                        const char *sug = diag_suggest(one->str, c, s->ntypes);
-                        if (sug)
-                                buf_printf(&h, "did you mean '%s'? ", sug);
-                        buf_puts(&h, "event types:");
-                        for (uint32_t k = 0; k < s->ntypes; k++)
-                                buf_printf(&h, " %s", c[k]);
+                        schema_suggest_type(s, one->str, &h);
                         diag_add(L->dl, DIAG_E030, ynode_pos(one), h.p, "unknown event type '%s'", one->str);
                         buf_free(&h);
                         rd->bad = true;
@@ -279,6 +268,19 @@ static void on_load(Loader *L, RuleDef *rd, Rule *r, const YNode *on)
         }
 }
 
+/* A rule sets flag id at key: its read count's slot, and the first place
+ * it is set, which W107 (set but never read) points at. */
+static void flag_set_at(Loader *L, uint32_t id, const YNode *key)
+{
+        if (id >= L->flagcap) {
+                uint32_t oc = L->flagcap;
+                L->flag_reads = xgrow(L->flag_reads, &oc, id + 1, sizeof(uint32_t));
+                L->flag_pos = xgrow(L->flag_pos, &L->flagcap, id + 1, sizeof(SrcPos));
+        }
+        if (!L->flag_pos[id].file)
+                L->flag_pos[id] = ynode_pos(key);
+}
+
 /* Every flag any rule sets, before any condition is checked, so that a
  * rule may read a flag that a later rule sets. */
 void rule_flags_collect(Loader *L)
@@ -296,15 +298,8 @@ void rule_flags_collect(Loader *L)
                             (strcmp(life->str, "forever") != 0 && (duration_parse(life->str, life->len, &ms) < 0 || ms <= 0)))
                                 continue; /* rule_build reports it */
                         int32_t id = loader_flag(L, key->str, true);
-                        if (id < 0)
-                                continue;
-                        if ((uint32_t)id >= L->flagcap) {
-                                uint32_t oc = L->flagcap;
-                                L->flag_reads = xgrow(L->flag_reads, &oc, (uint32_t)id + 1, sizeof(uint32_t));
-                                L->flag_pos = xgrow(L->flag_pos, &L->flagcap, (uint32_t)id + 1, sizeof(SrcPos));
-                        }
-                        if (!L->flag_pos[id].file)
-                                L->flag_pos[id] = ynode_pos(key);
+                        if (id >= 0)
+                                flag_set_at(L, (uint32_t)id, key);
                 }
         }
 }
@@ -618,13 +613,7 @@ void rule_build(Loader *L, RuleDef *rd)
                                          RULES_MAX_FLAGS);
                                 continue;
                         }
-                        if ((uint32_t)id >= L->flagcap) {
-                                uint32_t oc = L->flagcap;
-                                L->flag_reads = xgrow(L->flag_reads, &oc, (uint32_t)id + 1, sizeof(uint32_t));
-                                L->flag_pos = xgrow(L->flag_pos, &L->flagcap, (uint32_t)id + 1, sizeof(SrcPos));
-                        }
-                        if (!L->flag_pos[id].file)
-                                L->flag_pos[id] = ynode_pos(k);
+                        flag_set_at(L, (uint32_t)id, k);
                         r->flags[r->nflags++] = (RuleFlag){.flag = (uint32_t)id, .lifetime_ms = ms};
                 }
         }

@@ -45,6 +45,26 @@ static void list_items_add(Loader *L, ListDef *ld, const YNode *seq)
                         VEC_PUSH(ld->items, ld->nitems, ld->cap) = seq->items[i];
 }
 
+/* Lists and macros share one namespace: k names a new kind ("list" or
+ * "macro") unless same (the declaration of one of that kind) or
+ * other_has (one of the other kind) says it is taken. */
+static bool def_name_free(Loader *L, const YNode *k, const char *kind, const YNode *same, bool other_has,
+                          const char *other)
+{
+        if (same) {
+                char *hint = xasprintf("use append: to extend a %s", kind);
+                diag_add(L->dl, DIAG_E011, ynode_pos(k), hint, "%s '%s' is already defined at %s:%u", kind, k->str,
+                         same->src->path, same->line);
+                free(hint);
+                return false;
+        }
+        if (other_has) {
+                diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL, "'%s' is already the name of a %s", k->str, other);
+                return false;
+        }
+        return true;
+}
+
 static void lists_load(Loader *L, const YNode *map)
 {
         if (!loader_expect(L, map, Y_MAP, "a mapping of list names to values"))
@@ -54,17 +74,8 @@ static void lists_load(Loader *L, const YNode *map)
                 if (!loader_expect(L, k, Y_SCALAR, "a list name"))
                         continue;
                 ListDef *old = list_find(L, k->str);
-                if (old) {
-                        diag_add(L->dl, DIAG_E011, ynode_pos(k), "use append: to extend a list",
-                                 "list '%s' is already defined at %s:%u", k->str,
-                                 old->decl->src->path, old->decl->line);
+                if (!def_name_free(L, k, "list", old ? old->decl : NULL, macro_find(L, k->str) != NULL, "macro"))
                         continue;
-                }
-                if (macro_find(L, k->str)) {
-                        diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL,
-                                 "'%s' is already the name of a macro", k->str);
-                        continue;
-                }
                 ListDef *ld = &VEC_PUSH(L->lists, L->nlists, L->listcap);
                 ld->name = arena_strdup(L->ar, k->str);
                 ld->decl = k;
@@ -81,17 +92,8 @@ static void macros_load(Loader *L, const YNode *map)
                 if (!loader_expect(L, k, Y_SCALAR, "a macro name"))
                         continue;
                 MacroDef *old = macro_find(L, k->str);
-                if (old) {
-                        diag_add(L->dl, DIAG_E011, ynode_pos(k), "use append: to extend a macro",
-                                 "macro '%s' is already defined at %s:%u", k->str,
-                                 old->decl->src->path, old->decl->line);
+                if (!def_name_free(L, k, "macro", old ? old->decl : NULL, list_find(L, k->str) != NULL, "list"))
                         continue;
-                }
-                if (list_find(L, k->str)) {
-                        diag_add(L->dl, DIAG_E011, ynode_pos(k), NULL,
-                                 "'%s' is already the name of a list", k->str);
-                        continue;
-                }
                 Node *body = loader_parse(L, map->items[i]);
                 MacroDef *md = &VEC_PUSH(L->macros, L->nmacros, L->macrocap);
                 md->name = arena_strdup(L->ar, k->str);

@@ -451,6 +451,19 @@ const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *
         return first;
 }
 
+void schema_suggest_type(const Schema *s, const char *name, Buf *hint)
+{
+        const char *c[RULES_MAX_TYPES];
+        for (uint32_t i = 0; i < s->ntypes; i++)
+                c[i] = s->types[i].name;
+        const char *sug = diag_suggest(name, c, s->ntypes);
+        if (sug)
+                buf_printf(hint, "did you mean '%s'? ", sug);
+        buf_puts(hint, "event types:");
+        for (uint32_t i = 0; i < s->ntypes; i++)
+                buf_printf(hint, " %s", c[i]);
+}
+
 void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)
 {
         const Schema *s = &L->rs->schema;
