@@ -42,25 +42,11 @@ static void patch(Emit *e, uint32_t at)
         rs->code[at] = INSN(INSN_OP(rs->code[at]), rs->ncode);
 }
 
-static bool value_same(const Value *a, const Value *b)
-{
-        if (a->tag != b->tag)
-                return false;
-        switch (a->tag) {
-        case VT_NULL: return true;
-        case VT_BOOL: return a->b == b->b;
-        case VT_NUM: return memcmp(&a->n, &b->n, sizeof(double)) == 0;
-        case VT_STR: return a->s.len == b->s.len && memcmp(a->s.p, b->s.p, a->s.len) == 0;
-        case VT_ENUM: return a->e == b->e;
-        default: return a->ms == b->ms;
-        }
-}
-
 uint32_t compile_const(Loader *L, Value v)
 {
         RuleSet *rs = L->rs;
         for (uint32_t i = 0; i < rs->nconsts; i++)
-                if (value_same(&rs->consts[i], &v))
+                if (value_identical(&rs->consts[i], &v))
                         return i;
         if (v.tag == VT_STR) /* the pool owns its strings */
                 v.s.p = arena_strndup(L->ar, v.s.p, v.s.len);
@@ -97,7 +83,7 @@ uint32_t compile_set(Loader *L, uint8_t tag, const Value *v, uint32_t n)
                 xsort(cs.v, n, sizeof(Value), set_cmp);
                 uint32_t k = 0;
                 for (uint32_t i = 0; i < n; i++)
-                        if (k == 0 || !value_same(&cs.v[k - 1], &cs.v[i]))
+                        if (k == 0 || !value_identical(&cs.v[k - 1], &cs.v[i]))
                                 cs.v[k++] = cs.v[i];
                 cs.n = k;
         }
