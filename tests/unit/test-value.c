@@ -1,8 +1,9 @@
 /*
  * Unit tests of src/util/value.c: comparison and arithmetic over every
  * pair of value types (null included) checked against explicit tables,
- * sameness (value_identical, value_equal), string predicates, durations and RFC 3339 timestamps (valid, invalid,
- * offsets, leap years, round trips against an independent day count).
+ * sameness (value_identical, value_equal), string predicates, durations
+ * and RFC 3339 timestamps (valid, invalid, offsets, leap years, round
+ * trips against an independent day count).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
