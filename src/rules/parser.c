@@ -605,48 +605,59 @@ static bool parse_primary(Parser *p, Sub *ret)
 
 /* ---- operators, by precedence ---- */
 
-static bool parse_unary(Parser *p, Sub *ret)
+/* The prefix operator tk ('-' or 'not') before its operand: tk again, or
+ * what next parses; each prefix is a level of nesting. */
+static bool parse_prefixed(Parser *p, TokKind tk, bool (*next)(Parser *, Sub *), Sub *ret)
 {
-        if (parse_peek(p) != T_MINUS)
-                return parse_primary(p, ret);
+        if (parse_peek(p) != tk)
+                return next(p, ret);
         const Token *op = parse_next(p);
         if (!parse_enter(p))
                 return false;
         Sub a;
-        if (!parse_unary(p, &a))
+        if (!parse_prefixed(p, tk, next, &a))
                 return false;
         p->depth--;
-        return parse_unary_node(p, T_MINUS, op, &a, ret);
+        return parse_unary_node(p, tk, op, &a, ret);
+}
+
+/* What next parses, joined left to right by any of the n operators ops. */
+static bool parse_left(Parser *p, const TokKind *ops, uint32_t n, bool (*next)(Parser *, Sub *), Sub *ret)
+{
+        Sub a;
+        if (!next(p, &a))
+                return false;
+        for (;;) {
+                TokKind k = parse_peek(p);
+                uint32_t i = 0;
+                while (i < n && ops[i] != k)
+                        i++;
+                if (i == n)
+                        break;
+                const Token *op = parse_next(p);
+                Sub b;
+                if (!next(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
+                        return false;
+        }
+        *ret = a;
+        return true;
+}
+
+static bool parse_unary(Parser *p, Sub *ret)
+{
+        return parse_prefixed(p, T_MINUS, parse_primary, ret);
 }
 
 static bool parse_mul(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_unary(p, &a))
-                return false;
-        while (parse_peek(p) == T_STAR || parse_peek(p) == T_SLASH || parse_peek(p) == T_PERCENT) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_unary(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_STAR, T_SLASH, T_PERCENT};
+        return parse_left(p, ops, ARRAY_SIZE(ops), parse_unary, ret);
 }
 
 static bool parse_add(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_mul(p, &a))
-                return false;
-        while (parse_peek(p) == T_PLUS || parse_peek(p) == T_MINUS) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_mul(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_PLUS, T_MINUS};
+        return parse_left(p, ops, ARRAY_SIZE(ops), parse_mul, ret);
 }
 
 static bool parse_is_cmp(TokKind k)
@@ -686,48 +697,25 @@ static bool parse_cmp(Parser *p, Sub *ret)
 
 static bool parse_not(Parser *p, Sub *ret)
 {
-        if (parse_peek(p) != T_NOT)
-                return parse_cmp(p, ret);
-        const Token *op = parse_next(p);
-        if (!parse_enter(p))
-                return false;
-        Sub a;
-        if (!parse_not(p, &a))
-                return false;
-        p->depth--;
-        return parse_unary_node(p, T_NOT, op, &a, ret);
+        return parse_prefixed(p, T_NOT, parse_cmp, ret);
 }
 
 static bool parse_and(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_not(p, &a))
-                return false;
-        while (parse_peek(p) == T_AND) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_not(p, &b) || !parse_binary(p, T_AND, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_AND};
+        return parse_left(p, ops, 1, parse_not, ret);
 }
 
 /* Every sub-expression (parentheses, arguments, list items, where) starts
  * here, so this is where nesting is counted. */
 static bool parse_or(Parser *p, Sub *ret)
 {
+        static const TokKind ops[] = {T_OR};
         if (!parse_enter(p))
                 return false;
         Sub a;
-        if (!parse_and(p, &a))
+        if (!parse_left(p, ops, 1, parse_and, &a))
                 return false;
-        while (parse_peek(p) == T_OR) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_and(p, &b) || !parse_binary(p, T_OR, op, &a, &b, &a))
-                        return false;
-        }
         p->depth--;
         *ret = a;
         return true;
