@@ -1538,6 +1538,19 @@ static const uint8_t *parse_object(Decoder *d, const uint8_t *p, uint32_t node, 
 static const uint8_t *parse_array(Decoder *d, const uint8_t *p, uint32_t depth);
 static const uint8_t *parse_category(Decoder *d, const uint8_t *p, uint32_t node, uint32_t depth);
 
+/* The literal word (true, false or null: n bytes) at p, delivered as kind
+ * and b when take.  Inlined with its constants into parse_value. */
+static inline __attribute__((always_inline)) const uint8_t *parse_word(Decoder *d, const uint8_t *p, uint32_t node,
+                                                                      bool take, const char *word, size_t n,
+                                                                      int kind, bool b)
+{
+        if ((size_t)(d->end - p) < n || memcmp(p, word, n) != 0)
+                return syntax_error(d, p, "bad literal");
+        if (take)
+                deliver_kind(d, node, kind, b, NULL, NULL);
+        return p + n;
+}
+
 /* A value at p (whitespace skipped); node is where its key path leads, or
  * NONE.  Nodes with slots or envelope roles get the value delivered.
  * Inlined into the container loops (the recursion goes through them). */
@@ -1569,23 +1582,11 @@ static inline __attribute__((always_inline)) const uint8_t *parse_value(Decoder 
                         deliver_string(d, node, p + 1, (uint32_t)(q - 1 - (p + 1)), esc);
                 return q;
         case 't':
-                if (end - p < 4 || memcmp(p, "true", 4) != 0)
-                        return syntax_error(d, p, "bad literal");
-                if (take)
-                        deliver_kind(d, node, JK_BOOL, true, NULL, NULL);
-                return p + 4;
+                return parse_word(d, p, node, take, "true", 4, JK_BOOL, true);
         case 'f':
-                if (end - p < 5 || memcmp(p, "false", 5) != 0)
-                        return syntax_error(d, p, "bad literal");
-                if (take)
-                        deliver_kind(d, node, JK_BOOL, false, NULL, NULL);
-                return p + 5;
+                return parse_word(d, p, node, take, "false", 5, JK_BOOL, false);
         case 'n':
-                if (end - p < 4 || memcmp(p, "null", 4) != 0)
-                        return syntax_error(d, p, "bad literal");
-                if (take)
-                        deliver_kind(d, node, JK_NULL, false, NULL, NULL);
-                return p + 4;
+                return parse_word(d, p, node, take, "null", 4, JK_NULL, false);
         default:
                 if (*p != '-' && !is_digit(*p))
                         return syntax_error(d, p, "expected a value");
