@@ -32,6 +32,7 @@
  * d->written[0 .. d->nkept), the slots the last call filled when it
  * succeeded.
  */
+#include <assert.h>
 #include <errno.h>
 #include <float.h>
 #include <locale.h>
@@ -1637,6 +1638,7 @@ static uint32_t unknown_key(Decoder *d, uint32_t parent, const uint8_t *key, uin
                 if (key[i] < 0x20 || key[i] >= 0x7f || key[i] == '"' || key[i] == '\\')
                         return NONE;
         uint32_t c = d->nnodes++;
+        assert(c < d->cap_nodes); /* room made by decoder_new: the nodes never move while parsing */
         d->nodes[c] = (DecNode){.first = NONE, .next = NONE, .klen = (uint8_t)n};
         memcpy(d->kpat[c], key, n);
         d->kpat[c][n] = '"';
@@ -1845,6 +1847,8 @@ __attribute__((noinline)) static const uint8_t *parse_category(Decoder *d, const
                         used = true;
                 }
         }
+        /* the levels were joined inside the scratch left to this event */
+        assert(!used || len <= cap);
         if (used)
                 d->scratch_used += (uint32_t)len;
         return p;
@@ -2097,6 +2101,9 @@ DecodeReason decoder_decode(Decoder *d, const char *json, size_t len, DecodedEve
         ev->id = d->env[ENV_ID].val;
         ev->enterprise = d->env[ENV_ENTERPRISE].val;
         ev->scratch_used = d->scratch_used;
+        /* the invariant between calls: written[] lists each slot once at most */
+        assert(d->nwritten <= s->nslots);
+        assert(!ev->scratch || d->scratch_used <= ev->scratch_size);
         d->nkept = d->nwritten;
         return DECODE_OK;
 

@@ -7,6 +7,7 @@
  * The compiler tracks the stack depth of every instruction it emits, so
  * that Program.max_stack is exact and the VM never checks bounds per push.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,10 @@ static uint32_t emit(Emit *e, Opcode op, uint32_t arg)
                 e->L->codecap = e->L->codecap ? e->L->codecap * 2 : 1024;
                 rs->code = xrealloc(rs->code, e->L->codecap * sizeof(uint32_t));
         }
+        assert(arg <= INSN_ARG_MAX); /* pools and jumps fit the 24-bit argument */
         rs->code[rs->ncode] = INSN(op, arg);
         int eff = opcode_stack_effect(op);
+        assert((int)e->depth + eff >= 0); /* the tracked depth is exact: never below empty */
         e->depth = (uint32_t)((int)e->depth + eff);
         if (e->depth > e->max)
                 e->max = e->depth;
@@ -39,6 +42,8 @@ static uint32_t emit(Emit *e, Opcode op, uint32_t arg)
 static void patch(Emit *e, uint32_t at)
 {
         RuleSet *rs = e->L->rs;
+        assert(INSN_OP(rs->code[at]) == OP_JF_KEEP || INSN_OP(rs->code[at]) == OP_JT_KEEP);
+        assert(at < rs->ncode); /* jumps go forward (vm_verify) */
         rs->code[at] = INSN(INSN_OP(rs->code[at]), rs->ncode);
 }
 
@@ -131,9 +136,11 @@ static void gen(Emit *e, const Node *n)
         case N_BINARY:
                 if (n->op == T_AND || n->op == T_OR) {
                         gen(e, n->a);
+                        uint32_t depth = e->depth; /* at the jump: where it lands too */
                         uint32_t j = emit(e, n->op == T_AND ? OP_JF_KEEP : OP_JT_KEEP, 0);
                         gen(e, n->b);
                         emit(e, OP_TOBOOL, 0);
+                        assert(e->depth == depth);
                         patch(e, j);
                         return;
                 }
@@ -173,6 +180,7 @@ uint32_t compile_program(Loader *L, Node *n, bool in_agg)
         Emit e = {.L = L, .in_agg = in_agg};
         uint32_t start = rs->ncode;
         gen(&e, n);
+        assert(e.depth == 1); /* an expression leaves its one value */
         emit(&e, OP_RET, 0);
         Program p = {.start = start, .len = rs->ncode - start, .max_stack = e.max, .result = n->type};
         VEC_PUSH(rs->progs, rs->nprogs, L->progcap) = p;

@@ -18,6 +18,7 @@
  * - Tokens and decoded strings live in the caller's arena; nothing here
  *   calls malloc.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,9 @@ static Token *lex_push(Lexer *lx, TokKind k, size_t off, size_t len)
                 lx->v = v;
                 lx->cap = cap;
         }
+        /* tokens stay inside the text, in text order, never overlapping */
+        assert(off <= lx->n && len <= lx->n - off);
+        assert(lx->ntok == 0 || off >= (size_t)lx->v[lx->ntok - 1].off + lx->v[lx->ntok - 1].len);
         Token *t = &lx->v[lx->ntok++];
         memset(t, 0, sizeof(*t));
         t->kind = k;

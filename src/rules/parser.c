@@ -21,6 +21,7 @@
  *   PARSE_MAX_HEIGHT) so that no later recursive stage can run out of stack
  *   on hostile input.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -734,7 +735,9 @@ Node *expr_parse(Arena *ar, const ExprSrc *src, DiagList *dl)
                 if (toks[i].kind == T_ERROR)
                         p.lex_failed = true;
         Sub r = {0};
-        if (parse_or(&p, &r) && parse_peek(&p) != T_EOF) {
+        bool parsed = parse_or(&p, &r);
+        assert(!parsed || p.depth == 0); /* every level entered was left */
+        if (parsed && parse_peek(&p) != T_EOF) {
                 const Token *t = parse_tok(&p);
                 char found[96];
                 parse_tok_desc(&p, t, found, sizeof(found));
