@@ -31,6 +31,13 @@
  * Invariant between calls: every slot of d->last_slots is VT_NULL except
  * d->written[0 .. d->nkept), the slots the last call filled when it
  * succeeded.
+ *
+ * One file, past the ~900 lines of the others, on purpose (issue 15): the
+ * per-event path (parse_value, parse_object, parse_array, the string and
+ * number scanners, the slot conversions) is one hot loop that the compiler
+ * inlines into itself, static and always_inline, which it can do only
+ * within one translation unit; decoder_new builds, in the same file, the
+ * trie and key table laid out as that loop reads them.
  */
 #include <assert.h>
 #include <errno.h>
