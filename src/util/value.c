@@ -14,7 +14,7 @@
  *   algorithm (H. Hinnant), never timegm()/mktime(): no locale, no TZ, no
  *   libc range limits.
  *
- * The arithmetic typing table (must match check_arith() in check.c):
+ * The arithmetic typing table (must match check_arith() in src/rules/operators.c):
  *
  *     num  + - * / %  num   -> num    (/ or % by zero -> null; % is fmod)
  *     time    -       time  -> dur
