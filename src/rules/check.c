@@ -137,15 +137,9 @@ static Node *resolve_name(Loader *L, Node *n, Scope *sc, CheckCtx *cx)
                         flag_read(L, k + 6);
                         int32_t id = loader_flag(L, k + 6, false);
                         if (id < 0) {
-                                const char *sug = diag_suggest(k + 6, (const char *const *)L->rs->flags, L->rs->nflags);
                                 Buf h = {0};
-                                if (sug)
-                                        buf_printf(&h, "did you mean '%s'? ", sug);
-                                buf_puts(&h, "flags set by rules:");
-                                for (uint32_t i = 0; i < L->rs->nflags; i++)
-                                        buf_printf(&h, " %s", L->rs->flags[i]);
-                                if (!L->rs->nflags)
-                                        buf_puts(&h, " none");
+                                diag_hint_names(&h, k + 6, (const char *const *)L->rs->flags, L->rs->nflags,
+                                                "flags set by rules:", " none");
                                 check_err(L, n, DIAG_E041, h.p, "no rule sets flag '%s'", k + 6);
                                 buf_free(&h);
                                 return NULL;

@@ -105,13 +105,8 @@ void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, 
                                 ok = true;
                 if (ok)
                         continue;
-                const char *sug = diag_suggest(k->str, known, nknown);
                 Buf h = {0};
-                if (sug)
-                        buf_printf(&h, "did you mean '%s'? ", sug);
-                buf_puts(&h, "known keys:");
-                for (uint32_t j = 0; j < nknown; j++)
-                        buf_printf(&h, " %s", known[j]);
+                diag_hint_names(&h, k->str, known, nknown, "known keys:", NULL);
                 diag_add(L->dl, DIAG_W101, ynode_pos(k), h.p, "unknown key '%s' in %s (ignored)",
                          k->str, where);
                 buf_free(&h);

@@ -133,15 +133,8 @@ bool check_in(Loader *L, Node *n)
                 uint32_t nc = 0;
                 for (uint32_t i = 0; i < L->nlists && nc < 256; i++)
                         c[nc++] = L->lists[i].name;
-                const char *sug = diag_suggest(b->name, c, nc);
                 Buf h = {0};
-                if (sug)
-                        buf_printf(&h, "did you mean '%s'? ", sug);
-                buf_puts(&h, "lists:");
-                for (uint32_t i = 0; i < nc; i++)
-                        buf_printf(&h, " %s", c[i]);
-                if (!nc)
-                        buf_puts(&h, " none defined");
+                diag_hint_names(&h, b->name, c, nc, "lists:", " none defined");
                 check_err(L, b, DIAG_E034, h.p, "unknown list '%s'", b->name);
                 buf_free(&h);
                 return false;

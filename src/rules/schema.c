@@ -456,12 +456,7 @@ void schema_suggest_type(const Schema *s, const char *name, Buf *hint)
         const char *c[RULES_MAX_TYPES];
         for (uint32_t i = 0; i < s->ntypes; i++)
                 c[i] = s->types[i].name;
-        const char *sug = diag_suggest(name, c, s->ntypes);
-        if (sug)
-                buf_printf(hint, "did you mean '%s'? ", sug);
-        buf_puts(hint, "event types:");
-        for (uint32_t i = 0; i < s->ntypes; i++)
-                buf_printf(hint, " %s", c[i]);
+        diag_hint_names(hint, name, c, s->ntypes, "event types:", NULL);
 }
 
 void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)

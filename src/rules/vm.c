@@ -72,8 +72,6 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
         const Program *p = &rs->progs[prog];
         if (p->max_stack > VM_STACK_MAX)
                 return VM_STACK;
-        /* verified code (vm_verify): inside rs->code, ending in RET */
-        assert(p->len > 0 && p->start <= rs->ncode && rs->ncode - p->start >= p->len);
 
         Value stack[VM_STACK_MAX];
         Value *sp = stack; /* next free slot; the top is sp[-1] */
