@@ -426,23 +426,33 @@ static bool parse_agg(Parser *p, AggKind kind, const Token *name, Sub *ret)
         return parse_height(p, ret, h + 1, t);
 }
 
+/* The expressions of a call or a list, separated by ',', into v, up to
+ * close (after a last ',' too when trailing): the token they stop at,
+ * close or what the caller reports; NULL after an error in one. */
+static const Token *parse_items(Parser *p, TokKind close, bool trailing, NodeVec *v)
+{
+        for (bool first = true;; first = false) {
+                if (parse_peek(p) == close && (first || trailing))
+                        break;
+                Sub it;
+                if (!parse_or(p, &it))
+                        return NULL;
+                parse_vec_push(p, v, &it);
+                if (parse_peek(p) != T_COMMA)
+                        break;
+                parse_next(p);
+        }
+        return parse_tok(p);
+}
+
 /* name '(' already seen: [EXPR (',' EXPR)*] ')' */
 static bool parse_call(Parser *p, char *fname, uint32_t off, Sub *ret)
 {
         const Token *lp = parse_next(p);
         NodeVec args = {0};
-        if (parse_peek(p) != T_RPAREN) {
-                for (;;) {
-                        Sub a;
-                        if (!parse_or(p, &a))
-                                return false;
-                        parse_vec_push(p, &args, &a);
-                        if (parse_peek(p) != T_COMMA)
-                                break;
-                        parse_next(p);
-                }
-        }
-        const Token *t = parse_tok(p);
+        const Token *t = parse_items(p, T_RPAREN, false, &args);
+        if (!t)
+                return false;
         if (t->kind != T_RPAREN) {
                 char found[96], at[64];
                 parse_tok_desc(p, t, found, sizeof(found));
@@ -465,16 +475,9 @@ static bool parse_list(Parser *p, Sub *ret)
 {
         const Token *lb = parse_next(p);
         NodeVec items = {0};
-        while (parse_peek(p) != T_RBRACK) {
-                Sub it;
-                if (!parse_or(p, &it))
-                        return false;
-                parse_vec_push(p, &items, &it);
-                if (parse_peek(p) != T_COMMA)
-                        break;
-                parse_next(p);
-        }
-        const Token *t = parse_tok(p);
+        const Token *t = parse_items(p, T_RBRACK, true, &items);
+        if (!t)
+                return false;
         if (t->kind != T_RBRACK) {
                 char found[96], at[64];
                 parse_tok_desc(p, t, found, sizeof(found));
