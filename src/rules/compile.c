@@ -136,7 +136,9 @@ static void gen(Emit *e, const Node *n)
         case N_BINARY:
                 if (n->op == T_AND || n->op == T_OR) {
                         gen(e, n->a);
-                        uint32_t depth = e->depth; /* at the jump: where it lands too */
+                        /* the depth at the jump is the depth where it lands
+                         * (read by the assert only: unused in release) */
+                        uint32_t depth __attribute__((unused)) = e->depth;
                         uint32_t j = emit(e, n->op == T_AND ? OP_JF_KEEP : OP_JT_KEEP, 0);
                         gen(e, n->b);
                         emit(e, OP_TOBOOL, 0);
