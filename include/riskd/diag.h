@@ -181,4 +181,11 @@ void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json);
  * case-insensitive match), or NULL. */
 const char *diag_suggest(const char *word, const char *const *cands, uint32_t n);
 
+/* The hint for a name that is none of names[0..n): "did you mean 'x'? "
+ * when one is close, then label and every name ("lists: a b"), then none
+ * (e.g. " none") when there are no names at all; appended to h. */
+struct Buf;
+void diag_hint_names(struct Buf *h, const char *word, const char *const *names, uint32_t n, const char *label,
+                     const char *none);
+
 #endif

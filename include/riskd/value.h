@@ -72,6 +72,23 @@ static inline bool value_truthy(const Value *v) { return v->tag == VT_BOOL && v-
  */
 bool value_cmp(const Value *a, const Value *b, int *ret);
 
+/*
+ * Sameness, where a Value stands for another (not the language's
+ * comparison: two nulls are the same here).  Both require the same tag and
+ * compare strings bytewise; they differ in numbers:
+ *
+ * value_identical: the same bits.  -0.0 and 0.0 differ (1 / x tells them
+ * apart) and a NaN is identical to itself.  Right where one value replaces
+ * another for good: the constant pool and the literal sets of in / not in
+ * (compile.c), where a constant must keep its own bits.
+ *
+ * value_equal: the numbers ==, as the rule language compares them.
+ * -0.0 equals 0.0 and a NaN equals nothing.  Right where rows are told
+ * apart the way a condition would (a window's dedupe of rows, window.c).
+ */
+bool value_identical(const Value *a, const Value *b);
+bool value_equal(const Value *a, const Value *b);
+
 /* Arithmetic op is one of '+', '-', '*', '/', '%'; see value.c for the
  * typing table (time - time = dur, time + dur = time, dur * num = dur...).
  * Division by zero gives null. */

@@ -235,6 +235,21 @@ static bool parse_broker_id(const Broker *b, const char *s, int32_t *ret)
         return true;
 }
 
+/* The API_KEY COUNT of errors and broker-errors at tok[0], tok[1]; false
+ * after replying what is wrong. */
+static bool parse_api_count(char **tok, int16_t *api, long *cnt)
+{
+        if (parse_api(tok[0], api) < 0) {
+                reply("error: unknown API key '%s'", tok[0]);
+                return false;
+        }
+        if (parse_int(tok[1], 1, BROKER_MAX_ERRORS, cnt) < 0) {
+                reply("error: COUNT must be 1 to %d, not '%s'", BROKER_MAX_ERRORS, tok[1]);
+                return false;
+        }
+        return true;
+}
+
 static void cmd_errors(Broker *b, char **tok, int ntok)
 {
         int16_t api;
@@ -243,14 +258,8 @@ static void cmd_errors(Broker *b, char **tok, int ntok)
                 reply("error: usage: errors API_KEY COUNT ERRNAME...");
                 return;
         }
-        if (parse_api(tok[1], &api) < 0) {
-                reply("error: unknown API key '%s'", tok[1]);
+        if (!parse_api_count(tok + 1, &api, &cnt))
                 return;
-        }
-        if (parse_int(tok[2], 1, BROKER_MAX_ERRORS, &cnt) < 0) {
-                reply("error: COUNT must be 1 to %d, not '%s'", BROKER_MAX_ERRORS, tok[2]);
-                return;
-        }
         int nnames = ntok - 3;
         rd_kafka_resp_err_t names[BROKER_LINE_MAX / 2];
         for (int i = 0; i < nnames; i++)
@@ -280,14 +289,8 @@ static void cmd_broker_errors(Broker *b, char **tok, int ntok)
         }
         if (!parse_broker_id(b, tok[1], &id))
                 return;
-        if (parse_api(tok[2], &api) < 0) {
-                reply("error: unknown API key '%s'", tok[2]);
+        if (!parse_api_count(tok + 2, &api, &cnt))
                 return;
-        }
-        if (parse_int(tok[3], 1, BROKER_MAX_ERRORS, &cnt) < 0) {
-                reply("error: COUNT must be 1 to %d, not '%s'", BROKER_MAX_ERRORS, tok[3]);
-                return;
-        }
         int nnames = ntok - 4;
         rd_kafka_resp_err_t errs[BROKER_LINE_MAX / 2];
         long rtts[BROKER_LINE_MAX / 2];

@@ -7,6 +7,7 @@
  * The compiler tracks the stack depth of every instruction it emits, so
  * that Program.max_stack is exact and the VM never checks bounds per push.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,10 @@ static uint32_t emit(Emit *e, Opcode op, uint32_t arg)
                 e->L->codecap = e->L->codecap ? e->L->codecap * 2 : 1024;
                 rs->code = xrealloc(rs->code, e->L->codecap * sizeof(uint32_t));
         }
+        assert(arg <= INSN_ARG_MAX); /* pools and jumps fit the 24-bit argument */
         rs->code[rs->ncode] = INSN(op, arg);
         int eff = opcode_stack_effect(op);
+        assert((int)e->depth + eff >= 0); /* the tracked depth is exact: never below empty */
         e->depth = (uint32_t)((int)e->depth + eff);
         if (e->depth > e->max)
                 e->max = e->depth;
@@ -39,28 +42,16 @@ static uint32_t emit(Emit *e, Opcode op, uint32_t arg)
 static void patch(Emit *e, uint32_t at)
 {
         RuleSet *rs = e->L->rs;
+        assert(INSN_OP(rs->code[at]) == OP_JF_KEEP || INSN_OP(rs->code[at]) == OP_JT_KEEP);
+        assert(at < rs->ncode); /* jumps go forward (vm_verify) */
         rs->code[at] = INSN(INSN_OP(rs->code[at]), rs->ncode);
-}
-
-static bool value_same(const Value *a, const Value *b)
-{
-        if (a->tag != b->tag)
-                return false;
-        switch (a->tag) {
-        case VT_NULL: return true;
-        case VT_BOOL: return a->b == b->b;
-        case VT_NUM: return memcmp(&a->n, &b->n, sizeof(double)) == 0;
-        case VT_STR: return a->s.len == b->s.len && memcmp(a->s.p, b->s.p, a->s.len) == 0;
-        case VT_ENUM: return a->e == b->e;
-        default: return a->ms == b->ms;
-        }
 }
 
 uint32_t compile_const(Loader *L, Value v)
 {
         RuleSet *rs = L->rs;
         for (uint32_t i = 0; i < rs->nconsts; i++)
-                if (value_same(&rs->consts[i], &v))
+                if (value_identical(&rs->consts[i], &v))
                         return i;
         if (v.tag == VT_STR) /* the pool owns its strings */
                 v.s.p = arena_strndup(L->ar, v.s.p, v.s.len);
@@ -97,7 +88,7 @@ uint32_t compile_set(Loader *L, uint8_t tag, const Value *v, uint32_t n)
                 xsort(cs.v, n, sizeof(Value), set_cmp);
                 uint32_t k = 0;
                 for (uint32_t i = 0; i < n; i++)
-                        if (k == 0 || !value_same(&cs.v[k - 1], &cs.v[i]))
+                        if (k == 0 || !value_identical(&cs.v[k - 1], &cs.v[i]))
                                 cs.v[k++] = cs.v[i];
                 cs.n = k;
         }
@@ -145,9 +136,13 @@ static void gen(Emit *e, const Node *n)
         case N_BINARY:
                 if (n->op == T_AND || n->op == T_OR) {
                         gen(e, n->a);
+                        /* the depth at the jump is the depth where it lands
+                         * (read by the assert only: unused in release) */
+                        uint32_t depth __attribute__((unused)) = e->depth;
                         uint32_t j = emit(e, n->op == T_AND ? OP_JF_KEEP : OP_JT_KEEP, 0);
                         gen(e, n->b);
                         emit(e, OP_TOBOOL, 0);
+                        assert(e->depth == depth);
                         patch(e, j);
                         return;
                 }
@@ -187,6 +182,7 @@ uint32_t compile_program(Loader *L, Node *n, bool in_agg)
         Emit e = {.L = L, .in_agg = in_agg};
         uint32_t start = rs->ncode;
         gen(&e, n);
+        assert(e.depth == 1); /* an expression leaves its one value */
         emit(&e, OP_RET, 0);
         Program p = {.start = start, .len = rs->ncode - start, .max_stack = e.max, .result = n->type};
         VEC_PUSH(rs->progs, rs->nprogs, L->progcap) = p;

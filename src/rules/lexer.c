@@ -18,6 +18,7 @@
  * - Tokens and decoded strings live in the caller's arena; nothing here
  *   calls malloc.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,9 @@ static Token *lex_push(Lexer *lx, TokKind k, size_t off, size_t len)
                 lx->v = v;
                 lx->cap = cap;
         }
+        /* tokens stay inside the text, in text order, never overlapping */
+        assert(off <= lx->n && len <= lx->n - off);
+        assert(lx->ntok == 0 || off >= (size_t)lx->v[lx->ntok - 1].off + lx->v[lx->ntok - 1].len);
         Token *t = &lx->v[lx->ntok++];
         memset(t, 0, sizeof(*t));
         t->kind = k;
@@ -368,6 +372,15 @@ static size_t lex_word(Lexer *lx, size_t i)
 }
 
 /* An operator character, or an unexpected one (reported). */
+/* A '=' or '!' that is not the first half of == or !=: an error token,
+ * and what the writer meant.  Returns the offset past it. */
+static size_t lex_lone(Lexer *lx, size_t i, const char *hint, const char *message)
+{
+        diag_add(lx->dl, DIAG_E020, lex_pos(lx, i, 1), hint, "%s", message);
+        lex_push(lx, T_ERROR, i, 1);
+        return i + 1;
+}
+
 static size_t lex_punct(Lexer *lx, size_t i)
 {
         const char *s = lx->s;
@@ -397,25 +410,18 @@ static size_t lex_punct(Lexer *lx, size_t i)
                 len = d == '=' ? 2 : 1;
                 break;
         case '=':
-                if (d == '=') {
-                        k = T_EQ;
-                        len = 2;
-                        break;
-                }
-                diag_add(lx->dl, DIAG_E020, lex_pos(lx, i, 1), "compare with ==",
-                         "expected an operator, found '='");
-                lex_push(lx, T_ERROR, i, 1);
-                return i + 1;
+                if (d != '=')
+                        return lex_lone(lx, i, "compare with ==", "expected an operator, found '='");
+                k = T_EQ;
+                len = 2;
+                break;
         case '!':
-                if (d == '=') {
-                        k = T_NE;
-                        len = 2;
-                        break;
-                }
-                diag_add(lx->dl, DIAG_E020, lex_pos(lx, i, 1), "negate a condition with not",
-                         "expected an operator or an operand, found '!'");
-                lex_push(lx, T_ERROR, i, 1);
-                return i + 1;
+                if (d != '=')
+                        return lex_lone(lx, i, "negate a condition with not",
+                                        "expected an operator or an operand, found '!'");
+                k = T_NE;
+                len = 2;
+                break;
         case '&':
         case '|':
                 len = d == c ? 2 : 1;

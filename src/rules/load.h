@@ -4,8 +4,9 @@
  * the RuleSet being filled.  Private to src/rules/.
  *
  * Stages: schema.c (schema.yaml) → grading.c (grading.yaml, bands first)
- * → load.c (rule files, append) → check.c (names, types, folding) →
- * compile.c (bytecode) → grading.c (override conditions) → load.c (warnings).
+ * → rulefile.c (rule files, append) → rule.c (each rule's keys) → check.c
+ * (names, types, folding) → compile.c (bytecode) → grading.c (override
+ * conditions) → load.c (warnings).
  */
 #ifndef RISKD_RULES_LOAD_H
 #define RISKD_RULES_LOAD_H
@@ -111,6 +112,16 @@ void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, 
 bool loader_duration(Loader *L, const YNode *n, int64_t *ms, const char *if_zero);
 bool loader_number(Loader *L, const YNode *n, double *v);
 int32_t loader_flag(Loader *L, const char *name, bool create);
+bool loader_id_ok(const char *s);                          /* letters, digits, '_', '.', '-' */
+
+/* rulefile.c: one rule file's lists:, macros:, rules: and append: */
+void rulefile_load(Loader *L, const SrcFile *f);
+
+/* rule.c: every flag any rule sets (before any condition is checked), then
+ * each collected rule built into rs->rules, then its fingerprint */
+void rule_flags_collect(Loader *L);
+void rule_build(Loader *L, RuleDef *rd);
+uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r);
 
 /* schema.c */
 void schema_load(Loader *L, const YNode *root);
@@ -120,6 +131,9 @@ void schema_deinit(Schema *s);
  * the fields when there is none: rules, templates, aggregates. */
 const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *slot);
 void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint);
+/* The hint for an event type name the schema does not declare (on:, an
+ * aggregate's type): the closest name, then every type. */
+void schema_suggest_type(const Schema *s, const char *name, Buf *hint);
 
 /* grading.c */
 void grading_load_bands(Loader *L, const YNode *root);
@@ -141,6 +155,21 @@ typedef struct CheckCtx {
 Node *check_condition(Loader *L, Node *n, CheckCtx *cx);
 /* Same for a number (score: an expression). */
 Node *check_value(Loader *L, Node *n, CheckCtx *cx);
+/* check.c's helpers that operators.c shares */
+const char *check_type_str(uint8_t t);
+void check_type_desc(const Node *n, char *buf, size_t size);     /* "enum grade", "number" */
+void check_err(Loader *L, const Node *n, DiagCode c, const char *hint, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+Node *check_lit(Loader *L, const Node *at, Value v);              /* a literal in place of at */
+
+/* operators.c: an operator whose operands are checked; false (or n
+ * unchanged for check_fold) after reporting */
+bool check_in(Loader *L, Node *n);
+bool check_compare(Loader *L, Node *n);
+bool check_strop(Loader *L, Node *n);
+bool check_regex(Loader *L, Node *n, const CheckCtx *cx);
+bool check_arith(Loader *L, Node *n);
+Node *check_fold(Loader *L, Node *n);
 
 /* compile.c */
 uint32_t compile_program(Loader *L, Node *n, bool in_agg);

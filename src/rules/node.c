@@ -1,7 +1,7 @@
 /*
  * The YAML-node helpers every stage of the rule compiler shares (load.h):
  * the expression source of a scalar and parsing it, node positions,
- * expected kinds and unknown keys, durations, numbers and flag names.
+ * expected kinds and unknown keys, durations, numbers, names and flag names.
  * They live apart from the driver (load.c) so that schema.c, grading.c,
  * check.c and compile.c depend on them, not on the driver.
  */
@@ -13,6 +13,18 @@
 static SrcPos fixed_map(const ExprSrc *es, uint32_t off, uint32_t len)
 {
         return ynode_span(es->ud);
+}
+
+/* A rule id, action or flag name: letters, digits, '_', '.', '-'. */
+bool loader_id_ok(const char *s)
+{
+        if (!*s)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '_' || *p == '.' || *p == '-'))
+                        return false;
+        return true;
 }
 
 ExprSrc *loader_src_new(Loader *L)
@@ -93,13 +105,8 @@ void loader_unknown_keys(Loader *L, const YNode *map, const char *const *known, 
                                 ok = true;
                 if (ok)
                         continue;
-                const char *sug = diag_suggest(k->str, known, nknown);
                 Buf h = {0};
-                if (sug)
-                        buf_printf(&h, "did you mean '%s'? ", sug);
-                buf_puts(&h, "known keys:");
-                for (uint32_t j = 0; j < nknown; j++)
-                        buf_printf(&h, " %s", known[j]);
+                diag_hint_names(&h, k->str, known, nknown, "known keys:", NULL);
                 diag_add(L->dl, DIAG_W101, ynode_pos(k), h.p, "unknown key '%s' in %s (ignored)",
                          k->str, where);
                 buf_free(&h);

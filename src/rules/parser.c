@@ -20,7 +20,13 @@
  * - Nesting depth and tree height are bounded (PARSE_MAX_DEPTH,
  *   PARSE_MAX_HEIGHT) so that no later recursive stage can run out of stack
  *   on hostile input.
+ *
+ * One file of ~900 lines, kept whole (issue 15): the levels are one
+ * mutual recursion (a primary's parentheses, arguments, lists and where
+ * start again at parse_or) sharing the Parser's depth count and its
+ * one-error rule; split, each part would need the others' statics.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,23 +426,33 @@ static bool parse_agg(Parser *p, AggKind kind, const Token *name, Sub *ret)
         return parse_height(p, ret, h + 1, t);
 }
 
+/* The expressions of a call or a list, separated by ',', into v, up to
+ * close (after a last ',' too when trailing): the token they stop at,
+ * close or what the caller reports; NULL after an error in one. */
+static const Token *parse_items(Parser *p, TokKind close, bool trailing, NodeVec *v)
+{
+        for (bool first = true;; first = false) {
+                if (parse_peek(p) == close && (first || trailing))
+                        break;
+                Sub it;
+                if (!parse_or(p, &it))
+                        return NULL;
+                parse_vec_push(p, v, &it);
+                if (parse_peek(p) != T_COMMA)
+                        break;
+                parse_next(p);
+        }
+        return parse_tok(p);
+}
+
 /* name '(' already seen: [EXPR (',' EXPR)*] ')' */
 static bool parse_call(Parser *p, char *fname, uint32_t off, Sub *ret)
 {
         const Token *lp = parse_next(p);
         NodeVec args = {0};
-        if (parse_peek(p) != T_RPAREN) {
-                for (;;) {
-                        Sub a;
-                        if (!parse_or(p, &a))
-                                return false;
-                        parse_vec_push(p, &args, &a);
-                        if (parse_peek(p) != T_COMMA)
-                                break;
-                        parse_next(p);
-                }
-        }
-        const Token *t = parse_tok(p);
+        const Token *t = parse_items(p, T_RPAREN, false, &args);
+        if (!t)
+                return false;
         if (t->kind != T_RPAREN) {
                 char found[96], at[64];
                 parse_tok_desc(p, t, found, sizeof(found));
@@ -459,16 +475,9 @@ static bool parse_list(Parser *p, Sub *ret)
 {
         const Token *lb = parse_next(p);
         NodeVec items = {0};
-        while (parse_peek(p) != T_RBRACK) {
-                Sub it;
-                if (!parse_or(p, &it))
-                        return false;
-                parse_vec_push(p, &items, &it);
-                if (parse_peek(p) != T_COMMA)
-                        break;
-                parse_next(p);
-        }
-        const Token *t = parse_tok(p);
+        const Token *t = parse_items(p, T_RBRACK, true, &items);
+        if (!t)
+                return false;
         if (t->kind != T_RBRACK) {
                 char found[96], at[64];
                 parse_tok_desc(p, t, found, sizeof(found));
@@ -605,48 +614,59 @@ static bool parse_primary(Parser *p, Sub *ret)
 
 /* ---- operators, by precedence ---- */
 
-static bool parse_unary(Parser *p, Sub *ret)
+/* The prefix operator tk ('-' or 'not') before its operand: tk again, or
+ * what next parses; each prefix is a level of nesting. */
+static bool parse_prefixed(Parser *p, TokKind tk, bool (*next)(Parser *, Sub *), Sub *ret)
 {
-        if (parse_peek(p) != T_MINUS)
-                return parse_primary(p, ret);
+        if (parse_peek(p) != tk)
+                return next(p, ret);
         const Token *op = parse_next(p);
         if (!parse_enter(p))
                 return false;
         Sub a;
-        if (!parse_unary(p, &a))
+        if (!parse_prefixed(p, tk, next, &a))
                 return false;
         p->depth--;
-        return parse_unary_node(p, T_MINUS, op, &a, ret);
+        return parse_unary_node(p, tk, op, &a, ret);
+}
+
+/* What next parses, joined left to right by any of the n operators ops. */
+static bool parse_left(Parser *p, const TokKind *ops, uint32_t n, bool (*next)(Parser *, Sub *), Sub *ret)
+{
+        Sub a;
+        if (!next(p, &a))
+                return false;
+        for (;;) {
+                TokKind k = parse_peek(p);
+                uint32_t i = 0;
+                while (i < n && ops[i] != k)
+                        i++;
+                if (i == n)
+                        break;
+                const Token *op = parse_next(p);
+                Sub b;
+                if (!next(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
+                        return false;
+        }
+        *ret = a;
+        return true;
+}
+
+static bool parse_unary(Parser *p, Sub *ret)
+{
+        return parse_prefixed(p, T_MINUS, parse_primary, ret);
 }
 
 static bool parse_mul(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_unary(p, &a))
-                return false;
-        while (parse_peek(p) == T_STAR || parse_peek(p) == T_SLASH || parse_peek(p) == T_PERCENT) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_unary(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_STAR, T_SLASH, T_PERCENT};
+        return parse_left(p, ops, ARRAY_SIZE(ops), parse_unary, ret);
 }
 
 static bool parse_add(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_mul(p, &a))
-                return false;
-        while (parse_peek(p) == T_PLUS || parse_peek(p) == T_MINUS) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_mul(p, &b) || !parse_binary(p, op->kind, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_PLUS, T_MINUS};
+        return parse_left(p, ops, ARRAY_SIZE(ops), parse_mul, ret);
 }
 
 static bool parse_is_cmp(TokKind k)
@@ -686,48 +706,25 @@ static bool parse_cmp(Parser *p, Sub *ret)
 
 static bool parse_not(Parser *p, Sub *ret)
 {
-        if (parse_peek(p) != T_NOT)
-                return parse_cmp(p, ret);
-        const Token *op = parse_next(p);
-        if (!parse_enter(p))
-                return false;
-        Sub a;
-        if (!parse_not(p, &a))
-                return false;
-        p->depth--;
-        return parse_unary_node(p, T_NOT, op, &a, ret);
+        return parse_prefixed(p, T_NOT, parse_cmp, ret);
 }
 
 static bool parse_and(Parser *p, Sub *ret)
 {
-        Sub a;
-        if (!parse_not(p, &a))
-                return false;
-        while (parse_peek(p) == T_AND) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_not(p, &b) || !parse_binary(p, T_AND, op, &a, &b, &a))
-                        return false;
-        }
-        *ret = a;
-        return true;
+        static const TokKind ops[] = {T_AND};
+        return parse_left(p, ops, 1, parse_not, ret);
 }
 
 /* Every sub-expression (parentheses, arguments, list items, where) starts
  * here, so this is where nesting is counted. */
 static bool parse_or(Parser *p, Sub *ret)
 {
+        static const TokKind ops[] = {T_OR};
         if (!parse_enter(p))
                 return false;
         Sub a;
-        if (!parse_and(p, &a))
+        if (!parse_left(p, ops, 1, parse_and, &a))
                 return false;
-        while (parse_peek(p) == T_OR) {
-                const Token *op = parse_next(p);
-                Sub b;
-                if (!parse_and(p, &b) || !parse_binary(p, T_OR, op, &a, &b, &a))
-                        return false;
-        }
         p->depth--;
         *ret = a;
         return true;
@@ -746,7 +743,9 @@ Node *expr_parse(Arena *ar, const ExprSrc *src, DiagList *dl)
                 if (toks[i].kind == T_ERROR)
                         p.lex_failed = true;
         Sub r = {0};
-        if (parse_or(&p, &r) && parse_peek(&p) != T_EOF) {
+        bool parsed = parse_or(&p, &r);
+        assert(!parsed || p.depth == 0); /* every level entered was left */
+        if (parsed && parse_peek(&p) != T_EOF) {
                 const Token *t = parse_tok(&p);
                 char found[96];
                 parse_tok_desc(&p, t, found, sizeof(found));

@@ -451,6 +451,14 @@ const Field *schema_field_on(Loader *L, uint64_t on, const char *path, int32_t *
         return first;
 }
 
+void schema_suggest_type(const Schema *s, const char *name, Buf *hint)
+{
+        const char *c[RULES_MAX_TYPES];
+        for (uint32_t i = 0; i < s->ntypes; i++)
+                c[i] = s->types[i].name;
+        diag_hint_names(hint, name, c, s->ntypes, "event types:", NULL);
+}
+
 void schema_suggest_field(Loader *L, uint64_t on, const char *path, Buf *hint)
 {
         const Schema *s = &L->rs->schema;

@@ -18,6 +18,7 @@
  * - A string result may point into f->scratch: it lives until the caller
  *   reuses the scratch buffer.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +28,6 @@
 #include "src/rules/vm.h"
 
 /* ---- sets ---- */
-
-static int vm_str_cmp(const Str *a, const Str *b)
-{
-        uint32_t n = a->len < b->len ? a->len : b->len;
-        int c = n ? memcmp(a->p, b->p, n) : 0;
-        if (c)
-                return c;
-        return (a->len > b->len) - (a->len < b->len);
-}
 
 /* Whether v (non-null, of the set's tag) is a member.  An enum outside
  * 0..RULES_MAX_ENUM-1 (-1 = a value the schema does not know) is in no set. */
@@ -52,7 +44,7 @@ static bool vm_set_has(const ConstSet *cs, const Value *v)
                 const Value *m = &cs->v[mid];
                 int c;
                 if (cs->tag == VT_STR)
-                        c = vm_str_cmp(&v->s, &m->s);
+                        c = str_order(v->s, m->s);
                 else if (v->n < m->n)
                         c = -1;
                 else if (v->n > m->n)
@@ -279,6 +271,9 @@ int vm_run(const RuleSet *rs, uint32_t prog, const VmFrame *f, Value *ret)
                         }
                         break;
                 case OP_RET: {
+                        /* once a run: verified code returns its one value
+                         * (an empty stack is refused below, as documented) */
+                        assert(sp <= stack + 1);
                         if (sp == stack)
                                 return VM_BADCODE;
                         /* field by field, as the value was just written: a

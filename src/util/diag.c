@@ -317,6 +317,19 @@ const char *diag_suggest(const char *word, const char *const *cands, uint32_t n)
         return best;
 }
 
+void diag_hint_names(Buf *h, const char *word, const char *const *names, uint32_t n, const char *label,
+                     const char *none)
+{
+        const char *sug = diag_suggest(word, names, n);
+        if (sug)
+                buf_printf(h, "did you mean '%s'? ", sug);
+        buf_puts(h, label);
+        for (uint32_t i = 0; i < n; i++)
+                buf_printf(h, " %s", names[i]);
+        if (!n && none)
+                buf_puts(h, none);
+}
+
 SrcPos exprsrc_pos(const ExprSrc *src, uint32_t off, uint32_t len)
 {
         if (src->map)

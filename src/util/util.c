@@ -126,6 +126,7 @@ void util_advise_huge(void *p, size_t n)
 /* Class of an object of n bytes (0 < n <= POOL_MAX), and its size. */
 static inline uint32_t pool_class(size_t n, size_t *size)
 {
+        assert(n > 0 && n <= POOL_MAX);
         if (n <= 256) {
                 uint32_t c = (uint32_t)((n + 7) >> 3) - 1;
                 *size = (size_t)(c + 1) << 3;

@@ -14,7 +14,7 @@
  *   algorithm (H. Hinnant), never timegm()/mktime(): no locale, no TZ, no
  *   libc range limits.
  *
- * The arithmetic typing table (must match check_arith() in check.c):
+ * The arithmetic typing table (must match check_arith() in src/rules/operators.c):
  *
  *     num  + - * / %  num   -> num    (/ or % by zero -> null; % is fmod)
  *     time    -       time  -> dur
@@ -73,6 +73,37 @@ bool value_cmp(const Value *a, const Value *b, int *ret)
         }
         *ret = c;
         return true;
+}
+
+/* The non-number cases of value_identical and value_equal, which differ in
+ * numbers only. */
+static bool value_same_but_num(const Value *a, const Value *b)
+{
+        switch (a->tag) {
+        case VT_NULL: return true;
+        case VT_BOOL: return a->b == b->b;
+        case VT_STR: return a->s.len == b->s.len && memcmp(a->s.p, b->s.p, a->s.len) == 0;
+        case VT_ENUM: return a->e == b->e;
+        default: return a->ms == b->ms;
+        }
+}
+
+bool value_identical(const Value *a, const Value *b)
+{
+        if (a->tag != b->tag)
+                return false;
+        if (a->tag == VT_NUM)
+                return memcmp(&a->n, &b->n, sizeof(double)) == 0;
+        return value_same_but_num(a, b);
+}
+
+bool value_equal(const Value *a, const Value *b)
+{
+        if (a->tag != b->tag)
+                return false;
+        if (a->tag == VT_NUM)
+                return a->n == b->n;
+        return value_same_but_num(a, b);
 }
 
 /* A double number of milliseconds as a duration: rounded half away from

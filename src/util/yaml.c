@@ -2,6 +2,7 @@
  * YAML → YNode tree with positions (see yaml.h).  The only file that talks
  * to libyaml.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -87,6 +88,7 @@ static size_t mark_byte(YParse *y, yaml_mark_t m)
         off += utf8_offset(f->text + ls + off, le - ls - off, (uint32_t)(m.column - col) + 1);
         /* past the line's end the offset stays at its end; remember the
          * column asked for so a later mark further right continues from it */
+        assert(ls + off <= le); /* on its line, at its end at the furthest */
         y->mark_known = true;
         y->mark_line = m.line;
         y->mark_col = m.column;

@@ -1,5 +1,5 @@
 /*
- * Unit tests of src/rules/compile.c (with the folding of src/rules/check.c
+ * Unit tests of src/rules/compile.c (with the folding of src/rules/operators.c
  * it compiles): the code small rules compile to, as the disassembler shows
  * it; constant folding; the exact stack depth of a program; the constant
  * pool and constant sets (sorted, one entry per value: equal means the same

@@ -273,3 +273,26 @@ Test(diag, suggestions)
         cr_assert_str_eq(diag_suggest("abcdxx", c2, 2), "abcdex");
         cr_assert_null(diag_suggest("x", NULL, 0));
 }
+
+/* The hint that names every candidate: the closest first when one is
+ * close, the words for none only when there are none. */
+Test(diag, hint_names)
+{
+        const char *const lists[] = {"labs", "devices"};
+        Buf h = {0};
+        diag_hint_names(&h, "lab", lists, 2, "lists:", " none defined");
+        cr_assert_str_eq(h.p, "did you mean 'labs'? lists: labs devices");
+        buf_free(&h);
+        h = (Buf){0};
+        diag_hint_names(&h, "temperature", lists, 2, "lists:", " none defined");
+        cr_assert_str_eq(h.p, "lists: labs devices");
+        buf_free(&h);
+        h = (Buf){0};
+        diag_hint_names(&h, "lab", NULL, 0, "lists:", " none defined");
+        cr_assert_str_eq(h.p, "lists: none defined");
+        buf_free(&h);
+        h = (Buf){0};
+        diag_hint_names(&h, "x", NULL, 0, "known keys:", NULL);
+        cr_assert_str_eq(h.p, "known keys:");
+        buf_free(&h);
+}

@@ -1,8 +1,9 @@
 /*
  * Unit tests of src/util/value.c: comparison and arithmetic over every
  * pair of value types (null included) checked against explicit tables,
- * string predicates, durations and RFC 3339 timestamps (valid, invalid,
- * offsets, leap years, round trips against an independent day count).
+ * sameness (value_identical, value_equal), string predicates, durations
+ * and RFC 3339 timestamps (valid, invalid, offsets, leap years, round
+ * trips against an independent day count).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -148,6 +149,30 @@ static const Expect arith_ok[] = {
         {'/', VT_DUR, VT_DUR, VT_NUM, 3, 0},
         {'%', VT_NUM, VT_NUM, VT_NUM, 2, 0},
 };
+
+/* value_identical (the constant pool) and value_equal (a window's dedupe
+ * of rows) agree on everything but numbers: -0.0 and 0.0, and NaN. */
+Test(value, identical_and_equal)
+{
+        for (int ta = 0; ta < NTAGS; ta++)
+                for (int tb = 0; tb < NTAGS; tb++)
+                        for (int wa = 0; wa < 2; wa++)
+                                for (int wb = 0; wb < 2; wb++) {
+                                        Value a = sample(ta, wa), b = sample(tb, wb);
+                                        bool same = ta == tb && (ta == VT_NULL || wa == wb);
+                                        cr_expect_eq(value_identical(&a, &b), same, "identical %s/%d %s/%d",
+                                                     tag_names[ta], wa, tag_names[tb], wb);
+                                        cr_expect_eq(value_equal(&a, &b), same, "equal %s/%d %s/%d", tag_names[ta],
+                                                     wa, tag_names[tb], wb);
+                                }
+        Value pz = value_num(0.0), nz = value_num(-0.0), nan = value_num(NAN);
+        cr_expect(value_equal(&pz, &nz), "-0.0 == 0.0 in the language");
+        cr_expect(!value_identical(&pz, &nz), "-0.0 and 0.0 are two constants");
+        cr_expect(!value_equal(&nan, &nan), "NaN equals nothing");
+        cr_expect(value_identical(&nan, &nan), "a NaN constant is itself");
+        Value s1 = value_str("ab", 2), s2 = value_str("abc", 2); /* other memory, same bytes */
+        cr_expect(value_identical(&s1, &s2) && value_equal(&s1, &s2));
+}
 
 Test(value, arith_every_pair)
 {

@@ -11,6 +11,7 @@
  * max_stack as the compiler does, and checks the program with vm_verify().
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -957,6 +958,25 @@ Test(vm, verify_and_bad_code)
         progs[rs.nprogs] = (Program){.start = start, .len = 1, .max_stack = 0};
         cr_assert_eq(vm_run(&rs, rs.nprogs++, &f, &v), VM_BADCODE);
 }
+
+#ifndef NDEBUG
+/* Debug and sanitizer builds assert what vm_verify guarantees: a program
+ * that leaves two values at RET (refused by vm_verify) stops there. */
+Test(vm, unverified_two_values_at_ret_asserts, .signal = SIGABRT)
+{
+        setup();
+        VmFrame f = frame();
+        Value v;
+        uint32_t start = rs.ncode;
+        code[rs.ncode++] = O(TRUE);
+        code[rs.ncode++] = O(TRUE);
+        code[rs.ncode++] = O(RET);
+        progs[rs.nprogs] = (Program){.start = start, .len = 3, .max_stack = 2};
+        uint32_t p = rs.nprogs++;
+        cr_assert_eq(vm_verify(&rs, p), VM_BADCODE);
+        vm_run(&rs, p, &f, &v);
+}
+#endif
 
 Test(vm, vm_test_truth)
 {
