@@ -217,13 +217,8 @@ static void check_mapping_keys(DiagList *dl, const YNode *map, const char *const
                         ok |= strcmp(allowed[j], k->str) == 0;
                 if (ok)
                         continue;
-                const char *s = diag_suggest(k->str, allowed, n);
                 Buf h = {0};
-                if (s)
-                        buf_printf(&h, "did you mean '%s'? ", s);
-                buf_puts(&h, "valid keys:");
-                for (uint32_t j = 0; j < n; j++)
-                        buf_printf(&h, " %s", allowed[j]);
+                diag_hint_names(&h, k->str, allowed, n, "valid keys:", NULL);
                 diag_add(dl, DIAG_E006, ynode_pos(k), h.p, "unknown key '%s' in %s", k->str, what);
                 buf_free(&h);
         }
@@ -511,13 +506,8 @@ static void field_value(Ctx *c, DiagList *dl, Fields *fs, const EventType *t, co
                         }
                         if (!ok) {
                                 Buf h = {0};
-                                const char *s = f->en ? diag_suggest(v->str, (const char *const *)f->en->values,
-                                                                     f->en->nvalues) : NULL;
-                                if (s)
-                                        buf_printf(&h, "did you mean '%s'? ", s);
-                                buf_puts(&h, "valid:");
-                                for (uint32_t i = 0; f->en && i < f->en->nvalues; i++)
-                                        buf_printf(&h, " %s", f->en->values[i]);
+                                diag_hint_names(&h, v->str, f->en ? (const char *const *)f->en->values : NULL,
+                                                f->en ? f->en->nvalues : 0, "valid:", NULL);
                                 diag_add(dl, DIAG_E032, ynode_pos(v), h.p, "'%s' is not a value of %s.%s",
                                          v->str, t->name, path);
                                 buf_free(&h);
