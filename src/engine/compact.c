@@ -104,7 +104,7 @@ static void lz_dict(Engine *e)
                 dict_varint(&d, rs->rules[i].fingerprint);
         }
         for (uint32_t i = 0; i < rs->naggs; i++) /* an empty window is its fingerprint and slots */
-                dict_varint(&d, e->agg_fp[i]);
+                dict_varint(&d, e->plan.agg_fp[i]);
         for (uint32_t i = 0; i < rs->nflags; i++)
                 dict_put(&d, rs->flags[i]);
         for (uint32_t i = 0; i < rs->grading.nbands; i++)
@@ -252,7 +252,7 @@ static size_t psize(size_t n)
 
 uint64_t engine_state_bytes(const Engine *e)
 {
-        return e->pool.bytes + (uint64_t)e->tabcap * sizeof(uintptr_t) + (uint64_t)e->ctm * sizeof(Timer) +
+        return e->pool.bytes + (uint64_t)e->ents.tabcap * sizeof(uintptr_t) + (uint64_t)e->timers.ctm * sizeof(Timer) +
                (uint64_t)e->in.cap * sizeof(uintptr_t);
 }
 
@@ -287,9 +287,9 @@ static bool ent_idle(const Ent *x)
 /* What x's full form holds in the pool, at class sizes. */
 static size_t ent_bytes(const Engine *e, const Ent *x)
 {
-        size_t n = psize(engine_ent_size(e, ent_key(x)->len));
-        for (uint32_t i = 0; i < e->nprof; i++) {
-                Value v = engine_prof_get(e, x, i);
+        size_t n = psize(ent_size(e, ent_key(x)->len));
+        for (uint32_t i = 0; i < e->plan.nprof; i++) {
+                Value v = ent_prof_get(e, x, i);
                 if (v.tag == VT_STR)
                         n += psize(sizeof(PStr) + v.s.len);
         }
@@ -334,17 +334,17 @@ void compact_ent_free(Engine *e, Ent *x)
         }
         /* a full Ent: gone ones were cleared when replaced */
         if (!x->gone)
-                engine_ent_clear(e, x);
-        pool_free(&e->pool, x, engine_ent_size(e, klen));
+                ent_clear(e, x);
+        pool_free(&e->pool, x, ent_size(e, klen));
 }
 
 static void tab_set(Engine *e, uint32_t i, Ent *x)
 {
-        if (!e->tab_untagged && !tag_fits(x)) {
-                tagtab_untag(e->tab, e->tabcap);
-                e->tab_untagged = true;
+        if (!e->ents.tab_untagged && !tag_fits(x)) {
+                tagtab_untag(e->ents.tab, e->ents.tabcap);
+                e->ents.tab_untagged = true;
         }
-        e->tab[i] = tag_make(x, hash_fast(ent_key(x)->s, ent_key(x)->len), e->tab_untagged);
+        e->ents.tab[i] = tag_make(x, hash_fast(ent_key(x)->s, ent_key(x)->len), e->ents.tab_untagged);
 }
 
 void compact_record(Engine *e, const Ent *x, Buf *b)
@@ -384,7 +384,7 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         memcpy(ent_key(s), ent_key(x), sizeof(EntKey) + klen + 1);
         StubRec *sr = stub_rec(s);
         bool absent = false;
-        sr->rebuild_at = engine_timer_next(e, x, TIME_UNSET, false, &absent);
+        sr->rebuild_at = timer_next(e, x, TIME_UNSET, false, &absent);
         sr->rebuild_absent = absent;
         sr->len = (uint32_t)packed;
         sr->raw = (uint32_t)raw & 0x7fffffff;
@@ -393,45 +393,25 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         return s;
 }
 
-/* The heap after a compaction: entries of replaced Ents name what replaced
- * them, or go when that is not their live entry; then the replaced are
- * freed. */
+/* An entry of a replaced Ent names what replaced it (the same key: the
+ * heap's order holds), or goes when that is not its live entry. */
+static bool heap_keep(Timer *t)
+{
+        Ent *x = timer_ent(t);
+        if (x->gone) {
+                Ent *to = x->to;
+                if (!to || to->tm_at != t->time || to->tm_absent != (t->ent & 1))
+                        return false;
+                t->ent = (uintptr_t)to | (t->ent & 1);
+        }
+        return true;
+}
+
+/* The heap after a compaction: entries of replaced Ents renamed or
+ * dropped; then the replaced are freed. */
 static void heap_pass(Engine *e)
 {
-        uint32_t k = 0;
-        for (uint32_t i = 0; i < e->ntm; i++) {
-                Timer t = e->tm[i];
-                Ent *x = (Ent *)(t.ent & ~(uintptr_t)1);
-                if (x->gone) {
-                        Ent *to = x->to;
-                        if (!to || to->tm_at != t.time || to->tm_absent != (t.ent & 1))
-                                continue;
-                        t.ent = (uintptr_t)to | (t.ent & 1);
-                }
-                e->tm[k++] = t;
-        }
-        if (k != e->ntm) { /* entries dropped: heapify again (a total order: the same pops) */
-                e->ntm = k;
-                for (uint32_t i = k / 2; i-- > 0;) {
-                        Timer t = e->tm[i];
-                        uint32_t at = i;
-                        for (;;) {
-                                uint32_t l = 2 * at + 1, r = l + 1, m = at;
-                                const Timer *mt = &t;
-                                if (l < k && engine_timer_less(&e->tm[l], mt)) {
-                                        m = l;
-                                        mt = &e->tm[l];
-                                }
-                                if (r < k && engine_timer_less(&e->tm[r], mt))
-                                        m = r;
-                                if (m == at)
-                                        break;
-                                e->tm[at] = e->tm[m];
-                                at = m;
-                        }
-                        e->tm[at] = t;
-                }
-        }
+        timer_filter(&e->timers, heap_keep);
         compact_gone_free(e);
 }
 
@@ -439,13 +419,13 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
 {
         if (e->in_batch)
                 return -EBUSY;
-        engine_profile_clear(e);
+        ent_profile_clear(e);
         Buf b = {0};
         int n = 0;
         /* one walk round the table, from where the last one stopped */
-        uint32_t start = e->compact_pos < e->tabcap ? e->compact_pos : 0;
-        for (uint32_t k = 0; k < e->tabcap && (!target || engine_state_bytes(e) > target); k++) {
-                uint32_t i = start + k < e->tabcap ? start + k : start + k - e->tabcap;
+        uint32_t start = e->compact_pos < e->ents.tabcap ? e->compact_pos : 0;
+        for (uint32_t k = 0; k < e->ents.tabcap && (!target || engine_state_bytes(e) > target); k++) {
+                uint32_t i = start + k < e->ents.tabcap ? start + k : start + k - e->ents.tabcap;
                 if (max && (uint32_t)n == max) {
                         e->compact_pos = i;
                         break;
@@ -457,7 +437,7 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
                 if (!s)
                         continue;
                 tab_set(e, i, s);
-                engine_ent_clear(e, x);
+                ent_clear(e, x);
                 gone_add(e, x, s);
                 e->ncompact++;
                 e->st.compactions++;
@@ -472,7 +452,7 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
 Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 {
         uint32_t klen = ent_key(x)->len;
-        Ent *n = pool_calloc(&e->pool, engine_ent_size(e, klen));
+        Ent *n = pool_calloc(&e->pool, ent_size(e, klen));
         memcpy(ent_key(n), ent_key(x), sizeof(EntKey) + klen + 1);
         n->held = n->grade = n->mode = -1;
         n->r = &rare_none;
@@ -499,7 +479,7 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 
 void compact_expand_all(Engine *e)
 {
-        for (uint32_t i = 0; e->ncompact && i < e->tabcap; i++) {
+        for (uint32_t i = 0; e->ncompact && i < e->ents.tabcap; i++) {
                 Ent *x = tab_ent(e, i);
                 if (x && x->compact)
                         compact_expand(e, i, x, true);
@@ -514,7 +494,7 @@ bool compact_room(Engine *e)
          * enterprises' count in events: a full table costs no scan per event */
         if (!e->in_batch && e->applying >= e->compact_after) {
                 engine_compact(e, 0, 0);
-                e->compact_after = e->applying + (e->nents / 4 > 1024 ? e->nents / 4 : 1024);
+                e->compact_after = e->applying + (e->ents.nents / 4 > 1024 ? e->ents.nents / 4 : 1024);
         }
         return engine_state_bytes(e) < e->budget;
 }

@@ -55,7 +55,7 @@ static void prune(Engine *e, Ent *ent, int64_t now)
 double grade_score(Engine *e, Ent *ent, int64_t now)
 {
         double s;
-        if (ent_static_words(e) == 1 && !(ent_static(e, ent)[0] & e->static_expr_mask)) {
+        if (ent_static_words(e) == 1 && !(ent_static(e, ent)[0] & e->plan.static_expr_mask)) {
                 uint64_t bits = ent_static(e, ent)[0];
                 uint32_t i = (uint32_t)((bits * 0x9e3779b97f4a7c15ULL) >> 58);
                 if (e->sscache[i].bits != bits) {
@@ -259,18 +259,18 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
          * override before it deciding the same), decides the same: its
          * result is reused.  The first one that decides differently ends
          * the reuse for the rest of the chain. */
-        bool reuse = e->ov_reuse && ent->grade_clean && base_same;
+        bool reuse = e->plan.ov_reuse && ent->grade_clean && base_same;
         uint16_t bits = 0;
         for (uint32_t i = 0; i < g->noverrides; i++) {
                 const Override *o = &g->overrides[i];
                 bool was = i < 16 && ((ent->ov_bits >> i) & 1), hit;
-                if (reuse && !((e->ov_volatile >> i) & 1)) {
+                if (reuse && !((e->plan.ov_volatile >> i) & 1)) {
                         hit = was;
                 } else {
                         if (i < 16)
-                                engine_profile_need_some(e, ent, e->ov_prof[i]);
+                                ent_profile_need_some(e, ent, e->plan.ov_prof[i]);
                         else
-                                engine_profile_need(e, ent);
+                                ent_profile_need(e, ent);
                         hit = vm_test(e->rs, o->when, &f);
                         reuse = reuse && hit == was;
                 }
@@ -309,7 +309,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 st.per_year = per_year;
         }
         ent->ov_bits = bits;
-        ent->grade_clean = e->ov_reuse;
+        ent->grade_clean = e->plan.ov_reuse;
         bool first = ent->grade < 0;
         bool index_moved = g->official.declared && ent->held != held_before && held_before >= 0;
         if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year && !index_moved)

@@ -523,9 +523,9 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         }
         buf_puts(b, ",\"static_rules\":[");
         bool any = false;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
-                        const Rule *r = &e->rs->rules[e->static_rules[k]];
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
                         if (any)
                                 buf_putc(b, ',');
                         any = true;
@@ -627,9 +627,9 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 official_text(e, ent, b);
         buf_puts(b, "\n\nstatic part (profile rules that match):\n");
         bool any = false;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
-                        const Rule *r = &e->rs->rules[e->static_rules[k]];
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
                         buf_puts(b, "  +");
                         out_num(b, ent_static_points(e, ent, k));
                         buf_printf(b, "  %s  %s\n", r->id, r->desc ? r->desc : "");
@@ -690,7 +690,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         /* the grade the overrides start from: the official one (after its
          * steps) under the official model, else the held band */
         st.grade = g->official.declared ? ent->grade : ent->held;
-        engine_profile_fill(e, ent);
+        ent_profile_fill(e, ent);
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
         buf_puts(b, "\ngrading overrides that apply:\n");
@@ -716,7 +716,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                         buf_putc(b, '\n');
                         any = true;
                 }
-        engine_profile_clear(e);
+        ent_profile_clear(e);
         if (!any)
                 buf_puts(b, "  none\n");
 }

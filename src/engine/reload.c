@@ -43,10 +43,10 @@ static int ent_cmp(const void *a, const void *b)
 static void regrade(Engine *n, Engine *o, EngineReload *rep)
 {
         compact_expand_all(n); /* graded again in full form */
-        Ent **v = xmalloc((n->nents + 1) * sizeof(Ent *));
+        Ent **v = xmalloc((n->ents.nents + 1) * sizeof(Ent *));
         uint32_t nv = 0;
-        for (uint32_t i = 0; i < n->tabcap; i++)
-                if (n->tab[i])
+        for (uint32_t i = 0; i < n->ents.tabcap; i++)
+                if (n->ents.tab[i])
                         v[nv++] = tab_ent(n, i);
         xsort(v, nv, sizeof(Ent *), ent_cmp);
         rep->enterprises = nv;
@@ -67,7 +67,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                         }
                         continue;
                 }
-                Ent *ox = o ? engine_ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
+                Ent *ox = o ? ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
                 double before = ox ? grade_score(o, ox, now) : 0;
                 state_touch(n, x);
                 int16_t held = x->held, g = x->grade, m = x->mode;
@@ -156,8 +156,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         /* every enterprise's record and the partition record, as a batch
          * that touched them all would write them */
         engine_batch_begin(e);
-        for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
+        for (uint32_t i = 0; i < e->ents.tabcap; i++)
+                if (e->ents.tab[i])
                         state_touch(e, tab_ent(e, i));
         state_dict_handover(e, n);
         state_changes(e, e->restore_next, into, n);
@@ -168,8 +168,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         snprintf(n->reload_from, sizeof(n->reload_from), "%s", e->rs->version);
 
         /* the static part follows the static rules still matching (ent_static_score) */
-        for (uint32_t i = 0; i < n->tabcap; i++)
-                if (n->tab[i])
+        for (uint32_t i = 0; i < n->ents.tabcap; i++)
+                if (n->ents.tab[i])
                         tab_ent(n, i)->grade_clean = 0;
 
         /* the counters go on; events by type follow the type's name */

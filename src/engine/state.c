@@ -161,7 +161,7 @@ typedef struct DRule {
         int32_t to;             /* the engine's rule of that id, -1 none */
         uint32_t nsnap;
         uint32_t *snap;         /* its snapshot's slots (the dictionary's) */
-        int32_t *snap_at;       /* each one's index among e->ri[to].snap_slots, -1 none */
+        int32_t *snap_at;       /* each one's index among e->plan.ri[to].snap_slots, -1 none */
 } DRule;
 
 typedef struct DSlot {
@@ -169,7 +169,7 @@ typedef struct DSlot {
         uint8_t type;
         uint32_t nenum;
         DName *enums;
-        int32_t prof;           /* its index among e->prof_slots, -1 none */
+        int32_t prof;           /* its index among e->plan.prof_slots, -1 none */
         /* its enum values in the enum of the slot they were read into last
          * (en_for), by name: a slot's values mapped once, not per value */
         const EnumDef *en_for;
@@ -675,9 +675,9 @@ static void dict_build(Engine *e, Buf *b)
         for (uint32_t i = 0; i < rs->nrules; i++) {
                 put_cs(b, rs->rules[i].id);
                 put_u(b, rs->rules[i].fingerprint);
-                put_u(b, e->ri[i].nsnap);
-                for (uint32_t k = 0; k < e->ri[i].nsnap; k++)
-                        put_u(b, e->ri[i].snap_slots[k]);
+                put_u(b, e->plan.ri[i].nsnap);
+                for (uint32_t k = 0; k < e->plan.ri[i].nsnap; k++)
+                        put_u(b, e->plan.ri[i].snap_slots[k]);
         }
         put_u(b, rs->nflags);
         for (uint32_t i = 0; i < rs->nflags; i++)
@@ -700,7 +700,7 @@ static void dict_build(Engine *e, Buf *b)
         put_u(b, rs->naggs);
         for (uint32_t i = 0; i < rs->naggs; i++) {
                 const Aggregate *a = &rs->aggs[i];
-                put_u(b, e->agg_fp[i]);
+                put_u(b, e->plan.agg_fp[i]);
                 put_u(b, a->nrow_slots);
                 for (uint32_t k = 0; k < a->nrow_slots; k++)
                         put_u(b, a->row_slots[k]);
@@ -792,7 +792,7 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                 x->enums = xcalloc(x->nenum + 1, sizeof(DName));
                 for (uint32_t k = 0; k < x->nenum; k++)
                         x->enums[k] = get_name(&r);
-                x->prof = r.bad ? -1 : slot_in(e, x->path.p, x->path.n, x->type, e->prof_slots, e->nprof);
+                x->prof = r.bad ? -1 : slot_in(e, x->path.p, x->path.n, x->type, e->plan.prof_slots, e->plan.nprof);
         }
         d->naggs = get_count(&r);
         d->aggs = xcalloc(d->naggs + 1, sizeof(DAgg));
@@ -803,7 +803,7 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                 x->rows = xcalloc(x->nrow + 1, sizeof(uint32_t));
                 x->to = -1;
                 for (uint32_t k = 0; k < rs->naggs; k++)
-                        if (e->agg_fp[k] == fp)
+                        if (e->plan.agg_fp[k] == fp)
                                 x->to = (int32_t)k;
                 const Aggregate *a = x->to >= 0 ? &rs->aggs[x->to] : NULL;
                 if (a && (x->nrow != a->nrow_slots || x->nrow > 64))
@@ -832,8 +832,8 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                                 goto bad;
                         const DSlot *ds = &d->slots[x->snap[k]];
                         x->snap_at[k] = x->to < 0 ? -1
-                                                  : slot_in(e, ds->path.p, ds->path.n, ds->type, e->ri[x->to].snap_slots,
-                                                            e->ri[x->to].nsnap);
+                                                  : slot_in(e, ds->path.p, ds->path.n, ds->type, e->plan.ri[x->to].snap_slots,
+                                                            e->plan.ri[x->to].nsnap);
                 }
         }
         return d;
@@ -967,12 +967,12 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_i(b, base);
         put_d(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
         uint32_t nst = 0;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                nst += e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                nst += e->plan.nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
         put_u(b, nst);
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
-                        put_u(b, e->static_rules[k]);
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
+                        put_u(b, e->plan.static_rules[k]);
         put_u(b, (uint64_t)(x->held + 1));
         put_u(b, (uint64_t)(x->grade + 1));
         put_u(b, (uint64_t)(x->mode + 1));
@@ -981,14 +981,14 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_t(b, x->last_time, base);
         /* the profile values that are not null, each with its slot */
         uint32_t np = 0;
-        for (uint32_t i = 0; i < e->nprof; i++)
-                np += engine_prof_get(e, x, i).tag != VT_NULL;
+        for (uint32_t i = 0; i < e->plan.nprof; i++)
+                np += ent_prof_get(e, x, i).tag != VT_NULL;
         put_u(b, np);
-        for (uint32_t i = 0; i < e->nprof; i++) {
-                Value v = engine_prof_get(e, x, i);
+        for (uint32_t i = 0; i < e->plan.nprof; i++) {
+                Value v = ent_prof_get(e, x, i);
                 if (v.tag == VT_NULL)
                         continue;
-                put_u(b, e->prof_slots[i]);
+                put_u(b, e->plan.prof_slots[i]);
                 put_v(b, &v, base);
         }
         put_u(b, x->r->nc);
@@ -1010,7 +1010,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, x->nks);
         for (uint32_t i = 0; i < x->nks; i++) {
                 const KeyState *ks = &x->ks[i];
-                const RuleInfo *ri = &e->ri[ks->rule];
+                const RuleInfo *ri = &e->plan.ri[ks->rule];
                 put_u(b, ks->rule);
                 buf_putc(b, (char)ks->keyed);
                 if (ks->keyed) {
@@ -1023,7 +1023,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_t(b, ks_due(e, ks), base);
                 /* the snapshot's values in the order of the rule's slots (the dictionary's) */
                 put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
-                engine_snap_values(ks, ri, e->snapvals);
+                ent_snap_values(ks, ri, e->snapvals);
                 for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
                         const Value *v = &e->snapvals[k];
                         Str key = ks_key(ks);
@@ -1034,7 +1034,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 }
                 size_t idlen;
                 char idbuf[40];
-                const char *id = engine_snap_id(ks, idbuf, &idlen);
+                const char *id = ent_snap_id(ks, idbuf, &idlen);
                 put_id(b, id, idlen);
         }
         put_u(b, x->nw);
@@ -1143,7 +1143,7 @@ static bool drop_changed(Engine *e, Ent *x, const uint64_t *cfp, const uint32_t 
         uint32_t k = 0;
         for (uint32_t i = 0; i < x->nks; i++) {
                 if (kfp[kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
-                        engine_ks_free(e, &x->ks[i]);
+                        ent_ks_free(e, &x->ks[i]);
                         e->reload_dropped++;
                         continue;
                 }
@@ -1209,8 +1209,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 int32_t rule = get_rule(e, r, NULL);
                 bool found = false;
-                for (uint32_t k = 0; rule >= 0 && k < e->nstatic; k++)
-                        if (e->static_rules[k] == (uint32_t)rule) {
+                for (uint32_t k = 0; rule >= 0 && k < e->plan.nstatic; k++)
+                        if (e->plan.static_rules[k] == (uint32_t)rule) {
                                 ent_static(e, x)[k / 64] |= 1ull << (k % 64);
                                 found = true;
                         }
@@ -1243,12 +1243,12 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         ds = get_dslot(r);
                         at = ds >= 0 ? d->slots[ds].prof : -1;
                 } else {
-                        at = get_slot_in(e, r, e->prof_slots, e->nprof);
+                        at = get_slot_in(e, r, e->plan.prof_slots, e->plan.nprof);
                 }
                 /* a string as the record has it: the profile keeps a copy */
-                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->prof_slots[at] : -1, false);
+                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->plan.prof_slots[at] : -1, false);
                 if (at >= 0)
-                        engine_prof_set(e, x, (uint32_t)at, v);
+                        ent_prof_set(e, x, (uint32_t)at, v);
         }
         /* counts past what an enterprise can hold (16 bits) refuse the
          * record: no engine wrote it */
@@ -1363,7 +1363,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                             str_order(ks_key(&x->ks[k]), (Str){s, n}) == 0)
                                                 rule = -1;
                                 if (rule >= 0)
-                                        engine_ks_key(e, &ks, s, n);
+                                        ent_ks_key(e, &ks, s, n);
                         }
                 } else if (rule >= 0) {
                         for (uint32_t k = 0; k < x->nks; k++)
@@ -1384,7 +1384,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t nsnap = get_u(r);
                 if (d && (!dr || (nsnap && nsnap != dr->nsnap)))
                         r->bad = true; /* format 2: all of the rule's slots, or none */
-                const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
+                const RuleInfo *ri = rule >= 0 ? &e->plan.ri[rule] : NULL;
                 /* by snapshot index; slots the record lacks stay null */
                 Value *vals = e->snapvals;
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
@@ -1406,14 +1406,14 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->key = (Str){NULL, 0};
                 s = get_id(r, &n, idbuf);
                 if (ri && rule >= 0 && !r->bad && (nsnap || n))
-                        engine_snap_set(e, &ks, ri, vals, false, s, n);
+                        ent_snap_set(e, &ks, ri, vals, false, s, n);
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++) {
                         intern_value_put(&e->in, vals[q]);
                         vals[q] = value_null();
                 }
                 if (rule < 0 || r->bad) {
                         e->reload_dropped += !r->bad;
-                        engine_ks_free(e, &ks);
+                        ent_ks_free(e, &ks);
                         continue;
                 }
                 if (x->nks == x->cks) {
@@ -1442,7 +1442,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 } else {
                         uint64_t afp = get_u(r);
                         for (uint32_t k = 0; k < rs->naggs; k++)
-                                if (e->agg_fp[k] == afp)
+                                if (e->plan.agg_fp[k] == afp)
                                         agg = (int32_t)k;
                         nrow = get_u(r);
                         a = agg >= 0 ? &rs->aggs[agg] : NULL;
@@ -1458,7 +1458,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t rows = get_u(r);
                 e->reload_dropped += !a && rows;
                 Win *w = NULL;
-                if (a && rows && !e->agg_keyed[agg]) {
+                if (a && rows && !e->plan.agg_keyed[agg]) {
                         if (x->nw == x->cw) {
                                 x->w = ent_grow(e, x->w, &x->cw, sizeof(Win));
                         }
@@ -1545,14 +1545,14 @@ static int held_qcmp(const void *a, const void *b)
  * heap. */
 static void meta_write(Engine *e, int64_t next, Buf *b)
 {
-        xsort(e->held, e->nheld, sizeof(Held), held_qcmp);
+        xsort(e->hold.held, e->hold.nheld, sizeof(Held), held_qcmp);
         buf_putc(b, ENGINE_META_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);
         put_i(b, next);
-        put_u(b, e->nheld);
-        for (uint32_t i = 0; i < e->nheld; i++) {
-                const Held *h = &e->held[i];
+        put_u(b, e->hold.nheld);
+        for (uint32_t i = 0; i < e->hold.nheld; i++) {
+                const Held *h = &e->hold.held[i];
                 put_cs(b, h->src.topic);
                 put_i(b, h->src.partition);
                 put_i(b, h->src.offset);
@@ -1573,11 +1573,11 @@ static int64_t meta_read(Engine *e, Rd *r)
         e->wm = get_i(r);
         int64_t next = get_i(r); /* -1 or below: none (a reload's copy of a restore without one) */
         uint64_t n = get_u(r);
-        for (uint32_t i = 0; i < e->nheld; i++) {
-                free(e->held[i].bytes);
-                free(e->held[i].topic);
+        for (uint32_t i = 0; i < e->hold.nheld; i++) {
+                free(e->hold.held[i].bytes);
+                free(e->hold.held[i].topic);
         }
-        e->nheld = 0;
+        e->hold.nheld = 0;
         for (uint64_t i = 0; i < n && !r->bad; i++) {
                 uint32_t tl, bl;
                 const char *t = get_s(r, &tl);
@@ -1766,10 +1766,10 @@ void engine_batch_abort(Engine *e)
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
-                        engine_ent_remove(e, x);
+                        ent_remove(e, x);
                         continue;
                 }
-                engine_ent_clear(e, x);
+                ent_clear(e, x);
                 Rd r = {(const unsigned char *)e->undo.p + e->undo_off[i],
                         (const unsigned char *)e->undo.p + e->undo.len, false};
                 ent_read(e, x, &r);
@@ -1780,7 +1780,7 @@ void engine_batch_abort(Engine *e)
         const Buf *m = e->sealed ? &e->meta_sealed : &e->meta_undo;
         Rd r = {(const unsigned char *)m->p, (const unsigned char *)m->p + m->len, false};
         meta_read(e, &r);
-        engine_timers_rebuild(e);
+        timer_rebuild(e);
         e->sealed = false;
         e->sealed_regrade = false;
         e->undo_sealed = 0;
@@ -1799,15 +1799,15 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         }
         if (klen >= sizeof(ENGINE_DICT_KEY) - 1 && memcmp(key, ENGINE_DICT_KEY, sizeof(ENGINE_DICT_KEY) - 1) == 0)
                 return dict_restore(e, key, klen, val, vlen);
-        Ent *x = engine_ent_get(e, key, (uint32_t)klen);
+        Ent *x = ent_get(e, key, (uint32_t)klen);
         if (!x)
                 return -ENOSPC;
-        engine_ent_clear(e, x);
+        ent_clear(e, x);
         x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         x->reload_rescored = 0;
         x->grade_lost = 0;
         if (vlen == 0) { /* tombstone */
-                engine_ent_remove(e, x);
+                ent_remove(e, x);
                 return 0;
         }
         ent_read(e, x, &r);
@@ -1816,7 +1816,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
 
 int64_t engine_restore_finish(Engine *e)
 {
-        engine_timers_rebuild(e);
+        timer_rebuild(e);
         if (e->state_rules[0] && strcmp(e->state_rules, e->rs->version) != 0) {
                 /* the state is of other rules: grade everyone again (engine_regrade) */
                 snprintf(e->reload_from, sizeof(e->reload_from), "%s", e->state_rules);

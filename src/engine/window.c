@@ -603,15 +603,15 @@ static void make_room(Engine *e, Win *w, const Aggregate *a)
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
 {
         const RuleSet *rs = e->rs;
-        for (uint32_t k = 0; k < e->naggs_by_type[type]; k++) {
-                uint32_t ai = e->aggs_by_type[type][k];
+        for (uint32_t k = 0; k < e->plan.naggs_by_type[type]; k++) {
+                uint32_t ai = e->plan.aggs_by_type[type][k];
                 const Aggregate *a = &rs->aggs[ai];
                 Win *w = win_get(e, ent, ai, false);
                 if (w)
                         evict(e, w, a, t);
                 if (a->where != PROG_NONE && !a->uses_cur) {
-                        if (e->agg_profile[ai])
-                                engine_profile_need(e, ent);
+                        if (e->plan.agg_profile[ai])
+                                ent_profile_need(e, ent);
                         if (!vm_test(rs, a->where, f))
                                 continue;
                 }
@@ -726,7 +726,7 @@ int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Valu
         AggCtx *ac = ud;
         Engine *e = ac->e;
         const Aggregate *a = &rs->aggs[agg];
-        if (e->agg_keyed[agg]) { /* only its rules' timers ask, and then it holds (agg_keyed_find) */
+        if (e->plan.agg_keyed[agg]) { /* only its rules' timers ask, and then it holds (agg_keyed_find) */
                 *ret = value_bool(true);
                 return 0;
         }

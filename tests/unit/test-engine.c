@@ -3283,8 +3283,8 @@ static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const ch
         /* and it goes on: its next record restores the same */
         Log log = {0};
         engine_batch_begin(e);
-        for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
+        for (uint32_t i = 0; i < e->ents.tabcap; i++)
+                if (e->ents.tab[i])
                         state_touch(e, tab_ent(e, i));
         engine_batch_changes(e, 1, log_record, &log);
         engine_batch_commit(e);
