@@ -43,18 +43,6 @@ void engine_config_default(EngineConfig *c)
         };
 }
 
-/* Into *s field by field: a struct returned and copied whole was reloaded
- * as wide words right after narrow stores (a store-forwarding stall on
- * every rule evaluation). */
-void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s)
-{
-        s->score = grade_score(e, ent, now);
-        s->grade = ent->grade;
-        s->mode = ent->mode;
-        s->per_year = ent->per_year;
-        s->flags = grade_live_flags(ent, now);
-}
-
 static void snapshot(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, const Str *id)
 {
         ent_snap_set(e, ks, ri, ev, true, id->p, id->len);
@@ -98,7 +86,7 @@ static bool score_value(Engine *e, Ent *ent, const Rule *r, const Value *ev, int
         AggCtx ac = {e, ent};
         VmState st;
         ent_profile_need(e, ent);
-        engine_vmstate(e, ent, t, &st);
+        score_vmstate(e, ent, t, &st);
         VmFrame f = {.event = ev, .cur = ev, .profile = e->profbuf, .state = &st, .now = t, .agg = window_agg,
                      .agg_ud = &ac, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
         Value v;
@@ -228,7 +216,7 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
 
 static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmState *st, void *aggud)
 {
-        engine_vmstate(e, ent, now, st);
+        score_vmstate(e, ent, now, st);
         VmFrame f = {.event = ev, .cur = ev, .profile = e->profbuf, .state = st, .now = now,
                      .agg = window_agg, .agg_ud = aggud, .scratch = e->vmscratch,
                      .scratch_size = sizeof(e->vmscratch)};
@@ -601,7 +589,7 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
         if (!absent) {
                 const OffState *o = x->r->o;
                 if (o && o->cycle != TIME_UNSET && e->rs->grading.official.declared &&
-                    grade_cycle_next(&e->rs->grading.official, o->cycle) <= now && x->grade >= 0) {
+                    score_cycle_next(&e->rs->grading.official, o->cycle) <= now && x->grade >= 0) {
                         ent_profile_fill(e, x);
                         grade_update(e, x, now, CAUSE_CYCLE, NULL, 0);
                         ent_profile_clear(e);
@@ -971,12 +959,12 @@ void engine_grades_write(Engine *e, Buf *out)
                 buf_puts(out, ",\"inspections_per_year\":");
                 out_num(out, x->per_year);
                 buf_puts(out, ",\"score\":");
-                out_num(out, grade_score(e, x, now));
+                out_num(out, score_of(e, x, now));
                 if (g->official.declared) {
                         buf_puts(out, ",\"official\":");
                         out_official(e, out, x);
                         buf_puts(out, ",\"index\":{\"score\":");
-                        out_num(out, grade_score(e, x, now));
+                        out_num(out, score_of(e, x, now));
                         buf_puts(out, ",\"band\":");
                         if (x->held >= 0)
                                 buf_json_str(out, g->bands[x->held].grade, strlen(g->bands[x->held].grade));

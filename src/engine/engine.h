@@ -224,7 +224,6 @@ static inline OffState *ent_off(Engine *e, Ent *x)
 }
 
 /* engine.c */
-void engine_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s);
 /* A held event's bytes (a partition record's, state.c) held again. */
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 
@@ -272,22 +271,29 @@ size_t window_bytes(const Engine *e, const Win *w);
  * aggregate (built from the rows on first use: Win.run 0). */
 int64_t *window_alloc(Engine *e, const Aggregate *a, uint32_t cap);
 
-/* grade.c */
-void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
+/* score.c */
+/* x's score at now: the static part and the contributions live at now. */
+double score_of(Engine *e, Ent *ent, int64_t now);
+/* The band (index) score falls in, -1: the grading has none. */
+int32_t score_band(const Grading *g, double score);
+/* The flags live at now, a bit per flag. */
+uint64_t score_flags(Ent *ent, int64_t now);
 /* The official model (grading.yaml official:): the start of the cycle
  * holding t, the start of the next one after cycle start c, and the
  * official score of x (static capped + the latest evaluation, or the
  * static part alone or scaled before any). */
-int64_t grade_cycle_start(const Official *of, int64_t t);
-int64_t grade_cycle_next(const Official *of, int64_t c);
-double grade_official_score(Engine *e, const Ent *x);
-double grade_static_capped(Engine *e, const Ent *x);
+int64_t score_cycle_start(const Official *of, int64_t t);
+int64_t score_cycle_next(const Official *of, int64_t c);
+double score_official(Engine *e, const Ent *x);
+double score_static_capped(Engine *e, const Ent *x);
+/* What the VM reads of ent's state at now, into *s. */
+void score_vmstate(Engine *e, Ent *ent, int64_t now, VmState *s);
+
+/* grade.c */
+void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len);
 /* A new cycle since the last one x was graded in: its steps are carried
  * into the assessment the next regrade makes. */
 void grade_cycle_roll(Engine *e, Ent *x, int64_t now);
-double grade_score(Engine *e, Ent *ent, int64_t now);
-int32_t grade_band(const Grading *g, double score);
-uint64_t grade_live_flags(Ent *ent, int64_t now);
 
 /* output.c */
 void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,

@@ -167,7 +167,7 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
                         render_field(e, m, p, &e->profbuf[p->slot]);
                         break;
                 case TPL_STATE_SCORE:
-                        out_num(m, grade_score(e, (Ent *)ent, t));
+                        out_num(m, score_of(e, (Ent *)ent, t));
                         break;
                 case TPL_STATE_GRADE:
                         if (ent->grade >= 0)
@@ -351,9 +351,9 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, "{\"grade\":");
         str_or_null(b, ent->grade >= 0 ? g->bands[ent->grade].grade : NULL);
         buf_puts(b, ",\"score\":");
-        out_num(b, grade_official_score(e, ent));
+        out_num(b, score_official(e, ent));
         buf_puts(b, ",\"static\":");
-        out_num(b, grade_static_capped(e, ent));
+        out_num(b, score_static_capped(e, ent));
         buf_puts(b, ",\"dynamic\":");
         if (o && o->dyn_time != TIME_UNSET)
                 out_num(b, o->dyn);
@@ -368,7 +368,7 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, ",\"cycle_start\":");
         time_or_null(b, o ? o->cycle : TIME_UNSET);
         buf_puts(b, ",\"cycle_end\":");
-        time_or_null(b, o && o->cycle != TIME_UNSET ? grade_cycle_next(&g->official, o->cycle) : TIME_UNSET);
+        time_or_null(b, o && o->cycle != TIME_UNSET ? score_cycle_next(&g->official, o->cycle) : TIME_UNSET);
         buf_puts(b, ",\"assessed\":");
         str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
         buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
@@ -491,8 +491,8 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
-        double score = grade_score(e, ent, now);
-        int32_t band = grade_band(g, score);
+        double score = score_of(e, ent, now);
+        int32_t band = score_band(g, score);
         buf_puts(b, "{\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
@@ -561,9 +561,9 @@ static void official_text(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, " (the risk index, advisory)\nofficial grade ");
         buf_puts(b, ent->grade >= 0 ? g->bands[ent->grade].grade : "-");
         buf_puts(b, ": score ");
-        out_num(b, grade_official_score(e, ent));
+        out_num(b, score_official(e, ent));
         buf_puts(b, " = static ");
-        out_num(b, grade_static_capped(e, ent));
+        out_num(b, score_static_capped(e, ent));
         buf_puts(b, " (max ");
         out_num(b, g->official.static_max);
         buf_puts(b, ")");
@@ -582,7 +582,7 @@ static void official_text(Engine *e, Ent *ent, Buf *b)
                 return;
         time_format(o->cycle, t, sizeof(t));
         buf_printf(b, "\ncycle from %s", t);
-        time_format(grade_cycle_next(&g->official, o->cycle), t, sizeof(t));
+        time_format(score_cycle_next(&g->official, o->cycle), t, sizeof(t));
         buf_printf(b, " to %s: assessed %s%s", t, o->assessed >= 0 ? g->bands[o->assessed].grade : "-",
                    o->provisional ? " (provisional: no evaluation)" : "");
         if (o->carry)
@@ -599,8 +599,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
-        double score = grade_score(e, ent, now);
-        int32_t band = grade_band(g, score);
+        double score = score_of(e, ent, now);
+        int32_t band = score_band(g, score);
         buf_printf(b, "enterprise %s, as of ", ent_key(ent)->s);
         char t[48];
         time_format(now, t, sizeof(t));
@@ -686,7 +686,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "  none\n");
         /* which overrides hold now */
         VmState st;
-        engine_vmstate(e, ent, now, &st);
+        score_vmstate(e, ent, now, &st);
         /* the grade the overrides start from: the official one (after its
          * steps) under the official model, else the held band */
         st.grade = g->official.declared ? ent->grade : ent->held;

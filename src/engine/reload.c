@@ -68,7 +68,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                         continue;
                 }
                 Ent *ox = o ? ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
-                double before = ox ? grade_score(o, ox, now) : 0;
+                double before = ox ? score_of(o, ox, now) : 0;
                 state_touch(n, x);
                 int16_t held = x->held, g = x->grade, m = x->mode;
                 double f = x->per_year;
@@ -81,15 +81,15 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 bool adjusted = n->st.adjustments != adjustments;
                 /* the official state a new cycle or first assessment moved */
                 bool off_moved = (x->r->o != NULL) != had_off || (had_off && !off_same(&off, x->r->o));
-                rep->rescored += ox && grade_score(n, x, now) != before;
+                rep->rescored += ox && score_of(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
                 if (!adjusted && x->reload_rescored && x->grade >= 0) {
                         /* the grade holds, but the score the last adjustment
                          * gave is no longer true: say so at once, as a
                          * dashboard cannot learn it otherwise */
-                        double s = grade_score(n, x, now);
+                        double s = score_of(n, x, now);
                         out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
-                                       grade_band(&n->rs->grading, s), s, x->held);
+                                       score_band(&n->rs->grading, s), s, x->held);
                         adjusted = true;
                 }
                 rep->regraded += regraded;

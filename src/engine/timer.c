@@ -102,7 +102,7 @@ int64_t timer_next(Engine *e, const Ent *x, int64_t done, bool done_absent, bool
                 at = dw;
         if (x->r->o && x->r->o->cycle != TIME_UNSET && e->rs->grading.official.declared) {
                 /* the next cycle's assessment, with or without events */
-                int64_t nc = grade_cycle_next(&e->rs->grading.official, x->r->o->cycle);
+                int64_t nc = score_cycle_next(&e->rs->grading.official, x->r->o->cycle);
                 if (nc < at && nc > after)
                         at = nc;
         }

@@ -1373,21 +1373,21 @@ static int64_t utc(const char *s)
 Test(engine, official_cycles_start_on_their_dates)
 {
         Official y = {.declared = true, .cycle_months = 12, .start_month = 1, .start_day = 1, .offset_ms = 8 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&y, utc("2025-06-01T00:00:00Z")), utc("2024-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T16:00:00Z")), utc("2024-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T15:59:59.999Z")), utc("2023-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&y, utc("2024-12-31T16:00:00Z")), utc("2025-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2025-06-01T00:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2024-12-31T16:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2024-12-31T15:59:59.999Z")), utc("2023-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_next(&y, utc("2024-12-31T16:00:00Z")), utc("2025-12-31T16:00:00Z"));
         Official h = {.declared = true, .cycle_months = 6, .start_month = 4, .start_day = 1, .offset_ms = 8 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T15:00:00Z")), utc("2024-09-30T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-02-01T00:00:00Z")), utc("2024-09-30T16:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&h, utc("2024-09-30T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-03-31T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-03-31T15:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-02-01T00:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(score_cycle_next(&h, utc("2024-09-30T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
         Official m = {.declared = true, .cycle_months = 1, .start_month = 1, .start_day = 15, .offset_ms = -5 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T04:59:59Z")), utc("2025-02-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T05:00:00Z")), utc("2025-03-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&m, utc("2024-12-15T05:00:00Z")), utc("2025-01-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&m, utc("1969-07-20T20:17:00Z")), utc("1969-07-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("1969-07-20T20:17:00Z")), utc("1968-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("2025-03-15T04:59:59Z")), utc("2025-02-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("2025-03-15T05:00:00Z")), utc("2025-03-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_next(&m, utc("2024-12-15T05:00:00Z")), utc("2025-01-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("1969-07-20T20:17:00Z")), utc("1969-07-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("1969-07-20T20:17:00Z")), utc("1968-12-31T16:00:00Z"));
 }
 
 /* The official state (cycle, assessment, steps, the latest evaluation)
