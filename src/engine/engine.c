@@ -483,8 +483,8 @@ static void fire_timers(Engine *e, int64_t upto, bool final);
 /* Apply one decoded event (its time is not behind anything applied). */
 /* ent_hash: the enterprise key's hash when already taken (a hinted
  * event), else NULL */
-static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, const char *bytes, size_t len,
-                  const SourcePos *src)
+static EnginePushResult apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, const char *bytes, size_t len,
+                                const SourcePos *src)
 {
         int64_t t = ev->time_ms;
         fire_timers(e, t, false);
@@ -501,19 +501,19 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
                         snprintf(d, sizeof(d), "the enterprise limit (max_enterprises) is reached");
                 }
                 dead_letter(e, bytes, len, src, RJ_OVER_LIMIT, d, &ev->enterprise);
-                return;
+                return ENGINE_PUSH_DEAD_LETTERED;
         }
         state_touch(e, ent);
         if (duplicate(e, ent, &ev->id)) {
                 if (src && src->replay) {
                         /* the restored state holds it already: nothing to do */
                         e->st.replayed++;
-                        return;
+                        return ENGINE_PUSH_REPLAYED;
                 }
                 char d[160];
                 snprintf(d, sizeof(d), "event id %.*s was already applied", ev->id.len > 100 ? 100 : (int)ev->id.len, ev->id.p);
                 dead_letter(e, bytes, len, src, RJ_DUPLICATE, d, &ev->enterprise);
-                return;
+                return ENGINE_PUSH_DUPLICATE;
         }
         e->st.events_applied++;
         e->applying++;
@@ -525,7 +525,7 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
                 profile_update(e, ent, e->slots, t, &ev->id, &ac);
                 grade_update(e, ent, t, CAUSE_PROFILE, ev->id.p, ev->id.len);
                 ent_profile_clear(e);
-                return;
+                return ENGINE_PUSH_APPLIED;
         }
         if (e->plan.naggs_by_type[ev->type]) {
                 VmState st;
@@ -536,6 +536,7 @@ static void apply(Engine *e, const DecodedEvent *ev, const uint64_t *ent_hash, c
                 rule_on_event(e, ent, &e->rs->rules[e->plan.by_type[ev->type][i]], e->slots, t, &ev->id, &ac);
         grade_update(e, ent, t, CAUSE_EVENT, ev->id.p, ev->id.len);
         ent_profile_clear(e);
+        return ENGINE_PUSH_APPLIED;
 }
 
 static int due_cmp(const void *a, const void *b, void *ud)
@@ -675,8 +676,8 @@ static void release_upto(Engine *e, int64_t upto, bool final)
         fire_timers(e, upto, final);
 }
 
-static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
-                         const DecodedEvent *ev, const uint64_t *ent_hash);
+static EnginePushResult push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src,
+                                     DecodeReason rc, const DecodedEvent *ev, const uint64_t *ent_hash);
 
 /* EngineConfig.compact_every: tests and bench/ compact every idle
  * enterprise after every n pushes (outside batches), to show the compact
@@ -689,36 +690,37 @@ static void compact_every(Engine *e)
         }
 }
 
-int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
+EnginePushResult engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src)
 {
+        EnginePushResult res;
         e->st.events_in++;
         e->push_ts = src ? src->timestamp : 0;
         Ahead *a = e->hold.nahead ? hold_ahead_take(&e->hold, bytes, len) : NULL;
         if (!a) {
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
-                push_decoded(e, bytes, len, src, rc, &ev, NULL);
+                res = push_decoded(e, bytes, len, src, rc, &ev, NULL);
                 e->push_ts = 0;
                 compact_every(e);
-                return 0;
+                return res;
         }
         /* the hinted event's slots stand in for e->slots while it applies */
         Value *own = e->slots;
         e->slots = a->slots;
         hold_ahead_stage(e);
-        push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
+        res = push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
         e->push_ts = 0;
         compact_every(e);
-        return 0;
+        return res;
 }
 
-static void push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src, DecodeReason rc,
-                         const DecodedEvent *ev, const uint64_t *ent_hash)
+static EnginePushResult push_decoded(Engine *e, const char *bytes, size_t len, const SourcePos *src,
+                                     DecodeReason rc, const DecodedEvent *ev, const uint64_t *ent_hash)
 {
         if (rc != DECODE_OK) {
                 dead_letter(e, bytes, len, src, (int)rc, ev->detail, NULL);
-                return;
+                return ENGINE_PUSH_DEAD_LETTERED;
         }
         int64_t t = ev->time_ms;
         /* at the watermark is in time: the events of t released so far
@@ -730,27 +732,25 @@ static void push_decoded(Engine *e, const char *bytes, size_t len, const SourceP
                 time_format(e->wm, b, sizeof(b));
                 snprintf(d, sizeof(d), "event time %s is behind the watermark %s", a, b);
                 dead_letter(e, bytes, len, src, RJ_TOO_LATE, d, &ev->enterprise);
-                return;
+                return ENGINE_PUSH_DEAD_LETTERED;
         }
         if (e->max_time == TIME_UNSET || t > e->max_time) {
                 e->max_time = t;
                 e->wm = time_sub_sat(t, e->cfg.grace_ms);
         }
-        if (e->cfg.grace_ms == 0) {
-                apply(e, ev, ent_hash, bytes, len, src);
-                return;
-        }
+        if (e->cfg.grace_ms == 0)
+                return apply(e, ev, ent_hash, bytes, len, src);
         hold_push(&e->hold, ev->time_ms, bytes, len, src);
         if (e->hold.nheld > e->cfg.max_held) {
                 /* bounded memory: release the oldest early, and never accept
                  * anything older than it afterwards */
-                int64_t t0 = e->hold.held[0].time;
+                int64_t t0 = hold_peek(&e->hold)->time;
                 e->st.held_forced++;
                 if (t0 > e->wm)
                         e->wm = t0;
         }
         release_upto(e, e->wm, false);
-        return;
+        return ENGINE_PUSH_HELD;
 }
 
 void engine_advance(Engine *e, int64_t t)
