@@ -621,3 +621,22 @@ void ent_table_free(Engine *e)
         free(e->ents.prof_off);
         free(e->ents.prof_tags);
 }
+
+static int ent_cmp(const void *a, const void *b)
+{
+        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
+}
+
+Ent **ent_sorted(Engine *e, uint32_t *ret_n)
+{
+        compact_expand_all(e);
+        Ent **v = xmalloc((e->ents.nents + 1) * sizeof(Ent *));
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < e->ents.tabcap; i++)
+                if (tab_ent(e, i))
+                        v[n++] = tab_ent(e, i);
+        assert(n == e->ents.nents);
+        xsort(v, n, sizeof(Ent *), ent_cmp);
+        *ret_n = n;
+        return v;
+}

@@ -275,6 +275,9 @@ Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h);
 Ent *ent_get(Engine *e, const char *k, uint32_t len);
 /* The enterprise of a key hash, without comparing keys (a prefetch). */
 Ent *ent_peek(const Engine *e, uint64_t h);
+/* Every enterprise, in full form, in key order (outputs that walk them
+ * all do not depend on the table's layout): an array the caller frees. */
+Ent **ent_sorted(Engine *e, uint32_t *n);
 /* The pool object of a full Ent with a key of len bytes. */
 size_t ent_size(const Engine *e, uint32_t len);
 /* The table slot of x (in the table). */

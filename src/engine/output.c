@@ -1,6 +1,7 @@
 /*
  * The engine's JSON documents: alerts, adjustments (docs/outputs.md,
- * docs/schemas/) and the explain view.  Every document is built in the
+ * docs/schemas/) the explain view and the grades file (engine_explain_json,
+ * engine_explain_text, engine_grades_write).  Every document is built in the
  * engine's reused buffer and handed to the sink; field order is fixed and
  * nothing depends on hash order, so equal input gives equal bytes.
  */
@@ -720,3 +721,65 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         if (!any)
                 buf_puts(b, "  none\n");
 }
+
+char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        if (!x)
+                return NULL;
+        Buf b = {0};
+        out_explain(e, x, &b);
+        return b.p;
+}
+
+char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        if (!x)
+                return NULL;
+        Buf b = {0};
+        out_explain_text(e, x, &b);
+        return b.p;
+}
+
+void engine_grades_write(Engine *e, Buf *out)
+{
+        uint32_t n;
+        Ent **v = ent_sorted(e, &n); /* full form: the score and the official state are in the records */
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        for (uint32_t i = 0; i < n; i++) {
+                Ent *x = v[i];
+                buf_puts(out, "{\"enterprise_id\":");
+                buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
+                buf_puts(out, ",\"grade\":");
+                if (x->grade >= 0)
+                        buf_json_str(out, g->bands[x->grade].grade, strlen(g->bands[x->grade].grade));
+                else
+                        buf_puts(out, "null");
+                buf_puts(out, ",\"mode\":");
+                if (x->mode >= 0)
+                        buf_json_str(out, g->modes[x->mode], strlen(g->modes[x->mode]));
+                else
+                        buf_puts(out, "null");
+                buf_puts(out, ",\"inspections_per_year\":");
+                out_num(out, x->per_year);
+                buf_puts(out, ",\"score\":");
+                out_num(out, score_of(e, x, now));
+                if (g->official.declared) {
+                        buf_puts(out, ",\"official\":");
+                        out_official(e, out, x);
+                        buf_puts(out, ",\"index\":{\"score\":");
+                        out_num(out, score_of(e, x, now));
+                        buf_puts(out, ",\"band\":");
+                        if (x->held >= 0)
+                                buf_json_str(out, g->bands[x->held].grade, strlen(g->bands[x->held].grade));
+                        else
+                                buf_puts(out, "null");
+                        buf_putc(out, '}');
+                }
+                buf_puts(out, "}\n");
+        }
+        free(v);
+}
+

@@ -30,11 +30,6 @@ static bool off_same(const OffState *a, const OffState *b)
                a->provisional == b->provisional && a->assess_due == b->assess_due;
 }
 
-static int ent_cmp(const void *a, const void *b)
-{
-        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
-}
-
 /* Grade every graded enterprise of n again, in key order (the outputs do
  * not depend on the table's layout), in n's open batch: touched are those
  * whose record changed (state dropped by the restore, Ent.reload_dirty, or
@@ -42,13 +37,8 @@ static int ent_cmp(const void *a, const void *b)
  * their score before; NULL none. */
 static void regrade(Engine *n, Engine *o, EngineReload *rep)
 {
-        compact_expand_all(n); /* graded again in full form */
-        Ent **v = xmalloc((n->ents.nents + 1) * sizeof(Ent *));
-        uint32_t nv = 0;
-        for (uint32_t i = 0; i < n->ents.tabcap; i++)
-                if (n->ents.tab[i])
-                        v[nv++] = tab_ent(n, i);
-        xsort(v, nv, sizeof(Ent *), ent_cmp);
+        uint32_t nv;
+        Ent **v = ent_sorted(n, &nv); /* graded again in full form */
         rep->enterprises = nv;
         for (uint32_t i = 0; i < nv; i++) {
                 Ent *x = v[i];
