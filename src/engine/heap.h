@@ -22,13 +22,8 @@
 #define HEAP_DEFINE(name, T, less)                                                      \
         static inline void name##_up(T *h, uint32_t i, T x)                             \
         {                                                                               \
-                while (i > 0) {                                                         \
-                        uint32_t p = (i - 1) / 2;                                       \
-                        if (!less(&x, &h[p]))                                           \
-                                break;                                                  \
+                for (uint32_t p; i > 0 && less(&x, &h[p = (i - 1) / 2]); i = p)         \
                         h[i] = h[p];                                                    \
-                        i = p;                                                          \
-                }                                                                       \
                 h[i] = x;                                                               \
         }                                                                               \
         static inline void name##_down(T *h, uint32_t n, uint32_t i, T x)               \

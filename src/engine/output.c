@@ -1,6 +1,6 @@
 /*
  * The engine's JSON documents: alerts, adjustments (docs/outputs.md,
- * docs/schemas/) the explain view and the grades file (engine_explain_json,
+ * docs/schemas/), the explain view and the grades file (engine_explain_json,
  * engine_explain_text, engine_grades_write).  Every document is built in the
  * engine's reused buffer and handed to the sink; field order is fixed and
  * nothing depends on hash order, so equal input gives equal bytes.
@@ -722,24 +722,25 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, "  none\n");
 }
 
-char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
+/* The view write makes of an enterprise in state, NULL none. */
+static char *explain(Engine *e, const char *enterprise, size_t len, void (*write)(Engine *, Ent *, Buf *))
 {
         Ent *x = ent_find(e, enterprise, (uint32_t)len);
         if (!x)
                 return NULL;
         Buf b = {0};
-        out_explain(e, x, &b);
+        write(e, x, &b);
         return b.p;
+}
+
+char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
+{
+        return explain(e, enterprise, len, out_explain);
 }
 
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
 {
-        Ent *x = ent_find(e, enterprise, (uint32_t)len);
-        if (!x)
-                return NULL;
-        Buf b = {0};
-        out_explain_text(e, x, &b);
-        return b.p;
+        return explain(e, enterprise, len, out_explain_text);
 }
 
 void engine_grades_write(Engine *e, Buf *out)
@@ -753,15 +754,9 @@ void engine_grades_write(Engine *e, Buf *out)
                 buf_puts(out, "{\"enterprise_id\":");
                 buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
                 buf_puts(out, ",\"grade\":");
-                if (x->grade >= 0)
-                        buf_json_str(out, g->bands[x->grade].grade, strlen(g->bands[x->grade].grade));
-                else
-                        buf_puts(out, "null");
+                str_or_null(out, x->grade >= 0 ? g->bands[x->grade].grade : NULL);
                 buf_puts(out, ",\"mode\":");
-                if (x->mode >= 0)
-                        buf_json_str(out, g->modes[x->mode], strlen(g->modes[x->mode]));
-                else
-                        buf_puts(out, "null");
+                str_or_null(out, x->mode >= 0 ? g->modes[x->mode] : NULL);
                 buf_puts(out, ",\"inspections_per_year\":");
                 out_num(out, x->per_year);
                 buf_puts(out, ",\"score\":");
@@ -772,10 +767,7 @@ void engine_grades_write(Engine *e, Buf *out)
                         buf_puts(out, ",\"index\":{\"score\":");
                         out_num(out, score_of(e, x, now));
                         buf_puts(out, ",\"band\":");
-                        if (x->held >= 0)
-                                buf_json_str(out, g->bands[x->held].grade, strlen(g->bands[x->held].grade));
-                        else
-                                buf_puts(out, "null");
+                        str_or_null(out, x->held >= 0 ? g->bands[x->held].grade : NULL);
                         buf_putc(out, '}');
                 }
                 buf_puts(out, "}\n");

@@ -216,23 +216,14 @@ void plan_deinit(Plan *p, const RuleSet *rs)
                 free(p->by_type[t]);
                 free(p->aggs_by_type[t]);
         }
-        free(p->by_type);
-        free(p->nby_type);
-        free(p->aggs_by_type);
-        free(p->naggs_by_type);
-        free(p->static_rules);
-        free(p->static_points);
         for (uint32_t k = 0; k < p->nstatic; k++)
                 free(p->static_pi[k]);
-        free(p->static_pi);
-        free(p->static_npi);
-        free(p->static_expr);
-        for (uint32_t i = 0; i < rs->nrules; i++) {
+        for (uint32_t i = 0; i < rs->nrules; i++)
                 free(p->ri[i].snap_slots);
-        }
-        free(p->ri);
-        free(p->prof_slots);
-        free(p->agg_profile);
-        free(p->agg_keyed);
-        free(p->agg_fp);
+        void *arrays[] = {p->by_type,     p->nby_type,   p->aggs_by_type, p->naggs_by_type, p->static_rules,
+                          p->static_points, p->static_pi, p->static_npi,  p->static_expr,   p->ri,
+                          p->prof_slots,  p->agg_profile, p->agg_keyed,   p->agg_fp};
+        for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+                free(arrays[i]);
+        *p = (Plan){0};
 }
