@@ -552,6 +552,49 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, "}\n");
 }
 
+/* A rule's line of the explain text: "  +points  id  description". */
+static void rule_line(Buf *b, const Rule *r, double points)
+{
+        buf_puts(b, "  +");
+        out_num(b, points);
+        buf_printf(b, "  %s  %s", r->id, r->desc ? r->desc : "");
+}
+
+static void basis_line(Buf *b, const Rule *r)
+{
+        if (r->basis)
+                buf_printf(b, "        basis: %s\n", r->basis);
+}
+
+/* An expiry in the explain text: forever, or at, then the time. */
+static void time_or(Buf *b, int64_t ms, const char *forever, const char *at)
+{
+        if (ms == TIME_FOREVER) {
+                buf_puts(b, forever);
+                return;
+        }
+        char t[48];
+        time_format(ms, t, sizeof(t));
+        buf_puts(b, at);
+        buf_puts(b, t);
+}
+
+/* A section of the explain text that listed nothing says so. */
+static void none_unless(Buf *b, bool any)
+{
+        if (!any)
+                buf_puts(b, "  none\n");
+}
+
+/* The end of a section (any: it listed something) and the title of the
+ * next; false: the new one lists nothing yet. */
+static bool section_next(Buf *b, bool any, const char *title)
+{
+        none_unless(b, any);
+        buf_puts(b, title);
+        return false;
+}
+
 /* The official grade for people: its score, the cycle and its steps (the
  * "score" line above it is the risk index). */
 static void official_text(Engine *e, Ent *ent, Buf *b)
@@ -631,60 +674,40 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
         for (uint32_t k = 0; k < e->plan.nstatic; k++)
                 if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
                         const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
-                        buf_puts(b, "  +");
-                        out_num(b, ent_static_points(e, ent, k));
-                        buf_printf(b, "  %s  %s\n", r->id, r->desc ? r->desc : "");
-                        if (r->basis)
-                                buf_printf(b, "        basis: %s\n", r->basis);
+                        rule_line(b, r, ent_static_points(e, ent, k));
+                        buf_putc(b, '\n');
+                        basis_line(b, r);
                         any = true;
                 }
-        if (!any)
-                buf_puts(b, "  none\n");
-        buf_puts(b, "\nlive contributions:\n");
-        any = false;
+        any = section_next(b, any, "\nlive contributions:\n");
         for (uint32_t i = 0; i < ent->r->nc; i++) {
                 const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
                 const Rule *r = &e->rs->rules[c->rule];
-                buf_puts(b, "  +");
-                out_num(b, c->points);
-                buf_printf(b, "  %s  %s\n        caused by event %s at ", r->id, r->desc ? r->desc : "", c->event_id->s);
+                rule_line(b, r, c->points);
+                buf_printf(b, "\n        caused by event %s at ", c->event_id->s);
                 time_format(c->since, t, sizeof(t));
                 buf_puts(b, t);
-                if (c->expires == TIME_FOREVER)
-                        buf_puts(b, ", never expires");
-                else {
-                        time_format(c->expires, t, sizeof(t));
-                        buf_printf(b, ", expires %s", t);
-                }
+                time_or(b, c->expires, ", never expires", ", expires ");
                 if (c->rectify != TIME_UNSET) {
                         time_format(c->rectify, t, sizeof(t));
                         buf_printf(b, ", rectify by %s", t);
                 }
                 buf_putc(b, '\n');
-                if (r->basis)
-                        buf_printf(b, "        basis: %s\n", r->basis);
+                basis_line(b, r);
                 any = true;
         }
-        if (!any)
-                buf_puts(b, "  none\n");
-        buf_puts(b, "\nflags:\n");
-        any = false;
+        any = section_next(b, any, "\nflags:\n");
         for (uint32_t i = 0; i < ent->r->nf; i++) {
                 if (ent->r->f[i].until <= now)
                         continue;
                 buf_printf(b, "  %s", e->rs->flags[ent->r->f[i].flag]);
-                if (ent->r->f[i].until == TIME_FOREVER)
-                        buf_puts(b, ", no expiry\n");
-                else {
-                        time_format(ent->r->f[i].until, t, sizeof(t));
-                        buf_printf(b, " until %s\n", t);
-                }
+                time_or(b, ent->r->f[i].until, ", no expiry", " until ");
+                buf_putc(b, '\n');
                 any = true;
         }
-        if (!any)
-                buf_puts(b, "  none\n");
+        none_unless(b, any);
         /* which overrides hold now */
         VmState st;
         score_vmstate(e, ent, now, &st);
@@ -718,8 +741,7 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                         any = true;
                 }
         ent_profile_clear(e);
-        if (!any)
-                buf_puts(b, "  none\n");
+        none_unless(b, any);
 }
 
 /* The view write makes of an enterprise in state, NULL none. */

@@ -107,14 +107,22 @@ static void regrade_batch(Engine *e, Engine *o, EngineReload *rep)
         regrade(e, o, rep);
 }
 
+/* The report to fill (the caller's, else scratch) zeroed; -EBUSY while a
+ * batch is open or sealed. */
+static int report_start(const Engine *e, EngineReload **rep, EngineReload *scratch)
+{
+        if (!*rep)
+                *rep = scratch;
+        memset(*rep, 0, sizeof(**rep));
+        return e->in_batch || e->sealed ? -EBUSY : 0;
+}
+
 int engine_regrade(Engine *e, EngineReload *rep)
 {
         EngineReload scratch;
-        if (!rep)
-                rep = &scratch;
-        memset(rep, 0, sizeof(*rep));
-        if (e->in_batch || e->sealed)
-                return -EBUSY;
+        int r = report_start(e, &rep, &scratch);
+        if (r < 0)
+                return r;
         regrade_batch(e, NULL, rep);
         return 0;
 }
@@ -122,13 +130,11 @@ int engine_regrade(Engine *e, EngineReload *rep)
 int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
 {
         EngineReload scratch;
-        if (!rep)
-                rep = &scratch;
-        memset(rep, 0, sizeof(*rep));
-        if (e->in_batch || e->sealed)
-                return -EBUSY;
+        int r = report_start(e, &rep, &scratch);
+        if (r < 0)
+                return r;
         Engine *n = NULL;
-        int r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
+        r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
         if (r < 0)
                 return r;
         n->budget = 0; /* every enterprise of e finds room (in full form); e's budget after */

@@ -73,6 +73,16 @@ static bool acc_split(double d, uint64_t *m, int *sh)
         return true;
 }
 
+/* l = -l, in 256-bit two's complement. */
+static void acc_neg(uint64_t l[4])
+{
+        uint64_t c = 1;
+        for (int i = 0; i < 4; i++) {
+                l[i] = ~l[i] + c;
+                c = c && l[i] == 0;
+        }
+}
+
 static void acc_add(Acc *a, uint64_t m, int sh, bool neg)
 {
         uint64_t part[4] = {0, 0, 0, 0};
@@ -80,13 +90,8 @@ static void acc_add(Acc *a, uint64_t m, int sh, bool neg)
         part[li] = m << off;
         if (off && li + 1 < 4)
                 part[li + 1] = m >> (64 - off);
-        if (neg) {
-                uint64_t c = 1;
-                for (int i = 0; i < 4; i++) {
-                        part[i] = ~part[i] + c;
-                        c = c && part[i] == 0;
-                }
-        }
+        if (neg)
+                acc_neg(part);
         uint64_t carry = 0;
         for (int i = 0; i < 4; i++) {
                 uint64_t x = a->l[i] + part[i];
@@ -123,13 +128,8 @@ static double acc_double(const Acc *a)
         uint64_t m[4];
         memcpy(m, a->l, sizeof(m));
         bool neg = m[3] >> 63;
-        if (neg) {
-                uint64_t c = 1;
-                for (int i = 0; i < 4; i++) {
-                        m[i] = ~m[i] + c;
-                        c = c && m[i] == 0;
-                }
-        }
+        if (neg)
+                acc_neg(m);
         int top = 3;
         while (top >= 0 && !m[top])
                 top--;
@@ -350,6 +350,16 @@ static void mm_push(const Win *w, const Aggregate *a, RunMM *r, uint32_t i)
         r->dn++;
 }
 
+/* A sum's or an average's running part: v added (sign 1) or retracted (-1). */
+static void run_sum(RunSum *r, const Value *v, int sign)
+{
+        if (v->tag == VT_NULL)
+                return;
+        r->nn += (uint32_t)sign;
+        if (!acc_value(&r->acc, v, sign))
+                r->wild += (uint32_t)sign;
+}
+
 /* Row i joins the running aggregate. */
 static void run_add(Engine *e, Win *w, const Aggregate *a, uint32_t i)
 {
@@ -358,12 +368,7 @@ static void run_add(Engine *e, Win *w, const Aggregate *a, uint32_t i)
         switch (a->kind) {
         case AGG_SUM:
         case AGG_AVG: {
-                RunSum *r = run;
-                if (v->tag == VT_NULL)
-                        break;
-                r->nn++;
-                if (!acc_value(&r->acc, v, 1))
-                        r->wild++;
+                run_sum(run, v, 1);
                 break;
         }
         case AGG_MIN:
@@ -387,12 +392,7 @@ static void run_drop_front(Win *w, const Aggregate *a)
         switch (a->kind) {
         case AGG_SUM:
         case AGG_AVG: {
-                RunSum *r = run;
-                if (v->tag == VT_NULL)
-                        break;
-                r->nn--;
-                if (!acc_value(&r->acc, v, -1))
-                        r->wild--;
+                run_sum(run, v, -1);
                 break;
         }
         case AGG_MIN:
