@@ -349,6 +349,7 @@ static void tab_set(Engine *e, uint32_t i, Ent *x)
 
 void compact_record(Engine *e, const Ent *x, Buf *b)
 {
+        assert(x->compact);
         const StubRec *sr = stub_rec(x);
         lz_unpack(e, stub_data(sr), sr->len, sr->raw, b);
 }
@@ -451,6 +452,7 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
 
 Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 {
+        assert(x->compact && tab_ent(e, i) == x);
         uint32_t klen = ent_key(x)->len;
         Ent *n = pool_calloc(&e->pool, ent_size(e, klen));
         memcpy(ent_key(n), ent_key(x), sizeof(EntKey) + klen + 1);

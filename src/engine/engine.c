@@ -297,6 +297,7 @@ static KeyState *keystate_make(Engine *e, Ent *ent, const Rule *r, const Value *
  * what is in progress, not to every key ever seen. */
 static void keystate_drop(Engine *e, Ent *ent, KeyState *ks)
 {
+        assert(ks >= ent->ks && ks < ent->ks + ent->nks);
         ent_ks_free(e, ks);
         *ks = ent->ks[--ent->nks];
 }
@@ -354,6 +355,7 @@ static void rule_on_event(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
                 /* read only the event: the same code as an earlier rule of this
                  * event answers the same (over_limit of two cold-chain rules) */
                 uint32_t k = ri->same_when;
+                assert(k <= r->index && e->plan.ri[k].event_only);
                 if (e->when_epoch[k] == e->applying) {
                         cond = e->when_val[k];
                 } else {
@@ -560,6 +562,7 @@ static void key_act(Engine *e, Ent *ent, KeyState *ks, int64_t now)
         size_t idlen;
         char idbuf[40];
         const char *id = ent_snap_id(ks, idbuf, &idlen);
+        assert(ks->armed); /* it was due: ks_due is set only while armed */
         ent_profile_fill(e, ent);
         ks->armed = 0;
         if (!r->timer_driven) {
@@ -738,6 +741,7 @@ static EnginePushResult push_decoded(Engine *e, const char *bytes, size_t len, c
                 e->max_time = t;
                 e->wm = time_sub_sat(t, e->cfg.grace_ms);
         }
+        assert(e->wm <= e->max_time && t >= e->wm); /* the watermark trails the newest event */
         if (e->cfg.grace_ms == 0)
                 return apply(e, ev, ent_hash, bytes, len, src);
         hold_push(&e->hold, ev->time_ms, bytes, len, src);

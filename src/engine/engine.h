@@ -189,6 +189,7 @@ static inline void ent_profile_need(Engine *e, Ent *ent)
 static inline void *ent_grow(Engine *e, void *arr, uint16_t *cap, size_t elem)
 {
         uint16_t oc = *cap;
+        assert(oc < 32768); /* the doubling stays in 16 bits */
         *cap = oc == 0 || (size_t)(oc + 1) * elem <= 512 ? (uint16_t)(oc + 1) : (uint16_t)(oc * 2);
         return pool_realloc(&e->pool, arr, (size_t)oc * elem, (size_t)*cap * elem);
 }

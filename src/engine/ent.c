@@ -32,6 +32,7 @@ static inline bool ent_is(const Ent *x, const char *k, uint32_t len)
 static uint32_t ent_slot(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t mask = e->ents.tabcap - 1, i = (uint32_t)h & mask;
+        assert(e->ents.tabcap && !(e->ents.tabcap & mask)); /* a power of two */
         if (e->ents.tab_untagged) {
                 for (Ent *x; (x = tab_ent(e, i)); i = (i + 1) & mask)
                         if (ent_is(x, k, len))
@@ -105,6 +106,7 @@ Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
                 e->ents.tab = tagtab_grow(e->ents.tab, e->ents.tabcap, e->ents.tabcap * 2, e->ents.tab_untagged, ent_hash);
                 e->ents.tabcap *= 2;
         }
+        assert(e->ents.nents * 2 <= e->ents.tabcap); /* at most half full: probes end */
         return x;
 }
 
@@ -192,6 +194,7 @@ static inline void prof_load(const Engine *e, const Ent *x, uint32_t i, Value *v
 
 Value ent_prof_get(const Engine *e, const Ent *x, uint32_t i)
 {
+        assert(i < e->plan.nprof);
         Value v = value_null();
         prof_load(e, x, i, &v);
         return v;
@@ -205,6 +208,7 @@ static void pstr_free(Engine *e, PStr *ps)
 
 void ent_prof_set(Engine *e, Ent *x, uint32_t i, Value v)
 {
+        assert(i < e->plan.nprof);
         uint8_t *p = ent_prof(e, x);
         uint8_t *bits = p + e->ents.prof_present + i / 8, bit = (uint8_t)(1u << (i % 8));
         uint8_t *at = p + e->ents.prof_off[i];
@@ -285,6 +289,7 @@ static void ent_free(Engine *e, Ent *x)
 /* Remove from the table (backward-shift deletion) and free. */
 void ent_remove(Engine *e, Ent *x)
 {
+        assert(e->ents.nents > 0);
         tagtab_remove(e->ents.tab, e->ents.tabcap, x, ent_hash(x), e->ents.tab_untagged, ent_hash);
         e->ents.nents--;
         ent_free(e, x);
@@ -344,6 +349,7 @@ static Snap *snap_key_only(Engine *e, const char *k, uint32_t len)
 
 void ent_ks_key(Engine *e, KeyState *ks, const char *k, uint32_t len)
 {
+        assert(!ks->snap); /* fresh: no key, no snapshot */
         ks->keyed = 1;
         ks->khash = (uint32_t)hash_fast(k, len);
         ks->snap = snap_key_only(e, k, len);
@@ -506,6 +512,7 @@ void ent_snap_set(Engine *e, KeyState *ks, const RuleInfo *ri, const Value *ev, 
                 default: memcpy(p, &v->ms, 8); p += 8; break;
                 }
         }
+        assert((size_t)(p - (uint8_t *)s) + (bin ? 16 : idlen) == n); /* written as counted */
         if (bin)
                 memcpy(p, uuid, 16);
         else if (idlen)
@@ -546,7 +553,11 @@ static const uint8_t *snap_decode(const KeyState *ks, const RuleInfo *ri, Value 
 void ent_snap_values(const KeyState *ks, const RuleInfo *ri, Value *out)
 {
         if (ks_has_snap(ks)) {
-                snap_decode(ks, ri, out);
+                const uint8_t *id = snap_decode(ks, ri, out);
+                /* the values end where the id starts (ent_snap_id reads it from the end) */
+                assert(id + (ks->snap->idlen == SNAP_UUID ? 16 : ks->snap->idlen) ==
+                       (const uint8_t *)ks->snap + ks->snap->size);
+                (void)id;
                 return;
         }
         for (uint32_t i = 0; i < ri->nsnap; i++)

@@ -10,6 +10,8 @@
 #ifndef RISKD_ENGINE_ENT_H
 #define RISKD_ENGINE_ENT_H
 
+#include <assert.h>
+
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
 #include "src/engine/intern.h"
@@ -98,9 +100,11 @@ static inline size_t win_size(uint32_t cap, uint32_t nrow)
         return (size_t)cap * (sizeof(int64_t) + (size_t)nrow * sizeof(Value));
 }
 
-/* The ring position of row i (i < cap, head < cap): no division. */
+/* The ring position of row i (i <= cap, head < cap: one subtraction
+ * brings it back in range; i == cap comes back to head): no division. */
 static inline uint32_t ring_at(const Win *w, uint32_t i)
 {
+        assert(i <= w->cap && w->head < w->cap);
         uint32_t at = w->head + i;
         return at >= w->cap ? at - w->cap : at;
 }

@@ -121,6 +121,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         } else {
                 ent_below_set(e, ent, TIME_UNSET);
         }
+        assert(ent->held >= 0 && ent->held < (int32_t)g->nbands); /* a band is in force once graded */
         int32_t grade = ent->held, lo = 0, hi = (int32_t)g->nbands - 1;
         bool base_same = ent->held == held_before;
         if (g->official.declared) {

@@ -35,6 +35,7 @@ void timer_want(Engine *e, Ent *x, int64_t time, bool absent)
 {
         if (x->tm_at != TIME_UNSET && (x->tm_at < time || (x->tm_at == time && x->tm_absent <= absent)))
                 return;
+        assert(time != TIME_UNSET);
         x->tm_at = time;
         x->tm_absent = absent;
         Timers *ts = &e->timers;
@@ -118,6 +119,7 @@ int64_t timer_next(Engine *e, const Ent *x, int64_t done, bool done_absent, bool
                         absent = ab;
                 }
         }
+        assert(at == TIME_FOREVER || done == TIME_UNSET || at >= done); /* never behind what acted */
         *ret_absent = absent;
         return at == TIME_FOREVER ? TIME_UNSET : at;
 }

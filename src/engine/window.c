@@ -633,6 +633,7 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 }
                 if (w->n == w->cap)
                         make_room(e, w, a);
+                assert(w->n < w->cap); /* make_room made room */
                 uint32_t at = ring_at(w, w->n);
                 w->t[at] = t;
                 Value *dst = &win_v(w)[(size_t)at * nrow];
