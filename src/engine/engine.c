@@ -838,24 +838,13 @@ Engine *engine_free(Engine *e)
         buf_free(&e->lz_buf);
         ent_table_free(e);      /* an Ent's size reads the plan */
         plan_deinit(&e->plan, e->rs);
-        free(e->sexprbuf);
-        free(e->when_epoch);
-        free(e->when_val);
-        free(e->slots);
-        free(e->rowbuf);
-        free(e->snapbuf);
-        free(e->snapvals);
-        free(e->profbuf);
-        free(e->scratch);
-        free(e->aggbuf);
-        buf_free(&e->keybuf);
-        free(e->touched);
-        free(e->undo_off);
-        buf_free(&e->undo);
-        buf_free(&e->meta_undo);
-        buf_free(&e->meta_sealed);
-        buf_free(&e->out);
-        buf_free(&e->msg);
+        void *arrays[] = {e->sexprbuf, e->when_epoch, e->when_val, e->slots,   e->rowbuf,  e->snapbuf,
+                          e->snapvals, e->profbuf,    e->scratch,  e->aggbuf,  e->touched, e->undo_off};
+        for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+                free(arrays[i]);
+        Buf *bufs[] = {&e->keybuf, &e->undo, &e->meta_undo, &e->meta_sealed, &e->out, &e->msg};
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+                buf_free(bufs[i]);
         decoder_free(e->dec);
         intern_deinit(&e->in);
         pool_deinit(&e->pool);
