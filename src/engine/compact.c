@@ -45,6 +45,7 @@
  * comes up, the enterprise is expanded and acts as it would have.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/engine/engine.h"
@@ -116,14 +117,14 @@ static void lz_dict(Engine *e)
                 for (uint32_t k = 0; en && k < en->nvalues; k++)
                         dict_put(&d, en->values[k]);
         }
-        e->lz_dict = (uint8_t *)d.p;
-        e->lz_dlen = (uint32_t)d.len;
-        e->lz_dhash = xmalloc(sizeof(int32_t) << LZ_HBITS);
-        e->lz_h = xcalloc(1u << LZ_HBITS, sizeof(uint64_t));
+        e->cp.lz_dict = (uint8_t *)d.p;
+        e->cp.lz_dlen = (uint32_t)d.len;
+        e->cp.lz_dhash = xmalloc(sizeof(int32_t) << LZ_HBITS);
+        e->cp.lz_h = xcalloc(1u << LZ_HBITS, sizeof(uint64_t));
         for (uint32_t i = 0; i < 1u << LZ_HBITS; i++)
-                e->lz_dhash[i] = -1;
-        for (uint32_t i = 0; i + LZ_MIN <= e->lz_dlen; i++)
-                e->lz_dhash[lz_hash(e->lz_dict + i)] = (int32_t)i;
+                e->cp.lz_dhash[i] = -1;
+        for (uint32_t i = 0; i + LZ_MIN <= e->cp.lz_dlen; i++)
+                e->cp.lz_dhash[lz_hash(e->cp.lz_dict + i)] = (int32_t)i;
 }
 
 static void lz_lits(Buf *out, const uint8_t *p, size_t n)
@@ -140,23 +141,23 @@ static void lz_lits(Buf *out, const uint8_t *p, size_t n)
 /* in[0 .. n) coded into out (appended). */
 static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
 {
-        if (!e->lz_dhash)
+        if (!e->cp.lz_dhash)
                 lz_dict(e);
         /* positions in this input: the epoch of the call in the high
          * half, so that no call clears the table (a stale entry falls
          * back to the dictionary's) */
-        uint64_t *h = e->lz_h;
-        uint64_t ep = ++e->lz_epoch;
+        uint64_t *h = e->cp.lz_h;
+        uint64_t ep = ++e->cp.lz_epoch;
         if (ep >> 32) {
                 memset(h, 0, sizeof(uint64_t) << LZ_HBITS);
-                ep = e->lz_epoch = 1;
+                ep = e->cp.lz_epoch = 1;
         }
-        const uint8_t *d = e->lz_dict;
-        uint32_t dl = e->lz_dlen;
+        const uint8_t *d = e->cp.lz_dict;
+        uint32_t dl = e->cp.lz_dlen;
         size_t lit = 0, i = 0;
         while (i + LZ_MIN <= n) {
                 uint32_t hv = lz_hash(in + i);
-                int64_t c = h[hv] >> 32 == ep ? (int64_t)(dl + (uint32_t)h[hv]) : e->lz_dhash[hv];
+                int64_t c = h[hv] >> 32 == ep ? (int64_t)(dl + (uint32_t)h[hv]) : e->cp.lz_dhash[hv];
                 h[hv] = ep << 32 | (uint32_t)i;
                 size_t m = 0;
                 if (c >= 0) {
@@ -195,8 +196,8 @@ static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
 static int lz_unpack(const Engine *e, const uint8_t *in, size_t n, size_t len, Buf *out)
 {
         size_t base = out->len, i = 0;
-        const uint8_t *d = e->lz_dict;
-        uint32_t dl = e->lz_dlen;
+        const uint8_t *d = e->cp.lz_dict;
+        uint32_t dl = e->cp.lz_dlen;
         while (i < n) {
                 uint8_t c = in[i++];
                 if (c < 0x80) {
@@ -258,7 +259,7 @@ uint64_t engine_state_bytes(const Engine *e)
 
 void engine_budget_set(Engine *e, uint64_t bytes)
 {
-        e->budget = bytes;
+        e->cp.budget = bytes;
 }
 
 /* Nothing that acts with time but the cycle timer, nothing an open batch,
@@ -309,18 +310,18 @@ static void gone_add(Engine *e, Ent *x, Ent *to)
 {
         x->gone = 1;
         x->to = to;
-        if (e->ngone == e->cgone) {
-                e->cgone = e->cgone ? 2 * e->cgone : 64;
-                e->gone = xrealloc(e->gone, e->cgone * sizeof(Ent *));
+        if (e->cp.ngone == e->cp.cgone) {
+                e->cp.cgone = e->cp.cgone ? 2 * e->cp.cgone : 64;
+                e->cp.gone = xrealloc(e->cp.gone, e->cp.cgone * sizeof(Ent *));
         }
-        e->gone[e->ngone++] = x;
+        e->cp.gone[e->cp.ngone++] = x;
 }
 
 void compact_gone_free(Engine *e)
 {
-        for (uint32_t i = 0; i < e->ngone; i++)
-                compact_ent_free(e, e->gone[i]);
-        e->ngone = 0;
+        for (uint32_t i = 0; i < e->cp.ngone; i++)
+                compact_ent_free(e, e->cp.gone[i]);
+        e->cp.ngone = 0;
 }
 
 void compact_ent_free(Engine *e, Ent *x)
@@ -360,9 +361,9 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         b->len = 0;
         state_ent_write(e, x, b);
         size_t raw = b->len;
-        e->lz_buf.len = 0;
-        lz_pack(e, (const uint8_t *)b->p, raw, &e->lz_buf);
-        size_t packed = e->lz_buf.len;
+        e->cp.lz_buf.len = 0;
+        lz_pack(e, (const uint8_t *)b->p, raw, &e->cp.lz_buf);
+        size_t packed = e->cp.lz_buf.len;
         uint32_t klen = ent_key(x)->len;
         if (raw >= 1u << 31 || packed > UINT32_MAX)
                 return NULL;
@@ -390,7 +391,7 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         sr->len = (uint32_t)packed;
         sr->raw = (uint32_t)raw & 0x7fffffff;
         sr->ext = ext ? pool_alloc(&e->pool, packed) : NULL;
-        memcpy(ext ? sr->ext : sr->data, e->lz_buf.p, packed);
+        memcpy(ext ? sr->ext : sr->data, e->cp.lz_buf.p, packed);
         return s;
 }
 
@@ -424,11 +425,11 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
         Buf b = {0};
         int n = 0;
         /* one walk round the table, from where the last one stopped */
-        uint32_t start = e->compact_pos < e->ents.tabcap ? e->compact_pos : 0;
+        uint32_t start = e->cp.compact_pos < e->ents.tabcap ? e->cp.compact_pos : 0;
         for (uint32_t k = 0; k < e->ents.tabcap && (!target || engine_state_bytes(e) > target); k++) {
                 uint32_t i = start + k < e->ents.tabcap ? start + k : start + k - e->ents.tabcap;
                 if (max && (uint32_t)n == max) {
-                        e->compact_pos = i;
+                        e->cp.compact_pos = i;
                         break;
                 }
                 Ent *x = tab_ent(e, i);
@@ -440,12 +441,12 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
                 tab_set(e, i, s);
                 ent_clear(e, x);
                 gone_add(e, x, s);
-                e->ncompact++;
+                e->cp.ncompact++;
                 e->st.compactions++;
                 n++;
         }
         buf_free(&b);
-        if (n || e->ngone)
+        if (n || e->cp.ngone)
                 heap_pass(e);
         return n;
 }
@@ -462,11 +463,11 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
         n->tm_at = TIME_UNSET;
         /* written by this Engine under its rules: it decodes (if it did
          * not, n would hold what did, as a restore keeps) */
-        e->lz_buf.len = 0;
-        compact_record(e, x, &e->lz_buf);
-        state_ent_read(e, n, e->lz_buf.p, e->lz_buf.len);
+        e->cp.lz_buf.len = 0;
+        compact_record(e, x, &e->cp.lz_buf);
+        state_ent_read(e, n, e->cp.lz_buf.p, e->cp.lz_buf.len);
         tab_set(e, i, n);
-        e->ncompact--;
+        e->cp.ncompact--;
         e->st.expansions++;
         if (push && x->tm_at != TIME_UNSET) {
                 /* its entry is in the heap: the full form's replaces it */
@@ -481,7 +482,7 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 
 void compact_expand_all(Engine *e)
 {
-        for (uint32_t i = 0; e->ncompact && i < e->ents.tabcap; i++) {
+        for (uint32_t i = 0; e->cp.ncompact && i < e->ents.tabcap; i++) {
                 Ent *x = tab_ent(e, i);
                 if (x && x->compact)
                         compact_expand(e, i, x, true);
@@ -490,13 +491,24 @@ void compact_expand_all(Engine *e)
 
 bool compact_room(Engine *e)
 {
-        if (engine_state_bytes(e) < e->budget)
+        if (engine_state_bytes(e) < e->cp.budget)
                 return true;
         /* every idle enterprise, at most once per quarter of the
          * enterprises' count in events: a full table costs no scan per event */
-        if (!e->in_batch && e->applying >= e->compact_after) {
+        if (!e->in_batch && e->applying >= e->cp.compact_after) {
                 engine_compact(e, 0, 0);
-                e->compact_after = e->applying + (e->ents.nents / 4 > 1024 ? e->ents.nents / 4 : 1024);
+                e->cp.compact_after = e->applying + (e->ents.nents / 4 > 1024 ? e->ents.nents / 4 : 1024);
         }
-        return engine_state_bytes(e) < e->budget;
+        return engine_state_bytes(e) < e->cp.budget;
+}
+
+void compact_deinit(Engine *e)
+{
+        assert(e->timers.ntm == 0);
+        compact_gone_free(e);
+        free(e->cp.gone);
+        free(e->cp.lz_dict);
+        free(e->cp.lz_dhash);
+        free(e->cp.lz_h);
+        buf_free(&e->cp.lz_buf);
 }

@@ -495,10 +495,10 @@ static EnginePushResult apply(Engine *e, const DecodedEvent *ev, const uint64_t 
                             : ent_get(e, ev->enterprise.p, ev->enterprise.len);
         if (!ent) {
                 char d[160];
-                if (e->refused == 2) {
+                if (e->ents.refused == 2) {
                         e->st.refused_budget++;
                         snprintf(d, sizeof(d), "the state budget (limits.max_state_bytes, %llu bytes) is reached",
-                                 (unsigned long long)e->budget);
+                                 (unsigned long long)e->cp.budget);
                 } else {
                         snprintf(d, sizeof(d), "the enterprise limit (max_enterprises) is reached");
                 }
@@ -687,8 +687,8 @@ static EnginePushResult push_decoded(Engine *e, const char *bytes, size_t len, c
  * form changes no output. */
 static void compact_every(Engine *e)
 {
-        if (e->cfg.compact_every && !e->in_batch && ++e->compact_count >= e->cfg.compact_every) {
-                e->compact_count = 0;
+        if (e->cfg.compact_every && !e->in_batch && ++e->cp.compact_count >= e->cfg.compact_every) {
+                e->cp.compact_count = 0;
                 engine_compact(e, 0, 0);
         }
 }
@@ -783,7 +783,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
                 engine_config_default(&e->cfg);
         if (!e->cfg.max_event_bytes)
                 e->cfg.max_event_bytes = 1 << 20;
-        e->budget = e->cfg.max_state_bytes;
+        e->cp.budget = e->cfg.max_state_bytes;
         if (e->cfg.grace_ms < 0 || !e->cfg.max_held || !e->cfg.max_window_rows) {
                 free(e);
                 return -EINVAL;
@@ -829,13 +829,8 @@ Engine *engine_free(Engine *e)
         state_dicts_free(e);
         free(e->due);
         hold_free(&e->hold);
-        timer_free(&e->timers); /* no entry left: the gone Ents are freed now */
-        compact_gone_free(e);
-        free(e->gone);
-        free(e->lz_dict);
-        free(e->lz_dhash);
-        free(e->lz_h);
-        buf_free(&e->lz_buf);
+        timer_free(&e->timers); /* no entry left: compact_deinit frees the gone Ents */
+        compact_deinit(e);
         ent_table_free(e);      /* an Ent's size reads the plan */
         plan_deinit(&e->plan, e->rs);
         void *arrays[] = {e->sexprbuf, e->when_epoch, e->when_val, e->slots,   e->rowbuf,  e->snapbuf,
@@ -867,8 +862,8 @@ const EngineStats *engine_counters(Engine *e)
 {
         e->st.enterprises = e->ents.nents;
         e->st.watermark = e->wm;
-        e->st.enterprises_compact = e->ncompact;
-        e->st.state_budget = e->budget;
+        e->st.enterprises_compact = e->cp.ncompact;
+        e->st.state_budget = e->cp.budget;
         return &e->st;
 }
 
@@ -894,7 +889,7 @@ const EngineStats *engine_stats(Engine *e)
         e->st.state_bytes = sb + e->pool.bytes - wb;
         e->st.window_bytes = wb;
         e->st.window_rows = rows;
-        e->st.enterprises_compact = e->ncompact;
-        e->st.state_budget = e->budget;
+        e->st.enterprises_compact = e->cp.ncompact;
+        e->st.state_budget = e->cp.budget;
         return &e->st;
 }

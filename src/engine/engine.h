@@ -13,6 +13,7 @@
 
 #include "include/riskd/engine.h"
 #include "include/riskd/util.h"
+#include "src/engine/compact.h"
 #include "src/engine/ent.h"
 #include "src/engine/hold.h"
 #include "src/engine/intern.h"
@@ -88,22 +89,7 @@ struct Engine {
         uint64_t *when_epoch;   /* per rule: applying when when_val was set */
         uint8_t *when_val;
         uint64_t kh_event;      /* 0: none */
-        /* compact.c: replaced Ents (Ent.gone) a timer entry may still name,
-         * freed at the next heap pass; the state budget (0 none) */
-        Ent **gone;
-        uint32_t ngone, cgone;
-        uint64_t budget;
-        uint64_t compact_after;         /* applying: the next budget-driven compaction pass */
-        uint64_t compact_count;         /* applying at the last compact_every pass */
-        uint32_t ncompact;              /* enterprises in compact form */
-        uint32_t compact_pos;           /* the table slot engine_compact goes on from */
-        uint8_t refused;                /* why ent_get_h made none: 1 max_enterprises, 2 the budget */
-        uint8_t *lz_dict;               /* compact.c's dictionary, made at the first compaction */
-        uint32_t lz_dlen;
-        int32_t *lz_dhash;              /* per hash of 4 bytes: the last dictionary position, -1 */
-        uint64_t *lz_h;                 /* per hash: lz_epoch << 32 | the last position in the input */
-        uint64_t lz_epoch;
-        Buf lz_buf;                     /* a record decoded (transient) */
+        Compact cp;             /* idle enterprises in compact form, the state budget (compact.c) */
         int32_t kh_slot;
         uint32_t kh_hash;
         Buf out;                /* output document being built */
@@ -227,24 +213,6 @@ static inline OffState *ent_off(Engine *e, Ent *x)
 /* engine.c */
 /* A held event's bytes (a partition record's, state.c) held again. */
 void engine_held_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
-
-/* compact.c */
-/* The full form of compact x, in table slot i (tab[i] names x), x freed
- * (or kept for the heap pass, Ent.gone); push: give it its timer entry
- * (not when the caller acts on it at once, the entry having come up). */
-Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push);
-/* Every compact enterprise in full form (operations that walk them all). */
-void compact_expand_all(Engine *e);
-/* The changelog record of compact x, appended to b. */
-void compact_record(Engine *e, const Ent *x, Buf *b);
-/* Free x, full or compact. */
-void compact_ent_free(Engine *e, Ent *x);
-/* After the timer heap was rebuilt from the table: no entry names a gone
- * Ent any more. */
-void compact_gone_free(Engine *e);
-/* A new enterprise may be made: below the budget, after compacting if
- * that is allowed now. */
-bool compact_room(Engine *e);
 
 /* state.c */
 void state_touch(Engine *e, Ent *ent);

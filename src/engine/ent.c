@@ -72,7 +72,7 @@ uint32_t ent_slot_of(Engine *e, const Ent *x)
 }
 
 /* h: hash_fast(k, len).  A compact enterprise comes back in full form;
- * NULL: none made, e->refused says why. */
+ * NULL: none made, e->ents.refused says why. */
 Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
 {
         uint32_t i = ent_slot(e, k, len, h);
@@ -81,11 +81,11 @@ Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h)
                 return x->compact ? compact_expand(e, i, x, true) : x;
         }
         if (e->ents.nents >= e->cfg.max_enterprises) {
-                e->refused = 1;
+                e->ents.refused = 1;
                 return NULL;
         }
-        if (e->budget && !compact_room(e)) {
-                e->refused = 2;
+        if (e->cp.budget && !compact_room(e)) {
+                e->ents.refused = 2;
                 return NULL;
         }
         i = ent_slot(e, k, len, h); /* compact_room may have untagged the table */

@@ -204,22 +204,6 @@ static inline size_t ent_key_size(uint32_t len)
         return (sizeof(EntKey) + len + 1 + 7) & ~(size_t)7;
 }
 
-/* After the key of a compact Ent (Ent.compact): what its timers need
- * without the state (the entry timer_rebuild would make for it in
- * full form), then its changelog record (state.c), the same bytes
- * engine_batch_changes would write for it, coded by compact.c: after the
- * StubRec in the same pool object, or in one of its own (ext) when two
- * objects round up to less than one (the pool's classes are 64 and 128
- * bytes apart from 256 and 512 bytes). */
-typedef struct StubRec {
-        int64_t rebuild_at;     /* TIME_UNSET: none */
-        uint8_t *ext;           /* the coded record, NULL: in data */
-        uint32_t len;           /* of the coded record */
-        uint32_t raw : 31;      /* of the record */
-        uint32_t rebuild_absent : 1;
-        uint8_t data[];
-} StubRec;
-
 static inline EntKey *ent_key(const Ent *x)
 {
         return (EntKey *)(void *)(uintptr_t)(x + 1);
@@ -257,6 +241,7 @@ typedef struct EntTable {
         uintptr_t *tab;
         uint32_t tabcap, nents;
         bool tab_untagged;
+        uint8_t refused;        /* why ent_get_h made none: 1 max_enterprises, 2 the budget */
         /* an enterprise's profile, packed: per prof index at prof_off, by its
          * field type a string (a PStr pointer), a number or a time (8), an
          * enum (2), a bool (1); then a bit per index, set when it holds a
@@ -274,7 +259,7 @@ void ent_table_free(Engine *e);
 /* An enterprise in state (in full form), NULL none. */
 Ent *ent_find(Engine *e, const char *k, uint32_t len);
 /* An enterprise in state or a new one (h: hash_fast(k, len)); a compact
- * enterprise comes back in full form; NULL: none made, e->refused says why. */
+ * enterprise comes back in full form; NULL: none made, e->ents.refused says why. */
 Ent *ent_get_h(Engine *e, const char *k, uint32_t len, uint64_t h);
 Ent *ent_get(Engine *e, const char *k, uint32_t len);
 /* The enterprise of a key hash, without comparing keys (a prefetch). */

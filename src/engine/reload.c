@@ -137,7 +137,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
         if (r < 0)
                 return r;
-        n->budget = 0; /* every enterprise of e finds room (in full form); e's budget after */
+        n->cp.budget = 0; /* every enterprise of e finds room (in full form); e's budget after */
 
         uint32_t kept = 0, changed = 0, added = 0, removed = 0;
         for (uint32_t i = 0; i < rs->nrules; i++) {
@@ -186,7 +186,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
                         s->by_type[nt] += o->by_type[t];
         }
         regrade_batch(n, e, rep);
-        n->budget = e->budget;
+        n->cp.budget = e->cp.budget;
         rep->rules_kept = kept;
         rep->rules_changed = changed;
         rep->rules_added = added;
