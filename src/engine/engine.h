@@ -2,9 +2,13 @@
  * struct Engine, made of the parts each file of src/engine/ owns: the
  * enterprise table (EntTable, ent.h), the timer heap (Timers, timer.h),
  * the events before they apply (Hold, hold.h), what the rules imply
- * (Plan, plan.h); the rest is the event flow's (engine.c), the batches'
- * (state.c) and compaction's (compact.c).  The inline accessors below
- * read more than one part; the prototypes of each file follow.
+ * (Plan, plan.h), the compact form and the budget (Compact, compact.h);
+ * the rest is the event flow's (engine.c) and the batches' (state.c).
+ * Every file of the engine includes this header for the struct; which
+ * file's functions it calls is what says what it depends on: grading,
+ * windows, outputs, records and compaction call ent.c, timer.c and
+ * score.c, never the event flow.  The inline accessors below read more
+ * than one part; the prototypes of the files without a header follow.
  */
 #ifndef RISKD_ENGINE_PRIV_H
 #define RISKD_ENGINE_PRIV_H
