@@ -178,9 +178,21 @@ typedef struct Engine Engine;
 int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn emit, void *ud);
 Engine *engine_free(Engine *e);
 
+/* What engine_push did with the message.  Held events, and the events a
+ * push releases, are applied (or dead-lettered: a duplicate, over a
+ * limit) when the watermark passes them, which this result does not
+ * report: the counters and the emit callback do. */
+typedef enum EnginePushResult {
+        ENGINE_PUSH_APPLIED,            /* applied now (no grace) */
+        ENGINE_PUSH_HELD,               /* held for the grace (released by this push if at the watermark) */
+        ENGINE_PUSH_REPLAYED,           /* replayed (SourcePos.replay) and already in the restored state: skipped */
+        ENGINE_PUSH_DUPLICATE,          /* its id among the enterprise's recent ones: dead-lettered, "duplicate" */
+        ENGINE_PUSH_DEAD_LETTERED,      /* dead-lettered for another reason (undecodable, too late, over a limit) */
+} EnginePushResult;
+
 /* One input message: decoded, checked, held or applied.  Never fails on
- * bad input (it becomes a dead letter).  Returns 0. */
-int engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
+ * bad input (it becomes a dead letter). */
+EnginePushResult engine_push(Engine *e, const char *bytes, size_t len, const SourcePos *src);
 /*
  * A hint that bytes will be pushed to this engine soon, within the next
  * ENGINE_AHEAD pushes, in the order of the hints.  The engine decodes them

@@ -45,6 +45,7 @@
  * comes up, the enterprise is expanded and acts as it would have.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/engine/engine.h"
@@ -104,7 +105,7 @@ static void lz_dict(Engine *e)
                 dict_varint(&d, rs->rules[i].fingerprint);
         }
         for (uint32_t i = 0; i < rs->naggs; i++) /* an empty window is its fingerprint and slots */
-                dict_varint(&d, e->agg_fp[i]);
+                dict_varint(&d, e->plan.agg_fp[i]);
         for (uint32_t i = 0; i < rs->nflags; i++)
                 dict_put(&d, rs->flags[i]);
         for (uint32_t i = 0; i < rs->grading.nbands; i++)
@@ -116,14 +117,14 @@ static void lz_dict(Engine *e)
                 for (uint32_t k = 0; en && k < en->nvalues; k++)
                         dict_put(&d, en->values[k]);
         }
-        e->lz_dict = (uint8_t *)d.p;
-        e->lz_dlen = (uint32_t)d.len;
-        e->lz_dhash = xmalloc(sizeof(int32_t) << LZ_HBITS);
-        e->lz_h = xcalloc(1u << LZ_HBITS, sizeof(uint64_t));
+        e->cp.lz_dict = (uint8_t *)d.p;
+        e->cp.lz_dlen = (uint32_t)d.len;
+        e->cp.lz_dhash = xmalloc(sizeof(int32_t) << LZ_HBITS);
+        e->cp.lz_h = xcalloc(1u << LZ_HBITS, sizeof(uint64_t));
         for (uint32_t i = 0; i < 1u << LZ_HBITS; i++)
-                e->lz_dhash[i] = -1;
-        for (uint32_t i = 0; i + LZ_MIN <= e->lz_dlen; i++)
-                e->lz_dhash[lz_hash(e->lz_dict + i)] = (int32_t)i;
+                e->cp.lz_dhash[i] = -1;
+        for (uint32_t i = 0; i + LZ_MIN <= e->cp.lz_dlen; i++)
+                e->cp.lz_dhash[lz_hash(e->cp.lz_dict + i)] = (int32_t)i;
 }
 
 static void lz_lits(Buf *out, const uint8_t *p, size_t n)
@@ -140,23 +141,23 @@ static void lz_lits(Buf *out, const uint8_t *p, size_t n)
 /* in[0 .. n) coded into out (appended). */
 static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
 {
-        if (!e->lz_dhash)
+        if (!e->cp.lz_dhash)
                 lz_dict(e);
         /* positions in this input: the epoch of the call in the high
          * half, so that no call clears the table (a stale entry falls
          * back to the dictionary's) */
-        uint64_t *h = e->lz_h;
-        uint64_t ep = ++e->lz_epoch;
+        uint64_t *h = e->cp.lz_h;
+        uint64_t ep = ++e->cp.lz_epoch;
         if (ep >> 32) {
                 memset(h, 0, sizeof(uint64_t) << LZ_HBITS);
-                ep = e->lz_epoch = 1;
+                ep = e->cp.lz_epoch = 1;
         }
-        const uint8_t *d = e->lz_dict;
-        uint32_t dl = e->lz_dlen;
+        const uint8_t *d = e->cp.lz_dict;
+        uint32_t dl = e->cp.lz_dlen;
         size_t lit = 0, i = 0;
         while (i + LZ_MIN <= n) {
                 uint32_t hv = lz_hash(in + i);
-                int64_t c = h[hv] >> 32 == ep ? (int64_t)(dl + (uint32_t)h[hv]) : e->lz_dhash[hv];
+                int64_t c = h[hv] >> 32 == ep ? (int64_t)(dl + (uint32_t)h[hv]) : e->cp.lz_dhash[hv];
                 h[hv] = ep << 32 | (uint32_t)i;
                 size_t m = 0;
                 if (c >= 0) {
@@ -195,8 +196,8 @@ static void lz_pack(Engine *e, const uint8_t *in, size_t n, Buf *out)
 static int lz_unpack(const Engine *e, const uint8_t *in, size_t n, size_t len, Buf *out)
 {
         size_t base = out->len, i = 0;
-        const uint8_t *d = e->lz_dict;
-        uint32_t dl = e->lz_dlen;
+        const uint8_t *d = e->cp.lz_dict;
+        uint32_t dl = e->cp.lz_dlen;
         while (i < n) {
                 uint8_t c = in[i++];
                 if (c < 0x80) {
@@ -252,13 +253,13 @@ static size_t psize(size_t n)
 
 uint64_t engine_state_bytes(const Engine *e)
 {
-        return e->pool.bytes + (uint64_t)e->tabcap * sizeof(uintptr_t) + (uint64_t)e->ctm * sizeof(Timer) +
+        return e->pool.bytes + (uint64_t)e->ents.tabcap * sizeof(uintptr_t) + (uint64_t)e->timers.ctm * sizeof(Timer) +
                (uint64_t)e->in.cap * sizeof(uintptr_t);
 }
 
 void engine_budget_set(Engine *e, uint64_t bytes)
 {
-        e->budget = bytes;
+        e->cp.budget = bytes;
 }
 
 /* Nothing that acts with time but the cycle timer, nothing an open batch,
@@ -287,9 +288,9 @@ static bool ent_idle(const Ent *x)
 /* What x's full form holds in the pool, at class sizes. */
 static size_t ent_bytes(const Engine *e, const Ent *x)
 {
-        size_t n = psize(engine_ent_size(e, ent_key(x)->len));
-        for (uint32_t i = 0; i < e->nprof; i++) {
-                Value v = engine_prof_get(e, x, i);
+        size_t n = psize(ent_size(e, ent_key(x)->len));
+        for (uint32_t i = 0; i < e->plan.nprof; i++) {
+                Value v = ent_prof_get(e, x, i);
                 if (v.tag == VT_STR)
                         n += psize(sizeof(PStr) + v.s.len);
         }
@@ -309,18 +310,18 @@ static void gone_add(Engine *e, Ent *x, Ent *to)
 {
         x->gone = 1;
         x->to = to;
-        if (e->ngone == e->cgone) {
-                e->cgone = e->cgone ? 2 * e->cgone : 64;
-                e->gone = xrealloc(e->gone, e->cgone * sizeof(Ent *));
+        if (e->cp.ngone == e->cp.cgone) {
+                e->cp.cgone = e->cp.cgone ? 2 * e->cp.cgone : 64;
+                e->cp.gone = xrealloc(e->cp.gone, e->cp.cgone * sizeof(Ent *));
         }
-        e->gone[e->ngone++] = x;
+        e->cp.gone[e->cp.ngone++] = x;
 }
 
 void compact_gone_free(Engine *e)
 {
-        for (uint32_t i = 0; i < e->ngone; i++)
-                compact_ent_free(e, e->gone[i]);
-        e->ngone = 0;
+        for (uint32_t i = 0; i < e->cp.ngone; i++)
+                compact_ent_free(e, e->cp.gone[i]);
+        e->cp.ngone = 0;
 }
 
 void compact_ent_free(Engine *e, Ent *x)
@@ -334,21 +335,22 @@ void compact_ent_free(Engine *e, Ent *x)
         }
         /* a full Ent: gone ones were cleared when replaced */
         if (!x->gone)
-                engine_ent_clear(e, x);
-        pool_free(&e->pool, x, engine_ent_size(e, klen));
+                ent_clear(e, x);
+        pool_free(&e->pool, x, ent_size(e, klen));
 }
 
 static void tab_set(Engine *e, uint32_t i, Ent *x)
 {
-        if (!e->tab_untagged && !tag_fits(x)) {
-                tagtab_untag(e->tab, e->tabcap);
-                e->tab_untagged = true;
+        if (!e->ents.tab_untagged && !tag_fits(x)) {
+                tagtab_untag(e->ents.tab, e->ents.tabcap);
+                e->ents.tab_untagged = true;
         }
-        e->tab[i] = tag_make(x, hash_fast(ent_key(x)->s, ent_key(x)->len), e->tab_untagged);
+        e->ents.tab[i] = tag_make(x, hash_fast(ent_key(x)->s, ent_key(x)->len), e->ents.tab_untagged);
 }
 
 void compact_record(Engine *e, const Ent *x, Buf *b)
 {
+        assert(x->compact);
         const StubRec *sr = stub_rec(x);
         lz_unpack(e, stub_data(sr), sr->len, sr->raw, b);
 }
@@ -359,9 +361,9 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         b->len = 0;
         state_ent_write(e, x, b);
         size_t raw = b->len;
-        e->lz_buf.len = 0;
-        lz_pack(e, (const uint8_t *)b->p, raw, &e->lz_buf);
-        size_t packed = e->lz_buf.len;
+        e->cp.lz_buf.len = 0;
+        lz_pack(e, (const uint8_t *)b->p, raw, &e->cp.lz_buf);
+        size_t packed = e->cp.lz_buf.len;
         uint32_t klen = ent_key(x)->len;
         if (raw >= 1u << 31 || packed > UINT32_MAX)
                 return NULL;
@@ -384,54 +386,34 @@ static Ent *ent_stub(Engine *e, Ent *x, Buf *b)
         memcpy(ent_key(s), ent_key(x), sizeof(EntKey) + klen + 1);
         StubRec *sr = stub_rec(s);
         bool absent = false;
-        sr->rebuild_at = engine_timer_next(e, x, TIME_UNSET, false, &absent);
+        sr->rebuild_at = timer_next(e, x, TIME_UNSET, false, &absent);
         sr->rebuild_absent = absent;
         sr->len = (uint32_t)packed;
         sr->raw = (uint32_t)raw & 0x7fffffff;
         sr->ext = ext ? pool_alloc(&e->pool, packed) : NULL;
-        memcpy(ext ? sr->ext : sr->data, e->lz_buf.p, packed);
+        memcpy(ext ? sr->ext : sr->data, e->cp.lz_buf.p, packed);
         return s;
 }
 
-/* The heap after a compaction: entries of replaced Ents name what replaced
- * them, or go when that is not their live entry; then the replaced are
- * freed. */
+/* An entry of a replaced Ent names what replaced it (the same key: the
+ * heap's order holds), or goes when that is not its live entry. */
+static bool heap_keep(Timer *t)
+{
+        Ent *x = timer_ent(t);
+        if (x->gone) {
+                Ent *to = x->to;
+                if (!to || to->tm_at != t->time || to->tm_absent != (t->ent & 1))
+                        return false;
+                t->ent = (uintptr_t)to | (t->ent & 1);
+        }
+        return true;
+}
+
+/* The heap after a compaction: entries of replaced Ents renamed or
+ * dropped; then the replaced are freed. */
 static void heap_pass(Engine *e)
 {
-        uint32_t k = 0;
-        for (uint32_t i = 0; i < e->ntm; i++) {
-                Timer t = e->tm[i];
-                Ent *x = (Ent *)(t.ent & ~(uintptr_t)1);
-                if (x->gone) {
-                        Ent *to = x->to;
-                        if (!to || to->tm_at != t.time || to->tm_absent != (t.ent & 1))
-                                continue;
-                        t.ent = (uintptr_t)to | (t.ent & 1);
-                }
-                e->tm[k++] = t;
-        }
-        if (k != e->ntm) { /* entries dropped: heapify again (a total order: the same pops) */
-                e->ntm = k;
-                for (uint32_t i = k / 2; i-- > 0;) {
-                        Timer t = e->tm[i];
-                        uint32_t at = i;
-                        for (;;) {
-                                uint32_t l = 2 * at + 1, r = l + 1, m = at;
-                                const Timer *mt = &t;
-                                if (l < k && engine_timer_less(&e->tm[l], mt)) {
-                                        m = l;
-                                        mt = &e->tm[l];
-                                }
-                                if (r < k && engine_timer_less(&e->tm[r], mt))
-                                        m = r;
-                                if (m == at)
-                                        break;
-                                e->tm[at] = e->tm[m];
-                                at = m;
-                        }
-                        e->tm[at] = t;
-                }
-        }
+        timer_filter(&e->timers, heap_keep);
         compact_gone_free(e);
 }
 
@@ -439,15 +421,15 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
 {
         if (e->in_batch)
                 return -EBUSY;
-        engine_profile_clear(e);
+        ent_profile_clear(e);
         Buf b = {0};
         int n = 0;
         /* one walk round the table, from where the last one stopped */
-        uint32_t start = e->compact_pos < e->tabcap ? e->compact_pos : 0;
-        for (uint32_t k = 0; k < e->tabcap && (!target || engine_state_bytes(e) > target); k++) {
-                uint32_t i = start + k < e->tabcap ? start + k : start + k - e->tabcap;
+        uint32_t start = e->cp.compact_pos < e->ents.tabcap ? e->cp.compact_pos : 0;
+        for (uint32_t k = 0; k < e->ents.tabcap && (!target || engine_state_bytes(e) > target); k++) {
+                uint32_t i = start + k < e->ents.tabcap ? start + k : start + k - e->ents.tabcap;
                 if (max && (uint32_t)n == max) {
-                        e->compact_pos = i;
+                        e->cp.compact_pos = i;
                         break;
                 }
                 Ent *x = tab_ent(e, i);
@@ -457,22 +439,23 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
                 if (!s)
                         continue;
                 tab_set(e, i, s);
-                engine_ent_clear(e, x);
+                ent_clear(e, x);
                 gone_add(e, x, s);
-                e->ncompact++;
+                e->cp.ncompact++;
                 e->st.compactions++;
                 n++;
         }
         buf_free(&b);
-        if (n || e->ngone)
+        if (n || e->cp.ngone)
                 heap_pass(e);
         return n;
 }
 
 Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 {
+        assert(x->compact && tab_ent(e, i) == x);
         uint32_t klen = ent_key(x)->len;
-        Ent *n = pool_calloc(&e->pool, engine_ent_size(e, klen));
+        Ent *n = pool_calloc(&e->pool, ent_size(e, klen));
         memcpy(ent_key(n), ent_key(x), sizeof(EntKey) + klen + 1);
         n->held = n->grade = n->mode = -1;
         n->r = &rare_none;
@@ -480,11 +463,11 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
         n->tm_at = TIME_UNSET;
         /* written by this Engine under its rules: it decodes (if it did
          * not, n would hold what did, as a restore keeps) */
-        e->lz_buf.len = 0;
-        compact_record(e, x, &e->lz_buf);
-        state_ent_read(e, n, e->lz_buf.p, e->lz_buf.len);
+        e->cp.lz_buf.len = 0;
+        compact_record(e, x, &e->cp.lz_buf);
+        state_ent_read(e, n, e->cp.lz_buf.p, e->cp.lz_buf.len);
         tab_set(e, i, n);
-        e->ncompact--;
+        e->cp.ncompact--;
         e->st.expansions++;
         if (push && x->tm_at != TIME_UNSET) {
                 /* its entry is in the heap: the full form's replaces it */
@@ -499,7 +482,7 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
 
 void compact_expand_all(Engine *e)
 {
-        for (uint32_t i = 0; e->ncompact && i < e->tabcap; i++) {
+        for (uint32_t i = 0; e->cp.ncompact && i < e->ents.tabcap; i++) {
                 Ent *x = tab_ent(e, i);
                 if (x && x->compact)
                         compact_expand(e, i, x, true);
@@ -508,13 +491,24 @@ void compact_expand_all(Engine *e)
 
 bool compact_room(Engine *e)
 {
-        if (engine_state_bytes(e) < e->budget)
+        if (engine_state_bytes(e) < e->cp.budget)
                 return true;
         /* every idle enterprise, at most once per quarter of the
          * enterprises' count in events: a full table costs no scan per event */
-        if (!e->in_batch && e->applying >= e->compact_after) {
+        if (!e->in_batch && e->applying >= e->cp.compact_after) {
                 engine_compact(e, 0, 0);
-                e->compact_after = e->applying + (e->nents / 4 > 1024 ? e->nents / 4 : 1024);
+                e->cp.compact_after = e->applying + (e->ents.nents / 4 > 1024 ? e->ents.nents / 4 : 1024);
         }
-        return engine_state_bytes(e) < e->budget;
+        return engine_state_bytes(e) < e->cp.budget;
+}
+
+void compact_deinit(Engine *e)
+{
+        assert(e->timers.ntm == 0);
+        compact_gone_free(e);
+        free(e->cp.gone);
+        free(e->cp.lz_dict);
+        free(e->cp.lz_dhash);
+        free(e->cp.lz_h);
+        buf_free(&e->cp.lz_buf);
 }

@@ -15,14 +15,6 @@
 
 #include "src/engine/engine.h"
 
-int32_t grade_band(const Grading *g, double score)
-{
-        for (uint32_t i = 0; i < g->nbands; i++)
-                if (!g->bands[i].has_max || score <= g->bands[i].max)
-                        return (int32_t)i;
-        return g->nbands ? (int32_t)g->nbands - 1 : -1;
-}
-
 /* Drop contributions and flags that expired by now.  Each has a timer at
  * its expiry that regrades, so between regrades nothing expires unseen:
  * grade_clean stays true only while score and flags are what the last
@@ -52,112 +44,6 @@ static void prune(Engine *e, Ent *ent, int64_t now)
         r->nf = (uint16_t)k;
 }
 
-double grade_score(Engine *e, Ent *ent, int64_t now)
-{
-        double s;
-        if (ent_static_words(e) == 1 && !(ent_static(e, ent)[0] & e->static_expr_mask)) {
-                uint64_t bits = ent_static(e, ent)[0];
-                uint32_t i = (uint32_t)((bits * 0x9e3779b97f4a7c15ULL) >> 58);
-                if (e->sscache[i].bits != bits) {
-                        e->sscache[i].bits = bits;
-                        e->sscache[i].score = ent_static_score(e, ent);
-                }
-                s = e->sscache[i].score;
-        } else {
-                s = ent_static_score(e, ent);
-        }
-        for (uint32_t i = 0; i < ent->r->nc; i++)
-                if (ent->r->c[i].expires > now)
-                        s += ent->r->c[i].points;
-        return s;
-}
-
-uint64_t grade_live_flags(Ent *ent, int64_t now)
-{
-        uint64_t bits = 0;
-        for (uint32_t i = 0; i < ent->r->nf; i++)
-                if (ent->r->f[i].until > now)
-                        bits |= 1ull << ent->r->f[i].flag;
-        return bits;
-}
-
-/* ---- the official model's cycle ---- */
-
-#define DAY_MS 86400000LL
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-        int64_t q = a / b;
-        return q - ((a % b) != 0 && ((a < 0) != (b < 0)));
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil) and back. */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-        y -= m <= 2;
-        int64_t era = floor_div(y, 400);
-        int64_t yoe = y - era * 400;
-        int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
-{
-        z += 719468;
-        int64_t era = floor_div(z, 146097);
-        int64_t doe = z - era * 146097;
-        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        int64_t mp = (5 * doy + 2) / 153;
-        *m = mp < 10 ? mp + 3 : mp - 9;
-        *y = yoe + era * 400 + (*m <= 2);
-}
-
-/* The start of the cycle beginning in month mi (months since year 0). */
-static int64_t month_start(const Official *of, int64_t mi)
-{
-        int64_t y = floor_div(mi, 12), m = mi - y * 12 + 1;
-        return days_from_civil(y, m, of->start_day) * DAY_MS - of->offset_ms;
-}
-
-static int64_t local_month(const Official *of, int64_t t)
-{
-        int64_t y, m;
-        civil_from_days(floor_div(t + of->offset_ms, DAY_MS), &y, &m);
-        return y * 12 + (m - 1);
-}
-
-int64_t grade_cycle_start(const Official *of, int64_t t)
-{
-        int64_t len = of->cycle_months, base = (int64_t)of->start_month - 1;
-        int64_t mi = base + floor_div(local_month(of, t) - base, len) * len;
-        int64_t c = month_start(of, mi);
-        return c > t ? month_start(of, mi - len) : c;
-}
-
-int64_t grade_cycle_next(const Official *of, int64_t c)
-{
-        return month_start(of, local_month(of, c) + of->cycle_months);
-}
-
-double grade_static_capped(Engine *e, const Ent *x)
-{
-        double s = ent_static_score(e, x), max = e->rs->grading.official.static_max;
-        return s > max ? max : s;
-}
-
-double grade_official_score(Engine *e, const Ent *x)
-{
-        const Official *of = &e->rs->grading.official;
-        double s = grade_static_capped(e, x);
-        const OffState *o = x->r->o;
-        if (o && o->dyn_time != TIME_UNSET)
-                return s + o->dyn;
-        return of->scale_static ? s * (of->static_max + of->dynamic_max) / of->static_max : s;
-}
-
 void grade_cycle_roll(Engine *e, Ent *x, int64_t now)
 {
         const Official *of = &e->rs->grading.official;
@@ -165,19 +51,19 @@ void grade_cycle_roll(Engine *e, Ent *x, int64_t now)
         /* most regrades fall in the cycle last found: no calendar */
         if (o->cycle_end != TIME_UNSET && now >= o->cycle && now < o->cycle_end)
                 return;
-        int64_t c = grade_cycle_start(of, now);
+        int64_t c = score_cycle_start(of, now);
         if (o->cycle == c) {
-                o->cycle_end = grade_cycle_next(of, c);
+                o->cycle_end = score_cycle_next(of, c);
                 return;
         }
         /* the steps of the cycle just ended carry into the next one's
          * assessment (M2016: 下一年度调高); after a cycle without a regrade,
          * or under a changed cycle, nothing carries */
-        bool next = o->cycle != TIME_UNSET && c > o->cycle && grade_cycle_next(of, o->cycle) == c;
+        bool next = o->cycle != TIME_UNSET && c > o->cycle && score_cycle_next(of, o->cycle) == c;
         o->carry = next ? (int8_t)(o->raise - o->lower) : 0;
         o->raise = o->lower = 0;
         o->cycle = c;
-        o->cycle_end = grade_cycle_next(of, c);
+        o->cycle_end = score_cycle_next(of, c);
         o->assess_due = 1;
         /* the next cycle's assessment comes by timer, with or without events */
         timer_want(e, x, o->cycle_end, false);
@@ -200,7 +86,7 @@ static int32_t official_grade(Engine *e, Ent *ent, int64_t now, int32_t *lo, int
         grade_cycle_roll(e, ent, now);
         OffState *o = ent->r->o;
         if (o->assess_due || o->assessed < 0 || o->provisional) {
-                o->assessed = (int16_t)clamp_band(g, grade_band(g, grade_official_score(e, ent)) + o->carry);
+                o->assessed = (int16_t)clamp_band(g, score_band(g, score_official(e, ent)) + o->carry);
                 o->provisional = o->dyn_time == TIME_UNSET;
                 o->assess_due = 0;
         }
@@ -216,8 +102,8 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         if (!g->nbands)
                 return;
         prune(e, ent, now);
-        double score = grade_score(e, ent, now);
-        int32_t band = grade_band(g, score);
+        double score = score_of(e, ent, now);
+        int32_t band = score_band(g, score);
         int16_t held_before = ent->held;
         if (ent->held < 0 || band > ent->held) {
                 ent->held = (int16_t)band;
@@ -235,6 +121,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         } else {
                 ent_below_set(e, ent, TIME_UNSET);
         }
+        assert(ent->held >= 0 && ent->held < (int32_t)g->nbands); /* a band is in force once graded */
         int32_t grade = ent->held, lo = 0, hi = (int32_t)g->nbands - 1;
         bool base_same = ent->held == held_before;
         if (g->official.declared) {
@@ -251,7 +138,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
         int32_t mode = (int32_t)g->bands[grade].mode;
         double per_year = g->bands[grade].per_year;
         VmState st = {.score = score, .grade = grade, .mode = mode, .per_year = per_year,
-                      .flags = grade_live_flags(ent, now)};
+                      .flags = score_flags(ent, now)};
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
         /* An override that does not read the clock, seeing the inputs it saw
@@ -259,18 +146,18 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
          * override before it deciding the same), decides the same: its
          * result is reused.  The first one that decides differently ends
          * the reuse for the rest of the chain. */
-        bool reuse = e->ov_reuse && ent->grade_clean && base_same;
+        bool reuse = e->plan.ov_reuse && ent->grade_clean && base_same;
         uint16_t bits = 0;
         for (uint32_t i = 0; i < g->noverrides; i++) {
                 const Override *o = &g->overrides[i];
                 bool was = i < 16 && ((ent->ov_bits >> i) & 1), hit;
-                if (reuse && !((e->ov_volatile >> i) & 1)) {
+                if (reuse && !((e->plan.ov_volatile >> i) & 1)) {
                         hit = was;
                 } else {
                         if (i < 16)
-                                engine_profile_need_some(e, ent, e->ov_prof[i]);
+                                ent_profile_need_some(e, ent, e->plan.ov_prof[i]);
                         else
-                                engine_profile_need(e, ent);
+                                ent_profile_need(e, ent);
                         hit = vm_test(e->rs, o->when, &f);
                         reuse = reuse && hit == was;
                 }
@@ -309,7 +196,7 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
                 st.per_year = per_year;
         }
         ent->ov_bits = bits;
-        ent->grade_clean = e->ov_reuse;
+        ent->grade_clean = e->plan.ov_reuse;
         bool first = ent->grade < 0;
         bool index_moved = g->official.declared && ent->held != held_before && held_before >= 0;
         if (!first && grade == ent->grade && mode == ent->mode && per_year == ent->per_year && !index_moved)

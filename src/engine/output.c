@@ -1,6 +1,7 @@
 /*
  * The engine's JSON documents: alerts, adjustments (docs/outputs.md,
- * docs/schemas/) and the explain view.  Every document is built in the
+ * docs/schemas/), the explain view and the grades file (engine_explain_json,
+ * engine_explain_text, engine_grades_write).  Every document is built in the
  * engine's reused buffer and handed to the sink; field order is fixed and
  * nothing depends on hash order, so equal input gives equal bytes.
  */
@@ -167,7 +168,7 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
                         render_field(e, m, p, &e->profbuf[p->slot]);
                         break;
                 case TPL_STATE_SCORE:
-                        out_num(m, grade_score(e, (Ent *)ent, t));
+                        out_num(m, score_of(e, (Ent *)ent, t));
                         break;
                 case TPL_STATE_GRADE:
                         if (ent->grade >= 0)
@@ -351,9 +352,9 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, "{\"grade\":");
         str_or_null(b, ent->grade >= 0 ? g->bands[ent->grade].grade : NULL);
         buf_puts(b, ",\"score\":");
-        out_num(b, grade_official_score(e, ent));
+        out_num(b, score_official(e, ent));
         buf_puts(b, ",\"static\":");
-        out_num(b, grade_static_capped(e, ent));
+        out_num(b, score_static_capped(e, ent));
         buf_puts(b, ",\"dynamic\":");
         if (o && o->dyn_time != TIME_UNSET)
                 out_num(b, o->dyn);
@@ -368,7 +369,7 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, ",\"cycle_start\":");
         time_or_null(b, o ? o->cycle : TIME_UNSET);
         buf_puts(b, ",\"cycle_end\":");
-        time_or_null(b, o && o->cycle != TIME_UNSET ? grade_cycle_next(&g->official, o->cycle) : TIME_UNSET);
+        time_or_null(b, o && o->cycle != TIME_UNSET ? score_cycle_next(&g->official, o->cycle) : TIME_UNSET);
         buf_puts(b, ",\"assessed\":");
         str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
         buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
@@ -491,8 +492,8 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
-        double score = grade_score(e, ent, now);
-        int32_t band = grade_band(g, score);
+        double score = score_of(e, ent, now);
+        int32_t band = score_band(g, score);
         buf_puts(b, "{\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
@@ -523,9 +524,9 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         }
         buf_puts(b, ",\"static_rules\":[");
         bool any = false;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
-                        const Rule *r = &e->rs->rules[e->static_rules[k]];
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
                         if (any)
                                 buf_putc(b, ',');
                         any = true;
@@ -551,6 +552,49 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, "}\n");
 }
 
+/* A rule's line of the explain text: "  +points  id  description". */
+static void rule_line(Buf *b, const Rule *r, double points)
+{
+        buf_puts(b, "  +");
+        out_num(b, points);
+        buf_printf(b, "  %s  %s", r->id, r->desc ? r->desc : "");
+}
+
+static void basis_line(Buf *b, const Rule *r)
+{
+        if (r->basis)
+                buf_printf(b, "        basis: %s\n", r->basis);
+}
+
+/* An expiry in the explain text: forever, or at, then the time. */
+static void time_or(Buf *b, int64_t ms, const char *forever, const char *at)
+{
+        if (ms == TIME_FOREVER) {
+                buf_puts(b, forever);
+                return;
+        }
+        char t[48];
+        time_format(ms, t, sizeof(t));
+        buf_puts(b, at);
+        buf_puts(b, t);
+}
+
+/* A section of the explain text that listed nothing says so. */
+static void none_unless(Buf *b, bool any)
+{
+        if (!any)
+                buf_puts(b, "  none\n");
+}
+
+/* The end of a section (any: it listed something) and the title of the
+ * next; false: the new one lists nothing yet. */
+static bool section_next(Buf *b, bool any, const char *title)
+{
+        none_unless(b, any);
+        buf_puts(b, title);
+        return false;
+}
+
 /* The official grade for people: its score, the cycle and its steps (the
  * "score" line above it is the risk index). */
 static void official_text(Engine *e, Ent *ent, Buf *b)
@@ -561,9 +605,9 @@ static void official_text(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, " (the risk index, advisory)\nofficial grade ");
         buf_puts(b, ent->grade >= 0 ? g->bands[ent->grade].grade : "-");
         buf_puts(b, ": score ");
-        out_num(b, grade_official_score(e, ent));
+        out_num(b, score_official(e, ent));
         buf_puts(b, " = static ");
-        out_num(b, grade_static_capped(e, ent));
+        out_num(b, score_static_capped(e, ent));
         buf_puts(b, " (max ");
         out_num(b, g->official.static_max);
         buf_puts(b, ")");
@@ -582,7 +626,7 @@ static void official_text(Engine *e, Ent *ent, Buf *b)
                 return;
         time_format(o->cycle, t, sizeof(t));
         buf_printf(b, "\ncycle from %s", t);
-        time_format(grade_cycle_next(&g->official, o->cycle), t, sizeof(t));
+        time_format(score_cycle_next(&g->official, o->cycle), t, sizeof(t));
         buf_printf(b, " to %s: assessed %s%s", t, o->assessed >= 0 ? g->bands[o->assessed].grade : "-",
                    o->provisional ? " (provisional: no evaluation)" : "");
         if (o->carry)
@@ -599,8 +643,8 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
         int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
-        double score = grade_score(e, ent, now);
-        int32_t band = grade_band(g, score);
+        double score = score_of(e, ent, now);
+        int32_t band = score_band(g, score);
         buf_printf(b, "enterprise %s, as of ", ent_key(ent)->s);
         char t[48];
         time_format(now, t, sizeof(t));
@@ -627,70 +671,50 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 official_text(e, ent, b);
         buf_puts(b, "\n\nstatic part (profile rules that match):\n");
         bool any = false;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
-                        const Rule *r = &e->rs->rules[e->static_rules[k]];
-                        buf_puts(b, "  +");
-                        out_num(b, ent_static_points(e, ent, k));
-                        buf_printf(b, "  %s  %s\n", r->id, r->desc ? r->desc : "");
-                        if (r->basis)
-                                buf_printf(b, "        basis: %s\n", r->basis);
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
+                        const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
+                        rule_line(b, r, ent_static_points(e, ent, k));
+                        buf_putc(b, '\n');
+                        basis_line(b, r);
                         any = true;
                 }
-        if (!any)
-                buf_puts(b, "  none\n");
-        buf_puts(b, "\nlive contributions:\n");
-        any = false;
+        any = section_next(b, any, "\nlive contributions:\n");
         for (uint32_t i = 0; i < ent->r->nc; i++) {
                 const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
                 const Rule *r = &e->rs->rules[c->rule];
-                buf_puts(b, "  +");
-                out_num(b, c->points);
-                buf_printf(b, "  %s  %s\n        caused by event %s at ", r->id, r->desc ? r->desc : "", c->event_id->s);
+                rule_line(b, r, c->points);
+                buf_printf(b, "\n        caused by event %s at ", c->event_id->s);
                 time_format(c->since, t, sizeof(t));
                 buf_puts(b, t);
-                if (c->expires == TIME_FOREVER)
-                        buf_puts(b, ", never expires");
-                else {
-                        time_format(c->expires, t, sizeof(t));
-                        buf_printf(b, ", expires %s", t);
-                }
+                time_or(b, c->expires, ", never expires", ", expires ");
                 if (c->rectify != TIME_UNSET) {
                         time_format(c->rectify, t, sizeof(t));
                         buf_printf(b, ", rectify by %s", t);
                 }
                 buf_putc(b, '\n');
-                if (r->basis)
-                        buf_printf(b, "        basis: %s\n", r->basis);
+                basis_line(b, r);
                 any = true;
         }
-        if (!any)
-                buf_puts(b, "  none\n");
-        buf_puts(b, "\nflags:\n");
-        any = false;
+        any = section_next(b, any, "\nflags:\n");
         for (uint32_t i = 0; i < ent->r->nf; i++) {
                 if (ent->r->f[i].until <= now)
                         continue;
                 buf_printf(b, "  %s", e->rs->flags[ent->r->f[i].flag]);
-                if (ent->r->f[i].until == TIME_FOREVER)
-                        buf_puts(b, ", no expiry\n");
-                else {
-                        time_format(ent->r->f[i].until, t, sizeof(t));
-                        buf_printf(b, " until %s\n", t);
-                }
+                time_or(b, ent->r->f[i].until, ", no expiry", " until ");
+                buf_putc(b, '\n');
                 any = true;
         }
-        if (!any)
-                buf_puts(b, "  none\n");
+        none_unless(b, any);
         /* which overrides hold now */
         VmState st;
-        engine_vmstate(e, ent, now, &st);
+        score_vmstate(e, ent, now, &st);
         /* the grade the overrides start from: the official one (after its
          * steps) under the official model, else the held band */
         st.grade = g->official.declared ? ent->grade : ent->held;
-        engine_profile_fill(e, ent);
+        ent_profile_fill(e, ent);
         VmFrame f = {.event = e->profbuf, .cur = e->profbuf, .profile = e->profbuf, .state = &st,
                      .now = now, .scratch = e->vmscratch, .scratch_size = sizeof(e->vmscratch)};
         buf_puts(b, "\ngrading overrides that apply:\n");
@@ -716,7 +740,60 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                         buf_putc(b, '\n');
                         any = true;
                 }
-        engine_profile_clear(e);
-        if (!any)
-                buf_puts(b, "  none\n");
+        ent_profile_clear(e);
+        none_unless(b, any);
 }
+
+/* The view write makes of an enterprise in state, NULL none. */
+static char *explain(Engine *e, const char *enterprise, size_t len, void (*write)(Engine *, Ent *, Buf *))
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        if (!x)
+                return NULL;
+        Buf b = {0};
+        write(e, x, &b);
+        return b.p;
+}
+
+char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
+{
+        return explain(e, enterprise, len, out_explain);
+}
+
+char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
+{
+        return explain(e, enterprise, len, out_explain_text);
+}
+
+void engine_grades_write(Engine *e, Buf *out)
+{
+        uint32_t n;
+        Ent **v = ent_sorted(e, &n); /* full form: the score and the official state are in the records */
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        for (uint32_t i = 0; i < n; i++) {
+                Ent *x = v[i];
+                buf_puts(out, "{\"enterprise_id\":");
+                buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
+                buf_puts(out, ",\"grade\":");
+                str_or_null(out, x->grade >= 0 ? g->bands[x->grade].grade : NULL);
+                buf_puts(out, ",\"mode\":");
+                str_or_null(out, x->mode >= 0 ? g->modes[x->mode] : NULL);
+                buf_puts(out, ",\"inspections_per_year\":");
+                out_num(out, x->per_year);
+                buf_puts(out, ",\"score\":");
+                out_num(out, score_of(e, x, now));
+                if (g->official.declared) {
+                        buf_puts(out, ",\"official\":");
+                        out_official(e, out, x);
+                        buf_puts(out, ",\"index\":{\"score\":");
+                        out_num(out, score_of(e, x, now));
+                        buf_puts(out, ",\"band\":");
+                        str_or_null(out, x->held >= 0 ? g->bands[x->held].grade : NULL);
+                        buf_putc(out, '}');
+                }
+                buf_puts(out, "}\n");
+        }
+        free(v);
+}
+

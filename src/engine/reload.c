@@ -30,11 +30,6 @@ static bool off_same(const OffState *a, const OffState *b)
                a->provisional == b->provisional && a->assess_due == b->assess_due;
 }
 
-static int ent_cmp(const void *a, const void *b)
-{
-        return ent_key_cmp(ent_key(*(Ent *const *)a), ent_key(*(Ent *const *)b));
-}
-
 /* Grade every graded enterprise of n again, in key order (the outputs do
  * not depend on the table's layout), in n's open batch: touched are those
  * whose record changed (state dropped by the restore, Ent.reload_dirty, or
@@ -42,13 +37,8 @@ static int ent_cmp(const void *a, const void *b)
  * their score before; NULL none. */
 static void regrade(Engine *n, Engine *o, EngineReload *rep)
 {
-        compact_expand_all(n); /* graded again in full form */
-        Ent **v = xmalloc((n->nents + 1) * sizeof(Ent *));
-        uint32_t nv = 0;
-        for (uint32_t i = 0; i < n->tabcap; i++)
-                if (n->tab[i])
-                        v[nv++] = tab_ent(n, i);
-        xsort(v, nv, sizeof(Ent *), ent_cmp);
+        uint32_t nv;
+        Ent **v = ent_sorted(n, &nv); /* graded again in full form */
         rep->enterprises = nv;
         for (uint32_t i = 0; i < nv; i++) {
                 Ent *x = v[i];
@@ -67,8 +57,8 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                         }
                         continue;
                 }
-                Ent *ox = o ? engine_ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
-                double before = ox ? grade_score(o, ox, now) : 0;
+                Ent *ox = o ? ent_get(o, ent_key(x)->s, ent_key(x)->len) : NULL;
+                double before = ox ? score_of(o, ox, now) : 0;
                 state_touch(n, x);
                 int16_t held = x->held, g = x->grade, m = x->mode;
                 double f = x->per_year;
@@ -81,15 +71,15 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 bool adjusted = n->st.adjustments != adjustments;
                 /* the official state a new cycle or first assessment moved */
                 bool off_moved = (x->r->o != NULL) != had_off || (had_off && !off_same(&off, x->r->o));
-                rep->rescored += ox && grade_score(n, x, now) != before;
+                rep->rescored += ox && score_of(n, x, now) != before;
                 bool regraded = x->grade != g || x->mode != m || x->per_year != f;
                 if (!adjusted && x->reload_rescored && x->grade >= 0) {
                         /* the grade holds, but the score the last adjustment
                          * gave is no longer true: say so at once, as a
                          * dashboard cannot learn it otherwise */
-                        double s = grade_score(n, x, now);
+                        double s = score_of(n, x, now);
                         out_adjustment(n, x, now, CAUSE_RELOAD, NULL, 0, x->grade, x->mode, x->per_year, false,
-                                       grade_band(&n->rs->grading, s), s, x->held);
+                                       score_band(&n->rs->grading, s), s, x->held);
                         adjusted = true;
                 }
                 rep->regraded += regraded;
@@ -117,14 +107,22 @@ static void regrade_batch(Engine *e, Engine *o, EngineReload *rep)
         regrade(e, o, rep);
 }
 
+/* The report to fill (the caller's, else scratch) zeroed; -EBUSY while a
+ * batch is open or sealed. */
+static int report_start(const Engine *e, EngineReload **rep, EngineReload *scratch)
+{
+        if (!*rep)
+                *rep = scratch;
+        memset(*rep, 0, sizeof(**rep));
+        return e->in_batch || e->sealed ? -EBUSY : 0;
+}
+
 int engine_regrade(Engine *e, EngineReload *rep)
 {
         EngineReload scratch;
-        if (!rep)
-                rep = &scratch;
-        memset(rep, 0, sizeof(*rep));
-        if (e->in_batch || e->sealed)
-                return -EBUSY;
+        int r = report_start(e, &rep, &scratch);
+        if (r < 0)
+                return r;
         regrade_batch(e, NULL, rep);
         return 0;
 }
@@ -132,16 +130,14 @@ int engine_regrade(Engine *e, EngineReload *rep)
 int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
 {
         EngineReload scratch;
-        if (!rep)
-                rep = &scratch;
-        memset(rep, 0, sizeof(*rep));
-        if (e->in_batch || e->sealed)
-                return -EBUSY;
-        Engine *n = NULL;
-        int r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
+        int r = report_start(e, &rep, &scratch);
         if (r < 0)
                 return r;
-        n->budget = 0; /* every enterprise of e finds room (in full form); e's budget after */
+        Engine *n = NULL;
+        r = engine_new(&n, rs, &e->cfg, e->emit, e->ud);
+        if (r < 0)
+                return r;
+        n->cp.budget = 0; /* every enterprise of e finds room (in full form); e's budget after */
 
         uint32_t kept = 0, changed = 0, added = 0, removed = 0;
         for (uint32_t i = 0; i < rs->nrules; i++) {
@@ -156,8 +152,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         /* every enterprise's record and the partition record, as a batch
          * that touched them all would write them */
         engine_batch_begin(e);
-        for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
+        for (uint32_t i = 0; i < e->ents.tabcap; i++)
+                if (e->ents.tab[i])
                         state_touch(e, tab_ent(e, i));
         state_dict_handover(e, n);
         state_changes(e, e->restore_next, into, n);
@@ -168,8 +164,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         snprintf(n->reload_from, sizeof(n->reload_from), "%s", e->rs->version);
 
         /* the static part follows the static rules still matching (ent_static_score) */
-        for (uint32_t i = 0; i < n->tabcap; i++)
-                if (n->tab[i])
+        for (uint32_t i = 0; i < n->ents.tabcap; i++)
+                if (n->ents.tab[i])
                         tab_ent(n, i)->grade_clean = 0;
 
         /* the counters go on; events by type follow the type's name */
@@ -190,7 +186,7 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
                         s->by_type[nt] += o->by_type[t];
         }
         regrade_batch(n, e, rep);
-        n->budget = e->budget;
+        n->cp.budget = e->cp.budget;
         rep->rules_kept = kept;
         rep->rules_changed = changed;
         rep->rules_added = added;

@@ -201,10 +201,10 @@ void engine_batch_abort(Engine *e)
         for (uint32_t i = e->ntouched; i-- > 0;) {
                 Ent *x = e->touched[i];
                 if (e->undo_off[i] == UINT64_MAX) {
-                        engine_ent_remove(e, x);
+                        ent_remove(e, x);
                         continue;
                 }
-                engine_ent_clear(e, x);
+                ent_clear(e, x);
                 /* newest first: the open segment's records, then the sealed one's */
                 assert(e->undo_off[i] < (i >= e->nsealed ? e->undo.len : e->undo_sealed));
                 int r = state_ent_read(e, x, e->undo.p + e->undo_off[i], e->undo.len - e->undo_off[i]);
@@ -217,7 +217,7 @@ void engine_batch_abort(Engine *e)
         const Buf *m = e->sealed ? &e->meta_sealed : &e->meta_undo;
         Rd r = {(const unsigned char *)m->p, (const unsigned char *)m->p + m->len, false};
         state_meta_read(e, &r);
-        engine_timers_rebuild(e);
+        timer_rebuild(e);
         e->sealed = false;
         e->sealed_regrade = false;
         e->undo_sealed = 0;
@@ -236,15 +236,15 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         }
         if (klen >= sizeof(ENGINE_DICT_KEY) - 1 && memcmp(key, ENGINE_DICT_KEY, sizeof(ENGINE_DICT_KEY) - 1) == 0)
                 return state_dict_restore(e, key, klen, val, vlen);
-        Ent *x = engine_ent_get(e, key, (uint32_t)klen);
+        Ent *x = ent_get(e, key, (uint32_t)klen);
         if (!x)
                 return -ENOSPC;
-        engine_ent_clear(e, x);
+        ent_clear(e, x);
         x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         x->reload_rescored = 0;
         x->grade_lost = 0;
         if (vlen == 0) { /* tombstone */
-                engine_ent_remove(e, x);
+                ent_remove(e, x);
                 return 0;
         }
         return state_ent_read(e, x, val, vlen);
@@ -252,7 +252,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
 
 int64_t engine_restore_finish(Engine *e)
 {
-        engine_timers_rebuild(e);
+        timer_rebuild(e);
         if (e->state_rules[0] && strcmp(e->state_rules, e->rs->version) != 0) {
                 /* the state is of other rules: grade everyone again (engine_regrade) */
                 snprintf(e->reload_from, sizeof(e->reload_from), "%s", e->state_rules);

@@ -136,9 +136,9 @@ static void dict_build(Engine *e, Buf *b)
         for (uint32_t i = 0; i < rs->nrules; i++) {
                 put_cs(b, rs->rules[i].id);
                 put_u(b, rs->rules[i].fingerprint);
-                put_u(b, e->ri[i].nsnap);
-                for (uint32_t k = 0; k < e->ri[i].nsnap; k++)
-                        put_u(b, e->ri[i].snap_slots[k]);
+                put_u(b, e->plan.ri[i].nsnap);
+                for (uint32_t k = 0; k < e->plan.ri[i].nsnap; k++)
+                        put_u(b, e->plan.ri[i].snap_slots[k]);
         }
         put_u(b, rs->nflags);
         for (uint32_t i = 0; i < rs->nflags; i++)
@@ -161,7 +161,7 @@ static void dict_build(Engine *e, Buf *b)
         put_u(b, rs->naggs);
         for (uint32_t i = 0; i < rs->naggs; i++) {
                 const Aggregate *a = &rs->aggs[i];
-                put_u(b, e->agg_fp[i]);
+                put_u(b, e->plan.agg_fp[i]);
                 put_u(b, a->nrow_slots);
                 for (uint32_t k = 0; k < a->nrow_slots; k++)
                         put_u(b, a->row_slots[k]);
@@ -251,7 +251,7 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                 x->enums = xcalloc(x->nenum + 1, sizeof(DName));
                 for (uint32_t k = 0; k < x->nenum; k++)
                         x->enums[k] = get_name(&r);
-                x->prof = r.bad ? -1 : state_slot_in(e, x->path.p, x->path.n, x->type, e->prof_slots, e->nprof);
+                x->prof = r.bad ? -1 : state_slot_in(e, x->path.p, x->path.n, x->type, e->plan.prof_slots, e->plan.nprof);
         }
         d->naggs = get_count(&r);
         d->aggs = xcalloc(d->naggs + 1, sizeof(DAgg));
@@ -262,7 +262,7 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                 x->rows = xcalloc(x->nrow + 1, sizeof(uint32_t));
                 x->to = -1;
                 for (uint32_t k = 0; k < rs->naggs; k++)
-                        if (e->agg_fp[k] == fp)
+                        if (e->plan.agg_fp[k] == fp)
                                 x->to = (int32_t)k;
                 const Aggregate *a = x->to >= 0 ? &rs->aggs[x->to] : NULL;
                 if (a && (x->nrow != a->nrow_slots || x->nrow > 64))
@@ -291,8 +291,8 @@ static StateDict *dict_parse(Engine *e, const void *val, size_t len, uint64_t id
                                 goto bad;
                         const DSlot *ds = &d->slots[x->snap[k]];
                         x->snap_at[k] = x->to < 0 ? -1
-                                                  : state_slot_in(e, ds->path.p, ds->path.n, ds->type, e->ri[x->to].snap_slots,
-                                                            e->ri[x->to].nsnap);
+                                                  : state_slot_in(e, ds->path.p, ds->path.n, ds->type, e->plan.ri[x->to].snap_slots,
+                                                            e->plan.ri[x->to].nsnap);
                 }
         }
         return d;

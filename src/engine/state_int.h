@@ -26,7 +26,7 @@ typedef struct DRule {
         int32_t to;             /* the engine's rule of that id, -1 none */
         uint32_t nsnap;
         uint32_t *snap;         /* its snapshot's slots (the dictionary's) */
-        int32_t *snap_at;       /* each one's index among e->ri[to].snap_slots, -1 none */
+        int32_t *snap_at;       /* each one's index among e->plan.ri[to].snap_slots, -1 none */
 } DRule;
 
 typedef struct DSlot {
@@ -34,7 +34,7 @@ typedef struct DSlot {
         uint8_t type;
         uint32_t nenum;
         DName *enums;
-        int32_t prof;           /* its index among e->prof_slots, -1 none */
+        int32_t prof;           /* its index among e->plan.prof_slots, -1 none */
         /* its enum values in the enum of the slot they were read into last
          * (en_for), by name: a slot's values mapped once, not per value */
         const EnumDef *en_for;

@@ -266,7 +266,7 @@ static bool drop_changed(Engine *e, Ent *x, const uint64_t *cfp, const uint32_t 
         uint32_t k = 0;
         for (uint32_t i = 0; i < x->nks; i++) {
                 if (kfp[kat[i]] != rs->rules[x->ks[i].rule].fingerprint) {
-                        engine_ks_free(e, &x->ks[i]);
+                        ent_ks_free(e, &x->ks[i]);
                         e->reload_dropped++;
                         continue;
                 }
@@ -345,8 +345,8 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         for (uint64_t i = 0; i < nst && !r->bad; i++) {
                 int32_t rule = get_rule(e, r, NULL);
                 bool found = false;
-                for (uint32_t k = 0; rule >= 0 && k < e->nstatic; k++)
-                        if (e->static_rules[k] == (uint32_t)rule) {
+                for (uint32_t k = 0; rule >= 0 && k < e->plan.nstatic; k++)
+                        if (e->plan.static_rules[k] == (uint32_t)rule) {
                                 ent_static(e, x)[k / 64] |= 1ull << (k % 64);
                                 found = true;
                         }
@@ -379,12 +379,12 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                         ds = get_dslot(r);
                         at = ds >= 0 ? d->slots[ds].prof : -1;
                 } else {
-                        at = get_slot_in(e, r, e->prof_slots, e->nprof);
+                        at = get_slot_in(e, r, e->plan.prof_slots, e->plan.nprof);
                 }
                 /* a string as the record has it: the profile keeps a copy */
-                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->prof_slots[at] : -1, false);
+                Value v = get_v_as(e, r, ds, at >= 0 ? (int32_t)e->plan.prof_slots[at] : -1, false);
                 if (at >= 0)
-                        engine_prof_set(e, x, (uint32_t)at, v);
+                        ent_prof_set(e, x, (uint32_t)at, v);
         }
         /* counts past what an enterprise can hold (16 bits) refuse the
          * record: no engine wrote it */
@@ -489,7 +489,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                                             str_order(ks_key(&x->ks[k]), (Str){s, n}) == 0)
                                                 rule = -1;
                                 if (rule >= 0)
-                                        engine_ks_key(e, &ks, s, n);
+                                        ent_ks_key(e, &ks, s, n);
                         }
                 } else if (rule >= 0) {
                         for (uint32_t k = 0; k < x->nks; k++)
@@ -510,7 +510,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t nsnap = get_u(r);
                 if (d && (!dr || (nsnap && nsnap != dr->nsnap)))
                         r->bad = true; /* format 2: all of the rule's slots, or none */
-                const RuleInfo *ri = rule >= 0 ? &e->ri[rule] : NULL;
+                const RuleInfo *ri = rule >= 0 ? &e->plan.ri[rule] : NULL;
                 /* by snapshot index; slots the record lacks stay null */
                 Value *vals = e->snapvals;
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++)
@@ -532,14 +532,14 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 r->key = (Str){NULL, 0};
                 s = get_id(r, &n, idbuf);
                 if (ri && rule >= 0 && !r->bad && (nsnap || n))
-                        engine_snap_set(e, &ks, ri, vals, false, s, n);
+                        ent_snap_set(e, &ks, ri, vals, false, s, n);
                 for (uint32_t q = 0; ri && q < ri->nsnap; q++) {
                         intern_value_put(&e->in, vals[q]);
                         vals[q] = value_null();
                 }
                 if (rule < 0 || r->bad) {
                         e->reload_dropped += !r->bad;
-                        engine_ks_free(e, &ks);
+                        ent_ks_free(e, &ks);
                         continue;
                 }
                 if (x->nks == x->cks) {
@@ -568,7 +568,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 } else {
                         uint64_t afp = get_u(r);
                         for (uint32_t k = 0; k < rs->naggs; k++)
-                                if (e->agg_fp[k] == afp)
+                                if (e->plan.agg_fp[k] == afp)
                                         agg = (int32_t)k;
                         nrow = get_u(r);
                         a = agg >= 0 ? &rs->aggs[agg] : NULL;
@@ -584,7 +584,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 uint64_t rows = get_u(r);
                 e->reload_dropped += !a && rows;
                 Win *w = NULL;
-                if (a && rows && !e->agg_keyed[agg]) {
+                if (a && rows && !e->plan.agg_keyed[agg]) {
                         if (x->nw == x->cw) {
                                 x->w = ent_grow(e, x->w, &x->cw, sizeof(Win));
                         }
@@ -664,11 +664,11 @@ int64_t state_meta_read(Engine *e, Rd *r)
         e->wm = get_i(r);
         int64_t next = get_i(r); /* -1 or below: none (a reload's copy of a restore without one) */
         uint64_t n = get_u(r);
-        for (uint32_t i = 0; i < e->nheld; i++) {
-                free(e->held[i].bytes);
-                free(e->held[i].topic);
+        for (uint32_t i = 0; i < e->hold.nheld; i++) {
+                free(e->hold.held[i].bytes);
+                free(e->hold.held[i].topic);
         }
-        e->nheld = 0;
+        e->hold.nheld = 0;
         for (uint64_t i = 0; i < n && !r->bad; i++) {
                 uint32_t tl, bl;
                 const char *t = get_s(r, &tl);

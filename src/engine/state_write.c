@@ -46,12 +46,12 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_i(b, base);
         put_d(b, ent_static_score(e, x)); /* derived from the bits; kept for the record format */
         uint32_t nst = 0;
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                nst += e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                nst += e->plan.nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1);
         put_u(b, nst);
-        for (uint32_t k = 0; k < e->nstatic; k++)
-                if (e->nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
-                        put_u(b, e->static_rules[k]);
+        for (uint32_t k = 0; k < e->plan.nstatic; k++)
+                if (e->plan.nstatic && (ent_static(e, x)[k / 64] >> (k % 64) & 1))
+                        put_u(b, e->plan.static_rules[k]);
         put_u(b, (uint64_t)(x->held + 1));
         put_u(b, (uint64_t)(x->grade + 1));
         put_u(b, (uint64_t)(x->mode + 1));
@@ -60,14 +60,14 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_t(b, x->last_time, base);
         /* the profile values that are not null, each with its slot */
         uint32_t np = 0;
-        for (uint32_t i = 0; i < e->nprof; i++)
-                np += engine_prof_get(e, x, i).tag != VT_NULL;
+        for (uint32_t i = 0; i < e->plan.nprof; i++)
+                np += ent_prof_get(e, x, i).tag != VT_NULL;
         put_u(b, np);
-        for (uint32_t i = 0; i < e->nprof; i++) {
-                Value v = engine_prof_get(e, x, i);
+        for (uint32_t i = 0; i < e->plan.nprof; i++) {
+                Value v = ent_prof_get(e, x, i);
                 if (v.tag == VT_NULL)
                         continue;
-                put_u(b, e->prof_slots[i]);
+                put_u(b, e->plan.prof_slots[i]);
                 put_v(b, &v, base);
         }
         put_u(b, x->r->nc);
@@ -89,7 +89,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
         put_u(b, x->nks);
         for (uint32_t i = 0; i < x->nks; i++) {
                 const KeyState *ks = &x->ks[i];
-                const RuleInfo *ri = &e->ri[ks->rule];
+                const RuleInfo *ri = &e->plan.ri[ks->rule];
                 put_u(b, ks->rule);
                 buf_putc(b, (char)ks->keyed);
                 if (ks->keyed) {
@@ -102,7 +102,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_t(b, ks_due(e, ks), base);
                 /* the snapshot's values in the order of the rule's slots (the dictionary's) */
                 put_u(b, ks_has_snap(ks) ? ri->nsnap : 0);
-                engine_snap_values(ks, ri, e->snapvals);
+                ent_snap_values(ks, ri, e->snapvals);
                 for (uint32_t k = 0; ks_has_snap(ks) && k < ri->nsnap; k++) {
                         const Value *v = &e->snapvals[k];
                         Str key = ks_key(ks);
@@ -113,7 +113,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 }
                 size_t idlen;
                 char idbuf[40];
-                const char *id = engine_snap_id(ks, idbuf, &idlen);
+                const char *id = ent_snap_id(ks, idbuf, &idlen);
                 put_id(b, id, idlen);
         }
         put_u(b, x->nw);
@@ -169,14 +169,14 @@ static int held_qcmp(const void *a, const void *b)
  * heap. */
 void state_meta_write(Engine *e, int64_t next, Buf *b)
 {
-        xsort(e->held, e->nheld, sizeof(Held), held_qcmp);
+        xsort(e->hold.held, e->hold.nheld, sizeof(Held), held_qcmp);
         buf_putc(b, ENGINE_META_VERSION);
         put_i(b, e->max_time);
         put_i(b, e->wm);
         put_i(b, next);
-        put_u(b, e->nheld);
-        for (uint32_t i = 0; i < e->nheld; i++) {
-                const Held *h = &e->held[i];
+        put_u(b, e->hold.nheld);
+        for (uint32_t i = 0; i < e->hold.nheld; i++) {
+                const Held *h = &e->hold.held[i];
                 put_cs(b, h->src.topic);
                 put_i(b, h->src.partition);
                 put_i(b, h->src.offset);

@@ -73,6 +73,16 @@ static bool acc_split(double d, uint64_t *m, int *sh)
         return true;
 }
 
+/* l = -l, in 256-bit two's complement. */
+static void acc_neg(uint64_t l[4])
+{
+        uint64_t c = 1;
+        for (int i = 0; i < 4; i++) {
+                l[i] = ~l[i] + c;
+                c = c && l[i] == 0;
+        }
+}
+
 static void acc_add(Acc *a, uint64_t m, int sh, bool neg)
 {
         uint64_t part[4] = {0, 0, 0, 0};
@@ -80,13 +90,8 @@ static void acc_add(Acc *a, uint64_t m, int sh, bool neg)
         part[li] = m << off;
         if (off && li + 1 < 4)
                 part[li + 1] = m >> (64 - off);
-        if (neg) {
-                uint64_t c = 1;
-                for (int i = 0; i < 4; i++) {
-                        part[i] = ~part[i] + c;
-                        c = c && part[i] == 0;
-                }
-        }
+        if (neg)
+                acc_neg(part);
         uint64_t carry = 0;
         for (int i = 0; i < 4; i++) {
                 uint64_t x = a->l[i] + part[i];
@@ -123,13 +128,8 @@ static double acc_double(const Acc *a)
         uint64_t m[4];
         memcpy(m, a->l, sizeof(m));
         bool neg = m[3] >> 63;
-        if (neg) {
-                uint64_t c = 1;
-                for (int i = 0; i < 4; i++) {
-                        m[i] = ~m[i] + c;
-                        c = c && m[i] == 0;
-                }
-        }
+        if (neg)
+                acc_neg(m);
         int top = 3;
         while (top >= 0 && !m[top])
                 top--;
@@ -350,6 +350,16 @@ static void mm_push(const Win *w, const Aggregate *a, RunMM *r, uint32_t i)
         r->dn++;
 }
 
+/* A sum's or an average's running part: v added (sign 1) or retracted (-1). */
+static void run_sum(RunSum *r, const Value *v, int sign)
+{
+        if (v->tag == VT_NULL)
+                return;
+        r->nn += (uint32_t)sign;
+        if (!acc_value(&r->acc, v, sign))
+                r->wild += (uint32_t)sign;
+}
+
 /* Row i joins the running aggregate. */
 static void run_add(Engine *e, Win *w, const Aggregate *a, uint32_t i)
 {
@@ -358,12 +368,7 @@ static void run_add(Engine *e, Win *w, const Aggregate *a, uint32_t i)
         switch (a->kind) {
         case AGG_SUM:
         case AGG_AVG: {
-                RunSum *r = run;
-                if (v->tag == VT_NULL)
-                        break;
-                r->nn++;
-                if (!acc_value(&r->acc, v, 1))
-                        r->wild++;
+                run_sum(run, v, 1);
                 break;
         }
         case AGG_MIN:
@@ -387,12 +392,7 @@ static void run_drop_front(Win *w, const Aggregate *a)
         switch (a->kind) {
         case AGG_SUM:
         case AGG_AVG: {
-                RunSum *r = run;
-                if (v->tag == VT_NULL)
-                        break;
-                r->nn--;
-                if (!acc_value(&r->acc, v, -1))
-                        r->wild--;
+                run_sum(run, v, -1);
                 break;
         }
         case AGG_MIN:
@@ -603,15 +603,15 @@ static void make_room(Engine *e, Win *w, const Aggregate *a)
 void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t t, const VmFrame *f)
 {
         const RuleSet *rs = e->rs;
-        for (uint32_t k = 0; k < e->naggs_by_type[type]; k++) {
-                uint32_t ai = e->aggs_by_type[type][k];
+        for (uint32_t k = 0; k < e->plan.naggs_by_type[type]; k++) {
+                uint32_t ai = e->plan.aggs_by_type[type][k];
                 const Aggregate *a = &rs->aggs[ai];
                 Win *w = win_get(e, ent, ai, false);
                 if (w)
                         evict(e, w, a, t);
                 if (a->where != PROG_NONE && !a->uses_cur) {
-                        if (e->agg_profile[ai])
-                                engine_profile_need(e, ent);
+                        if (e->plan.agg_profile[ai])
+                                ent_profile_need(e, ent);
                         if (!vm_test(rs, a->where, f))
                                 continue;
                 }
@@ -633,6 +633,7 @@ void window_insert(Engine *e, Ent *ent, uint32_t type, const Value *ev, int64_t 
                 }
                 if (w->n == w->cap)
                         make_room(e, w, a);
+                assert(w->n < w->cap); /* make_room made room */
                 uint32_t at = ring_at(w, w->n);
                 w->t[at] = t;
                 Value *dst = &win_v(w)[(size_t)at * nrow];
@@ -726,7 +727,7 @@ int window_agg(void *ud, const RuleSet *rs, uint32_t agg, const VmFrame *f, Valu
         AggCtx *ac = ud;
         Engine *e = ac->e;
         const Aggregate *a = &rs->aggs[agg];
-        if (e->agg_keyed[agg]) { /* only its rules' timers ask, and then it holds (agg_keyed_find) */
+        if (e->plan.agg_keyed[agg]) { /* only its rules' timers ask, and then it holds (agg_keyed_find) */
                 *ret = value_bool(true);
                 return 0;
         }

@@ -490,6 +490,58 @@ Test(engine, every_dead_letter_reason)
         rules_unref(rs);
 }
 
+/* engine_push says what it did with each message: applied (no grace),
+ * held (a grace), replayed, a duplicate, dead-lettered for another
+ * reason; each result matches what the counters and the emit callback
+ * show for that message. */
+Test(engine, push_returns_what_it_did)
+{
+        RuleSet *rs = load();
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        Buf a = {0}, b = {0}, late = {0};
+        ev(&a, "s1", "E1", 10, "sampling", "\"result\":\"fail\"");
+        ev(&b, "s2", "E1", 11, "sampling", "\"result\":\"fail\"");
+        ev(&late, "s3", "E1", 5, "sampling", "\"result\":\"fail\"");
+        SourcePos src = {.topic = "risk.events", .partition = 0, .offset = 1};
+        cr_assert_eq(engine_push(e, a.p, a.len - 1, &src), ENGINE_PUSH_APPLIED);
+        cr_assert_eq(engine_stats(e)->events_applied, 1);
+        cr_assert_eq(engine_push(e, a.p, a.len - 1, &src), ENGINE_PUSH_DUPLICATE);
+        cr_assert_str_eq(o.dlq.p, "duplicate\n");
+        src.replay = true;
+        cr_assert_eq(engine_push(e, a.p, a.len - 1, &src), ENGINE_PUSH_REPLAYED);
+        cr_assert_eq(engine_stats(e)->replayed, 1);
+        src.replay = false;
+        cr_assert_eq(engine_push(e, "[1,2]", 5, &src), ENGINE_PUSH_DEAD_LETTERED);
+        cr_assert_eq(engine_push(e, late.p, late.len - 1, &src), ENGINE_PUSH_DEAD_LETTERED);
+        cr_assert_str_eq(o.dlq.p, "duplicate\nnot_an_object\ntoo_late\n");
+        cr_assert_eq(engine_push(e, b.p, b.len - 1, &src), ENGINE_PUSH_APPLIED);
+        cr_assert_eq(engine_stats(e)->events_applied, 2);
+        engine_free(e);
+        out_free(&o);
+
+        /* with a grace: held, applied when the watermark passes it */
+        cfg.grace_ms = 60 * 60000;
+        Out o2 = {0};
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o2), 0);
+        cr_assert_eq(engine_push(e, a.p, a.len - 1, &src), ENGINE_PUSH_HELD);
+        cr_assert_eq(engine_stats(e)->events_applied, 0);
+        cr_assert_eq(engine_push(e, b.p, b.len - 1, &src), ENGINE_PUSH_HELD);
+        cr_assert_eq(engine_push(e, "{", 1, &src), ENGINE_PUSH_DEAD_LETTERED);
+        engine_flush(e);
+        cr_assert_eq(engine_stats(e)->events_applied, 2);
+        cr_assert_str_eq(o2.dlq.p, "malformed_json\n");
+        engine_free(e);
+        out_free(&o2);
+        buf_free(&a);
+        buf_free(&b);
+        buf_free(&late);
+        rules_unref(rs);
+}
+
 /* An event read again after a restore (SourcePos.replay, riskd with
  * transactions off) whose id the state holds is counted and skipped; the
  * same id not marked so is a duplicate dead letter; a replayed event the
@@ -1373,21 +1425,21 @@ static int64_t utc(const char *s)
 Test(engine, official_cycles_start_on_their_dates)
 {
         Official y = {.declared = true, .cycle_months = 12, .start_month = 1, .start_day = 1, .offset_ms = 8 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&y, utc("2025-06-01T00:00:00Z")), utc("2024-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T16:00:00Z")), utc("2024-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("2024-12-31T15:59:59.999Z")), utc("2023-12-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&y, utc("2024-12-31T16:00:00Z")), utc("2025-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2025-06-01T00:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2024-12-31T16:00:00Z")), utc("2024-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("2024-12-31T15:59:59.999Z")), utc("2023-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_next(&y, utc("2024-12-31T16:00:00Z")), utc("2025-12-31T16:00:00Z"));
         Official h = {.declared = true, .cycle_months = 6, .start_month = 4, .start_day = 1, .offset_ms = 8 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-03-31T15:00:00Z")), utc("2024-09-30T16:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&h, utc("2025-02-01T00:00:00Z")), utc("2024-09-30T16:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&h, utc("2024-09-30T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-03-31T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-03-31T15:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&h, utc("2025-02-01T00:00:00Z")), utc("2024-09-30T16:00:00Z"));
+        cr_assert_eq(score_cycle_next(&h, utc("2024-09-30T16:00:00Z")), utc("2025-03-31T16:00:00Z"));
         Official m = {.declared = true, .cycle_months = 1, .start_month = 1, .start_day = 15, .offset_ms = -5 * 3600000LL};
-        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T04:59:59Z")), utc("2025-02-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&m, utc("2025-03-15T05:00:00Z")), utc("2025-03-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_next(&m, utc("2024-12-15T05:00:00Z")), utc("2025-01-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&m, utc("1969-07-20T20:17:00Z")), utc("1969-07-15T05:00:00Z"));
-        cr_assert_eq(grade_cycle_start(&y, utc("1969-07-20T20:17:00Z")), utc("1968-12-31T16:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("2025-03-15T04:59:59Z")), utc("2025-02-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("2025-03-15T05:00:00Z")), utc("2025-03-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_next(&m, utc("2024-12-15T05:00:00Z")), utc("2025-01-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&m, utc("1969-07-20T20:17:00Z")), utc("1969-07-15T05:00:00Z"));
+        cr_assert_eq(score_cycle_start(&y, utc("1969-07-20T20:17:00Z")), utc("1968-12-31T16:00:00Z"));
 }
 
 /* The official state (cycle, assessment, steps, the latest evaluation)
@@ -3283,8 +3335,8 @@ static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const ch
         /* and it goes on: its next record restores the same */
         Log log = {0};
         engine_batch_begin(e);
-        for (uint32_t i = 0; i < e->tabcap; i++)
-                if (e->tab[i])
+        for (uint32_t i = 0; i < e->ents.tabcap; i++)
+                if (e->ents.tab[i])
                         state_touch(e, tab_ent(e, i));
         engine_batch_changes(e, 1, log_record, &log);
         engine_batch_commit(e);
