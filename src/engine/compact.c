@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "src/engine/engine.h"
+#include "src/util/varint.h"
 
 /* ---- LZ77 over [dictionary, record] ----
  *
@@ -79,10 +80,8 @@ static void dict_put(Buf *d, const char *s)
 /* A fingerprint as a record writes it (a varint). */
 static void dict_varint(Buf *d, uint64_t v)
 {
-        do {
-                buf_putc(d, (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0)));
-                v >>= 7;
-        } while (v);
+        uint8_t b[VARINT_MAX];
+        buf_put(d, b, (size_t)(varint_put(b, v) - b));
 }
 
 /* The names a record holds, each as the record writes a string (its length

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "src/engine/engine.h"
+#include "src/util/varint.h"
 
 const EntRare rare_none = {.below_since = TIME_UNSET};
 
@@ -415,39 +416,6 @@ void uuid_text(const uint8_t in[16], char out[37])
         *p = 0;
 }
 
-static size_t varint_len(uint32_t v)
-{
-        size_t n = 1;
-        while (v >= 0x80) {
-                v >>= 7;
-                n++;
-        }
-        return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint32_t v)
-{
-        while (v >= 0x80) {
-                *p++ = (uint8_t)(v | 0x80);
-                v >>= 7;
-        }
-        *p++ = (uint8_t)v;
-        return p;
-}
-
-static const uint8_t *varint_get(const uint8_t *p, uint32_t *v)
-{
-        uint32_t x = 0;
-        for (uint32_t sh = 0;; sh += 7) {
-                uint8_t b = *p++;
-                x |= (uint32_t)(b & 0x7f) << sh;
-                if (!(b & 0x80))
-                        break;
-        }
-        *v = x;
-        return p;
-}
-
 static bool is_key(const KeyState *ks, const Value *v)
 {
         if (v->tag != VT_STR || !ks->keyed)
@@ -537,9 +505,11 @@ static const uint8_t *snap_decode(const KeyState *ks, const RuleInfo *ri, Value 
                 case VT_ENUM: memcpy(&v.e, p, 4); p += 4; break;
                 case VT_NUM: memcpy(&v.n, p, 8); p += 8; break;
                 case VT_STR: {
-                        uint32_t len;
-                        p = varint_get(p, &len);
-                        v.s = (Str){(const char *)p, len};
+                        uint64_t len;
+                        bool ok = varint_get(&p, (const uint8_t *)s + s->size, &len);
+                        assert(ok); /* written by ent_snap_set, within the snapshot */
+                        (void)ok;
+                        v.s = (Str){(const char *)p, (uint32_t)len};
                         p += len;
                         break;
                 }

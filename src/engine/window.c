@@ -477,20 +477,6 @@ static Win *win_get(Engine *e, Ent *ent, uint32_t agg, bool create)
         return w;
 }
 
-static bool value_same(const Value *a, const Value *b)
-{
-        if (a->tag != b->tag)
-                return false;
-        switch (a->tag) {
-        case VT_NULL: return true;
-        case VT_BOOL: return a->b == b->b;
-        case VT_NUM: return a->n == b->n;
-        case VT_STR: return a->s.len == b->s.len && memcmp(a->s.p, b->s.p, a->s.len) == 0;
-        case VT_ENUM: return a->e == b->e;
-        default: return a->ms == b->ms;
-        }
-}
-
 /* Rows k+1 .. n-1 move down one place and row k goes to the end
  * (dedupe_recent): the deque's ids follow them, row k's old id leaves,
  * and it joins again as the newest.  Only ids of the last 8 rows move. */
@@ -527,7 +513,7 @@ static bool dedupe_recent(Engine *e, Win *w, const Aggregate *a, const Value *ca
                 const Value *r = row(w, nrow, k);
                 bool same = true;
                 for (uint32_t i = 0; i < nrow && same; i++)
-                        same = value_same(&r[i], &cand[i]);
+                        same = value_equal(&r[i], &cand[i]);
                 if (!same)
                         continue;
                 if (back == 1) { /* already the newest: only its time moves */
