@@ -180,7 +180,7 @@ Test(tagtab, remove_grow_and_untag_keep_every_entry_findable)
 
 static bool buf_is(const Buf *b, const char *want, size_t n)
 {
-        return b->len == n && memcmp(b->p, want, n) == 0;
+        return b->len == n && (n == 0 || memcmp(b->p, want, n) == 0);
 }
 
 /* Well-formed text is written exactly as buf_json_str writes it (the
