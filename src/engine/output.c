@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "src/engine/engine.h"
+#include "src/util/json.h"
 
 const char *const engine_cause_names[CAUSE_COUNT] = {
 #define X(e, name) name,
@@ -94,14 +95,6 @@ static void hex_id(Buf *b, uint64_t h)
         buf_putc(b, '"');
 }
 
-static void str_or_null(Buf *b, const char *s)
-{
-        if (s)
-                buf_json_str(b, s, strlen(s));
-        else
-                buf_puts(b, "null");
-}
-
 /* The enterprise's live flags (adjustments, explain). */
 static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
 {
@@ -115,7 +108,7 @@ static void flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
                         buf_putc(b, ',');
                 any = true;
                 buf_puts(b, "{\"name\":");
-                str_or_null(b, e->rs->flags[f->flag]);
+                json_put_str_or_null(b, e->rs->flags[f->flag]);
                 buf_puts(b, ",\"until\":");
                 if (f->until == TIME_FOREVER)
                         buf_puts(b, "null");
@@ -212,7 +205,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, "{\"schema\":\"riskd.alert/1\",\"alert_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"rule_id\":");
-        str_or_null(b, r->id);
+        json_put_str_or_null(b, r->id);
         buf_puts(b, shadow ? ",\"status\":\"shadow\",\"severity\":\"" : ",\"status\":\"active\",\"severity\":\"");
         buf_puts(b, severity_str(r->severity));
         buf_puts(b, "\",\"enterprise_id\":");
@@ -229,13 +222,13 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                 render_message(e, &e->msg, ent, r, ev, t);
                 buf_json_str(b, e->msg.p ? e->msg.p : "", e->msg.len);
         } else {
-                str_or_null(b, r->desc ? r->desc : r->id);
+                json_put_str_or_null(b, r->desc ? r->desc : r->id);
         }
         buf_puts(b, ",\"actions\":[");
         for (uint32_t i = 0; i < r->nactions; i++) {
                 if (i)
                         buf_putc(b, ',');
-                str_or_null(b, r->actions[i]);
+                json_put_str_or_null(b, r->actions[i]);
         }
         buf_puts(b, "],\"score_delta\":");
         out_num(b, delta);
@@ -245,7 +238,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                 if (i)
                         buf_putc(b, ',');
                 buf_puts(b, "{\"name\":");
-                str_or_null(b, e->rs->flags[r->flags[i].flag]);
+                json_put_str_or_null(b, e->rs->flags[r->flags[i].flag]);
                 buf_puts(b, ",\"until\":");
                 /* a lifetime past the int64 range saturates: never, as the state has it */
                 if (r->flags[i].lifetime_ms && time_add_sat(t, r->flags[i].lifetime_ms) != TIME_FOREVER)
@@ -258,7 +251,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, ",\"evidence\":[");
         buf_json_str(b, evidence, evlen);
         buf_puts(b, "],\"basis\":");
-        str_or_null(b, r->basis);
+        json_put_str_or_null(b, r->basis);
         buf_puts(b, ",\"rectify_deadline\":");
         if (r->rectify_ms && !shadow && time_add_sat(t, r->rectify_ms) != TIME_FOREVER)
                 out_time(b, time_add_sat(t, r->rectify_ms));
@@ -276,9 +269,9 @@ static void grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double 
 {
         const Grading *g = &e->rs->grading;
         buf_puts(b, "{\"grade\":");
-        str_or_null(b, grade >= 0 ? g->bands[grade].grade : NULL);
+        json_put_str_or_null(b, grade >= 0 ? g->bands[grade].grade : NULL);
         buf_puts(b, ",\"mode\":");
-        str_or_null(b, mode >= 0 ? g->modes[mode] : NULL);
+        json_put_str_or_null(b, mode >= 0 ? g->modes[mode] : NULL);
         buf_puts(b, ",\"inspections_per_year\":");
         out_num(b, per_year);
         buf_putc(b, '}');
@@ -297,7 +290,7 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
                         buf_putc(b, ',');
                 any = true;
                 buf_puts(b, "{\"rule_id\":");
-                str_or_null(b, r->id);
+                json_put_str_or_null(b, r->id);
                 buf_puts(b, ",\"points\":");
                 out_num(b, c->points);
                 buf_puts(b, ",\"since\":");
@@ -311,9 +304,9 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
                 buf_json_str(b, c->event_id->s, c->event_id->len);
                 if (verbose) {
                         buf_puts(b, ",\"desc\":");
-                        str_or_null(b, r->desc);
+                        json_put_str_or_null(b, r->desc);
                         buf_puts(b, ",\"basis\":");
-                        str_or_null(b, r->basis);
+                        json_put_str_or_null(b, r->basis);
                         buf_puts(b, ",\"rectify_deadline\":");
                         if (c->rectify != TIME_UNSET)
                                 out_time(b, c->rectify);
@@ -350,7 +343,7 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         const Grading *g = &e->rs->grading;
         const OffState *o = ent->r->o;
         buf_puts(b, "{\"grade\":");
-        str_or_null(b, ent->grade >= 0 ? g->bands[ent->grade].grade : NULL);
+        json_put_str_or_null(b, ent->grade >= 0 ? g->bands[ent->grade].grade : NULL);
         buf_puts(b, ",\"score\":");
         out_num(b, score_official(e, ent));
         buf_puts(b, ",\"static\":");
@@ -363,7 +356,7 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, ",\"dynamic_ts\":");
         time_or_null(b, o ? o->dyn_time : TIME_UNSET);
         buf_puts(b, ",\"dynamic_rule_id\":");
-        str_or_null(b, o && o->dyn_rule >= 0 ? e->rs->rules[o->dyn_rule].id : NULL);
+        json_put_str_or_null(b, o && o->dyn_rule >= 0 ? e->rs->rules[o->dyn_rule].id : NULL);
         buf_puts(b, ",\"provisional\":");
         buf_puts(b, o && o->provisional ? "true" : "false");
         buf_puts(b, ",\"cycle_start\":");
@@ -371,18 +364,18 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         buf_puts(b, ",\"cycle_end\":");
         time_or_null(b, o && o->cycle != TIME_UNSET ? score_cycle_next(&g->official, o->cycle) : TIME_UNSET);
         buf_puts(b, ",\"assessed\":");
-        str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
+        json_put_str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
         buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
                    o ? o->lower : 0);
         buf_puts(b, ",\"basis\":");
         if (o && o->basis >= 0) {
                 const Rule *r = &e->rs->rules[o->basis];
                 buf_puts(b, "{\"rule_id\":");
-                str_or_null(b, r->id);
+                json_put_str_or_null(b, r->id);
                 buf_puts(b, ",\"ts\":");
                 time_or_null(b, o->basis_time);
                 buf_puts(b, ",\"basis\":");
-                str_or_null(b, r->basis);
+                json_put_str_or_null(b, r->basis);
                 buf_putc(b, '}');
         } else {
                 buf_puts(b, "null");
@@ -447,7 +440,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         buf_puts(b, ",\"static_score\":");
         out_num(b, ent_static_score(e, ent));
         buf_puts(b, ",\"band\":");
-        str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        json_put_str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
         buf_puts(b, ",\"contributions\":");
         contributions_json(e, b, ent, t, false);
         buf_puts(b, ",\"flags\":");
@@ -470,9 +463,9 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 buf_puts(b, ",\"index\":{\"score\":");
                 out_num(b, score);
                 buf_puts(b, ",\"band\":");
-                str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
                 buf_puts(b, ",\"previous_band\":");
-                str_or_null(b, !first && pheld >= 0 ? g->bands[pheld].grade : NULL);
+                json_put_str_or_null(b, !first && pheld >= 0 ? g->bands[pheld].grade : NULL);
                 buf_putc(b, '}');
         }
         buf_puts(b, ",\"rules_version\":\"");
@@ -503,9 +496,9 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, ",\"static_score\":");
         out_num(b, ent_static_score(e, ent));
         buf_puts(b, ",\"band\":");
-        str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        json_put_str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
         buf_puts(b, ",\"held_band\":");
-        str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+        json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
         buf_puts(b, ",\"below_since\":");
         if (ent->r->below_since != TIME_UNSET)
                 out_time(b, ent->r->below_since);
@@ -519,7 +512,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                 buf_puts(b, ",\"index\":{\"score\":");
                 out_num(b, score);
                 buf_puts(b, ",\"band\":");
-                str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
                 buf_putc(b, '}');
         }
         buf_puts(b, ",\"static_rules\":[");
@@ -531,13 +524,13 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                                 buf_putc(b, ',');
                         any = true;
                         buf_puts(b, "{\"rule_id\":");
-                        str_or_null(b, r->id);
+                        json_put_str_or_null(b, r->id);
                         buf_puts(b, ",\"points\":");
                         out_num(b, ent_static_points(e, ent, k));
                         buf_puts(b, ",\"desc\":");
-                        str_or_null(b, r->desc);
+                        json_put_str_or_null(b, r->desc);
                         buf_puts(b, ",\"basis\":");
-                        str_or_null(b, r->basis);
+                        json_put_str_or_null(b, r->basis);
                         buf_putc(b, '}');
                 }
         buf_puts(b, "],\"contributions\":");
@@ -776,9 +769,9 @@ void engine_grades_write(Engine *e, Buf *out)
                 buf_puts(out, "{\"enterprise_id\":");
                 buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
                 buf_puts(out, ",\"grade\":");
-                str_or_null(out, x->grade >= 0 ? g->bands[x->grade].grade : NULL);
+                json_put_str_or_null(out, x->grade >= 0 ? g->bands[x->grade].grade : NULL);
                 buf_puts(out, ",\"mode\":");
-                str_or_null(out, x->mode >= 0 ? g->modes[x->mode] : NULL);
+                json_put_str_or_null(out, x->mode >= 0 ? g->modes[x->mode] : NULL);
                 buf_puts(out, ",\"inspections_per_year\":");
                 out_num(out, x->per_year);
                 buf_puts(out, ",\"score\":");
@@ -789,7 +782,7 @@ void engine_grades_write(Engine *e, Buf *out)
                         buf_puts(out, ",\"index\":{\"score\":");
                         out_num(out, score_of(e, x, now));
                         buf_puts(out, ",\"band\":");
-                        str_or_null(out, x->held >= 0 ? g->bands[x->held].grade : NULL);
+                        json_put_str_or_null(out, x->held >= 0 ? g->bands[x->held].grade : NULL);
                         buf_putc(out, '}');
                 }
                 buf_puts(out, "}\n");

@@ -8,6 +8,7 @@
 
 #include "include/riskd/diag.h"
 #include "include/riskd/util.h"
+#include "src/util/json.h"
 
 static const struct {
         const char *code, *name;
@@ -244,14 +245,6 @@ void diag_print_text(FILE *f, const DiagList *dl, bool color)
         }
 }
 
-static void json_str_or_null(Buf *b, const char *s)
-{
-        if (s)
-                buf_json_str(b, s, strlen(s));
-        else
-                buf_puts(b, "null");
-}
-
 void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
 {
         Buf b = {0};
@@ -273,7 +266,7 @@ void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
                 else
                         buf_puts(&b, "null");
                 buf_puts(&b, ",\"source\":");
-                json_str_or_null(&b, d->srcline);
+                json_put_str_or_null(&b, d->srcline);
                 buf_puts(&b, ",\"notes\":[");
                 for (uint32_t k = 0; k < d->nnotes; k++) {
                         const DiagNote *nt = &d->notes[k];
@@ -283,7 +276,7 @@ void diag_print_json(FILE *f, const DiagList *dl, const char *summary_json)
                                    nt->len);
                         buf_json_str(&b, nt->message, strlen(nt->message));
                         buf_puts(&b, ",\"source\":");
-                        json_str_or_null(&b, nt->srcline);
+                        json_put_str_or_null(&b, nt->srcline);
                         buf_putc(&b, '}');
                 }
                 buf_puts(&b, "]}");
