@@ -27,7 +27,7 @@ void notify_init(void)
 
 /* STATUS= when it changed; with READY=1 the first time if make_ready
  * (notify_ready). */
-static void vstatus(bool make_ready, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vstatus(bool make_ready, const char *fmt, va_list ap)
 {
         char st[sizeof(last_status)];
         vsnprintf(st, sizeof(st), fmt, ap);

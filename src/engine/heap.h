@@ -44,7 +44,7 @@
                 }                                                                       \
                 h[i] = x;                                                               \
         }                                                                               \
-        static inline void name##_heapify(T *h, uint32_t n)                             \
+        __attribute__((unused)) static inline void name##_heapify(T *h, uint32_t n)     \
         {                                                                               \
                 for (uint32_t i = n / 2; i-- > 0;)                                      \
                         name##_down(h, n, i, h[i]);                                     \

@@ -62,7 +62,7 @@ static char *source_line(SrcPos pos)
 }
 
 /* A diagnostic's or a note's message: fmt formatted, never NULL. */
-static char *message_v(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static char *message_v(const char *fmt, va_list ap)
 {
         Buf b = {0};
         buf_vprintf(&b, fmt, ap);

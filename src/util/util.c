@@ -123,8 +123,9 @@ void util_advise_huge(void *p, size_t n)
 #define POOL_CHUNK_MIN ((size_t)64 << 10)
 #define POOL_CHUNK_MAX ((size_t)2 << 20)
 
-/* Class of an object of n bytes (0 < n <= POOL_MAX), and its size. */
-static inline uint32_t pool_class(size_t n, size_t *size)
+/* Class of an object of n bytes (0 < n <= POOL_MAX), and its size (unused
+ * under POOL_EXACT, where every object is malloc'd at its size). */
+__attribute__((unused)) static inline uint32_t pool_class(size_t n, size_t *size)
 {
         assert(n > 0 && n <= POOL_MAX);
         if (n <= 256) {
