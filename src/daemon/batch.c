@@ -492,6 +492,35 @@ void batch_poll(Loop *l)
                 flight_done(l, true);
 }
 
+/*
+ * Whether the open batch is to be sealed now: at batch_max events or after
+ * commit_interval, unless the batch before it is still being committed
+ * (group commit).  The open batch then goes on taking events, past
+ * batch_max and commit_interval, and is due the moment that commit ends,
+ * so that each commit covers whatever arrived during the one before and the
+ * engine never waits for the broker; at BATCH_GROW x batch_max events it
+ * is due anyway and waits for that commit (the input stops: the memory
+ * bound).  Without the committer thread the batch before is committed only
+ * when this one is sealed: due at batch_max, as ever.
+ */
+bool batch_due(Loop *l, int64_t now)
+{
+        const Config *cfg = l->cfg;
+        if (!l->open)
+                return false;
+        bool full = l->open->events >= cfg->batch_max;
+        if (!full && now - l->open->t0 < cfg->commit_interval_ms)
+                return false;
+        if (!l->flight)
+                return true;
+        if (!l->c.running)
+                return full;
+        batch_poll(l); /* its result may be in */
+        if (!l->flight)
+                return l->open != NULL; /* NULL: it aborted, the open batch rolled back with it */
+        return l->open->events >= (uint64_t)cfg->batch_max * BATCH_GROW;
+}
+
 /* Waits for the batch in flight to end: the main loop goes on answering
  * HTTP and feeding the watchdog, but takes no more input (the open batch
  * is full, or must end). */
@@ -531,7 +560,8 @@ static void flight_wait(Loop *l, bool rewind)
  * Seals the open batch and hands it to the committer: its records are
  * taken from the Engines now (they hold the batch's end state), then the
  * batch before it, if still in flight, is waited for (one transaction at a
- * time; this is where a full batch stops the input), and if that one
+ * time; this is where a batch at its cap, batch_due, or one ended by a
+ * rebalance, a reload or a stop stops the input), and if that one
  * aborted, this one is rolled back with it and dropped.  Otherwise the
  * Engines seal their batch (its undo kept until the commit ends) and the
  * next batch can begin at once.  false: nothing was handed over.
@@ -550,7 +580,11 @@ bool batch_submit(Loop *l, bool rewind)
                 b->cgmd = rd_kafka_consumer_group_metadata(l->consumer);
         b->t_ready = log_now_ms();
         if (l->flight && !l->fatal) {
-                if (!l->c.done)
+                if (!l->c.done && b->events >= (uint64_t)l->cfg->batch_max * BATCH_GROW)
+                        log_debug("a batch of %llu events is ready (at its cap, %d x batch_max); it waits for the "
+                                  "commit of the one before",
+                                  (unsigned long long)b->events, BATCH_GROW);
+                else if (!l->c.done)
                         log_debug("a batch of %llu events is ready; it waits for the commit of the one before",
                                   (unsigned long long)b->events);
                 flight_wait(l, rewind);
