@@ -11,21 +11,49 @@ Batch *batch_new(void)
         return b;
 }
 
-Batch *batch_free(Batch *b)
+/* Empties a batch (its records' headers, offsets and group metadata
+ * freed), keeping the room of its records and arena. */
+static void batch_clear(Batch *b)
 {
-        if (!b)
-                return NULL;
         for (uint32_t i = 0; i < b->nrecs; i++)
                 if (b->recs[i].hdrs)
                         rd_kafka_headers_destroy(b->recs[i].hdrs);
-        free(b->recs);
-        buf_free(&b->arena);
         if (b->offsets)
                 rd_kafka_topic_partition_list_destroy(b->offsets);
         if (b->cgmd)
                 rd_kafka_consumer_group_metadata_destroy(b->cgmd);
+        Rec *recs = b->recs;
+        uint32_t crecs = b->crecs;
+        Buf arena = b->arena;
+        arena.len = 0;
+        if (arena.p)
+                arena.p[0] = 0;
+        *b = (Batch){.recs = recs, .crecs = crecs, .arena = arena};
+}
+
+Batch *batch_free(Batch *b)
+{
+        if (!b)
+                return NULL;
+        batch_clear(b);
+        free(b->recs);
+        buf_free(&b->arena);
         free(b);
         return NULL;
+}
+
+/* A batch that ended is emptied and kept for the next (Loop.spare): the
+ * arrays of its records and its arena (megabytes at the defaults) are
+ * not grown again from nothing every batch, page fault by page fault.
+ * The producer copied the bytes (RD_KAFKA_MSG_F_COPY). */
+static void batch_keep(Loop *l, Batch *b)
+{
+        if (l->spare) {
+                batch_free(b);
+                return;
+        }
+        batch_clear(b);
+        l->spare = b;
 }
 
 /* The position of every assigned input of an active Part. */
@@ -334,7 +362,12 @@ void batch_committer_stop(Loop *l)
 void batch_begin(Loop *l)
 {
         assert(!l->open); /* one open batch: the last one was submitted or rolled back */
-        l->open = batch_new();
+        if (l->spare) {
+                l->open = l->spare;
+                l->spare = NULL;
+                l->open->t0 = log_now_ms();
+        } else
+                l->open = batch_new();
 }
 
 /* Seeks every input back to where the last committed batch ended. */
@@ -470,7 +503,7 @@ static void flight_done(Loop *l, bool rewind)
                                 rewind_inputs(l);
                 }
         }
-        batch_free(b);
+        batch_keep(l, b);
         status_regex_errors(l);
 }
 

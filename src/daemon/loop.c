@@ -547,6 +547,7 @@ Loop *loop_free(Loop *l)
         batch_committer_stop(l);
         l->flight = batch_free(l->flight);
         l->open = batch_free(l->open);
+        l->spare = batch_free(l->spare);
         reload_waiters_drop(l);
         free(l->reload_waiters);
         httpd_free(l->http);

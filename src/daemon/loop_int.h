@@ -178,6 +178,7 @@ struct Loop {
 
         Batch *open;             /* the batch being processed; NULL none */
         Batch *flight;           /* the batch being committed; NULL none */
+        Batch *spare;            /* the last one ended, emptied, for the next (batch_keep) */
         Committer c;
         Part *cl_part;           /* whose changelog records are being taken */
 
