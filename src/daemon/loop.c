@@ -24,10 +24,10 @@
  *              changelog records (explicit partition = the input partition)
  *              and its offsets in one transaction and commits it, while the
  *              main loop goes on with the next batch (its records kept in
- *              memory: one transaction at a time; group commit: it grows
- *              past batch_max while that commit is in flight, up to
- *              BATCH_GROW x batch_max, and is sealed as soon as the commit
- *              ends, batch_due); committed, the Engines
+ *              memory: one transaction at a time; group commit, with
+ *              transactions on: it grows past batch_max while that commit
+ *              is in flight, up to BATCH_GROW x batch_max, and is sealed as
+ *              soon as the commit ends, batch_due); committed, the Engines
  *              drop the sealed batch's undo; an abortable error aborts the
  *              transaction, every Engine rolls back to the last commit (the
  *              next batch's work included) and every input is sought back
