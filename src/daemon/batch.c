@@ -11,21 +11,49 @@ Batch *batch_new(void)
         return b;
 }
 
-Batch *batch_free(Batch *b)
+/* Empties a batch (its records' headers, offsets and group metadata
+ * freed), keeping the room of its records and arena. */
+static void batch_clear(Batch *b)
 {
-        if (!b)
-                return NULL;
         for (uint32_t i = 0; i < b->nrecs; i++)
                 if (b->recs[i].hdrs)
                         rd_kafka_headers_destroy(b->recs[i].hdrs);
-        free(b->recs);
-        buf_free(&b->arena);
         if (b->offsets)
                 rd_kafka_topic_partition_list_destroy(b->offsets);
         if (b->cgmd)
                 rd_kafka_consumer_group_metadata_destroy(b->cgmd);
+        Rec *recs = b->recs;
+        uint32_t crecs = b->crecs;
+        Buf arena = b->arena;
+        arena.len = 0;
+        if (arena.p)
+                arena.p[0] = 0;
+        *b = (Batch){.recs = recs, .crecs = crecs, .arena = arena};
+}
+
+Batch *batch_free(Batch *b)
+{
+        if (!b)
+                return NULL;
+        batch_clear(b);
+        free(b->recs);
+        buf_free(&b->arena);
         free(b);
         return NULL;
+}
+
+/* A batch that ended is emptied and kept for the next (Loop.spare): the
+ * arrays of its records and its arena (megabytes at the defaults) are
+ * not grown again from nothing every batch, page fault by page fault.
+ * The producer copied the bytes (RD_KAFKA_MSG_F_COPY). */
+static void batch_keep(Loop *l, Batch *b)
+{
+        if (l->spare) {
+                batch_free(b);
+                return;
+        }
+        batch_clear(b);
+        l->spare = b;
 }
 
 /* The position of every assigned input of an active Part. */
@@ -334,7 +362,12 @@ void batch_committer_stop(Loop *l)
 void batch_begin(Loop *l)
 {
         assert(!l->open); /* one open batch: the last one was submitted or rolled back */
-        l->open = batch_new();
+        if (l->spare) {
+                l->open = l->spare;
+                l->spare = NULL;
+                l->open->t0 = log_now_ms();
+        } else
+                l->open = batch_new();
 }
 
 /* Seeks every input back to where the last committed batch ended. */
@@ -470,7 +503,7 @@ static void flight_done(Loop *l, bool rewind)
                                 rewind_inputs(l);
                 }
         }
-        batch_free(b);
+        batch_keep(l, b);
         status_regex_errors(l);
 }
 
@@ -490,6 +523,40 @@ void batch_poll(Loop *l)
         pthread_mutex_unlock(&c->mu);
         if (done)
                 flight_done(l, true);
+}
+
+/*
+ * Whether the open batch is to be sealed now: at batch_max events or after
+ * commit_interval, unless the batch before it is still being committed
+ * (group commit).  The open batch then goes on taking events, past
+ * batch_max and commit_interval, and is due the moment that commit ends,
+ * so that each commit covers whatever arrived during the one before and the
+ * engine never waits for the broker; at BATCH_GROW x batch_max events it
+ * is due anyway and waits for that commit (the input stops: the memory
+ * bound).  Without the committer thread the batch before is committed only
+ * when this one is sealed: due at batch_max, as ever.  Nor does a batch
+ * grow with transactions off: after a crash between a batch's enterprise
+ * records and its partition records, the restored enterprises tell the
+ * events they hold by their recent ids (limits.recent_ids, 8), and the
+ * more events an enterprise gets in one batch, the more of them fall out
+ * of that ring and would be applied twice (test_crash: 4 x batch_max did).
+ */
+bool batch_due(Loop *l, int64_t now)
+{
+        const Config *cfg = l->cfg;
+        if (!l->open)
+                return false;
+        bool full = l->open->events >= cfg->batch_max;
+        if (!full && now - l->open->t0 < cfg->commit_interval_ms)
+                return false;
+        if (!l->flight)
+                return true;
+        if (!l->c.running || !cfg->transactions)
+                return full;
+        batch_poll(l); /* its result may be in */
+        if (!l->flight)
+                return l->open != NULL; /* NULL: it aborted, the open batch rolled back with it */
+        return l->open->events >= (uint64_t)cfg->batch_max * BATCH_GROW;
 }
 
 /* Waits for the batch in flight to end: the main loop goes on answering
@@ -531,7 +598,8 @@ static void flight_wait(Loop *l, bool rewind)
  * Seals the open batch and hands it to the committer: its records are
  * taken from the Engines now (they hold the batch's end state), then the
  * batch before it, if still in flight, is waited for (one transaction at a
- * time; this is where a full batch stops the input), and if that one
+ * time; this is where a batch at its cap, batch_due, or one ended by a
+ * rebalance, a reload or a stop stops the input), and if that one
  * aborted, this one is rolled back with it and dropped.  Otherwise the
  * Engines seal their batch (its undo kept until the commit ends) and the
  * next batch can begin at once.  false: nothing was handed over.
@@ -550,7 +618,11 @@ bool batch_submit(Loop *l, bool rewind)
                 b->cgmd = rd_kafka_consumer_group_metadata(l->consumer);
         b->t_ready = log_now_ms();
         if (l->flight && !l->fatal) {
-                if (!l->c.done)
+                if (!l->c.done && b->events >= (uint64_t)l->cfg->batch_max * BATCH_GROW)
+                        log_debug("a batch of %llu events is ready (at its cap, %d x batch_max); it waits for the "
+                                  "commit of the one before",
+                                  (unsigned long long)b->events, BATCH_GROW);
+                else if (!l->c.done)
                         log_debug("a batch of %llu events is ready; it waits for the commit of the one before",
                                   (unsigned long long)b->events);
                 flight_wait(l, rewind);

@@ -24,7 +24,10 @@
  *              changelog records (explicit partition = the input partition)
  *              and its offsets in one transaction and commits it, while the
  *              main loop goes on with the next batch (its records kept in
- *              memory: one transaction at a time); committed, the Engines
+ *              memory: one transaction at a time; group commit, with
+ *              transactions on: it grows past batch_max while that commit
+ *              is in flight, up to BATCH_GROW x batch_max, and is sealed as
+ *              soon as the commit ends, batch_due); committed, the Engines
  *              drop the sealed batch's undo; an abortable error aborts the
  *              transaction, every Engine rolls back to the last commit (the
  *              next batch's work included) and every input is sought back
@@ -544,6 +547,7 @@ Loop *loop_free(Loop *l)
         batch_committer_stop(l);
         l->flight = batch_free(l->flight);
         l->open = batch_free(l->open);
+        l->spare = batch_free(l->spare);
         reload_waiters_drop(l);
         free(l->reload_waiters);
         httpd_free(l->http);
@@ -651,11 +655,10 @@ int loop_run(Loop *l)
                         loop_notify(l);
                 if (now >= l->next_tick)
                         loop_tick(l, now);
-                /* a batch due by time while the one before is still in flight
-                 * goes on taking events (up to batch_max): the commit is
-                 * not waited for before it must be */
-                if (l->open && (l->open->events >= cfg->batch_max ||
-                                (!l->flight && now - l->open->t0 >= cfg->commit_interval_ms))) {
+                /* a batch due while the one before is still in flight goes
+                 * on taking events (batch_due): the commit is not waited
+                 * for before it must be */
+                if (batch_due(l, now)) {
                         batch_submit(l, true);
                         continue;
                 }
@@ -689,7 +692,7 @@ int loop_run(Loop *l)
                                 engine_prefetch_bytes(later->payload, later->len);
                         if (!l->fatal) {
                                 loop_message(l, l->msgs[i]);
-                                if (l->open && l->open->events >= cfg->batch_max)
+                                if (l->open && l->open->events >= cfg->batch_max && batch_due(l, now))
                                         batch_submit(l, true);
                         }
                         rd_kafka_message_destroy(l->msgs[i]);

@@ -42,6 +42,9 @@
 #define LOOP_MSGS 1024
 /* transactional calls retried this many times on retriable errors */
 #define TXN_RETRIES 10
+/* group commit: while the batch before it is being committed, the open
+ * batch takes events up to this many times batch_max (its memory bound) */
+#define BATCH_GROW 4
 
 typedef struct ReloadJob ReloadJob;
 
@@ -175,6 +178,7 @@ struct Loop {
 
         Batch *open;             /* the batch being processed; NULL none */
         Batch *flight;           /* the batch being committed; NULL none */
+        Batch *spare;            /* the last one ended, emptied, for the next (batch_keep) */
         Committer c;
         Part *cl_part;           /* whose changelog records are being taken */
 
@@ -253,6 +257,7 @@ void batch_begin(Loop *l);
 void batch_inputs_fresh(Loop *l);
 void batch_replay_check(Loop *l, Part *pt, bool leaving);
 void batch_poll(Loop *l);
+bool batch_due(Loop *l, int64_t now);
 bool batch_submit(Loop *l, bool rewind);
 bool batch_end(Loop *l, BatchEnd how);
 

@@ -4,9 +4,12 @@ point 2): riskd's committer thread commits batch N while the main loop
 decodes and evaluates batch N+1, whose outputs wait in memory.  The state
 where both are in the air is made on purpose with a test-only fault,
 RISKD_FAULT_COMMIT_HOLD=PATH: a commit, its records delivered, waits until
-PATH exists; the test waits until riskd's debug log says that the next
-batch is full and waits for that commit ("is ready; it waits for the commit
-of the one before"), then:
+PATH exists.  Group commit: meanwhile the next batch goes on taking events
+past batch_max, up to its cap (4 x batch_max), and only then waits for the
+held commit; the test waits until riskd's debug log says so ("is ready (at
+its cap, 4 x batch_max); it waits for the commit of the one before"),
+checks that the batch holds exactly the cap (it grew past batch_max and
+stopped there), then:
 
 - kill: with RISKD_FAULT_COMMIT_KILL=1 riskd dies (SIGKILL) as PATH appears,
   the commit in flight and the next batch processed but not produced;
@@ -25,20 +28,28 @@ outputs stay visible as well, so ids are compared as sets (a redone batch
 repeats them, identical), never counts.
 """
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 TXN_BROKER, GROUP_BROKER = 1, 2
-READY = r"a batch of \d+ events is ready; it waits for the commit of the one before"
+READY = r"a batch of (\d+) events is ready( \(at its cap, 4 x batch_max\))?; it waits for the commit"
+GROW = 4  # the cap, in batch_max (riskd.yaml(5))
 HELD = r"RISKD_FAULT_COMMIT_HOLD: the commit of a batch of \d+ events waits"
 
 
 def held_with_next_batch(r, gate):
-    """Wait until a commit is held and the next batch is full behind it."""
+    """Wait until a commit is held and the next batch, grown past
+    batch_max, is at its cap behind it."""
     r.wait_log(HELD, 60)
-    r.wait_log(READY, 60)
+    r.wait_log(READY, 60)  # either line may come first (two threads)
+    m = re.search(READY, r.log_text())
+    batch_max = r.cfg["batch_max"]
+    assert m.group(2) and int(m.group(1)) == GROW * batch_max, \
+        (f"the batch behind the held commit waits with {m.group(1)} events, not at its cap "
+         f"({GROW} x batch_max {batch_max}):\n{r.log_tail()}")
     assert not os.path.exists(gate)
 
 
