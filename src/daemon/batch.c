@@ -430,6 +430,12 @@ void batch_replay_check(Loop *l, Part *pt, bool leaving)
                         return;
         }
         pt->replay_open = false;
+        /* nothing below a mark comes any more: the marks and the
+         * enterprises ahead of them go */
+        engine_replay_over(pt->e);
+        free(pt->rs_marks);
+        pt->rs_marks = NULL;
+        pt->rs_nmarks = pt->rs_cmarks = 0;
         uint64_t n = pt->replayed + (engine_stats(pt->e)->replayed - pt->seen.replayed);
         if (n)
                 log_notice("partition %d: %llu event%s read again after the restore %s already in the restored "
