@@ -540,12 +540,11 @@ void batch_poll(Loop *l)
  * engine never waits for the broker; at BATCH_GROW x batch_max events it
  * is due anyway and waits for that commit (the input stops: the memory
  * bound).  Without the committer thread the batch before is committed only
- * when this one is sealed: due at batch_max, as ever.  Nor does a batch
- * grow with transactions off: after a crash between a batch's enterprise
- * records and its partition records, the restored enterprises tell the
- * events they hold by their recent ids (limits.recent_ids, 8), and the
- * more events an enterprise gets in one batch, the more of them fall out
- * of that ring and would be applied twice (test_crash: 4 x batch_max did).
+ * when this one is sealed: due at batch_max, as ever.  The same with
+ * transactions off: after a crash between a batch's enterprise records
+ * and its partition records, an enterprise whose record was written skips
+ * every event of that batch read again, however many it got
+ * (SourcePos.replay_marks).
  */
 bool batch_due(Loop *l, int64_t now)
 {
@@ -557,7 +556,7 @@ bool batch_due(Loop *l, int64_t now)
                 return false;
         if (!l->flight)
                 return true;
-        if (!l->c.running || !cfg->transactions)
+        if (!l->c.running)
                 return full;
         batch_poll(l); /* its result may be in */
         if (!l->flight)
