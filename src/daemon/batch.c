@@ -418,15 +418,17 @@ void batch_inputs_fresh(Loop *l)
         l->rewound = false;
 }
 
-/* Once a restored Part's inputs are past its replay marks (or it goes):
- * one notice with the expected repeats it skipped. */
+/* Once a restored Part's inputs are past its replay marks, committed (an
+ * abort rewinds to the last commit, and what is read again then is still
+ * below them), or it goes: one notice with the expected repeats it
+ * skipped. */
 void batch_replay_check(Loop *l, Part *pt, bool leaving)
 {
         if (!pt->replay_open)
                 return;
         for (uint32_t i = 0; i < loop_ninputs(l) && !leaving; i++) {
                 const Input *in = &pt->in[i];
-                if (in->assigned && in->pos < in->replay_below)
+                if (in->assigned && in->batch_pos < in->replay_below)
                         return;
         }
         pt->replay_open = false;
