@@ -92,6 +92,10 @@ typedef struct SourcePos {
                               * partition record): a duplicate id is an expected
                               * repeat, counted in EngineStats.replayed, not a
                               * dead letter */
+        uint64_t replay_marks;  /* of a replay: bit k-1 set when it lies below the k-th replay
+                                 * mark read since the partition record (engine_restore_mark):
+                                 * an enterprise whose record came after that mark holds it,
+                                 * and skips it (ENGINE_PUSH_REPLAYED) whatever its id */
         const char *key;     /* the message's key (Kafka), NULL none: a dead letter
                               * carries it byte for byte; valid during engine_push
                               * (an event held for the grace does not keep it) */
@@ -323,6 +327,19 @@ void engine_grades_write(Engine *e, struct Buf *out);
  * the timers and returns the input offset to resume from (-1: no partition
  * record, start from the committed offset).
  *
+ * With transactions off a batch writes its replay mark (the daemon's
+ * record: the input offsets the batch reaches) before its enterprises'
+ * records and its partition record after them.  So an enterprise record
+ * after the last partition record was written by a batch that crashed
+ * before its partition record, and holds every event of that batch: the
+ * restore keeps those enterprises (by key) with the replay mark before
+ * their record, engine_restore_mark() telling it of each mark (a partition
+ * record forgets them), and engine_push skips an event of theirs whose
+ * SourcePos.replay_marks has that mark's bit (ENGINE_PUSH_REPLAYED,
+ * counted in EngineStats.replayed), as well as every event the push
+ * releases from the grace: the crashed run released the same ones.
+ * engine_replay_over() forgets them once no input is below a mark.
+ *
  * Records are versioned (first byte ENGINE_STATE_VERSION).  An enterprise's
  * record names rules, flags, grades, fields and aggregates by their index
  * in a dictionary: a record of its own (key ENGINE_DICT_KEY followed by the
@@ -356,6 +373,8 @@ void engine_batch_abort(Engine *e);
  * them one whose dictionary was not restored before it. */
 int engine_restore_record(Engine *e, const char *key, size_t klen, const void *val, size_t vlen);
 int64_t engine_restore_finish(Engine *e);
+void engine_restore_mark(Engine *e);
+void engine_replay_over(Engine *e);
 
 /*
  * Live rule reload: a new Engine for rule set rs (referenced) carrying e's

@@ -418,18 +418,26 @@ void batch_inputs_fresh(Loop *l)
         l->rewound = false;
 }
 
-/* Once a restored Part's inputs are past its replay marks (or it goes):
- * one notice with the expected repeats it skipped. */
+/* Once a restored Part's inputs are past its replay marks, committed (an
+ * abort rewinds to the last commit, and what is read again then is still
+ * below them), or it goes: one notice with the expected repeats it
+ * skipped. */
 void batch_replay_check(Loop *l, Part *pt, bool leaving)
 {
         if (!pt->replay_open)
                 return;
         for (uint32_t i = 0; i < loop_ninputs(l) && !leaving; i++) {
                 const Input *in = &pt->in[i];
-                if (in->assigned && in->pos < in->replay_below)
+                if (in->assigned && in->batch_pos < in->replay_below)
                         return;
         }
         pt->replay_open = false;
+        /* nothing below a mark comes any more: the marks and the
+         * enterprises ahead of them go */
+        engine_replay_over(pt->e);
+        free(pt->rs_marks);
+        pt->rs_marks = NULL;
+        pt->rs_nmarks = pt->rs_cmarks = 0;
         uint64_t n = pt->replayed + (engine_stats(pt->e)->replayed - pt->seen.replayed);
         if (n)
                 log_notice("partition %d: %llu event%s read again after the restore %s already in the restored "
@@ -534,12 +542,11 @@ void batch_poll(Loop *l)
  * engine never waits for the broker; at BATCH_GROW x batch_max events it
  * is due anyway and waits for that commit (the input stops: the memory
  * bound).  Without the committer thread the batch before is committed only
- * when this one is sealed: due at batch_max, as ever.  Nor does a batch
- * grow with transactions off: after a crash between a batch's enterprise
- * records and its partition records, the restored enterprises tell the
- * events they hold by their recent ids (limits.recent_ids, 8), and the
- * more events an enterprise gets in one batch, the more of them fall out
- * of that ring and would be applied twice (test_crash: 4 x batch_max did).
+ * when this one is sealed: due at batch_max, as ever.  The same with
+ * transactions off: after a crash between a batch's enterprise records
+ * and its partition records, an enterprise whose record was written skips
+ * every event of that batch read again, however many it got
+ * (SourcePos.replay_marks).
  */
 bool batch_due(Loop *l, int64_t now)
 {
@@ -551,7 +558,7 @@ bool batch_due(Loop *l, int64_t now)
                 return false;
         if (!l->flight)
                 return true;
-        if (!l->c.running || !cfg->transactions)
+        if (!l->c.running)
                 return full;
         batch_poll(l); /* its result may be in */
         if (!l->flight)

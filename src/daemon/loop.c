@@ -208,6 +208,8 @@ static void loop_message(Loop *l, const rd_kafka_message_t *m)
         SourcePos src = {.topic = l->cfg->input_topics[ti], .partition = m->partition, .offset = m->offset,
                          .replay = m->offset < in->replay_below, .key = m->key, .key_len = m->key_len,
                          .timestamp = rd_kafka_message_timestamp(m, &tt)};
+        if (src.replay)
+                src.replay_marks = restore_replay_marks(l, pt, ti, m->offset);
         engine_push(pt->e, m->payload ? m->payload : "", m->len, &src);
         in->pos = m->offset + 1;
         l->open->events++;

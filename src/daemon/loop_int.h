@@ -78,7 +78,10 @@ typedef struct Part {
         int64_t rs_t0, rs_retry_at;
         uint64_t rs_records, rs_bad;
         int64_t *rs_offsets;     /* [ninput_topics] from OFFSETS_KEY; -1 none */
-        int64_t *rs_replay;      /* [ninput_topics] from REPLAY_KEY; -1 none */
+        int64_t *rs_replay;      /* [ninput_topics] the highest of the REPLAY_KEY records; -1 none */
+        int64_t *rs_marks;       /* [rs_nmarks][ninput_topics] the REPLAY_KEY records since the
+                                  * partition record, in log order (SourcePos.replay_marks) */
+        uint32_t rs_nmarks, rs_cmarks;
         bool replay_open;        /* expected repeats may still come (replay_below ahead) */
         uint64_t replayed;       /* expected repeats since the restore */
         EngineStats seen;        /* the Engine's counters already in the metrics */
@@ -256,6 +259,8 @@ void batch_committer_stop(Loop *l);
 void batch_begin(Loop *l);
 void batch_inputs_fresh(Loop *l);
 void batch_replay_check(Loop *l, Part *pt, bool leaving);
+/* SourcePos.replay_marks of input ti's offset (restore.c) */
+uint64_t restore_replay_marks(Loop *l, const Part *pt, uint32_t ti, int64_t offset);
 void batch_poll(Loop *l);
 bool batch_due(Loop *l, int64_t now);
 bool batch_submit(Loop *l, bool rewind);

@@ -18,6 +18,7 @@ void restore_part_free(Loop *l, Part *pt)
         free(pt->in);
         free(pt->rs_offsets);
         free(pt->rs_replay);
+        free(pt->rs_marks);
         l->parts[pt->id] = NULL;
         free(pt);
 }
@@ -136,7 +137,9 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         rd_kafka_topic_partition_list_destroy(all);
 }
 
-static void restore_offsets(Loop *l, int64_t *out, const char *v, size_t n)
+/* "topic offset" lines into out by input; with pos, "+topic offset"
+ * lines (a replay mark's own position, sink_replay_marks) into pos. */
+static void restore_offsets(Loop *l, int64_t *out, int64_t *pos, const char *v, size_t n)
 {
         char *text = xstrndup(v, n);
         char *save = NULL;
@@ -145,11 +148,50 @@ static void restore_offsets(Loop *l, int64_t *out, const char *v, size_t n)
                 if (!sp)
                         continue;
                 *sp = 0;
-                uint32_t i = loop_topic_index(l, line);
+                int64_t *to = pos && line[0] == '+' ? pos : out;
+                uint32_t i = loop_topic_index(l, to == pos ? line + 1 : line);
                 if (i != UINT32_MAX)
-                        out[i] = strtoll(sp + 1, NULL, 10);
+                        to[i] = strtoll(sp + 1, NULL, 10);
         }
         free(text);
+}
+
+/* A replay mark (transactions off): where the expected repeats end, and
+ * the offsets the records after it, up to the next partition record,
+ * hold (its "+" lines where they differ: sink_replay_marks).  Kept in log
+ * order for SourcePos.replay_marks, as many as the engine tells apart. */
+static void restore_mark(Loop *l, Part *pt, const char *v, size_t n)
+{
+        uint32_t ni = loop_ninputs(l);
+        int64_t *m = xmalloc(2 * ni * sizeof(int64_t)), *pos = m + ni;
+        for (uint32_t i = 0; i < 2 * ni; i++)
+                m[i] = INT64_MIN;
+        restore_offsets(l, m, pos, v, n);
+        for (uint32_t i = 0; i < ni; i++) {
+                if (m[i] != INT64_MIN)
+                        pt->rs_replay[i] = m[i];
+                else
+                        m[i] = -1;
+                if (pos[i] == INT64_MIN)
+                        pos[i] = m[i];
+        }
+        engine_restore_mark(pt->e);
+        if (pt->rs_nmarks < 64) {
+                pt->rs_marks = xgrow(pt->rs_marks, &pt->rs_cmarks, (pt->rs_nmarks + 1) * ni, sizeof(int64_t));
+                memcpy(pt->rs_marks + (size_t)pt->rs_nmarks * ni, pos, ni * sizeof(int64_t));
+        }
+        pt->rs_nmarks++; /* past 64: that mark's bit is never set, the engine keeps no record after it */
+        free(m);
+}
+
+uint64_t restore_replay_marks(Loop *l, const Part *pt, uint32_t ti, int64_t offset)
+{
+        uint32_t ni = loop_ninputs(l), n = pt->rs_nmarks < 64 ? pt->rs_nmarks : 64;
+        uint64_t bits = 0;
+        for (uint32_t k = 0; k < n; k++)
+                if (offset < pt->rs_marks[(size_t)k * ni + ti])
+                        bits |= 1ull << k;
+        return bits;
 }
 
 static void restore_record(void *ud, int32_t p, int64_t offset, const void *key, size_t klen, const void *val,
@@ -162,13 +204,15 @@ static void restore_record(void *ud, int32_t p, int64_t offset, const void *key,
         pt->rs_records++;
         int r = -EINVAL;
         if (key && klen == strlen(OFFSETS_KEY) && memcmp(key, OFFSETS_KEY, klen) == 0) {
-                restore_offsets(l, pt->rs_offsets, val, vlen);
+                restore_offsets(l, pt->rs_offsets, NULL, val, vlen);
                 return;
         }
         if (key && klen == strlen(REPLAY_KEY) && memcmp(key, REPLAY_KEY, klen) == 0) {
-                restore_offsets(l, pt->rs_replay, val, vlen);
+                restore_mark(l, pt, val, vlen);
                 return;
         }
+        if (key && klen == strlen(ENGINE_META_KEY) && memcmp(key, ENGINE_META_KEY, klen) == 0)
+                pt->rs_nmarks = 0; /* the engine forgets the enterprises ahead too */
         if (key)
                 r = engine_restore_record(pt->e, key, klen, val ? val : "", val ? vlen : 0);
         if (r < 0) {

@@ -139,7 +139,12 @@ void sink_changes(Loop *l)
 
 /* Transactions off: each touched Part's REPLAY_KEY record, delivered with
  * the outputs, before any enterprise record of the batch.  Never below a
- * restored mark: records of the crashed run may still reach that far. */
+ * restored mark: records of the crashed run may still reach that far.
+ * Where the batch itself ends below it (a batch after a restore that ended
+ * before the mark), a "+topic offset" line says so: the records of the
+ * enterprises this batch applied events to hold only that far
+ * (SourcePos.replay_marks; a topic name holds no '+', so a reader that
+ * does not know these lines skips them). */
 void sink_replay_marks(Loop *l)
 {
         for (uint32_t p = 0; p < l->nparts; p++) {
@@ -151,6 +156,8 @@ void sink_replay_marks(Loop *l)
                         const Input *in = &pt->in[i];
                         int64_t mark = in->pos > in->replay_below ? in->pos : in->replay_below;
                         buf_printf(&b, "%s %lld\n", l->cfg->input_topics[i], (long long)mark);
+                        if (mark != in->pos)
+                                buf_printf(&b, "+%s %lld\n", l->cfg->input_topics[i], (long long)in->pos);
                 }
                 rec_add(l->open, REC_REPLAY, l->cfg->topics.changelog, pt->id, REPLAY_KEY, strlen(REPLAY_KEY), b.p,
                         b.len, NULL);

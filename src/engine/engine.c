@@ -490,6 +490,12 @@ static EnginePushResult apply(Engine *e, const DecodedEvent *ev, const uint64_t 
 {
         int64_t t = ev->time_ms;
         fire_timers(e, t, false);
+        if (e->push_marks && reach_holds(&e->reach, ev->enterprise.p, ev->enterprise.len, e->push_marks)) {
+                /* its enterprise's restored record was written after the
+                 * crashed run applied it: nothing to do, whatever its id */
+                e->st.replayed++;
+                return ENGINE_PUSH_REPLAYED;
+        }
         /* a hinted event's hash was taken when it was decoded ahead */
         Ent *ent = ent_hash ? ent_get_h(e, ev->enterprise.p, ev->enterprise.len, *ent_hash)
                             : ent_get(e, ev->enterprise.p, ev->enterprise.len);
@@ -698,12 +704,14 @@ EnginePushResult engine_push(Engine *e, const char *bytes, size_t len, const Sou
         EnginePushResult res;
         e->st.events_in++;
         e->push_ts = src ? src->timestamp : 0;
+        e->push_marks = src ? src->replay_marks : 0;
         Ahead *a = e->hold.nahead ? hold_ahead_take(&e->hold, bytes, len) : NULL;
         if (!a) {
                 DecodedEvent ev;
                 DecodeReason rc = decode(e, bytes, len, &ev);
                 res = push_decoded(e, bytes, len, src, rc, &ev, NULL);
                 e->push_ts = 0;
+                e->push_marks = 0;
                 compact_every(e);
                 return res;
         }
@@ -714,6 +722,7 @@ EnginePushResult engine_push(Engine *e, const char *bytes, size_t len, const Sou
         res = push_decoded(e, bytes, len, src, a->rc, &a->ev, &a->h);
         e->slots = own;
         e->push_ts = 0;
+        e->push_marks = 0;
         compact_every(e);
         return res;
 }
@@ -829,6 +838,7 @@ Engine *engine_free(Engine *e)
         state_dicts_free(e);
         free(e->due);
         hold_free(&e->hold);
+        reach_free(&e->reach);
         timer_free(&e->timers); /* no entry left: compact_deinit frees the gone Ents */
         compact_deinit(e);
         ent_table_free(e);      /* an Ent's size reads the plan */

@@ -2,7 +2,9 @@
  * struct Engine, made of the parts each file of src/engine/ owns: the
  * enterprise table (EntTable, ent.h), the timer heap (Timers, timer.h),
  * the events before they apply (Hold, hold.h), what the rules imply
- * (Plan, plan.h), the compact form and the budget (Compact, compact.h);
+ * (Plan, plan.h), the compact form and the budget (Compact, compact.h),
+ * the enterprises a restore found ahead of the partition record (Reach,
+ * reach.h);
  * the rest is the event flow's (engine.c) and the batches' (state.c).
  * Every file of the engine includes this header for the struct; which
  * file's functions it calls is what says what it depends on: grading,
@@ -22,6 +24,7 @@
 #include "src/engine/hold.h"
 #include "src/engine/intern.h"
 #include "src/engine/plan.h"
+#include "src/engine/reach.h"
 #include "src/engine/timer.h"
 
 struct Engine {
@@ -59,6 +62,9 @@ struct Engine {
         uint32_t cdue;
 
         int64_t push_ts;        /* SourcePos.timestamp of the engine_push running (OutMeta) */
+        uint64_t push_marks;    /* SourcePos.replay_marks of the engine_push running: what
+                                 * it applies, held or not, the crashed run applied too */
+        Reach reach;            /* the enterprises ahead of the partition record (reach.c) */
         int64_t max_time;       /* highest event time seen, TIME_UNSET before any */
         int64_t wm;             /* watermark */
         /* batches (state.c): what to undo on abort.  touched[0..nsealed)

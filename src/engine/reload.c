@@ -160,6 +160,8 @@ int engine_reload(Engine *e, RuleSet *rs, Engine **ret, EngineReload *rep)
         engine_batch_commit(e);
         n->restore_next = e->restore_next;
         engine_restore_finish(n);
+        /* events read again after a restore still skip where they did */
+        reach_copy(&n->reach, &e->reach);
         /* graded again even when the version is the same (nothing changes then) */
         snprintf(n->reload_from, sizeof(n->reload_from), "%s", e->rs->version);
 

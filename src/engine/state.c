@@ -232,6 +232,7 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         Rd r = {val, (const unsigned char *)val + vlen, false};
         if (klen == sizeof(ENGINE_META_KEY) - 1 && memcmp(key, ENGINE_META_KEY, klen) == 0) {
                 e->restore_next = state_meta_read(e, &r);
+                reach_clear(&e->reach);
                 return r.bad ? -EINVAL : 0;
         }
         if (klen >= sizeof(ENGINE_DICT_KEY) - 1 && memcmp(key, ENGINE_DICT_KEY, sizeof(ENGINE_DICT_KEY) - 1) == 0)
@@ -243,11 +244,26 @@ int engine_restore_record(Engine *e, const char *key, size_t klen, const void *v
         x->reload_dirty = 0; /* of an earlier record of the key, now replaced */
         x->reload_rescored = 0;
         x->grade_lost = 0;
-        if (vlen == 0) { /* tombstone */
+        int rc = 0;
+        if (vlen == 0) /* tombstone */
                 ent_remove(e, x);
-                return 0;
-        }
-        return state_ent_read(e, x, val, vlen);
+        else
+                rc = state_ent_read(e, x, val, vlen);
+        /* a record that does not decode keeps what came before the fault:
+         * not the crashed batch's state */
+        if (rc == 0)
+                reach_put(&e->reach, key, klen);
+        return rc;
+}
+
+void engine_restore_mark(Engine *e)
+{
+        reach_mark(&e->reach);
+}
+
+void engine_replay_over(Engine *e)
+{
+        reach_free(&e->reach);
 }
 
 int64_t engine_restore_finish(Engine *e)

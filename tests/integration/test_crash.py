@@ -21,7 +21,8 @@ enterprise's changelog record and its partition's record makes the restarted
 riskd read again events its restored state already holds: those are expected
 repeats, counted (riskd_replayed_total, a notice per partition), never a
 `duplicate` dead letter; the case with transactions off first dies exactly
-there (RISKD_FAULT_CRASH_STATE), so that it has repeats every run.  Zombie fencing by a second instance with the same
+there (RISKD_FAULT_CRASH_STATE), so that it has repeats every run; a
+second such case has 4 enterprises, each with tens of events in a batch.  Zombie fencing by a second instance with the same
 transactional.id cannot happen on the mock.
 """
 import os
@@ -84,6 +85,10 @@ def test(wd):
     lines = H.gen_events(48, 6000, 21)
     case(wd, "crash-txn", lines, True)
     case(wd, "crash-notxn", lines, False)
+    # few enterprises: each gets far more events in the batch that dies
+    # than limits.recent_ids (8), so those whose records were written must
+    # skip all of them, not only the last 8
+    case(wd, "crash-notxn-few", H.gen_events(4, 3000, 22), False)
 
 
 if __name__ == "__main__":
