@@ -194,6 +194,12 @@ uint64_t restore_replay_marks(Loop *l, const Part *pt, uint32_t ti, int64_t offs
         return bits;
 }
 
+/* A changelog record's key is the reserved name (not an enterprise's). */
+static bool key_is(const void *key, size_t klen, const char *name)
+{
+        return key && klen == strlen(name) && memcmp(key, name, klen) == 0;
+}
+
 static void restore_record(void *ud, int32_t p, int64_t offset, const void *key, size_t klen, const void *val,
                            size_t vlen)
 {
@@ -203,15 +209,15 @@ static void restore_record(void *ud, int32_t p, int64_t offset, const void *key,
                 return;
         pt->rs_records++;
         int r = -EINVAL;
-        if (key && klen == strlen(OFFSETS_KEY) && memcmp(key, OFFSETS_KEY, klen) == 0) {
+        if (key_is(key, klen, OFFSETS_KEY)) {
                 restore_offsets(l, pt->rs_offsets, NULL, val, vlen);
                 return;
         }
-        if (key && klen == strlen(REPLAY_KEY) && memcmp(key, REPLAY_KEY, klen) == 0) {
+        if (key_is(key, klen, REPLAY_KEY)) {
                 restore_mark(l, pt, val, vlen);
                 return;
         }
-        if (key && klen == strlen(ENGINE_META_KEY) && memcmp(key, ENGINE_META_KEY, klen) == 0)
+        if (key_is(key, klen, ENGINE_META_KEY))
                 pt->rs_nmarks = 0; /* the engine forgets the enterprises ahead too */
         if (key)
                 r = engine_restore_record(pt->e, key, klen, val ? val : "", val ? vlen : 0);
