@@ -436,6 +436,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         config_engine(cfg, &l->ecfg);
         l->changelog_partitions = -1;
         status_init(l);
+        notify_register(l->m.p);
         budget_init(&l->budget, cfg->limits.max_state_bytes, cfg->limits.max_state_bytes_from, l->m.p);
         l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
@@ -558,6 +559,7 @@ Loop *loop_free(Loop *l)
                         restore_part_free(l, l->parts[p]);
         free(l->parts);
         budget_deinit(&l->budget);
+        notify_register(NULL);
         prom_free(l->m.p);
         changelog_reader_free(l->reader);
         if (l->queue)

@@ -11,13 +11,16 @@
 
 static bool ready;
 static int64_t watchdog_ms;     /* half the interval; 0: no watchdog */
-static int64_t last_ping;
+static uint64_t watchdog_usec;  /* the interval */
+static int64_t last_ping;    /* 0: none yet */
+static PromSeries *gap_ratio;  /* riskd_watchdog_gap_ratio; NULL: no watchdog */
 static char last_status[256];
 
 void notify_init(void)
 {
         uint64_t usec = 0;
         if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+                watchdog_usec = usec;
                 watchdog_ms = (int64_t)(usec / 2000);
                 if (watchdog_ms < 1)
                         watchdog_ms = 1;
@@ -81,10 +84,30 @@ void notify_stopping(void)
         sd_notify(0, "STOPPING=1\nSTATUS=stopping: committing the open batch, leaving the group");
 }
 
+void notify_register(Prom *p)
+{
+        /* from half the interval, where a ping is due, to the interval */
+        static const double ratio_b[] = {0.55, 0.6, 0.75, 0.9, 1};
+        if (!p) {
+                gap_ratio = NULL;
+                return;
+        }
+        PromFamily *f = prom_family(p, PROM_GAUGE, "riskd_watchdog_interval_seconds",
+                                    "The systemd watchdog interval (WatchdogSec; 0: no watchdog)", NULL, NULL, 0);
+        prom_set(prom_series(f, NULL), (double)watchdog_usec / 1e6);
+        f = prom_family(p, PROM_HISTOGRAM, "riskd_watchdog_gap_ratio",
+                        "Time between two WATCHDOG=1 pings over the watchdog interval: riskd pings from 0.5, "
+                        "a main loop held longer pings later, at 1 systemd restarts riskd",
+                        NULL, ratio_b, sizeof(ratio_b) / sizeof(ratio_b[0]));
+        gap_ratio = watchdog_ms ? prom_series(f, NULL) : NULL;
+}
+
 void notify_watchdog(int64_t now)
 {
         if (!watchdog_ms || now - last_ping < watchdog_ms)
                 return;
         sd_notify(0, "WATCHDOG=1");
+        if (last_ping)
+                prom_observe(gap_ratio, (double)(now - last_ping) * 1000 / (double)watchdog_usec);
         last_ping = now;
 }

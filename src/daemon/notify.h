@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "src/daemon/prom.h"
+
 /* Reads WATCHDOG_USEC (and unsets the environment, as sd_notify does not
  * need it again). */
 void notify_init(void);
@@ -24,7 +26,14 @@ void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void notify_reloading(void);
 void notify_stopping(void);
 /* WATCHDOG=1 when half the watchdog interval has passed since the last
- * ping; now in monotonic ms. */
+ * ping; now in monotonic ms.  On the main loop (the thread that renders
+ * /metrics): it observes each ping's gap in notify_register's histogram. */
 void notify_watchdog(int64_t now);
+/* riskd_watchdog_interval_seconds (WatchdogSec, 0 without a watchdog) and,
+ * with a watchdog, riskd_watchdog_gap_ratio: the time between two pings
+ * over the interval (riskd pings at 0.5; at 1 systemd has killed it), so
+ * that an alert sees a loop that came close whatever WatchdogSec is.
+ * After notify_init; NULL before the registry is freed. */
+void notify_register(Prom *p);
 
 #endif

@@ -34,6 +34,7 @@ checkout with build/.  RISKD names another daemon binary to test.  The
 exit status 77 tells meson the test was skipped (riskd not built yet).
 """
 import atexit
+import http.client
 import json
 import os
 import re
@@ -324,6 +325,33 @@ class Riskd:
                 break
             time.sleep(0.05)
         raise AssertionError(f"{self.name}: no log line matching {pattern!r}:\n{self.log_tail()}")
+
+    def http_port(self, timeout=30):
+        """The port riskd's HTTP endpoint took (http_listen "127.0.0.1:0"),
+        from its log."""
+        self.wait_log(r"http: listening on 127\.0\.0\.1:0 \(port \d+\)", timeout)
+        return int(re.search(r"http: listening on 127\.0\.0\.1:0 \(port (\d+)\)", self.log_text()).group(1))
+
+
+def scrape(port):
+    """GET /metrics: the exposition text."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/metrics")
+    r = c.getresponse()
+    data = r.read().decode()
+    c.close()
+    assert r.status == 200, (r.status, data[:200])
+    return data
+
+
+def samples(text):
+    """An exposition's samples: {'name{labels}': value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
 
 
 # ---- events ----

@@ -7,7 +7,9 @@ sends.
   first run leaves state in the changelog, the second run must log every
   partition's restore before READY=1 arrives, and a STATUS= line says so;
 - WATCHDOG=1 pings come at half WATCHDOG_USEC (4 s here) while riskd works,
-  never a whole interval apart;
+  never a whole interval apart; /metrics says so too: the interval in
+  riskd_watchdog_interval_seconds, each gap over it in
+  riskd_watchdog_gap_ratio (from 0.5, none at 1);
 - SIGHUP: RELOADING=1, then READY=1 again;
 - SIGTERM: STOPPING=1, then exit 0.
 """
@@ -92,7 +94,7 @@ def test(wd):
     assert first.term() == 0, first.log_tail()
 
     ns = NotifySocket(wd.file("notify.sock"))
-    r = H.Riskd(wd, b, name="riskd", transactional_id="riskd-notify")
+    r = H.Riskd(wd, b, name="riskd", transactional_id="riskd-notify", http_listen="127.0.0.1:0")
     r.start(env={"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "4000000"})
     t_ready, f = ns.wait("READY", "1", 60, r)
     text = r.log_text()
@@ -116,6 +118,14 @@ def test(wd):
     H.log(f"{len(pings)} WATCHDOG=1 pings in {time.monotonic() - t0:.1f}s, largest gap {max(gaps):.2f}s")
     assert len(pings) >= 4, f"only {len(pings)} watchdog pings in 10 s (expected one every 2 s)"
     assert max(gaps) < 4.0, f"a gap of {max(gaps):.2f}s between pings (WATCHDOG_USEC is 4 s)"
+    s = H.samples(H.scrape(r.http_port()))
+    n = s.get("riskd_watchdog_gap_ratio_count", 0)
+    H.log(f"/metrics: watchdog interval {s.get('riskd_watchdog_interval_seconds')}s, {n:.0f} gaps, "
+          f"mean {s.get('riskd_watchdog_gap_ratio_sum', 0) / max(n, 1):.3f} of it")
+    assert s.get("riskd_watchdog_interval_seconds") == 4, s
+    assert n >= len(pings) - 1, f"{n} gaps in /metrics, {len(pings)} pings seen"
+    assert s['riskd_watchdog_gap_ratio_bucket{le="1"}'] == n, "a gap of the whole interval in /metrics"
+    assert s["riskd_watchdog_gap_ratio_sum"] >= 0.5 * n, "a ping before half the interval"
 
     # reload
     n = len(ns.got)
