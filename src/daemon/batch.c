@@ -488,6 +488,7 @@ static void flight_done(Loop *l, bool rewind)
                 l->st.batches++;
                 prom_add(l->m.committed, 1);
                 prom_observe(prom_series(l->m.batch_s, NULL), (double)(b->t_done - b->t0) / 1e3);
+                prom_observe(prom_series(l->m.batch_events, NULL), (double)b->events);
                 /* the commit's parts: transactions on, the outputs
                  * produced and delivered, the changelog records produced,
                  * the offsets sent, EndTxn (which waits for the records'

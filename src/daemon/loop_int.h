@@ -157,6 +157,7 @@ typedef struct Metrics {
                 *partitions, *http, *stalls, *reload_ents, *regex_errors;
         PromSeries *committed, *aborted, *reload_ok, *reload_failed, *reload_coalesced;
         PromFamily *restore_refused; /* changelog records a restore refused, by reason */
+        PromFamily *batch_events;    /* input messages per committed batch */
 } Metrics;
 
 typedef struct LoopStats {

@@ -9,6 +9,7 @@
 void status_init(Loop *l)
 {
         static const double batch_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+        static const double batch_n[] = {1, 10, 100, 1000, 5000, 10000, 20000, 40000, 80000, 160000};
         static const double latency_b[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60};
         static const double restore_b[] = {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900};
         Metrics *m = &l->m;
@@ -28,6 +29,10 @@ void status_init(Loop *l)
         m->batch_s = prom_family(p, PROM_HISTOGRAM, "riskd_batch_duration_seconds",
                                  "Processing time of a committed batch, first event polled to commit", NULL,
                                  batch_b, sizeof(batch_b) / sizeof(batch_b[0]));
+        /* group commit grows a batch up to 4 x batch_max (20,000 by default) */
+        m->batch_events = prom_family(p, PROM_HISTOGRAM, "riskd_batch_events",
+                                      "Input messages of a committed batch (dead letters included)", NULL, batch_n,
+                                      sizeof(batch_n) / sizeof(batch_n[0]));
         m->alert_latency = prom_family(p, PROM_HISTOGRAM, "riskd_event_to_alert_seconds",
                                        "From the input message's timestamp to its alert being emitted (produced "
                                        "with its batch's transaction)", NULL,
