@@ -50,6 +50,10 @@
  *   http_connections_per_address integer 64  1 .. 1024 open connections from one address
  *   http_head_timeout  duration  10s         100ms .. 5m: a request head (request line and
  *                                           headers) must be in within this, however slow
+ *   http_console       string    RISKD_DATADIR/riskd/console  the web console's files, served
+ *                                           at / (share/riskd/console of the install); "" = off
+ *   http_javascript    string    /usr/share/javascript  Debian's JavaScript libraries
+ *                                           (libjs-chart.js), at /javascript/; "" = off
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -72,6 +76,9 @@
 
 #ifndef RISKD_CONFDIR
 #define RISKD_CONFDIR "/etc/riskd"
+#endif
+#ifndef RISKD_DATADIR
+#define RISKD_DATADIR "/usr/share"
 #endif
 
 #define OFF(f) offsetof(Config, f)
@@ -136,6 +143,10 @@ const ConfigSetting config_settings[] = {
          "open HTTP connections from one client address"},
         {"http_head_timeout", CT_DURATION, OFF(http_head_timeout_ms), 0, "10s", 100, 5 * MS_M,
          "a request head must be in within this, however slowly its bytes come"},
+        {"http_console", CT_STRING, OFF(http_console), 0, RISKD_DATADIR "/riskd/console", 0, 0,
+         "the web console's files, served at /; empty = off"},
+        {"http_javascript", CT_STRING, OFF(http_javascript), 0, "/usr/share/javascript", 0, 0,
+         "Debian's JavaScript libraries for the console, served at /javascript/; empty = off"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

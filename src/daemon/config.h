@@ -58,6 +58,8 @@ typedef struct Config {
         char *http_reload_token;         /* read from the file at load (secret) */
         uint64_t http_per_address;       /* connections from one client address */
         int64_t http_head_timeout_ms;    /* a request head must be in within this */
+        char *http_console;              /* the console's files, served at /; "" none */
+        char *http_javascript;           /* Debian's JavaScript libraries, at /javascript/; "" none */
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;
         uint32_t nkafka;

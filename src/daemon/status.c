@@ -1,6 +1,7 @@
 /*
  * Status (loop.c has the map): the metrics (/metrics) and the HTTP routes.
  */
+#include "src/daemon/console.h"
 #include "src/daemon/loop_int.h"
 #include "src/daemon/memstats.h"
 
@@ -285,6 +286,9 @@ void status_http(void *ud, HttpReq *req)
                    strcmp(path, "/v1/reload") == 0 || strncmp(path, "/v1/enterprises/", 16) == 0) {
                 status = 405;
                 httpd_error(req, status, "method not allowed");
+        } else if (get && *l->cfg->http_console) {
+                /* the web console: every other path is its file */
+                status = console_http(l->cfg->http_console, l->cfg->http_javascript, req, path);
         } else {
                 status = 404;
                 httpd_error(req, status, "no such endpoint (/metrics, /healthz, /readyz, /v1/rules, "

@@ -1,0 +1,127 @@
+/*
+ * riskd's console, the enterprise page: GET /v1/enterprises/{id} (the
+ * document of `riskctl explain --json`, docs/outputs.md) shown as a person
+ * reads it: grade, mode and frequency, the score and its parts (the static
+ * rules and each live contribution with its event, start, expiry and
+ * rectification deadline), the flags with their end.  Read-only.
+ */
+"use strict";
+
+const MODES = {
+  double_random: "双随机抽查",
+  key_inspection: "重点检查",
+  flying_inspection: "飞行检查",
+};
+
+function text(id, value) {
+  document.getElementById(id).textContent = value;
+}
+
+/* An RFC 3339 UTC time as Beijing time, "2026-03-11 10:00" */
+function time(ts) {
+  if (!ts) return "—";
+  const d = new Date(ts);
+  if (isNaN(d)) return ts;
+  const b = new Date(d.getTime() + 8 * 3600 * 1000);
+  return b.toISOString().slice(0, 16).replace("T", " ");
+}
+
+function row(tbody, cells) {
+  const tr = document.createElement("tr");
+  for (const [value, cls] of cells) {
+    const td = document.createElement("td");
+    td.textContent = value === null || value === undefined ? "—" : String(value);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+  tbody.appendChild(tr);
+  return tr;
+}
+
+function show(doc) {
+  text("enterprise", "企业 " + doc.enterprise_id);
+  const grade = document.getElementById("grade");
+  grade.textContent = doc.current.grade || "未评级";
+  grade.className = "grade grade-" + (doc.current.grade || "none");
+  text("mode", MODES[doc.current.mode] ? MODES[doc.current.mode] + "（" + doc.current.mode + "）" : doc.current.mode || "—");
+  text("frequency", doc.current.inspections_per_year === null ? "—" : doc.current.inspections_per_year + " 次/年");
+  text("score", doc.score);
+  text("static-score", doc.static_score);
+  const o = doc.official;
+  text("official", o && o.grade ? o.grade + " 级（" + o.score + " 分：静态 " + o.static + "，动态 " + o.dynamic + "）" : "—");
+  text("last-event", time(doc.last_event));
+  text("as-of", time(doc.as_of));
+
+  const srows = document.getElementById("static-rows");
+  for (const r of doc.static_rules || [])
+    row(srows, [[r.rule_id], [r.points, "num"], [r.desc], [r.basis]]);
+  const crows = document.getElementById("contribution-rows");
+  for (const c of doc.contributions || []) {
+    const tr = row(crows, [[c.rule_id], [c.points, "num"], [c.event_id, "nowrap"], [time(c.since), "nowrap"],
+                           [time(c.expires), "nowrap"], [time(c.rectify_deadline), "nowrap"], [c.desc], [c.basis]]);
+    tr.dataset.rule = c.rule_id;
+    tr.dataset.event = c.event_id;
+  }
+  document.getElementById("no-contributions").hidden = (doc.contributions || []).length > 0;
+  const frows = document.getElementById("flag-rows");
+  for (const f of doc.flags || []) {
+    const tr = row(frows, [[f.name], [f.until ? time(f.until) : "长期", "nowrap"]]);
+    tr.dataset.flag = f.name;
+  }
+  document.getElementById("no-flags").hidden = (doc.flags || []).length > 0;
+  for (const id of ["summary", "parts", "static", "contributions", "flags"])
+    document.getElementById(id).hidden = false;
+  chart(doc);
+}
+
+/* The score's parts as one bar per rule: the static rules, then the live
+ * contributions summed by rule. */
+function chart(doc) {
+  if (typeof Chart === "undefined") {
+    document.getElementById("chart-missing").hidden = false;
+    return;
+  }
+  const parts = new Map();
+  for (const r of doc.static_rules || [])
+    if (r.points) parts.set(r.rule_id + "（静态）", r.points);
+  for (const c of doc.contributions || [])
+    parts.set(c.rule_id, (parts.get(c.rule_id) || 0) + c.points);
+  new Chart(document.getElementById("parts-chart"), {
+    type: "bar",
+    data: {
+      labels: [...parts.keys()],
+      datasets: [{ label: "分值", data: [...parts.values()], backgroundColor: "#4f8fc0" }],
+    },
+    options: { indexAxis: "y", animation: false, maintainAspectRatio: false,
+               plugins: { legend: { display: false } } },
+  });
+}
+
+async function load() {
+  const page = document.getElementById("page");
+  const id = new URLSearchParams(location.search).get("id");
+  if (!id) {
+    text("status", "缺少企业代码（?id=…）");
+    page.dataset.state = "error";
+    return;
+  }
+  try {
+    const r = await fetch("/v1/enterprises/" + encodeURIComponent(id));
+    const doc = await r.json();
+    if (!r.ok) {
+      document.getElementById("status").className = "status error";
+      text("status", r.status === 404 ? "未找到企业 " + id + "（或其分区不在本实例）" : "错误 " + r.status + "：" + doc.error);
+      page.dataset.state = "error";
+      return;
+    }
+    document.getElementById("status").hidden = true;
+    show(doc);
+    page.dataset.state = "ready";
+  } catch (e) {
+    document.getElementById("status").className = "status error";
+    text("status", "无法读取：" + e);
+    page.dataset.state = "error";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", load);
