@@ -13,25 +13,19 @@
 
 const char *console_content_type(const char *name)
 {
-        static const struct {
-                const char *ext, *type;
-        } types[] = {
-                {".html", "text/html; charset=utf-8"},
-                {".js", "text/javascript; charset=utf-8"},
-                {".mjs", "text/javascript; charset=utf-8"},
-                {".css", "text/css; charset=utf-8"},
-                {".json", "application/json"},
-                {".map", "application/json"},
-                {".svg", "image/svg+xml"},
-                {".png", "image/png"},
-                {".ico", "image/x-icon"},
-                {".woff2", "font/woff2"},
+        /* extension, type */
+        static const char *const types[][2] = {
+                {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+                {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+                {".json", "application/json"}, {".map", "application/json"},
+                {".svg", "image/svg+xml"}, {".png", "image/png"},
+                {".ico", "image/x-icon"}, {".woff2", "font/woff2"},
                 {".txt", "text/plain; charset=utf-8"},
         };
         const char *slash = strrchr(name, '/'), *dot = strrchr(slash ? slash : name, '.');
         for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
-                if (strcmp(dot, types[i].ext) == 0)
-                        return types[i].type;
+                if (strcmp(dot, types[i][0]) == 0)
+                        return types[i][1];
         return "application/octet-stream";
 }
 

@@ -354,6 +354,11 @@ def samples(text):
     return out
 
 
+def total(s, name):
+    """The sum of a family's samples (of H.samples)."""
+    return sum(v for k, v in s.items() if k == name or k.startswith(name + "{"))
+
+
 # ---- events ----
 
 _USCC = re.compile(rb'"uscc"\s*:\s*"([^"]*)"')

@@ -12,7 +12,6 @@ unit tests (tests/unit/test-engine.c, test-budget.c).
 What the mock cannot show (kafka.md §6): dead letters of an aborted batch
 stay visible, so they are matched by their source (partition, offset).
 """
-import http.client
 import os
 import re
 import sys
@@ -20,21 +19,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
-
-
-def metrics(port):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", "/metrics")
-    r = c.getresponse()
-    data = r.read().decode()
-    c.close()
-    assert r.status == 200, (r.status, data[:200])
-    out = {}
-    for line in data.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
 
 
 def test(wd):
@@ -45,8 +29,7 @@ def test(wd):
     r = H.Riskd(wd, b, name="budget", http_listen="127.0.0.1:0", limits={"max_state_bytes": 1})
     r.start()
     r.wait_log(r"state budget \(limits\.max_state_bytes\): 1 bytes, riskd\.yaml", 30)
-    r.wait_log(r"http: listening on 127\.0\.0\.1:0 \(port \d+\)", 30)
-    port = int(re.search(r"\(port (\d+)\)", r.log_text()).group(1))
+    port = r.http_port()
     rd = H.Reader(b.bootstrap)
     produced = H.produce(b.bootstrap, lines, keys=keys)
     want = set(produced.at.values())
@@ -70,7 +53,7 @@ def test(wd):
     used = 'riskd_state_budget_bytes{kind="used"}'
     end = H.deadline(30)
     while True:
-        s = metrics(port)
+        s = H.samples(H.scrape(port))
         if s.get(over, 0) >= len(lines):
             break
         assert time.monotonic() < end, f"over_limit counted {s.get(over)} of {len(lines)}"

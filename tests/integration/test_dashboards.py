@@ -99,14 +99,11 @@ def test(wd):
     port = r.http_port()
     H.produce(b.bootstrap, lines + bad, keys=[H.enterprise_key(x) or b"k" for x in lines + bad])
 
-    def total(s, name):
-        return sum(v for k, v in s.items() if k == name or k.startswith(name + "{"))
-
     end = H.deadline(120)
     while True:
         text = H.scrape(port)
         s = H.samples(text)
-        if total(s, "riskd_events_total") + total(s, "riskd_rejects_total") >= len(lines) + len(bad) and \
+        if H.total(s, "riskd_events_total") + H.total(s, "riskd_rejects_total") >= len(lines) + len(bad) and \
                 s.get("riskd_batch_events_sum", 0) >= len(lines) + len(bad):
             break
         assert time.monotonic() < end, f"the counters did not reach the input: {s}"

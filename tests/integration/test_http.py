@@ -184,18 +184,7 @@ class Api:
         return data.decode()
 
 
-def samples(text):
-    """{'name{labels}': value} of an exposition."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
-def total(s, prefix):
-    return sum(v for k, v in s.items() if k == prefix or k.startswith(prefix + "{"))
+samples, total = H.samples, H.total
 
 
 def test(wd):
