@@ -749,3 +749,69 @@ uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r)
         }
         return h;
 }
+
+/* closes: names rules by id, which may be defined in a later file: resolved
+ * once every rule is built.  A rule that failed to build is not reported
+ * again here (its own errors say what is wrong). */
+void rule_closes_resolve(Loader *L)
+{
+        RuleSet *rs = L->rs;
+        const char **ids = xcalloc(rs->nrules + 1, sizeof(char *));
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                ids[i] = rs->rules[i].id;
+        for (uint32_t i = 0; i < L->nrules; i++) {
+                const RuleDef *rd = &L->rules[i];
+                const YNode *v = rd->node ? ynode_get(rd->node, "closes") : NULL;
+                Rule *r = rd->id ? (Rule *)(uintptr_t)rules_find(rs, rd->id) : NULL;
+                if (!v || !r || ynode_is_null(v) || !loader_expect(L, v, Y_SEQ, "a list of rule ids ([inspection.general_items_minor])"))
+                        continue;
+                if (r->is_static) {
+                        diag_add(L->dl, DIAG_E047, ynode_pos(v),
+                                 "an alert is closed by an event: put closes: on a rule of an event type",
+                                 "rule '%s' is on the profile type: it cannot close alerts", r->id);
+                        continue;
+                }
+                r->closes = arena_alloc(L->ar, (v->n + 1) * sizeof(uint32_t));
+                for (uint32_t k = 0; k < v->n; k++) {
+                        const YNode *c = v->items[k];
+                        if (!loader_expect(L, c, Y_SCALAR, "a rule id"))
+                                continue;
+                        Rule *t = (Rule *)(uintptr_t)rules_find(rs, c->str);
+                        if (!t) {
+                                bool failed = false; /* defined, but did not build */
+                                for (uint32_t q = 0; q < L->nrules; q++)
+                                        failed |= L->rules[q].id && strcmp(L->rules[q].id, c->str) == 0;
+                                if (failed)
+                                        continue;
+                                Buf h = {0};
+                                const char *sug = diag_suggest(c->str, ids, rs->nrules);
+                                if (sug)
+                                        buf_printf(&h, "did you mean '%s'? ", sug);
+                                buf_puts(&h, "closes: names the rules whose alerts this rule's firing closes");
+                                diag_add(L->dl, DIAG_E044, ynode_pos(c), h.p, "no rule '%s'", c->str);
+                                buf_free(&h);
+                                continue;
+                        }
+                        if (t == r) {
+                                diag_add(L->dl, DIAG_E047, ynode_pos(c),
+                                         "a rule's new alert supersedes its open one of the same key: leave it out",
+                                         "rule '%s' closes its own alerts", r->id);
+                                continue;
+                        }
+                        if (t->is_static) {
+                                diag_add(L->dl, DIAG_E047, ynode_pos(c),
+                                         "a static rule's alert is decided again at each profile update",
+                                         "rule '%s' is on the profile type: its alerts have no lifecycle", t->id);
+                                continue;
+                        }
+                        t->closable = true;
+                        r->closes[r->ncloses++] = t->index;
+                }
+        }
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                Rule *r = &rs->rules[i];
+                r->lifecycle = !r->is_static && r->status == RULE_ENABLED &&
+                               (r->expires_ms || r->rectify_ms || r->closable);
+        }
+        free(ids);
+}
