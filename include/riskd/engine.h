@@ -43,7 +43,7 @@ typedef enum OutKind {
         OUT_SHADOW,      /* alerts of status: shadow rules */
         OUT_ADJUSTMENT,
         OUT_DEADLETTER,  /* data = the original bytes; meta has the reason */
-        OUT_ALERT_STATE, /* an alert's transition: riskd.alert_state/1 (docs/outputs.md §4) */
+        OUT_ALERT_STATE, /* an alert's transition: riskd.alert_state/1 (docs/outputs.md §10) */
 } OutKind;
 
 /* Why an enterprise was graded again ("cause" in an adjustment): the one
@@ -280,7 +280,7 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
  * caused it and its expiry, flags, the overrides that apply.  Caller frees. */
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len);
 /*
- * The open alerts (docs/outputs.md §4): an enterprise's alerts of rules
+ * The open alerts (docs/outputs.md §10): an enterprise's alerts of rules
  * with a lifecycle that are open or escalated, as they stand between
  * batches.  For the query API and the enterprise-state documents.
  */

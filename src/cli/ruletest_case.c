@@ -91,7 +91,7 @@ static const MKey dl_keys[] = {
 static const char *const alert_states[] = {"open", "escalated", "closed", NULL};
 static const char *const alert_causes[] = {"deadline", "expired", "resolved", "superseded", NULL};
 
-/* riskd.alert_state/1 (docs/outputs.md §4) */
+/* riskd.alert_state/1 (docs/outputs.md §10) */
 static const MKey state_keys[] = {
         {"rule", "rule_id", MT_STR, VC_RULE, NULL},
         {"enterprise", "enterprise_id", MT_STR, VC_NONE, NULL},

@@ -1,5 +1,5 @@
 /*
- * The alert lifecycle (docs/outputs.md §4, docs/rules.md §5.10): an alert
+ * The alert lifecycle (docs/outputs.md §10, docs/rules.md §5.10): an alert
  * of a rule with a lifecycle (Rule.lifecycle: expires:, rectify: or named
  * by a closes:) opens when it is emitted and is kept in the enterprise's
  * state (EntRare.a) until it closes:
