@@ -20,8 +20,9 @@
  *
  * Invariants: the array is in the order the alerts opened (transitions due
  * at one time go in that order); a rule has at most cfg.max_keys open
- * alerts per enterprise; an ALERT_OPEN alert's deadline, if any, is still
- * ahead of the last timer entry that acted.
+ * alerts per enterprise, and an enterprise at most ALERTS_MAX; an
+ * ALERT_OPEN alert's deadline, if any, is still ahead of the last timer
+ * entry that acted.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -100,6 +101,8 @@ void alerts_fire(Engine *e, Ent *x, const Rule *r, int64_t t, uint64_t id, const
         }
         if (n >= e->cfg.max_keys && oldest != UINT32_MAX) /* the limit: the oldest goes */
                 alert_close(e, x, oldest, t, ACAUSE_SUPERSEDED, evid, evlen);
+        if (x->r->na >= ALERTS_MAX) /* the array's own bound, over all rules: the oldest goes */
+                alert_close(e, x, 0, t, ACAUSE_SUPERSEDED, evid, evlen);
         EntRare *rr = ent_rare(e, x);
         if (rr->na == rr->ca)
                 rr->a = ent_grow(e, rr->a, &rr->ca, sizeof(OpenAlert));

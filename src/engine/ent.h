@@ -157,6 +157,10 @@ typedef enum AlertCause {
 #undef X
 } AlertCause;
 
+/* Open alerts per enterprise at most (EntRare.na, an array ent_grow
+ * grows): beyond, the oldest is superseded. */
+#define ALERTS_MAX 32767
+
 /* An alert of a rule with a lifecycle (Rule.lifecycle), open or
  * escalated; a closed one is gone from the array.  Kept in the order the
  * alerts opened, which is the order transitions due at one time come in. */

@@ -180,6 +180,15 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
 
 static void time_or_null(Buf *b, int64_t t);
 
+/* A per: key as a JSON string, null: none. */
+static void key_or_null(Buf *b, const char *p, size_t len)
+{
+        if (p)
+                buf_json_str(b, p, len);
+        else
+                buf_puts(b, "null");
+}
+
 /* An alert's id: of its rule, enterprise and evidence (a timer's firing:
  * its key and time too). */
 static uint64_t alert_id(const Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key, const char *evidence,
@@ -224,10 +233,7 @@ uint64_t out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, co
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
         buf_puts(b, timer ? ",\"trigger\":\"timer\",\"key\":" : ",\"trigger\":\"event\",\"key\":");
-        if (key)
-                buf_json_str(b, key->p, key->len);
-        else
-                buf_puts(b, "null");
+        key_or_null(b, key ? key->p : NULL, key ? key->len : 0);
         buf_puts(b, ",\"message\":");
         if (r->message.src) {
                 render_message(e, &e->msg, ent, r, ev, t);
@@ -292,10 +298,7 @@ void out_alert_state(Engine *e, const Ent *x, const OpenAlert *a, const char *ru
         buf_puts(b, ",\"rule_id\":");
         json_put_str_or_null(b, rule_id);
         buf_puts(b, ",\"key\":");
-        if (a->key)
-                buf_json_str(b, a->key->s, a->key->len);
-        else
-                buf_puts(b, "null");
+        key_or_null(b, a->key ? a->key->s : NULL, a->key ? a->key->len : 0);
         buf_puts(b, ",\"from\":\"");
         buf_puts(b, alert_state_names[a->state]);
         buf_puts(b, "\",\"to\":\"");

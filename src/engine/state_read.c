@@ -248,6 +248,8 @@ static void alerts_read(Engine *e, Ent *x, Rd *r)
                 return;
         r->p++;
         uint64_t n = get_u(r);
+        if (n > ALERTS_MAX) /* never written: the record is refused */
+                r->bad = true;
         for (uint64_t i = 0; i < n && !r->bad; i++) {
                 int32_t rule = get_rule(e, r, NULL);
                 OpenAlert a = {.id = get_8(r)};

@@ -382,6 +382,20 @@ static void key_steps(Loader *L, const YNode *v, const char *key, int32_t max, i
         *out = (int8_t)d;
 }
 
+/* A name k that names nothing of cands: "what 'k'", the closest of cands
+ * as a suggestion, then hint. */
+static void name_unknown(Loader *L, DiagCode code, const YNode *k, const char *const *cands, uint32_t n,
+                         const char *what, const char *hint)
+{
+        Buf h = {0};
+        const char *sug = diag_suggest(k->str, cands, n);
+        if (sug)
+                buf_printf(&h, "did you mean '%s'? ", sug);
+        buf_puts(&h, hint);
+        diag_add(L->dl, code, ynode_pos(k), h.p, "%s '%s'", what, k->str);
+        buf_free(&h);
+}
+
 /* The keys of the two scores (docs/rules.md, "The two scores"): part:,
  * replaces:, raise:, lower:, clears:, and which of them go together. */
 static void official_keys(Loader *L, RuleDef *rd, Rule *r)
@@ -470,13 +484,8 @@ static void official_keys(Loader *L, RuleDef *rd, Rule *r)
                                 continue;
                         int32_t id = loader_flag(L, k->str, false);
                         if (id < 0) {
-                                Buf h = {0};
-                                const char *sug = diag_suggest(k->str, (const char *const *)L->rs->flags, L->rs->nflags);
-                                if (sug)
-                                        buf_printf(&h, "did you mean '%s'? ", sug);
-                                buf_puts(&h, "clears: names flags that a rule sets with flags:");
-                                diag_add(L->dl, DIAG_E041, ynode_pos(k), h.p, "no rule sets flag '%s'", k->str);
-                                buf_free(&h);
+                                name_unknown(L, DIAG_E041, k, (const char *const *)L->rs->flags, L->rs->nflags,
+                                             "no rule sets flag", "clears: names flags that a rule sets with flags:");
                                 continue;
                         }
                         r->clears[r->nclears++] = (uint32_t)id;
@@ -781,27 +790,19 @@ void rule_closes_resolve(Loader *L)
                                 bool failed = false; /* defined, but did not build */
                                 for (uint32_t q = 0; q < L->nrules; q++)
                                         failed |= L->rules[q].id && strcmp(L->rules[q].id, c->str) == 0;
-                                if (failed)
-                                        continue;
-                                Buf h = {0};
-                                const char *sug = diag_suggest(c->str, ids, rs->nrules);
-                                if (sug)
-                                        buf_printf(&h, "did you mean '%s'? ", sug);
-                                buf_puts(&h, "closes: names the rules whose alerts this rule's firing closes");
-                                diag_add(L->dl, DIAG_E044, ynode_pos(c), h.p, "no rule '%s'", c->str);
-                                buf_free(&h);
+                                if (!failed)
+                                        name_unknown(L, DIAG_E044, c, ids, rs->nrules, "no rule",
+                                                     "closes: names the rules whose alerts this rule's firing closes");
                                 continue;
                         }
-                        if (t == r) {
-                                diag_add(L->dl, DIAG_E047, ynode_pos(c),
-                                         "a rule's new alert supersedes its open one of the same key: leave it out",
-                                         "rule '%s' closes its own alerts", r->id);
-                                continue;
-                        }
-                        if (t->is_static) {
-                                diag_add(L->dl, DIAG_E047, ynode_pos(c),
-                                         "a static rule's alert is decided again at each profile update",
-                                         "rule '%s' is on the profile type: its alerts have no lifecycle", t->id);
+                        /* itself, or a rule whose alerts have no lifecycle to close */
+                        const char *hint = t == r ? "a rule's new alert supersedes its open one of the same key: leave it out"
+                                           : t->is_static ? "a static rule's alert is decided again at each profile update"
+                                                          : NULL;
+                        if (hint) {
+                                diag_add(L->dl, DIAG_E047, ynode_pos(c), hint, "rule '%s' %s", t->id,
+                                         t == r ? "closes its own alerts"
+                                                : "is on the profile type: its alerts have no lifecycle");
                                 continue;
                         }
                         t->closable = true;
