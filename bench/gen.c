@@ -3163,8 +3163,8 @@ static int run_story(Out *out)
                                   .disposition = "rectify_deadline", .announced = true, .full = true,
                                   .inspectors = 2, .items = 48, .gen = 2, .dyn10 = 125,
                                   .deadline = cst(2025, 3, 26, 0, 0), .completed = -1});
-        st_inspection(&s, SA, cst(2025, 3, 24, 15, 0),
-                      &(InspSpec){.no = "JC20250324-A02", .kind = "follow_up", .trigger = "annual_plan",
+        st_inspection(&s, SA, cst(2025, 3, 28, 15, 0),
+                      &(InspSpec){.no = "JC20250328-A02", .kind = "follow_up", .trigger = "annual_plan",
                                   .level = "county", .result = "compliant", .disposition = "none",
                                   .announced = true, .full = false, .inspectors = 2, .items = 2, .dyn10 = -1,
                                   .completed = 1});

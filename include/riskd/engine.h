@@ -43,6 +43,7 @@ typedef enum OutKind {
         OUT_SHADOW,      /* alerts of status: shadow rules */
         OUT_ADJUSTMENT,
         OUT_DEADLETTER,  /* data = the original bytes; meta has the reason */
+        OUT_ALERT_STATE, /* an alert's transition: riskd.alert_state/1 (docs/outputs.md §10) */
 } OutKind;
 
 /* Why an enterprise was graded again ("cause" in an adjustment): the one
@@ -109,7 +110,7 @@ typedef struct OutMeta {
         const char *reason;       /* dead letters: "malformed_json", "too_late", ... */
         const char *detail;       /* dead letters: one line */
         const SourcePos *source;  /* dead letters */
-        const char *rule_id;      /* alerts */
+        const char *rule_id;      /* alerts, alert states */
         const char *severity;     /* alerts */
         const char *grade_from, *grade_to; /* adjustments (grade_from NULL first) */
         int64_t timestamp;        /* alerts: SourcePos.timestamp of the event pushed when it
@@ -156,6 +157,7 @@ typedef struct EngineStats {
         uint64_t replayed;           /* duplicates of SourcePos.replay events: expected
                                       * repeats, skipped without a dead letter */
         uint64_t alerts, shadow_alerts, adjustments;
+        uint64_t alert_states;       /* riskd.alert_state/1 documents (transitions) */
         uint64_t timers_fired;
         uint64_t window_rows_dropped; /* exactness lost to max_window_rows */
         uint64_t held_forced;         /* released early because max_held was reached */
@@ -277,6 +279,33 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
 /* The same for people: grade, score, each contribution with the event that
  * caused it and its expiry, flags, the overrides that apply.  Caller frees. */
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len);
+/*
+ * The open alerts (docs/outputs.md §10): an enterprise's alerts of rules
+ * with a lifecycle that are open or escalated, as they stand between
+ * batches.  For the query API and the enterprise-state documents.
+ */
+#define ENGINE_TIME_NONE INT64_MIN     /* EngineAlert: no deadline, never expires */
+typedef struct EngineAlert {
+        const char *alert_id;           /* the alert's alert_id: 16 hex digits, NUL terminated */
+        const char *enterprise;         /* its enterprise id (not NUL terminated) */
+        size_t enterprise_len;
+        const char *rule_id;
+        const char *key;                /* its per: key (not NUL terminated), NULL: a rule without per: */
+        size_t key_len;
+        const char *state;              /* "open" or "escalated" */
+        int64_t opened;                 /* the alert's ts (ms since the epoch) */
+        int64_t deadline;               /* its rectify deadline, ENGINE_TIME_NONE none */
+        int64_t expires;                /* when it closes by itself, ENGINE_TIME_NONE never */
+} EngineAlert;
+/* Valid only during the call. */
+typedef void (*EngineAlertFn)(void *ud, const EngineAlert *a);
+/* fn for each open alert of the enterprise (len bytes), in the order they
+ * opened; enterprise NULL: of every enterprise, by enterprise id, O(n log n)
+ * in the enterprises that hold one.  Returns how many, -ENOENT: the engine
+ * has never seen the enterprise.  Between batches, like explain (an
+ * enterprise in compact form comes back in full form: it holds none). */
+int engine_alerts_each(Engine *e, const char *enterprise, size_t len, EngineAlertFn fn, void *ud);
+
 /* Current grading of every enterprise, sorted by id: one JSON line each
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);

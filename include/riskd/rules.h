@@ -217,6 +217,15 @@ typedef struct Rule {
         int8_t raise, lower;   /* official grade steps within the cycle, 0 none */
         uint32_t *clears;      /* flag ids cleared when it fires */
         uint32_t nclears;
+        /* closes: the rules whose open alerts it closes when it fires
+         * (cause resolved, docs/rules.md §5.10): rule indexes */
+        uint32_t *closes;
+        uint32_t ncloses;
+        bool closable;         /* named by some rule's closes: */
+        /* its alerts have a lifecycle (open, escalated, closed): an
+         * enabled event rule with expires:, rectify: or named by a
+         * closes: (rules_lifecycle_finish) */
+        bool lifecycle;
         int64_t expires_ms;    /* 0 = points never expire */
         int64_t cooldown_ms, for_ms, rectify_ms;
         int32_t per_slot;      /* per: field slot, -1 = per enterprise */

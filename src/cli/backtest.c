@@ -34,6 +34,10 @@ int bt_format_parse(const char *s, unsigned allowed, BtFormat *ret)
 
 void bt_run_add(BtRun *run, OutKind kind, const char *doc, size_t len)
 {
+        /* diff compares alerts, adjustments and dead letters; an alert's
+         * transitions follow from its rule's alerts (riskctl(1)) */
+        if (kind == OUT_ALERT_STATE)
+                return;
         if (run->nouts == run->couts) {
                 run->couts = run->couts ? 2 * run->couts : 256;
                 run->outs = xrealloc(run->outs, run->couts * sizeof(BtOutput));

@@ -53,6 +53,8 @@
  *                 flags, rectify_deadline
  *   dead_letters: reason, enterprise, event (1-based index in events:),
  *                 detail, detail_contains
+ *   alert_states: rule, enterprise, at, key, from, to, cause, evidence,
+ *                 opened_at (riskd.alert_state/1)
  *   grades:       grade, mode, inspections_per_year, score, static_score,
  *                 band, static_rules, contributions, flags (read from the
  *                 enterprise's explain document at the end)

@@ -45,9 +45,13 @@ static const char *const reasons[] = {DECODE_REASON_LIST(X) ENGINE_REJECT_LIST(X
         {"carried", "official.carried", MT_NUM, VC_NONE, NULL}, \
         {"index_band", "index.band", MT_STR, VC_GRADE, NULL},
 
-static const MKey alert_keys[] = {
-        {"rule", "rule_id", MT_STR, VC_RULE, NULL},
+/* an alert's and an alert state's: the rule and the enterprise */
+#define ALERT_OF_KEYS \
+        {"rule", "rule_id", MT_STR, VC_RULE, NULL}, \
         {"enterprise", "enterprise_id", MT_STR, VC_NONE, NULL},
+
+static const MKey alert_keys[] = {
+        ALERT_OF_KEYS
         {"at", "ts", MT_TIME, VC_NONE, NULL},
         {"trigger", "trigger", MT_STR, VC_LIST, triggers},
         {"key", "key", MT_STR, VC_NONE, NULL},
@@ -88,6 +92,24 @@ static const MKey dl_keys[] = {
         {NULL, NULL, 0, 0, NULL},
 };
 
+static const char *const alert_states[] = {"open", "escalated", "closed", NULL};
+static const char *const alert_causes[] = {"deadline", "expired", "resolved", "superseded", NULL};
+
+/* riskd.alert_state/1 (docs/outputs.md §10): but for at (its time), each
+ * key is named as the document's field */
+#define SAME_NAME(name, how, vc, values) {name, name, how, vc, values}
+static const MKey state_keys[] = {
+        ALERT_OF_KEYS
+        {"at", "time", MT_TIME, VC_NONE, NULL},
+        SAME_NAME("key", MT_STR, VC_NONE, NULL),
+        SAME_NAME("from", MT_STR, VC_LIST, alert_states),
+        SAME_NAME("to", MT_STR, VC_LIST, alert_states),
+        SAME_NAME("cause", MT_STR, VC_LIST, alert_causes),
+        SAME_NAME("evidence", MT_HAS, VC_NONE, NULL),
+        SAME_NAME("opened_at", MT_TIME, VC_NONE, NULL),
+        {NULL, NULL, 0, 0, NULL},
+};
+
 const MKey grade_keys[] = {
         CURRENT_KEYS
         SCORE_KEYS
@@ -98,9 +120,9 @@ const MKey grade_keys[] = {
         {NULL, NULL, 0, 0, NULL},
 };
 
-const char *const sect_names[NSECT] = {"alerts", "adjustments", "dead_letters"};
-const char *const sect_item[NSECT] = {"alert", "adjustment", "dead letter"};
-const MKey *const sect_keys[NSECT] = {alert_keys, adj_keys, dl_keys};
+const char *const sect_names[NSECT] = {"alerts", "adjustments", "dead_letters", "alert_states"};
+const char *const sect_item[NSECT] = {"alert", "adjustment", "dead letter", "alert state"};
+const MKey *const sect_keys[NSECT] = {alert_keys, adj_keys, dl_keys, state_keys};
 
 const MKey *mkey_find(const MKey *t, const char *name)
 {
@@ -613,11 +635,11 @@ static void event_read(Ctx *c, Test *t, const YNode *n, uint32_t ti, uint32_t ei
 static void items_read(Ctx *c, Test *t, const YNode *sect, bool forbid)
 {
         const char *where = forbid ? "absent" : "expect";
-        static const char *const expect_keys[] = {"alerts", "adjustments", "dead_letters", "grades"};
-        static const char *const absent_keys[] = {"alerts", "adjustments", "dead_letters"};
+        static const char *const expect_keys[] = {"alerts", "adjustments", "dead_letters", "alert_states", "grades"};
+        static const char *const absent_keys[] = {"alerts", "adjustments", "dead_letters", "alert_states"};
         if (!need(&t->dl, sect, Y_MAP, where))
                 return;
-        check_mapping_keys(&t->dl, sect, forbid ? absent_keys : expect_keys, forbid ? 3 : 4, where);
+        check_mapping_keys(&t->dl, sect, forbid ? absent_keys : expect_keys, forbid ? 4 : 5, where);
         for (int s = 0; s < NSECT; s++) {
                 const YNode *l = ynode_get(sect, sect_names[s]);
                 if (!l || !need(&t->dl, l, Y_SEQ, sect_names[s]))

@@ -40,7 +40,7 @@ typedef struct MKey {
 } MKey;
 
 
-typedef enum Sect { S_ALERTS, S_ADJ, S_DL, NSECT } Sect;
+typedef enum Sect { S_ALERTS, S_ADJ, S_DL, S_STATES, NSECT } Sect;
 extern const char *const sect_names[NSECT];
 extern const char *const sect_item[NSECT];
 extern const MKey *const sect_keys[NSECT];

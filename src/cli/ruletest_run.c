@@ -59,7 +59,7 @@ static void run_emit(void *ud, OutKind kind, const char *data, size_t len, const
 
 static Sect sect_of(OutKind k)
 {
-        return k == OUT_ALERT ? S_ALERTS : k == OUT_ADJUSTMENT ? S_ADJ : S_DL;
+        return k == OUT_ALERT ? S_ALERTS : k == OUT_ADJUSTMENT ? S_ADJ : k == OUT_ALERT_STATE ? S_STATES : S_DL;
 }
 
 static bool is_shadow(const JVal *j)
@@ -107,6 +107,13 @@ static void out_line(Buf *b, const Output *o)
                 buf_puts(b, " score=");
                 json_show(b, json_get(j, "score"));
                 buf_printf(b, " band=%s cause=%s", json_str(j, "band"), json_str(j, "cause"));
+                break;
+        case S_STATES:
+                buf_puts(b, "state  ");
+                json_show(b, json_get(j, "time"));
+                buf_printf(b, " %s %s key=", json_str(j, "enterprise_id"), json_str(j, "rule_id"));
+                json_show(b, json_get(j, "key"));
+                buf_printf(b, " %s -> %s cause=%s", json_str(j, "from"), json_str(j, "to"), json_str(j, "cause"));
                 break;
         default:
                 buf_puts(b, "dead   event #");

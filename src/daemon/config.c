@@ -13,6 +13,7 @@
  *     alerts           string    risk.alerts
  *     shadow           string    risk.alerts.shadow   alerts of status: shadow rules
  *     adjustments      string    risk.adjustments
+ *     alert_states     string    risk.alert_states    alert lifecycle transitions
  *     dead_letters     string    riskd.dlq
  *     changelog        string    riskd.changelog      compacted; at least as many
  *                                                     partitions as the input topics
@@ -97,6 +98,8 @@ const ConfigSetting config_settings[] = {
         {"topics.shadow", CT_NAME, OFF(topics.shadow), 0, "risk.alerts.shadow", 0, 0, "alerts of shadow rules"},
         {"topics.adjustments", CT_NAME, OFF(topics.adjustments), 0, "risk.adjustments", 0, 0,
          "supervision adjustments"},
+        {"topics.alert_states", CT_NAME, OFF(topics.alert_states), 0, "risk.alert_states", 0, 0,
+         "alert lifecycle transitions (riskd.alert_state/1)"},
         {"topics.dead_letters", CT_NAME, OFF(topics.dead_letters), 0, "riskd.dlq", 0, 0,
          "rejected input, original bytes with riskd.* headers"},
         {"topics.changelog", CT_NAME, OFF(topics.changelog), 0, "riskd.changelog", 0, 0,

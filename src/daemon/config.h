@@ -34,6 +34,7 @@ typedef struct Config {
         uint32_t ninput_topics;
         struct {
                 char *alerts, *shadow, *adjustments, *dead_letters, *changelog;
+                char *alert_states;     /* riskd.alert_state/1 */
         } topics;
         char *rules;
         bool transactions;

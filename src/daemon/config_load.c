@@ -436,8 +436,8 @@ static void check_all(Loader *L, const YNode *root)
         }
         /* an output written to an input topic would feed riskd its own output */
         const char *outs[] = {c->topics.alerts, c->topics.shadow, c->topics.adjustments, c->topics.dead_letters,
-                              c->topics.changelog};
-        const char *onames[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog"};
+                              c->topics.changelog, c->topics.alert_states};
+        const char *onames[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog", "alert_states"};
         const YNode *tn = root ? ynode_get(root, "topics") : NULL;
         for (size_t i = 0; i < ARRAY_SIZE(outs); i++) {
                 const YNode *n = tn ? ynode_get(tn, onames[i]) : NULL;
@@ -447,8 +447,8 @@ static void check_all(Loader *L, const YNode *root)
                                 diag_add(L->dl, DIAG_C008, pos, "give each output its own topic",
                                          "topics.%s: '%s' is also an input topic", onames[i], outs[i]);
                 if (i == 4)
-                        for (size_t j = 0; j < 4; j++)
-                                if (outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
+                        for (size_t j = 0; j < ARRAY_SIZE(outs); j++)
+                                if (j != 4 && outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
                                         diag_add(L->dl, DIAG_C008, pos, "the changelog needs a topic of its own",
                                                  "topics.changelog: '%s' is also topics.%s", outs[i], onames[j]);
         }

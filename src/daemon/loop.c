@@ -36,8 +36,8 @@
  *              be trusted); retriable errors are retried; fatal ones
  *              (fenced) end the loop with exit status 1;
  *   sink.c     the output sink: the Engines' outputs and records kept in
- *              the open batch (alerts, shadow alerts, adjustments keyed by
- *              enterprise, dead letters with the original bytes and key and
+ *              the open batch (alerts, shadow alerts, adjustments, alert
+ *              states keyed by enterprise, dead letters with the original bytes and key and
  *              riskd.* headers), produced by the committer;
  *   status.c   status: the metrics and the HTTP routes;
  *   reload.c   the rules reloaded (compiled on a worker thread, applied
@@ -468,7 +468,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 goto fail;
         }
         const char *outs[] = {cfg->topics.alerts, cfg->topics.shadow, cfg->topics.adjustments,
-                              cfg->topics.dead_letters, cfg->topics.changelog, NULL};
+                              cfg->topics.dead_letters, cfg->topics.changelog, cfg->topics.alert_states, NULL};
         kafka_producer_topics(l->producer, outs);
         l->queue = rd_kafka_queue_get_consumer(l->consumer);
         if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {

@@ -89,7 +89,7 @@ typedef struct Part {
 
 /* What a record of a batch is, in the order the committer produces them. */
 typedef enum RecKind {
-        REC_OUTPUT,              /* an alert, shadow alert or adjustment */
+        REC_OUTPUT,              /* an alert, shadow alert, adjustment or alert state */
         REC_DEADLETTER,          /* the original bytes and key; riskd.* headers */
         REC_REPLAY,              /* transactions off: a replay mark, delivered with the outputs */
         REC_STATE,               /* an enterprise's changelog record (no value: a tombstone) */
@@ -163,6 +163,7 @@ typedef struct Metrics {
 typedef struct LoopStats {
         uint64_t events, skipped, discarded;
         uint64_t alerts, shadow, adjustments, deadletters;
+        uint64_t alert_states;   /* riskd.alert_state/1 documents */
         uint64_t batches, aborts, restores;
 } LoopStats;
 

@@ -96,6 +96,10 @@ void sink_emit(void *ud, OutKind kind, const char *data, size_t len, const OutMe
                                       m->grade_to ? m->grade_to : ""),
                          1);
                 break;
+        case OUT_ALERT_STATE:
+                topic = l->cfg->topics.alert_states;
+                l->st.alert_states++;
+                break;
         case OUT_DEADLETTER:
                 emit_deadletter(l, data, len, m);
                 return;

@@ -273,8 +273,8 @@ static bool ent_idle(const Ent *x)
                 return false;
         if (x->last_time == TIME_UNSET && x->grade < 0)
                 return false;
-        if (x->r->nc || x->r->nf || x->r->below_since != TIME_UNSET)
-                return false;
+        if (x->r->nc || x->r->nf || x->r->below_since != TIME_UNSET || x->r->na)
+                return false; /* open alerts: the query API reads them in place */
         for (uint32_t k = 0; k < x->nks; k++)
                 if (x->ks[k].armed)
                         return false;
@@ -296,6 +296,7 @@ static size_t ent_bytes(const Engine *e, const Ent *x)
         if (x->r != &rare_none) {
                 n += psize(sizeof(EntRare)) + psize(ENT_ARR(Contrib, x->r->cc)) + psize(ENT_ARR(FlagState, x->r->cf));
                 n += x->r->o ? psize(sizeof(OffState)) : 0;
+                n += psize(ENT_ARR(OpenAlert, x->r->ca));
         }
         n += psize(ENT_ARR(KeyState, x->cks)) + psize(ENT_ARR(Win, x->cw));
         for (uint32_t k = 0; k < x->nks; k++)

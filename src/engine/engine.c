@@ -132,7 +132,9 @@ static void fire_official(Engine *e, Ent *ent, const Rule *r, const Value *ev, i
         }
 }
 
-/* A rule fires: cooldown, points (capped), flags, the alert. */
+static Str key_bytes(Engine *e, const Rule *r, const Value *ev);
+
+/* A rule fires: cooldown, points (capped), flags, the alert, its lifecycle. */
 static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bool timer,
                  const Value *ev, const char *evid, size_t evlen)
 {
@@ -211,7 +213,12 @@ static void fire(Engine *e, Ent *ent, const Rule *r, KeyState *ks, int64_t t, bo
                         flag_set(e, ent, r->flags[i].flag,
                                  r->flags[i].lifetime_ms ? time_add_sat(t, r->flags[i].lifetime_ms) : TIME_FOREVER, false);
         Str key = ks ? ks_key(ks) : (Str){NULL, 0};
-        out_alert(e, ent, r, t, timer, ks && ks->keyed ? &key : NULL, ev, evid, evlen, delta);
+        uint64_t id = out_alert(e, ent, r, t, timer, ks && ks->keyed ? &key : NULL, ev, evid, evlen, delta);
+        if (!shadow && (r->lifecycle || r->ncloses)) {
+                /* the per: key of the firing, whether a key state holds it or not */
+                Str lk = ks && ks->keyed ? key : r->per_slot >= 0 ? key_bytes(e, r, ev) : (Str){NULL, 0};
+                alerts_fire(e, ent, r, t, id, r->per_slot >= 0 ? &lk : NULL, evid, evlen);
+        }
 }
 
 static VmFrame frame_for(Engine *e, Ent *ent, const Value *ev, int64_t now, VmState *st, void *aggud)
@@ -604,6 +611,8 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
                         grade_update(e, x, now, CAUSE_CYCLE, NULL, 0);
                         ent_profile_clear(e);
                 }
+                if (x->r->na)
+                        alerts_due(e, x, now);
                 bool expired = false;
                 for (uint32_t k = 0; k < x->r->nc && !expired; k++)
                         expired = x->r->c[k].expires <= now;

@@ -274,9 +274,33 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
  * into the assessment the next regrade makes. */
 void grade_cycle_roll(Engine *e, Ent *x, int64_t now);
 
+/* alerts.c: the alert lifecycle */
+extern const char *const alert_state_names[];
+extern const char *const alert_cause_names[];
+/* Rule r (enabled) fired at t as alert id (key: its per: key, NULL none):
+ * the alerts its closes: names close (resolved), and its own opens if the
+ * rule has a lifecycle (superseding the open one of its key, or the oldest
+ * past cfg.max_keys). */
+void alerts_fire(Engine *e, Ent *x, const Rule *r, int64_t t, uint64_t id, const Str *key, const char *evid,
+                 size_t evlen);
+/* x's timer entry at now (plain class): deadlines passed escalate, expiries
+ * passed close, in the order the alerts opened. */
+void alerts_due(Engine *e, Ent *x, int64_t now);
+/* The earliest deadline or expiry of x's alerts after `after`, TIME_FOREVER none. */
+int64_t alerts_next(const Ent *x, int64_t after);
+void alerts_clear(Engine *e, EntRare *rr);
+/* A reload: ox's (the old engine o's) open alerts that x (under n's rules)
+ * no longer holds are closed, superseded, at now. */
+void alerts_superseded_by_reload(Engine *n, Ent *x, const Engine *o, const Ent *ox, int64_t now);
+
 /* output.c */
-void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
+/* The alert's document; returns its alert_id (as a number). */
+uint64_t out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
                const Value *ev, const char *evidence, size_t evlen, double delta);
+/* An alert's transition from a->state to `to` (riskd.alert_state/1):
+ * rule_id its rule's id, evidence the event that caused it (NULL none). */
+void out_alert_state(Engine *e, const Ent *x, const OpenAlert *a, const char *rule_id, AlertState to,
+                     AlertCause cause, const char *evid, size_t evlen, int64_t t);
 void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char *cause_id,
                     size_t cause_len, int16_t pg, int16_t pm, double pf, bool first, int32_t band,
                     double score, int16_t pheld);

@@ -257,8 +257,10 @@ void ent_clear(Engine *e, Ent *x)
         pool_free(&e->pool, x->r->c, ENT_ARR(Contrib, x->r->cc));
         pool_free(&e->pool, x->r->f, ENT_ARR(FlagState, x->r->cf));
         pool_free(&e->pool, x->r->o, sizeof(OffState));
-        if (x->r != &rare_none)
+        if (x->r != &rare_none) {
+                alerts_clear(e, ent_rare(e, x));
                 pool_free(&e->pool, ent_rare(e, x), sizeof(EntRare));
+        }
         x->r = &rare_none;
         for (uint32_t i = 0; i < x->nks; i++)
                 ent_ks_free(e, &x->ks[i]);

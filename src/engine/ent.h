@@ -131,8 +131,51 @@ typedef struct OffState {
         uint8_t assess_due : 1;         /* a new cycle began: assess at the next regrade */
 } OffState;
 
+/* The state of an open alert (alerts.c). */
+#define ALERT_STATE_LIST(X) \
+        X(ALERT_OPEN, "open") \
+        X(ALERT_ESCALATED, "escalated") \
+        X(ALERT_CLOSED, "closed")
+
+typedef enum AlertState {
+#define X(e, name) e,
+        ALERT_STATE_LIST(X)
+#undef X
+} AlertState;
+
+/* Why an alert changed state ("cause" of riskd.alert_state/1). */
+#define ALERT_CAUSE_LIST(X) \
+        X(ACAUSE_DEADLINE, "deadline")          /* its rectify deadline passed: escalated */ \
+        X(ACAUSE_EXPIRED, "expired")            /* its expires: passed */ \
+        X(ACAUSE_RESOLVED, "resolved")          /* a rule naming it in closes: fired */ \
+        X(ACAUSE_SUPERSEDED, "superseded")      /* a newer alert of its rule and key, the
+                                                 * limit, or a reload without its rule */
+
+typedef enum AlertCause {
+#define X(e, name) e,
+        ALERT_CAUSE_LIST(X)
+#undef X
+} AlertCause;
+
+/* Open alerts per enterprise at most (EntRare.na, an array ent_grow
+ * grows): beyond, the oldest is superseded. */
+#define ALERTS_MAX 32767
+
+/* An alert of a rule with a lifecycle (Rule.lifecycle), open or
+ * escalated; a closed one is gone from the array.  Kept in the order the
+ * alerts opened, which is the order transitions due at one time come in. */
+typedef struct OpenAlert {
+        uint64_t id;            /* the alert_id (its hex) */
+        int64_t opened;         /* the alert's ts */
+        int64_t expires;        /* when it closes by itself (expires:), TIME_FOREVER never */
+        int64_t deadline;       /* rectify: deadline, TIME_UNSET none */
+        IStr *key;              /* its per: key, NULL none (rule without per:) */
+        uint16_t rule;
+        uint8_t state;          /* ALERT_OPEN or ALERT_ESCALATED */
+} OpenAlert;
+
 /* What most enterprises never hold (contributions, flags, the hysteresis
- * clock, the official grade), in a pool object of its own; Ent.r points
+ * clock, the official grade, open alerts), in a pool object of its own; Ent.r points
  * to rare_none (read only, all empty) until something is stored
  * (ent_rare). */
 typedef struct EntRare {
@@ -141,6 +184,8 @@ typedef struct EntRare {
         uint16_t nc, cc, nf, cf;
         int64_t below_since;    /* score below the held band since */
         OffState *o;            /* NULL: no official state */
+        OpenAlert *a;           /* open and escalated alerts (alerts.c) */
+        uint16_t na, ca;
 } EntRare;
 
 extern const EntRare rare_none;

@@ -178,18 +178,22 @@ static void render_message(Engine *e, Buf *m, const Ent *ent, const Rule *r, con
         }
 }
 
-void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
-               const Value *ev, const char *evidence, size_t evlen, double delta)
+static void time_or_null(Buf *b, int64_t t);
+
+/* A per: key as a JSON string, null: none. */
+static void key_or_null(Buf *b, const char *p, size_t len)
 {
-        bool shadow = r->status == RULE_SHADOW;
-        if (shadow)
-                e->st.shadow_alerts++;
+        if (p)
+                buf_json_str(b, p, len);
         else
-                e->st.alerts++;
-        if (!e->emit)
-                return;
-        Buf *b = &e->out;
-        b->len = 0;
+                buf_puts(b, "null");
+}
+
+/* An alert's id: of its rule, enterprise and evidence (a timer's firing:
+ * its key and time too). */
+static uint64_t alert_id(const Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key, const char *evidence,
+                         size_t evlen)
+{
         uint64_t h = hash64(r->id, strlen(r->id) + 1, HASH64_INIT);
         h = hash64(ent_key(ent)->s, ent_key(ent)->len + 1, h);
         h = hash64(evidence, evlen, h);
@@ -202,6 +206,22 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
                 h = hash64(key->p, key->len, h);
                 h = hash64("", 1, h); /* and its terminator, as ids were first made */
         }
+        return h;
+}
+
+uint64_t out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key,
+                   const Value *ev, const char *evidence, size_t evlen, double delta)
+{
+        bool shadow = r->status == RULE_SHADOW;
+        if (shadow)
+                e->st.shadow_alerts++;
+        else
+                e->st.alerts++;
+        uint64_t h = alert_id(ent, r, t, timer, key, evidence, evlen);
+        if (!e->emit)
+                return h;
+        Buf *b = &e->out;
+        b->len = 0;
         buf_puts(b, "{\"schema\":\"riskd.alert/1\",\"alert_id\":");
         hex_id(b, h);
         buf_puts(b, ",\"rule_id\":");
@@ -213,10 +233,7 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         buf_puts(b, ",\"ts\":");
         out_time(b, t);
         buf_puts(b, timer ? ",\"trigger\":\"timer\",\"key\":" : ",\"trigger\":\"event\",\"key\":");
-        if (key)
-                buf_json_str(b, key->p, key->len);
-        else
-                buf_puts(b, "null");
+        key_or_null(b, key ? key->p : NULL, key ? key->len : 0);
         buf_puts(b, ",\"message\":");
         if (r->message.src) {
                 render_message(e, &e->msg, ent, r, ev, t);
@@ -263,6 +280,48 @@ void out_alert(Engine *e, Ent *ent, const Rule *r, int64_t t, bool timer, const 
         OutMeta m = {.enterprise = ent_key(ent)->s, .enterprise_len = ent_key(ent)->len, .rule_id = r->id,
                      .severity = severity_str(r->severity), .timestamp = e->push_ts};
         e->emit(e->ud, shadow ? OUT_SHADOW : OUT_ALERT, b->p, b->len, &m);
+        return h;
+}
+
+void out_alert_state(Engine *e, const Ent *x, const OpenAlert *a, const char *rule_id, AlertState to,
+                     AlertCause cause, const char *evid, size_t evlen, int64_t t)
+{
+        e->st.alert_states++;
+        if (!e->emit)
+                return;
+        Buf *b = &e->out;
+        b->len = 0;
+        buf_puts(b, "{\"schema\":\"riskd.alert_state/1\",\"alert_id\":");
+        hex_id(b, a->id);
+        buf_puts(b, ",\"enterprise_id\":");
+        buf_json_str(b, ent_key(x)->s, ent_key(x)->len);
+        buf_puts(b, ",\"rule_id\":");
+        json_put_str_or_null(b, rule_id);
+        buf_puts(b, ",\"key\":");
+        key_or_null(b, a->key ? a->key->s : NULL, a->key ? a->key->len : 0);
+        buf_puts(b, ",\"from\":\"");
+        buf_puts(b, alert_state_names[a->state]);
+        buf_puts(b, "\",\"to\":\"");
+        buf_puts(b, alert_state_names[to]);
+        buf_puts(b, "\",\"cause\":\"");
+        buf_puts(b, alert_cause_names[cause]);
+        buf_puts(b, "\",\"evidence\":[");
+        if (evid)
+                buf_json_str(b, evid, evlen);
+        buf_puts(b, "],\"time\":");
+        out_time(b, t);
+        buf_puts(b, ",\"opened_at\":");
+        out_time(b, a->opened);
+        buf_puts(b, ",\"deadline\":");
+        time_or_null(b, a->deadline);
+        buf_puts(b, ",\"expires\":");
+        time_or_null(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires);
+        buf_puts(b, ",\"rules_version\":\"");
+        buf_puts(b, e->rs->version);
+        buf_puts(b, "\"}");
+        OutMeta m = {.enterprise = ent_key(x)->s, .enterprise_len = ent_key(x)->len, .rule_id = rule_id,
+                     .timestamp = e->push_ts};
+        e->emit(e->ud, OUT_ALERT_STATE, b->p, b->len, &m);
 }
 
 static void grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double per_year)

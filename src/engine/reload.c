@@ -50,6 +50,13 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 int64_t now = n->wm;
                 if (now == TIME_UNSET || x->last_time > now)
                         now = x->last_time;
+                if (o && dirty && now != TIME_UNSET) {
+                        /* open alerts of rules the reload removed (or took
+                         * the lifecycle from) close, superseded */
+                        const Ent *dx = ent_find(o, ent_key(x)->s, ent_key(x)->len);
+                        if (dx && dx->r->na)
+                                alerts_superseded_by_reload(n, x, o, dx, now);
+                }
                 if ((x->grade < 0 && !x->grade_lost) || now == TIME_UNSET) {
                         if (dirty) {
                                 state_touch(n, x);

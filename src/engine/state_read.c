@@ -237,6 +237,49 @@ static void off_read(Engine *e, Ent *x, Rd *r)
         *ent_off(e, x) = o;
 }
 
+/* The open alerts at the end of the record ('A'), if it has them (a
+ * format 2 record written before them has none).  An alert of a rule that
+ * is gone, or no longer has a lifecycle, is dropped (a reload reports it
+ * closed, superseded: alerts_superseded_by_reload); one of a rule that
+ * changed keeps its times: it opened under the rule as it was. */
+static void alerts_read(Engine *e, Ent *x, Rd *r)
+{
+        if (r->bad || !r->d || r->p >= r->end || *r->p != 'A')
+                return;
+        r->p++;
+        uint64_t n = get_u(r);
+        if (n > ALERTS_MAX) /* never written: the record is refused */
+                r->bad = true;
+        for (uint64_t i = 0; i < n && !r->bad; i++) {
+                int32_t rule = get_rule(e, r, NULL);
+                OpenAlert a = {.id = get_8(r)};
+                uint8_t st = get_b(r);
+                a.opened = get_t(r);
+                a.expires = get_t(r);
+                a.deadline = get_t(r);
+                uint8_t keyed = get_b(r);
+                uint32_t klen = 0;
+                const char *k = keyed ? get_s(r, &klen) : NULL;
+                if (st > ALERT_ESCALATED || keyed > 1 || a.opened == TIME_UNSET)
+                        r->bad = true;
+                if (r->bad)
+                        break;
+                if (rule < 0 || !e->rs->rules[rule].lifecycle) {
+                        e->reload_dropped++;
+                        continue;
+                }
+                a.rule = (uint16_t)rule;
+                a.state = st;
+                if (a.expires == TIME_UNSET)
+                        a.expires = TIME_FOREVER;
+                a.key = keyed ? intern_get(&e->in, k, klen) : NULL;
+                EntRare *rr = ent_rare(e, x);
+                if (rr->na == rr->ca)
+                        rr->a = ent_grow(e, rr->a, &rr->ca, sizeof(OpenAlert));
+                rr->a[rr->na++] = a;
+        }
+}
+
 /* The state of rules whose fingerprint as written (cfp of the
  * contributions, kfp of the key states, by index in the record; cat[i],
  * kat[i]: the record index of the i-th kept) differs from the rule's now: dropped, as a reload
@@ -638,6 +681,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         if (!r->bad && (d || fp_read(r, cfp, nc, kfp, nks)))
                 points = drop_changed(e, x, cfp, cat, kfp, kat);
         off_read(e, x, r);
+        alerts_read(e, x, r);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {

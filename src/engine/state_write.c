@@ -151,6 +151,25 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 put_u(b, (uint64_t)(o->basis + 1));
                 put_t(b, o->basis_time, base);
         }
+        /* the open alerts (alerts.c), in the order they opened: a section
+         * of its own at the end, so that a record without one (written
+         * before it) reads as none, and a riskd before it skips it */
+        if (x->r->na) {
+                buf_putc(b, 'A');
+                put_u(b, x->r->na);
+                for (uint32_t i = 0; i < x->r->na; i++) {
+                        const OpenAlert *a = &x->r->a[i];
+                        put_u(b, a->rule);
+                        put_8(b, a->id);
+                        buf_putc(b, (char)a->state);
+                        put_t(b, a->opened, base);
+                        put_t(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires, base);
+                        put_t(b, a->deadline, base);
+                        buf_putc(b, (char)(a->key != NULL));
+                        if (a->key)
+                                put_s(b, a->key->s, a->key->len);
+                }
+        }
 }
 
 void state_ent_write(Engine *e, const Ent *x, Buf *b)

@@ -98,6 +98,11 @@ int64_t timer_next(Engine *e, const Ent *x, int64_t done, bool done_absent, bool
         for (uint32_t k = 0; k < x->r->nf; k++)
                 if (x->r->f[k].until < at && x->r->f[k].until > after)
                         at = x->r->f[k].until;
+        if (x->r->na) {
+                int64_t an = alerts_next(x, after);
+                if (an < at)
+                        at = an;
+        }
         int64_t dw = time_add_sat(x->r->below_since, e->rs->grading.dwell_ms);
         if (x->r->below_since != TIME_UNSET && dw < at && dw > after)
                 at = dw;

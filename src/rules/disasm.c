@@ -422,6 +422,9 @@ void rules_disasm_rule(const RuleSet *rs, const Rule *r, Buf *out)
         for (uint32_t i = 0; i < r->nclears; i++)
                 buf_printf(out, "%s%s", i ? "," : "  clears: ",
                            r->clears[i] < rs->nflags && rs->flags ? rs->flags[r->clears[i]] : "?");
+        for (uint32_t i = 0; i < r->ncloses; i++)
+                buf_printf(out, "%s%s", i ? "," : "  closes: ",
+                           r->closes[i] < rs->nrules ? rs->rules[r->closes[i]].id : "?");
         if (r->is_static)
                 buf_puts(out, "  static");
         if (r->timer_driven)

@@ -236,6 +236,7 @@ int rules_load_mem(const char *dir, const char *const *names, const char *const 
                 rule_flags_collect(&L);
                 for (uint32_t i = 0; i < L.nrules; i++)
                         rule_build(&L, &L.rules[i]);
+                rule_closes_resolve(&L);
                 for (uint32_t i = 0; i < rs->nrules; i++)
                         rs->rules[i].fingerprint = rule_fingerprint(rs, &rs->rules[i]);
         }

@@ -121,6 +121,10 @@ void rulefile_load(Loader *L, const SrcFile *f);
  * each collected rule built into rs->rules, then its fingerprint */
 void rule_flags_collect(Loader *L);
 void rule_build(Loader *L, RuleDef *rd);
+/* Once every rule is built: each closes: resolved to the rules it names
+ * (they may come later in file order), and which rules' alerts have a
+ * lifecycle (Rule.lifecycle). */
+void rule_closes_resolve(Loader *L);
 uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r);
 
 /* schema.c */

@@ -382,6 +382,20 @@ static void key_steps(Loader *L, const YNode *v, const char *key, int32_t max, i
         *out = (int8_t)d;
 }
 
+/* A name k that names nothing of cands: "what 'k'", the closest of cands
+ * as a suggestion, then hint. */
+static void name_unknown(Loader *L, DiagCode code, const YNode *k, const char *const *cands, uint32_t n,
+                         const char *what, const char *hint)
+{
+        Buf h = {0};
+        const char *sug = diag_suggest(k->str, cands, n);
+        if (sug)
+                buf_printf(&h, "did you mean '%s'? ", sug);
+        buf_puts(&h, hint);
+        diag_add(L->dl, code, ynode_pos(k), h.p, "%s '%s'", what, k->str);
+        buf_free(&h);
+}
+
 /* The keys of the two scores (docs/rules.md, "The two scores"): part:,
  * replaces:, raise:, lower:, clears:, and which of them go together. */
 static void official_keys(Loader *L, RuleDef *rd, Rule *r)
@@ -470,13 +484,8 @@ static void official_keys(Loader *L, RuleDef *rd, Rule *r)
                                 continue;
                         int32_t id = loader_flag(L, k->str, false);
                         if (id < 0) {
-                                Buf h = {0};
-                                const char *sug = diag_suggest(k->str, (const char *const *)L->rs->flags, L->rs->nflags);
-                                if (sug)
-                                        buf_printf(&h, "did you mean '%s'? ", sug);
-                                buf_puts(&h, "clears: names flags that a rule sets with flags:");
-                                diag_add(L->dl, DIAG_E041, ynode_pos(k), h.p, "no rule sets flag '%s'", k->str);
-                                buf_free(&h);
+                                name_unknown(L, DIAG_E041, k, (const char *const *)L->rs->flags, L->rs->nflags,
+                                             "no rule sets flag", "clears: names flags that a rule sets with flags:");
                                 continue;
                         }
                         r->clears[r->nclears++] = (uint32_t)id;
@@ -748,4 +757,62 @@ uint64_t rule_fingerprint(const RuleSet *rs, const Rule *r)
                 h = hash64(&r->flags[i].lifetime_ms, sizeof(int64_t), h);
         }
         return h;
+}
+
+/* closes: names rules by id, which may be defined in a later file: resolved
+ * once every rule is built.  A rule that failed to build is not reported
+ * again here (its own errors say what is wrong). */
+void rule_closes_resolve(Loader *L)
+{
+        RuleSet *rs = L->rs;
+        const char **ids = xcalloc(rs->nrules + 1, sizeof(char *));
+        for (uint32_t i = 0; i < rs->nrules; i++)
+                ids[i] = rs->rules[i].id;
+        for (uint32_t i = 0; i < L->nrules; i++) {
+                const RuleDef *rd = &L->rules[i];
+                const YNode *v = rd->node ? ynode_get(rd->node, "closes") : NULL;
+                Rule *r = rd->id ? (Rule *)(uintptr_t)rules_find(rs, rd->id) : NULL;
+                if (!v || !r || ynode_is_null(v) || !loader_expect(L, v, Y_SEQ, "a list of rule ids ([inspection.general_items_minor])"))
+                        continue;
+                if (r->is_static) {
+                        diag_add(L->dl, DIAG_E047, ynode_pos(v),
+                                 "an alert is closed by an event: put closes: on a rule of an event type",
+                                 "rule '%s' is on the profile type: it cannot close alerts", r->id);
+                        continue;
+                }
+                r->closes = arena_alloc(L->ar, (v->n + 1) * sizeof(uint32_t));
+                for (uint32_t k = 0; k < v->n; k++) {
+                        const YNode *c = v->items[k];
+                        if (!loader_expect(L, c, Y_SCALAR, "a rule id"))
+                                continue;
+                        Rule *t = (Rule *)(uintptr_t)rules_find(rs, c->str);
+                        if (!t) {
+                                bool failed = false; /* defined, but did not build */
+                                for (uint32_t q = 0; q < L->nrules; q++)
+                                        failed |= L->rules[q].id && strcmp(L->rules[q].id, c->str) == 0;
+                                if (!failed)
+                                        name_unknown(L, DIAG_E044, c, ids, rs->nrules, "no rule",
+                                                     "closes: names the rules whose alerts this rule's firing closes");
+                                continue;
+                        }
+                        /* itself, or a rule whose alerts have no lifecycle to close */
+                        const char *hint = t == r ? "a rule's new alert supersedes its open one of the same key: leave it out"
+                                           : t->is_static ? "a static rule's alert is decided again at each profile update"
+                                                          : NULL;
+                        if (hint) {
+                                diag_add(L->dl, DIAG_E047, ynode_pos(c), hint, "rule '%s' %s", t->id,
+                                         t == r ? "closes its own alerts"
+                                                : "is on the profile type: its alerts have no lifecycle");
+                                continue;
+                        }
+                        t->closable = true;
+                        r->closes[r->ncloses++] = t->index;
+                }
+        }
+        for (uint32_t i = 0; i < rs->nrules; i++) {
+                Rule *r = &rs->rules[i];
+                r->lifecycle = !r->is_static && r->status == RULE_ENABLED &&
+                               (r->expires_ms || r->rectify_ms || r->closable);
+        }
+        free(ids);
 }

@@ -144,6 +144,7 @@ static const char *const rule_keys[] = {
         "id", "desc", "on", "when", "severity", "score", "expires", "max_score", "flags",
         "actions", "cooldown", "for", "per", "message", "basis", "status", "exceptions",
         "rectify", "tags", "part", "replaces", "raise", "lower", "clears",
+        "closes",
 };
 
 static void rule_collect(Loader *L, const YNode *n)

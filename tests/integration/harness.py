@@ -71,7 +71,8 @@ SHADOW = "risk.alerts.shadow"
 ADJUSTMENTS = "risk.adjustments"
 DLQ = "riskd.dlq"
 CHANGELOG = "riskd.changelog"
-OUTPUTS = (ALERTS, SHADOW, ADJUSTMENTS, DLQ)
+ALERT_STATES = "risk.alert_states"
+OUTPUTS = (ALERTS, SHADOW, ADJUSTMENTS, DLQ, ALERT_STATES)
 
 # Scale of the tests: the mock keeps 5 MiB per partition (kafka.md §2.6 T4b).
 TIMEOUT_SCALE = float(os.environ.get("RISKD_TEST_TIMEOUT_SCALE", "1"))
@@ -229,6 +230,7 @@ def riskd_config(broker, name="riskd", **over):
             "adjustments": ADJUSTMENTS,
             "dead_letters": DLQ,
             "changelog": CHANGELOG,
+            "alert_states": ALERT_STATES,
         },
         "rules": RULES,
         "transactions": True,
@@ -561,9 +563,12 @@ class Reader:
         return [m.json() for m in self.msgs[topic]]
 
     def ids(self, topic=None):
-        """Distinct output ids of one topic, or of alerts, shadow and adjustments."""
+        """Distinct output ids of one topic, or of alerts, shadow,
+        adjustments and alert states."""
         if topic is None:
-            return self.ids(ALERTS) | self.ids(SHADOW) | self.ids(ADJUSTMENTS)
+            return self.ids(ALERTS) | self.ids(SHADOW) | self.ids(ADJUSTMENTS) | self.ids(ALERT_STATES)
+        if topic == ALERT_STATES:
+            return {state_id(m.json()) for m in self.msgs.get(topic, ())}
         key = "adjustment_id" if topic == ADJUSTMENTS else "alert_id"
         return {m.json()[key] for m in self.msgs.get(topic, ())}
 
@@ -571,7 +576,8 @@ class Reader:
         return len(self.ids())
 
     def outputs(self):
-        return Outputs(self.docs(ALERTS), self.docs(SHADOW), self.docs(ADJUSTMENTS))
+        return Outputs(self.docs(ALERTS), self.docs(SHADOW), self.docs(ADJUSTMENTS),
+                       alert_states=self.docs(ALERT_STATES) if ALERT_STATES in self.msgs else ())
 
     def summary(self):
         return ", ".join(f"{t}: {len(v)}" for t, v in self.msgs.items())
@@ -580,16 +586,22 @@ class Reader:
         self.c.close()
 
 
-class Outputs:
-    """Alerts, shadow alerts and adjustments, in the order read."""
+def state_id(d):
+    """An alert state's id: an alert escalates once and closes once."""
+    return f"{d['alert_id']}/{d['to']}"
 
-    def __init__(self, alerts=(), shadow=(), adjustments=(), deadletters=()):
+
+class Outputs:
+    """Alerts, shadow alerts, adjustments and alert states, in the order read."""
+
+    def __init__(self, alerts=(), shadow=(), adjustments=(), deadletters=(), alert_states=()):
         self.alerts, self.shadow, self.adjustments = list(alerts), list(shadow), list(adjustments)
         self.deadletters = list(deadletters)  # replay only: riskd.deadletter/1 documents
+        self.alert_states = list(alert_states)  # riskd.alert_state/1
 
     def ids(self):
         return ({d["alert_id"] for d in self.alerts} | {d["alert_id"] for d in self.shadow}
-                | {d["adjustment_id"] for d in self.adjustments})
+                | {d["adjustment_id"] for d in self.adjustments} | {state_id(d) for d in self.alert_states})
 
     def count_ids(self):
         return len(self.ids())
@@ -599,10 +611,11 @@ class Outputs:
 
 
 def index(docs, key, what):
-    """{id: doc}; every repeat of an id must be identical."""
+    """{id: doc}; every repeat of an id must be identical.  key: the id's
+    property, or a function of the document."""
     out = {}
     for d in docs:
-        i = d[key]
+        i = key(d) if callable(key) else d[key]
         if i in out and out[i] != d:
             raise AssertionError(f"{what}: two different documents with {key} {i}:\n  {out[i]}\n  {d}")
         out.setdefault(i, d)
@@ -624,7 +637,8 @@ def final_grades(adjustments):
 def compare(got, exp, what="riskd"):
     """The sets of ids and their documents, and the final grades."""
     problems = []
-    for name, key in (("alerts", "alert_id"), ("shadow", "alert_id"), ("adjustments", "adjustment_id")):
+    for name, key in (("alerts", "alert_id"), ("shadow", "alert_id"), ("adjustments", "adjustment_id"),
+                      ("alert_states", state_id)):
         g = index(getattr(got, name), key, f"{what} {name}")
         e = index(getattr(exp, name), key, f"expected {name}")
         missing = sorted(e.keys() - g.keys())
@@ -663,6 +677,8 @@ def replay(wd, by_partition, grace="0", rules=RULES, extra=()):
             d = json.loads(line)
             if d["schema"].startswith("riskd.adjustment/"):
                 out.adjustments.append(d)
+            elif d["schema"] == "riskd.alert_state/1":
+                out.alert_states.append(d)
             elif d.get("status") == "shadow":
                 out.shadow.append(d)
             else:

@@ -38,7 +38,8 @@ def test(wd):
     assert len(addrs) == 3 and all(re.fullmatch(r"127\.0\.0\.1:\d+", a) for a in addrs), b.bootstrap
     md = kcat_metadata(b.bootstrap)
     assert len(md["brokers"]) == 3, md["brokers"]
-    want = {H.INPUT: 12, H.CHANGELOG: 12, H.ALERTS: 12, H.SHADOW: 12, H.ADJUSTMENTS: 12, H.DLQ: 12}
+    want = {H.INPUT: 12, H.CHANGELOG: 12, H.ALERTS: 12, H.SHADOW: 12, H.ADJUSTMENTS: 12, H.DLQ: 12,
+            H.ALERT_STATES: 12}
     assert topics_of(md) == want, topics_of(md)
 
     # every fault command answers ok
@@ -116,7 +117,7 @@ def test(wd):
     assert len(b2.bootstrap.split(",")) == 1
     got = topics_of(kcat_metadata(b2.bootstrap))
     want = {"in.coldchain": 4, "in.inspection": 4, "my.alerts": 4, H.SHADOW: 4, H.ADJUSTMENTS: 4,
-            H.DLQ: 4, "my.changelog": 4}
+            H.DLQ: 4, "my.changelog": 4, H.ALERT_STATES: 4}
     assert got == want, got
     b2.proc.send_signal(signal.SIGINT)
     assert b2.proc.wait(20) == 0, "SIGINT: exit status"
