@@ -34,6 +34,7 @@ typedef struct Config {
         uint32_t ninput_topics;
         struct {
                 char *alerts, *shadow, *adjustments, *dead_letters, *changelog;
+                char *enterprises;      /* "": not written */
         } topics;
         char *rules;
         bool transactions;

@@ -527,6 +527,7 @@ static EnginePushResult apply(Engine *e, const DecodedEvent *ev, const uint64_t 
         e->applying++;
         e->st.by_type[ev->type]++;
         ent->last_time = t;
+        ent_changed_set(e, ent, t);
         AggCtx ac = {e, ent};
         const Schema *s = &e->rs->schema;
         if ((int32_t)ev->type == s->profile_type) {
@@ -595,6 +596,7 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
 {
         x->tm_at = TIME_UNSET;
         state_touch(e, x);
+        ent_changed_set(e, x, now);
         e->st.timers_fired++;
         if (!absent) {
                 const OffState *o = x->r->o;

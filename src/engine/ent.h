@@ -141,6 +141,9 @@ typedef struct EntRare {
         uint16_t nc, cc, nf, cf;
         int64_t below_since;    /* score below the held band since */
         OffState *o;            /* NULL: no official state */
+        /* when a timer last acted on it, if after its last event
+         * (ent_changed); TIME_UNSET: its last event is its latest change */
+        int64_t changed;
 } EntRare;
 
 extern const EntRare rare_none;

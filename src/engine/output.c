@@ -481,13 +481,50 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         e->emit(e->ud, OUT_ADJUSTMENT, b->p, b->len, &m);
 }
 
+/* The open alerts of the enterprise document: today the alerts whose
+ * points still count (its live contributions), each with the rule, when
+ * it fired, its evidence and its rectification deadline.  One function,
+ * so that a lifecycle of alerts can take its place. */
+static void open_alerts_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
+{
+        buf_putc(b, '[');
+        bool any = false;
+        for (uint32_t i = 0; i < ent->r->nc; i++) {
+                const Contrib *c = &ent->r->c[i];
+                if (c->expires <= now)
+                        continue;
+                if (any)
+                        buf_putc(b, ',');
+                any = true;
+                buf_puts(b, "{\"rule_id\":");
+                json_put_str_or_null(b, e->rs->rules[c->rule].id);
+                buf_puts(b, ",\"ts\":");
+                out_time(b, c->since);
+                buf_puts(b, ",\"evidence\":[");
+                buf_json_str(b, c->event_id->s, c->event_id->len);
+                buf_puts(b, "],\"rectify_deadline\":");
+                time_or_null(b, c->rectify);
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+}
+
+/* The enterprise document (riskd.enterprise/1): the explain view and the
+ * table topic's value alike, so that the two are equal by construction.
+ * It is evaluated at the enterprise's latest change (ent_changed), not at
+ * the watermark: between two changes of the enterprise nothing in it moves
+ * (every expiry and the dwell act by a timer that changes it), so the last
+ * document written for an enterprise is the one explain gives, whatever
+ * the batches were. */
 void out_explain(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
-        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        int64_t now = ent_changed(ent);
+        if (now == TIME_UNSET) /* no event applied (a restored record of none) */
+                now = e->wm == TIME_UNSET ? 0 : e->wm;
         double score = score_of(e, ent, now);
         int32_t band = score_band(g, score);
-        buf_puts(b, "{\"enterprise_id\":");
+        buf_puts(b, "{\"schema\":\"riskd.enterprise/1\",\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
         out_time(b, now);
@@ -537,12 +574,13 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         contributions_json(e, b, ent, now, true);
         buf_puts(b, ",\"flags\":");
         flags_json(e, b, ent, now);
+        buf_puts(b, ",\"open_alerts\":");
+        open_alerts_json(e, b, ent, now);
         buf_puts(b, ",\"last_event\":");
-        if (ent->last_time != TIME_UNSET)
-                out_time(b, ent->last_time);
-        else
-                buf_puts(b, "null");
-        buf_puts(b, "}\n");
+        time_or_null(b, ent->last_time);
+        buf_puts(b, ",\"rules_version\":\"");
+        buf_puts(b, e->rs->version);
+        buf_puts(b, "\"}\n");
 }
 
 /* A rule's line of the explain text: "  +points  id  description". */
@@ -756,6 +794,26 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
 {
         return explain(e, enterprise, len, out_explain_text);
+}
+
+void engine_batch_enterprises(Engine *e, EngineRecordFn fn, void *ud)
+{
+        Buf *b = &e->out; /* free between pushes */
+        for (uint32_t i = e->nsealed; i < e->ntouched; i++) {
+                Ent *x = e->touched[i];
+                b->len = 0;
+                out_explain(e, x, b);
+                fn(ud, ent_key(x)->s, ent_key(x)->len, b->p, b->len - 1); /* without the newline */
+        }
+}
+
+void engine_enterprises_write(Engine *e, Buf *out)
+{
+        uint32_t n;
+        Ent **v = ent_sorted(e, &n); /* full form */
+        for (uint32_t i = 0; i < n; i++)
+                out_explain(e, v[i], out);
+        free(v);
 }
 
 void engine_grades_write(Engine *e, Buf *out)

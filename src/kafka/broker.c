@@ -89,9 +89,10 @@ static void topics_deinit(BrokerTopics *t)
  * Only these keys are read: the daemon validates the rest. */
 static int topics_from_config(BrokerTopics *t, const char *path)
 {
-        static const char *const keys[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog"};
+        static const char *const keys[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog",
+                                           "enterprises"};
         static const char *const defaults[] = {"risk.alerts", "risk.alerts.shadow", "risk.adjustments",
-                                               "riskd.dlq", "riskd.changelog"};
+                                               "riskd.dlq", "riskd.changelog", "risk.enterprises"};
         const YNode *out[ARRAY_SIZE(keys)] = {NULL};
         SrcFile *f = NULL;
         DiagList dl = {0};

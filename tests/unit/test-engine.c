@@ -3513,6 +3513,28 @@ Test(engine, the_budget_refuses_new_enterprises_and_loses_nothing)
 }
 
 
+/* An explain document as the fixtures of records-v1.h have it, taken
+ * before the document had a schema, open alerts and a rules version
+ * (riskd.enterprise/1): those three cut out of j, in place.  The open
+ * alerts repeat the contributions, which the fixture does compare. */
+static void explain_before_enterprise_doc(char *j)
+{
+        static const char *const cut[][2] = {
+                {"\"schema\":\"riskd.enterprise/1\",", NULL},
+                {",\"open_alerts\":[", "],\"last_event\""},
+                {",\"rules_version\":\"", "\"}"},
+        };
+        for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+                char *p = strstr(j, cut[i][0]);
+                cr_assert_not_null(p, "%s in %s", cut[i][0], j);
+                /* up to the end marker's first character, which goes too */
+                char *q = cut[i][1] ? strstr(p, cut[i][1]) : p + strlen(cut[i][0]) - 1;
+                cr_assert_not_null(q, "%s in %s", cut[i][1], j);
+                q++;
+                memmove(p, q, strlen(q) + 1);
+        }
+}
+
 static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const char *grades, const char *const *keys,
                             const char *const *explain)
 {
@@ -3531,6 +3553,18 @@ static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const ch
         cr_assert_str_eq(g.p, grades);
         for (size_t k = 0; keys[k]; k++) {
                 char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                explain_before_enterprise_doc(j);
+                /* as_of is the latest change, which a record of format 1
+                 * does not hold: its last event's time; the fixture has
+                 * the watermark it was explained at */
+                char *a = strstr(j, "\"as_of\":\""), *l = strstr(j, "\"last_event\":\"");
+                const char *x = strstr(explain[k], "\"as_of\":\"");
+                cr_assert(a && l && x, "%s", j);
+                a += strlen("\"as_of\":\"");
+                l += strlen("\"last_event\":\"");
+                x += strlen("\"as_of\":\"");
+                cr_assert(strncmp(a, l, 20) == 0, "as_of is the last event's time: %s", j);
+                memcpy(a, x, 20);
                 cr_assert_str_eq(j, explain[k]);
                 free(j);
         }
@@ -3553,6 +3587,18 @@ static void restore_fixture(RuleSet *rs, const FixRecord *fx, size_t n, const ch
         cr_assert_str_eq(g.p, grades);
         for (size_t k = 0; keys[k]; k++) {
                 char *j = engine_explain_json(e, keys[k], strlen(keys[k]));
+                explain_before_enterprise_doc(j);
+                /* as_of is the latest change, which a record of format 1
+                 * does not hold: its last event's time; the fixture has
+                 * the watermark it was explained at */
+                char *a = strstr(j, "\"as_of\":\""), *l = strstr(j, "\"last_event\":\"");
+                const char *x = strstr(explain[k], "\"as_of\":\"");
+                cr_assert(a && l && x, "%s", j);
+                a += strlen("\"as_of\":\"");
+                l += strlen("\"last_event\":\"");
+                x += strlen("\"as_of\":\"");
+                cr_assert(strncmp(a, l, 20) == 0, "as_of is the last event's time: %s", j);
+                memcpy(a, x, 20);
                 cr_assert_str_eq(j, explain[k]);
                 free(j);
         }
