@@ -3735,3 +3735,122 @@ Test(engine, records_of_format_2_restore_into_changed_rules_as_format_1)
         log_free(&old);
         rules_unref(rs);
 }
+
+/* ---- the enterprise document (riskd.enterprise/1, issue 16) ---- */
+
+/* The index of the last record log holds for key, UINT32_MAX none. */
+static uint32_t log_last(const Log *log, const char *key)
+{
+        uint32_t at = UINT32_MAX;
+        for (uint32_t i = 0; i < log->n; i++)
+                if (strcmp(log->key[i], key) == 0)
+                        at = i;
+        return at;
+}
+
+/* The story, then 40 days later an event of E2 (E1's expiries act by
+ * timer after its last event), then one more of E2: in batches of k
+ * lines, every idle enterprise compacted between batches; the enterprise
+ * documents of every batch into docs, the changelog into cl.  Returns the
+ * engine (caller frees); *last_batch: the keys of the last batch's
+ * documents, one a line. */
+static Engine *doc_batches(RuleSet *rs, uint32_t k, Log *docs, Log *cl, Buf *last_batch)
+{
+        Buf in = {0};
+        story(&in);
+        ev(&in, "late-1", "E2", 40 * 24 * 60, "sampling", "\"result\":\"pass\",\"confirmed\":true");
+        ev(&in, "late-2", "E2", 40 * 24 * 60 + 1, "sampling", "\"result\":\"pass\",\"confirmed\":true");
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        const char *p = in.p;
+        while (*p) {
+                engine_batch_begin(e);
+                for (uint32_t n = 0; n < k && *p; n++) {
+                        const char *nl = strchr(p, '\n');
+                        engine_push(e, p, (size_t)(nl - p), NULL);
+                        p = nl + 1;
+                }
+                uint32_t from = docs->n;
+                engine_batch_enterprises(e, log_record, docs);
+                engine_batch_changes(e, 1, log_record, cl);
+                engine_batch_commit(e);
+                engine_compact(e, 0, 0);
+                last_batch->len = 0;
+                for (uint32_t i = from; i < docs->n; i++)
+                        buf_printf(last_batch, "%s\n", docs->key[i]);
+        }
+        buf_putc(last_batch, 0);
+        out_free(&o);
+        buf_free(&in);
+        return e;
+}
+
+/* The last document written for each enterprise is its explain document
+ * and every enterprise's line of engine_enterprises_write, whatever the
+ * batches; a batch writes the documents of the enterprises it touched
+ * only (E1, compacted, writes nothing when only E2 has an event); the
+ * document is as of the latest change, here a timer's after E1's last
+ * event, and a restore from the changelog gives the same documents. */
+Test(engine, enterprise_documents_do_not_depend_on_the_batches)
+{
+        RuleSet *rs = load();
+        char *want = NULL;
+        const uint32_t sizes[] = {1, 7, 100000};
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+                Log docs = {0}, cl = {0};
+                Buf last = {0}, all = {0};
+                Engine *e = doc_batches(rs, sizes[s], &docs, &cl, &last);
+                if (sizes[s] == 1)
+                        cr_assert_str_eq(last.p, "E2\n", "the last batch touched E2 alone");
+                engine_enterprises_write(e, &all);
+                buf_putc(&all, 0);
+                cr_assert_not_null(strstr(all.p, "\"enterprise_id\":\"E1\",\"as_of\":\"2025-01-31T03:20:00Z\""),
+                                   "E1 as of its flag's expiry, after its last event: %s", all.p);
+                uint32_t lines = 0;
+                for (const char *k = all.p; *k; lines++) {
+                        const char *nl = strchr(k, '\n');
+                        const char *id = strstr(k, "\"enterprise_id\":\"") + strlen("\"enterprise_id\":\"");
+                        char *key = xstrndup(id, (size_t)(strchr(id, '"') - id));
+                        uint32_t d = log_last(&docs, key);
+                        cr_assert_neq(d, UINT32_MAX, "a document of %s", key);
+                        cr_assert(docs.vlen[d] == (size_t)(nl - k) && memcmp(docs.val[d], k, docs.vlen[d]) == 0,
+                                  "%s: last document %.*s, at the end %.*s", key, (int)docs.vlen[d], docs.val[d],
+                                  (int)(nl - k), k);
+                        char *x = engine_explain_json(e, key, strlen(key));
+                        cr_assert(strncmp(x, k, (size_t)(nl - k + 1)) == 0, "explain %s: %s", key, x);
+                        free(x);
+                        free(key);
+                        k = nl + 1;
+                }
+                cr_assert_eq(lines, 2);
+                if (!want)
+                        want = xstrdup(all.p);
+                cr_assert_str_eq(all.p, want, "batches of %u", sizes[s]);
+                /* restored from its changelog: the same documents */
+                EngineConfig cfg;
+                engine_config_default(&cfg);
+                Out o = {0};
+                Engine *r = NULL;
+                cr_assert_eq(engine_new(&r, rs, &cfg, sink, &o), 0);
+                for (uint32_t i = 0; i < cl.n; i++)
+                        cr_assert_eq(engine_restore_record(r, cl.key[i], cl.klen[i], cl.val[i], cl.vlen[i]), 0);
+                engine_restore_finish(r);
+                Buf back = {0};
+                engine_enterprises_write(r, &back);
+                buf_putc(&back, 0);
+                cr_assert_str_eq(back.p, want, "restored");
+                buf_free(&back);
+                engine_free(r);
+                out_free(&o);
+                engine_free(e);
+                buf_free(&all);
+                buf_free(&last);
+                log_free(&docs);
+                log_free(&cl);
+        }
+        free(want);
+        rules_unref(rs);
+}
