@@ -70,6 +70,7 @@ SHADOW = "risk.alerts.shadow"
 ADJUSTMENTS = "risk.adjustments"
 DLQ = "riskd.dlq"
 CHANGELOG = "riskd.changelog"
+ENTERPRISES = "risk.enterprises"  # the enterprise documents (docs/outputs.md §3)
 OUTPUTS = (ALERTS, SHADOW, ADJUSTMENTS, DLQ)
 
 # Scale of the tests: the mock keeps 5 MiB per partition (kafka.md §2.6 T4b).
@@ -228,6 +229,7 @@ def riskd_config(broker, name="riskd", **over):
             "adjustments": ADJUSTMENTS,
             "dead_letters": DLQ,
             "changelog": CHANGELOG,
+            "enterprises": ENTERPRISES,
         },
         "rules": RULES,
         "transactions": True,
