@@ -39,6 +39,28 @@ void out_num(Buf *b, double d)
                 buf_put_i64(b, (int64_t)d);
                 return;
         }
+        /* most fractions are of a decimal or two (8.3, 62.5): k / 10 or
+         * k / 100 that gives d back, with at most 14 digits, is what
+         * %.15g prints (15 significant digits give a decimal of that
+         * many back from its nearest double), written without printf */
+        for (int64_t scale = 10; scale <= 100; scale *= 10) {
+                double x = d * (double)scale;
+                if (fabs(x) >= 1e14)
+                        break;
+                int64_t k = llround(x);
+                if ((double)k / (double)scale != d)
+                        continue;
+                int64_t a = k < 0 ? -k : k;
+                if (k < 0)
+                        buf_putc(b, '-');
+                buf_put_i64(b, a / scale);
+                buf_putc(b, '.');
+                int64_t f = a % scale; /* not 0: d is not whole; for scale 100 not a multiple of 10 */
+                if (scale == 100 && f < 10)
+                        buf_putc(b, '0');
+                buf_put_i64(b, f);
+                return;
+        }
         char s[40];
         snprintf(s, sizeof(s), "%.15g", d);
         if (strtod(s, NULL) != d)
@@ -365,8 +387,12 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         time_or_null(b, o && o->cycle != TIME_UNSET ? score_cycle_next(&g->official, o->cycle) : TIME_UNSET);
         buf_puts(b, ",\"assessed\":");
         json_put_str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
-        buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
-                   o ? o->lower : 0);
+        buf_puts(b, ",\"carried\":");
+        buf_put_i64(b, o ? o->carry : 0);
+        buf_puts(b, ",\"raise\":");
+        buf_put_i64(b, o ? o->raise : 0);
+        buf_puts(b, ",\"lower\":");
+        buf_put_i64(b, o ? o->lower : 0);
         buf_puts(b, ",\"basis\":");
         if (o && o->basis >= 0) {
                 const Rule *r = &e->rs->rules[o->basis];

@@ -3854,3 +3854,43 @@ Test(engine, enterprise_documents_do_not_depend_on_the_batches)
         free(want);
         rules_unref(rs);
 }
+
+/* The number as out_num wrote it before its fast path: %.15g, or %.17g
+ * when that does not give it back. */
+static void num_reference(Buf *b, double d)
+{
+        char s[40];
+        if (fabs(d) < 1e15 && d == (double)(int64_t)d) {
+                buf_printf(b, "%lld", (long long)(int64_t)d);
+                return;
+        }
+        snprintf(s, sizeof(s), "%.15g", d);
+        if (strtod(s, NULL) != d)
+                snprintf(s, sizeof(s), "%.17g", d);
+        buf_puts(b, s);
+}
+
+/* out_num writes decimals of one or two digits without printf: the same
+ * bytes as %.15g for every such number, and for the others too. */
+Test(engine, numbers_print_as_printf_does)
+{
+        Buf a = {0}, r = {0};
+        uint64_t seed = 88172645463325252ull;
+        for (int64_t i = -300000; i <= 300000; i++) {
+                double v[6] = {(double)i / 10, (double)i / 100, (double)i / 1000, (double)i * 0.1, (double)i * 0.01,
+                               (double)i * 1e9 + 0.25};
+                seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                double big[3] = {(double)(int64_t)(seed >> 11) / 100, (double)(seed >> 20) / 10 + 0.05,
+                                 (double)seed / 3e5};
+                for (int k = 0; k < 9; k++) {
+                        double d = k < 6 ? v[k] : big[k - 6];
+                        a.len = r.len = 0;
+                        out_num(&a, d);
+                        num_reference(&r, d);
+                        cr_assert(a.len == r.len && memcmp(a.p, r.p, a.len) == 0, "%.17g: %.*s, printf %.*s", d,
+                                  (int)a.len, a.p, (int)r.len, r.p);
+                }
+        }
+        buf_free(&a);
+        buf_free(&r);
+}
