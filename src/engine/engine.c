@@ -846,10 +846,11 @@ Engine *engine_free(Engine *e)
         ent_table_free(e);      /* an Ent's size reads the plan */
         plan_deinit(&e->plan, e->rs);
         void *arrays[] = {e->sexprbuf, e->when_epoch, e->when_val, e->slots,   e->rowbuf,  e->snapbuf,
-                          e->snapvals, e->profbuf,    e->scratch,  e->aggbuf,  e->touched, e->undo_off};
+                          e->snapvals, e->profbuf,    e->scratch,  e->aggbuf,  e->touched, e->undo_off,
+                          e->rtext_off};
         for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
                 free(arrays[i]);
-        Buf *bufs[] = {&e->keybuf, &e->undo, &e->meta_undo, &e->meta_sealed, &e->out, &e->msg};
+        Buf *bufs[] = {&e->keybuf, &e->undo, &e->meta_undo, &e->meta_sealed, &e->out, &e->msg, &e->rtext};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
                 buf_free(bufs[i]);
         decoder_free(e->dec);

@@ -104,6 +104,11 @@ struct Engine {
         uint32_t kh_hash;
         Buf out;                /* output document being built */
         Buf msg;
+        /* each rule's ,"desc":...,"basis":... as the enterprise document
+         * writes it, escaped once (output.c): rule i's at rtext.p +
+         * rtext_off[i], up to rtext_off[i + 1]; NULL until first used */
+        Buf rtext;
+        uint32_t *rtext_off;
 };
 
 /* When ks's timer should act, TIME_UNSET: it has none. */

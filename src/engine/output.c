@@ -299,6 +299,25 @@ static void grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double 
         buf_putc(b, '}');
 }
 
+/* Rule r's ,"desc":...,"basis":... (the enterprise document writes them
+ * for every static rule and contribution it lists): escaped once per
+ * engine, then copied. */
+static void rule_texts(Engine *e, Buf *b, uint32_t r)
+{
+        if (!e->rtext_off) {
+                e->rtext_off = xmalloc(((size_t)e->rs->nrules + 1) * sizeof(uint32_t));
+                for (uint32_t i = 0; i < e->rs->nrules; i++) {
+                        e->rtext_off[i] = (uint32_t)e->rtext.len;
+                        buf_puts(&e->rtext, ",\"desc\":");
+                        json_put_str_or_null(&e->rtext, e->rs->rules[i].desc);
+                        buf_puts(&e->rtext, ",\"basis\":");
+                        json_put_str_or_null(&e->rtext, e->rs->rules[i].basis);
+                }
+                e->rtext_off[e->rs->nrules] = (uint32_t)e->rtext.len;
+        }
+        buf_put(b, e->rtext.p + e->rtext_off[r], e->rtext_off[r + 1] - e->rtext_off[r]);
+}
+
 static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, bool verbose)
 {
         buf_putc(b, '[');
@@ -325,10 +344,7 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
                 buf_puts(b, ",\"event_id\":");
                 buf_json_str(b, c->event_id->s, c->event_id->len);
                 if (verbose) {
-                        buf_puts(b, ",\"desc\":");
-                        json_put_str_or_null(b, r->desc);
-                        buf_puts(b, ",\"basis\":");
-                        json_put_str_or_null(b, r->basis);
+                        rule_texts(e, b, c->rule);
                         buf_puts(b, ",\"rectify_deadline\":");
                         if (c->rectify != TIME_UNSET)
                                 out_time(b, c->rectify);
@@ -590,10 +606,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                         json_put_str_or_null(b, r->id);
                         buf_puts(b, ",\"points\":");
                         out_num(b, ent_static_points(e, ent, k));
-                        buf_puts(b, ",\"desc\":");
-                        json_put_str_or_null(b, r->desc);
-                        buf_puts(b, ",\"basis\":");
-                        json_put_str_or_null(b, r->basis);
+                        rule_texts(e, b, e->plan.static_rules[k]);
                         buf_putc(b, '}');
                 }
         buf_puts(b, "],\"contributions\":");
