@@ -4,7 +4,8 @@ alerts and adjustments (by id and content) and the same final grades as
 `riskctl replay` of the same events, and the same dead letters; the last
 document of each enterprise on the enterprises topic is the one `riskctl
 replay --enterprises` writes for it, in its input's partition, and for the
-story also what `riskctl explain --json` says of it (issue 16).
+story also what `riskctl explain --json` says of it (issue 16); with
+`topics.enterprises: ""` the story writes no document there.
 
 Two streams, each on its own broker: the example story (examples/events.jsonl,
 timers, expiries, hysteresis) and a generated one (riskd-gen, if built).
@@ -91,12 +92,13 @@ def check_enterprises(wd, b, produced, name, explain):
     rd.close()
 
 
-def case(wd, name, lines, explain=False):
+def case(wd, name, lines, explain=False, off=False):
+    """off: topics.enterprises "" (no enterprise documents)."""
     H.log(f"== {name}: {len(lines)} events")
     b = H.Broker(wd)
     half = len(lines) // 2
     produced = H.produce(b.bootstrap, lines[:half])
-    r = H.Riskd(wd, b, name=name).start()
+    r = H.Riskd(wd, b, name=name, **({"topics": {"enterprises": ""}} if off else {})).start()
     rd = H.Reader(b.bootstrap)
     # riskd starts from the beginning: the first half's outputs appear
     first = H.replay(wd, produced.by_partition())
@@ -117,7 +119,16 @@ def case(wd, name, lines, explain=False):
     assert {k for k, _ in got_dl} == set(exp_dl), f"dead letters: got {got_dl}, expected {exp_dl}"
 
     check_changelog(b, produced)
-    check_enterprises(wd, b, produced, name, explain)
+    if off:
+        # every output is read, and the documents would have been in
+        # their transactions: none is there
+        rd_ent = H.Reader(b.bootstrap, [H.ENTERPRISES])
+        rd_ent.quiesce(1)
+        assert not rd_ent.msgs[H.ENTERPRISES], f"{len(rd_ent.msgs[H.ENTERPRISES])} documents with the topic off"
+        rd_ent.close()
+        H.log(f"{name}: topics.enterprises \"\": no enterprise document")
+    else:
+        check_enterprises(wd, b, produced, name, explain)
 
     assert r.alive(), f"riskd died:\n{r.log_tail()}"
     rc = r.term()
@@ -129,6 +140,7 @@ def case(wd, name, lines, explain=False):
 def test(wd):
     H.require_riskd()
     case(wd, "story", H.story_events(), explain=True)
+    case(wd, "story-no-enterprises", H.story_events(), off=True)
     if os.access(H.RISKD_GEN, os.X_OK):
         case(wd, "generated", H.gen_events(48, 5000, 11))
     else:

@@ -3894,3 +3894,53 @@ Test(engine, numbers_print_as_printf_does)
         buf_free(&a);
         buf_free(&r);
 }
+
+/* A reload that changes an enterprise's state changes it then: its
+ * document (written by the reload's batch, as explain gives it) is as of
+ * the reload's time, under the new rules version. */
+Test(engine, a_reload_dates_the_documents_it_changes)
+{
+        RuleSet *rs = load();
+        char *changed = xstrdup(rules);
+        char *at = strstr(changed, "score: 20\n    expires: 90d");
+        cr_assert_not_null(at);
+        at[8] = '5'; /* sampling.fail: 25 points */
+        RuleSet *rs2 = load_with(schema, changed);
+        Buf in = {0};
+        story(&in);
+        ev(&in, "late-1", "E2", 1000, "sampling", "\"result\":\"pass\",\"confirmed\":true");
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Out o = {0};
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        for (const char *p = in.p; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        char *before = engine_explain_json(e, "E1", 2);
+        cr_assert_null(strstr(before, "\"as_of\":\"2025-01-01T16:40:00Z\""), "%s", before);
+        Engine *n = NULL;
+        cr_assert_eq(engine_reload(e, rs2, &n, NULL), 0);
+        Log docs = {0};
+        engine_batch_enterprises(n, log_record, &docs);
+        engine_batch_commit(n);
+        char *after = engine_explain_json(n, "E1", 2);
+        cr_assert_not_null(strstr(after, "\"as_of\":\"2025-01-01T16:40:00Z\""), "%s", after);
+        cr_assert_not_null(strstr(after, rs2->version), "%s", after);
+        uint32_t d = log_last(&docs, "E1");
+        cr_assert_neq(d, UINT32_MAX, "the reload's batch writes E1's document");
+        cr_assert(docs.vlen[d] + 1 == strlen(after) && memcmp(docs.val[d], after, docs.vlen[d]) == 0, "%.*s",
+                  (int)docs.vlen[d], docs.val[d]);
+        free(before);
+        free(after);
+        log_free(&docs);
+        engine_free(n);
+        engine_free(e);
+        out_free(&o);
+        buf_free(&in);
+        free(changed);
+        rules_unref(rs2);
+        rules_unref(rs);
+}
