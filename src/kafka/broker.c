@@ -143,6 +143,8 @@ static int topics_from_config(BrokerTopics *t, const char *path)
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
                 if (out[k] && out[k]->kind == Y_SCALAR && out[k]->len)
                         topics_add(t, out[k]->str, out[k]->len);
+                else if (out[k] && out[k]->kind == Y_SCALAR && strcmp(keys[k], "enterprises") == 0)
+                        continue; /* "": riskd writes no enterprise documents */
                 else
                         topics_add(t, defaults[k], strlen(defaults[k]));
         }
