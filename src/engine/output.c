@@ -529,15 +529,13 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
  * so that a lifecycle of alerts can take its place. */
 static void open_alerts_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
 {
-        buf_putc(b, '[');
-        bool any = false;
+        const char *sep = "[";
         for (uint32_t i = 0; i < ent->r->nc; i++) {
                 const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
-                if (any)
-                        buf_putc(b, ',');
-                any = true;
+                buf_puts(b, sep);
+                sep = ",";
                 buf_puts(b, "{\"rule_id\":");
                 json_put_str_or_null(b, e->rs->rules[c->rule].id);
                 buf_puts(b, ",\"ts\":");
@@ -548,7 +546,7 @@ static void open_alerts_json(Engine *e, Buf *b, const Ent *ent, int64_t now)
                 time_or_null(b, c->rectify);
                 buf_putc(b, '}');
         }
-        buf_putc(b, ']');
+        buf_puts(b, *sep == '[' ? "[]" : "]");
 }
 
 /* The enterprise document (riskd.enterprise/1): the explain view and the
