@@ -16,7 +16,10 @@
  * push in batches of that many events as riskd does (engine_batch_begin,
  * the events, engine_batch_changes, engine_batch_commit): their rate, and
  * what the changelog of those batches holds (records and bytes, keys and
- * values, per event).  After the first run, time is advanced two years
+ * values, per event), alternating with RUNS more that also build the
+ * batch's enterprise documents (engine_batch_enterprises, riskd's
+ * topics.enterprises): their rate, the ratio to the batches without them
+ * and the documents' bytes per event.  After the first run, time is advanced two years
  * (every point, flag and window row expires) and the bytes per enterprise
  * are printed before and after compacting the idle ones.  Nothing is
  * asserted: see bench/README.md and bench/kafka.md for how the figures are
@@ -188,16 +191,21 @@ int main(int argc, char **argv)
                 printf("\n");
                 engine_free(e);
         }
-        /* in batches, as riskd commits them: the changelog they write */
+        /* in batches, as riskd commits them: the changelog they write;
+         * every other run with the enterprise documents too */
         double *crate = xcalloc((size_t)runs, sizeof(double));
-        Changes ch = {0};
-        for (int r = 0; commit_every > 0 && r < runs; r++) {
+        double *drate_docs = xcalloc((size_t)runs, sizeof(double));
+        double *dratio = xcalloc((size_t)runs, sizeof(double));
+        Changes ch = {0}, docs = {0};
+        for (int rr = 0; commit_every > 0 && rr < 2 * runs; rr++) {
+                int r = rr / 2;
+                bool with_docs = rr % 2;
                 EngineConfig cfg;
                 engine_config_default(&cfg);
                 Engine *e = NULL;
                 if (engine_new(&e, rs, &cfg, sink, NULL) < 0)
                         return 1;
-                Changes c = {0};
+                Changes c = {0}, d = {0};
                 uint64_t batches = 0;
                 double t0 = cpu_now();
                 engine_batch_begin(e);
@@ -208,6 +216,8 @@ int main(int argc, char **argv)
                                 engine_prefetch_bytes(line[i + 2 * ENGINE_AHEAD - 1], llen[i + 2 * ENGINE_AHEAD - 1]);
                         engine_push(e, line[i], llen[i], NULL);
                         if ((i + 1) % (uint64_t)commit_every == 0 || i + 1 == n) {
+                                if (with_docs)
+                                        engine_batch_enterprises(e, count_record, &d);
                                 engine_batch_changes(e, (int64_t)i + 1, count_record, &c);
                                 engine_batch_commit(e);
                                 batches++;
@@ -216,6 +226,19 @@ int main(int argc, char **argv)
                         }
                 }
                 double secs = cpu_now() - t0;
+                if (with_docs) {
+                        drate_docs[r] = secs > 0 ? n / secs : 0;
+                        dratio[r] = crate[r] > 0 ? drate_docs[r] / crate[r] : 0;
+                        printf("run %d committing every %ld events with the enterprise documents: %.0f events/s "
+                               "(%.3fx the run before); %llu documents (%.3f per event), %llu bytes (%.1f per "
+                               "event, %.1f per document)\n",
+                               r + 1, commit_every, drate_docs[r], dratio[r], (unsigned long long)d.records,
+                               n ? (double)d.records / n : 0.0, (unsigned long long)d.bytes,
+                               n ? (double)d.bytes / n : 0.0, d.records ? (double)d.bytes / (double)d.records : 0.0);
+                        docs = d;
+                        engine_free(e);
+                        continue;
+                }
                 crate[r] = secs > 0 ? n / secs : 0;
                 printf("run %d committing every %ld events: %.0f events/s; %llu batches, %llu changelog records"
                        " (%.3f per event), %llu bytes (%.1f per event, %.1f per record)\n",
@@ -226,6 +249,8 @@ int main(int argc, char **argv)
                 engine_free(e);
         }
         qsort(crate, (size_t)runs, sizeof(double), dcmp);
+        qsort(drate_docs, (size_t)runs, sizeof(double), dcmp);
+        qsort(dratio, (size_t)runs, sizeof(double), dcmp);
         qsort(rate, (size_t)runs, sizeof(double), dcmp);
         qsort(half, (size_t)runs, sizeof(double), dcmp);
         qsort(plain, (size_t)runs, sizeof(double), dcmp);
@@ -267,6 +292,14 @@ int main(int argc, char **argv)
                        commit_every, crate[runs / 2], rate[runs / 2] > 0 ? crate[runs / 2] / rate[runs / 2] : 0.0,
                        n ? (double)ch.bytes / n : 0.0, n ? (double)ch.records / n : 0.0,
                        ch.records ? (double)ch.bytes / (double)ch.records : 0.0);
+        if (commit_every > 0)
+                printf("committing every %ld events with the enterprise documents: %.0f events/s (median of the "
+                       "per-run ratios to the run before without them: %.3fx); documents %.1f bytes/event, %.3f "
+                       "per event, %.1f bytes each\n",
+                       commit_every, drate_docs[runs / 2], dratio[runs / 2], n ? (double)docs.bytes / n : 0.0,
+                       n ? (double)docs.records / n : 0.0, docs.records ? (double)docs.bytes / (double)docs.records : 0.0);
+        free(drate_docs);
+        free(dratio);
         free(crate);
         free(plain);
         free(drate);

@@ -306,6 +306,10 @@ typedef void (*EngineAlertFn)(void *ud, const EngineAlert *a);
  * enterprise in compact form comes back in full form: it holds none). */
 int engine_alerts_each(Engine *e, const char *enterprise, size_t len, EngineAlertFn fn, void *ud);
 
+/* The enterprise document (riskd.enterprise/1, docs/outputs.md §9.1, §11) of
+ * every enterprise in state, sorted by id, one line each: the last
+ * document riskd's enterprises topic holds for each. */
+void engine_enterprises_write(Engine *e, struct Buf *out);
 /* Current grading of every enterprise, sorted by id: one JSON line each
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);
@@ -393,6 +397,11 @@ typedef void (*EngineRecordFn)(void *ud, const char *key, size_t klen, const voi
 
 void engine_batch_begin(Engine *e);
 void engine_batch_changes(Engine *e, int64_t next_offset, EngineRecordFn fn, void *ud);
+/* The enterprise document (engine_explain_json's, without its newline) of
+ * every enterprise the open batch touched (an event or a timer acted on
+ * it), in the order they were touched, key = the enterprise id: what
+ * riskd writes to its enterprises topic.  Call before engine_batch_seal. */
+void engine_batch_enterprises(Engine *e, EngineRecordFn fn, void *ud);
 void engine_batch_seal(Engine *e);
 /* A sealed batch awaits its commit or abort. */
 bool engine_batch_sealed(const Engine *e);

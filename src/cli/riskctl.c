@@ -47,6 +47,8 @@ static const Command commands[] = {
          "  adjustments as JSON lines on standard output, the summary on standard error\n"
          "  --dead-letters FILE   write the rejected lines there, one JSON object each\n"
          "  --grades FILE         write the final grade of every enterprise there\n"
+         "  --enterprises FILE    write the document of every enterprise there (riskd.enterprise/1:\n"
+         "                        the last one riskd's enterprises topic holds for each)\n"
          "  --grace DUR           the reordering window (default 0)\n"
          "  --until TIME          event time runs to TIME: lines after the first event later than\n"
          "                        TIME + grace are not read, timers due by TIME fire\n"
@@ -60,7 +62,7 @@ static const Command commands[] = {
          "  --reload DIR --reload-after N\n"
          "                        switch to DIR's rules after N lines, as riskd does on SIGHUP\n"
          "exit status: 0 ok, 1 errors in the rules, 2 bad arguments or a file unreadable or unwritable\n",
-         "dguGqfERWKHMCLAh", 1u << BT_TEXT | 1u << BT_JSON, cmd_replay},
+         "dguGNqfERWKHMCLAh", 1u << BT_TEXT | 1u << BT_JSON, cmd_replay},
         {"explain",
          "usage: riskctl explain DIR FILE ENTERPRISE [OPTIONS]\n"
          "  why an enterprise has its grade: score, contributions with their events and expiry, flags,\n"

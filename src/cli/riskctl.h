@@ -52,6 +52,7 @@ typedef struct ReplayOpts {
         EngineConfig cfg;
         const char *dlq;
         const char *grades;
+        const char *enterprises;        /* --enterprises FILE */
         int64_t until;
         bool has_until, quiet;
         BtFormat format;

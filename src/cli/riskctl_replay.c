@@ -188,6 +188,26 @@ static void print_summary(FILE *f, Engine *e, const Replay *rp, double secs, BtF
         free(by_grade);
 }
 
+/* --enterprises FILE: the enterprise document of every enterprise at the
+ * end (engine_enterprises_write); 0, or 2 when FILE cannot be written. */
+static int write_enterprises(Engine *e, const char *path)
+{
+        FILE *f = fopen(path, "we");
+        if (!f) {
+                fprintf(stderr, "riskctl replay: cannot write %s: %s\n", path, strerror(errno));
+                return 2;
+        }
+        Buf b = {0};
+        engine_enterprises_write(e, &b);
+        bool ok = fwrite(b.p ? b.p : "", 1, b.len, f) == b.len;
+        buf_free(&b);
+        if (fclose(f) != 0 || !ok) {
+                fprintf(stderr, "riskctl replay: cannot write %s\n", path);
+                return 2;
+        }
+        return 0;
+}
+
 int cmd_replay(int argc, char **argv)
 {
         ReplayOpts o = {0};
@@ -227,6 +247,8 @@ int cmd_replay(int argc, char **argv)
                                 status = 2;
                         }
                 }
+                if (o.enterprises && write_enterprises(e, o.enterprises))
+                        status = 2;
                 engine_free(e);
         }
         if (rp.dlq)

@@ -109,6 +109,7 @@ static const struct option run_options[] = {
         {"until", required_argument, NULL, 'u'},
         {"at", required_argument, NULL, 'a'},
         {"grades", required_argument, NULL, 'G'},
+        {"enterprises", required_argument, NULL, 'N'},
         {"quiet", no_argument, NULL, 'q'},
         {"format", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
@@ -144,6 +145,7 @@ int replay_opts(int argc, char **argv, ReplayOpts *o, const Command *cmd, int mi
                 switch (c) {
                 case 'd': o->dlq = optarg; break;
                 case 'G': o->grades = optarg; break;
+                case 'N': o->enterprises = optarg; break;
                 case 'q': o->quiet = true; break;
                 case 'j': o->format = BT_JSON; break;
                 case 'f':

@@ -17,6 +17,9 @@
  *     dead_letters     string    riskd.dlq
  *     changelog        string    riskd.changelog      compacted; at least as many
  *                                                     partitions as the input topics
+ *     enterprises      string    risk.enterprises     compacted, partitioned like the
+ *                                                     changelog: each enterprise's
+ *                                                     current document; "" writes none
  *   rules              string    /etc/riskd/rules     the rules directory (RISKD_CONFDIR/rules:
  *                                                     sysconfdir/riskd/rules of the install)
  *   transactions       bool      true        false: idempotent producer, effectively-once
@@ -104,6 +107,8 @@ const ConfigSetting config_settings[] = {
          "rejected input, original bytes with riskd.* headers"},
         {"topics.changelog", CT_NAME, OFF(topics.changelog), 0, "riskd.changelog", 0, 0,
          "state changelog, compacted, partitioned like the input"},
+        {"topics.enterprises", CT_STRING, OFF(topics.enterprises), 0, "risk.enterprises", 0, 0,
+         "current document of each enterprise, compacted, partitioned like the input; \"\": off"},
         {"rules", CT_NAME, OFF(rules), 0, RISKD_CONFDIR "/rules", 0, 0, "the rules directory"},
         {"transactions", CT_BOOL, OFF(transactions), 0, "true", 0, 0,
          "exactly-once transactions; false: idempotent producer, effectively-once"},

@@ -35,6 +35,7 @@ typedef struct Config {
         struct {
                 char *alerts, *shadow, *adjustments, *dead_letters, *changelog;
                 char *alert_states;     /* riskd.alert_state/1 */
+                char *enterprises;      /* "": not written */
         } topics;
         char *rules;
         bool transactions;

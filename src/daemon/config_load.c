@@ -415,7 +415,8 @@ static void load_setting(Loader *L, const ConfigSetting *s, const YNode *v)
                 diag_add(L->dl, DIAG_C007, ynode_pos(v), hint, "%s: %s", s->name, why);
                 return;
         }
-        if (s->type == CT_NAME && strncmp(s->name, "topics.", 7) == 0 && !topic_name_ok(v->str))
+        /* a topic that may be off (topics.enterprises: "") is checked when named */
+        if ((s->type == CT_NAME || *v->str) && strncmp(s->name, "topics.", 7) == 0 && !topic_name_ok(v->str))
                 diag_add(L->dl, DIAG_C008, ynode_pos(v), "letters, digits, '.', '_' and '-'",
                          "'%s' is not a valid topic name", v->str);
 }
@@ -436,8 +437,9 @@ static void check_all(Loader *L, const YNode *root)
         }
         /* an output written to an input topic would feed riskd its own output */
         const char *outs[] = {c->topics.alerts, c->topics.shadow, c->topics.adjustments, c->topics.dead_letters,
-                              c->topics.changelog, c->topics.alert_states};
-        const char *onames[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog", "alert_states"};
+                              c->topics.changelog, c->topics.alert_states, c->topics.enterprises};
+        const char *onames[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog", "alert_states",
+                                "enterprises"};
         const YNode *tn = root ? ynode_get(root, "topics") : NULL;
         for (size_t i = 0; i < ARRAY_SIZE(outs); i++) {
                 const YNode *n = tn ? ynode_get(tn, onames[i]) : NULL;
@@ -448,7 +450,7 @@ static void check_all(Loader *L, const YNode *root)
                                          "topics.%s: '%s' is also an input topic", onames[i], outs[i]);
                 if (i == 4)
                         for (size_t j = 0; j < ARRAY_SIZE(outs); j++)
-                                if (j != 4 && outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
+                                if (j != i && outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
                                         diag_add(L->dl, DIAG_C008, pos, "the changelog needs a topic of its own",
                                                  "topics.changelog: '%s' is also topics.%s", outs[i], onames[j]);
         }

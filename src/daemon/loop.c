@@ -468,7 +468,8 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                 goto fail;
         }
         const char *outs[] = {cfg->topics.alerts, cfg->topics.shadow, cfg->topics.adjustments,
-                              cfg->topics.dead_letters, cfg->topics.changelog, cfg->topics.alert_states, NULL};
+                              cfg->topics.dead_letters, cfg->topics.changelog, cfg->topics.alert_states,
+                              cfg->topics.enterprises[0] ? cfg->topics.enterprises : NULL, NULL};
         kafka_producer_topics(l->producer, outs);
         l->queue = rd_kafka_queue_get_consumer(l->consumer);
         if (changelog_reader_new(&l->reader, &l->ks, cfg->topics.changelog, &msg) < 0) {

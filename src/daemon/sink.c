@@ -120,6 +120,15 @@ static void changelog_record(void *ud, const char *key, size_t klen, const void 
                 key, klen, vlen ? val : NULL, vlen, NULL);
 }
 
+/* engine_batch_enterprises' sink: the enterprise's document to the
+ * enterprises topic, in the partition of its input (l->cl_part), with the
+ * outputs: in the batch's transaction, before the changelog records. */
+static void enterprise_doc(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
+{
+        Loop *l = ud;
+        rec_add(l->open, REC_OUTPUT, l->cfg->topics.enterprises, l->cl_part->id, key, klen, val, vlen, NULL);
+}
+
 /* Every touched Engine's records; with several input topics, the offsets
  * record after each Engine's. */
 void sink_changes(Loop *l)
@@ -129,6 +138,8 @@ void sink_changes(Loop *l)
                 if (!pt || !pt->in_batch)
                         continue;
                 l->cl_part = pt;
+                if (l->cfg->topics.enterprises[0])
+                        engine_batch_enterprises(pt->e, enterprise_doc, l);
                 engine_batch_changes(pt->e, pt->in[0].pos, changelog_record, l);
                 if (loop_ninputs(l) > 1) {
                         Buf b = {0};

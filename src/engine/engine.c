@@ -534,6 +534,7 @@ static EnginePushResult apply(Engine *e, const DecodedEvent *ev, const uint64_t 
         e->applying++;
         e->st.by_type[ev->type]++;
         ent->last_time = t;
+        ent_changed_set(e, ent, t);
         AggCtx ac = {e, ent};
         const Schema *s = &e->rs->schema;
         if ((int32_t)ev->type == s->profile_type) {
@@ -602,6 +603,7 @@ static void timer_act(Engine *e, Ent *x, int64_t now, bool absent)
 {
         x->tm_at = TIME_UNSET;
         state_touch(e, x);
+        ent_changed_set(e, x, now);
         e->st.timers_fired++;
         if (!absent) {
                 const OffState *o = x->r->o;
@@ -853,10 +855,11 @@ Engine *engine_free(Engine *e)
         ent_table_free(e);      /* an Ent's size reads the plan */
         plan_deinit(&e->plan, e->rs);
         void *arrays[] = {e->sexprbuf, e->when_epoch, e->when_val, e->slots,   e->rowbuf,  e->snapbuf,
-                          e->snapvals, e->profbuf,    e->scratch,  e->aggbuf,  e->touched, e->undo_off};
+                          e->snapvals, e->profbuf,    e->scratch,  e->aggbuf,  e->touched, e->undo_off,
+                          e->rtext_off};
         for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
                 free(arrays[i]);
-        Buf *bufs[] = {&e->keybuf, &e->undo, &e->meta_undo, &e->meta_sealed, &e->out, &e->msg};
+        Buf *bufs[] = {&e->keybuf, &e->undo, &e->meta_undo, &e->meta_sealed, &e->out, &e->msg, &e->rtext};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
                 buf_free(bufs[i]);
         decoder_free(e->dec);

@@ -104,6 +104,11 @@ struct Engine {
         uint32_t kh_hash;
         Buf out;                /* output document being built */
         Buf msg;
+        /* each rule's ,"desc":...,"basis":... as the enterprise document
+         * writes it, escaped once (output.c): rule i's at rtext.p +
+         * rtext_off[i], up to rtext_off[i + 1]; NULL until first used */
+        Buf rtext;
+        uint32_t *rtext_off;
 };
 
 /* When ks's timer should act, TIME_UNSET: it has none. */
@@ -206,6 +211,26 @@ static inline void ent_below_set(Engine *e, Ent *x, int64_t t)
 {
         if (t != TIME_UNSET || x->r->below_since != TIME_UNSET)
                 ent_rare(e, x)->below_since = t;
+}
+
+/* The event time of x's latest change (the enterprise document's as_of):
+ * the latest timer that acted on it, if after its last applied event,
+ * else that event's time; TIME_UNSET: neither. */
+static inline int64_t ent_changed(const Ent *x)
+{
+        return x->r->changed != TIME_UNSET ? x->r->changed : x->last_time;
+}
+
+/* x changed at t: by an event (t its last_time: the rare part keeps
+ * nothing, or forgets a timer's time) or by a timer acting at t. */
+static inline void ent_changed_set(Engine *e, Ent *x, int64_t t)
+{
+        if (t == x->last_time) {
+                if (x->r->changed != TIME_UNSET)
+                        ent_rare(e, x)->changed = TIME_UNSET;
+                return;
+        }
+        ent_rare(e, x)->changed = t;
 }
 
 /* x's official state, to write to: made on first use. */

@@ -17,7 +17,7 @@
 #include "src/engine/engine.h"
 #include "src/util/varint.h"
 
-const EntRare rare_none = {.below_since = TIME_UNSET};
+const EntRare rare_none = {.below_since = TIME_UNSET, .changed = TIME_UNSET};
 
 /* Every enterprise has an Ent, most a few key states: a field added to
  * either costs it on each (the bench's state bytes per enterprise). */

@@ -186,6 +186,9 @@ typedef struct EntRare {
         OffState *o;            /* NULL: no official state */
         OpenAlert *a;           /* open and escalated alerts (alerts.c) */
         uint16_t na, ca;
+        /* when a timer last acted on it, if after its last event
+         * (ent_changed); TIME_UNSET: its last event is its latest change */
+        int64_t changed;
 } EntRare;
 
 extern const EntRare rare_none;

@@ -39,6 +39,28 @@ void out_num(Buf *b, double d)
                 buf_put_i64(b, (int64_t)d);
                 return;
         }
+        /* most fractions are of a decimal or two (8.3, 62.5): k / 10 or
+         * k / 100 that gives d back, with at most 14 digits, is what
+         * %.15g prints (15 significant digits give a decimal of that
+         * many back from its nearest double), written without printf */
+        for (int64_t scale = 10; scale <= 100; scale *= 10) {
+                double x = d * (double)scale;
+                if (fabs(x) >= 1e14)
+                        break;
+                int64_t k = llround(x);
+                if ((double)k / (double)scale != d)
+                        continue;
+                int64_t a = k < 0 ? -k : k;
+                if (k < 0)
+                        buf_putc(b, '-');
+                buf_put_i64(b, a / scale);
+                buf_putc(b, '.');
+                int64_t f = a % scale; /* not 0: d is not whole; for scale 100 not a multiple of 10 */
+                if (scale == 100 && f < 10)
+                        buf_putc(b, '0');
+                buf_put_i64(b, f);
+                return;
+        }
         char s[40];
         snprintf(s, sizeof(s), "%.15g", d);
         if (strtod(s, NULL) != d)
@@ -336,6 +358,25 @@ static void grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double 
         buf_putc(b, '}');
 }
 
+/* Rule r's ,"desc":...,"basis":... (the enterprise document writes them
+ * for every static rule and contribution it lists): escaped once per
+ * engine, then copied. */
+static void rule_texts(Engine *e, Buf *b, uint32_t r)
+{
+        if (!e->rtext_off) {
+                e->rtext_off = xmalloc(((size_t)e->rs->nrules + 1) * sizeof(uint32_t));
+                for (uint32_t i = 0; i < e->rs->nrules; i++) {
+                        e->rtext_off[i] = (uint32_t)e->rtext.len;
+                        buf_puts(&e->rtext, ",\"desc\":");
+                        json_put_str_or_null(&e->rtext, e->rs->rules[i].desc);
+                        buf_puts(&e->rtext, ",\"basis\":");
+                        json_put_str_or_null(&e->rtext, e->rs->rules[i].basis);
+                }
+                e->rtext_off[e->rs->nrules] = (uint32_t)e->rtext.len;
+        }
+        buf_put(b, e->rtext.p + e->rtext_off[r], e->rtext_off[r + 1] - e->rtext_off[r]);
+}
+
 static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, bool verbose)
 {
         buf_putc(b, '[');
@@ -362,10 +403,7 @@ static void contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, b
                 buf_puts(b, ",\"event_id\":");
                 buf_json_str(b, c->event_id->s, c->event_id->len);
                 if (verbose) {
-                        buf_puts(b, ",\"desc\":");
-                        json_put_str_or_null(b, r->desc);
-                        buf_puts(b, ",\"basis\":");
-                        json_put_str_or_null(b, r->basis);
+                        rule_texts(e, b, c->rule);
                         buf_puts(b, ",\"rectify_deadline\":");
                         if (c->rectify != TIME_UNSET)
                                 out_time(b, c->rectify);
@@ -424,8 +462,12 @@ void out_official(Engine *e, Buf *b, const Ent *ent)
         time_or_null(b, o && o->cycle != TIME_UNSET ? score_cycle_next(&g->official, o->cycle) : TIME_UNSET);
         buf_puts(b, ",\"assessed\":");
         json_put_str_or_null(b, o && o->assessed >= 0 ? g->bands[o->assessed].grade : NULL);
-        buf_printf(b, ",\"carried\":%d,\"raise\":%d,\"lower\":%d", o ? o->carry : 0, o ? o->raise : 0,
-                   o ? o->lower : 0);
+        buf_puts(b, ",\"carried\":");
+        buf_put_i64(b, o ? o->carry : 0);
+        buf_puts(b, ",\"raise\":");
+        buf_put_i64(b, o ? o->raise : 0);
+        buf_puts(b, ",\"lower\":");
+        buf_put_i64(b, o ? o->lower : 0);
         buf_puts(b, ",\"basis\":");
         if (o && o->basis >= 0) {
                 const Rule *r = &e->rs->rules[o->basis];
@@ -540,13 +582,49 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
         e->emit(e->ud, OUT_ADJUSTMENT, b->p, b->len, &m);
 }
 
+/* The open alerts of the enterprise document: its alerts of rules with a
+ * lifecycle that are open or escalated (alerts.c), in the order they
+ * opened, as the alert-state documents name them (docs/outputs.md §10). */
+static void open_alerts_json(Engine *e, Buf *b, const Ent *ent)
+{
+        buf_putc(b, '[');
+        for (uint32_t i = 0; i < ent->r->na; i++) {
+                const OpenAlert *a = &ent->r->a[i];
+                buf_puts(b, i ? ",{\"alert_id\":" : "{\"alert_id\":");
+                hex_id(b, a->id);
+                buf_puts(b, ",\"rule_id\":");
+                json_put_str_or_null(b, e->rs->rules[a->rule].id);
+                buf_puts(b, ",\"key\":");
+                key_or_null(b, a->key ? a->key->s : NULL, a->key ? a->key->len : 0);
+                buf_puts(b, ",\"state\":\"");
+                buf_puts(b, alert_state_names[a->state]);
+                buf_puts(b, "\",\"opened_at\":");
+                out_time(b, a->opened);
+                buf_puts(b, ",\"deadline\":");
+                time_or_null(b, a->deadline);
+                buf_puts(b, ",\"expires\":");
+                time_or_null(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires);
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+}
+
+/* The enterprise document (riskd.enterprise/1): the explain view and the
+ * table topic's value alike, so that the two are equal by construction.
+ * It is evaluated at the enterprise's latest change (ent_changed), not at
+ * the watermark: between two changes of the enterprise nothing in it moves
+ * (every expiry and the dwell act by a timer that changes it), so the last
+ * document written for an enterprise is the one explain gives, whatever
+ * the batches were. */
 void out_explain(Engine *e, Ent *ent, Buf *b)
 {
         const Grading *g = &e->rs->grading;
-        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        int64_t now = ent_changed(ent);
+        if (now == TIME_UNSET) /* no event applied (a restored record of none) */
+                now = e->wm == TIME_UNSET ? 0 : e->wm;
         double score = score_of(e, ent, now);
         int32_t band = score_band(g, score);
-        buf_puts(b, "{\"enterprise_id\":");
+        buf_puts(b, "{\"schema\":\"riskd.enterprise/1\",\"enterprise_id\":");
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
         out_time(b, now);
@@ -586,22 +664,20 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
                         json_put_str_or_null(b, r->id);
                         buf_puts(b, ",\"points\":");
                         out_num(b, ent_static_points(e, ent, k));
-                        buf_puts(b, ",\"desc\":");
-                        json_put_str_or_null(b, r->desc);
-                        buf_puts(b, ",\"basis\":");
-                        json_put_str_or_null(b, r->basis);
+                        rule_texts(e, b, e->plan.static_rules[k]);
                         buf_putc(b, '}');
                 }
         buf_puts(b, "],\"contributions\":");
         contributions_json(e, b, ent, now, true);
         buf_puts(b, ",\"flags\":");
         flags_json(e, b, ent, now);
+        buf_puts(b, ",\"open_alerts\":");
+        open_alerts_json(e, b, ent);
         buf_puts(b, ",\"last_event\":");
-        if (ent->last_time != TIME_UNSET)
-                out_time(b, ent->last_time);
-        else
-                buf_puts(b, "null");
-        buf_puts(b, "}\n");
+        time_or_null(b, ent->last_time);
+        buf_puts(b, ",\"rules_version\":\"");
+        buf_puts(b, e->rs->version);
+        buf_puts(b, "\"}\n");
 }
 
 /* A rule's line of the explain text: "  +points  id  description". */
@@ -815,6 +891,26 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len)
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len)
 {
         return explain(e, enterprise, len, out_explain_text);
+}
+
+void engine_batch_enterprises(Engine *e, EngineRecordFn fn, void *ud)
+{
+        Buf *b = &e->out; /* free between pushes */
+        for (uint32_t i = e->nsealed; i < e->ntouched; i++) {
+                Ent *x = e->touched[i];
+                b->len = 0;
+                out_explain(e, x, b);
+                fn(ud, ent_key(x)->s, ent_key(x)->len, b->p, b->len - 1); /* without the newline */
+        }
+}
+
+void engine_enterprises_write(Engine *e, Buf *out)
+{
+        uint32_t n;
+        Ent **v = ent_sorted(e, &n); /* full form */
+        for (uint32_t i = 0; i < n; i++)
+                out_explain(e, v[i], out);
+        free(v);
 }
 
 void engine_grades_write(Engine *e, Buf *out)

@@ -92,10 +92,13 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 rep->regraded += regraded;
                 rep->adjusted += adjusted;
                 if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
-                    x->r->nf != nf || off_moved)
+                    x->r->nf != nf || off_moved) {
                         rep->records++;
-                else
+                        /* its document's as_of: the reload changed it then */
+                        ent_changed_set(n, x, now);
+                } else {
                         state_untouch(n, x);
+                }
         }
         free(v);
 }

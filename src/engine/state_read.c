@@ -280,6 +280,19 @@ static void alerts_read(Engine *e, Ent *x, Rd *r)
         }
 }
 
+/* The time of the latest change, at the very end of the record when a
+ * timer acted after the last event (ent_changed); a record without it
+ * (written before it was kept) takes the last event's time. */
+static void changed_read(Engine *e, Ent *x, Rd *r)
+{
+        if (r->bad || r->p >= r->end || *r->p != 'C')
+                return;
+        r->p++;
+        int64_t t = get_t(r);
+        if (!r->bad && t != TIME_UNSET)
+                ent_changed_set(e, x, t);
+}
+
 /* The state of rules whose fingerprint as written (cfp of the
  * contributions, kfp of the key states, by index in the record; cat[i],
  * kat[i]: the record index of the i-th kept) differs from the rule's now: dropped, as a reload
@@ -682,6 +695,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
                 points = drop_changed(e, x, cfp, cat, kfp, kat);
         off_read(e, x, r);
         alerts_read(e, x, r);
+        changed_read(e, x, r);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {

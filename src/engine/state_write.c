@@ -170,6 +170,13 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                                 put_s(b, a->key->s, a->key->len);
                 }
         }
+        /* the time of the latest change, when a timer's is after the last
+         * event's (ent_changed): last, so that a reader that does not know
+         * it stops before it */
+        if (x->r->changed != TIME_UNSET) {
+                buf_putc(b, 'C');
+                put_t(b, x->r->changed, base);
+        }
 }
 
 void state_ent_write(Engine *e, const Ent *x, Buf *b)

@@ -90,9 +90,10 @@ static void topics_deinit(BrokerTopics *t)
 static int topics_from_config(BrokerTopics *t, const char *path)
 {
         static const char *const keys[] = {"alerts", "shadow", "adjustments", "dead_letters", "changelog",
-                                           "alert_states"};
+                                           "alert_states", "enterprises"};
         static const char *const defaults[] = {"risk.alerts", "risk.alerts.shadow", "risk.adjustments",
-                                               "riskd.dlq", "riskd.changelog", "risk.alert_states"};
+                                               "riskd.dlq", "riskd.changelog", "risk.alert_states",
+                                               "risk.enterprises"};
         const YNode *out[ARRAY_SIZE(keys)] = {NULL};
         SrcFile *f = NULL;
         DiagList dl = {0};
@@ -143,6 +144,8 @@ static int topics_from_config(BrokerTopics *t, const char *path)
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
                 if (out[k] && out[k]->kind == Y_SCALAR && out[k]->len)
                         topics_add(t, out[k]->str, out[k]->len);
+                else if (out[k] && out[k]->kind == Y_SCALAR && strcmp(keys[k], "enterprises") == 0)
+                        continue; /* "": riskd writes no enterprise documents */
                 else
                         topics_add(t, defaults[k], strlen(defaults[k]));
         }

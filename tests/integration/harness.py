@@ -73,6 +73,7 @@ DLQ = "riskd.dlq"
 CHANGELOG = "riskd.changelog"
 ALERT_STATES = "risk.alert_states"
 OUTPUTS = (ALERTS, SHADOW, ADJUSTMENTS, DLQ, ALERT_STATES)
+ENTERPRISES = "risk.enterprises"  # the enterprise documents (docs/outputs.md §11)
 
 # Scale of the tests: the mock keeps 5 MiB per partition (kafka.md §2.6 T4b).
 TIMEOUT_SCALE = float(os.environ.get("RISKD_TEST_TIMEOUT_SCALE", "1"))
@@ -231,6 +232,7 @@ def riskd_config(broker, name="riskd", **over):
             "dead_letters": DLQ,
             "changelog": CHANGELOG,
             "alert_states": ALERT_STATES,
+            "enterprises": ENTERPRISES,
         },
         "rules": RULES,
         "transactions": True,

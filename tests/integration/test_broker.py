@@ -39,7 +39,7 @@ def test(wd):
     md = kcat_metadata(b.bootstrap)
     assert len(md["brokers"]) == 3, md["brokers"]
     want = {H.INPUT: 12, H.CHANGELOG: 12, H.ALERTS: 12, H.SHADOW: 12, H.ADJUSTMENTS: 12, H.DLQ: 12,
-            H.ALERT_STATES: 12}
+            H.ALERT_STATES: 12, H.ENTERPRISES: 12}
     assert topics_of(md) == want, topics_of(md)
 
     # every fault command answers ok
@@ -108,10 +108,10 @@ def test(wd):
     assert len(md["brokers"]) == 3
     assert b.stop() == 0, "SIGTERM: exit status"
 
-    # names from a riskd configuration; SIGINT
+    # names from a riskd configuration (the enterprises topic off: none); SIGINT
     cfg = wd.write("riskd.yaml", "brokers: 127.0.0.1:9092\ngroup_id: x\n"
                    "input_topics: [in.coldchain, in.inspection]\n"
-                   "topics:\n  alerts: my.alerts\n  changelog: my.changelog\n"
+                   "topics:\n  alerts: my.alerts\n  changelog: my.changelog\n  enterprises: ''\n"
                    "kafka:\n  socket.keepalive.enable: 'true'\n")
     b2 = H.Broker(wd, partitions=4, brokers=1, config=cfg)
     assert len(b2.bootstrap.split(",")) == 1

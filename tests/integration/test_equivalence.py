@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """(a) Equivalence: a stream through riskd gives the same alerts, shadow
 alerts and adjustments (by id and content) and the same final grades as
-`riskctl replay` of the same events, and the same dead letters.
+`riskctl replay` of the same events, and the same dead letters; the last
+document of each enterprise on the enterprises topic is the one `riskctl
+replay --enterprises` writes for it, in its input's partition, and for the
+story also what `riskctl explain --json` says of it (issue 16); with
+`topics.enterprises: ""` the story writes no document there.
 
 Two streams, each on its own broker: the example story (examples/events.jsonl,
 timers, expiries, hysteresis) and a generated one (riskd-gen, if built).
@@ -16,7 +20,9 @@ What the mock cannot show (kafka.md §6): aborted records stay visible, so
 ids are compared as sets and every repeat of an id must be identical; exact
 counts are not compared.
 """
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,18 +53,59 @@ def check_changelog(b, produced):
     cl.close()
 
 
-def case(wd, name, lines):
+def last_per_key(msgs):
+    """The last value of each key, as the compacted topic keeps it."""
+    last = {}
+    for m in msgs:
+        last[m.key.decode()] = m.value
+    return last
+
+
+def check_enterprises(wd, b, produced, name, explain):
+    """The enterprises topic read from the start: the last document per
+    key (what a dashboard bootstrapping from the compacted topic ends with)
+    is replay --enterprises' of the key's partition, byte for byte, and in
+    that partition; with explain, also riskctl explain --json of it."""
+    parts = produced.by_partition()
+    want, where = {}, {}
+    for p in parts:
+        with open(wd.file(f"replay-p{p}.enterprises.jsonl"), "rb") as f:
+            for line in f.read().splitlines():
+                k = json.loads(line)["enterprise_id"]
+                want[k], where[k] = line, p
+    assert want, "replay --enterprises wrote no document"
+    rd = H.Reader(b.bootstrap, [H.ENTERPRISES])
+    rd.wait(lambda x: last_per_key(x.msgs[H.ENTERPRISES]) == want, 60,
+            f"{name}: the last document of each of {len(want)} enterprises equal to replay --enterprises'")
+    for m in rd.msgs[H.ENTERPRISES]:
+        k = m.key.decode()
+        assert m.partition == where[k], f"{k}: document in partition {m.partition}, its events in {where[k]}"
+        assert m.json()["schema"] == "riskd.enterprise/1" and m.json()["enterprise_id"] == k, m.value
+    if explain:
+        for k, doc in sorted(want.items()):
+            r = subprocess.run([H.RISKCTL, "explain", H.RULES, wd.file(f"replay-p{where[k]}.jsonl"), k, "--json",
+                                "--grace", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert r.returncode == 0, f"explain {k}: {r.stderr.decode()}"
+            assert r.stdout.rstrip(b"\n") == doc, f"explain {k}:\n{r.stdout.decode()}\ntopic:\n{doc.decode()}"
+    H.log(f"{name}: {len(rd.msgs[H.ENTERPRISES])} enterprise documents, the last of each of {len(want)} "
+          f"enterprises as replay --enterprises{' and explain --json' if explain else ''} give it")
+    rd.close()
+
+
+def case(wd, name, lines, explain=False, off=False):
+    """off: topics.enterprises "" (no enterprise documents)."""
     H.log(f"== {name}: {len(lines)} events")
     b = H.Broker(wd)
     half = len(lines) // 2
     produced = H.produce(b.bootstrap, lines[:half])
-    r = H.Riskd(wd, b, name=name).start()
+    r = H.Riskd(wd, b, name=name, **({"topics": {"enterprises": ""}} if off else {})).start()
     rd = H.Reader(b.bootstrap)
     # riskd starts from the beginning: the first half's outputs appear
     first = H.replay(wd, produced.by_partition())
     rd.wait_for(first, 120, f"{name}: the outputs of the first half")
     H.produce(b.bootstrap, lines[half:], produced=produced)
-    exp = H.replay(wd, produced.by_partition())
+    exp = H.replay(wd, produced.by_partition(),
+                   extra=lambda p: ["--enterprises", wd.file(f"replay-p{p}.enterprises.jsonl")])
     assert exp.count_ids() > 0, "the reference has no outputs"
     rd.wait_for(exp, 120, f"{name}: every expected output")
     rd.quiesce(2)
@@ -72,6 +119,16 @@ def case(wd, name, lines):
     assert {k for k, _ in got_dl} == set(exp_dl), f"dead letters: got {got_dl}, expected {exp_dl}"
 
     check_changelog(b, produced)
+    if off:
+        # every output is read, and the documents would have been in
+        # their transactions: none is there
+        rd_ent = H.Reader(b.bootstrap, [H.ENTERPRISES])
+        rd_ent.quiesce(1)
+        assert not rd_ent.msgs[H.ENTERPRISES], f"{len(rd_ent.msgs[H.ENTERPRISES])} documents with the topic off"
+        rd_ent.close()
+        H.log(f"{name}: topics.enterprises \"\": no enterprise document")
+    else:
+        check_enterprises(wd, b, produced, name, explain)
 
     assert r.alive(), f"riskd died:\n{r.log_tail()}"
     rc = r.term()
@@ -82,7 +139,8 @@ def case(wd, name, lines):
 
 def test(wd):
     H.require_riskd()
-    case(wd, "story", H.story_events())
+    case(wd, "story", H.story_events(), explain=True)
+    case(wd, "story-no-enterprises", H.story_events(), off=True)
     if os.access(H.RISKD_GEN, os.X_OK):
         case(wd, "generated", H.gen_events(48, 5000, 11))
     else:

@@ -291,7 +291,7 @@ static char *state_of(Run *r)
         cr_assert_not_null(c, "%s", x);
         cr_assert_eq(sscanf(c, "\"current\":{\"grade\":\"%7[^\"]\",\"mode\":\"%31[^\"]\",\"inspections_per_year\":%lf",
                             g, m, &py), 3, "%s", x);
-        cr_assert_eq(sscanf(x, "{\"enterprise_id\":\"E1\",\"as_of\":\"%*[^\"]\",\"score\":%lf", &score), 1, "%s", x);
+        cr_assert_eq(sscanf(x, "{\"schema\":\"riskd.enterprise/1\",\"enterprise_id\":\"E1\",\"as_of\":\"%*[^\"]\",\"score\":%lf", &score), 1, "%s", x);
         free(x);
         return xasprintf("%s %s %g score=%g", g, m, py, score);
 }
