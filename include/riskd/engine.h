@@ -138,6 +138,11 @@ typedef struct EngineConfig {
         /* tests and bench/: engine_compact(e, 0, 0) after every compact_every
          * pushes outside a batch (0 never): the outputs are the same */
         uint32_t compact_every;
+        /* a string field of the profile type kept in every enterprise's
+         * profile although no rule may read it, for engine_rows (riskd's
+         * query API groups and filters by it); NULL none.  It changes no
+         * output. */
+        const char *region_field;
 } EngineConfig;
 
 /* The bounds riskd.yaml(5) states, which riskd's configuration and
@@ -277,6 +282,31 @@ char *engine_explain_json(Engine *e, const char *enterprise, size_t len);
 /* The same for people: grade, score, each contribution with the event that
  * caused it and its expiry, flags, the overrides that apply.  Caller frees. */
 char *engine_explain_text(Engine *e, const char *enterprise, size_t len);
+/*
+ * The query API's view (riskd's /v1/enterprises, /v1/summary, /v1/alerts):
+ * every enterprise in state as one row, in table order (the caller sorts),
+ * as of the watermark like explain.  An enterprise in compact form is read
+ * from its record without being expanded (the walk leaves the state as it
+ * found it).  The strings are valid during the call.
+ */
+typedef struct EngineRow {
+        const char *id;
+        size_t id_len;
+        const char *grade, *mode;       /* NULL: not graded */
+        double per_year;
+        double score;
+        const char *region;             /* EngineConfig.region_field's value, NULL none */
+        size_t region_len;
+        uint64_t flags;                 /* the flags live now: bit i for RuleSet.flags[i] */
+        uint32_t open_alerts;           /* engine_open_alerts */
+} EngineRow;
+typedef void (*EngineRowFn)(void *ud, const EngineRow *row);
+void engine_rows(Engine *e, EngineRowFn fn, void *ud);
+/* The open alerts of an enterprise as a JSON array into out (the
+ * alerts still contributing points: the explain document's contributions,
+ * each with its enterprise_id); how many.  0 for an unknown enterprise. */
+uint32_t engine_open_alerts_json(Engine *e, const char *enterprise, size_t len, struct Buf *out);
+
 /* Current grading of every enterprise, sorted by id: one JSON line each
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);

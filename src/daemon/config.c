@@ -50,6 +50,11 @@
  *   http_connections_per_address integer 64  1 .. 1024 open connections from one address
  *   http_head_timeout  duration  10s         100ms .. 5m: a request head (request line and
  *                                           headers) must be in within this, however slow
+ *   http_events_buffer integer   1048576     4096 .. 1073741824 bytes queued for one
+ *                                           GET /v1/events client; past it the client is
+ *                                           dropped (a slow client never slows riskd)
+ *   http_region_field  string    region_code the profile field /v1/enterprises and
+ *                                           /v1/summary group by region; "" = none
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -136,6 +141,10 @@ const ConfigSetting config_settings[] = {
          "open HTTP connections from one client address"},
         {"http_head_timeout", CT_DURATION, OFF(http_head_timeout_ms), 0, "10s", 100, 5 * MS_M,
          "a request head must be in within this, however slowly its bytes come"},
+        {"http_events_buffer", CT_UINT, OFF(http_events_buffer), 0, "1048576", 4096, 1 << 30,
+         "bytes queued for one GET /v1/events client; past it the client is dropped"},
+        {"http_region_field", CT_STRING, OFF(http_region_field), 0, "region_code", 0, 0,
+         "the profile field the query API groups and filters regions by; empty = none"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

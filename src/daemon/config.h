@@ -58,6 +58,8 @@ typedef struct Config {
         char *http_reload_token;         /* read from the file at load (secret) */
         uint64_t http_per_address;       /* connections from one client address */
         int64_t http_head_timeout_ms;    /* a request head must be in within this */
+        uint64_t http_events_buffer;     /* bytes queued for one /v1/events client */
+        char *http_region_field;         /* the profile's region field, "" none */
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;
         uint32_t nkafka;

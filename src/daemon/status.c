@@ -275,6 +275,8 @@ void status_http(void *ud, HttpReq *req)
                                                          "this instance)");
                         }
                 }
+        } else if (api_http(l, req, &status)) {
+                /* /v1/enterprises, /v1/summary, /v1/alerts, /v1/events (api.c) */
         } else if (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
                    strcmp(path, "/readyz") == 0 || strcmp(path, "/v1/rules") == 0 ||
                    strcmp(path, "/v1/reload") == 0 || strncmp(path, "/v1/enterprises/", 16) == 0) {
@@ -283,7 +285,8 @@ void status_http(void *ud, HttpReq *req)
         } else {
                 status = 404;
                 httpd_error(req, status, "no such endpoint (/metrics, /healthz, /readyz, /v1/rules, "
-                                         "/v1/enterprises/{id}, POST /v1/reload)");
+                                         "/v1/enterprises, /v1/enterprises/{id}, /v1/summary, /v1/alerts, "
+                                         "/v1/events, POST /v1/reload)");
         }
         char code[8];
         snprintf(code, sizeof(code), "%u", status);
