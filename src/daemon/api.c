@@ -104,33 +104,28 @@ struct Api {
         LogLimit ll_drop;
 };
 
+/* A family of one series, without labels. */
+static PromSeries *series(Prom *p, PromType type, const char *name, const char *help)
+{
+        return prom_series(prom_family(p, type, name, help, NULL, NULL, 0), NULL);
+}
+
 void api_init(Loop *l)
 {
         Api *a = xcalloc(1, sizeof(*a));
         Prom *p = l->m.p;
         a->requests = prom_family(p, PROM_COUNTER, "riskd_api_requests_total",
                                   "Requests of the query API and the event stream, by route", "route", NULL, 0);
-        a->view_builds = prom_series(prom_family(p, PROM_COUNTER, "riskd_api_view_builds_total",
-                                                 "Times the query API's view of every enterprise was built (at "
-                                                 "most once per batch, when a request needs it)",
-                                                 NULL, NULL, 0),
-                                     NULL);
-        a->clients_g = prom_series(prom_family(p, PROM_GAUGE, "riskd_events_clients",
-                                               "Clients connected to GET /v1/events", NULL, NULL, 0),
-                                   NULL);
-        a->sent = prom_series(prom_family(p, PROM_COUNTER, "riskd_events_sent_total",
-                                          "Events queued to GET /v1/events clients (one per client)", NULL, NULL, 0),
-                              NULL);
-        a->dropped = prom_series(prom_family(p, PROM_COUNTER, "riskd_events_clients_dropped_total",
-                                             "GET /v1/events clients dropped for falling http_events_buffer "
-                                             "behind",
-                                             NULL, NULL, 0),
-                                 NULL);
-        a->reset = prom_series(prom_family(p, PROM_COUNTER, "riskd_events_resume_failed_total",
-                                           "GET /v1/events clients whose Last-Event-ID could not be resumed "
-                                           "(sent a reset event)",
-                                           NULL, NULL, 0),
-                               NULL);
+        a->view_builds = series(p, PROM_COUNTER, "riskd_api_view_builds_total",
+                                "Times the query API's view of every enterprise was built (at most once per "
+                                "batch, when a request needs it)");
+        a->clients_g = series(p, PROM_GAUGE, "riskd_events_clients", "Clients connected to GET /v1/events");
+        a->sent = series(p, PROM_COUNTER, "riskd_events_sent_total",
+                         "Events queued to GET /v1/events clients (one per client)");
+        a->dropped = series(p, PROM_COUNTER, "riskd_events_clients_dropped_total",
+                            "GET /v1/events clients dropped for falling http_events_buffer behind");
+        a->reset = series(p, PROM_COUNTER, "riskd_events_resume_failed_total",
+                          "GET /v1/events clients whose Last-Event-ID could not be resumed (sent a reset event)");
         prom_set(a->clients_g, 0);
         a->hist = xcalloc(API_HISTORY, sizeof(ApiEvent));
         a->boot = (uint64_t)log_now_ms();
@@ -287,26 +282,32 @@ static void view_need(Loop *l)
 typedef enum { SORT_ID, SORT_SCORE, SORT_SCORE_DESC } SortBy;
 static const char *const sort_names[] = {"id", "score", "-score"};
 
-/* A query's known arguments: 0, or 400 answered (an unknown argument names
- * the known ones). */
+/* v is one of known (NULL-terminated); else 400 answered: "WHAT 'v' is
+ * not known (known: ...)". */
+static int known_or_400(HttpReq *req, const char *what, const char *v, const char *const *known)
+{
+        for (const char *const *p = known; *p; p++)
+                if (strcmp(*p, v) == 0)
+                        return 0;
+        Buf m = {0};
+        buf_printf(&m, "%s '%s' is not known (known:", what, v);
+        for (const char *const *p = known; *p; p++)
+                buf_printf(&m, " %s", *p);
+        buf_puts(&m, ")");
+        httpd_error(req, 400, m.p);
+        buf_free(&m);
+        return 400;
+}
+
+/* A query's arguments are all known: 0, or 400 answered naming them. */
 static int args_check(HttpReq *req, const char *const *known, const char *route)
 {
         const char *k, *v;
-        for (unsigned i = 0; httpd_arg(req, i, &k, &v); i++) {
-                bool ok = false;
-                for (const char *const *p = known; *p && !ok; p++)
-                        ok = strcmp(*p, k) == 0;
-                if (!ok) {
-                        Buf m = {0};
-                        buf_printf(&m, "unknown argument '%s' of %s (known:", k, route);
-                        for (const char *const *p = known; *p; p++)
-                                buf_printf(&m, " %s", *p);
-                        buf_puts(&m, ")");
-                        httpd_error(req, 400, m.p);
-                        buf_free(&m);
+        char what[64];
+        snprintf(what, sizeof(what), "the argument of %s", route);
+        for (unsigned i = 0; httpd_arg(req, i, &k, &v); i++)
+                if (known_or_400(req, what, k, known))
                         return 400;
-                }
-        }
         return 0;
 }
 
@@ -494,10 +495,18 @@ static void row_json(const Api *a, const ApiRow *r, Buf *b)
         buf_printf(b, "],\"open_alerts\":%u,\"partition\":%d}", r->open_alerts, r->part);
 }
 
-/* The paging shared by /v1/enterprises and /v1/alerts: sort, cursor and
- * limit into *start; 0 or 400 answered. */
-static int paging(HttpReq *req, SortBy sort, const Api *a, uint32_t *start)
+/* The paging shared by /v1/enterprises and /v1/alerts: the view, the
+ * limit, and where the cursor puts the page's start in order sort; 0, or
+ * 400 answered. */
+static int page_open(Loop *l, HttpReq *req, SortBy sort, int *limit, uint32_t *start, Buf *b, const char *head)
 {
+        *limit = limit_arg(req);
+        if (*limit < 0) {
+                httpd_error(req, 400, "limit: an integer from 1 to 1000");
+                return 400;
+        }
+        view_need(l);
+        const Api *a = l->api;
         const char *cur = arg(req, "cursor");
         *start = 0;
         if (cur && *cur) {
@@ -511,7 +520,21 @@ static int paging(HttpReq *req, SortBy sort, const Api *a, uint32_t *start)
                 *start = page_start(a, sort, score, id.p ? id.p : "", id.len);
                 buf_free(&id);
         }
+        buf_puts(b, head);
         return 0;
+}
+
+/* The end of a page that stopped at position i, its last row looked at
+ * last: the cursor after it, null at the end. */
+static unsigned page_close(Buf *b, const Api *a, SortBy sort, uint32_t i, const ApiRow *last)
+{
+        buf_puts(b, "],\"next_cursor\":");
+        if (i < a->n && last)
+                cursor_put(b, sort, a, last);
+        else
+                buf_puts(b, "null");
+        buf_puts(b, "}\n");
+        return 200;
 }
 
 static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
@@ -520,11 +543,6 @@ static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
                                             "has_open_alerts", NULL};
         if (args_check(req, known, "/v1/enterprises"))
                 return 400;
-        int limit = limit_arg(req);
-        if (limit < 0) {
-                httpd_error(req, 400, "limit: an integer from 1 to 1000");
-                return 400;
-        }
         const char *s = arg(req, "sort");
         SortBy sort = SORT_ID;
         if (s && strcmp(s, "score") == 0)
@@ -547,14 +565,14 @@ static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
                         return 400;
                 }
         }
-        view_need(l);
-        Api *a = l->api;
+        char head[96];
+        snprintf(head, sizeof(head), "{\"schema\":\"riskd.enterprises/1\",\"sort\":\"%s\",\"enterprises\":[",
+                 sort_names[sort]);
+        int limit;
         uint32_t i;
-        if (paging(req, sort, a, &i))
+        if (page_open(l, req, sort, &limit, &i, b, head))
                 return 400;
-        buf_puts(b, "{\"schema\":\"riskd.enterprises/1\",\"sort\":\"");
-        buf_puts(b, sort_names[sort]);
-        buf_puts(b, "\",\"enterprises\":[");
+        const Api *a = l->api;
         uint32_t got = 0, scanned = 0;
         const ApiRow *last = NULL;
         for (; i < a->n && got < (uint32_t)limit && scanned < API_SCAN; i++, scanned++) {
@@ -566,13 +584,7 @@ static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
                         buf_putc(b, ',');
                 row_json(a, r, b);
         }
-        buf_puts(b, "],\"next_cursor\":");
-        if (i < a->n && last)
-                cursor_put(b, sort, a, last);
-        else
-                buf_puts(b, "null");
-        buf_puts(b, "}\n");
-        return 200;
+        return page_close(b, a, sort, i, last);
 }
 
 static const char *const alert_states[] = {"open", NULL};
@@ -585,31 +597,14 @@ static unsigned alerts_get(Loop *l, HttpReq *req, Buf *b)
         const char *st = arg(req, "state");
         if (!st)
                 st = "open";
-        bool ok = false;
-        for (const char *const *p = alert_states; *p; p++)
-                ok |= strcmp(*p, st) == 0;
-        if (!ok) {
-                Buf m = {0};
-                buf_printf(&m, "state '%s' is not known (known:", st);
-                for (const char *const *p = alert_states; *p; p++)
-                        buf_printf(&m, " %s", *p);
-                buf_puts(&m, ")");
-                httpd_error(req, 400, m.p);
-                buf_free(&m);
+        if (known_or_400(req, "state", st, alert_states))
                 return 400;
-        }
-        int limit = limit_arg(req);
-        if (limit < 0) {
-                httpd_error(req, 400, "limit: an integer from 1 to 1000");
-                return 400;
-        }
-        view_need(l);
-        Api *a = l->api;
-        uint32_t i;
-        if (paging(req, SORT_ID, a, &i))
-                return 400;
-        buf_puts(b, "{\"schema\":\"riskd.alerts/1\",\"state\":\"open\",\"alerts\":[");
         /* whole enterprises: a page may pass limit by one enterprise's */
+        int limit;
+        uint32_t i;
+        if (page_open(l, req, SORT_ID, &limit, &i, b, "{\"schema\":\"riskd.alerts/1\",\"state\":\"open\",\"alerts\":["))
+                return 400;
+        const Api *a = l->api;
         uint32_t got = 0, scanned = 0;
         const ApiRow *last = NULL;
         Buf one = {0};
@@ -631,13 +626,7 @@ static unsigned alerts_get(Loop *l, HttpReq *req, Buf *b)
                 got += n;
         }
         buf_free(&one);
-        buf_puts(b, "],\"next_cursor\":");
-        if (i < a->n && last)
-                cursor_put(b, SORT_ID, a, last);
-        else
-                buf_puts(b, "null");
-        buf_puts(b, "}\n");
-        return 200;
+        return page_close(b, a, SORT_ID, i, last);
 }
 
 /* A count per name, for the summary: names in first-seen order, sorted
@@ -891,13 +880,10 @@ static unsigned events_get(Loop *l, HttpReq *req)
                         if (in_list(types, api_kinds[k].event))
                                 kinds |= 1u << k;
                 if (!kinds) {
-                        Buf m = {0};
-                        buf_puts(&m, "types: a comma-separated list of");
+                        const char *names[API_NKINDS + 1] = {NULL};
                         for (uint32_t k = 0; k < API_NKINDS; k++)
-                                buf_printf(&m, " %s", api_kinds[k].event);
-                        httpd_error(req, 400, m.p);
-                        buf_free(&m);
-                        return 400;
+                                names[k] = api_kinds[k].event;
+                        return known_or_400(req, "types", types, names);
                 }
         } else
                 kinds = (1u << API_NKINDS) - 1;

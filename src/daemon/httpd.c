@@ -114,6 +114,25 @@ struct Httpd {
         HttpStream *streams;     /* under lock: every stream not yet freed */
 };
 
+/* The server's lists (connections, streams), doubly linked through prev
+ * and next, newest first; under h->lock. */
+#define DLIST_PUSH(head, x) \
+        do { \
+                (x)->next = (head); \
+                if (head) \
+                        (head)->prev = (x); \
+                (head) = (x); \
+        } while (0)
+#define DLIST_UNLINK(head, x) \
+        do { \
+                if ((x)->prev) \
+                        (x)->prev->next = (x)->next; \
+                else \
+                        (head) = (x)->next; \
+                if ((x)->next) \
+                        (x)->next->prev = (x)->prev; \
+        } while (0)
+
 /* The body of a chunked request past the limit is drained up to this much
  * (so that the client reads the 413), then the connection is closed. */
 #define DRAIN_MAX (1024 * 1024)
@@ -491,10 +510,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 hc->in_head = true;
                 hc->head_t0 = mono_ms();
                 pthread_mutex_lock(&h->lock);
-                hc->next = h->conns;
-                if (h->conns)
-                        h->conns->prev = hc;
-                h->conns = hc;
+                DLIST_PUSH(h->conns, hc);
                 pthread_cond_broadcast(&h->cond); /* the timer thread: a new deadline */
                 pthread_mutex_unlock(&h->lock);
                 *socket_context = hc;
@@ -506,12 +522,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         pthread_mutex_lock(&h->lock);
         if (hc->stream)
                 hc->stream->hc = NULL;
-        if (hc->prev)
-                hc->prev->next = hc->next;
-        else
-                h->conns = hc->next;
-        if (hc->next)
-                hc->next->prev = hc->prev;
+        DLIST_UNLINK(h->conns, hc);
         pthread_mutex_unlock(&h->lock);
         free(hc);
         *socket_context = NULL;
@@ -984,12 +995,7 @@ static void stream_unref(HttpStream *s)
                 return;
         Httpd *h = s->h;
         pthread_mutex_lock(&h->lock);
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                h->streams = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
+        DLIST_UNLINK(h->streams, s);
         if (s->hc)
                 s->hc->stream = NULL;
         pthread_mutex_unlock(&h->lock);
@@ -1064,10 +1070,7 @@ HttpStream *httpd_stream(HttpReq *r, const char *content_type, size_t max)
         answer(r, 200, content_type, "", 0);
         r->stream = s;
         pthread_mutex_lock(&h->lock);
-        s->next = h->streams;
-        if (h->streams)
-                h->streams->prev = s;
-        h->streams = s;
+        DLIST_PUSH(h->streams, s);
         s->hc = r->hc;
         if (s->hc) {
                 s->hc->stream = s;

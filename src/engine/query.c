@@ -23,25 +23,6 @@ static uint32_t open_alerts(const Ent *x, int64_t now)
         return n;
 }
 
-/* x in full form, without touching the table: a compact x decoded into a
- * new Ent the caller frees (compact_ent_free), or x itself. */
-static Ent *full_form(Engine *e, Ent *x)
-{
-        if (!x->compact)
-                return x;
-        uint32_t klen = ent_key(x)->len;
-        Ent *n = pool_calloc(&e->pool, ent_size(e, klen));
-        memcpy(ent_key(n), ent_key(x), sizeof(EntKey) + klen + 1);
-        n->held = n->grade = n->mode = -1;
-        n->r = &rare_none;
-        n->last_time = TIME_UNSET;
-        n->tm_at = TIME_UNSET;
-        e->cp.lz_buf.len = 0;
-        compact_record(e, x, &e->cp.lz_buf);
-        state_ent_read(e, n, e->cp.lz_buf.p, e->cp.lz_buf.len);
-        return n;
-}
-
 void engine_rows(Engine *e, EngineRowFn fn, void *ud)
 {
         const Grading *g = &e->rs->grading;
@@ -50,7 +31,8 @@ void engine_rows(Engine *e, EngineRowFn fn, void *ud)
                 Ent *c = tab_ent(e, i);
                 if (!c)
                         continue;
-                Ent *x = full_form(e, c);
+                /* a compact one read from its record, the table untouched */
+                Ent *x = c->compact ? compact_decode(e, c) : c;
                 EngineRow row = {
                         .id = ent_key(x)->s,
                         .id_len = ent_key(x)->len,
@@ -101,16 +83,15 @@ uint32_t engine_open_alerts_json(Engine *e, const char *enterprise, size_t len, 
                 out_num(out, c->points);
                 buf_puts(out, ",\"since\":");
                 out_time(out, c->since);
-                buf_puts(out, ",\"expires\":");
-                if (c->expires == TIME_FOREVER)
-                        buf_puts(out, "null");
-                else
-                        out_time(out, c->expires);
-                buf_puts(out, ",\"rectify_deadline\":");
-                if (c->rectify != TIME_UNSET)
-                        out_time(out, c->rectify);
-                else
-                        buf_puts(out, "null");
+                const int64_t until[2] = {c->expires, c->rectify};
+                static const char *const names[2] = {",\"expires\":", ",\"rectify_deadline\":"};
+                for (int k = 0; k < 2; k++) { /* never, none: null */
+                        buf_puts(out, names[k]);
+                        if (until[k] == TIME_FOREVER || until[k] == TIME_UNSET)
+                                buf_puts(out, "null");
+                        else
+                                out_time(out, until[k]);
+                }
                 buf_putc(out, '}');
         }
         buf_putc(out, ']');

@@ -3366,29 +3366,36 @@ Test(engine, compact_form_changes_no_output)
         rules_unref(rs);
 }
 
+/* idle_story(60) up to day 60, when every point and lead has expired: 60
+ * idle enterprises; the stream in *in, the outputs to *o. */
+static Engine *idle_engine(RuleSet *rs, Out *o, Buf *in)
+{
+        idle_story(in, 60);
+        const char *cut = strstr(in->p, "\"event_id\":\"ir0\"");
+        cr_assert_not_null(cut);
+        while (cut > in->p && cut[-1] != '\n')
+                cut--;
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, o), 0);
+        for (const char *p = in->p; p < cut;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        return e;
+}
+
 /* Idle enterprises take less room compact; one comes back, as it was, when
  * it is looked at (explain), the others stay compact. */
 Test(engine, compact_form_is_smaller_and_comes_back_when_touched)
 {
         RuleSet *rs = load_official();
         Buf in = {0};
-        idle_story(&in, 60);
-        /* up to day 60: every point and lead has expired */
-        const char *cut = strstr(in.p, "\"event_id\":\"ir0\"");
-        cr_assert_not_null(cut);
-        while (cut > in.p && cut[-1] != '\n')
-                cut--;
-        EngineConfig cfg;
-        engine_config_default(&cfg);
         Out o = {0};
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
-        for (const char *p = in.p; p < cut;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
-        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        Engine *e = idle_engine(rs, &o, &in);
         char *before = engine_explain_json(e, "I003", 4);
         cr_assert_not_null(before);
         uint64_t full = engine_state_bytes(e);
@@ -3699,11 +3706,6 @@ static void row_line(void *ud, const EngineRow *r)
                    r->region ? r->region : "", (unsigned long long)r->flags, r->open_alerts);
 }
 
-static void no_record(void *ud, const char *key, size_t klen, const void *val, size_t vlen)
-{
-        (void)ud, (void)key, (void)klen, (void)val, (void)vlen;
-}
-
 static char *rows_text(Engine *e)
 {
         Buf b = {0};
@@ -3737,28 +3739,22 @@ Test(engine, rows_for_the_query_api)
                 "  sampling: { fields: { result: [pass, fail], confirmed: bool, item: string } }\n"
                 "  coldchain: { fields: { device_id: string, temp_c: number } }\n";
         RuleSet *rs = load_with(schema_r, rules);
+        Out o[2];
+        memset(o, 0, sizeof(o));
+        char *rows[2] = {NULL, NULL};
         Buf in = {0};
         ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\",\"region\":\"410105\"");
         ev(&in, "p2", "E2", 0, "enterprise", "\"category\":\"meat\"");
         ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\",\"confirmed\":true,\"item\":\"x\"");
         ev(&in, "s2", "E2", 20, "sampling", "\"result\":\"pass\",\"confirmed\":true");
-        Out o[2];
-        memset(o, 0, sizeof(o));
-        char *rows[2] = {NULL, NULL};
         for (int keep = 0; keep < 2; keep++) {
                 EngineConfig cfg;
                 engine_config_default(&cfg);
                 cfg.region_field = keep ? "region" : NULL;
                 Engine *e = NULL;
                 cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o[keep]), 0);
-                engine_batch_begin(e);
-                for (const char *p = in.p; *p;) {
-                        const char *nl = strchr(p, '\n');
-                        engine_push(e, p, (size_t)(nl - p), NULL);
-                        p = nl + 1;
-                }
-                engine_batch_changes(e, 0, no_record, NULL);
-                engine_batch_commit(e);
+                for (const char *p = in.p; *p; p = strchr(p, '\n') + 1)
+                        engine_push(e, p, (size_t)(strchr(p, '\n') - p), NULL);
                 rows[keep] = rows_text(e);
                 Buf al = {0};
                 cr_assert_eq(engine_open_alerts_json(e, "E1", 2, &al), 1);
@@ -3791,22 +3787,8 @@ Test(engine, rows_of_compact_enterprises)
 {
         RuleSet *rs = load_official();
         Buf in = {0};
-        idle_story(&in, 60);
-        const char *cut = strstr(in.p, "\"event_id\":\"ir0\"");
-        cr_assert_not_null(cut);
-        while (cut > in.p && cut[-1] != '\n')
-                cut--;
-        EngineConfig cfg;
-        engine_config_default(&cfg);
         Out o = {0};
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
-        for (const char *p = in.p; p < cut;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
-        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        Engine *e = idle_engine(rs, &o, &in);
         char *full = rows_text(e);
         cr_assert_eq(engine_compact(e, 0, 0), 60);
         char *compact = rows_text(e);
