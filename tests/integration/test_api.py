@@ -224,6 +224,7 @@ def test(wd):
     H.log("Last-Event-ID: the events after it, exactly; an unknown id: a reset event; types= filters")
 
     # the table: every enterprise once, by id and by -score, as replay grades it
+    builds0 = samples(api.metrics())["riskd_api_view_builds_total"]
     rows, npages = pages(api, "", 7)
     assert [x["enterprise_id"] for x in rows] == sorted(grades), "by id: each enterprise once, in order"
     for x in rows:
@@ -278,6 +279,11 @@ def test(wd):
     # a cursor of another sort is refused
     c1 = api.json("/v1/enterprises?limit=1")["next_cursor"]
     assert api.json("/v1/enterprises?sort=-score&cursor=" + c1, expect=400)["status"] == 400
+
+    # dozens of pages, one view: no batch ended meanwhile (nothing came in)
+    builds = samples(api.metrics())["riskd_api_view_builds_total"] - builds0
+    assert builds <= 1, f"the view was built {builds} times for the pages of one state"
+    H.log(f"every page above read one view (built {int(builds)} time(s) for them)")
 
     # the summary
     summ = api.json("/v1/summary")
