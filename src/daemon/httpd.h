@@ -129,8 +129,9 @@ const char *httpd_header(const HttpReq *r, const char *name);
  * client went away (the server's side is over: only httpd_stream_close is
  * left to do); httpd_stream_close ends the stream (what was queued is
  * still sent when dropped is false; dropped: the connection is closed at
- * once) and drops the owner's reference.  Every stream is closed before
- * httpd_free (which closes any left, as dropped).
+ * once) and drops the owner's reference.  The owner closes every stream
+ * before httpd_free (which cuts the connections of any left so that
+ * libmicrohttpd can stop; their handles must not be used after it).
  */
 typedef struct HttpStream HttpStream;
 HttpStream *httpd_stream(HttpReq *r, const char *content_type, size_t max);
