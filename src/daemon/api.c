@@ -43,6 +43,7 @@
 #define API_HISTORY 4096
 #define API_HISTORY_BYTES (16u << 20)
 #define API_REGION_DIGITS_MAX 12
+#define API_NAMES 64
 
 /* What the stream carries: the topic's documents as events of this type.
  * A new kind of document (alert states) is one more line. */
@@ -89,6 +90,8 @@ struct Api {
         uint32_t *by_score;       /* row indexes by score, then id */
         Buf arena;
         int64_t built_at, build_ms; /* when the view was built, and in how long */
+        uint32_t names[API_NAMES];  /* arena_name's strings */
+        uint32_t nnames;
         Buf summary[API_REGION_DIGITS_MAX + 1]; /* by region digits, built on demand */
         /* the stream */
         ApiClient *clients;
@@ -179,11 +182,31 @@ static const char *astr(const Api *a, uint32_t off)
         return off == UINT32_MAX ? NULL : a->arena.p + off;
 }
 
+/* A string most rows share (a grade, a mode, a set of flags): one copy in
+ * the arena for the first API_NAMES of them. */
+static uint32_t arena_name(Api *a, const char *s, size_t n)
+{
+        for (uint32_t i = 0; i < a->nnames; i++)
+                if (strlen(astr(a, a->names[i])) == n && memcmp(astr(a, a->names[i]), s, n) == 0)
+                        return a->names[i];
+        uint32_t off = arena_str(a, s, n);
+        if (a->nnames < API_NAMES)
+                a->names[a->nnames++] = off;
+        return off;
+}
+
+/* NaN (a score expression gone wrong) sorts lowest: the order stays total. */
+static double score_key(double d)
+{
+        return isnan(d) ? -INFINITY : d;
+}
+
 typedef struct RowCtx {
         Loop *l;
         Api *a;
         const RuleSet *rs;
         int32_t part;
+        Buf flags;               /* a row's ",flag,flag," (scratch) */
 } RowCtx;
 
 static void row_add(void *ud, const EngineRow *er)
@@ -197,16 +220,16 @@ static void row_add(void *ud, const EngineRow *er)
         ApiRow *r = &a->rows[a->n++];
         r->id = arena_str(a, er->id, er->id_len);
         r->id_len = (uint32_t)er->id_len;
-        r->grade = er->grade ? arena_str(a, er->grade, strlen(er->grade)) : UINT32_MAX;
-        r->mode = er->mode ? arena_str(a, er->mode, strlen(er->mode)) : UINT32_MAX;
+        r->grade = er->grade ? arena_name(a, er->grade, strlen(er->grade)) : UINT32_MAX;
+        r->mode = er->mode ? arena_name(a, er->mode, strlen(er->mode)) : UINT32_MAX;
         r->region = er->region ? arena_str(a, er->region, er->region_len) : UINT32_MAX;
         r->region_len = (uint32_t)er->region_len;
-        r->flags = (uint32_t)a->arena.len;
-        buf_putc(&a->arena, ',');
+        c->flags.len = 0;
+        buf_putc(&c->flags, ',');
         for (uint32_t f = 0; f < c->rs->nflags && f < 64; f++)
                 if (er->flags & (1ull << f))
-                        buf_printf(&a->arena, "%s,", c->rs->flags[f]);
-        buf_putc(&a->arena, 0);
+                        buf_printf(&c->flags, "%s,", c->rs->flags[f]);
+        r->flags = arena_name(a, c->flags.p, c->flags.len);
         r->open_alerts = er->open_alerts;
         r->part = c->part;
         r->score = er->score;
@@ -231,8 +254,8 @@ static int row_id_cmp(const void *p, const void *q)
 static int row_score_cmp(const void *p, const void *q)
 {
         const ApiRow *x = &sort_api->rows[*(const uint32_t *)p], *y = &sort_api->rows[*(const uint32_t *)q];
-        if (x->score != y->score)
-                return x->score < y->score ? -1 : 1;
+        if (score_key(x->score) != score_key(y->score))
+                return score_key(x->score) < score_key(y->score) ? -1 : 1;
         return id_cmp(sort_api, x, sort_api->arena.p + y->id, y->id_len);
 }
 
@@ -263,13 +286,17 @@ static void view_need(Loop *l)
         memcpy(a->key, key, sizeof(key));
         a->n = 0;
         a->arena.len = 0;
+        a->nnames = 0;
+        RowCtx c = {l, a, NULL, 0, {0}};
         for (uint32_t p = 0; p < l->nparts; p++) {
                 Part *pt = l->parts[p];
                 if (!pt || pt->state != PART_ACTIVE)
                         continue;
-                RowCtx c = {l, a, engine_rules(pt->e), pt->id};
+                c.rs = engine_rules(pt->e);
+                c.part = pt->id;
                 engine_rows(pt->e, row_add, &c);
         }
+        buf_free(&c.flags);
         sort_api = a;
         xsort(a->rows, a->n, sizeof(ApiRow), row_id_cmp);
         a->by_score = xrealloc(a->by_score, (a->n + 1) * sizeof(uint32_t));
@@ -345,7 +372,7 @@ static int limit_arg(HttpReq *req)
 static void cursor_put(Buf *b, SortBy sort, const Api *a, const ApiRow *r)
 {
         Buf raw = {0};
-        buf_printf(&raw, "%s\n%.17g\n", sort_names[sort], r->score);
+        buf_printf(&raw, "%s\n%.17g\n", sort_names[sort], score_key(r->score));
         buf_put(&raw, a->arena.p + r->id, r->id_len);
         buf_putc(b, '"');
         for (size_t i = 0; i < raw.len; i++)
@@ -395,10 +422,10 @@ static uint32_t page_start(const Api *a, SortBy sort, double score, const char *
                 const ApiRow *r = sort == SORT_ID ? &a->rows[mid]
                                   : &a->rows[a->by_score[sort == SORT_SCORE ? mid : a->n - 1 - mid]];
                 int c;
-                if (sort == SORT_ID || r->score == score)
+                if (sort == SORT_ID || score_key(r->score) == score)
                         c = id_cmp(a, r, id, idlen);
                 else
-                        c = r->score < score ? -1 : 1;
+                        c = score_key(r->score) < score ? -1 : 1;
                 if (sort == SORT_SCORE_DESC)
                         c = -c;
                 if (c <= 0)
