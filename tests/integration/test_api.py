@@ -142,8 +142,8 @@ def pages(api, query, limit):
 
 def test(wd):
     H.require_riskd()
-    b = H.Broker(wd, partitions=12)
-    r = H.Riskd(wd, b, http_listen="127.0.0.1:0", http_events_buffer=65536, batch_max=50)
+    b = H.Broker(wd, partitions=16)
+    r = H.Riskd(wd, b, http_listen="127.0.0.1:0", http_events_buffer=262144, batch_max=50)
     r.start()
     r.wait_log(r"http: listening on 127\.0\.0\.1:0 \(port \d+\)", 30)
     api = Api(int(re.search(r"\(port (\d+)\)", r.log_text()).group(1)))
@@ -159,7 +159,7 @@ def test(wd):
     wait(lambda: samples(api.metrics()).get("riskd_events_clients") == 2, "two stream clients")
 
     rd = H.Reader(b.bootstrap)
-    lines = H.gen_events(48, 20000, 5)
+    lines = H.gen_events(48, 40000, 5)
     produced = H.produce(b.bootstrap, lines)
     grades = {}
     exp = H.replay(wd, produced.by_partition(), extra=lambda p: ["--grades", wd.file(f"grades-p{p}.jsonl")])
