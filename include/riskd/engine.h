@@ -139,6 +139,11 @@ typedef struct EngineConfig {
         /* tests and bench/: engine_compact(e, 0, 0) after every compact_every
          * pushes outside a batch (0 never): the outputs are the same */
         uint32_t compact_every;
+        /* a string field of the profile type kept in every enterprise's
+         * profile although no rule may read it, for engine_rows (riskd's
+         * query API groups and filters by it); NULL none.  It changes no
+         * output. */
+        const char *region_field;
 } EngineConfig;
 
 /* The bounds riskd.yaml(5) states, which riskd's configuration and
@@ -310,6 +315,34 @@ int engine_alerts_each(Engine *e, const char *enterprise, size_t len, EngineAler
  * every enterprise in state, sorted by id, one line each: the last
  * document riskd's enterprises topic holds for each. */
 void engine_enterprises_write(Engine *e, struct Buf *out);
+/*
+ * The query API's view (riskd's /v1/enterprises, /v1/summary, /v1/alerts):
+ * every enterprise in state as one row, in table order (the caller sorts),
+ * as of the watermark like explain.  An enterprise in compact form is read
+ * from its record without being expanded (the walk leaves the state as it
+ * found it).  The strings are valid during the call.
+ */
+typedef struct EngineRow {
+        const char *id;
+        size_t id_len;
+        const char *grade, *mode;       /* NULL: not graded */
+        double per_year;
+        double score;
+        const char *region;             /* EngineConfig.region_field's value, NULL none */
+        size_t region_len;
+        uint64_t flags;                 /* the flags live now: bit i for RuleSet.flags[i] */
+        uint32_t open_alerts;           /* open or escalated (engine_alerts_each) */
+        uint32_t escalated_alerts;      /* of those, escalated: overdue rectifications */
+} EngineRow;
+typedef void (*EngineRowFn)(void *ud, const EngineRow *row);
+void engine_rows(Engine *e, EngineRowFn fn, void *ud);
+/* The open alerts of an enterprise (open or escalated; escalated_only:
+ * those alone) as a JSON array into out, in the order they opened, each
+ * with its enterprise_id (docs/outputs.md §9.4); how many.  0 for an
+ * unknown enterprise. */
+uint32_t engine_open_alerts_json(Engine *e, const char *enterprise, size_t len, bool escalated_only,
+                                 struct Buf *out);
+
 /* Current grading of every enterprise, sorted by id: one JSON line each
  * ({"enterprise_id","grade","mode","inspections_per_year","score"}). */
 void engine_grades_write(Engine *e, struct Buf *out);

@@ -487,6 +487,7 @@ static void flight_done(Loop *l, bool rewind)
                                 batch_replay_check(l, l->parts[p], false);
                 l->st.batches++;
                 prom_add(l->m.committed, 1);
+                api_committed(l, b); /* committed: now, never before, on the event stream */
                 prom_observe(prom_series(l->m.batch_s, NULL), (double)(b->t_done - b->t0) / 1e3);
                 prom_observe(prom_series(l->m.batch_events, NULL), (double)b->events);
                 /* the commit's parts: transactions on, the outputs

@@ -58,6 +58,11 @@
  *                                           at / (share/riskd/console of the install); "" = off
  *   http_javascript    string    /usr/share/javascript  Debian's JavaScript libraries
  *                                           (libjs-chart.js), at /javascript/; "" = off
+ *   http_events_buffer integer   1048576     4096 .. 1073741824 bytes queued for one
+ *                                           GET /v1/events client; past it the client is
+ *                                           dropped (a slow client never slows riskd)
+ *   http_region_field  string    region_code the profile field /v1/enterprises and
+ *                                           /v1/summary group by region; "" = none
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -155,6 +160,10 @@ const ConfigSetting config_settings[] = {
          "the web console's files, served at /; empty = off"},
         {"http_javascript", CT_STRING, OFF(http_javascript), 0, "/usr/share/javascript", 0, 0,
          "Debian's JavaScript libraries for the console, served at /javascript/; empty = off"},
+        {"http_events_buffer", CT_UINT, OFF(http_events_buffer), 0, "1048576", 4096, 1 << 30,
+         "bytes queued for one GET /v1/events client; past it the client is dropped"},
+        {"http_region_field", CT_STRING, OFF(http_region_field), 0, "region_code", 0, 0,
+         "the profile field the query API groups and filters regions by; empty = none"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

@@ -62,6 +62,8 @@ typedef struct Config {
         int64_t http_head_timeout_ms;    /* a request head must be in within this */
         char *http_console;              /* the console's files, served at /; "" none */
         char *http_javascript;           /* Debian's JavaScript libraries, at /javascript/; "" none */
+        uint64_t http_events_buffer;     /* bytes queued for one /v1/events client */
+        char *http_region_field;         /* the profile's region field, "" none */
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;
         uint32_t nkafka;

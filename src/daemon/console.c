@@ -133,11 +133,8 @@ unsigned console_http(const char *root, const char *js_root, HttpReq *req, const
                 httpd_error(req, 403, "path refused (a dot segment, a hidden file, or outside the console)");
                 return 403;
         }
-        if (r == -ENOENT || r == -ENOTDIR || r == -ENAMETOOLONG) {
-                httpd_error(req, 404, "no such endpoint or console file (/metrics, /healthz, /readyz, /v1/rules, "
-                                      "/v1/enterprises/{id}, POST /v1/reload, the console at /)");
-                return 404;
-        }
+        if (r == -ENOENT || r == -ENOTDIR || r == -ENAMETOOLONG)
+                return 404; /* unanswered: the caller names what exists */
         httpd_error(req, 500, "console file unreadable");
         return 500;
 }

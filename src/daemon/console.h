@@ -34,7 +34,8 @@ int console_file(const char *root, const char *js_root, const char *path, Consol
 /* The Content-Type of a file name, by its extension. */
 const char *console_content_type(const char *name);
 /* Answers a GET or HEAD of path from the console's files: the status
- * answered (200, 403, 404, 500). */
+ * answered (200, 403, 500), or 404 with nothing answered (no such file:
+ * the caller's 404 names the endpoints too). */
 unsigned console_http(const char *root, const char *js_root, HttpReq *req, const char *path);
 
 #endif

@@ -103,6 +103,42 @@ void httpd_release(HttpReq *r);
 /* {"error": message, "status": status} */
 void httpd_error(HttpReq *r, unsigned status, const char *message);
 
+/* The query's arguments (?k=v&...), percent-decoded, in the order sent:
+ * argument i's key and value (a key without '=' has value ""); false past
+ * the last one. */
+bool httpd_arg(const HttpReq *r, unsigned i, const char **key, const char **value);
+/* The value of header name (the first one), NULL none. */
+const char *httpd_header(const HttpReq *r, const char *name);
+
+/*
+ * Streams (text/event-stream and the like): the handler answers r with
+ * httpd_stream instead of httpd_respond; the server sends the status and
+ * headers, then whatever the owner queues with httpd_stream_send, as it
+ * comes, until either side ends it.  Each stream has a bounded buffer
+ * (max bytes): httpd_stream_send never blocks and never waits for the
+ * client; a send that does not fit returns -ENOBUFS, and the owner then
+ * ends the stream (a client that does not read is dropped, the daemon
+ * never slowed).  The socket's send buffer is set to 64 KiB, so a client
+ * that reads nothing holds at most max + 64 KiB (and the kernel's share on
+ * its side) before its stream is full.
+ *
+ * Owner's side, on the main loop: httpd_stream returns the handle (the
+ * owner's reference); httpd_stream_send queues (after an -ENOBUFS the
+ * server calls the wake-up function once the buffer has emptied, for an
+ * owner that rather waits for room than drops the client); httpd_stream_gone says the
+ * client went away (the server's side is over: only httpd_stream_close is
+ * left to do); httpd_stream_close ends the stream (what was queued is
+ * still sent when dropped is false; dropped: the connection is closed at
+ * once) and drops the owner's reference.  The owner closes every stream
+ * before httpd_free (which cuts the connections of any left so that
+ * libmicrohttpd can stop; their handles must not be used after it).
+ */
+typedef struct HttpStream HttpStream;
+HttpStream *httpd_stream(HttpReq *r, const char *content_type, size_t max);
+int httpd_stream_send(HttpStream *s, const char *data, size_t len);
+bool httpd_stream_gone(HttpStream *s);
+void httpd_stream_close(HttpStream *s, bool dropped);
+
 /* The id of "/PREFIX/ID" percent-decoded into out (NUL-terminated): 0, or
  * -1 when the path is not PREFIX/something, the id is empty, too long,
  * badly encoded, or has '/' or control characters. */

@@ -402,6 +402,7 @@ static void loop_tick(Loop *l, int64_t now)
                 l->st_last = l->st;
                 l->next_stats = now + 60000;
         }
+        api_pump(l);
         l->next_tick = now + 1000;
 }
 
@@ -434,9 +435,12 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
+        /* kept in every profile for the query API (it changes no output) */
+        l->ecfg.region_field = cfg->http_region_field[0] ? cfg->http_region_field : NULL;
         l->changelog_partitions = -1;
         status_init(l);
         notify_register(l->m.p);
+        api_init(l);
         budget_init(&l->budget, cfg->limits.max_state_bytes, cfg->limits.max_state_bytes_from, l->m.p);
         l->ll_dlq = (LogLimit)LOG_LIMIT_INIT(10000, 10);
         l->ll_consume = (LogLimit)LOG_LIMIT_INIT(10000, 10);
@@ -492,7 +496,7 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
                         goto fail;
                 }
                 log_notice("http: listening on %s (port %u): /metrics /healthz /readyz /v1/rules "
-                           "/v1/enterprises/{id}%s",
+                           "/v1/enterprises /v1/enterprises/{id} /v1/summary /v1/alerts /v1/events%s",
                            cfg->http_listen, httpd_port(l->http),
                            cfg->http_reload ? " POST /v1/reload (with the token)" : " (POST /v1/reload off)");
         }
@@ -554,6 +558,7 @@ Loop *loop_free(Loop *l)
         l->spare = batch_free(l->spare);
         reload_waiters_drop(l);
         free(l->reload_waiters);
+        api_free(l); /* its streams end before the server */
         httpd_free(l->http);
         for (uint32_t p = 0; p < l->nparts; p++)
                 if (l->parts[p])
@@ -587,6 +592,7 @@ static int loop_shutdown(Loop *l)
                 l->reload_job = reload_job_free(l->reload_job);
         }
         reload_waiters_drop(l);
+        api_close_streams(l);
         l->http = httpd_free(l->http); /* queued requests: 503 */
         if (l->fatal && !daemon_stop) /* bound the teardown as a stop's (main.c arms it on a signal) */
                 alarm((unsigned)((l->cfg->shutdown_timeout_ms + 999) / 1000));
@@ -704,8 +710,10 @@ int loop_run(Loop *l)
                 }
                 if (n > 0)
                         loop_hints_reset(l);
-                if (l->http)
+                if (l->http) {
                         httpd_dispatch(l->http);
+                        api_pump(l);
+                }
                 if (n < 0 && log_limit_pass(&l->ll_consume, LOG_PRIO_WARNING, "consumer errors"))
                         log_warning("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
         }

@@ -47,6 +47,7 @@
 #define BATCH_GROW 4
 
 typedef struct ReloadJob ReloadJob;
+typedef struct Api Api;
 
 typedef struct Input {
         bool assigned;
@@ -201,6 +202,7 @@ struct Loop {
         Metrics m;
         Budget budget;           /* limits.max_state_bytes (budget.c) */
         Httpd *http;
+        Api *api;                /* the query API's view and the event stream (api.c) */
         const char **http_hosts; /* cfg's, NULL-terminated (HttpdOptions.hosts) */
         char *reload_error;      /* the first problem of the last failed reload; NULL after a good one */
         /* POST /v1/reload requests queued up to this number (httpd_seq)
@@ -280,6 +282,18 @@ void status_init(Loop *l);
 void status_fold(Loop *l, Part *pt);
 void status_regex_errors(Loop *l);
 void status_http(void *ud, HttpReq *req);
+
+/* api.c: the query API and the event stream */
+void api_init(Loop *l);
+void api_close_streams(Loop *l);
+void api_free(Loop *l);
+/* A route of the API: answered, *status set, true; else false. */
+bool api_http(Loop *l, HttpReq *req, unsigned *status);
+/* Batch b committed: its outputs to the event stream. */
+void api_committed(Loop *l, const Batch *b);
+/* Clients resuming get more of the history, as their buffers have room
+ * (after httpd_dispatch: the server wakes the loop when one emptied). */
+void api_pump(Loop *l);
 
 /* reload.c: rule reloads */
 void reload_apply(Loop *l);

@@ -5,6 +5,11 @@
 #include "src/daemon/loop_int.h"
 #include "src/daemon/memstats.h"
 
+/* What a 404 names (riskd(8), HTTP) */
+#define HTTP_ROUTES                                                                                         \
+        "/metrics, /healthz, /readyz, /v1/rules, /v1/enterprises, /v1/enterprises/{id}, /v1/summary, " \
+        "/v1/alerts, /v1/events, POST /v1/reload"
+
 /* ---- metrics ---- */
 
 void status_init(Loop *l)
@@ -281,18 +286,20 @@ void status_http(void *ud, HttpReq *req)
                                                          "this instance)");
                         }
                 }
+        } else if (api_http(l, req, &status)) {
+                /* /v1/enterprises, /v1/summary, /v1/alerts, /v1/events (api.c) */
         } else if (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
                    strcmp(path, "/readyz") == 0 || strcmp(path, "/v1/rules") == 0 ||
                    strcmp(path, "/v1/reload") == 0 || strncmp(path, "/v1/enterprises/", 16) == 0) {
                 status = 405;
                 httpd_error(req, status, "method not allowed");
-        } else if (get && *l->cfg->http_console) {
-                /* the web console: every other path is its file */
-                status = console_http(l->cfg->http_console, l->cfg->http_javascript, req, path);
-        } else {
+        } else if (!get || !*l->cfg->http_console ||
+                   /* the web console: every other path is its file */
+                   (status = console_http(l->cfg->http_console, l->cfg->http_javascript, req, path)) == 404) {
                 status = 404;
-                httpd_error(req, status, "no such endpoint (/metrics, /healthz, /readyz, /v1/rules, "
-                                         "/v1/enterprises/{id}, POST /v1/reload)");
+                httpd_error(req, status,
+                            *l->cfg->http_console ? "no such endpoint or console file (" HTTP_ROUTES ", the console at /)"
+                                                  : "no such endpoint (" HTTP_ROUTES ")");
         }
         char code[8];
         snprintf(code, sizeof(code), "%u", status);

@@ -451,9 +451,9 @@ int engine_compact(Engine *e, uint64_t target, uint32_t max)
         return n;
 }
 
-Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
+Ent *compact_decode(Engine *e, const Ent *x)
 {
-        assert(x->compact && tab_ent(e, i) == x);
+        assert(x->compact);
         uint32_t klen = ent_key(x)->len;
         Ent *n = pool_calloc(&e->pool, ent_size(e, klen));
         memcpy(ent_key(n), ent_key(x), sizeof(EntKey) + klen + 1);
@@ -466,6 +466,13 @@ Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
         e->cp.lz_buf.len = 0;
         compact_record(e, x, &e->cp.lz_buf);
         state_ent_read(e, n, e->cp.lz_buf.p, e->cp.lz_buf.len);
+        return n;
+}
+
+Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push)
+{
+        assert(x->compact && tab_ent(e, i) == x);
+        Ent *n = compact_decode(e, x);
         tab_set(e, i, n);
         e->cp.ncompact--;
         e->st.expansions++;

@@ -51,6 +51,9 @@ typedef struct Compact {
  * (or kept for the heap pass, Ent.gone); push: give it its timer entry
  * (not when the caller acts on it at once, the entry having come up). */
 Ent *compact_expand(Engine *e, uint32_t i, Ent *x, bool push);
+/* The full form of compact x in a new Ent outside the table (x stays):
+ * a reader's copy, freed with compact_ent_free. */
+Ent *compact_decode(Engine *e, const Ent *x);
 /* Every compact enterprise in full form (operations that walk them all). */
 void compact_expand_all(Engine *e);
 /* The changelog record of compact x, appended to b. */

@@ -75,10 +75,11 @@ static void agg_keyed_find(Plan *p, const RuleSet *rs)
         free(used);
 }
 
-void plan_init(Plan *p, const RuleSet *rs)
+void plan_init(Plan *p, const RuleSet *rs, const char *region_field)
 {
         /* which profile slots anything reads */
         uint32_t pcap = 0;
+        p->region_pi = -1;
         for (uint32_t i = 0; i < rs->nprogs; i++)
                 rules_prog_reads(rs, i, READ_PROFILE, &p->prof_slots, &p->nprof, &pcap);
         for (uint32_t i = 0; i < rs->nrules; i++)
@@ -92,6 +93,18 @@ void plan_init(Plan *p, const RuleSet *rs)
                         rules_prog_reads(rs, rs->rules[i].score_prog, READ_FIELD, &p->prof_slots, &p->nprof, &pcap);
                         rules_prog_reads(rs, rs->rules[i].score_prog, READ_CUR, &p->prof_slots, &p->nprof, &pcap);
                 }
+        /* the region the query API groups and filters by (engine_rows):
+         * kept like a field a rule reads */
+        if (region_field && rs->schema.profile_type >= 0) {
+                const EventType *pt = &rs->schema.types[rs->schema.profile_type];
+                for (uint32_t f = 0; f < pt->nfields; f++)
+                        if (strcmp(pt->fields[f].path, region_field) == 0 && pt->fields[f].type == FT_STR) {
+                                add_slot(&p->prof_slots, &p->nprof, &pcap, pt->fields[f].slot);
+                                for (uint32_t pi = 0; pi < p->nprof; pi++)
+                                        if (p->prof_slots[pi] == pt->fields[f].slot)
+                                                p->region_pi = (int32_t)pi;
+                        }
+        }
 
         uint32_t nt = rs->schema.ntypes ? rs->schema.ntypes : 1;
         p->by_type = xcalloc(nt, sizeof(uint32_t *));

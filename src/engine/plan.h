@@ -51,10 +51,13 @@ typedef struct Plan {
         uint16_t ov_volatile;
         bool ov_reuse;
         RuleInfo *ri;           /* per rule */
+        int32_t region_pi;      /* the prof index of EngineConfig.region_field, -1 none */
 } Plan;
 
-/* The plan of rs into *p (zeroed); plan_deinit releases it (rs the same). */
-void plan_init(Plan *p, const RuleSet *rs);
+/* The plan of rs into *p (zeroed); plan_deinit releases it (rs the same).
+ * region_field: a field of the profile type kept although no rule reads
+ * it (EngineConfig.region_field), NULL none. */
+void plan_init(Plan *p, const RuleSet *rs, const char *region_field);
 void plan_deinit(Plan *p, const RuleSet *rs);
 
 #endif

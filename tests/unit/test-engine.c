@@ -3367,29 +3367,36 @@ Test(engine, compact_form_changes_no_output)
         rules_unref(rs);
 }
 
+/* idle_story(60) up to day 60, when every point and lead has expired: 60
+ * idle enterprises; the stream in *in, the outputs to *o. */
+static Engine *idle_engine(RuleSet *rs, Out *o, Buf *in)
+{
+        idle_story(in, 60);
+        const char *cut = strstr(in->p, "\"event_id\":\"ir0\"");
+        cr_assert_not_null(cut);
+        while (cut > in->p && cut[-1] != '\n')
+                cut--;
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, o), 0);
+        for (const char *p = in->p; p < cut;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        return e;
+}
+
 /* Idle enterprises take less room compact; one comes back, as it was, when
  * it is looked at (explain), the others stay compact. */
 Test(engine, compact_form_is_smaller_and_comes_back_when_touched)
 {
         RuleSet *rs = load_official();
         Buf in = {0};
-        idle_story(&in, 60);
-        /* up to day 60: every point and lead has expired */
-        const char *cut = strstr(in.p, "\"event_id\":\"ir0\"");
-        cr_assert_not_null(cut);
-        while (cut > in.p && cut[-1] != '\n')
-                cut--;
-        EngineConfig cfg;
-        engine_config_default(&cfg);
         Out o = {0};
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
-        for (const char *p = in.p; p < cut;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
-        engine_advance(e, 1735689600000LL + 60LL * 1440 * 60000);
+        Engine *e = idle_engine(rs, &o, &in);
         char *before = engine_explain_json(e, "I003", 4);
         cr_assert_not_null(before);
         uint64_t full = engine_state_bytes(e);
@@ -4145,5 +4152,134 @@ Test(engine, a_reload_dates_the_documents_it_changes)
         buf_free(&in);
         free(changed);
         rules_unref(rs2);
+        rules_unref(rs);
+}
+
+
+/* engine_rows, collected as text: one line per enterprise, sorted. */
+static void row_line(void *ud, const EngineRow *r)
+{
+        Buf *b = ud;
+        buf_printf(b, "%.*s %s %s %g %g %s%.*s %llx %u\n", (int)r->id_len, r->id, r->grade ? r->grade : "-",
+                   r->mode ? r->mode : "-", r->per_year, r->score, r->region ? "" : "-", (int)r->region_len,
+                   r->region ? r->region : "", (unsigned long long)r->flags, r->open_alerts);
+}
+
+static char *rows_text(Engine *e)
+{
+        Buf b = {0};
+        engine_rows(e, row_line, &b);
+        buf_putc(&b, 0);
+        char *lines[64];
+        uint32_t n = 0;
+        for (char *p = b.p, *nl; *p && n < 64; p = nl + 1) {
+                nl = strchr(p, '\n');
+                *nl = 0;
+                lines[n++] = p;
+        }
+        qsort(lines, n, sizeof(char *), line_cmp);
+        Buf out = {0};
+        for (uint32_t i = 0; i < n; i++)
+                buf_printf(&out, "%s\n", lines[i]);
+        buf_free(&b);
+        return out.p;
+}
+
+/* The query API's rows (riskd's /v1/enterprises): grade, score, the region
+ * kept though no rule reads it (and restored from the changelog records),
+ * live flags and open alerts; keeping the region changes no output. */
+Test(engine, rows_for_the_query_api)
+{
+        static const char schema_r[] =
+                "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
+                "profile: enterprise\n"
+                "types:\n"
+                "  enterprise: { fields: { category: [dairy, meat], region: string } }\n"
+                "  sampling: { fields: { result: [pass, fail], confirmed: bool, item: string } }\n"
+                "  coldchain: { fields: { device_id: string, temp_c: number } }\n";
+        RuleSet *rs = load_with(schema_r, rules);
+        Out o[2];
+        memset(o, 0, sizeof(o));
+        char *rows[2] = {NULL, NULL};
+        Buf in = {0};
+        ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\",\"region\":\"410105\"");
+        ev(&in, "p2", "E2", 0, "enterprise", "\"category\":\"meat\"");
+        ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\",\"confirmed\":true,\"item\":\"x\"");
+        ev(&in, "s2", "E2", 20, "sampling", "\"result\":\"pass\",\"confirmed\":true");
+        for (int keep = 0; keep < 2; keep++) {
+                EngineConfig cfg;
+                engine_config_default(&cfg);
+                cfg.region_field = keep ? "region" : NULL;
+                Engine *e = NULL;
+                cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o[keep]), 0);
+                Log log = {0};
+                engine_batch_begin(e);
+                for (const char *p = in.p; *p; p = strchr(p, '\n') + 1)
+                        engine_push(e, p, (size_t)(strchr(p, '\n') - p), NULL);
+                engine_batch_changes(e, 1, log_record, &log);
+                engine_batch_commit(e);
+                rows[keep] = rows_text(e);
+                /* the region is state like the rest of the profile: a
+                 * restore from the records gives the same rows */
+                Out ro = {0};
+                Engine *r = NULL;
+                cr_assert_eq(engine_new(&r, rs, &cfg, sink, &ro), 0);
+                for (uint32_t i = 0; i < log.n; i++)
+                        cr_assert_eq(engine_restore_record(r, log.key[i], strlen(log.key[i]), log.val[i],
+                                                           log.vlen[i]), 0);
+                engine_restore_finish(r);
+                char *restored = rows_text(r);
+                cr_assert_str_eq(restored, rows[keep]);
+                free(restored);
+                engine_free(r);
+                out_free(&ro);
+                log_free(&log);
+                Buf al = {0};
+                cr_assert_eq(engine_open_alerts_json(e, "E1", 2, false, &al), 1);
+                buf_putc(&al, 0);
+                cr_assert_not_null(strstr(al.p, "{\"enterprise_id\":\"E1\",\"alert_id\":\""), "%s", al.p);
+                cr_assert_not_null(strstr(al.p, "\"rule_id\":\"sampling.fail\""), "%s", al.p);
+                cr_assert_not_null(strstr(al.p, "\"state\":\"open\",\"opened_at\":\"2025-01-01T00:10:00Z\""),
+                                   "%s", al.p);
+                al.len = 0;
+                /* no rectify: deadline, nothing escalated */
+                cr_assert_eq(engine_open_alerts_json(e, "E1", 2, true, &al), 0);
+                cr_assert_eq(engine_open_alerts_json(e, "E2", 2, false, &al), 0);
+                cr_assert_eq(engine_open_alerts_json(e, "E9", 2, false, &al), 0);
+                buf_free(&al);
+                engine_free(e);
+        }
+        /* problem_lead is flag 0: E1 B (dairy 20 + fail 20), flying, 1 open */
+        cr_assert_str_eq(rows[1], "E1 B flying_inspection 2 40 410105 1 1\n"
+                                  "E2 A double_random 1 0 - 0 0\n");
+        cr_assert_str_eq(rows[0], "E1 B flying_inspection 2 40 - 1 1\n"
+                                  "E2 A double_random 1 0 - 0 0\n");
+        cr_assert_str_eq(o[0].all.p, o[1].all.p, "keeping the region changed an output");
+        for (int i = 0; i < 2; i++) {
+                free(rows[i]);
+                out_free(&o[i]);
+        }
+        buf_free(&in);
+        rules_unref(rs);
+}
+
+/* An enterprise in compact form gives the row of its full form, and the
+ * walk leaves it compact. */
+Test(engine, rows_of_compact_enterprises)
+{
+        RuleSet *rs = load_official();
+        Buf in = {0};
+        Out o = {0};
+        Engine *e = idle_engine(rs, &o, &in);
+        char *full = rows_text(e);
+        cr_assert_eq(engine_compact(e, 0, 0), 60);
+        char *compact = rows_text(e);
+        cr_assert_str_eq(compact, full);
+        cr_assert_eq(engine_counters(e)->enterprises_compact, 60, "the walk expanded none");
+        free(full);
+        free(compact);
+        engine_free(e);
+        out_free(&o);
+        buf_free(&in);
         rules_unref(rs);
 }

@@ -37,6 +37,7 @@ typedef struct Server {
         atomic_bool stop;
         atomic_bool paused;      /* the loop does not dispatch (a stuck loop) */
         atomic_uint wakes, handled;
+        _Atomic(HttpStream *) stream; /* the last /stream answered */
 } Server;
 
 static int64_t now_ms(void)
@@ -71,6 +72,21 @@ static void handler(void *ud, HttpReq *req)
                         httpd_error(req, 400, "bad enterprise id");
                 else
                         httpd_respond(req, 200, "text/plain", id, strlen(id));
+        } else if (strcmp(path, "/stream") == 0) {
+                /* answered by a stream the test feeds (buffer 1024) */
+                const char *k, *v;
+                char *args = xstrdup("");
+                for (unsigned i = 0; httpd_arg(req, i, &k, &v); i++) {
+                        char *n = xasprintf("%s%s=%s;", args, k, v);
+                        free(args);
+                        args = n;
+                }
+                const char *x = httpd_header(req, "X-Test");
+                HttpStream *st = httpd_stream(req, "text/plain", 1024);
+                httpd_stream_send(st, args, strlen(args));
+                httpd_stream_send(st, x ? x : "-", x ? strlen(x) : 1);
+                free(args);
+                atomic_store(&s->stream, st);
         } else if (strcmp(path, "/silent") == 0) {
                 /* no answer: the server says 500 */
         } else
@@ -805,4 +821,87 @@ Test(httpd, fuzz_regressions, .timeout = 120)
         closedir(d);
         cr_assert_geq(n, 5);
         fz_h = httpd_free(fz_h);
+}
+
+/* Reads from fd until want is among what came (or the server closed):
+ * whether it came. */
+static bool read_until(int fd, Buf *got, const char *want)
+{
+        char buf[4096];
+        for (;;) {
+                if (got->len && memmem(got->p, got->len, want, strlen(want)))
+                        return true;
+                ssize_t n = recv(fd, buf, sizeof(buf), 0);
+                if (n <= 0)
+                        return false;
+                buf_put(got, buf, (size_t)n);
+        }
+}
+
+static HttpStream *stream_wait(Server *s)
+{
+        int64_t end = now_ms() + 10000;
+        HttpStream *st;
+        while (!(st = atomic_exchange(&s->stream, NULL)) && now_ms() < end) {
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL); /* polled: the loop thread answers it */
+        }
+        cr_assert_not_null(st, "no stream");
+        return st;
+}
+
+/* A stream: the query's arguments and headers reach the handler; what the
+ * owner queues is sent as it comes (after a wait with nothing to send);
+ * a send past the buffer is refused, never waited for; a close ends the
+ * chunked body; a client that goes is seen gone; a dropped stream's
+ * connection is cut. */
+Test(httpd, streams, .timeout = 60)
+{
+        Server *s = server_start(NULL);
+        int fd = connect_to(s->port);
+        const char *req = "GET /stream?a=1&b=x%20y HTTP/1.1\r\nHost: t\r\nX-Test: hdr\r\n\r\n";
+        send_all(fd, req, strlen(req));
+        HttpStream *st = stream_wait(s);
+        Buf got = {0};
+        cr_assert(read_until(fd, &got, "a=1;b=x y;hdr"), "%.*s", (int)got.len, got.p);
+        cr_assert(memmem(got.p, got.len, "HTTP/1.1 200", 12) && memmem(got.p, got.len, "chunked", 7));
+        /* the reader suspended the connection: a send resumes it */
+        cr_assert_eq(httpd_stream_send(st, "later", 5), 0);
+        cr_assert(read_until(fd, &got, "later"));
+        char big[2048];
+        memset(big, 'x', sizeof(big));
+        cr_assert_eq(httpd_stream_send(st, big, sizeof(big)), -ENOBUFS);
+        cr_assert_not(httpd_stream_gone(st));
+        httpd_stream_close(st, false);
+        cr_assert(read_until(fd, &got, "\r\n0\r\n\r\n"), "the chunked body ends");
+        close(fd);
+        buf_free(&got);
+
+        /* a client that goes: gone (a send finds it so, or fails) */
+        fd = connect_to(s->port);
+        send_all(fd, req, strlen(req));
+        st = stream_wait(s);
+        got.len = 0;
+        cr_assert(read_until(fd, &got, "hdr"));
+        close(fd);
+        int64_t end = now_ms() + 10000;
+        while (!httpd_stream_gone(st) && now_ms() < end)
+                if (httpd_stream_send(st, "ping\n", 5) == -EPIPE)
+                        break;
+        cr_assert(httpd_stream_gone(st) || httpd_stream_send(st, "x", 1) == -EPIPE);
+        httpd_stream_close(st, false);
+
+        /* dropped: the connection is closed at once, what was queued or
+         * not (a client that reads nothing would otherwise hold it) */
+        fd = connect_to(s->port);
+        send_all(fd, req, strlen(req));
+        st = stream_wait(s);
+        got.len = 0;
+        cr_assert(read_until(fd, &got, "hdr"));
+        cr_assert_eq(httpd_stream_send(st, "queued", 6), 0);
+        httpd_stream_close(st, true);
+        cr_assert_not(read_until(fd, &got, "\r\n0\r\n\r\n"), "no regular end: cut");
+        close(fd);
+        buf_free(&got);
+        server_stop(s);
 }

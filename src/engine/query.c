@@ -1,0 +1,95 @@
+/*
+ * The query API's view of an Engine (engine.h: engine_rows,
+ * engine_open_alerts_json): read only, every enterprise as one row.  An
+ * open alert is one of the alert lifecycle (alerts.c, docs/outputs.md §10)
+ * not yet closed: open, or escalated once its rectify deadline passed.
+ */
+#include <string.h>
+
+#include "src/engine/engine.h"
+#include "src/util/json.h"
+
+/* How many of x's open alerts are escalated (overdue rectifications). */
+static uint32_t escalated_alerts(const Ent *x)
+{
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < x->r->na; i++)
+                n += x->r->a[i].state == ALERT_ESCALATED;
+        return n;
+}
+
+void engine_rows(Engine *e, EngineRowFn fn, void *ud)
+{
+        const Grading *g = &e->rs->grading;
+        int64_t now = e->wm == TIME_UNSET ? 0 : e->wm;
+        for (uint32_t i = 0; i < e->ents.tabcap; i++) {
+                Ent *c = tab_ent(e, i);
+                if (!c)
+                        continue;
+                /* a compact one read from its record, the table untouched */
+                Ent *x = c->compact ? compact_decode(e, c) : c;
+                EngineRow row = {
+                        .id = ent_key(x)->s,
+                        .id_len = ent_key(x)->len,
+                        .grade = x->grade >= 0 ? g->bands[x->grade].grade : NULL,
+                        .mode = x->mode >= 0 ? g->modes[x->mode] : NULL,
+                        .per_year = x->per_year,
+                        .score = score_of(e, x, now),
+                        .flags = score_flags(x, now),
+                        .open_alerts = x->r->na,
+                        .escalated_alerts = escalated_alerts(x),
+                };
+                Value v = value_null();
+                if (e->plan.region_pi >= 0)
+                        v = ent_prof_get(e, x, (uint32_t)e->plan.region_pi);
+                if (v.tag == VT_STR) {
+                        row.region = v.s.p;
+                        row.region_len = v.s.len;
+                }
+                fn(ud, &row);
+                if (x != c)
+                        compact_ent_free(e, x);
+        }
+}
+
+uint32_t engine_open_alerts_json(Engine *e, const char *enterprise, size_t len, bool escalated_only, Buf *out)
+{
+        Ent *x = ent_find(e, enterprise, (uint32_t)len);
+        buf_putc(out, '[');
+        uint32_t n = 0;
+        for (uint32_t i = 0; x && i < x->r->na; i++) {
+                const OpenAlert *oa = &x->r->a[i];
+                if (escalated_only && oa->state != ALERT_ESCALATED)
+                        continue;
+                const Rule *r = &e->rs->rules[oa->rule];
+                buf_puts(out, n++ ? ",{\"enterprise_id\":" : "{\"enterprise_id\":");
+                buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
+                buf_puts(out, ",\"alert_id\":");
+                buf_printf(out, "\"%016llx\"", (unsigned long long)oa->id);
+                buf_puts(out, ",\"rule_id\":");
+                json_put_str_or_null(out, r->id);
+                buf_puts(out, ",\"severity\":");
+                json_put_str_or_null(out, severity_str(r->severity));
+                buf_puts(out, ",\"key\":");
+                if (oa->key)
+                        buf_json_str(out, oa->key->s, oa->key->len);
+                else
+                        buf_puts(out, "null");
+                buf_puts(out, ",\"state\":\"");
+                buf_puts(out, alert_state_names[oa->state]);
+                buf_puts(out, "\",\"opened_at\":");
+                out_time(out, oa->opened);
+                const int64_t until[2] = {oa->deadline, oa->expires};
+                static const char *const names[2] = {",\"deadline\":", ",\"expires\":"};
+                for (int k = 0; k < 2; k++) { /* none, never: null */
+                        buf_puts(out, names[k]);
+                        if (until[k] == TIME_FOREVER || until[k] == TIME_UNSET)
+                                buf_puts(out, "null");
+                        else
+                                out_time(out, until[k]);
+                }
+                buf_putc(out, '}');
+        }
+        buf_putc(out, ']');
+        return n;
+}
