@@ -331,6 +331,12 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                     double score, int16_t pheld);
 void out_time(Buf *b, int64_t ms);
 void out_num(Buf *b, double d);
+/* An open alert's times: ,"opened_at","deadline","expires" (null: none,
+ * never). */
+void out_alert_span(Buf *b, const OpenAlert *a);
+/* An open alert's members, no braces: alert_id, rule_id, key, state and
+ * its times (the enterprise document, the query API's alert list). */
+void out_open_alert(Engine *e, Buf *b, const OpenAlert *a);
 void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json);
 void out_explain(Engine *e, Ent *ent, Buf *b);
 /* The official grade's JSON object (grading.yaml official:). */

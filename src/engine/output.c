@@ -211,6 +211,30 @@ static void key_or_null(Buf *b, const char *p, size_t len)
                 buf_puts(b, "null");
 }
 
+void out_alert_span(Buf *b, const OpenAlert *a)
+{
+        buf_puts(b, ",\"opened_at\":");
+        out_time(b, a->opened);
+        buf_puts(b, ",\"deadline\":");
+        time_or_null(b, a->deadline);
+        buf_puts(b, ",\"expires\":");
+        time_or_null(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires);
+}
+
+void out_open_alert(Engine *e, Buf *b, const OpenAlert *a)
+{
+        buf_puts(b, "\"alert_id\":");
+        hex_id(b, a->id);
+        buf_puts(b, ",\"rule_id\":");
+        json_put_str_or_null(b, e->rs->rules[a->rule].id);
+        buf_puts(b, ",\"key\":");
+        key_or_null(b, a->key ? a->key->s : NULL, a->key ? a->key->len : 0);
+        buf_puts(b, ",\"state\":\"");
+        buf_puts(b, alert_state_names[a->state]);
+        buf_putc(b, '"');
+        out_alert_span(b, a);
+}
+
 /* An alert's id: of its rule, enterprise and evidence (a timer's firing:
  * its key and time too). */
 static uint64_t alert_id(const Ent *ent, const Rule *r, int64_t t, bool timer, const Str *key, const char *evidence,
@@ -332,12 +356,7 @@ void out_alert_state(Engine *e, const Ent *x, const OpenAlert *a, const char *ru
                 buf_json_str(b, evid, evlen);
         buf_puts(b, "],\"time\":");
         out_time(b, t);
-        buf_puts(b, ",\"opened_at\":");
-        out_time(b, a->opened);
-        buf_puts(b, ",\"deadline\":");
-        time_or_null(b, a->deadline);
-        buf_puts(b, ",\"expires\":");
-        time_or_null(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires);
+        out_alert_span(b, a);
         buf_puts(b, ",\"rules_version\":\"");
         buf_puts(b, e->rs->version);
         buf_puts(b, "\"}");
@@ -589,21 +608,8 @@ static void open_alerts_json(Engine *e, Buf *b, const Ent *ent)
 {
         buf_putc(b, '[');
         for (uint32_t i = 0; i < ent->r->na; i++) {
-                const OpenAlert *a = &ent->r->a[i];
-                buf_puts(b, i ? ",{\"alert_id\":" : "{\"alert_id\":");
-                hex_id(b, a->id);
-                buf_puts(b, ",\"rule_id\":");
-                json_put_str_or_null(b, e->rs->rules[a->rule].id);
-                buf_puts(b, ",\"key\":");
-                key_or_null(b, a->key ? a->key->s : NULL, a->key ? a->key->len : 0);
-                buf_puts(b, ",\"state\":\"");
-                buf_puts(b, alert_state_names[a->state]);
-                buf_puts(b, "\",\"opened_at\":");
-                out_time(b, a->opened);
-                buf_puts(b, ",\"deadline\":");
-                time_or_null(b, a->deadline);
-                buf_puts(b, ",\"expires\":");
-                time_or_null(b, a->expires == TIME_FOREVER ? TIME_UNSET : a->expires);
+                buf_puts(b, i ? ",{" : "{");
+                out_open_alert(e, b, &ent->r->a[i]);
                 buf_putc(b, '}');
         }
         buf_putc(b, ']');

@@ -61,33 +61,12 @@ uint32_t engine_open_alerts_json(Engine *e, const char *enterprise, size_t len, 
                 const OpenAlert *oa = &x->r->a[i];
                 if (escalated_only && oa->state != ALERT_ESCALATED)
                         continue;
-                const Rule *r = &e->rs->rules[oa->rule];
                 buf_puts(out, n++ ? ",{\"enterprise_id\":" : "{\"enterprise_id\":");
                 buf_json_str(out, ent_key(x)->s, ent_key(x)->len);
-                buf_puts(out, ",\"alert_id\":");
-                buf_printf(out, "\"%016llx\"", (unsigned long long)oa->id);
-                buf_puts(out, ",\"rule_id\":");
-                json_put_str_or_null(out, r->id);
                 buf_puts(out, ",\"severity\":");
-                json_put_str_or_null(out, severity_str(r->severity));
-                buf_puts(out, ",\"key\":");
-                if (oa->key)
-                        buf_json_str(out, oa->key->s, oa->key->len);
-                else
-                        buf_puts(out, "null");
-                buf_puts(out, ",\"state\":\"");
-                buf_puts(out, alert_state_names[oa->state]);
-                buf_puts(out, "\",\"opened_at\":");
-                out_time(out, oa->opened);
-                const int64_t until[2] = {oa->deadline, oa->expires};
-                static const char *const names[2] = {",\"deadline\":", ",\"expires\":"};
-                for (int k = 0; k < 2; k++) { /* none, never: null */
-                        buf_puts(out, names[k]);
-                        if (until[k] == TIME_FOREVER || until[k] == TIME_UNSET)
-                                buf_puts(out, "null");
-                        else
-                                out_time(out, until[k]);
-                }
+                json_put_str_or_null(out, severity_str(e->rs->rules[oa->rule].severity));
+                buf_putc(out, ',');
+                out_open_alert(e, out, oa);
                 buf_putc(out, '}');
         }
         buf_putc(out, ']');

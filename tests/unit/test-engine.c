@@ -4237,7 +4237,8 @@ Test(engine, rows_for_the_query_api)
                 Buf al = {0};
                 cr_assert_eq(engine_open_alerts_json(e, "E1", 2, false, &al), 1);
                 buf_putc(&al, 0);
-                cr_assert_not_null(strstr(al.p, "{\"enterprise_id\":\"E1\",\"alert_id\":\""), "%s", al.p);
+                cr_assert_not_null(strstr(al.p, "{\"enterprise_id\":\"E1\",\"severity\":"), "%s", al.p);
+                cr_assert_not_null(strstr(al.p, ",\"alert_id\":\""), "%s", al.p);
                 cr_assert_not_null(strstr(al.p, "\"rule_id\":\"sampling.fail\""), "%s", al.p);
                 cr_assert_not_null(strstr(al.p, "\"state\":\"open\",\"opened_at\":\"2025-01-01T00:10:00Z\""),
                                    "%s", al.p);
