@@ -299,12 +299,11 @@ static void changed_read(Engine *e, Ent *x, Rd *r)
  * dropped: the history names grades as the rules in force do. */
 static void history_read(Engine *e, Ent *x, Rd *r)
 {
-        if (r->bad || !r->d || r->p >= r->end || *r->p != 'H')
-                return;
-        r->p++;
-        uint64_t n = get_u(r);
-        if (n > GRADE_HISTORY_MAX) /* never written: the record is refused */
-                r->bad = true;
+        bool here = !r->bad && r->d && r->p < r->end && *r->p == 'H';
+        r->p += here;
+        uint64_t n = here ? get_u(r) : 0;
+        /* more than are kept was never written: the record is refused */
+        r->bad |= n > GRADE_HISTORY_MAX;
         for (uint64_t i = 0; i < n && !r->bad; i++) {
                 GradeChange c = {.ts = get_t(r), .id = get_8(r)};
                 bool gn, mn;

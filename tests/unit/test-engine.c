@@ -4218,20 +4218,33 @@ static char *history_of(const Out *o, uint32_t keep)
         return b.p;
 }
 
+/* Every line of text pushed into e. */
+static void push_lines(Engine *e, const char *text)
+{
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+}
+
+/* A new engine of rs under the default configuration, its outputs into o. */
+static Engine *engine_default(RuleSet *rs, Out *o)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, o), 0);
+        return e;
+}
+
 /* E1's document after n profile updates, and the adjustments in *o. */
 static char *toggled(RuleSet *rs, int n, Out *o)
 {
         Buf in = {0};
         toggle_stream(&in, 0, n);
-        EngineConfig cfg;
-        engine_config_default(&cfg);
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, o), 0);
-        for (const char *p = in.p; *p;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
+        Engine *e = engine_default(rs, o);
+        push_lines(e, in.p);
         engine_flush(e);
         char *doc = engine_explain_json(e, "E1", 2);
         engine_free(e);
@@ -4282,29 +4295,19 @@ Test(engine, grade_history_rolls_back_restores_and_compacts)
         Buf in = {0}, more = {0};
         toggle_stream(&in, 0, 10);
         toggle_stream(&more, 10, 9);
-        EngineConfig cfg;
-        engine_config_default(&cfg);
         Out o = {0};
-        Log log = {0};
-        Engine *e = NULL;
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o), 0);
+        Engine *e = engine_default(rs, &o);
+        /* ten changes committed, nine more aborted */
         engine_batch_begin(e);
-        for (const char *p = in.p; *p;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
+        push_lines(e, in.p);
+        Log log = {0};
         engine_batch_changes(e, 1, log_record, &log);
         engine_batch_commit(e);
         char *doc = engine_explain_json(e, "E1", 2);
         char *want = history_of(&o, 16);
         cr_assert_not_null(strstr(doc, want), "%s", doc);
         engine_batch_begin(e);
-        for (const char *p = more.p; *p;) {
-                const char *nl = strchr(p, '\n');
-                engine_push(e, p, (size_t)(nl - p), NULL);
-                p = nl + 1;
-        }
+        push_lines(e, more.p);
         char *longer = engine_explain_json(e, "E1", 2);
         cr_assert_str_neq(longer, doc);
         engine_batch_abort(e);
@@ -4314,7 +4317,7 @@ Test(engine, grade_history_rolls_back_restores_and_compacts)
 
         /* restored, then compacted and expanded by the explain */
         Out o2 = {0};
-        cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o2), 0);
+        e = engine_default(rs, &o2);
         for (uint32_t k = 0; k < log.n; k++)
                 cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
         engine_restore_finish(e);
@@ -4334,7 +4337,7 @@ Test(engine, grade_history_rolls_back_restores_and_compacts)
         for (size_t len = log.vlen[at] - 1; len > 0 && !found; len--) {
                 if (log.val[at][len] != 'H')
                         continue;
-                cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o2), 0);
+                e = engine_default(rs, &o2);
                 bool ok = true;
                 for (uint32_t k = 0; k < log.n && ok; k++)
                         ok = engine_restore_record(e, log.key[k], log.klen[k], log.val[k],
