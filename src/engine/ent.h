@@ -174,11 +174,11 @@ typedef struct OpenAlert {
         uint8_t state;          /* ALERT_OPEN or ALERT_ESCALATED */
 } OpenAlert;
 
-/* The grade changes an enterprise keeps (EntRare.h, the enterprise
+/* The grade changes an enterprise keeps (EntRare.h, the array; the enterprise
  * document's grade_history): the latest GRADE_HISTORY_MAX, the oldest
  * dropped beyond.  Small and bounded because it is state: it is in every
  * changelog record, undo record and compact form of a graded enterprise
- * (about 20 bytes an entry coded), and in every enterprise document; a
+ * (about 17 bytes an entry coded), and in every enterprise document; a
  * dashboard that wants the whole history follows the adjustments topic.
  * 16 covers years of a normal enterprise (a grade changes a few times a
  * year) and the last months of a troubled one. */

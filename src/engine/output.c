@@ -613,7 +613,7 @@ static void open_alerts_json(Engine *e, Buf *b, const Ent *ent)
 }
 
 /* The grade history of the enterprise document, oldest first: what each
- * adjustment it keeps made the enterprise (EntRare.h). */
+ * adjustment it keeps made the enterprise (the array EntRare.h). */
 static void grade_history_json(Engine *e, Buf *b, const Ent *ent)
 {
         const Grading *g = &e->rs->grading;

@@ -31,7 +31,7 @@ static void put_v(Buf *b, const Value *v, int64_t base)
         }
 }
 
-/* The grade history (EntRare.h), oldest first: after 'C', the last
+/* The grade history (the array EntRare.h), oldest first: after 'C', the last
  * section, so that a record without it (written before it was kept)
  * reads as no history, and a riskd before it stops at 'H'. */
 static void history_write(const Ent *x, Buf *b, int64_t base)

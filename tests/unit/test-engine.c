@@ -4150,7 +4150,7 @@ Test(engine, a_reload_dates_the_documents_it_changes)
         rules_unref(rs);
 }
 
-/* ---- the grade history (EntRare.h, the enterprise document's grade_history) ---- */
+/* ---- the grade history (the array EntRare.h, the enterprise document's grade_history) ---- */
 
 /* No hysteresis, and a profile alone moves E1 between A (meat, static 0)
  * and B (dairy, static 20): every profile update is an adjustment. */
