@@ -865,6 +865,17 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_putc(b, '\n');
                 any = true;
         }
+        any = section_next(b, any, "\ngrade changes (the latest, oldest first):\n");
+        for (uint32_t i = 0; i < ent->r->nh; i++) {
+                const GradeChange *c = &ent->r->h[i];
+                time_format(c->ts, t, sizeof(t));
+                buf_printf(b, "  %s  grade %s, mode %s, ", t, g->bands[c->grade].grade, g->modes[c->mode]);
+                out_num(b, c->per_year);
+                buf_printf(b, " inspections a year  (%s, adjustment ", engine_cause_names[c->cause]);
+                buf_put_hex64(b, c->id);
+                buf_puts(b, ")\n");
+                any = true;
+        }
         none_unless(b, any);
         /* which overrides hold now */
         VmState st;

@@ -4238,8 +4238,9 @@ static Engine *engine_default(RuleSet *rs, Out *o)
         return e;
 }
 
-/* E1's document after n profile updates, and the adjustments in *o. */
-static char *toggled(RuleSet *rs, int n, Out *o)
+/* E1's document after n profile updates, its explain text in *text and
+ * the adjustments in *o. */
+static char *toggled(RuleSet *rs, int n, Out *o, char **text)
 {
         Buf in = {0};
         toggle_stream(&in, 0, n);
@@ -4247,6 +4248,7 @@ static char *toggled(RuleSet *rs, int n, Out *o)
         push_lines(e, in.p);
         engine_flush(e);
         char *doc = engine_explain_json(e, "E1", 2);
+        *text = engine_explain_text(e, "E1", 2);
         engine_free(e);
         buf_free(&in);
         return doc;
@@ -4259,7 +4261,8 @@ Test(engine, grade_history_is_the_latest_16_adjustments_oldest_first)
         int counts[] = {1, 5, 16, 17, 23};
         for (uint32_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
                 Out o = {0};
-                char *doc = toggled(rs, counts[i], &o);
+                char *text = NULL;
+                char *doc = toggled(rs, counts[i], &o, &text);
                 cr_assert_eq(o.adjustments, (uint32_t)counts[i], "%u adjustments", o.adjustments);
                 char *want = history_of(&o, 16);
                 cr_assert_not_null(strstr(doc, want), "%s\nnot in\n%s", want, doc);
@@ -4267,6 +4270,15 @@ Test(engine, grade_history_is_the_latest_16_adjustments_oldest_first)
                 for (const char *p = strstr(doc, "\"grade_history\":"); (p = strstr(p + 1, "\"adjustment_id\":"));)
                         entries++;
                 cr_assert_eq(entries, counts[i] < 16 ? (uint32_t)counts[i] : 16u);
+                /* the explain text lists them too, a line each */
+                uint32_t lines = 0;
+                for (const char *p = strstr(text, "grade changes"); p && (p = strstr(p + 1, ", adjustment "));)
+                        lines++;
+                cr_assert_eq(lines, entries, "%s", text);
+                cr_assert_not_null(strstr(text, counts[i] % 2 ? "grade B, mode key_inspection, 2 inspections a year  (profile"
+                                                               : "grade A, mode double_random, 1 inspections a year  (profile"),
+                                   "%s", text);
+                free(text);
                 free(want);
                 free(doc);
                 out_free(&o);
