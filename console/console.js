@@ -3,7 +3,8 @@
  * document of `riskctl explain --json`, docs/outputs.md) shown as a person
  * reads it: grade, mode and frequency, the score and its parts (the static
  * rules and each live contribution with its event, start, expiry and
- * rectification deadline), the flags with their end.  Read-only.
+ * rectification deadline), the flags with their end, and the timeline of
+ * its grades (grade_history: its latest adjustments).  Read-only.
  */
 "use strict";
 
@@ -12,6 +13,21 @@ const MODES = {
   key_inspection: "重点检查",
   flying_inspection: "飞行检查",
 };
+
+/* An adjustment's cause (docs/outputs.md §2) */
+const CAUSES = {
+  event: "事件",
+  profile: "企业档案更新",
+  expiry: "风险分到期",
+  dwell: "降级观察期满",
+  timer: "定时规则",
+  reload: "规则更新",
+  cycle: "新评定周期",
+};
+
+function mode(m) {
+  return MODES[m] ? MODES[m] + "（" + m + "）" : m || "—";
+}
 
 function text(id, value) {
   document.getElementById(id).textContent = value;
@@ -43,7 +59,7 @@ function show(doc) {
   const grade = document.getElementById("grade");
   grade.textContent = doc.current.grade || "未评级";
   grade.className = "grade grade-" + (doc.current.grade || "none");
-  text("mode", MODES[doc.current.mode] ? MODES[doc.current.mode] + "（" + doc.current.mode + "）" : doc.current.mode || "—");
+  text("mode", mode(doc.current.mode));
   text("frequency", doc.current.inspections_per_year === null ? "—" : doc.current.inspections_per_year + " 次/年");
   text("score", doc.score);
   text("static-score", doc.static_score);
@@ -69,9 +85,41 @@ function show(doc) {
     tr.dataset.flag = f.name;
   }
   document.getElementById("no-flags").hidden = (doc.flags || []).length > 0;
-  for (const id of ["summary", "parts", "static", "contributions", "flags"])
+  const hrows = document.getElementById("history-rows");
+  for (const h of doc.grade_history || []) {
+    const tr = row(hrows, [[time(h.ts), "nowrap"], [h.grade], [mode(h.mode)], [h.inspections_per_year + " 次/年", "num"],
+                           [CAUSES[h.cause] || h.cause], [h.adjustment_id, "nowrap"]]);
+    tr.dataset.adjustment = h.adjustment_id;
+    tr.dataset.grade = h.grade;
+  }
+  for (const id of ["summary", "parts", "history", "static", "contributions", "flags"])
     document.getElementById(id).hidden = false;
   chart(doc);
+  timeline(doc);
+}
+
+/* The grades over time as a step line: each change holds until the next,
+ * the last until the document's as_of; the higher risk grades on top. */
+function timeline(doc) {
+  const h = doc.grade_history || [];
+  if (typeof Chart === "undefined" || !h.length) {
+    document.getElementById("history-chart").parentNode.hidden = true;
+    return;
+  }
+  const grades = [...new Set(h.map((c) => c.grade))].sort().reverse();
+  const points = h.map((c) => ({ x: time(c.ts), y: c.grade }));
+  if (doc.as_of > h[h.length - 1].ts)
+    points.push({ x: time(doc.as_of), y: h[h.length - 1].grade });
+  new Chart(document.getElementById("history-chart"), {
+    type: "line",
+    data: {
+      labels: points.map((p) => p.x),
+      datasets: [{ label: "风险等级", data: points.map((p) => p.y), stepped: true, borderColor: "#0b4f71",
+                   backgroundColor: "#0b4f71", pointRadius: 4 }],
+    },
+    options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } },
+               scales: { y: { type: "category", labels: grades, offset: true } } },
+  });
 }
 
 /* The score's parts as one bar per rule: the static rules, then the live

@@ -296,7 +296,7 @@ static size_t ent_bytes(const Engine *e, const Ent *x)
         if (x->r != &rare_none) {
                 n += psize(sizeof(EntRare)) + psize(ENT_ARR(Contrib, x->r->cc)) + psize(ENT_ARR(FlagState, x->r->cf));
                 n += x->r->o ? psize(sizeof(OffState)) : 0;
-                n += psize(ENT_ARR(OpenAlert, x->r->ca));
+                n += psize(ENT_ARR(OpenAlert, x->r->ca)) + psize(ENT_ARR(GradeChange, x->r->ch));
         }
         n += psize(ENT_ARR(KeyState, x->cks)) + psize(ENT_ARR(Win, x->cw));
         for (uint32_t k = 0; k < x->nks; k++)

@@ -298,6 +298,10 @@ void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char
 /* A new cycle since the last one x was graded in: its steps are carried
  * into the assessment the next regrade makes. */
 void grade_cycle_roll(Engine *e, Ent *x, int64_t now);
+/* An adjustment (adjustment_id id, at t, for cause) gave x its grade,
+ * mode and frequency: the change joins x's grade history, the oldest
+ * dropped past GRADE_HISTORY_MAX. */
+void grade_history_add(Engine *e, Ent *x, int64_t t, GradeCause cause, uint64_t id);
 
 /* alerts.c: the alert lifecycle */
 extern const char *const alert_state_names[];

@@ -257,6 +257,7 @@ void ent_clear(Engine *e, Ent *x)
         pool_free(&e->pool, x->r->c, ENT_ARR(Contrib, x->r->cc));
         pool_free(&e->pool, x->r->f, ENT_ARR(FlagState, x->r->cf));
         pool_free(&e->pool, x->r->o, sizeof(OffState));
+        pool_free(&e->pool, x->r->h, ENT_ARR(GradeChange, x->r->ch));
         if (x->r != &rare_none) {
                 alerts_clear(e, ent_rare(e, x));
                 pool_free(&e->pool, ent_rare(e, x), sizeof(EntRare));

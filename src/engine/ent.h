@@ -174,8 +174,28 @@ typedef struct OpenAlert {
         uint8_t state;          /* ALERT_OPEN or ALERT_ESCALATED */
 } OpenAlert;
 
+/* The grade changes an enterprise keeps (EntRare.h, the array; the enterprise
+ * document's grade_history): the latest GRADE_HISTORY_MAX, the oldest
+ * dropped beyond.  Small and bounded because it is state: it is in every
+ * changelog record, undo record and compact form of a graded enterprise
+ * (about 17 bytes an entry coded), and in every enterprise document; a
+ * dashboard that wants the whole history follows the adjustments topic.
+ * 16 covers years of a normal enterprise (a grade changes a few times a
+ * year) and the last months of a troubled one. */
+#define GRADE_HISTORY_MAX 16
+
+/* One grade change: what an adjustment made the enterprise (grade.c). */
+typedef struct GradeChange {
+        int64_t ts;             /* the adjustment's ts */
+        uint64_t id;            /* its adjustment_id */
+        double per_year;
+        int16_t grade, mode;
+        uint8_t cause;          /* GradeCause */
+} GradeChange;
+
 /* What most enterprises never hold (contributions, flags, the hysteresis
- * clock, the official grade, open alerts), in a pool object of its own; Ent.r points
+ * clock, the official grade, open alerts) and the grade history a graded
+ * one holds, in a pool object of its own; Ent.r points
  * to rare_none (read only, all empty) until something is stored
  * (ent_rare). */
 typedef struct EntRare {
@@ -186,6 +206,8 @@ typedef struct EntRare {
         OffState *o;            /* NULL: no official state */
         OpenAlert *a;           /* open and escalated alerts (alerts.c) */
         uint16_t na, ca;
+        GradeChange *h;         /* the latest grade changes, oldest first */
+        uint16_t nh, ch;
         /* when a timer last acted on it, if after its last event
          * (ent_changed); TIME_UNSET: its last event is its latest change */
         int64_t changed;

@@ -96,6 +96,19 @@ static int32_t official_grade(Engine *e, Ent *ent, int64_t now, int32_t *lo, int
         return grade < *lo ? *lo : grade > *hi ? *hi : grade;
 }
 
+void grade_history_add(Engine *e, Ent *x, int64_t t, GradeCause cause, uint64_t id)
+{
+        EntRare *r = ent_rare(e, x);
+        if (r->nh == GRADE_HISTORY_MAX) {
+                memmove(r->h, r->h + 1, (GRADE_HISTORY_MAX - 1) * sizeof(GradeChange));
+                r->nh--;
+        } else if (r->nh == r->ch) {
+                r->h = ent_grow(e, r->h, &r->ch, sizeof(GradeChange));
+        }
+        r->h[r->nh++] = (GradeChange){.ts = t, .id = id, .per_year = x->per_year, .grade = x->grade,
+                                      .mode = x->mode, .cause = (uint8_t)cause};
+}
+
 void grade_update(Engine *e, Ent *ent, int64_t now, GradeCause cause, const char *cause_id, size_t cause_len)
 {
         const Grading *g = &e->rs->grading;

@@ -508,11 +508,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                     double score, int16_t pheld)
 {
         e->st.adjustments++;
-        if (!e->emit)
-                return;
         const Grading *g = &e->rs->grading;
-        Buf *b = &e->out;
-        b->len = 0;
         uint64_t h = hash64(ent_key(ent)->s, ent_key(ent)->len + 1, HASH64_INIT);
         h = hash64(&t, sizeof(t), h);
         int64_t k[] = {cause, pg, pm, ent->grade, ent->mode};
@@ -532,6 +528,13 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 int64_t ib[] = {pheld, ent->held};
                 h = hash64(ib, sizeof(ib), h);
         }
+        /* state, whether or not the document is written (the id is what
+         * the history names the adjustment by) */
+        grade_history_add(e, ent, t, cause, h);
+        if (!e->emit)
+                return;
+        Buf *b = &e->out;
+        b->len = 0;
         /* the official model changes what current follows and when an
          * adjustment is emitted: version 2 (docs/outputs.md §2.1) */
         buf_puts(b, g->official.declared ? "{\"schema\":\"riskd.adjustment/2\",\"adjustment_id\":"
@@ -615,6 +618,31 @@ static void open_alerts_json(Engine *e, Buf *b, const Ent *ent)
         buf_putc(b, ']');
 }
 
+/* The grade history of the enterprise document, oldest first: what each
+ * adjustment it keeps made the enterprise (the array EntRare.h). */
+static void grade_history_json(Engine *e, Buf *b, const Ent *ent)
+{
+        const Grading *g = &e->rs->grading;
+        buf_putc(b, '[');
+        for (uint32_t i = 0; i < ent->r->nh; i++) {
+                const GradeChange *c = &ent->r->h[i];
+                buf_puts(b, i ? ",{\"ts\":" : "{\"ts\":");
+                out_time(b, c->ts);
+                buf_puts(b, ",\"adjustment_id\":");
+                hex_id(b, c->id);
+                buf_puts(b, ",\"cause\":\"");
+                buf_puts(b, engine_cause_names[c->cause]);
+                buf_puts(b, "\",\"grade\":");
+                json_put_str_or_null(b, g->bands[c->grade].grade);
+                buf_puts(b, ",\"mode\":");
+                json_put_str_or_null(b, g->modes[c->mode]);
+                buf_puts(b, ",\"inspections_per_year\":");
+                out_num(b, c->per_year);
+                buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+}
+
 /* The enterprise document (riskd.enterprise/1): the explain view and the
  * table topic's value alike, so that the two are equal by construction.
  * It is evaluated at the enterprise's latest change (ent_changed), not at
@@ -679,6 +707,8 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         flags_json(e, b, ent, now);
         buf_puts(b, ",\"open_alerts\":");
         open_alerts_json(e, b, ent);
+        buf_puts(b, ",\"grade_history\":");
+        grade_history_json(e, b, ent);
         buf_puts(b, ",\"last_event\":");
         time_or_null(b, ent->last_time);
         buf_puts(b, ",\"rules_version\":\"");
@@ -839,6 +869,17 @@ void out_explain_text(Engine *e, Ent *ent, Buf *b)
                 buf_printf(b, "  %s", e->rs->flags[ent->r->f[i].flag]);
                 time_or(b, ent->r->f[i].until, ", no expiry", " until ");
                 buf_putc(b, '\n');
+                any = true;
+        }
+        any = section_next(b, any, "\ngrade changes (the latest, oldest first):\n");
+        for (uint32_t i = 0; i < ent->r->nh; i++) {
+                const GradeChange *c = &ent->r->h[i];
+                time_format(c->ts, t, sizeof(t));
+                buf_printf(b, "  %s  grade %s, mode %s, ", t, g->bands[c->grade].grade, g->modes[c->mode]);
+                out_num(b, c->per_year);
+                buf_printf(b, " inspections a year  (%s, adjustment ", engine_cause_names[c->cause]);
+                buf_put_hex64(b, c->id);
+                buf_puts(b, ")\n");
                 any = true;
         }
         none_unless(b, any);

@@ -91,7 +91,7 @@ static void regrade(Engine *n, Engine *o, EngineReload *rep)
                 }
                 rep->regraded += regraded;
                 rep->adjusted += adjusted;
-                if (dirty || regraded || x->held != held || x->r->below_since != below || x->r->nc != nc ||
+                if (dirty || regraded || adjusted || x->held != held || x->r->below_since != below || x->r->nc != nc ||
                     x->r->nf != nf || off_moved) {
                         rep->records++;
                         /* its document's as_of: the reload changed it then */

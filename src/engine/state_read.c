@@ -293,6 +293,41 @@ static void changed_read(Engine *e, Ent *x, Rd *r)
                 ent_changed_set(e, x, t);
 }
 
+/* The grade history at the end of the record ('H'), if it has one (a
+ * record written before it was kept has none).  A change to a grade or
+ * mode the grading no longer has (renamed or removed by a reload) is
+ * dropped: the history names grades as the rules in force do. */
+static void history_read(Engine *e, Ent *x, Rd *r)
+{
+        bool here = !r->bad && r->d && r->p < r->end && *r->p == 'H';
+        r->p += here;
+        uint64_t n = here ? get_u(r) : 0;
+        /* more than are kept was never written: the record is refused */
+        r->bad |= n > GRADE_HISTORY_MAX;
+        for (uint64_t i = 0; i < n && !r->bad; i++) {
+                GradeChange c = {.ts = get_t(r), .id = get_8(r)};
+                bool gn, mn;
+                int32_t grade = get_grade(e, r, &gn), mode = get_mode(e, r, &mn);
+                c.per_year = get_fin(r);
+                uint64_t cause = get_u(r);
+                if (c.ts == TIME_UNSET || !gn || !mn || cause >= CAUSE_COUNT || c.per_year < 0)
+                        r->bad = true;
+                if (r->bad)
+                        break;
+                if (grade < 0 || mode < 0) {
+                        e->reload_dropped++;
+                        continue;
+                }
+                c.grade = (int16_t)grade;
+                c.mode = (int16_t)mode;
+                c.cause = (uint8_t)cause;
+                EntRare *rr = ent_rare(e, x);
+                if (rr->nh == rr->ch)
+                        rr->h = ent_grow(e, rr->h, &rr->ch, sizeof(GradeChange));
+                rr->h[rr->nh++] = c;
+        }
+}
+
 /* The state of rules whose fingerprint as written (cfp of the
  * contributions, kfp of the key states, by index in the record; cat[i],
  * kat[i]: the record index of the i-th kept) differs from the rule's now: dropped, as a reload
@@ -696,6 +731,7 @@ static void ent_read(Engine *e, Ent *x, Rd *r)
         off_read(e, x, r);
         alerts_read(e, x, r);
         changed_read(e, x, r);
+        history_read(e, x, r);
         if (e->reload_dropped != dropped)
                 x->reload_dirty = 1;
         if (!r->bad && (points || ent_static_score(e, x) != static_before)) {

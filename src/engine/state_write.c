@@ -31,6 +31,26 @@ static void put_v(Buf *b, const Value *v, int64_t base)
         }
 }
 
+/* The grade history (the array EntRare.h), oldest first: after 'C', the last
+ * section, so that a record without it (written before it was kept)
+ * reads as no history, and a riskd before it stops at 'H'. */
+static void history_write(const Ent *x, Buf *b, int64_t base)
+{
+        if (!x->r->nh)
+                return;
+        buf_putc(b, 'H');
+        put_u(b, x->r->nh);
+        for (uint32_t i = 0; i < x->r->nh; i++) {
+                const GradeChange *c = &x->r->h[i];
+                put_t(b, c->ts, base);
+                put_8(b, c->id);
+                put_u(b, (uint64_t)(c->grade + 1));
+                put_u(b, (uint64_t)(c->mode + 1));
+                put_d(b, c->per_year);
+                put_u(b, c->cause);
+        }
+}
+
 static void ent_write(Engine *e, const Ent *x, Buf *b)
 {
         const RuleSet *rs = e->rs;
@@ -177,6 +197,7 @@ static void ent_write(Engine *e, const Ent *x, Buf *b)
                 buf_putc(b, 'C');
                 put_t(b, x->r->changed, base);
         }
+        history_write(x, b, base);
 }
 
 void state_ent_write(Engine *e, const Ent *x, Buf *b)

@@ -9,8 +9,9 @@ at Debian's /usr/share/javascript, fed the demo story.
   a missing file is a JSON 404;
 - headless Chromium (Debian's chromium) opens the enterprise page of the
   story's dairy producer and sees what /v1/enterprises/{id} says: its
-  grade, score, each live contribution (rule and event) and each flag, in
-  Chinese, with the chart drawn by chart.js; an unknown enterprise's page
+  grade, score, each live contribution (rule and event), each flag and
+  each change of its grade (grade_history, oldest first), in Chinese, with
+  the charts drawn by chart.js; an unknown enterprise's page
   says it is not found.  A screenshot of each page is taken (copied to
   $RISKD_SCREENSHOTS when set: docs/console-*.png come from there).
 
@@ -107,8 +108,16 @@ def test(wd):
     flags = re.findall(r'<tr data-flag="([^"]*)"', dom)
     assert sorted(flags) == sorted(f["name"] for f in doc["flags"]), flags
     assert re.search(r'<p id="chart-missing"[^>]*hidden', dom), "chart.js was not loaded"
+    # the timeline of grades: a row per change, in the document's order
+    # (oldest first), the last one the grade in force
+    assert doc["grade_history"] and doc["grade_history"][-1]["grade"] == doc["current"]["grade"], doc
+    assert "风险等级变化" in dom
+    changes = re.findall(r'<tr data-adjustment="([^"]*)" data-grade="([^"]*)"', dom)
+    assert changes == [(c["adjustment_id"], c["grade"]) for c in doc["grade_history"]], changes
+    assert '<canvas id="history-chart"' in dom and not re.search(r'<div class="chart" hidden[^>]*>\s*<canvas id="history-chart"', dom)
     H.log(f"enterprise page: grade {doc['current']['grade']}, score {doc['score']:g}, "
-          f"{len(rows)} contributions, {len(flags)} flags, as /v1/enterprises/{ENTERPRISE} says")
+          f"{len(rows)} contributions, {len(flags)} flags, {len(changes)} grade changes "
+          f"({' → '.join(g for _, g in changes)}), as /v1/enterprises/{ENTERPRISE} says")
 
     dom, why = chromium(wd, "--dump-dom", f"http://127.0.0.1:{port}/enterprise.html?id=91000000NOSUCH0000")
     assert dom is not None, why

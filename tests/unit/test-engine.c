@@ -3687,19 +3687,21 @@ static char *restored_under_same(RuleSet *rs, const Log *log)
         return b.p;
 }
 
-/* doc with every "open_alerts" array emptied: format 1 records predate
- * the alert lifecycle and restore as enterprises with no open alert
- * (docs/state.md), so only the rest of a document compares with theirs. */
-static char *without_open_alerts(char *doc)
+/* doc with every "open_alerts" and "grade_history" array emptied: format
+ * 1 records predate the alert lifecycle and the grade history, and restore
+ * as enterprises with no open alert and no history (docs/state.md), so
+ * only the rest of a document compares with theirs. */
+static char *as_format_1(char *doc)
 {
-        const char tag[] = "\"open_alerts\":[";
-        for (char *p = strstr(doc, tag); p; p = strstr(p, tag)) {
-                p += strlen(tag);
-                char *q = p;
-                for (int depth = 1; *q && depth; q++)
-                        depth += *q == '[' ? 1 : *q == ']' ? -1 : 0;
-                memmove(p, q - 1, strlen(q - 1) + 1);
-        }
+        const char *tags[] = {"\"open_alerts\":[", "\"grade_history\":["};
+        for (int t = 0; t < 2; t++)
+                for (char *p = strstr(doc, tags[t]); p; p = strstr(p, tags[t])) {
+                        p += strlen(tags[t]);
+                        char *q = p;
+                        for (int depth = 1; *q && depth; q++)
+                                depth += *q == '[' ? 1 : *q == ']' ? -1 : 0;
+                        memmove(p, q - 1, strlen(q - 1) + 1);
+                }
         return doc;
 }
 
@@ -3717,7 +3719,7 @@ Test(engine, records_of_format_2_restore_into_changed_rules_as_format_1)
         /* the same state either way, under the same rules */
         char *a = restored_under_same(rs, &now), *b = restored_under_same(rs, &old);
         cr_assert_null(strstr(b, "\"open_alerts\":[{"), "%s", b);
-        cr_assert_str_eq(without_open_alerts(a), b);
+        cr_assert_str_eq(as_format_1(a), as_format_1(b));
         free(a);
         free(b);
 
@@ -3736,7 +3738,7 @@ Test(engine, records_of_format_2_restore_into_changed_rules_as_format_1)
         cr_assert_eq(rc, 0);
         a = restored_under(rs2, &now);
         b = restored_under(rs2, &old);
-        cr_assert_str_eq(without_open_alerts(a), b);
+        cr_assert_str_eq(as_format_1(a), as_format_1(b));
         cr_assert_not_null(strstr(a, "flying_check"), "%s", a);
         cr_assert_null(strstr(a, "coldchain.warm"), "%s", a); /* changed: its points dropped */
         cr_assert_null(strstr(a, "dropped 0 "), "%s", a);
@@ -4282,5 +4284,280 @@ Test(engine, rows_of_compact_enterprises)
         engine_free(e);
         out_free(&o);
         buf_free(&in);
+        rules_unref(rs);
+}
+
+
+/* ---- the grade history (the array EntRare.h, the enterprise document's grade_history) ---- */
+
+/* No hysteresis, and a profile alone moves E1 between A (meat, static 0)
+ * and B (dairy, static 20): every profile update is an adjustment. */
+static const char hist_grading[] =
+        "dwell: 0s\n"
+        "grades:\n"
+        "  - { grade: A, max: 10, mode: double_random, inspections_per_year: 1 }\n"
+        "  - { grade: B, mode: key_inspection, inspections_per_year: 2 }\n";
+
+/* n profile updates of E1, ten minutes apart, alternating dairy and meat. */
+static void toggle_stream(Buf *b, int from, int n)
+{
+        char id[32];
+        for (int i = from; i < from + n; i++) {
+                snprintf(id, sizeof(id), "p%d", i);
+                ev(b, id, "E1", 10 * i, "enterprise", i % 2 ? "\"category\":\"meat\"" : "\"category\":\"dairy\"");
+        }
+}
+
+/* The value after `name` in one JSON line (a string with its quotes, a
+ * number, or an object's inside without its braces), into b. */
+static void json_value(Buf *b, const char *line, const char *name)
+{
+        const char *p = strstr(line, name);
+        cr_assert_not_null(p, "%s in %s", name, line);
+        p += strlen(name);
+        if (*p == '{') {
+                const char *q = strchr(p, '}');
+                buf_put(b, p + 1, (size_t)(q - p - 1));
+                return;
+        }
+        size_t n = *p == '"' ? (size_t)(strchr(p + 1, '"') - p + 1) : strcspn(p, ",}");
+        buf_put(b, p, n);
+}
+
+/* The grade_history the adjustments in out (E1's alone) give, keeping the
+ * latest `keep`: each one's ts, id, cause and current, oldest first. */
+static char *history_of(const Out *o, uint32_t keep)
+{
+        uint32_t nl;
+        char *copy;
+        char **lines = split_lines(o->all.p, &nl, &copy);
+        uint32_t nadj = 0;
+        for (uint32_t i = 0; i < nl; i++)
+                nadj += strstr(lines[i], "\"riskd.adjustment/") != NULL;
+        Buf b = {0};
+        buf_puts(&b, "\"grade_history\":[");
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < nl; i++) {
+                if (!strstr(lines[i], "\"riskd.adjustment/") || k++ < (nadj > keep ? nadj - keep : 0))
+                        continue;
+                buf_puts(&b, b.p[b.len - 1] == '[' ? "{\"ts\":" : ",{\"ts\":");
+                json_value(&b, lines[i], "\"ts\":");
+                buf_puts(&b, ",\"adjustment_id\":");
+                json_value(&b, lines[i], "\"adjustment_id\":");
+                buf_puts(&b, ",\"cause\":");
+                json_value(&b, lines[i], "\"cause\":");
+                buf_putc(&b, ',');
+                json_value(&b, lines[i], "\"current\":");
+                buf_putc(&b, '}');
+        }
+        buf_puts(&b, "]");
+        free(lines);
+        free(copy);
+        return b.p;
+}
+
+/* Every line of text pushed into e. */
+static void push_lines(Engine *e, const char *text)
+{
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                engine_push(e, p, (size_t)(nl - p), NULL);
+                p = nl + 1;
+        }
+}
+
+/* A new engine of rs under the default configuration, its outputs into o. */
+static Engine *engine_default(RuleSet *rs, Out *o)
+{
+        EngineConfig cfg;
+        engine_config_default(&cfg);
+        Engine *e = NULL;
+        cr_assert_eq(engine_new(&e, rs, &cfg, sink, o), 0);
+        return e;
+}
+
+/* E1's document after n profile updates, its explain text in *text and
+ * the adjustments in *o. */
+static char *toggled(RuleSet *rs, int n, Out *o, char **text)
+{
+        Buf in = {0};
+        toggle_stream(&in, 0, n);
+        Engine *e = engine_default(rs, o);
+        push_lines(e, in.p);
+        engine_flush(e);
+        char *doc = engine_explain_json(e, "E1", 2);
+        *text = engine_explain_text(e, "E1", 2);
+        engine_free(e);
+        buf_free(&in);
+        return doc;
+}
+
+/* Every adjustment joins the history, oldest first; past 16 the oldest go. */
+Test(engine, grade_history_is_the_latest_16_adjustments_oldest_first)
+{
+        RuleSet *rs = load_grading(hist_grading);
+        int counts[] = {1, 5, 16, 17, 23};
+        for (uint32_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+                Out o = {0};
+                char *text = NULL;
+                char *doc = toggled(rs, counts[i], &o, &text);
+                cr_assert_eq(o.adjustments, (uint32_t)counts[i], "%u adjustments", o.adjustments);
+                char *want = history_of(&o, 16);
+                cr_assert_not_null(strstr(doc, want), "%s\nnot in\n%s", want, doc);
+                uint32_t entries = 0;
+                for (const char *p = strstr(doc, "\"grade_history\":"); (p = strstr(p + 1, "\"adjustment_id\":"));)
+                        entries++;
+                cr_assert_eq(entries, counts[i] < 16 ? (uint32_t)counts[i] : 16u);
+                /* the explain text lists them too, a line each */
+                uint32_t lines = 0;
+                for (const char *p = strstr(text, "grade changes"); p && (p = strstr(p + 1, ", adjustment "));)
+                        lines++;
+                cr_assert_eq(lines, entries, "%s", text);
+                cr_assert_not_null(strstr(text, counts[i] % 2 ? "grade B, mode key_inspection, 2 inspections a year  (profile"
+                                                               : "grade A, mode double_random, 1 inspections a year  (profile"),
+                                   "%s", text);
+                free(text);
+                free(want);
+                free(doc);
+                out_free(&o);
+        }
+        rules_unref(rs);
+}
+
+/* doc with its grade_history emptied. */
+static char *without_history(const char *doc)
+{
+        char *s = xstrdup(doc);
+        const char tag[] = "\"grade_history\":[";
+        char *p = strstr(s, tag) + strlen(tag);
+        char *q = strchr(p, ']');
+        memmove(p, q, strlen(q) + 1);
+        return s;
+}
+
+/* The history is state: an aborted batch takes back what its adjustments
+ * added; a restore from the records, and the compact form, keep it; a
+ * record without its section (written before it was kept) restores with
+ * none and the rest equal. */
+Test(engine, grade_history_rolls_back_restores_and_compacts)
+{
+        RuleSet *rs = load_grading(hist_grading);
+        Buf in = {0}, more = {0};
+        toggle_stream(&in, 0, 10);
+        toggle_stream(&more, 10, 9);
+        Out o = {0};
+        Engine *e = engine_default(rs, &o);
+        /* ten changes committed, nine more aborted */
+        engine_batch_begin(e);
+        push_lines(e, in.p);
+        Log log = {0};
+        engine_batch_changes(e, 1, log_record, &log);
+        engine_batch_commit(e);
+        char *doc = engine_explain_json(e, "E1", 2);
+        char *want = history_of(&o, 16);
+        cr_assert_not_null(strstr(doc, want), "%s", doc);
+        engine_batch_begin(e);
+        push_lines(e, more.p);
+        char *longer = engine_explain_json(e, "E1", 2);
+        cr_assert_str_neq(longer, doc);
+        engine_batch_abort(e);
+        char *back = engine_explain_json(e, "E1", 2);
+        cr_assert_str_eq(back, doc);
+        engine_free(e);
+
+        /* restored, then compacted and expanded by the explain */
+        Out o2 = {0};
+        e = engine_default(rs, &o2);
+        for (uint32_t k = 0; k < log.n; k++)
+                cr_assert_eq(engine_restore_record(e, log.key[k], log.klen[k], log.val[k], log.vlen[k]), 0);
+        engine_restore_finish(e);
+        char *restored = engine_explain_json(e, "E1", 2);
+        cr_assert_str_eq(restored, doc);
+        cr_assert_eq(engine_compact(e, 0, 0), 1, "E1 compacted");
+        char *expanded = engine_explain_json(e, "E1", 2);
+        cr_assert_str_eq(expanded, doc);
+        engine_free(e);
+
+        /* E1's record cut before its history: the section is last, so one
+         * of the record's prefixes ending at an 'H' is the record as a
+         * riskd before it wrote it */
+        uint32_t at = log_find(&log, "E1");
+        char *none = without_history(doc);
+        bool found = false;
+        for (size_t len = log.vlen[at] - 1; len > 0 && !found; len--) {
+                if (log.val[at][len] != 'H')
+                        continue;
+                e = engine_default(rs, &o2);
+                bool ok = true;
+                for (uint32_t k = 0; k < log.n && ok; k++)
+                        ok = engine_restore_record(e, log.key[k], log.klen[k], log.val[k],
+                                                   k == at ? len : log.vlen[k]) == 0;
+                if (ok) {
+                        engine_restore_finish(e);
+                        char *d = engine_explain_json(e, "E1", 2);
+                        found = d && strcmp(d, none) == 0;
+                        free(d);
+                }
+                engine_free(e);
+        }
+        cr_assert(found, "no prefix of E1's record restores as\n%s", none);
+
+        free(none);
+        free(doc);
+        free(want);
+        free(longer);
+        free(back);
+        free(restored);
+        free(expanded);
+        log_free(&log);
+        out_free(&o);
+        out_free(&o2);
+        buf_free(&in);
+        buf_free(&more);
+        rules_unref(rs);
+}
+
+/* A reload that adjusts an enterprise keeps its history and adds its
+ * reload adjustment. */
+Test(engine, a_reload_adds_its_adjustment_to_the_grade_history)
+{
+        RuleSet *rs = load();
+        char *changed = text_edited(rules, "score: 20\n    expires: 90d", "score: 25"); /* sampling.fail */
+        RuleSet *rs2 = load_rules(changed);
+        Buf in = {0};
+        story(&in);
+        uint32_t lines = 0;
+        for (size_t k = 0; k < in.len; k++)
+                lines += in.p[k] == '\n';
+        char *before = NULL, *after = NULL;
+        Out o = run_reloading(rs, rs2, in.p, lines - 1, &before, &after);
+        /* before: E1's history as its adjustments before the reload give it */
+        const char *h = strstr(before, "\"grade_history\":[");
+        cr_assert_not_null(h);
+        size_t hl = (size_t)(strchr(h, ']') - h);
+        cr_assert_gt(hl, strlen("\"grade_history\":["), "%s", before);
+        cr_assert_not_null(find_str(after, strlen(after), "\"grade_history\":["));
+        cr_assert_eq(strncmp(strstr(after, "\"grade_history\":["), h, hl), 0, "%s\n%s", before, after);
+        /* then the reload's: the changed rule's points dropped, E1's
+         * score fell, its grade B held by the dwell */
+        const char *r = strstr(after, "\"grade_history\":[") + hl;
+        cr_assert_eq(strncmp(r, ",{\"ts\":\"2025-01-01T05:00:00Z\"", 28), 0, "%s", after);
+        cr_assert_not_null(strstr(r, "\"cause\":\"reload\",\"grade\":\"B\""), "%s", after);
+        /* whose id is the reload adjustment's */
+        const char *adj = strstr(o.all.p, "\"cause\":\"reload\"");
+        cr_assert_not_null(adj);
+        while (adj > o.all.p && adj[-1] != '\n')
+                adj--;
+        Buf id = {0};
+        json_value(&id, adj, "\"adjustment_id\":");
+        buf_putc(&id, 0);
+        cr_assert_not_null(strstr(r, id.p), "%s in %s", id.p, after);
+        buf_free(&id);
+        free(changed);
+        free(before);
+        free(after);
+        out_free(&o);
+        buf_free(&in);
+        rules_unref(rs2);
         rules_unref(rs);
 }
