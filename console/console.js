@@ -147,6 +147,7 @@ function chart(doc) {
 
 async function load() {
   const page = document.getElementById("page");
+  if (!page) return; /* not the enterprise page (the overview is overview.js's) */
   const id = new URLSearchParams(location.search).get("id");
   if (!id) {
     text("status", "缺少企业代码（?id=…）");

@@ -139,11 +139,12 @@ typedef struct EngineConfig {
         /* tests and bench/: engine_compact(e, 0, 0) after every compact_every
          * pushes outside a batch (0 never): the outputs are the same */
         uint32_t compact_every;
-        /* a string field of the profile type kept in every enterprise's
-         * profile although no rule may read it, for engine_rows (riskd's
-         * query API groups and filters by it); NULL none.  It changes no
-         * output. */
+        /* string or enum fields of the profile type kept in every
+         * enterprise's profile although no rule may read them, for
+         * engine_rows (riskd's query API groups and filters by them); NULL
+         * none.  They change no output. */
         const char *region_field;
+        const char *category_field;
 } EngineConfig;
 
 /* The bounds riskd.yaml(5) states, which riskd's configuration and
@@ -330,6 +331,9 @@ typedef struct EngineRow {
         double score;
         const char *region;             /* EngineConfig.region_field's value, NULL none */
         size_t region_len;
+        const char *category;           /* EngineConfig.category_field's value, NULL none */
+        size_t category_len;
+        const char *category_label;     /* an enum value's text for people (schema.yaml), NULL none */
         uint64_t flags;                 /* the flags live now: bit i for RuleSet.flags[i] */
         uint32_t open_alerts;           /* open or escalated (engine_alerts_each) */
         uint32_t escalated_alerts;      /* of those, escalated: overdue rectifications */

@@ -61,6 +61,7 @@ typedef struct ApiRow {
         uint32_t id, id_len;      /* bytes in the view's arena */
         uint32_t grade, mode;     /* NUL-terminated in the arena, UINT32_MAX none */
         uint32_t region, region_len; /* region UINT32_MAX: none */
+        uint32_t category, category_label; /* NUL-terminated, UINT32_MAX none */
         uint32_t flags;           /* ",name,name," in the arena ("," none) */
         uint32_t open_alerts;     /* open or escalated */
         uint32_t escalated_alerts;
@@ -83,6 +84,11 @@ typedef struct ApiClient {
         uint64_t next;
 } ApiClient;
 
+typedef struct NameCache {
+        uint32_t off[API_NAMES];
+        uint32_t n;
+} NameCache;
+
 struct Api {
         /* the view */
         bool valid;
@@ -92,8 +98,9 @@ struct Api {
         uint32_t *by_score;       /* row indexes by score, then id */
         Buf arena;
         int64_t built_at, build_ms; /* when the view was built, and in how long */
-        uint32_t names[API_NAMES];  /* arena_name's strings */
-        uint32_t nnames;
+        /* arena_name's strings: grades, modes and sets of flags; food
+         * categories and their labels (so many they have their own) */
+        NameCache names, categories, labels;
         Buf summary[API_REGION_DIGITS_MAX + 1]; /* by region digits, built on demand */
         /* the stream */
         ApiClient *clients;
@@ -184,16 +191,16 @@ static const char *astr(const Api *a, uint32_t off)
         return off == UINT32_MAX ? NULL : a->arena.p + off;
 }
 
-/* A string most rows share (a grade, a mode, a set of flags): one copy in
- * the arena for the first API_NAMES of them. */
-static uint32_t arena_name(Api *a, const char *s, size_t n)
+/* A string most rows share (a grade, a mode, a set of flags, a category):
+ * one copy in the arena for the first API_NAMES of them in nc. */
+static uint32_t arena_name(Api *a, NameCache *nc, const char *s, size_t n)
 {
-        for (uint32_t i = 0; i < a->nnames; i++)
-                if (strlen(astr(a, a->names[i])) == n && memcmp(astr(a, a->names[i]), s, n) == 0)
-                        return a->names[i];
+        for (uint32_t i = 0; i < nc->n; i++)
+                if (strlen(astr(a, nc->off[i])) == n && memcmp(astr(a, nc->off[i]), s, n) == 0)
+                        return nc->off[i];
         uint32_t off = arena_str(a, s, n);
-        if (a->nnames < API_NAMES)
-                a->names[a->nnames++] = off;
+        if (nc->n < API_NAMES)
+                nc->off[nc->n++] = off;
         return off;
 }
 
@@ -222,16 +229,20 @@ static void row_add(void *ud, const EngineRow *er)
         ApiRow *r = &a->rows[a->n++];
         r->id = arena_str(a, er->id, er->id_len);
         r->id_len = (uint32_t)er->id_len;
-        r->grade = er->grade ? arena_name(a, er->grade, strlen(er->grade)) : UINT32_MAX;
-        r->mode = er->mode ? arena_name(a, er->mode, strlen(er->mode)) : UINT32_MAX;
+        r->grade = er->grade ? arena_name(a, &a->names, er->grade, strlen(er->grade)) : UINT32_MAX;
+        r->mode = er->mode ? arena_name(a, &a->names, er->mode, strlen(er->mode)) : UINT32_MAX;
         r->region = er->region ? arena_str(a, er->region, er->region_len) : UINT32_MAX;
         r->region_len = (uint32_t)er->region_len;
+        r->category = er->category ? arena_name(a, &a->categories, er->category, er->category_len) : UINT32_MAX;
+        r->category_label = er->category_label
+                                    ? arena_name(a, &a->labels, er->category_label, strlen(er->category_label))
+                                    : UINT32_MAX;
         c->flags.len = 0;
         buf_putc(&c->flags, ',');
         for (uint32_t f = 0; f < c->rs->nflags && f < 64; f++)
                 if (er->flags & (1ull << f))
                         buf_printf(&c->flags, "%s,", c->rs->flags[f]);
-        r->flags = arena_name(a, c->flags.p, c->flags.len);
+        r->flags = arena_name(a, &a->names, c->flags.p, c->flags.len);
         r->open_alerts = er->open_alerts;
         r->escalated_alerts = er->escalated_alerts;
         r->part = c->part;
@@ -289,7 +300,7 @@ static void view_need(Loop *l)
         memcpy(a->key, key, sizeof(key));
         a->n = 0;
         a->arena.len = 0;
-        a->nnames = 0;
+        a->names.n = a->categories.n = a->labels.n = 0;
         RowCtx c = {l, a, NULL, 0, {0}};
         for (uint32_t p = 0; p < l->nparts; p++) {
                 Part *pt = l->parts[p];
@@ -521,6 +532,8 @@ static void row_json(const Api *a, const ApiRow *r, Buf *b)
         num(b, r->score);
         buf_puts(b, ",\"region\":");
         str_or_null(b, astr(a, r->region), r->region_len);
+        buf_puts(b, ",\"category\":");
+        str_or_null(b, astr(a, r->category), r->category == UINT32_MAX ? 0 : strlen(astr(a, r->category)));
         buf_puts(b, ",\"flags\":[");
         const char *f = astr(a, r->flags) + 1;
         for (bool first = true; *f; first = false) {
@@ -673,32 +686,63 @@ static unsigned alerts_get(Loop *l, HttpReq *req, Buf *b)
 }
 
 /* A key of the summary, one per enterprise: sorted, then counted by runs
- * (O(n log n) however many keys: counties are thousands). */
+ * (O(n log n) however many keys: counties are thousands).  by_region and
+ * by_category count each key's enterprises by grade too: sorted by key,
+ * then grade, a key's run holds its grades' runs. */
 typedef struct Count {
         const char *name;        /* NULL: none */
         size_t len;
+        const char *grade;       /* NULL: not graded (or not counted by grade) */
+        const char *label;       /* the key's text for people, NULL none */
 } Count;
+
+static int key_cmp(const char *x, size_t xl, const char *y, size_t yl)
+{
+        if (!x || !y)
+                return (x == NULL) - (y == NULL); /* null last */
+        size_t n = xl < yl ? xl : yl;
+        int c = memcmp(x, y, n);
+        return c ? c : (xl > yl) - (xl < yl);
+}
 
 static int count_cmp(const void *p, const void *q)
 {
         const Count *x = p, *y = q;
-        if (!x->name || !y->name)
-                return (x->name == NULL) - (y->name == NULL); /* null last */
-        size_t n = x->len < y->len ? x->len : y->len;
-        int c = memcmp(x->name, y->name, n);
-        return c ? c : (x->len > y->len) - (x->len < y->len);
+        int c = key_cmp(x->name, x->len, y->name, y->len);
+        return c ? c : key_cmp(x->grade, x->grade ? strlen(x->grade) : 0, y->grade, y->grade ? strlen(y->grade) : 0);
 }
 
-static void counts_json(Buf *b, Count *v, uint32_t n)
+/* The counts of v by key, sorted: [{"key","count"}], with "by_grade":
+ * {"A":n,...} (the graded ones) when by_grade, and "label" when labels. */
+static void counts_json(Buf *b, Count *v, uint32_t n, bool by_grade, bool labels)
 {
         xsort(v, n, sizeof(Count), count_cmp);
         buf_putc(b, '[');
         for (uint32_t i = 0, j; i < n; i = j) {
-                for (j = i + 1; j < n && count_cmp(&v[i], &v[j]) == 0;)
+                for (j = i + 1; j < n && key_cmp(v[i].name, v[i].len, v[j].name, v[j].len) == 0;)
                         j++;
                 buf_puts(b, i ? ",{\"key\":" : "{\"key\":");
                 str_or_null(b, v[i].name, v[i].len);
-                buf_printf(b, ",\"count\":%u}", j - i);
+                if (labels) {
+                        buf_puts(b, ",\"label\":");
+                        str_or_null(b, v[i].label, v[i].label ? strlen(v[i].label) : 0);
+                }
+                buf_printf(b, ",\"count\":%u", j - i);
+                if (by_grade) {
+                        buf_puts(b, ",\"by_grade\":{");
+                        for (uint32_t k = i, m; k < j; k = m) {
+                                for (m = k + 1; m < j && count_cmp(&v[k], &v[m]) == 0;)
+                                        m++;
+                                if (!v[k].grade)
+                                        continue; /* null last: the key's ungraded */
+                                if (k > i)
+                                        buf_putc(b, ',');
+                                buf_json_str(b, v[k].grade, strlen(v[k].grade));
+                                buf_printf(b, ":%u", m - k);
+                        }
+                        buf_putc(b, '}');
+                }
+                buf_putc(b, '}');
         }
         buf_putc(b, ']');
 }
@@ -723,15 +767,16 @@ static unsigned summary_get(Loop *l, HttpReq *req, Buf *b)
         Buf *s = &a->summary[digits];
         if (!s->len) { /* once per view and region_digits */
                 Count *g = xmalloc((a->n + 1) * sizeof(Count)), *m = xmalloc((a->n + 1) * sizeof(Count)),
-                      *r = xmalloc((a->n + 1) * sizeof(Count));
-                uint32_t ng = a->n, nm = a->n, nr = a->n;
+                      *r = xmalloc((a->n + 1) * sizeof(Count)), *c = xmalloc((a->n + 1) * sizeof(Count));
                 uint64_t open = 0, with_open = 0, escalated = 0, with_escalated = 0;
                 for (uint32_t i = 0; i < a->n; i++) {
                         const ApiRow *x = &a->rows[i];
-                        const char *gs = astr(a, x->grade), *ms = astr(a, x->mode), *rs = astr(a, x->region);
-                        g[i] = (Count){gs, gs ? strlen(gs) : 0};
-                        m[i] = (Count){ms, ms ? strlen(ms) : 0};
-                        r[i] = (Count){rs, x->region_len < (size_t)digits ? x->region_len : (size_t)digits};
+                        const char *gs = astr(a, x->grade), *ms = astr(a, x->mode), *rs = astr(a, x->region),
+                                   *cs = astr(a, x->category);
+                        g[i] = (Count){gs, gs ? strlen(gs) : 0, NULL, NULL};
+                        m[i] = (Count){ms, ms ? strlen(ms) : 0, NULL, NULL};
+                        r[i] = (Count){rs, x->region_len < (size_t)digits ? x->region_len : (size_t)digits, gs, NULL};
+                        c[i] = (Count){cs, cs ? strlen(cs) : 0, gs, astr(a, x->category_label)};
                         open += x->open_alerts;
                         with_open += x->open_alerts > 0;
                         escalated += x->escalated_alerts;
@@ -739,11 +784,13 @@ static unsigned summary_get(Loop *l, HttpReq *req, Buf *b)
                 }
                 buf_printf(s, "{\"schema\":\"riskd.summary/1\",\"enterprises\":%u,\"region_digits\":%ld,"
                               "\"by_grade\":", a->n, digits);
-                counts_json(s, g, ng);
+                counts_json(s, g, a->n, false, false);
                 buf_puts(s, ",\"by_mode\":");
-                counts_json(s, m, nm);
+                counts_json(s, m, a->n, false, false);
                 buf_puts(s, ",\"by_region\":");
-                counts_json(s, r, nr);
+                counts_json(s, r, a->n, true, false);
+                buf_puts(s, ",\"by_category\":");
+                counts_json(s, c, a->n, true, true);
                 buf_printf(s,
                            ",\"open_alerts\":%llu,\"enterprises_with_open_alerts\":%llu,\"escalated_alerts\":%llu,"
                            "\"enterprises_with_escalated_alerts\":%llu}\n",
@@ -752,6 +799,7 @@ static unsigned summary_get(Loop *l, HttpReq *req, Buf *b)
                 free(g);
                 free(m);
                 free(r);
+                free(c);
         }
         buf_put(b, s->p, s->len);
         return 200;

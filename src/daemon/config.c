@@ -63,6 +63,8 @@
  *                                           dropped (a slow client never slows riskd)
  *   http_region_field  string    region_code the profile field /v1/enterprises and
  *                                           /v1/summary group by region; "" = none
+ *   http_category_field string   category    the profile field /v1/summary groups by
+ *                                           food category; "" = none
  *   log_level          enum      info        err | warning | notice | info | debug
  *   kafka              map       {}          librdkafka properties for both clients,
  *                                           strings passed as-is (TLS, SASL, timeouts)
@@ -164,6 +166,8 @@ const ConfigSetting config_settings[] = {
          "bytes queued for one GET /v1/events client; past it the client is dropped"},
         {"http_region_field", CT_STRING, OFF(http_region_field), 0, "region_code", 0, 0,
          "the profile field the query API groups and filters regions by; empty = none"},
+        {"http_category_field", CT_STRING, OFF(http_category_field), 0, "category", 0, 0,
+         "the profile field the query API groups food categories by; empty = none"},
         {"log_level", CT_LOGLEVEL, OFF(log_level), 0, "info", 0, 0, "err, warning, notice, info or debug"},
         {"kafka", CT_KAFKA, 0, 0, NULL, 0, 0, "librdkafka properties for both clients"},
 };

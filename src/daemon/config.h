@@ -64,6 +64,7 @@ typedef struct Config {
         char *http_javascript;           /* Debian's JavaScript libraries, at /javascript/; "" none */
         uint64_t http_events_buffer;     /* bytes queued for one /v1/events client */
         char *http_region_field;         /* the profile's region field, "" none */
+        char *http_category_field;       /* the profile's food category field, "" none */
         int log_level;           /* syslog priority: 3 err .. 7 debug */
         ConfigKafkaProp *kafka;
         uint32_t nkafka;

@@ -435,8 +435,9 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         l->cfg = cfg;
         l->rs = rules_ref(rs);
         config_engine(cfg, &l->ecfg);
-        /* kept in every profile for the query API (it changes no output) */
+        /* kept in every profile for the query API (they change no output) */
         l->ecfg.region_field = cfg->http_region_field[0] ? cfg->http_region_field : NULL;
+        l->ecfg.category_field = cfg->http_category_field[0] ? cfg->http_category_field : NULL;
         l->changelog_partitions = -1;
         status_init(l);
         notify_register(l->m.p);

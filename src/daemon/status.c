@@ -211,8 +211,9 @@ static void rules_json(Loop *l, Buf *b)
                 const Rule *r = &rs->rules[i];
                 buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
                 buf_json_str(b, r->id, strlen(r->id));
-                buf_printf(b, ",\"status\":\"%s\",\"fingerprint\":\"%016llx\"}",
-                           rule_status_names[r->status < 3 ? r->status : 0], (unsigned long long)r->fingerprint);
+                buf_printf(b, ",\"status\":\"%s\",\"fingerprint\":\"%016llx\",\"lifecycle\":%s}",
+                           rule_status_names[r->status < 3 ? r->status : 0], (unsigned long long)r->fingerprint,
+                           r->lifecycle ? "true" : "false");
         }
         buf_puts(b, "]}\n");
 }

@@ -833,7 +833,7 @@ int engine_new(Engine **ret, RuleSet *rs, const EngineConfig *cfg, EngineEmitFn 
         e->ents.tab = xcalloc(e->ents.tabcap, sizeof(uintptr_t));
         e->ents.tab_untagged = sizeof(uintptr_t) < 8;
 
-        plan_init(&e->plan, rs, e->cfg.region_field);
+        plan_init(&e->plan, rs, e->cfg.region_field, e->cfg.category_field);
         ent_layout(e);
         e->sexprbuf = xcalloc(ns, sizeof(Value));
         e->when_epoch = xcalloc(rs->nrules + 1, sizeof(uint64_t));

@@ -21,6 +21,26 @@ static void add_slot(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t s)
         VEC_PUSH(*v, *n, *cap) = s;
 }
 
+/* The profile field named (a string or an enum) kept in every profile
+ * although no rule may read it: its prof index, -1 none (no name, no such
+ * field of the profile type). */
+static int32_t keep_field(Plan *p, const RuleSet *rs, const char *name, uint32_t *pcap)
+{
+        if (!name || rs->schema.profile_type < 0)
+                return -1;
+        const EventType *pt = &rs->schema.types[rs->schema.profile_type];
+        for (uint32_t f = 0; f < pt->nfields; f++) {
+                const Field *fd = &pt->fields[f];
+                if (strcmp(fd->path, name) != 0 || (fd->type != FT_STR && fd->type != FT_ENUM))
+                        continue;
+                add_slot(&p->prof_slots, &p->nprof, pcap, fd->slot);
+                for (uint32_t pi = 0; pi < p->nprof; pi++)
+                        if (p->prof_slots[pi] == fd->slot)
+                                return (int32_t)pi;
+        }
+        return -1;
+}
+
 /* A condition that reads only the event answers the same for every rule
  * with the same code on the same event (rules_prog_event_only,
  * rules_prog_same): RuleInfo.event_only and same_when, found here. */
@@ -75,11 +95,10 @@ static void agg_keyed_find(Plan *p, const RuleSet *rs)
         free(used);
 }
 
-void plan_init(Plan *p, const RuleSet *rs, const char *region_field)
+void plan_init(Plan *p, const RuleSet *rs, const char *region_field, const char *category_field)
 {
         /* which profile slots anything reads */
         uint32_t pcap = 0;
-        p->region_pi = -1;
         for (uint32_t i = 0; i < rs->nprogs; i++)
                 rules_prog_reads(rs, i, READ_PROFILE, &p->prof_slots, &p->nprof, &pcap);
         for (uint32_t i = 0; i < rs->nrules; i++)
@@ -93,18 +112,10 @@ void plan_init(Plan *p, const RuleSet *rs, const char *region_field)
                         rules_prog_reads(rs, rs->rules[i].score_prog, READ_FIELD, &p->prof_slots, &p->nprof, &pcap);
                         rules_prog_reads(rs, rs->rules[i].score_prog, READ_CUR, &p->prof_slots, &p->nprof, &pcap);
                 }
-        /* the region the query API groups and filters by (engine_rows):
-         * kept like a field a rule reads */
-        if (region_field && rs->schema.profile_type >= 0) {
-                const EventType *pt = &rs->schema.types[rs->schema.profile_type];
-                for (uint32_t f = 0; f < pt->nfields; f++)
-                        if (strcmp(pt->fields[f].path, region_field) == 0 && pt->fields[f].type == FT_STR) {
-                                add_slot(&p->prof_slots, &p->nprof, &pcap, pt->fields[f].slot);
-                                for (uint32_t pi = 0; pi < p->nprof; pi++)
-                                        if (p->prof_slots[pi] == pt->fields[f].slot)
-                                                p->region_pi = (int32_t)pi;
-                        }
-        }
+        /* the region and the category the query API groups and filters
+         * by (engine_rows): kept like a field a rule reads */
+        p->region_pi = keep_field(p, rs, region_field, &pcap);
+        p->category_pi = keep_field(p, rs, category_field, &pcap);
 
         uint32_t nt = rs->schema.ntypes ? rs->schema.ntypes : 1;
         p->by_type = xcalloc(nt, sizeof(uint32_t *));

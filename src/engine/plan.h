@@ -52,12 +52,14 @@ typedef struct Plan {
         bool ov_reuse;
         RuleInfo *ri;           /* per rule */
         int32_t region_pi;      /* the prof index of EngineConfig.region_field, -1 none */
+        int32_t category_pi;    /* the prof index of EngineConfig.category_field, -1 none */
 } Plan;
 
 /* The plan of rs into *p (zeroed); plan_deinit releases it (rs the same).
- * region_field: a field of the profile type kept although no rule reads
- * it (EngineConfig.region_field), NULL none. */
-void plan_init(Plan *p, const RuleSet *rs, const char *region_field);
+ * region_field, category_field: fields of the profile type kept although
+ * no rule reads them (EngineConfig.region_field, .category_field), NULL
+ * none. */
+void plan_init(Plan *p, const RuleSet *rs, const char *region_field, const char *category_field);
 void plan_deinit(Plan *p, const RuleSet *rs);
 
 #endif

@@ -18,6 +18,28 @@ static uint32_t escalated_alerts(const Ent *x)
         return n;
 }
 
+/* A field kept for the query API (Plan.region_pi, category_pi) as text: a
+ * string, or an enum's value with its label; NULL when absent. */
+static void kept_field(const Engine *e, const Ent *x, int32_t pi, const char **s, size_t *len, const char **label)
+{
+        *s = *label = NULL;
+        *len = 0;
+        if (pi < 0)
+                return;
+        Value v = ent_prof_get(e, x, (uint32_t)pi);
+        if (v.tag == VT_STR) {
+                *s = v.s.p;
+                *len = v.s.len;
+                return;
+        }
+        const EnumDef *en = e->rs->schema.slot_enum ? e->rs->schema.slot_enum[e->plan.prof_slots[pi]] : NULL;
+        if (v.tag != VT_ENUM || !en || v.e < 0 || (uint32_t)v.e >= en->nvalues)
+                return; /* an unknown value: none */
+        *s = en->values[v.e];
+        *len = strlen(*s);
+        *label = en->labels ? en->labels[v.e] : NULL;
+}
+
 void engine_rows(Engine *e, EngineRowFn fn, void *ud)
 {
         const Grading *g = &e->rs->grading;
@@ -39,13 +61,9 @@ void engine_rows(Engine *e, EngineRowFn fn, void *ud)
                         .open_alerts = x->r->na,
                         .escalated_alerts = escalated_alerts(x),
                 };
-                Value v = value_null();
-                if (e->plan.region_pi >= 0)
-                        v = ent_prof_get(e, x, (uint32_t)e->plan.region_pi);
-                if (v.tag == VT_STR) {
-                        row.region = v.s.p;
-                        row.region_len = v.s.len;
-                }
+                const char *label;
+                kept_field(e, x, e->plan.region_pi, &row.region, &row.region_len, &label);
+                kept_field(e, x, e->plan.category_pi, &row.category, &row.category_len, &row.category_label);
                 fn(ud, &row);
                 if (x != c)
                         compact_ent_free(e, x);

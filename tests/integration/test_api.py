@@ -19,7 +19,10 @@ the mock broker, over real sockets on 127.0.0.1:
   (grade, mode, region prefix, flag, has_open_alerts) gives exactly the
   rows that match; a bad cursor, sort, limit or argument is 400;
 - GET /v1/summary counts by grade and by mode equal the replay's, by
-  region the profiles' region_code prefixes; GET /v1/alerts?state=open,
+  region the profiles' region_code prefixes and by food category their
+  category (with schema.yaml's label), each of those two by grade as the
+  replay grades them; each row's category is its profile's;
+  GET /v1/alerts?state=open,
   paged, lists as many alerts as the enterprises' open_alerts add up to,
   and an unknown state is 400 naming the known ones;
 - every document is valid against its schema in docs/schemas/;
@@ -36,6 +39,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -253,9 +258,12 @@ def test(wd):
     for ln in lines:
         d = json.loads(ln)
         if d.get("event_type") == "enterprise":
-            profiles[d["enterprise"]["uscc"]] = d["region_code"]
+            profiles[d["enterprise"]["uscc"]] = d
     assert {x["enterprise_id"]: x["region"] for x in rows} == \
-        {e: profiles.get(e) for e in grades}, "region: the profile's region_code"
+        {e: profiles[e]["region_code"] if e in profiles else None for e in grades}, "region: the profile's region_code"
+    assert {x["enterprise_id"]: x["category"] for x in rows} == \
+        {e: profiles[e]["category"] if e in profiles else None for e in grades}, "category: the profile's"
+    assert len({x["category"] for x in rows}) > 2, "the stream has several categories"
 
     # filters: exactly the rows that match
     def check(query, pred, base=rows):
@@ -299,13 +307,33 @@ def test(wd):
     assert summ["by_mode"] == counts_of("mode")
     reg = collections.Counter((x["region"] or "")[:2] if x["region"] else None for x in rows)
     assert {x["key"]: x["count"] for x in summ["by_region"]} == dict(reg), summ["by_region"]
+
+    # the grade distribution by region and by category: each key's
+    # enterprises by the grade replay gives them, in key order
+    def by_grade(key_of):
+        want = {}
+        for x in rows:
+            want.setdefault(key_of(x), collections.Counter())[grades[x["enterprise_id"]]["grade"]] += 1
+        return [{"key": k, "count": sum(c.values()), "by_grade": {g: n for g, n in sorted(c.items()) if g}}
+                for k, c in sorted(want.items(), key=lambda kv: (kv[0] is None, (kv[0] or "").encode()))]
+    with open(os.path.join(H.RULES, "schema.yaml"), encoding="utf-8") as f:
+        labels = yaml.safe_load(f)["types"]["enterprise"]["fields"]["category"]["values"]
+    assert summ["by_region"] == by_grade(lambda x: x["region"][:2] if x["region"] else None), summ["by_region"]
+    want = by_grade(lambda x: x["category"])
+    for w in want:
+        w["label"] = labels.get(w["key"])
+    assert [dict(x) for x in summ["by_category"]] == want, (summ["by_category"], want)
+    assert all(x["label"] for x in summ["by_category"] if x["key"]), "an enum's label: schema.yaml's text"
+    assert sum(sum(x["by_grade"].values()) for x in summ["by_category"]) == \
+        sum(g["grade"] is not None for g in grades.values())
     assert summ["open_alerts"] == sum(x["open_alerts"] for x in rows)
     nesc = sum(a["state"] == "escalated" for d in explained.values() for a in d["open_alerts"])
     assert summ["escalated_alerts"] == nesc, (summ["escalated_alerts"], nesc)
     s4 = api.json("/v1/summary?region_digits=4")
     assert s4["region_digits"] == 4 and sum(x["count"] for x in s4["by_region"]) == len(rows)
     assert api.json("/v1/summary?region_digits=0", expect=400)["status"] == 400
-    H.log(f"/v1/summary: by grade and mode as riskctl replay, {summ['open_alerts']} open alerts")
+    H.log(f"/v1/summary: by grade and mode as riskctl replay, by region ({len(summ['by_region'])}) and "
+          f"category ({len(summ['by_category'])}) each by replay's grades, {summ['open_alerts']} open alerts")
 
     # open alerts, paged
     alerts, cursor = [], None

@@ -4162,9 +4162,11 @@ Test(engine, a_reload_dates_the_documents_it_changes)
 static void row_line(void *ud, const EngineRow *r)
 {
         Buf *b = ud;
-        buf_printf(b, "%.*s %s %s %g %g %s%.*s %llx %u\n", (int)r->id_len, r->id, r->grade ? r->grade : "-",
-                   r->mode ? r->mode : "-", r->per_year, r->score, r->region ? "" : "-", (int)r->region_len,
-                   r->region ? r->region : "", (unsigned long long)r->flags, r->open_alerts);
+        buf_printf(b, "%.*s %s %s %g %g %s%.*s %s%.*s/%s %llx %u\n", (int)r->id_len, r->id,
+                   r->grade ? r->grade : "-", r->mode ? r->mode : "-", r->per_year, r->score, r->region ? "" : "-",
+                   (int)r->region_len, r->region ? r->region : "", r->category ? "" : "-", (int)r->category_len,
+                   r->category ? r->category : "", r->category_label ? r->category_label : "-",
+                   (unsigned long long)r->flags, r->open_alerts);
 }
 
 static char *rows_text(Engine *e)
@@ -4187,16 +4189,21 @@ static char *rows_text(Engine *e)
         return out.p;
 }
 
-/* The query API's rows (riskd's /v1/enterprises): grade, score, the region
- * kept though no rule reads it (and restored from the changelog records),
- * live flags and open alerts; keeping the region changes no output. */
+/* The query API's rows (riskd's /v1/enterprises, /v1/summary): grade,
+ * score, the region (a string) and the category (an enum, with its label)
+ * kept though no rule reads them (and restored from the changelog records),
+ * live flags and open alerts; keeping them changes no output. */
 Test(engine, rows_for_the_query_api)
 {
         static const char schema_r[] =
                 "envelope: { id: event_id, type: event_type, enterprise: enterprise.uscc, time: occurred_at }\n"
                 "profile: enterprise\n"
                 "types:\n"
-                "  enterprise: { fields: { category: [dairy, meat], region: string } }\n"
+                "  enterprise:\n"
+                "    fields:\n"
+                "      category: [dairy, meat]\n"
+                "      region: string\n"
+                "      line: { type: enum, values: { milk: 乳制品, meat: 肉制品 } }\n"
                 "  sampling: { fields: { result: [pass, fail], confirmed: bool, item: string } }\n"
                 "  coldchain: { fields: { device_id: string, temp_c: number } }\n";
         RuleSet *rs = load_with(schema_r, rules);
@@ -4204,7 +4211,7 @@ Test(engine, rows_for_the_query_api)
         memset(o, 0, sizeof(o));
         char *rows[2] = {NULL, NULL};
         Buf in = {0};
-        ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\",\"region\":\"410105\"");
+        ev(&in, "p1", "E1", 0, "enterprise", "\"category\":\"dairy\",\"region\":\"410105\",\"line\":\"milk\"");
         ev(&in, "p2", "E2", 0, "enterprise", "\"category\":\"meat\"");
         ev(&in, "s1", "E1", 10, "sampling", "\"result\":\"fail\",\"confirmed\":true,\"item\":\"x\"");
         ev(&in, "s2", "E2", 20, "sampling", "\"result\":\"pass\",\"confirmed\":true");
@@ -4212,6 +4219,7 @@ Test(engine, rows_for_the_query_api)
                 EngineConfig cfg;
                 engine_config_default(&cfg);
                 cfg.region_field = keep ? "region" : NULL;
+                cfg.category_field = keep ? "line" : NULL;
                 Engine *e = NULL;
                 cr_assert_eq(engine_new(&e, rs, &cfg, sink, &o[keep]), 0);
                 Log log = {0};
@@ -4253,11 +4261,11 @@ Test(engine, rows_for_the_query_api)
                 engine_free(e);
         }
         /* problem_lead is flag 0: E1 B (dairy 20 + fail 20), flying, 1 open */
-        cr_assert_str_eq(rows[1], "E1 B flying_inspection 2 40 410105 1 1\n"
-                                  "E2 A double_random 1 0 - 0 0\n");
-        cr_assert_str_eq(rows[0], "E1 B flying_inspection 2 40 - 1 1\n"
-                                  "E2 A double_random 1 0 - 0 0\n");
-        cr_assert_str_eq(o[0].all.p, o[1].all.p, "keeping the region changed an output");
+        cr_assert_str_eq(rows[1], "E1 B flying_inspection 2 40 410105 milk/乳制品 1 1\n"
+                                  "E2 A double_random 1 0 - -/- 0 0\n");
+        cr_assert_str_eq(rows[0], "E1 B flying_inspection 2 40 - -/- 1 1\n"
+                                  "E2 A double_random 1 0 - -/- 0 0\n");
+        cr_assert_str_eq(o[0].all.p, o[1].all.p, "keeping the region and the category changed an output");
         for (int i = 0; i < 2; i++) {
                 free(rows[i]);
                 out_free(&o[i]);
