@@ -17,104 +17,15 @@
  * whose score moved between pages past the cursor may be listed twice or
  * not at all (docs/outputs.md §9).
  *
- * The stream: the outputs of each batch once its transaction committed
- * (api_committed, from flight_done: never an uncommitted one), one event
- * each, of the type API_KINDS gives its topic; numbered, the last
- * API_HISTORY kept for a client resuming with Last-Event-ID.  Each client
- * has a bounded buffer (http_events_buffer, httpd_stream): one that falls
- * that far behind is dropped and counted, the loop never waits for it.  A
- * client resuming is sent the history after its id as its buffer has room
- * (api_pump), then live; if the history rolls past it first, it gets a
- * reset event.
+ * The stream (GET /v1/events) is api_stream.c; the types both share,
+ * api_int.h.
  */
 #include <ctype.h>
 #include <math.h>
 #include <stddef.h>
 #include <strings.h>
 
-#include "src/daemon/loop_int.h"
-
-#define API_LIMIT_DEFAULT 100
-#define API_LIMIT_MAX 1000
-/* rows a page request looks at, at most (filters that match few rows give
- * short pages, each with a cursor to go on from) */
-#define API_SCAN 20000
-/* committed documents kept for Last-Event-ID, at most this many and bytes */
-#define API_HISTORY 4096
-#define API_HISTORY_BYTES (16u << 20)
-#define API_REGION_DIGITS_MAX 12
-#define API_NAMES 64
-
-/* What the stream carries: the topic's documents as events of this type.
- * A new kind of document (alert states) is one more line. */
-static const struct {
-        size_t topic; /* offsetof(Config, topics.X) */
-        const char *event;
-} api_kinds[] = {
-        {offsetof(Config, topics.alerts), "alert"},
-        {offsetof(Config, topics.adjustments), "adjustment"},
-        {offsetof(Config, topics.alert_states), "alert_state"},
-};
-#define API_NKINDS (sizeof(api_kinds) / sizeof(api_kinds[0]))
-
-typedef struct ApiRow {
-        uint32_t id, id_len;      /* bytes in the view's arena */
-        uint32_t grade, mode;     /* NUL-terminated in the arena, UINT32_MAX none */
-        uint32_t region, region_len; /* region UINT32_MAX: none */
-        uint32_t category, category_label; /* NUL-terminated, UINT32_MAX none */
-        uint32_t flags;           /* ",name,name," in the arena ("," none) */
-        uint32_t open_alerts;     /* open or escalated */
-        uint32_t escalated_alerts;
-        int32_t part;             /* the partition number */
-        double score, per_year;
-} ApiRow;
-
-typedef struct ApiEvent {
-        uint64_t seq;
-        uint32_t kind;
-        char *data;               /* the SSE frame, whole */
-        size_t len;
-} ApiEvent;
-
-typedef struct ApiClient {
-        HttpStream *s;
-        uint32_t kinds;           /* bit per api_kinds index */
-        /* resuming (Last-Event-ID): the next event of the history to send,
-         * as the buffer has room (api_pump); 0: caught up, sent live */
-        uint64_t next;
-} ApiClient;
-
-typedef struct NameCache {
-        uint32_t off[API_NAMES];
-        uint32_t n;
-} NameCache;
-
-struct Api {
-        /* the view */
-        bool valid;
-        uint64_t key[6];
-        ApiRow *rows;
-        uint32_t n, cap;
-        uint32_t *by_score;       /* row indexes by score, then id */
-        Buf arena;
-        int64_t built_at, build_ms; /* when the view was built, and in how long */
-        /* arena_name's strings: grades, modes and sets of flags; food
-         * categories and their labels (so many they have their own) */
-        NameCache names, categories, labels;
-        Buf summary[API_REGION_DIGITS_MAX + 1]; /* by region digits, built on demand */
-        /* the stream */
-        ApiClient *clients;
-        uint32_t nclients, cclients;
-        uint64_t boot;            /* this process's stream: ids are BOOT-SEQ */
-        uint64_t seq;             /* of the last event */
-        ApiEvent *hist;           /* ring of API_HISTORY */
-        uint32_t hhead, hn;
-        size_t hbytes;
-        /* metrics */
-        PromFamily *requests;
-        PromSeries *view_builds, *clients_g, *sent, *dropped, *reset;
-        LogLimit ll_drop;
-};
+#include "src/daemon/api_int.h"
 
 /* A family of one series, without labels. */
 static PromSeries *series(Prom *p, PromType type, const char *name, const char *help)
@@ -333,7 +244,7 @@ static const char *const sort_names[] = {"id", "score", "-score"};
 
 /* v is one of known (NULL-terminated); else 400 answered: "WHAT 'v' is
  * not known (known: ...)". */
-static int known_or_400(HttpReq *req, const char *what, const char *v, const char *const *known)
+int api_known_or_400(HttpReq *req, const char *what, const char *v, const char *const *known)
 {
         for (const char *const *p = known; *p; p++)
                 if (strcmp(*p, v) == 0)
@@ -349,18 +260,18 @@ static int known_or_400(HttpReq *req, const char *what, const char *v, const cha
 }
 
 /* A query's arguments are all known: 0, or 400 answered naming them. */
-static int args_check(HttpReq *req, const char *const *known, const char *route)
+int api_args_check(HttpReq *req, const char *const *known, const char *route)
 {
         const char *k, *v;
         char what[64];
         snprintf(what, sizeof(what), "the argument of %s", route);
         for (unsigned i = 0; httpd_arg(req, i, &k, &v); i++)
-                if (known_or_400(req, what, k, known))
+                if (api_known_or_400(req, what, k, known))
                         return 400;
         return 0;
 }
 
-static const char *arg(HttpReq *req, const char *name)
+const char *api_arg(HttpReq *req, const char *name)
 {
         const char *k, *v;
         for (unsigned i = 0; httpd_arg(req, i, &k, &v); i++)
@@ -372,7 +283,7 @@ static const char *arg(HttpReq *req, const char *name)
 /* limit=N: 1 .. API_LIMIT_MAX; -1 bad. */
 static int limit_arg(HttpReq *req)
 {
-        const char *s = arg(req, "limit");
+        const char *s = api_arg(req, "limit");
         if (!s)
                 return API_LIMIT_DEFAULT;
         char *end;
@@ -458,7 +369,7 @@ static const ApiRow *row_at(const Api *a, SortBy sort, uint32_t i)
 }
 
 /* v is one of the comma-separated names of list. */
-static bool in_list(const char *list, const char *v)
+bool api_in_list(const char *list, const char *v)
 {
         if (!v)
                 return false;
@@ -480,9 +391,9 @@ typedef struct Filter {
 
 static bool row_match(const Api *a, const ApiRow *r, const Filter *f)
 {
-        if (f->grade && !in_list(f->grade, astr(a, r->grade)))
+        if (f->grade && !api_in_list(f->grade, astr(a, r->grade)))
                 return false;
-        if (f->mode && !in_list(f->mode, astr(a, r->mode)))
+        if (f->mode && !api_in_list(f->mode, astr(a, r->mode)))
                 return false;
         if (f->region) {
                 size_t n = strlen(f->region);
@@ -558,7 +469,7 @@ static int page_open(Loop *l, HttpReq *req, SortBy sort, int *limit, uint32_t *s
         }
         view_need(l);
         const Api *a = l->api;
-        const char *cur = arg(req, "cursor");
+        const char *cur = api_arg(req, "cursor");
         *start = 0;
         if (cur && *cur) {
                 double score = 0;
@@ -592,9 +503,9 @@ static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
 {
         static const char *const known[] = {"limit", "cursor", "sort", "grade", "mode", "region", "flag",
                                             "has_open_alerts", NULL};
-        if (args_check(req, known, "/v1/enterprises"))
+        if (api_args_check(req, known, "/v1/enterprises"))
                 return 400;
-        const char *s = arg(req, "sort");
+        const char *s = api_arg(req, "sort");
         SortBy sort = SORT_ID;
         if (s && strcmp(s, "score") == 0)
                 sort = SORT_SCORE;
@@ -604,8 +515,8 @@ static unsigned enterprises_get(Loop *l, HttpReq *req, Buf *b)
                 httpd_error(req, 400, "sort: id, score or -score");
                 return 400;
         }
-        Filter f = {arg(req, "grade"), arg(req, "mode"), arg(req, "region"), arg(req, "flag"), -1};
-        const char *open = arg(req, "has_open_alerts");
+        Filter f = {api_arg(req, "grade"), api_arg(req, "mode"), api_arg(req, "region"), api_arg(req, "flag"), -1};
+        const char *open = api_arg(req, "has_open_alerts");
         if (open) {
                 if (strcmp(open, "true") == 0)
                         f.open = 1;
@@ -645,12 +556,12 @@ static const char *const alert_states[] = {"open", "escalated", NULL};
 static unsigned alerts_get(Loop *l, HttpReq *req, Buf *b)
 {
         static const char *const known[] = {"state", "limit", "cursor", NULL};
-        if (args_check(req, known, "/v1/alerts"))
+        if (api_args_check(req, known, "/v1/alerts"))
                 return 400;
-        const char *st = arg(req, "state");
+        const char *st = api_arg(req, "state");
         if (!st)
                 st = "open";
-        if (known_or_400(req, "state", st, alert_states))
+        if (api_known_or_400(req, "state", st, alert_states))
                 return 400;
         /* whole enterprises: a page may pass limit by one enterprise's */
         int limit;
@@ -750,9 +661,9 @@ static void counts_json(Buf *b, Count *v, uint32_t n, bool by_grade, bool labels
 static unsigned summary_get(Loop *l, HttpReq *req, Buf *b)
 {
         static const char *const known[] = {"region_digits", NULL};
-        if (args_check(req, known, "/v1/summary"))
+        if (api_args_check(req, known, "/v1/summary"))
                 return 400;
-        const char *rd = arg(req, "region_digits");
+        const char *rd = api_arg(req, "region_digits");
         long digits = 2;
         if (rd) {
                 char *end;
@@ -805,208 +716,6 @@ static unsigned summary_get(Loop *l, HttpReq *req, Buf *b)
         return 200;
 }
 
-/* ---- the event stream ---- */
-
-/* The history's event seq, NULL: not kept (any more). */
-static const ApiEvent *hist_at(const Api *a, uint64_t seq)
-{
-        if (!a->hn || seq > a->seq || seq + a->hn <= a->seq)
-                return NULL;
-        uint64_t back = a->seq - seq; /* 0: the newest */
-        return &a->hist[(a->hhead + a->hn - 1 - back) % API_HISTORY];
-}
-
-static void hist_push(Api *a, uint32_t kind, const char *frame, size_t len)
-{
-        while (a->hn && (a->hn == API_HISTORY || a->hbytes + len > API_HISTORY_BYTES)) {
-                ApiEvent *old = &a->hist[a->hhead];
-                a->hbytes -= old->len;
-                free(old->data);
-                old->data = NULL;
-                a->hhead = (a->hhead + 1) % API_HISTORY;
-                a->hn--;
-        }
-        ApiEvent *e = &a->hist[(a->hhead + a->hn) % API_HISTORY];
-        e->seq = a->seq;
-        e->kind = kind;
-        e->data = xmalloc(len);
-        memcpy(e->data, frame, len);
-        e->len = len;
-        a->hbytes += len;
-        a->hn++;
-}
-
-/* Client i goes: its stream closed (dropped: cut at once), the last one
- * takes its place. */
-static void client_drop(Api *a, uint32_t i, bool dropped)
-{
-        httpd_stream_close(a->clients[i].s, dropped);
-        a->clients[i] = a->clients[--a->nclients];
-        prom_set(a->clients_g, a->nclients);
-}
-
-/* Queues frame to client i: false when it went (gone, or dropped: its
- * buffer is full). */
-static bool client_send(Loop *l, uint32_t i, const char *frame, size_t len)
-{
-        Api *a = l->api;
-        int r = httpd_stream_send(a->clients[i].s, frame, len);
-        if (r == 0) {
-                prom_add(a->sent, 1);
-                return true;
-        }
-        if (r == -ENOBUFS) {
-                prom_add(a->dropped, 1);
-                if (log_limit_pass(&a->ll_drop, LOG_PRIO_INFO, "slow event clients dropped"))
-                        log_info("http: a GET /v1/events client fell %llu bytes behind "
-                                 "(http_events_buffer): dropped",
-                                 (unsigned long long)l->cfg->http_events_buffer);
-        }
-        client_drop(a, i, r == -ENOBUFS);
-        return false;
-}
-
-static void reset_frame(Buf *f, const char *last, const char *why)
-{
-        buf_printf(f, "event: reset\ndata: {\"last_event_id\":");
-        buf_json_str(f, last, strlen(last));
-        buf_puts(f, ",\"reason\":\"");
-        buf_puts(f, why);
-        buf_puts(f, "\"}\n\n");
-}
-
-void api_pump(Loop *l)
-{
-        Api *a = l->api;
-        if (!a)
-                return;
-        for (uint32_t c = 0; c < a->nclients; c++) {
-                ApiClient *cl = &a->clients[c];
-                while (cl->next && cl->next <= a->seq) {
-                        const ApiEvent *e = hist_at(a, cl->next);
-                        if (!e) { /* the history rolled past it: it starts again from a reset */
-                                char last[48];
-                                snprintf(last, sizeof(last), "%llx-%llu", (unsigned long long)a->boot,
-                                         (unsigned long long)(cl->next - 1));
-                                Buf f = {0};
-                                reset_frame(&f, last, "the events after it are no longer kept");
-                                int r = httpd_stream_send(cl->s, f.p, f.len);
-                                buf_free(&f);
-                                if (r == -ENOBUFS)
-                                        break;
-                                prom_add(a->reset, 1);
-                                cl->next = 0;
-                                break;
-                        }
-                        if (cl->kinds & (1u << e->kind)) {
-                                int r = httpd_stream_send(cl->s, e->data, e->len);
-                                if (r == -ENOBUFS)
-                                        break; /* woken when it has room */
-                                if (r == 0)
-                                        prom_add(a->sent, 1);
-                        }
-                        cl->next++;
-                }
-                if (cl->next > a->seq)
-                        cl->next = 0;
-        }
-        for (uint32_t c = 0; c < a->nclients;)
-                if (httpd_stream_gone(a->clients[c].s))
-                        client_drop(a, c, false);
-                else
-                        c++;
-}
-
-void api_committed(Loop *l, const Batch *b)
-{
-        Api *a = l->api;
-        if (!a)
-                return;
-        Buf f = {0};
-        for (uint32_t i = 0; i < b->nrecs; i++) {
-                const Rec *r = &b->recs[i];
-                if (r->kind != REC_OUTPUT || !r->has_val)
-                        continue;
-                uint32_t k = 0;
-                while (k < API_NKINDS && *(char *const *)((const char *)l->cfg + api_kinds[k].topic) != r->topic)
-                        k++;
-                if (k == API_NKINDS)
-                        continue;
-                const char *doc = b->arena.p + r->val;
-                size_t len = r->vlen;
-                while (len && (doc[len - 1] == '\n' || doc[len - 1] == '\r'))
-                        len--;
-                a->seq++;
-                f.len = 0;
-                buf_printf(&f, "id: %llx-%llu\nevent: %s\ndata: ", (unsigned long long)a->boot,
-                           (unsigned long long)a->seq, api_kinds[k].event);
-                buf_put(&f, doc, len);
-                buf_puts(&f, "\n\n");
-                hist_push(a, k, f.p, f.len);
-                for (uint32_t c = 0; c < a->nclients;)
-                        if (a->clients[c].next || !(a->clients[c].kinds & (1u << k)) ||
-                            client_send(l, c, f.p, f.len))
-                                c++;
-        }
-        api_pump(l);
-        buf_free(&f);
-}
-
-static unsigned events_get(Loop *l, HttpReq *req)
-{
-        static const char *const known[] = {"types", "last_event_id", NULL};
-        if (args_check(req, known, "/v1/events"))
-                return 400;
-        Api *a = l->api;
-        uint32_t kinds = 0;
-        const char *types = arg(req, "types");
-        if (types) {
-                for (uint32_t k = 0; k < API_NKINDS; k++)
-                        if (in_list(types, api_kinds[k].event))
-                                kinds |= 1u << k;
-                if (!kinds) {
-                        const char *names[API_NKINDS + 1] = {NULL};
-                        for (uint32_t k = 0; k < API_NKINDS; k++)
-                                names[k] = api_kinds[k].event;
-                        return known_or_400(req, "types", types, names);
-                }
-        } else
-                kinds = (1u << API_NKINDS) - 1;
-        const char *last = httpd_header(req, "Last-Event-ID");
-        if (!last)
-                last = arg(req, "last_event_id");
-        HttpStream *s = httpd_stream(req, "text/event-stream; charset=utf-8", (size_t)l->cfg->http_events_buffer);
-        if (a->nclients == a->cclients) {
-                a->cclients = a->cclients ? 2 * a->cclients : 8;
-                a->clients = xrealloc(a->clients, a->cclients * sizeof(ApiClient));
-        }
-        a->clients[a->nclients++] = (ApiClient){s, kinds, 0};
-        prom_set(a->clients_g, a->nclients);
-        uint32_t me = a->nclients - 1;
-        Buf f = {0};
-        buf_puts(&f, ": riskd events (docs/outputs.md section 9)\nretry: 2000\n\n");
-        if (last && *last) {
-                /* resumed from what the history holds after it, or told it cannot be */
-                unsigned long long boot = 0, seq = 0;
-                char tail;
-                bool ours = sscanf(last, "%llx-%llu%c", &boot, &seq, &tail) == 2 && boot == a->boot && seq <= a->seq;
-                if (ours && (seq == a->seq || hist_at(a, seq + 1))) {
-                        if (client_send(l, me, f.p, f.len) && seq < a->seq) {
-                                a->clients[me].next = seq + 1;
-                                api_pump(l);
-                        }
-                        buf_free(&f);
-                        return 200;
-                }
-                prom_add(a->reset, 1);
-                reset_frame(&f, last, ours ? "the events after it are no longer kept"
-                                           : "not an id of this riskd process (restarted, or another instance)");
-        }
-        client_send(l, me, f.p, f.len);
-        buf_free(&f);
-        return 200;
-}
-
 /* ---- routing ---- */
 
 static const struct {
@@ -1035,7 +744,7 @@ bool api_http(Loop *l, HttpReq *req, unsigned *status)
                 return true;
         }
         if (events) {
-                *status = events_get(l, req);
+                *status = api_events_get(l, req);
                 return true;
         }
         Buf b = {0};
