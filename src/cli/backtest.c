@@ -66,7 +66,7 @@ void bt_run_deinit(BtRun *run)
 
 /* ---- reading the engine's documents back ----
  *
- * The documents are the engine's own (src/engine/output.c): one JSON
+ * The documents are the engine's own (src/engine/output.c, explain.c): one JSON
  * object, no insignificant whitespace, keys without escapes.  A member's
  * value is kept as its JSON text: two values are equal when their texts
  * are, as the engine writes a value one way only. */

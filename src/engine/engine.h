@@ -342,9 +342,23 @@ void out_alert_span(Buf *b, const OpenAlert *a);
  * its times (the enterprise document, the query API's alert list). */
 void out_open_alert(Engine *e, Buf *b, const OpenAlert *a);
 void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json);
-void out_explain(Engine *e, Ent *ent, Buf *b);
 /* The official grade's JSON object (grading.yaml official:). */
 void out_official(Engine *e, Buf *b, const Ent *ent);
+/* What the adjustment and the enterprise document (explain.c) both write:
+ * an id as a quoted hex string; a time or null; {grade, mode,
+ * inspections_per_year}; the live flags and the live contributions at now
+ * (verbose: with each rule's texts and its rectify deadline, the
+ * enterprise document's); rule r's ,"desc":...,"basis":... */
+void out_hex_id(Buf *b, uint64_t h);
+void out_time_or_null(Buf *b, int64_t t);
+void out_grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double per_year);
+void out_flags_json(Engine *e, Buf *b, const Ent *ent, int64_t now);
+void out_contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, bool verbose);
+void out_rule_texts(Engine *e, Buf *b, uint32_t r);
+
+/* explain.c: the enterprise document (riskd.enterprise/1) and the explain
+ * view for people */
+void out_explain(Engine *e, Ent *ent, Buf *b);
 void out_explain_text(Engine *e, Ent *ent, Buf *b);
 
 #endif
