@@ -335,6 +335,15 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                     double score, int16_t pheld);
 void out_time(Buf *b, int64_t ms);
 void out_num(Buf *b, double d);
+/* ,"score","static_score","band": an enterprise's score, its static part
+ * and the band of the score (the adjustment, the enterprise document). */
+void out_score_json(Engine *e, Buf *b, const Ent *ent, double score, int32_t band);
+/* "official":{...},"index":{"score","band" of the two scores, the index
+ * object left open (the adjustment adds its previous_band). */
+void out_official_index(Engine *e, Buf *b, const Ent *ent, double score);
+/* {"rule_id","points" of an item of a list, after a comma unless it is
+ * the first (*any) */
+void out_rule_points(Engine *e, Buf *b, bool *any, uint32_t rule, double points);
 /* An open alert's times: ,"opened_at","deadline","expires" (null: none,
  * never). */
 void out_alert_span(Buf *b, const OpenAlert *a);

@@ -73,12 +73,7 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_json_str(b, ent_key(ent)->s, ent_key(ent)->len);
         buf_puts(b, ",\"as_of\":");
         out_time(b, now);
-        buf_puts(b, ",\"score\":");
-        out_num(b, score);
-        buf_puts(b, ",\"static_score\":");
-        out_num(b, ent_static_score(e, ent));
-        buf_puts(b, ",\"band\":");
-        json_put_str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        out_score_json(e, b, ent, score, band);
         buf_puts(b, ",\"held_band\":");
         json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
         buf_puts(b, ",\"below_since\":");
@@ -89,26 +84,15 @@ void out_explain(Engine *e, Ent *ent, Buf *b)
         buf_puts(b, ",\"current\":");
         out_grading_json(e, b, ent->grade, ent->mode, ent->per_year);
         if (g->official.declared) {
-                buf_puts(b, ",\"official\":");
-                out_official(e, b, ent);
-                buf_puts(b, ",\"index\":{\"score\":");
-                out_num(b, score);
-                buf_puts(b, ",\"band\":");
-                json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                buf_putc(b, ',');
+                out_official_index(e, b, ent, score);
                 buf_putc(b, '}');
         }
         buf_puts(b, ",\"static_rules\":[");
         bool any = false;
         for (uint32_t k = 0; k < e->plan.nstatic; k++)
                 if (e->plan.nstatic && (ent_static(e, ent)[k / 64] & (1ull << (k % 64)))) {
-                        const Rule *r = &e->rs->rules[e->plan.static_rules[k]];
-                        if (any)
-                                buf_putc(b, ',');
-                        any = true;
-                        buf_puts(b, "{\"rule_id\":");
-                        json_put_str_or_null(b, r->id);
-                        buf_puts(b, ",\"points\":");
-                        out_num(b, ent_static_points(e, ent, k));
+                        out_rule_points(e, b, &any, e->plan.static_rules[k], ent_static_points(e, ent, k));
                         out_rule_texts(e, b, e->plan.static_rules[k]);
                         buf_putc(b, '}');
                 }

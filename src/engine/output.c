@@ -69,6 +69,28 @@ void out_num(Buf *b, double d)
         buf_puts(b, s);
 }
 
+void out_score_json(Engine *e, Buf *b, const Ent *ent, double score, int32_t band)
+{
+        const Grading *g = &e->rs->grading;
+        buf_puts(b, ",\"score\":");
+        out_num(b, score);
+        buf_puts(b, ",\"static_score\":");
+        out_num(b, ent_static_score(e, ent));
+        buf_puts(b, ",\"band\":");
+        json_put_str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+}
+
+void out_official_index(Engine *e, Buf *b, const Ent *ent, double score)
+{
+        const Grading *g = &e->rs->grading;
+        buf_puts(b, "\"official\":");
+        out_official(e, b, ent);
+        buf_puts(b, ",\"index\":{\"score\":");
+        out_num(b, score);
+        buf_puts(b, ",\"band\":");
+        json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+}
+
 /* A value as message text (json=false) or as a JSON value. */
 void out_value(Engine *e, Buf *b, const Value *v, uint32_t slot, bool json)
 {
@@ -376,6 +398,17 @@ void out_grading_json(Engine *e, Buf *b, int32_t grade, int32_t mode, double per
         buf_putc(b, '}');
 }
 
+void out_rule_points(Engine *e, Buf *b, bool *any, uint32_t rule, double points)
+{
+        if (*any)
+                buf_putc(b, ',');
+        *any = true;
+        buf_puts(b, "{\"rule_id\":");
+        json_put_str_or_null(b, e->rs->rules[rule].id);
+        buf_puts(b, ",\"points\":");
+        out_num(b, points);
+}
+
 /* Rule r's ,"desc":...,"basis":... (the enterprise document writes them
  * for every static rule and contribution it lists): escaped once per
  * engine, then copied. */
@@ -403,14 +436,7 @@ void out_contributions_json(Engine *e, Buf *b, const Ent *ent, int64_t now, bool
                 const Contrib *c = &ent->r->c[i];
                 if (c->expires <= now)
                         continue;
-                const Rule *r = &e->rs->rules[c->rule];
-                if (any)
-                        buf_putc(b, ',');
-                any = true;
-                buf_puts(b, "{\"rule_id\":");
-                json_put_str_or_null(b, r->id);
-                buf_puts(b, ",\"points\":");
-                out_num(b, c->points);
+                out_rule_points(e, b, &any, c->rule, c->points);
                 buf_puts(b, ",\"since\":");
                 out_time(b, c->since);
                 buf_puts(b, ",\"expires\":");
@@ -557,12 +583,7 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 out_grading_json(e, b, pg, pm, pf);
         buf_puts(b, ",\"current\":");
         out_grading_json(e, b, ent->grade, ent->mode, ent->per_year);
-        buf_puts(b, ",\"score\":");
-        out_num(b, score);
-        buf_puts(b, ",\"static_score\":");
-        out_num(b, ent_static_score(e, ent));
-        buf_puts(b, ",\"band\":");
-        json_put_str_or_null(b, band >= 0 ? g->bands[band].grade : NULL);
+        out_score_json(e, b, ent, score, band);
         buf_puts(b, ",\"contributions\":");
         out_contributions_json(e, b, ent, t, false);
         buf_puts(b, ",\"flags\":");
@@ -580,12 +601,8 @@ void out_adjustment(Engine *e, Ent *ent, int64_t t, GradeCause cause, const char
                 buf_puts(b, ",\"changed\":[");
                 buf_puts(b, off ? "\"official\"" : "");
                 buf_puts(b, off && idx ? ",\"index\"" : idx ? "\"index\"" : "");
-                buf_puts(b, "],\"official\":");
-                out_official(e, b, ent);
-                buf_puts(b, ",\"index\":{\"score\":");
-                out_num(b, score);
-                buf_puts(b, ",\"band\":");
-                json_put_str_or_null(b, ent->held >= 0 ? g->bands[ent->held].grade : NULL);
+                buf_puts(b, "],");
+                out_official_index(e, b, ent, score);
                 buf_puts(b, ",\"previous_band\":");
                 json_put_str_or_null(b, !first && pheld >= 0 ? g->bands[pheld].grade : NULL);
                 buf_putc(b, '}');
