@@ -1,5 +1,8 @@
 /*
- * riskd's HTTP endpoint on libmicrohttpd (httpd.h).
+ * riskd's HTTP endpoint on libmicrohttpd (httpd.h): the listening socket,
+ * the checks of a request before it reaches the main loop, the queue the
+ * main loop answers, the timer thread.  The server's structs are in
+ * httpd_int.h, the streams (Server-Sent Events) in httpd_stream.c.
  *
  * Threads: libmicrohttpd's polling thread runs on_request/on_completed; the
  * timer thread (expire) answers requests that waited too long; the owner's
@@ -28,110 +31,7 @@
 #include <microhttpd.h>
 
 #include "include/riskd/util.h"
-#include "src/daemon/httpd.h"
-
-typedef enum ReqState { REQ_NEW, REQ_QUEUED, REQ_ANSWERED } ReqState;
-
-/* A connection, from accept to close (MHD_OPTION_NOTIFY_CONNECTION): the
- * timer thread closes one whose request head took longer than
- * head_timeout_ms (libmicrohttpd's own timeout is reset by every byte). */
-typedef struct HttpConn {
-        int fd;
-        bool in_head;            /* waiting for (the rest of) a request head */
-        bool bad_target;         /* the target had a %00 (unescape) */
-        bool cut;                /* shut down by the timer thread */
-        struct HttpStream *stream; /* its response is this stream (under lock) */
-        int64_t head_t0;         /* monotonic ms: accepted, or the last request done */
-        struct HttpConn *prev, *next;
-} HttpConn;
-
-struct HttpReq {
-        struct Httpd *h;
-        struct MHD_Connection *conn;
-        HttpConn *hc;
-        char method[8];
-        char *path;
-        Buf body;
-        bool too_big;
-        size_t dropped;          /* body bytes past max_body, read and dropped */
-        bool suspended;          /* was queued: counted in nsuspended until completed */
-        uint64_t seq;            /* the order it was queued in, from 1 */
-        int64_t queued_at;       /* monotonic ms */
-        ReqState state;
-        bool held;               /* the handler answers it later (httpd_hold) */
-        unsigned status;
-        char *ctype;
-        char *resp;
-        size_t resp_len;
-        char **kv;               /* the query's arguments then the headers, key and value each */
-        unsigned nargs, nkv;     /* pairs: arguments, all */
-        struct HttpStream *stream; /* answered with a stream (httpd_stream) */
-        HttpReq *next;
-};
-
-/* A stream (httpd.h).  Two references: the owner's (httpd_stream_close)
- * and the server's (the response's free callback, or on_completed when no
- * response was made).  s->lock guards the buffer and the flags; the
- * connection is suspended by the content reader when the buffer is empty
- * and resumed by a send or the close. */
-struct HttpStream {
-        Httpd *h;
-        struct MHD_Connection *conn;
-        pthread_mutex_t lock;
-        Buf buf;
-        size_t off;              /* sent up to here */
-        size_t max;
-        unsigned refs;
-        bool started;            /* its response was made (the server's reference is its) */
-        bool suspended;          /* by the reader, waiting for data */
-        bool closed, dropped, gone;
-        bool want_room;          /* a send did not fit: wake the owner once it is empty */
-        HttpConn *hc;            /* under h->lock: NULL once the connection closed */
-        struct HttpStream *prev, *next; /* h->streams, under h->lock */
-};
-
-struct Httpd {
-        struct MHD_Daemon *d;
-        int fd;
-        unsigned port;
-        HttpdOptions opt;
-        HttpdHandler handler;
-        HttpdWake wake;
-        void *ud;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;     /* monotonic; stopping, nsuspended */
-        HttpReq *head, *tail;    /* queued for the main loop, oldest first */
-        unsigned nqueued;
-        unsigned nsuspended;     /* queued, or resumed but not yet completed */
-        uint64_t seq;            /* of the last request queued */
-        bool stopping;
-        bool timer_started;
-        pthread_t timer;
-        HttpConn *conns;         /* under lock: every open connection */
-        char listen_host[256];   /* of http_listen, lower case; "" for every address */
-        bool listen_any;         /* 0.0.0.0, ::, or no host: any address literal is ours */
-        uint64_t cut_heads;      /* connections closed for a slow head */
-        HttpStream *streams;     /* under lock: every stream not yet freed */
-};
-
-/* The server's lists (connections, streams), doubly linked through prev
- * and next, newest first; under h->lock. */
-#define DLIST_PUSH(head, x) \
-        do { \
-                (x)->next = (head); \
-                if (head) \
-                        (head)->prev = (x); \
-                (head) = (x); \
-        } while (0)
-#define DLIST_UNLINK(head, x) \
-        do { \
-                if ((x)->prev) \
-                        (x)->prev->next = (x)->next; \
-                else \
-                        (head) = (x)->next; \
-                if ((x)->next) \
-                        (x)->next->prev = (x)->prev; \
-        } while (0)
+#include "src/daemon/httpd_int.h"
 
 /* The body of a chunked request past the limit is drained up to this much
  * (so that the client reads the 413), then the connection is closed. */
@@ -177,15 +77,12 @@ static void answer_error(HttpReq *r, unsigned status, const char *message)
         buf_free(&b);
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max);
-static void stream_free_cb(void *cls);
-
 static enum MHD_Result send_answer(struct MHD_Connection *c, HttpReq *r)
 {
         struct MHD_Response *resp;
         if (r->stream) {
-                resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, r->stream,
-                                                         stream_free_cb);
+                resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, httpd_stream_read, r->stream,
+                                                         httpd_stream_free_cb);
                 if (resp) {
                         pthread_mutex_lock(&r->stream->lock);
                         r->stream->started = true;
@@ -452,8 +349,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
 }
 
-static void stream_unref(HttpStream *s);
-
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code)
 {
         Httpd *h = cls;
@@ -482,7 +377,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
                         st->gone = true;
                 pthread_mutex_unlock(&st->lock);
                 if (!started)
-                        stream_unref(st);
+                        httpd_stream_unref(st);
         }
         for (unsigned i = 0; i < 2 * r->nkv; i++)
                 free(r->kv[i]);
@@ -575,8 +470,6 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
 }
 
 static void *expire(void *arg);
-static void stream_cut(HttpStream *s);
-static void stream_wake(HttpStream *s);
 
 /* "host:port", "[v6]:port", ":port" with a numeric host: the address, or
  * -EINVAL with *ret_msg.  Nothing is resolved (AI_NUMERICHOST): the check
@@ -861,11 +754,11 @@ Httpd *httpd_free(Httpd *h)
                  * connection must be resumed before MHD_stop_daemon */
                 pthread_mutex_lock(&h->lock);
                 for (HttpStream *s = h->streams; s; s = s->next) {
-                        stream_cut(s);
+                        httpd_stream_cut(s);
                         pthread_mutex_lock(&s->lock);
                         s->closed = s->dropped = true;
                         if (!s->gone)
-                                stream_wake(s);
+                                httpd_stream_wake(s);
                         pthread_mutex_unlock(&s->lock);
                 }
                 pthread_mutex_unlock(&h->lock);
@@ -982,162 +875,4 @@ const char *httpd_header(const HttpReq *r, const char *name)
                 if (strcasecmp(r->kv[2 * i], name) == 0)
                         return r->kv[2 * i + 1];
         return NULL;
-}
-
-/* ---- streams ---- */
-
-static void stream_unref(HttpStream *s)
-{
-        pthread_mutex_lock(&s->lock);
-        bool last = --s->refs == 0;
-        pthread_mutex_unlock(&s->lock);
-        if (!last)
-                return;
-        Httpd *h = s->h;
-        pthread_mutex_lock(&h->lock);
-        DLIST_UNLINK(h->streams, s);
-        if (s->hc)
-                s->hc->stream = NULL;
-        pthread_mutex_unlock(&h->lock);
-        pthread_mutex_destroy(&s->lock);
-        buf_free(&s->buf);
-        free(s);
-}
-
-/* Under s->lock: the reader suspended the connection for want of data;
- * it runs again. */
-static void stream_wake(HttpStream *s)
-{
-        if (s->suspended) {
-                s->suspended = false;
-                MHD_resume_connection(s->conn);
-        }
-}
-
-/* The server thread: what is queued, or a suspension until more comes. */
-static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
-{
-        HttpStream *s = cls;
-        (void)pos;
-        bool wake = false;
-        pthread_mutex_lock(&s->lock);
-        ssize_t n;
-        if (s->dropped)
-                n = MHD_CONTENT_READER_END_WITH_ERROR;
-        else if (s->off < s->buf.len) {
-                size_t k = s->buf.len - s->off < max ? s->buf.len - s->off : max;
-                memcpy(out, s->buf.p + s->off, k);
-                s->off += k;
-                if (s->off == s->buf.len) {
-                        s->off = s->buf.len = 0;
-                        wake = s->want_room;
-                        s->want_room = false;
-                }
-                n = (ssize_t)k;
-        } else if (s->closed)
-                n = MHD_CONTENT_READER_END_OF_STREAM;
-        else {
-                /* nothing to send: no busy loop, resumed by the next send */
-                s->suspended = true;
-                MHD_suspend_connection(s->conn);
-                n = 0;
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (wake && s->h->wake)
-                s->h->wake(s->h->ud);
-        return n;
-}
-
-static void stream_free_cb(void *cls)
-{
-        HttpStream *s = cls;
-        pthread_mutex_lock(&s->lock);
-        s->gone = true;
-        s->suspended = false;
-        pthread_mutex_unlock(&s->lock);
-        stream_unref(s);
-}
-
-HttpStream *httpd_stream(HttpReq *r, const char *content_type, size_t max)
-{
-        Httpd *h = r->h;
-        HttpStream *s = xcalloc(1, sizeof(*s));
-        pthread_mutex_init(&s->lock, NULL);
-        s->h = h;
-        s->conn = r->conn;
-        s->max = max;
-        s->refs = 2;
-        answer(r, 200, content_type, "", 0);
-        r->stream = s;
-        pthread_mutex_lock(&h->lock);
-        DLIST_PUSH(h->streams, s);
-        s->hc = r->hc;
-        if (s->hc) {
-                s->hc->stream = s;
-                /* a client that reads nothing fills this and then the
-                 * stream's buffer: its memory is bounded */
-                int sb = 65536;
-                if (s->hc->fd >= 0)
-                        setsockopt(s->hc->fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
-        }
-        pthread_mutex_unlock(&h->lock);
-        return s;
-}
-
-int httpd_stream_send(HttpStream *s, const char *data, size_t len)
-{
-        int ret = 0;
-        pthread_mutex_lock(&s->lock);
-        if (s->gone || s->closed)
-                ret = -EPIPE;
-        else if (s->buf.len - s->off + len > s->max) {
-                ret = -ENOBUFS;
-                s->want_room = true;
-        }
-        else {
-                if (s->off && s->off >= s->buf.len / 2) { /* what was sent goes */
-                        memmove(s->buf.p, s->buf.p + s->off, s->buf.len - s->off);
-                        s->buf.len -= s->off;
-                        s->off = 0;
-                }
-                buf_put(&s->buf, data, len);
-                stream_wake(s);
-        }
-        pthread_mutex_unlock(&s->lock);
-        return ret;
-}
-
-bool httpd_stream_gone(HttpStream *s)
-{
-        pthread_mutex_lock(&s->lock);
-        bool gone = s->gone;
-        pthread_mutex_unlock(&s->lock);
-        return gone;
-}
-
-/* Under h->lock: a dropped stream's connection is shut down, so that a
- * client that reads nothing does not hold it until the idle timeout. */
-static void stream_cut(HttpStream *s)
-{
-        if (s->hc && s->hc->fd >= 0 && !s->hc->cut) {
-                shutdown(s->hc->fd, SHUT_RDWR);
-                s->hc->cut = true;
-        }
-}
-
-void httpd_stream_close(HttpStream *s, bool dropped)
-{
-        Httpd *h = s->h;
-        if (dropped) {
-                pthread_mutex_lock(&h->lock);
-                stream_cut(s);
-                pthread_mutex_unlock(&h->lock);
-        }
-        pthread_mutex_lock(&s->lock);
-        s->closed = true;
-        s->dropped |= dropped;
-        if (!s->gone)
-                stream_wake(s);
-        pthread_mutex_unlock(&s->lock);
-        stream_unref(s);
 }
