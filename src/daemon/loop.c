@@ -354,14 +354,16 @@ static void stall_watch(Loop *l, int64_t now)
                         rd_kafka_topic_partition_list_add(one, topic, pt->id)->offset = at;
                         rd_kafka_resume_partitions(l->consumer, one);
                         rd_kafka_error_t *error = kafka_seek(l->consumer, one, 10000);
-                        if (error) {
+                        rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : one->elems[0].err;
+                        if (err)
                                 log_warning("%s[%d]: cannot seek to %lld: %s", topic, pt->id, (long long)at,
-                                            rd_kafka_error_string(error));
+                                            error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+                        if (error)
                                 rd_kafka_error_destroy(error);
-                        } else if (one->elems[0].err)
-                                log_warning("%s[%d]: cannot seek to %lld: %s", topic, pt->id, (long long)at,
-                                            rd_kafka_err2str(one->elems[0].err));
                         rd_kafka_topic_partition_list_destroy(one);
+                        /* not being fetched at all: only an assign starts it again */
+                        if (err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+                                l->reassign_due = true;
                 }
         }
 }
@@ -379,6 +381,8 @@ void loop_budget(Loop *l)
 static void loop_tick(Loop *l, int64_t now)
 {
         stall_watch(l, now);
+        if (l->reassign_due && !l->fatal)
+                loop_reassign(l);
         loop_budget(l);
         loop_notify(l);
         log_limit_flush(&l->ll_dlq, LOG_PRIO_WARNING, "dead letters");
@@ -417,6 +421,8 @@ int loop_new(Loop **ret, const Config *cfg, RuleSet *rs)
         Loop *l = xcalloc(1, sizeof(*l));
         const char *fs = getenv("RISKD_FAULT_STALL");
         l->fault_stall = fs && *fs ? (int32_t)atoi(fs) : -1;
+        const char *fu = getenv("RISKD_FAULT_UNFETCHED");
+        l->fault_unfetched = fu && *fu ? (int32_t)atoi(fu) : -1;
         const char *fc = getenv("RISKD_FAULT_CRASH_STATE");
         l->c.fault_crash_state = fc && *fc ? atoll(fc) : 0;
         const char *fh = getenv("RISKD_FAULT_COMMIT_HOLD");

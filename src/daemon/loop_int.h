@@ -225,6 +225,10 @@ struct Loop {
         int64_t next_tick, next_stats;
         int32_t fault_stall;     /* RISKD_FAULT_STALL (tests): this partition is paused behind the
                                   * loop's back once restored, as a lost fetch would leave it; -1 */
+        int32_t fault_unfetched; /* RISKD_FAULT_UNFETCHED (tests): librdkafka stops fetching this
+                                  * partition right after its assign, as a lost fetch start
+                                  * leaves it (loop_reassign); -1 */
+        bool reassign_due;       /* a partition is assigned but not fetched: loop_reassign */
         const char *fault_reload_gate; /* RISKD_FAULT_RELOAD_GATE=PATH (tests): a compiled reload
                                         * is handed to the loop only once PATH exists, so a
                                         * test sees what riskd does while the rules compile */
@@ -241,6 +245,8 @@ void loop_fatal(Loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 
 uint32_t loop_ninputs(const Loop *l);
 uint32_t loop_topic_index(const Loop *l, const char *name);
 Part *loop_part(const Loop *l, int32_t p);
+/* Assigns the whole assignment again (restore.c has why). */
+void loop_reassign(Loop *l);
 const char *loop_printable(const void *s, size_t n, char *buf, size_t size);
 uint32_t loop_parts_active(const Loop *l);
 /* The state budget over every partition's Engine (budget.c): at each

@@ -99,16 +99,26 @@ static void restore_done(Loop *l, Part *pt, int64_t position)
         }
         if (seek->cnt) {
                 rd_kafka_error_t *error = kafka_seek(l->consumer, seek, 10000);
-                if (error) {
-                        loop_fatal(l, "partition %d: cannot seek to the restored offset: %s", pt->id,
-                              rd_kafka_error_string(error));
+                for (int i = 0; i < (error ? 1 : seek->cnt); i++) {
+                        rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : seek->elems[i].err;
+                        if (!err)
+                                continue;
+                        if (err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+                                /* not being fetched at all (loop_reassign): assigned again at r */
+                                log_warning("partition %d: cannot seek to the restored offset (%s): not being "
+                                            "fetched",
+                                            pt->id, error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+                                l->reassign_due = true;
+                        } else if (error)
+                                loop_fatal(l, "partition %d: cannot seek to the restored offset: %s", pt->id,
+                                           rd_kafka_error_string(error));
+                        else
+                                loop_fatal(l, "partition %d: cannot seek %s to offset %lld: %s", pt->id,
+                                           seek->elems[i].topic, (long long)seek->elems[i].offset,
+                                           rd_kafka_err2str(err));
+                }
+                if (error)
                         rd_kafka_error_destroy(error);
-                } else
-                        for (int i = 0; i < seek->cnt; i++)
-                                if (seek->elems[i].err)
-                                        loop_fatal(l, "partition %d: cannot seek %s to offset %lld: %s", pt->id,
-                                              seek->elems[i].topic, (long long)seek->elems[i].offset,
-                                              rd_kafka_err2str(seek->elems[i].err));
         }
         if (!l->fatal) {
                 rd_kafka_resp_err_t err = rd_kafka_resume_partitions(l->consumer, all);
@@ -336,6 +346,68 @@ static void describe_parts(const rd_kafka_topic_partition_list_t *parts, Buf *b)
                 buf_puts(b, "(none)");
 }
 
+/* RISKD_FAULT_UNFETCHED=P (tests): the state a lost fetch start leaves
+ * (loop_reassign): P stays assigned for riskd, but librdkafka, assigned
+ * everything else again, no longer fetches it. */
+static void fault_unfetched(Loop *l, rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts)
+{
+        rd_kafka_topic_partition_list_t *rest = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+                if (parts->elems[i].partition != l->fault_unfetched)
+                        rd_kafka_topic_partition_list_add(rest, parts->elems[i].topic, parts->elems[i].partition);
+        if (rest->cnt < parts->cnt) {
+                log_warning("RISKD_FAULT_UNFETCHED: partition %d assigned but not fetched", l->fault_unfetched);
+                rd_kafka_assign(rk, rest);
+                rd_kafka_pause_partitions(rk, rest);
+        }
+        rd_kafka_topic_partition_list_destroy(rest);
+}
+
+/* librdkafka 2.0.2 can lose the start of a partition's fetch when a pause
+ * follows its assign closely (librdkafka issue 2190: the pause's version
+ * barrier outdates the fetch start), as on_assign pauses what it assigns:
+ * the partition stays assigned and is never fetched, and a seek of it
+ * fails (Local: Erroneous state), which the stall watch sees.  With the
+ * eager protocol the one way back is to assign the whole assignment again:
+ * each active input at riskd's position (at its committed offset while
+ * riskd has applied none of it), inputs still restoring at their committed
+ * offset and paused again, as on_assign leaves them.  Records fetched but
+ * not yet taken are dropped by the assign and fetched again from there. */
+void loop_reassign(Loop *l)
+{
+        l->reassign_due = false;
+        /* what riskd holds assigned (the group's assignment, as on_assign
+         * and on_revoke left it) */
+        rd_kafka_topic_partition_list_t *cur = rd_kafka_topic_partition_list_new((int)l->nparts);
+        for (uint32_t p = 0; p < l->nparts; p++)
+                for (uint32_t i = 0; l->parts[p] && i < loop_ninputs(l); i++)
+                        if (l->parts[p]->in[i].assigned)
+                                rd_kafka_topic_partition_list_add(cur, l->cfg->input_topics[i], l->parts[p]->id);
+        rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(cur->cnt);
+        for (int i = 0; i < cur->cnt; i++) {
+                rd_kafka_topic_partition_t *tp = &cur->elems[i];
+                uint32_t ti = loop_topic_index(l, tp->topic);
+                Part *pt = ti == UINT32_MAX ? NULL : loop_part(l, tp->partition);
+                tp->offset = RD_KAFKA_OFFSET_INVALID; /* the committed offset */
+                if (pt && pt->state != PART_ACTIVE)
+                        rd_kafka_topic_partition_list_add(paused, tp->topic, tp->partition);
+                else if (pt && pt->in[ti].pos >= 0)
+                        tp->offset = pt->in[ti].pos;
+                if (pt)
+                        pt->in[ti].idle_since = log_now_ms();
+        }
+        log_warning("an assigned partition is not being fetched (librdkafka lost its fetch start): assigning "
+                    "the %d partitions again, each at riskd's position",
+                    cur->cnt);
+        rd_kafka_resp_err_t err = rd_kafka_assign(l->consumer, cur);
+        if (err)
+                loop_fatal(l, "assign: %s", rd_kafka_err2str(err));
+        else if (paused->cnt)
+                rd_kafka_pause_partitions(l->consumer, paused);
+        rd_kafka_topic_partition_list_destroy(paused);
+        rd_kafka_topic_partition_list_destroy(cur);
+}
+
 static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
 {
         l->assigned_once = true;
@@ -346,6 +418,8 @@ static void on_assign(Loop *l, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *
         }
         /* nothing is processed before the partition's state is restored */
         rd_kafka_pause_partitions(rk, parts);
+        if (l->fault_unfetched >= 0)
+                fault_unfetched(l, rk, parts);
         for (int i = 0; i < parts->cnt && !l->fatal; i++) {
                 uint32_t ti = loop_topic_index(l, parts->elems[i].topic);
                 if (ti == UINT32_MAX) {

@@ -12,6 +12,15 @@ for P, count it in riskd_fetch_stalls_total, and then produce every output
 of the stream, equal to `riskctl replay` of each partition.  A second riskd
 with the watch off (stall_timeout 0) and the same fault shows that the test
 can fail: P's outputs never come.
+
+librdkafka 2.0.2 can also lose the start of a partition's fetch when a
+pause follows its assign closely (its issue 2190), as riskd pauses what it
+is assigned until the partition's state is restored: the partition stays
+assigned and is never fetched, and a seek of it fails (Local: Erroneous
+state).  RISKD_FAULT_UNFETCHED=P makes that state: right after the assign,
+librdkafka is assigned every partition but P again.  The stall watch's seek
+fails, riskd assigns its whole assignment again at its positions, and every
+output comes, equal to the replay.
 """
 import http.client
 import os
@@ -75,6 +84,19 @@ def test(wd):
     H.compare(rd.outputs(), exp, "riskd with a stalled partition")
     assert r.alive(), r.log_tail()
     assert r.term() == 0, r.log_tail()
+    rd.close()
+
+    # a partition assigned but not fetched: assigned again (a fresh group)
+    u = H.Riskd(wd, b, name="unfetched", stall_timeout="2s", group_id="riskd-unfetched")
+    u.start(env={"RISKD_FAULT_UNFETCHED": str(stalled)})
+    u.wait_log(rf"RISKD_FAULT_UNFETCHED: partition {stalled} assigned but not fetched", 60)
+    rd = H.Reader(b.bootstrap)
+    rd.wait_for(exp, 120, "every output, the unfetched partition's too")
+    u.wait_log(r"an assigned partition is not being fetched .*: assigning the \d+ partitions again", 10)
+    rd.quiesce(2)
+    H.compare(rd.outputs(), exp, "riskd with a partition assigned but not fetched")
+    assert u.alive(), u.log_tail()
+    assert u.term() == 0, u.log_tail()
     rd.close()
     assert b.stop() == 0
 
