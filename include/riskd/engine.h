@@ -319,7 +319,9 @@ void engine_enterprises_write(Engine *e, struct Buf *out);
 /*
  * The query API's view (riskd's /v1/enterprises, /v1/summary, /v1/alerts):
  * every enterprise in state as one row, in table order (the caller sorts),
- * as of the watermark like explain.  An enterprise in compact form is read
+ * scored as of the watermark (the same score as explain's, which is as of
+ * the enterprise's latest change: nothing moves between two changes).  An
+ * enterprise in compact form is read
  * from its record without being expanded (the walk leaves the state as it
  * found it).  The strings are valid during the call.
  */
